@@ -1,0 +1,164 @@
+//! A connection's socket and its bounded outbound queue.
+//!
+//! Publishers write an event straight to the socket from whatever thread is
+//! publishing, without waking the connection's task, whenever nothing is queued
+//! ahead of it: at fan-out rates that saves a task wake-up per delivery. Only
+//! what the kernel would not take is queued, and the queue is bounded in bytes:
+//! a client that stops reading is closed with 1013 instead of growing memory.
+//! Closing is one path for every reason (slow consumer, shutdown, protocol
+//! error): clear what is queued, queue the close frame, let the task flush it.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::Mutex;
+
+use bytes::{Buf, Bytes};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+use crate::frame;
+
+pub struct Conn {
+    pub stream: TcpStream,
+    out: Mutex<Outbox>,
+    /// Wakes the connection's task when it has queued bytes or must close.
+    pub wake: Notify,
+}
+
+#[derive(Default)]
+struct Outbox {
+    queue: VecDeque<Bytes>,
+    queued_bytes: usize,
+    /// The front frame was partly written: it must be finished, whatever else
+    /// is dropped, or the byte stream would be corrupt.
+    front_started: bool,
+    closing: bool,
+}
+
+/// What happened to a frame handed to `send`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// Written to the socket or queued behind earlier frames.
+    Accepted,
+    /// The connection is closing; the frame was dropped.
+    Dropped,
+    /// The queue limit was exceeded: the connection is now closing with 1013.
+    Overflow,
+}
+
+/// Where the outbound side stands after a flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// Everything is written; the connection stays open.
+    Idle,
+    /// The kernel would not take more: wait until the socket is writable.
+    Pending,
+    /// Everything, the close frame included, is written: end the connection.
+    Closed,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream) -> Conn {
+        Conn { stream, out: Mutex::new(Outbox::default()), wake: Notify::new() }
+    }
+
+    fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
+        // A panic elsewhere while holding the lock leaves a consistent queue.
+        self.out.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends `frame`, queueing what the socket does not take at once.
+    pub fn send(&self, mut frame: Bytes, max_queued: usize) -> Sent {
+        let mut o = self.outbox();
+        if o.closing {
+            return Sent::Dropped;
+        }
+        if o.queue.is_empty() {
+            match self.stream.try_write(&frame) {
+                Ok(n) if n == frame.len() => return Sent::Accepted,
+                Ok(n) => {
+                    frame.advance(n);
+                    o.front_started = n > 0;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => {
+                    // The peer is gone; the task sees it on its next read.
+                    o.closing = true;
+                    drop(o);
+                    self.wake.notify_one();
+                    return Sent::Dropped;
+                }
+            }
+            o.queued_bytes += frame.len();
+            o.queue.push_back(frame);
+            drop(o);
+            self.wake.notify_one();
+            return Sent::Accepted;
+        }
+        if o.queued_bytes + frame.len() > max_queued {
+            start_close(&mut o, frame::close::TRY_AGAIN_LATER, "slow consumer");
+            drop(o);
+            self.wake.notify_one();
+            return Sent::Overflow;
+        }
+        o.queued_bytes += frame.len();
+        o.queue.push_back(frame);
+        Sent::Accepted
+    }
+
+    /// Starts closing with `code`: drops what is queued (bar a partly written
+    /// frame) and queues the close frame. False when already closing.
+    pub fn close(&self, code: u16, reason: &str) -> bool {
+        let mut o = self.outbox();
+        if o.closing {
+            return false;
+        }
+        start_close(&mut o, code, reason);
+        drop(o);
+        self.wake.notify_one();
+        true
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.outbox().closing
+    }
+
+    pub fn has_queued(&self) -> bool {
+        !self.outbox().queue.is_empty()
+    }
+
+    /// Writes queued frames until done or the kernel pushes back.
+    pub fn flush(&self) -> io::Result<Flush> {
+        let mut o = self.outbox();
+        while let Some(front) = o.queue.front_mut() {
+            match self.stream.try_write(front) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    front.advance(n);
+                    let done = front.is_empty();
+                    o.queued_bytes -= n;
+                    o.front_started = !done;
+                    if done {
+                        o.queue.pop_front();
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flush::Pending),
+                Err(e) => return Err(e),
+            }
+        }
+        // Give back the queue's memory once it drains: idle connections hold none.
+        o.queue = VecDeque::new();
+        Ok(if o.closing { Flush::Closed } else { Flush::Idle })
+    }
+}
+
+fn start_close(o: &mut Outbox, code: u16, reason: &str) {
+    let keep = if o.front_started { o.queue.pop_front() } else { None };
+    o.queue.clear();
+    o.queued_bytes = 0;
+    o.closing = true;
+    for f in keep.into_iter().chain([frame::close_frame(code, reason)]) {
+        o.queued_bytes += f.len();
+        o.queue.push_back(f);
+    }
+}

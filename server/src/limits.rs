@@ -1,0 +1,105 @@
+//! Process and abuse limits: the open-files ceiling and Appwrite's rate limits.
+//!
+//! Every connection is a descriptor, so the open-files limit caps connections
+//! per process; the server raises its soft limit to the hard one at start and
+//! says how many connections that allows. The rate limits copy Appwrite's abuse
+//! protection (connects per IP per minute, messages per connection per minute);
+//! a benchmark runs with them off, which is the default.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+/// Descriptors kept for the listener, logs, /proc reads and HTTP clients.
+pub const RESERVED_FDS: u64 = 64;
+
+#[derive(Debug, Clone, Copy)]
+pub struct OpenFiles {
+    pub soft_before: u64,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+impl OpenFiles {
+    /// How many connections this process can hold.
+    pub fn connection_capacity(&self) -> u64 {
+        self.soft.saturating_sub(RESERVED_FDS)
+    }
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit.
+pub fn raise_open_files() -> io::Result<OpenFiles> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let soft_before = lim.rlim_cur;
+    lim.rlim_cur = lim.rlim_max;
+    // SAFETY: setrlimit reads the struct we own.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(OpenFiles { soft_before, soft: lim.rlim_max, hard: lim.rlim_max })
+}
+
+/// A fixed one-minute window counter.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Window {
+    minute: u64,
+    count: u32,
+}
+
+impl Window {
+    /// Counts one more and says whether it is within `per_minute`.
+    pub fn allow(&mut self, now_secs: u64, per_minute: u32) -> bool {
+        let minute = now_secs / 60;
+        if minute != self.minute {
+            *self = Window { minute, count: 0 };
+        }
+        self.count = self.count.saturating_add(1);
+        self.count <= per_minute
+    }
+}
+
+/// Connection attempts per source IP per minute.
+pub struct ConnectLimiter {
+    per_minute: u32,
+    windows: Mutex<HashMap<IpAddr, Window>>,
+}
+
+impl ConnectLimiter {
+    pub fn new(per_minute: u32) -> ConnectLimiter {
+        ConnectLimiter { per_minute, windows: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn allow(&self, ip: IpAddr, now_secs: u64) -> bool {
+        let mut w = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        if w.len() > 100_000 {
+            // Forget windows that have ended so many source IPs cannot grow the map.
+            w.retain(|_, win| win.minute == now_secs / 60);
+        }
+        w.entry(ip).or_default().allow(now_secs, self.per_minute)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_resets_each_minute() {
+        let mut w = Window::default();
+        assert!((0..3).all(|_| w.allow(120, 3)));
+        assert!(!w.allow(121, 3));
+        assert!(w.allow(180, 3));
+    }
+
+    #[test]
+    fn raising_open_files_reaches_the_hard_limit() {
+        let l = raise_open_files().unwrap();
+        assert_eq!(l.soft, l.hard);
+        assert!(l.connection_capacity() < l.hard);
+    }
+}

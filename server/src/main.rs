@@ -1,0 +1,63 @@
+//! The `rtbench-server` binary: settings, open-files limit, runtime, signals.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use rtbench_server::{Config, Server, limits};
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    match limits::raise_open_files() {
+        Ok(l) => {
+            eprintln!(
+                "rtbench-server: open files: soft limit {} raised to {} (hard limit {})",
+                l.soft_before, l.soft, l.hard
+            );
+            if config.max_connections as u64 > l.connection_capacity() {
+                eprintln!(
+                    "rtbench-server: --max-connections {} exceeds what {} descriptors allow: this process holds at most {} connections; run more processes with --reuse-port",
+                    config.max_connections,
+                    l.soft,
+                    l.connection_capacity()
+                );
+            }
+        }
+        Err(e) => eprintln!("rtbench-server: could not raise the open-files limit: {e}"),
+    }
+    let threads = config.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rtbench-server: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let server = match Server::start(config).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("rtbench-server: cannot listen: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        eprintln!("rtbench-server: listening on {} with {threads} threads", server.local_addr());
+        if let Err(e) = shutdown_signal().await {
+            eprintln!("rtbench-server: cannot watch signals: {e}");
+        }
+        eprintln!("rtbench-server: shutting down: closing {} connections with 1001", server.shared().hub.len());
+        let left = server.shutdown().await;
+        eprintln!("rtbench-server: stopped ({left} connections did not close in time)");
+        ExitCode::SUCCESS
+    })
+}
+
+async fn shutdown_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! The listener, the accept loop and an orderly shutdown.
+//!
+//! `Server::start` is what the binary runs and what the tests run: the same
+//! code on a real socket, so tests exercise exactly what a benchmark measures.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::frame::close;
+use crate::http;
+use crate::hub::Hub;
+use crate::limits::ConnectLimiter;
+
+/// What every connection's task shares.
+pub struct Shared {
+    pub config: Config,
+    pub hub: Hub,
+    pub connect_limiter: Option<ConnectLimiter>,
+}
+
+impl Shared {
+    pub fn new(config: Config) -> Shared {
+        Shared {
+            hub: Hub::new(config.max_connections, config.max_outbound_bytes),
+            connect_limiter: config.connect_rate.map(ConnectLimiter::new),
+            config,
+        }
+    }
+
+    pub fn jwt_secret(&self) -> &[u8] {
+        self.config.jwt_secret.as_bytes()
+    }
+}
+
+pub struct Server {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    accept: JoinHandle<()>,
+}
+
+impl Server {
+    /// Binds the listener and starts accepting; call inside a tokio runtime.
+    pub async fn start(config: Config) -> io::Result<Server> {
+        let listener = TcpListener::from_std(bind(config.listen, config.reuse_port)?)?;
+        let local_addr = listener.local_addr()?;
+        let shared = Arc::new(Shared::new(config));
+        let accept = tokio::spawn(accept_loop(listener, shared.clone()));
+        Ok(Server { local_addr, shared, accept })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Stops accepting, closes every connection with 1001 and waits for them
+    /// to go, at most the configured grace. Returns the connections left.
+    pub async fn shutdown(self) -> usize {
+        self.accept.abort();
+        let hub = &self.shared.hub;
+        hub.close_all(close::GOING_AWAY, "server shutting down");
+        let grace = Duration::from_millis(self.shared.config.shutdown_grace_ms);
+        let _ = tokio::time::timeout(grace, async {
+            while !hub.is_empty() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        hub.len()
+    }
+}
+
+/// A listening socket with a deep backlog (connect storms are the workload)
+/// and, when asked, SO_REUSEPORT so several processes share the port.
+fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(65_535)?;
+    Ok(socket.into())
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(http::serve(stream, peer, shared.clone()));
+            }
+            Err(e) => {
+                // Out of descriptors (EMFILE) or memory: back off instead of
+                // spinning; the pending connection waits in the backlog.
+                shared.hub.metrics.accept_errors.fetch_add(1, Relaxed);
+                if shared.hub.metrics.accept_errors.load(Relaxed).is_power_of_two() {
+                    eprintln!("rtbench-server: accept failed: {e}");
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
