@@ -7,22 +7,24 @@
 //! a client that stops reading is closed with 1013 instead of growing memory.
 //! Closing is one path for every reason (slow consumer, shutdown, protocol
 //! error): clear what is queued, queue the close frame, let the task flush it.
+//!
+//! The task's waker lives in the outbox, under the lock publishers take anyway,
+//! rather than in a `Notify`: a connection's task then holds no waiter of its
+//! own, which keeps an idle connection small.
 
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes};
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 
 use crate::frame;
 
 pub struct Conn {
     pub stream: TcpStream,
     out: Mutex<Outbox>,
-    /// Wakes the connection's task when it has queued bytes or must close.
-    pub wake: Notify,
 }
 
 #[derive(Default)]
@@ -33,6 +35,10 @@ struct Outbox {
     /// is dropped, or the byte stream would be corrupt.
     front_started: bool,
     closing: bool,
+    /// The connection's task, to wake when it has queued bytes or must close.
+    waker: Option<Waker>,
+    /// Set by `kick`, cleared when the task sees it.
+    kicked: bool,
 }
 
 /// What happened to a frame handed to `send`.
@@ -59,7 +65,25 @@ pub enum Flush {
 
 impl Conn {
     pub fn new(stream: TcpStream) -> Conn {
-        Conn { stream, out: Mutex::new(Outbox::default()), wake: Notify::new() }
+        Conn { stream, out: Mutex::new(Outbox::default()) }
+    }
+
+    /// Ready once after every `kick`; otherwise registers the task's waker.
+    pub fn poll_kicked(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut o = self.outbox();
+        if std::mem::take(&mut o.kicked) {
+            return Poll::Ready(());
+        }
+        if !o.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            o.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// Ends the connection without ceremony once its deadline passes: reads
+    /// and writes fail, so its task finishes.
+    pub fn abort(&self) {
+        let _ = socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Both);
     }
 
     fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
@@ -84,21 +108,18 @@ impl Conn {
                 Err(_) => {
                     // The peer is gone; the task sees it on its next read.
                     o.closing = true;
-                    drop(o);
-                    self.wake.notify_one();
+                    kick(o);
                     return Sent::Dropped;
                 }
             }
             o.queued_bytes += frame.len();
             o.queue.push_back(frame);
-            drop(o);
-            self.wake.notify_one();
+            kick(o);
             return Sent::Accepted;
         }
         if o.queued_bytes + frame.len() > max_queued {
             start_close(&mut o, frame::close::TRY_AGAIN_LATER, "slow consumer");
-            drop(o);
-            self.wake.notify_one();
+            kick(o);
             return Sent::Overflow;
         }
         o.queued_bytes += frame.len();
@@ -114,8 +135,7 @@ impl Conn {
             return false;
         }
         start_close(&mut o, code, reason);
-        drop(o);
-        self.wake.notify_one();
+        kick(o);
         true
     }
 
@@ -149,6 +169,16 @@ impl Conn {
         // Give back the queue's memory once it drains: idle connections hold none.
         o.queue = VecDeque::new();
         Ok(if o.closing { Flush::Closed } else { Flush::Idle })
+    }
+}
+
+/// Wakes the connection's task (after the lock is released).
+fn kick(mut o: std::sync::MutexGuard<'_, Outbox>) {
+    o.kicked = true;
+    let waker = o.waker.take();
+    drop(o);
+    if let Some(w) = waker {
+        w.wake();
     }
 }
 

@@ -189,7 +189,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
             ("GET", "/v1/realtime") => match upgrade_accept(&req) {
                 Ok(accept) => {
                     let leftover = std::mem::take(&mut buf);
-                    return session::run(stream, peer.ip(), req, accept, leftover, shared).await;
+                    return session::start(stream, peer.ip(), req, &accept, leftover, shared).await;
                 }
                 Err((status, msg)) => {
                     shared.hub.metrics.bad_handshakes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

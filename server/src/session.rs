@@ -11,6 +11,7 @@ use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,7 +19,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 
 use crate::auth::{self, Claims};
 use crate::conn::{Conn, Flush};
@@ -66,12 +66,14 @@ struct Subscription {
     channels: Vec<Box<str>>,
 }
 
-/// Sends the 101 response, then runs the connection until it ends.
-pub async fn run(
+/// Sends the 101 response and admits the connection (or queues its refusal),
+/// then spawns its task. The handshake's buffers end here: the spawned task is
+/// sized for the session alone, and every byte of it counts a million times.
+pub async fn start(
     mut stream: TcpStream,
     peer: IpAddr,
     req: Request,
-    accept: String,
+    accept: &str,
     leftover: Vec<u8>,
     shared: Arc<Shared>,
 ) {
@@ -87,23 +89,27 @@ pub async fn run(
         id: None,
         user: None,
         subscriptions: Vec::new(),
-        partial: leftover,
+        // Keep the handshake buffer only if a frame followed the request in it.
+        partial: if leftover.is_empty() { Vec::new() } else { leftover },
         message: Vec::new(),
         message_opcode: 0,
         rate: Window::default(),
     };
     if s.admit(peer, &req) {
-        drop(req);
         s.process_partial();
     }
-    s.serve().await;
-    if let Some(id) = s.id {
-        s.shared.hub.unregister(id);
-    }
-    s.linger().await;
+    tokio::spawn(s.run());
 }
 
 impl Session {
+    async fn run(mut self) {
+        self.serve().await;
+        if let Some(id) = self.id {
+            self.shared.hub.unregister(id);
+        }
+        self.linger().await;
+    }
+
     fn send(&self, f: Bytes) {
         self.shared.hub.metrics.sent(1, f.len() as u64);
         if self.conn.send(f, self.shared.hub.max_outbound_bytes()) == crate::conn::Sent::Overflow {
@@ -219,32 +225,48 @@ impl Session {
     }
 
     async fn serve(&mut self) {
-        let mut deadline: Option<Instant> = None;
+        let mut deadline_set = false;
         loop {
-            if deadline.is_none() && self.conn.is_closing() {
-                deadline = Some(Instant::now() + CLOSE_FLUSH);
+            if !deadline_set && self.conn.is_closing() {
+                deadline_set = true;
+                self.abort_after(CLOSE_FLUSH);
             }
             let pending = match self.conn.flush() {
                 Ok(Flush::Closed) | Err(_) => return,
                 Ok(Flush::Pending) => true,
                 Ok(Flush::Idle) => false,
             };
-            let stream = &self.conn.stream;
-            tokio::select! {
-                r = stream.readable() => {
-                    if r.is_err() || self.read_ready().is_err() {
-                        return;
-                    }
+            // Readiness wakers live in tokio's per-socket state and the kick
+            // waker in the outbox, so this wait adds nothing to the task's size.
+            let conn = &*self.conn;
+            let woke = std::future::poll_fn(|cx| {
+                if conn.poll_kicked(cx).is_ready() {
+                    return Poll::Ready(Ok(false));
                 }
-                r = stream.writable(), if pending => {
-                    if r.is_err() {
-                        return;
-                    }
+                if pending && let Poll::Ready(r) = conn.stream.poll_write_ready(cx) {
+                    return Poll::Ready(r.map(|()| false));
                 }
-                _ = self.conn.wake.notified() => {}
-                _ = sleep_until(deadline) => return,
+                conn.stream.poll_read_ready(cx).map(|r| r.map(|()| true))
+            })
+            .await;
+            match woke {
+                Err(_) => return,
+                Ok(true) if self.read_ready().is_err() => return,
+                Ok(_) => {}
             }
         }
+    }
+
+    /// Aborts the connection after `d` unless it has ended by then. Only
+    /// closing connections pay for the timer.
+    fn abort_after(&self, d: Duration) {
+        let conn = Arc::downgrade(&self.conn);
+        tokio::spawn(async move {
+            tokio::time::sleep(d).await;
+            if let Some(c) = conn.upgrade() {
+                c.abort();
+            }
+        });
     }
 
     /// Reads what the socket has into the thread's buffer and handles it.
@@ -456,22 +478,20 @@ impl Session {
     /// client's FIN, so unread bytes do not turn the close into a reset.
     async fn linger(&self) {
         let _ = socket2::SockRef::from(&self.conn.stream).shutdown(std::net::Shutdown::Write);
-        let _ = tokio::time::timeout(LINGER, async {
-            loop {
-                if self.conn.stream.readable().await.is_err() {
-                    return;
-                }
-                let gone = READ_BUF.with_borrow_mut(|buf| match self.conn.stream.try_read(buf) {
-                    Ok(0) => true,
-                    Ok(_) => false,
-                    Err(e) => e.kind() != io::ErrorKind::WouldBlock,
-                });
-                if gone {
-                    return;
-                }
+        self.abort_after(LINGER);
+        loop {
+            if std::future::poll_fn(|cx| self.conn.stream.poll_read_ready(cx)).await.is_err() {
+                return;
             }
-        })
-        .await;
+            let gone = READ_BUF.with_borrow_mut(|buf| match self.conn.stream.try_read(buf) {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+            });
+            if gone {
+                return;
+            }
+        }
     }
 }
 
@@ -488,9 +508,32 @@ fn pong_frame() -> Bytes {
     frame::text(br#"{"type":"pong"}"#)
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The spawned task is allocated once per connection for its whole life:
+    /// a future that grows (a waiter, a timer or a buffer held across an
+    /// await) shows up a million times in RSS. `cargo xtask memprobe` measures
+    /// the whole cost; this catches the regression at its source.
+    #[tokio::test]
+    async fn connection_task_stays_small() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let session = Session {
+            conn: Arc::new(Conn::new(stream)),
+            shared: Arc::new(Shared::new(crate::Config::for_listen(addr))),
+            id: None,
+            user: None,
+            subscriptions: Vec::new(),
+            partial: Vec::new(),
+            message: Vec::new(),
+            message_opcode: 0,
+            rate: Window::default(),
+        };
+        let task = session.run();
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 512, "the connection task's future is {size} bytes");
     }
 }

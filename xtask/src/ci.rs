@@ -1,0 +1,16 @@
+//! `cargo xtask ci`: what CI runs, runnable locally in one command.
+
+use crate::cargo;
+
+pub fn run() -> Result<(), String> {
+    cargo(&["fmt", "--all", "--", "--check"])?;
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    cargo(&["test", "--workspace"])
+}
