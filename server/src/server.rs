@@ -6,6 +6,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
@@ -24,6 +25,9 @@ pub struct Shared {
     pub config: Config,
     pub hub: Hub,
     pub connect_limiter: Option<ConnectLimiter>,
+    /// Connection tasks still running, lingering ones included: shutdown waits
+    /// for these, not just for the hub to empty, so no close becomes a reset.
+    pub live_sessions: AtomicUsize,
 }
 
 impl Shared {
@@ -31,6 +35,7 @@ impl Shared {
         Shared {
             hub: Hub::new(config.max_connections, config.max_outbound_bytes),
             connect_limiter: config.connect_rate.map(ConnectLimiter::new),
+            live_sessions: AtomicUsize::new(0),
             config,
         }
     }
@@ -64,20 +69,20 @@ impl Server {
         &self.shared
     }
 
-    /// Stops accepting, closes every connection with 1001 and waits for them
-    /// to go, at most the configured grace. Returns the connections left.
+    /// Stops accepting, closes every connection with 1001 and waits for their
+    /// tasks to end, at most the configured grace. Returns the connections left.
     pub async fn shutdown(self) -> usize {
         self.accept.abort();
-        let hub = &self.shared.hub;
-        hub.close_all(close::GOING_AWAY, "server shutting down");
+        self.shared.hub.close_all(close::GOING_AWAY, "server shutting down");
+        let live = &self.shared.live_sessions;
         let grace = Duration::from_millis(self.shared.config.shutdown_grace_ms);
         let _ = tokio::time::timeout(grace, async {
-            while !hub.is_empty() {
+            while live.load(Relaxed) > 0 {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         })
         .await;
-        hub.len()
+        live.load(Relaxed)
     }
 }
 

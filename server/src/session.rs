@@ -83,25 +83,36 @@ pub async fn start(
     if stream.write_all(head.as_bytes()).await.is_err() {
         return;
     }
-    let mut s = Session {
-        conn: Arc::new(Conn::new(stream)),
-        shared,
-        id: None,
-        user: None,
-        subscriptions: Vec::new(),
-        // Keep the handshake buffer only if a frame followed the request in it.
-        partial: if leftover.is_empty() { Vec::new() } else { leftover },
-        message: Vec::new(),
-        message_opcode: 0,
-        rate: Window::default(),
-    };
+    let mut s = Session::new(Conn::new(stream), shared, leftover);
     if s.admit(peer, &req) {
         s.process_partial();
     }
     tokio::spawn(s.run());
 }
 
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.shared.live_sessions.fetch_sub(1, Relaxed);
+    }
+}
+
 impl Session {
+    fn new(conn: Conn, shared: Arc<Shared>, leftover: Vec<u8>) -> Session {
+        shared.live_sessions.fetch_add(1, Relaxed);
+        Session {
+            conn: Arc::new(conn),
+            shared,
+            id: None,
+            user: None,
+            subscriptions: Vec::new(),
+            // Keep the handshake buffer only if a frame followed the request in it.
+            partial: if leftover.is_empty() { Vec::new() } else { leftover },
+            message: Vec::new(),
+            message_opcode: 0,
+            rate: Window::default(),
+        }
+    }
+
     async fn run(mut self) {
         self.serve().await;
         if let Some(id) = self.id {
@@ -521,17 +532,8 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let stream = TcpStream::connect(addr).await.unwrap();
-        let session = Session {
-            conn: Arc::new(Conn::new(stream)),
-            shared: Arc::new(Shared::new(crate::Config::for_listen(addr))),
-            id: None,
-            user: None,
-            subscriptions: Vec::new(),
-            partial: Vec::new(),
-            message: Vec::new(),
-            message_opcode: 0,
-            rate: Window::default(),
-        };
+        let session =
+            Session::new(Conn::new(stream), Arc::new(Shared::new(crate::Config::for_listen(addr))), Vec::new());
         let task = session.run();
         let size = std::mem::size_of_val(&task);
         assert!(size <= 512, "the connection task's future is {size} bytes");
