@@ -20,7 +20,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::{Buf, Bytes};
 use tokio::net::TcpStream;
 
-use crate::frame;
+use rtbench_protocol::frame;
 
 pub struct Conn {
     pub stream: TcpStream,

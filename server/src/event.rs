@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::frame;
+use rtbench_protocol::frame;
 
 /// A parsed event, ready to match and to send.
 #[derive(Debug, Clone)]
@@ -100,7 +100,9 @@ mod tests {
         let ev = parse(DOC.as_bytes()).unwrap();
         assert_eq!(ev.project, "p1");
         assert_eq!(ev.channels, vec!["files", "buckets.b1.files"]);
-        let text: serde_json::Value = serde_json::from_slice(frame::server_payload(&ev.frame)).unwrap();
+        let mut wire = ev.frame.to_vec();
+        let f = frame::parse(&mut wire, usize::MAX, frame::Sender::Server).unwrap().unwrap();
+        let text: serde_json::Value = serde_json::from_slice(&wire[f.payload_start..]).unwrap();
         assert_eq!(text["type"], "event");
         assert_eq!(text["data"]["payload"]["n"][1], 2);
         assert_eq!(text["data"]["timestamp"], "2026-11-28T00:00:00.000+00:00");

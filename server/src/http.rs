@@ -10,8 +10,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
-use sha1::{Digest, Sha1};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -228,15 +226,7 @@ fn upgrade_accept(req: &Request) -> Result<String, (u16, &'static str)> {
         return Err((426, "unsupported Sec-WebSocket-Version (13 is supported)"));
     }
     let key = req.header("sec-websocket-key").ok_or((400, "missing Sec-WebSocket-Key"))?;
-    Ok(accept_key(key.trim()))
-}
-
-/// RFC 6455 section 4.2.2: base64(SHA-1(key + GUID)).
-pub fn accept_key(key: &str) -> String {
-    let mut h = Sha1::new();
-    h.update(key.as_bytes());
-    h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
-    base64::engine::general_purpose::STANDARD.encode(h.finalize())
+    Ok(rtbench_protocol::handshake::accept_key(key.trim()))
 }
 
 /// `POST /v1/events`: checks the admin key, reads the body, fans out.
@@ -285,11 +275,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn accept_key_matches_rfc_example() {
-        assert_eq!(accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
-    }
 
     #[test]
     fn percent_decoding() {

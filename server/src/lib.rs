@@ -6,7 +6,6 @@ pub mod auth;
 pub mod config;
 pub mod conn;
 pub mod event;
-pub mod frame;
 pub mod http;
 pub mod hub;
 pub mod index;

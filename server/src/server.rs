@@ -15,10 +15,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::frame::close;
 use crate::http;
 use crate::hub::Hub;
 use crate::limits::ConnectLimiter;
+use rtbench_protocol::frame::close;
 
 /// What every connection's task shares.
 pub struct Shared {

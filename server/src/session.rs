@@ -20,14 +20,15 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::auth::{self, Claims};
+use crate::auth;
 use crate::conn::{Conn, Flush};
-use crate::frame::{self, close};
 use crate::http::Request;
 use crate::index::ConnId;
 use crate::limits::Window;
 use crate::metrics::Rejected;
 use crate::server::Shared;
+use rtbench_protocol::frame::{self, close};
+use rtbench_protocol::jwt::{self, Claims};
 
 /// Largest client message, as in Appwrite.
 pub const MAX_MESSAGE: usize = 64_000;
@@ -154,7 +155,7 @@ impl Session {
         let shared = self.shared.clone();
         let cfg = &shared.config;
         if let Some(l) = &shared.connect_limiter
-            && !l.allow(peer, auth::now_secs())
+            && !l.allow(peer, jwt::now_secs())
         {
             return self.refuse(Rejected::ConnectRate, close::TRY_AGAIN_LATER, "Too many requests");
         }
@@ -165,7 +166,7 @@ impl Session {
         };
         let token = req.header("x-appwrite-jwt").map(str::to_owned).or_else(|| req.query_values("jwt").next());
         if let Some(token) = token {
-            match auth::verify(&token, shared.jwt_secret(), auth::now_secs()) {
+            match jwt::verify(&token, shared.jwt_secret(), jwt::now_secs()) {
                 Ok(c) => self.user = Some(Box::new(c)),
                 // A bad token on connect leaves a guest, as in Appwrite.
                 Err(e) => self.send_error(close::POLICY_VIOLATION, &e.to_string()),
@@ -323,7 +324,7 @@ impl Session {
     fn consume(&mut self, buf: &mut [u8]) -> usize {
         let mut at = 0;
         while !self.conn.is_closing() {
-            match frame::parse(&mut buf[at..], MAX_MESSAGE) {
+            match frame::parse(&mut buf[at..], MAX_MESSAGE, frame::Sender::Client) {
                 Ok(Some(f)) => {
                     let start = at + f.payload_start;
                     self.on_frame(f, &buf[start..start + f.payload_len]);
@@ -386,7 +387,7 @@ impl Session {
             return; // refused: only the close is left to send
         }
         if let Some(limit) = self.shared.config.message_rate
-            && !self.rate.allow(auth::now_secs(), limit)
+            && !self.rate.allow(jwt::now_secs(), limit)
         {
             return self.send_error(close::TRY_AGAIN_LATER, "Too many messages");
         }
@@ -421,7 +422,7 @@ impl Session {
         let Some(token) = data.get("session").and_then(Value::as_str) else {
             return self.send_error(close::UNSUPPORTED_DATA, "message format invalid: data.session is missing");
         };
-        match auth::verify(token, self.shared.jwt_secret(), auth::now_secs()) {
+        match jwt::verify(token, self.shared.jwt_secret(), jwt::now_secs()) {
             Ok(c) => {
                 self.user = Some(Box::new(c));
                 self.refile();

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use rtbench_server::auth::{Claims, Team, mint};
+use rtbench_protocol::jwt::{Claims, Team, mint};
 use rtbench_server::{Config, Server};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,7 +36,7 @@ pub async fn start(f: impl FnOnce(&mut Config)) -> Server {
 pub fn token(sub: &str, teams: &[(&str, &[&str])], labels: &[&str], exp_in: i64) -> String {
     let claims = Claims {
         sub: sub.into(),
-        exp: (rtbench_server::auth::now_secs() as i64 + exp_in) as u64,
+        exp: (rtbench_protocol::jwt::now_secs() as i64 + exp_in) as u64,
         teams: teams
             .iter()
             .map(|(id, roles)| Team { id: (*id).into(), roles: roles.iter().map(|r| (*r).into()).collect() })
