@@ -1,0 +1,480 @@
+//! One synthetic client connection: connect, hold, receive, close.
+//!
+//! Built like the server's connections, for the same reason: a load generator
+//! heavier than the server measures itself. The handshake runs in one task with
+//! its own buffers; the connection is then held by a second, small task that
+//! reads into the worker thread's buffer and keeps only an incomplete frame.
+//! The receive path (frame parse, stamp, histogram) is `Receiver::frames`,
+//! which the criterion benchmark measures.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use rtbench_protocol::frame::{self, Sender};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+use crate::scenario::Protocol;
+use crate::stats::{self, Counters, Hists};
+use crate::users::{Population, mix};
+
+/// Largest server frame a client accepts.
+const MAX_FRAME: usize = 16 << 20;
+const READS_PER_WAKE: usize = 16;
+
+thread_local! {
+    static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; 64 * 1024]);
+}
+
+/// A held connection, shared by its task and the worker's ticker (pings, close).
+pub struct Client {
+    pub stream: TcpStream,
+    pub user: u64,
+    /// The client sent its close frame.
+    pub closing: Cell<bool>,
+    mask: Cell<u32>,
+}
+
+impl Client {
+    pub fn new(stream: TcpStream, user: u64) -> Client {
+        Client {
+            stream,
+            user,
+            closing: Cell::new(false),
+            mask: Cell::new(mix(user) as u32 | 1),
+        }
+    }
+
+    /// Sends a small masked frame without waiting; false if the socket would
+    /// block (the caller counts it: the client did not keep up).
+    pub fn try_send(&self, opcode: u8, payload: &[u8], counters: &mut Counters) -> bool {
+        let m = self.mask.get();
+        let m = m ^ (m << 13) ^ (m >> 17) ^ (m << 5); // xorshift: a fresh mask per frame
+        self.mask.set(m);
+        let bytes = frame::encode_masked(opcode, payload, m.to_ne_bytes());
+        match self.stream.try_write(&bytes) {
+            Ok(n) if n == bytes.len() => {
+                counters.frames_out += 1;
+                counters.bytes_out += n as u64;
+                true
+            }
+            // A partial write of a tiny frame into an idle socket does not
+            // happen in practice; treat it like a blocked one.
+            _ => false,
+        }
+    }
+
+    pub fn abort(&self) {
+        let _ = socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// Why a connection attempt failed: the key it is counted under.
+pub type Failure = String;
+
+fn io_failure(e: &io::Error) -> Failure {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => "refused".into(),
+        io::ErrorKind::AddrNotAvailable => "ports_exhausted".into(),
+        io::ErrorKind::TimedOut => "timeout".into(),
+        io::ErrorKind::ConnectionReset => "reset".into(),
+        io::ErrorKind::UnexpectedEof => "closed_during_handshake".into(),
+        _ => match e.raw_os_error() {
+            Some(libc::EMFILE) | Some(libc::ENFILE) => "open_files_limit".into(),
+            _ => format!("io_{:?}", e.kind()).to_lowercase(),
+        },
+    }
+}
+
+pub struct Attempt<'a> {
+    pub addr: SocketAddr,
+    pub host: &'a str,
+    /// Path and query to request.
+    pub target: String,
+    pub source: Option<IpAddr>,
+    pub protocol: Protocol,
+    pub key_seed: u64,
+}
+
+/// Opens a WebSocket (and for Appwrite waits for `connected`). Returns the
+/// stream and any bytes that arrived after the greeting.
+pub async fn connect(
+    a: Attempt<'_>,
+    counters: &RefCell<Counters>,
+) -> Result<(TcpStream, Vec<u8>), Failure> {
+    let socket = if a.addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(|e| io_failure(&e))?;
+    if let Some(src) = a.source {
+        bind_no_port(&socket);
+        socket
+            .bind(SocketAddr::new(src, 0))
+            .map_err(|e| io_failure(&e))?;
+    }
+    let mut stream = socket.connect(a.addr).await.map_err(|e| io_failure(&e))?;
+    let _ = stream.set_nodelay(true);
+    let key = {
+        use base64::Engine;
+        let raw = [
+            mix(a.key_seed).to_ne_bytes(),
+            mix(a.key_seed ^ 0x9e37).to_ne_bytes(),
+        ]
+        .concat();
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    };
+    let req = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        a.target, a.host
+    );
+    stream
+        .write_all(req.as_bytes())
+        .await
+        .map_err(|e| io_failure(&e))?;
+    counters.borrow_mut().bytes_out += req.len() as u64;
+
+    let mut buf = Vec::with_capacity(1024);
+    let head_len = loop {
+        if stream
+            .read_buf(&mut buf)
+            .await
+            .map_err(|e| io_failure(&e))?
+            == 0
+        {
+            return Err("closed_during_handshake".into());
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut resp = httparse::Response::new(&mut headers);
+        match resp.parse(&buf) {
+            Ok(httparse::Status::Complete(n)) => {
+                let status = resp.code.unwrap_or(0);
+                if status != 101 {
+                    return Err(format!("http_{status}"));
+                }
+                let accept = resp
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-accept"));
+                if accept.map(|h| h.value)
+                    != Some(rtbench_protocol::handshake::accept_key(&key).as_bytes())
+                {
+                    return Err("bad_accept_key".into());
+                }
+                break n;
+            }
+            Ok(httparse::Status::Partial) if buf.len() < 16 * 1024 => {}
+            _ => return Err("bad_http_response".into()),
+        }
+    };
+    buf.drain(..head_len);
+    if a.protocol == Protocol::Raw {
+        return Ok((stream, buf));
+    }
+    // Appwrite: frames until `connected`; an `error` frame first is counted.
+    let mut last_error: Option<u64> = None;
+    loop {
+        let mut at = 0;
+        while let Some(f) = frame::parse(&mut buf[at..], MAX_FRAME, Sender::Server)
+            .map_err(|_| "protocol_error".to_string())?
+        {
+            let payload = &buf[at + f.payload_start..at + f.end()];
+            match f.opcode {
+                frame::OP_TEXT => {
+                    let v: serde_json::Value =
+                        serde_json::from_slice(payload).map_err(|_| "bad_greeting".to_string())?;
+                    match v["type"].as_str() {
+                        Some("connected") => {
+                            let mut c = counters.borrow_mut();
+                            c.frames_in += 1;
+                            c.bytes_in += (head_len + at + f.end()) as u64;
+                            buf.drain(..at + f.end());
+                            return Ok((stream, buf));
+                        }
+                        Some("error") => {
+                            let code = v["data"]["code"].as_u64().unwrap_or(0);
+                            *counters
+                                .borrow_mut()
+                                .error_frames
+                                .entry(code.to_string())
+                                .or_default() += 1;
+                            last_error = Some(code);
+                        }
+                        _ => {}
+                    }
+                }
+                frame::OP_CLOSE => {
+                    return Err(match last_error {
+                        Some(code) => format!("error_frame_{code}"),
+                        None => format!("closed_{}", frame::close_code(payload)),
+                    });
+                }
+                _ => {}
+            }
+            at += f.end();
+        }
+        buf.drain(..at);
+        if stream
+            .read_buf(&mut buf)
+            .await
+            .map_err(|e| io_failure(&e))?
+            == 0
+        {
+            return Err(match last_error {
+                Some(code) => format!("error_frame_{code}"),
+                None => "closed_during_handshake".into(),
+            });
+        }
+    }
+}
+
+/// IP_BIND_ADDRESS_NO_PORT: bind the source address now, pick the port at
+/// connect time, so one port can serve several destinations.
+fn bind_no_port(socket: &TcpSocket) {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt with a valid fd and an int option value.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// How a held connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The server sent a close frame with this code, unasked.
+    ServerClosed(u16),
+    /// The client closed and the server answered, or the socket ended.
+    Closed,
+    /// The socket failed or the server broke the protocol.
+    Broken,
+}
+
+/// What the receive path needs to judge and time one connection's frames.
+pub struct Receiver<'a> {
+    pub population: &'a Population<'a>,
+    pub protocol: Protocol,
+    pub counters: &'a mut Counters,
+    pub hists: &'a mut Hists,
+    /// Per-second copies of the delivery histogram.
+    pub delivery_interval: &'a mut stats::Hist,
+    pub now_ns: u64,
+}
+
+/// Duplicate detection: the highest sequence seen and a bitmap of the 64
+/// below it (publishers run a few requests at once, so events may arrive
+/// slightly out of order).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SeqWindow {
+    max: u64,
+    seen: u64,
+}
+
+impl SeqWindow {
+    /// True if `seq` was seen before.
+    pub fn duplicate(&mut self, seq: u64) -> bool {
+        let seq = seq + 1; // 0 means "none yet"
+        if seq > self.max {
+            let shift = seq - self.max;
+            self.seen = if shift >= 64 { 0 } else { self.seen << shift };
+            self.seen |= 1;
+            self.max = seq;
+            false
+        } else {
+            let back = self.max - seq;
+            if back >= 64 {
+                return false; // too old to tell
+            }
+            let bit = 1u64 << back;
+            let dup = self.seen & bit != 0;
+            self.seen |= bit;
+            dup
+        }
+    }
+}
+
+impl Receiver<'_> {
+    /// Handles every whole frame at the start of `buf`. Returns the bytes
+    /// used, or how the connection ended.
+    pub fn frames(
+        &mut self,
+        client: &Client,
+        seqs: &mut SeqWindow,
+        buf: &mut [u8],
+    ) -> Result<usize, End> {
+        let mut at = 0;
+        loop {
+            let f = match frame::parse(&mut buf[at..], MAX_FRAME, Sender::Server) {
+                Ok(Some(f)) => f,
+                Ok(None) => return Ok(at),
+                Err(_) => return Err(End::Broken),
+            };
+            let payload = &buf[at + f.payload_start..at + f.end()];
+            self.counters.frames_in += 1;
+            self.counters.bytes_in += f.end() as u64;
+            match f.opcode {
+                frame::OP_TEXT => self.text(client, seqs, payload),
+                frame::OP_PING => {
+                    let p = payload.to_vec();
+                    client.try_send(frame::OP_PONG, &p, self.counters);
+                }
+                frame::OP_CLOSE => {
+                    return Err(if client.closing.get() {
+                        End::Closed
+                    } else {
+                        End::ServerClosed(frame::close_code(payload))
+                    });
+                }
+                _ => {}
+            }
+            at += f.end();
+        }
+    }
+
+    fn text(&mut self, client: &Client, seqs: &mut SeqWindow, payload: &[u8]) {
+        if self.protocol == Protocol::Raw {
+            if let Some(ts) = payload
+                .strip_prefix(ECHO_PREFIX)
+                .and_then(|d| std::str::from_utf8(d).ok()?.parse::<u64>().ok())
+            {
+                self.counters.echoes += 1;
+                stats::record_ns(&mut self.hists.echo, self.now_ns.saturating_sub(ts));
+            }
+            return;
+        }
+        if let Some(s) = crate::stamp::read(payload) {
+            if seqs.duplicate(s.seq) {
+                self.counters.duplicates += 1;
+                return;
+            }
+            self.counters.deliveries += 1;
+            if !self.population.may_read(client.user, s.channel, s.to) {
+                self.counters.misdelivered += 1;
+            }
+            let latency = self.now_ns.saturating_sub(s.ts_ns);
+            stats::record_ns(&mut self.hists.delivery, latency);
+            stats::record_ns(self.delivery_interval, latency);
+        } else if payload == br#"{"type":"pong"}"# {
+            self.counters.pongs += 1;
+        } else if payload.starts_with(br#"{"type":"error""#) {
+            let code = serde_json::from_slice::<serde_json::Value>(payload)
+                .ok()
+                .and_then(|v| v["data"]["code"].as_u64())
+                .unwrap_or(0);
+            *self
+                .counters
+                .error_frames
+                .entry(code.to_string())
+                .or_default() += 1;
+        }
+    }
+}
+
+/// Raw protocol echo messages: this prefix, then the send time in ns.
+pub const ECHO_PREFIX: &[u8] = b"rtbench-echo:";
+
+/// Reads what the socket has; hands whole frames to `on_frames`, keeps the
+/// tail of an incomplete one in `partial`.
+pub async fn read_until_end(
+    client: &Client,
+    partial: &mut Vec<u8>,
+    mut on_frames: impl FnMut(&mut [u8]) -> Result<usize, End>,
+) -> End {
+    if !partial.is_empty() {
+        let mut p = std::mem::take(partial);
+        match on_frames(&mut p) {
+            Ok(used) => {
+                p.drain(..used);
+                *partial = p;
+            }
+            Err(end) => return end,
+        }
+    }
+    loop {
+        if std::future::poll_fn(|cx| client.stream.poll_read_ready(cx))
+            .await
+            .is_err()
+        {
+            return End::Broken;
+        }
+        let step = READ_BUF.with_borrow_mut(|buf| {
+            for _ in 0..READS_PER_WAKE {
+                match client.stream.try_read(buf) {
+                    Ok(0) => return Err(End::Closed),
+                    Ok(n) => {
+                        if partial.is_empty() {
+                            let used = on_frames(&mut buf[..n])?;
+                            partial.extend_from_slice(&buf[used..n]);
+                        } else {
+                            partial.extend_from_slice(&buf[..n]);
+                            let used = on_frames(partial)?;
+                            partial.drain(..used);
+                            if partial.is_empty() {
+                                *partial = Vec::new();
+                            }
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(_) => return Err(End::Broken),
+                }
+            }
+            Ok(())
+        });
+        // poll_read_ready spends tokio's cooperative budget, so a busy
+        // connection still lets the worker's others run.
+        if let Err(end) = step {
+            return end;
+        }
+    }
+}
+
+/// Waits up to `d` for the server's side of the close, then lets go.
+pub async fn drain_close(client: &Client, d: Duration) {
+    let _ = tokio::time::timeout(d, async {
+        loop {
+            if std::future::poll_fn(|cx| client.stream.poll_read_ready(cx))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let done = READ_BUF.with_borrow_mut(|buf| match client.stream.try_read(buf) {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+            });
+            if done {
+                return;
+            }
+        }
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seq_window_finds_duplicates_in_and_out_of_order() {
+        let mut w = SeqWindow::default();
+        assert!(!w.duplicate(0));
+        assert!(!w.duplicate(5));
+        assert!(!w.duplicate(3));
+        assert!(w.duplicate(3));
+        assert!(w.duplicate(5));
+        assert!(!w.duplicate(200));
+        assert!(w.duplicate(200));
+        assert!(!w.duplicate(199));
+        assert!(!w.duplicate(5), "too old to tell is not a duplicate");
+    }
+}

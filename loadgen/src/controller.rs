@@ -1,0 +1,490 @@
+//! `rtbench-loadgen run`: checks the scenario, starts the workers, publishes,
+//! merges what the workers report, judges itself, writes the run directory.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::rc::Rc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+
+use crate::publisher::{self, Published};
+use crate::record::{self, Bottleneck, Connections, Events, LoadgenSelf, Row, Summary};
+use crate::scenario::{Protocol, Scenario};
+use crate::stats::{self, Counters, Hists, percentiles_ms};
+use crate::sys::{self, now_ns};
+use crate::target::{Endpoint, check_budget, expand_sources, local_port_range};
+use crate::worker::{Plan, Report};
+
+/// Open files a worker keeps for itself beyond its connections.
+const WORKER_FD_HEADROOM: u64 = 1000;
+/// A worker this busy for this many seconds was the bottleneck.
+const CPU_SATURATED_PCT: f64 = 90.0;
+const CPU_SATURATED_SECONDS: usize = 3;
+/// Arrivals or publishing this late mean the client fell behind its schedule.
+const LAG_LIMIT_MS: f64 = 100.0;
+
+pub struct RunArgs {
+    pub scenario: PathBuf,
+    pub targets: Vec<String>,
+    pub out: Option<PathBuf>,
+    pub workers: Option<u64>,
+}
+
+/// Runs a scenario; returns the run directory and whether it completed.
+pub fn run(args: RunArgs) -> Result<(PathBuf, bool), String> {
+    let mut sc = Scenario::load(&args.scenario).map_err(|e| e.to_string())?;
+    if !args.targets.is_empty() {
+        sc.target.urls = args.targets.clone();
+    }
+    let name = args
+        .scenario
+        .file_stem()
+        .map_or("scenario".into(), |s| s.to_string_lossy().into_owned());
+    // Re-check the resolved scenario (overrides included) as one file.
+    let sc = Scenario::parse(
+        &sc.to_toml(),
+        &format!("{} (resolved)", args.scenario.display()),
+    )
+    .map_err(|e| e.to_string())?;
+    let endpoints: Vec<Endpoint> = sc
+        .target
+        .urls
+        .iter()
+        .map(|u| Endpoint::parse(u, sc.target.protocol))
+        .collect::<Result<_, _>>()?;
+    let sources = expand_sources(&sc.target.sources)?;
+    let total = sc.total_arrivals();
+    check_budget(total, &endpoints, sources.len(), local_port_range())?;
+
+    let nofile = sys::raise_open_files();
+    let per_worker = nofile.saturating_sub(WORKER_FD_HEADROOM).max(100);
+    let workers = match args.workers {
+        Some(0) => return Err("--workers must be at least 1".into()),
+        Some(w) if total.div_ceil(w) > per_worker => {
+            return Err(format!(
+                "{w} workers would hold {} connections each, but a process may open {nofile} files here; use --workers {} or more",
+                total.div_ceil(w),
+                total.div_ceil(per_worker)
+            ));
+        }
+        Some(w) => w,
+        None => total.div_ceil(per_worker).max(1),
+    };
+    let out = args.out.unwrap_or_else(|| {
+        PathBuf::from("runs").join(format!("{name}-{}", sys::utc_now().replace([':', '-'], "")))
+    });
+    if out.exists() {
+        return Err(format!(
+            "{} exists already: choose another --out",
+            out.display()
+        ));
+    }
+    let tmp = record::partial_dir(&out);
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(tmp.join("workers")).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::write(tmp.join("scenario.toml"), sc.to_toml()).map_err(|e| e.to_string())?;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let local = tokio::task::LocalSet::new();
+    let outcome = local.block_on(&rt, supervise(sc.clone(), name, workers, tmp.clone()))?;
+    std::fs::rename(&tmp, &out).map_err(|e| format!("moving {} into place: {e}", tmp.display()))?;
+    Ok((out, outcome))
+}
+
+struct Merge {
+    /// Latest tick of each worker at each second.
+    ticks: BTreeMap<u64, BTreeMap<u64, Report>>,
+    finals: BTreeMap<u64, Report>,
+    bad_lines: u64,
+}
+
+async fn supervise(sc: Scenario, name: String, workers: u64, dir: PathBuf) -> Result<bool, String> {
+    let sc = Rc::new(sc);
+    let started_at = sys::utc_now();
+    let start_ns = now_ns() + 1_000_000_000 + workers * 20_000_000;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, String)>();
+    let mut children: Vec<(Child, Option<ChildStdin>)> = Vec::new();
+    for w in 0..workers {
+        let log = std::fs::File::create(dir.join(format!("workers/worker-{w}.log")))
+            .map_err(|e| e.to_string())?;
+        let mut child = Command::new(&exe)
+            .arg("worker")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start worker {w}: {e}"))?;
+        let plan = Plan {
+            scenario: (*sc).clone(),
+            worker: w,
+            workers,
+            start_unix_ns: start_ns,
+        };
+        let mut stdin = child.stdin.take().expect("piped");
+        let line = serde_json::to_string(&plan).expect("plan serializes") + "\n";
+        stdin
+            .write_all(line.as_bytes())
+            .await
+            .map_err(|e| format!("worker {w}: {e}"))?;
+        let stdout = child.stdout.take().expect("piped");
+        let tx = tx.clone();
+        tokio::task::spawn_local(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(l)) = lines.next_line().await {
+                let _ = tx.send((w, l));
+            }
+        });
+        children.push((child, Some(stdin)));
+    }
+    drop(tx);
+
+    let stop = Rc::new(Cell::new(false));
+    let publishing = tokio::task::spawn_local(publisher::run(sc.clone(), start_ns, stop.clone()));
+    let mut stopped_by: Option<String> = None;
+    let mut merge = Merge {
+        ticks: BTreeMap::new(),
+        finals: BTreeMap::new(),
+        bad_lines: 0,
+    };
+    let mut progress = crate::progress::Progress::new(sc.total_arrivals());
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| e.to_string())?;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| e.to_string())?;
+    loop {
+        tokio::select! {
+            line = rx.recv() => match line {
+                None => break,
+                Some((w, l)) => match serde_json::from_str::<Report>(&l) {
+                    Ok(r @ Report::Tick { t, .. }) => {
+                        merge.ticks.entry(t).or_default().insert(w, r);
+                        if let Some(row) = rows(&merge.ticks, workers).last() {
+                            progress.update(row);
+                        }
+                    }
+                    Ok(r @ Report::Final { .. }) => { merge.finals.insert(w, r); }
+                    Err(_) => merge.bad_lines += 1,
+                },
+            },
+            _ = sigint.recv(), if stopped_by.is_none() => stopped_by = Some("SIGINT".into()),
+            _ = sigterm.recv(), if stopped_by.is_none() => stopped_by = Some("SIGTERM".into()),
+        }
+        if stopped_by.is_some() && !stop.get() {
+            // Closing a worker's stdin is its stop signal.
+            stop.set(true);
+            for (_, stdin) in &mut children {
+                stdin.take();
+            }
+        }
+    }
+    stop.set(true);
+    let published = publishing.await.unwrap_or_default();
+    let mut died = Vec::new();
+    for (w, (mut child, _)) in children.into_iter().enumerate() {
+        let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+        if !matches!(status, Ok(Ok(s)) if s.success()) {
+            let _ = child.kill().await;
+            died.push(format!("worker {w} exited with {status:?}"));
+        }
+    }
+    progress.finish();
+    let duration_s = (now_ns().saturating_sub(start_ns)) as f64 / 1e9;
+    let complete = stopped_by.is_none() && died.is_empty() && merge.finals.len() as u64 == workers;
+    let summary = summarize(
+        &sc, &name, workers, &merge, &published, started_at, duration_s, complete, stopped_by,
+        &died,
+    )?;
+    write(&dir, &sc, &merge, workers, &summary)?;
+    print_summary(&summary);
+    Ok(summary.complete)
+}
+
+/// Per-second rows: each worker's latest tick at or before each second, summed.
+fn rows(ticks: &BTreeMap<u64, BTreeMap<u64, Report>>, workers: u64) -> Vec<Row> {
+    let mut latest: BTreeMap<u64, &Report> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (t, by_worker) in ticks {
+        for (w, r) in by_worker {
+            latest.insert(*w, r);
+        }
+        let mut row = Row {
+            t: *t,
+            ..Row::default()
+        };
+        let (mut connect, mut delivery) = (stats::new_hist(), stats::new_hist());
+        let mut counters = Counters::default();
+        for r in latest.values() {
+            if let Report::Tick {
+                counters: c,
+                connecting,
+                lag_max_ms,
+                cpu_pct,
+                rss_kib,
+                interval,
+                t: rt,
+                ..
+            } = r
+            {
+                counters.add(c);
+                row.connecting += connecting;
+                row.rss_kib += rss_kib;
+                if rt == t {
+                    row.lag_max_ms = row.lag_max_ms.max(*lag_max_ms);
+                    row.worker_cpu_max_pct = row.worker_cpu_max_pct.max(*cpu_pct);
+                    for (name, h) in [("connect", &mut connect), ("delivery", &mut delivery)] {
+                        if let Some(Ok(x)) = interval.get(name).map(|b| stats::decode(b)) {
+                            stats::merge(h, &x);
+                        }
+                    }
+                }
+            }
+        }
+        let _ = workers;
+        row.open = counters.open;
+        row.attempted = counters.attempted;
+        row.connected = counters.connected;
+        row.failed = counters.failed_total();
+        row.closed_by_server = counters.closed_by_server.values().sum();
+        row.deliveries = counters.deliveries;
+        row.connect = percentiles_ms(&connect);
+        row.delivery = percentiles_ms(&delivery);
+        out.push(row);
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn summarize(
+    sc: &Scenario,
+    name: &str,
+    workers: u64,
+    merge: &Merge,
+    published: &Published,
+    started_at: String,
+    duration_s: f64,
+    complete: bool,
+    stopped_by: Option<String>,
+    died: &[String],
+) -> Result<Summary, String> {
+    let mut counters = Counters::default();
+    let mut hists = Hists::default();
+    let (mut cpu_s, mut peak_rss_kib, mut lag_max_ms) = (0.0, 0, 0.0f64);
+    for r in merge.finals.values() {
+        if let Report::Final {
+            counters: c,
+            hists: h,
+            cpu_s: cs,
+            peak_rss_kib: rss,
+            lag_max_ms: lag,
+            ..
+        } = r
+        {
+            counters.add(c);
+            hists.add_encoded(h)?;
+            cpu_s += cs;
+            peak_rss_kib += rss;
+            lag_max_ms = lag_max_ms.max(*lag);
+        }
+    }
+    let rows = rows(&merge.ticks, workers);
+    let target = sc.total_arrivals();
+    let peak_open = rows.iter().map(|r| r.open).max().unwrap_or(0);
+    let hold_end = sc.hold_end_s().floor() as u64;
+    let held = rows.iter().rev().find(|r| r.t <= hold_end).map_or(0, |r| r.open);
+    let time_to_target_s = rows
+        .iter()
+        .find(|r| r.open >= target && target > 0)
+        .map(|r| r.t as f64);
+    let mut reasons = Vec::new();
+    let mut by_worker: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut cpu_max = 0.0f64;
+    for by in merge.ticks.values() {
+        for (w, r) in by {
+            if let Report::Tick { cpu_pct, .. } = r {
+                cpu_max = cpu_max.max(*cpu_pct);
+                if *cpu_pct >= CPU_SATURATED_PCT {
+                    *by_worker.entry(*w).or_default() += 1;
+                }
+            }
+        }
+    }
+    for (w, secs) in &by_worker {
+        if *secs >= CPU_SATURATED_SECONDS {
+            reasons.push(format!(
+                "worker {w} used >= {CPU_SATURATED_PCT}% of a core for {secs} s (max {cpu_max:.0}%)"
+            ));
+        }
+    }
+    if lag_max_ms > LAG_LIMIT_MS {
+        reasons.push(format!(
+            "arrivals started up to {lag_max_ms:.0} ms behind schedule (limit {LAG_LIMIT_MS} ms)"
+        ));
+    }
+    let publish_lag_ms = published.lag_max_ns as f64 / 1e6;
+    if publish_lag_ms > LAG_LIMIT_MS {
+        reasons.push(format!(
+            "events published up to {publish_lag_ms:.0} ms behind schedule"
+        ));
+    }
+    if counters.pings_skipped > 0 {
+        reasons.push(format!(
+            "{} pings or echoes not sent: sockets would block",
+            counters.pings_skipped
+        ));
+    }
+    if merge.bad_lines > 0 {
+        reasons.push(format!(
+            "{} worker lines could not be read",
+            merge.bad_lines
+        ));
+    }
+    reasons.extend(died.iter().cloned());
+    let arrivals_s = sc.arrivals_end_s();
+    Ok(Summary {
+        format_version: record::FORMAT_VERSION,
+        complete,
+        stopped_by,
+        scenario: name.to_string(),
+        description: sc.description.clone(),
+        protocol: match sc.target.protocol {
+            Protocol::Appwrite => "appwrite".into(),
+            Protocol::Raw => "raw".into(),
+        },
+        targets: sc.target.urls.clone(),
+        started_at,
+        duration_s,
+        workers,
+        clock: format!(
+            "CLOCK_REALTIME of {}: publisher and receivers on one host",
+            sys::hostname()
+        ),
+        connections: Connections {
+            target,
+            attempted: counters.attempted,
+            connected: counters.connected,
+            failed: counters.failed_total(),
+            peak_open,
+            held,
+            time_to_target_s,
+            connect_rate: counters.connected.min(target) as f64 / arrivals_s,
+        },
+        connect_ms: percentiles_ms(&hists.connect),
+        connect_attempt_ms: percentiles_ms(&hists.connect_attempt),
+        delivery_ms: percentiles_ms(&hists.delivery),
+        echo_ms: percentiles_ms(&hists.echo),
+        events: Events {
+            published: published.events,
+            server_deliveries: published.server_deliveries,
+            received: counters.deliveries,
+            per_second: counters.deliveries as f64 / sc.hold.duration_s.max(1.0),
+            duplicates: counters.duplicates,
+            misdelivered: counters.misdelivered,
+            lost: published.server_deliveries as i64 - counters.deliveries as i64,
+            publish_errors: published.errors.clone(),
+            publish_lag_max_ms: publish_lag_ms,
+        },
+        loadgen: LoadgenSelf {
+            peak_rss_kib,
+            kib_per_connection: if peak_open > 0 {
+                peak_rss_kib as f64 / peak_open as f64
+            } else {
+                0.0
+            },
+            cpu_s,
+            worker_cpu_max_pct: cpu_max,
+            arrival_lag_max_ms: lag_max_ms,
+        },
+        client_bottleneck: Bottleneck {
+            bottleneck: !reasons.is_empty(),
+            reasons,
+        },
+        counters,
+    })
+}
+
+fn write(
+    dir: &Path,
+    _sc: &Scenario,
+    merge: &Merge,
+    workers: u64,
+    summary: &Summary,
+) -> Result<(), String> {
+    let io = |e: std::io::Error| format!("{}: {e}", dir.display());
+    std::fs::write(
+        dir.join("summary.json"),
+        serde_json::to_string_pretty(summary).expect("summary serializes"),
+    )
+    .map_err(io)?;
+    std::fs::write(
+        dir.join("timeseries.csv"),
+        record::timeseries_csv(&rows(&merge.ticks, workers)),
+    )
+    .map_err(io)?;
+    let mut hists = Hists::default();
+    for r in merge.finals.values() {
+        if let Report::Final { hists: h, .. } = r {
+            hists.add_encoded(h)?;
+        }
+    }
+    record::write_histograms(dir, &hists).map_err(io)?;
+    let errors = serde_json::json!({
+        "failed": summary.counters.failed,
+        "closed_by_server": summary.counters.closed_by_server,
+        "error_frames": summary.counters.error_frames,
+        "publish_errors": summary.events.publish_errors,
+    });
+    std::fs::write(
+        dir.join("errors.json"),
+        serde_json::to_string_pretty(&errors).expect("serializes"),
+    )
+    .map_err(io)?;
+    Ok(())
+}
+
+fn print_summary(s: &Summary) {
+    let c = &s.connections;
+    eprintln!(
+        "rtbench-loadgen: {} connected {}/{} (peak {}, held {}), failed {}, connect p50 {:.2} ms p99 {:.2} ms",
+        if s.complete {
+            "complete:"
+        } else {
+            "INCOMPLETE:"
+        },
+        c.connected,
+        c.target,
+        c.peak_open,
+        c.held,
+        c.failed,
+        s.connect_ms.p50,
+        s.connect_ms.p99
+    );
+    if s.events.published > 0 {
+        eprintln!(
+            "rtbench-loadgen: events {} published, {} received ({:.0}/s), delivery p50 {:.2} ms p99 {:.2} ms p99.9 {:.2} ms, duplicates {}, misdelivered {}",
+            s.events.published,
+            s.events.received,
+            s.events.per_second,
+            s.delivery_ms.p50,
+            s.delivery_ms.p99,
+            s.delivery_ms.p999,
+            s.events.duplicates,
+            s.events.misdelivered
+        );
+    }
+    eprintln!(
+        "rtbench-loadgen: load generator: {:.2} KiB/connection, peak worker CPU {:.0}%",
+        s.loadgen.kib_per_connection, s.loadgen.worker_cpu_max_pct
+    );
+    for r in &s.client_bottleneck.reasons {
+        eprintln!("rtbench-loadgen: CLIENT BOTTLENECK: {r}");
+    }
+}

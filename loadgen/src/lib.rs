@@ -1,0 +1,18 @@
+//! rtbench-loadgen: an open-model WebSocket load generator. A controller
+//! process starts single-threaded worker processes, publishes stamped events,
+//! merges the workers' reports and writes a run directory. `ARCHITECTURE.md`
+//! maps the modules.
+
+pub mod client;
+pub mod controller;
+pub mod progress;
+pub mod publisher;
+pub mod record;
+pub mod scenario;
+pub mod schedule;
+pub mod stamp;
+pub mod stats;
+pub mod sys;
+pub mod target;
+pub mod users;
+pub mod worker;

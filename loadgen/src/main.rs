@@ -1,0 +1,77 @@
+//! The `rtbench-loadgen` binary: `run` (the controller) and `worker`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use rtbench_loadgen::{controller, worker};
+
+#[derive(Parser)]
+#[command(
+    name = "rtbench-loadgen",
+    version,
+    about = "Open-model WebSocket load generator"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a scenario and write its run directory.
+    Run {
+        /// The scenario file (TOML; schema in loadgen/README.md).
+        scenario: PathBuf,
+        /// Target URL, replacing the scenario's (repeat for several, used round-robin).
+        #[arg(long = "target")]
+        targets: Vec<String>,
+        /// Run directory to write (default: runs/<scenario>-<UTC time>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Worker processes (default: enough to stay under the open-files limit).
+        #[arg(long)]
+        workers: Option<u64>,
+    },
+    /// A worker process: reads its plan on stdin, reports JSON lines on stdout.
+    #[command(hide = true)]
+    Worker,
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Cmd::Run {
+            scenario,
+            targets,
+            out,
+            workers,
+        } => {
+            match controller::run(controller::RunArgs {
+                scenario,
+                targets,
+                out,
+                workers,
+            }) {
+                Ok((dir, complete)) => {
+                    println!("{}", dir.display());
+                    if complete {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(130)
+                    }
+                }
+                Err(e) => {
+                    eprintln!("rtbench-loadgen: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Worker => match worker::main() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rtbench-loadgen worker: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

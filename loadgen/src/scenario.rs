@@ -1,0 +1,494 @@
+//! Scenario files: the schema, and errors that point at the line to fix.
+//!
+//! A scenario is everything a run needs and nothing about where it runs: the
+//! target, Tsung-style arrival phases, the hold, what each synthetic user does,
+//! and who publishes. The schema is documented in `loadgen/README.md`; every
+//! struct here rejects unknown fields, and value checks run while parsing so
+//! the error carries the value's position.
+
+use std::path::Path;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// What the scenario reproduces or measures.
+    #[serde(default)]
+    pub description: String,
+    pub target: Target,
+    pub phases: Vec<Phase>,
+    #[serde(default)]
+    pub hold: Hold,
+    #[serde(default)]
+    pub session: Session,
+    #[serde(default)]
+    pub publishers: Vec<Publisher>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// `ws://host:port[/path]`, spread round-robin. Appwrite's path defaults to `/v1/realtime`.
+    pub urls: Vec<String>,
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// Appwrite project id sent with every connection.
+    #[serde(default = "default_project")]
+    pub project: String,
+    /// Admin key for publishing through `POST /v1/events`.
+    #[serde(default = "default_admin_key")]
+    pub admin_key: String,
+    /// Secret that signs the synthetic users' tokens (the server's `--jwt-secret`).
+    #[serde(default = "default_jwt_secret")]
+    pub jwt_secret: String,
+    /// Source addresses to bind, round-robin: IPs and CIDR blocks (`127.0.0.2/28`).
+    /// Empty: the kernel picks. Each address adds a port range of connections per target.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// Seconds a connection may take from its attempt to being connected.
+    #[serde(default = "default_connect_timeout", deserialize_with = "positive")]
+    pub connect_timeout_s: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Appwrite's Realtime: `connected` frame, channels, tokens, events.
+    #[default]
+    Appwrite,
+    /// Any WebSocket server: connect, hold, optionally echo.
+    Raw,
+}
+
+/// An arrival phase, as Tsung's: `rate` new connections per second for
+/// `duration_s`, at most `max_users` of them.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Phase {
+    #[serde(deserialize_with = "positive")]
+    pub duration_s: f64,
+    #[serde(deserialize_with = "positive")]
+    pub rate: f64,
+    #[serde(default)]
+    pub max_users: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hold {
+    /// Seconds to hold every connection after the last phase ends.
+    #[serde(default, deserialize_with = "non_negative")]
+    pub duration_s: f64,
+    /// Seconds to wait for the server's close after the client closes.
+    #[serde(default = "default_close_timeout", deserialize_with = "positive")]
+    pub close_timeout_s: f64,
+}
+
+impl Default for Hold {
+    fn default() -> Hold {
+        Hold {
+            duration_s: 0.0,
+            close_timeout_s: default_close_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Session {
+    /// Channels every user subscribes to.
+    #[serde(default)]
+    pub channels: Vec<String>,
+    /// A pattern spreading users over `channel_count` channels, `{}` standing
+    /// for the channel number, `channels_per_user` channels each.
+    #[serde(default)]
+    pub channel_pattern: Option<String>,
+    #[serde(default = "one", deserialize_with = "at_least_one")]
+    pub channel_count: u64,
+    #[serde(default = "one", deserialize_with = "at_least_one")]
+    pub channels_per_user: u64,
+    #[serde(default)]
+    pub auth: Auth,
+    /// Distinct user ids (`u0`..); arrival i is user i mod users. 0: one per arrival.
+    #[serde(default)]
+    pub users: u64,
+    /// Teams (`t0`..) and how many each user belongs to, with these roles.
+    #[serde(default)]
+    pub teams: u64,
+    #[serde(default)]
+    pub teams_per_user: u64,
+    #[serde(default = "default_team_roles")]
+    pub team_roles: Vec<String>,
+    /// Labels, each given to a user with `label_probability`.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    #[serde(default, deserialize_with = "probability")]
+    pub label_probability: f64,
+    /// Seconds between `{"type":"ping"}` messages (the SDKs: 20); 0: none.
+    #[serde(default, deserialize_with = "non_negative")]
+    pub ping_interval_s: f64,
+    /// Raw protocol: seconds between echo messages; 0: none.
+    #[serde(default, deserialize_with = "non_negative")]
+    pub echo_interval_s: f64,
+    #[serde(default)]
+    pub reconnect: Reconnect,
+}
+
+impl Default for Session {
+    fn default() -> Session {
+        toml::from_str("").expect("every session field has a default")
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Auth {
+    #[default]
+    Guest,
+    /// A token minted per user with `target.jwt_secret`.
+    Jwt,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reconnect {
+    /// A connection the server closes stays closed (and is counted).
+    #[default]
+    None,
+    /// As Appwrite's SDKs: after 1 s (5 tries), 5 s (to 15), 10 s (to 100),
+    /// then 60 s; never after an error frame with code 1008.
+    Sdk,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Publisher {
+    /// Events per second, in all, or per channel when `per_channel`.
+    #[serde(deserialize_with = "positive")]
+    pub rate: f64,
+    #[serde(default)]
+    pub per_channel: bool,
+    /// Payload size in bytes (the stamp included).
+    #[serde(default = "default_payload")]
+    pub payload_bytes: usize,
+    /// Who may read each event, drawn by weight.
+    #[serde(default = "default_roles")]
+    pub roles: Vec<RoleWeight>,
+    /// Seconds after the run starts; default: when the last phase ends.
+    #[serde(default)]
+    pub start_s: Option<f64>,
+    /// Concurrent publishing HTTP connections.
+    #[serde(
+        default = "default_publish_connections",
+        deserialize_with = "at_least_one"
+    )]
+    pub connections: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleWeight {
+    pub role: ReadRole,
+    #[serde(default = "default_weight", deserialize_with = "positive")]
+    pub weight: f64,
+}
+
+/// Who may read an event: everyone, guests, signed-in users, one team of the
+/// session's, or one user of the session's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadRole {
+    Any,
+    Guests,
+    Users,
+    Team,
+    User,
+}
+
+fn default_project() -> String {
+    "console".into()
+}
+fn default_admin_key() -> String {
+    "rtbench-dev-key".into()
+}
+fn default_jwt_secret() -> String {
+    "rtbench-dev-secret".into()
+}
+fn default_connect_timeout() -> f64 {
+    10.0
+}
+fn default_close_timeout() -> f64 {
+    5.0
+}
+fn one() -> u64 {
+    1
+}
+fn default_team_roles() -> Vec<String> {
+    vec!["member".into()]
+}
+fn default_payload() -> usize {
+    128
+}
+fn default_roles() -> Vec<RoleWeight> {
+    vec![RoleWeight {
+        role: ReadRole::Any,
+        weight: 1.0,
+    }]
+}
+fn default_weight() -> f64 {
+    1.0
+}
+fn default_publish_connections() -> u64 {
+    4
+}
+
+fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v = f64::deserialize(d)?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "must be a number > 0, got {v}"
+        )))
+    }
+}
+
+fn non_negative<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v = f64::deserialize(d)?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "must be a number >= 0, got {v}"
+        )))
+    }
+}
+
+fn probability<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v = f64::deserialize(d)?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "must be within 0..=1, got {v}"
+        )))
+    }
+}
+
+fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let v = u64::deserialize(d)?;
+    if v >= 1 {
+        Ok(v)
+    } else {
+        Err(serde::de::Error::custom("must be at least 1"))
+    }
+}
+
+/// A scenario that cannot run, with where to look.
+#[derive(Debug)]
+pub struct ScenarioError(pub String);
+
+impl std::fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Scenario {
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let src = std::fs::read_to_string(path)
+            .map_err(|e| ScenarioError(format!("{}: {e}", path.display())))?;
+        Scenario::parse(&src, &path.display().to_string())
+    }
+
+    /// Parses and checks a scenario; `file` names it in errors.
+    pub fn parse(src: &str, file: &str) -> Result<Scenario, ScenarioError> {
+        let sc: Scenario = toml::from_str(src).map_err(|e| {
+            let (line, col) = e.span().map_or((0, 0), |s| line_col(src, s.start));
+            let text = src.lines().nth(line.saturating_sub(1)).unwrap_or("").trim();
+            ScenarioError(format!(
+                "{file}:{line}:{col}: {} (in `{text}`)",
+                e.message().trim()
+            ))
+        })?;
+        sc.check().map_err(|(key, msg)| {
+            let line = src
+                .lines()
+                .position(|l| l.trim_start().starts_with(key))
+                .map_or(0, |i| i + 1);
+            ScenarioError(format!("{file}:{line}: `{key}`: {msg}"))
+        })?;
+        Ok(sc)
+    }
+
+    /// Checks that span fields; returns the key to point at and the problem.
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.target.urls.is_empty() {
+            return Err(("urls", "at least one target URL is needed".into()));
+        }
+        for u in &self.target.urls {
+            crate::target::Endpoint::parse(u, self.target.protocol).map_err(|e| ("urls", e))?;
+        }
+        for s in &self.target.sources {
+            crate::target::expand_sources(std::slice::from_ref(s)).map_err(|e| ("sources", e))?;
+        }
+        if self.phases.is_empty() {
+            return Err(("[[phases]]", "at least one arrival phase is needed".into()));
+        }
+        let s = &self.session;
+        if self.target.protocol == Protocol::Appwrite
+            && s.channels.is_empty()
+            && s.channel_pattern.is_none()
+        {
+            return Err((
+                "channels",
+                "an appwrite session needs `channels` or `channel_pattern`".into(),
+            ));
+        }
+        if let Some(p) = &s.channel_pattern {
+            if p.matches("{}").count() != 1 {
+                return Err((
+                    "channel_pattern",
+                    format!("needs exactly one `{{}}`, got `{p}`"),
+                ));
+            }
+            if s.channels_per_user > s.channel_count {
+                return Err((
+                    "channels_per_user",
+                    format!(
+                        "{} exceeds channel_count {}",
+                        s.channels_per_user, s.channel_count
+                    ),
+                ));
+            }
+        }
+        if s.teams_per_user > s.teams {
+            return Err((
+                "teams_per_user",
+                format!("{} exceeds teams {}", s.teams_per_user, s.teams),
+            ));
+        }
+        for p in &self.publishers {
+            if p.payload_bytes > 60_000 {
+                return Err((
+                    "payload_bytes",
+                    format!("{} exceeds the 60000 a frame may carry", p.payload_bytes),
+                ));
+            }
+            for r in &p.roles {
+                let needs_jwt = matches!(r.role, ReadRole::Team | ReadRole::User | ReadRole::Users);
+                if needs_jwt && s.auth != Auth::Jwt {
+                    return Err((
+                        "role",
+                        format!("{:?} events need `auth = \"jwt\"` users", r.role),
+                    ));
+                }
+                if r.role == ReadRole::Team && s.teams == 0 {
+                    return Err(("role", "team events need `teams` > 0".into()));
+                }
+            }
+            if self.target.protocol == Protocol::Raw {
+                return Err((
+                    "[[publishers]]",
+                    "publishing needs protocol = \"appwrite\"".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// How many connections the phases start in all.
+    pub fn total_arrivals(&self) -> u64 {
+        self.phases.iter().map(phase_arrivals).sum()
+    }
+
+    /// Seconds from the run's start to the end of the last phase.
+    pub fn arrivals_end_s(&self) -> f64 {
+        self.phases.iter().map(|p| p.duration_s).sum()
+    }
+
+    /// Seconds from the run's start to the end of the hold.
+    pub fn hold_end_s(&self) -> f64 {
+        self.arrivals_end_s() + self.hold.duration_s
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a scenario serializes")
+    }
+}
+
+pub fn phase_arrivals(p: &Phase) -> u64 {
+    let n = (p.duration_s * p.rate).floor() as u64;
+    p.max_users.map_or(n, |m| n.min(m))
+}
+
+fn line_col(src: &str, at: usize) -> (usize, usize) {
+    let before = &src[..at.min(src.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = at - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &str = r#"
+description = "t"
+[target]
+urls = ["ws://127.0.0.1:8080"]
+[[phases]]
+duration_s = 2
+rate = 100
+[session]
+channels = ["files"]
+"#;
+
+    #[test]
+    fn a_minimal_scenario_parses_with_defaults() {
+        let sc = Scenario::parse(OK, "ok.toml").unwrap();
+        assert_eq!(sc.total_arrivals(), 200);
+        assert_eq!(sc.target.project, "console");
+        assert_eq!(sc.session.channel_count, 1);
+        // What it writes back parses to the same.
+        let again = Scenario::parse(&sc.to_toml(), "again.toml").unwrap();
+        assert_eq!(again.to_toml(), sc.to_toml());
+    }
+
+    #[test]
+    fn unknown_fields_name_file_line_and_field() {
+        let bad = OK.replace("rate = 100", "rate = 100\nrat = 3");
+        let e = Scenario::parse(&bad, "s.toml").unwrap_err().0;
+        assert!(e.starts_with("s.toml:8:"), "{e}");
+        assert!(e.contains("unknown field `rat`"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_file_line_and_field() {
+        let e = Scenario::parse(&OK.replace("rate = 100", "rate = -5"), "s.toml")
+            .unwrap_err()
+            .0;
+        assert!(
+            e.starts_with("s.toml:7:")
+                && e.contains("must be a number > 0")
+                && e.contains("rate = -5"),
+            "{e}"
+        );
+        let e = Scenario::parse(&OK.replace("rate = 100", "rate = \"fast\""), "s.toml")
+            .unwrap_err()
+            .0;
+        assert!(e.starts_with("s.toml:7:") && e.contains("rate"), "{e}");
+        let e = Scenario::parse(&OK.replace("ws://127.0.0.1:8080", "http://x"), "s.toml")
+            .unwrap_err()
+            .0;
+        assert!(e.starts_with("s.toml:4: `urls`"), "{e}");
+        let e = Scenario::parse(&format!("{OK}channel_pattern = \"c\"\n"), "s.toml")
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("`channel_pattern`: needs exactly one `{}`"),
+            "{e}"
+        );
+    }
+}
