@@ -16,7 +16,9 @@ use crate::record::{self, Bottleneck, Connections, Events, LoadgenSelf, Row, Sum
 use crate::scenario::{Protocol, Scenario};
 use crate::stats::{self, Counters, Hists, percentiles_ms};
 use crate::sys::{self, now_ns};
-use crate::target::{Endpoint, check_budget, expand_sources, local_port_range};
+use crate::target::{
+    Endpoint, check_budget, expand_sources, local_port_range, port_search_warning,
+};
 use crate::worker::{Plan, Report};
 
 /// Open files a worker keeps for itself beyond its connections.
@@ -59,6 +61,11 @@ pub fn run(args: RunArgs) -> Result<(PathBuf, bool), String> {
     let sources = expand_sources(&sc.target.sources)?;
     let total = sc.total_arrivals();
     check_budget(total, &endpoints, sources.len(), local_port_range())?;
+    let port_warning =
+        port_search_warning(total, endpoints.len(), sources.len(), local_port_range());
+    if let Some(w) = &port_warning {
+        eprintln!("rtbench-loadgen: warning: {w}");
+    }
 
     let nofile = sys::raise_open_files();
     let per_worker = nofile.saturating_sub(WORKER_FD_HEADROOM).max(100);
@@ -93,7 +100,10 @@ pub fn run(args: RunArgs) -> Result<(PathBuf, bool), String> {
         .build()
         .map_err(|e| e.to_string())?;
     let local = tokio::task::LocalSet::new();
-    let outcome = local.block_on(&rt, supervise(sc.clone(), name, workers, tmp.clone()))?;
+    let outcome = local.block_on(
+        &rt,
+        supervise(sc.clone(), name, workers, tmp.clone(), port_warning),
+    )?;
     std::fs::rename(&tmp, &out).map_err(|e| format!("moving {} into place: {e}", tmp.display()))?;
     Ok((out, outcome))
 }
@@ -105,7 +115,13 @@ struct Merge {
     bad_lines: u64,
 }
 
-async fn supervise(sc: Scenario, name: String, workers: u64, dir: PathBuf) -> Result<bool, String> {
+async fn supervise(
+    sc: Scenario,
+    name: String,
+    workers: u64,
+    dir: PathBuf,
+    port_warning: Option<String>,
+) -> Result<bool, String> {
     let sc = Rc::new(sc);
     let started_at = sys::utc_now();
     let start_ns = now_ns() + 1_000_000_000 + workers * 20_000_000;
@@ -199,9 +215,18 @@ async fn supervise(sc: Scenario, name: String, workers: u64, dir: PathBuf) -> Re
     progress.finish();
     let duration_s = (now_ns().saturating_sub(start_ns)) as f64 / 1e9;
     let complete = stopped_by.is_none() && died.is_empty() && merge.finals.len() as u64 == workers;
+    let client_limits: Vec<String> = died.into_iter().chain(port_warning).collect();
     let summary = summarize(
-        &sc, &name, workers, &merge, &published, started_at, duration_s, complete, stopped_by,
-        &died,
+        &sc,
+        &name,
+        workers,
+        &merge,
+        &published,
+        started_at,
+        duration_s,
+        complete,
+        stopped_by,
+        &client_limits,
     )?;
     write(&dir, &sc, &merge, workers, &summary)?;
     print_summary(&summary);
@@ -273,7 +298,7 @@ fn summarize(
     duration_s: f64,
     complete: bool,
     stopped_by: Option<String>,
-    died: &[String],
+    client_limits: &[String],
 ) -> Result<Summary, String> {
     let mut counters = Counters::default();
     let mut hists = Hists::default();
@@ -299,7 +324,11 @@ fn summarize(
     let target = sc.total_arrivals();
     let peak_open = rows.iter().map(|r| r.open).max().unwrap_or(0);
     let hold_end = sc.hold_end_s().floor() as u64;
-    let held = rows.iter().rev().find(|r| r.t <= hold_end).map_or(0, |r| r.open);
+    let held = rows
+        .iter()
+        .rev()
+        .find(|r| r.t <= hold_end)
+        .map_or(0, |r| r.open);
     let time_to_target_s = rows
         .iter()
         .find(|r| r.open >= target && target > 0)
@@ -347,7 +376,7 @@ fn summarize(
             merge.bad_lines
         ));
     }
-    reasons.extend(died.iter().cloned());
+    reasons.extend(client_limits.iter().cloned());
     let arrivals_s = sc.arrivals_end_s();
     Ok(Summary {
         format_version: record::FORMAT_VERSION,

@@ -109,37 +109,12 @@ pub fn main() -> Result<(), String> {
             flag.store(true, Ordering::Relaxed);
         });
     }
-    let sc = &plan.scenario;
-    let targets = sc
-        .target
-        .urls
-        .iter()
-        .map(|u| Endpoint::parse(u, sc.target.protocol))
-        .collect::<Result<Vec<_>, _>>()?;
-    let sources = expand_sources(&sc.target.sources)?;
+    let w = Rc::new(Worker::new(plan, interrupted)?);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
     let local = tokio::task::LocalSet::new();
-    let w = Rc::new(Worker {
-        plan,
-        targets,
-        sources,
-        next_source: Cell::new(0),
-        counters: RefCell::default(),
-        hists: RefCell::default(),
-        interval_connect: RefCell::new(stats::new_hist()),
-        interval_delivery: RefCell::new(stats::new_hist()),
-        lag_max_ns: Cell::new(0),
-        lag_max_total_ns: Cell::new(0),
-        connecting: Cell::new(0),
-        clients: RefCell::default(),
-        free: RefCell::default(),
-        stopping: Cell::new(false),
-        closing: Cell::new(false),
-        interrupted,
-    });
     local.block_on(&rt, run(w));
     Ok(())
 }
@@ -457,6 +432,35 @@ async fn reporter(w: Rc<Worker>) {
 }
 
 impl Worker {
+    fn new(plan: Plan, interrupted: Arc<AtomicBool>) -> Result<Worker, String> {
+        let sc = &plan.scenario;
+        let targets = sc
+            .target
+            .urls
+            .iter()
+            .map(|u| Endpoint::parse(u, sc.target.protocol))
+            .collect::<Result<Vec<_>, _>>()?;
+        let sources = expand_sources(&sc.target.sources)?;
+        Ok(Worker {
+            plan,
+            targets,
+            sources,
+            next_source: Cell::new(0),
+            counters: RefCell::default(),
+            hists: RefCell::default(),
+            interval_connect: RefCell::new(stats::new_hist()),
+            interval_delivery: RefCell::new(stats::new_hist()),
+            lag_max_ns: Cell::new(0),
+            lag_max_total_ns: Cell::new(0),
+            connecting: Cell::new(0),
+            clients: RefCell::default(),
+            free: RefCell::default(),
+            stopping: Cell::new(false),
+            closing: Cell::new(false),
+            interrupted,
+        })
+    }
+
     fn insert(&self, c: Rc<Client>) -> usize {
         let mut clients = self.clients.borrow_mut();
         match self.free.borrow_mut().pop() {
@@ -474,5 +478,31 @@ impl Worker {
     fn remove(&self, slot: usize) {
         self.clients.borrow_mut()[slot] = None;
         self.free.borrow_mut().push(slot);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hold task is allocated once per connection for its whole life:
+    /// whatever it keeps across an await is paid for by every connection.
+    #[test]
+    fn hold_task_stays_small() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        tokio::task::LocalSet::new().block_on(&rt, async {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let stream = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+            let src = "[target]\nurls=[\"ws://127.0.0.1:1\"]\n[[phases]]\nduration_s=1\nrate=1\n[session]\nchannels=[\"f\"]";
+            let plan = Plan { scenario: Scenario::parse(src, "t.toml").unwrap(), worker: 0, workers: 1, start_unix_ns: 0 };
+            let w = Rc::new(Worker::new(plan, Arc::default()).unwrap());
+            let task = hold(w, Rc::new(Client::new(stream, 0)), 0, Vec::new(), 0, 0);
+            let size = std::mem::size_of_val(&task);
+            eprintln!("hold task: {size} bytes");
+            assert!(size <= 384, "the hold task's future is {size} bytes");
+        });
     }
 }
