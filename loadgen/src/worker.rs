@@ -270,11 +270,7 @@ async fn hold(
     arrival: u64,
     attempt: u32,
 ) {
-    let mut partial = if leftover.is_empty() {
-        Vec::new()
-    } else {
-        leftover
-    };
+    let mut partial = leftover;
     let mut seqs = SeqWindow::default();
     let protocol = w.plan.scenario.target.protocol;
     let end = client::read_until_end(&client, &mut partial, |buf| {
