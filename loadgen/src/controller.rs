@@ -302,7 +302,7 @@ fn summarize(
 ) -> Result<Summary, String> {
     let mut counters = Counters::default();
     let mut hists = Hists::default();
-    let (mut cpu_s, mut peak_rss_kib, mut lag_max_ms) = (0.0, 0, 0.0f64);
+    let (mut cpu_s, mut start_rss_kib, mut peak_rss_kib, mut lag_max_ms) = (0.0, 0, 0, 0.0f64);
     for r in merge.finals.values() {
         if let Report::Final {
             counters: c,

@@ -74,8 +74,11 @@ pub struct Events {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LoadgenSelf {
+    /// Workers' RSS summed: before the first arrival, and at its highest.
+    pub start_rss_kib: u64,
     pub peak_rss_kib: u64,
-    /// Workers' peak RSS over peak open connections.
+    /// (peak RSS − start RSS) / peak open connections: what one more
+    /// connection costs, as the server's memprobe measures it.
     pub kib_per_connection: f64,
     pub cpu_s: f64,
     pub worker_cpu_max_pct: f64,

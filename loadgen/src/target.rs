@@ -136,7 +136,8 @@ pub fn port_search_warning(
     sources: usize,
     ports: (u16, u16),
 ) -> Option<String> {
-    let half = (u64::from(ports.1.saturating_sub(ports.0)) + 1) / 2;
+    let range = u64::from(ports.1.saturating_sub(ports.0)) + 1;
+    let half = range / 2;
     let per = connections.div_ceil((targets.max(1) * sources.max(1)) as u64);
     (per > half).then(|| {
         format!(

@@ -63,6 +63,8 @@ pub enum Report {
         counters: Counters,
         hists: BTreeMap<String, String>,
         cpu_s: f64,
+        /// RSS before the first arrival, and at its highest.
+        rss_start_kib: u64,
         peak_rss_kib: u64,
         lag_max_ms: f64,
     },
@@ -120,6 +122,7 @@ pub fn main() -> Result<(), String> {
 }
 
 async fn run(w: Rc<Worker>) {
+    let rss_start_kib = sys::rss_kib();
     for sig in [libc::SIGINT, libc::SIGTERM] {
         let flag = w.interrupted.clone();
         if let Ok(mut s) =
@@ -153,6 +156,7 @@ async fn run(w: Rc<Worker>) {
         counters: w.counters.borrow().clone(),
         hists: w.hists.borrow().encode(),
         cpu_s: sys::cpu_seconds(),
+        rss_start_kib,
         peak_rss_kib: peak_rss_kib(),
         lag_max_ms: w.lag_max_total_ns.get() as f64 / 1e6,
     });
