@@ -308,11 +308,13 @@ fn summarize(
             counters: c,
             hists: h,
             cpu_s: cs,
+            rss_start_kib: rss0,
             peak_rss_kib: rss,
             lag_max_ms: lag,
             ..
         } = r
         {
+            start_rss_kib += rss0;
             counters.add(c);
             hists.add_encoded(h)?;
             cpu_s += cs;
@@ -422,9 +424,10 @@ fn summarize(
             publish_lag_max_ms: publish_lag_ms,
         },
         loadgen: LoadgenSelf {
+            start_rss_kib,
             peak_rss_kib,
             kib_per_connection: if peak_open > 0 {
-                peak_rss_kib as f64 / peak_open as f64
+                peak_rss_kib.saturating_sub(start_rss_kib) as f64 / peak_open as f64
             } else {
                 0.0
             },
