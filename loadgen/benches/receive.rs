@@ -36,13 +36,17 @@ fn receive(c: &mut Criterion) {
         );
         wire.extend_from_slice(&frame::text(text.as_bytes()));
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let _guard = rt.enter();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let std_stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     std_stream.set_nonblocking(true).unwrap();
     let client = Client::new(tokio::net::TcpStream::from_std(std_stream).unwrap(), user);
-    let (mut counters, mut hists, mut interval) = (Counters::default(), Hists::default(), new_hist());
+    let (mut counters, mut hists, mut interval) =
+        (Counters::default(), Hists::default(), new_hist());
 
     let mut group = c.benchmark_group("receive");
     group.throughput(Throughput::Elements(FRAMES));

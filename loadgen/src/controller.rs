@@ -82,7 +82,10 @@ pub fn run(args: RunArgs) -> Result<(PathBuf, bool), String> {
         None => total.div_ceil(per_worker).max(1),
     };
     let out = args.out.unwrap_or_else(|| {
-        PathBuf::from("runs").join(format!("{name}-{}", sys::utc_now().replace([':', '-'], "")))
+        PathBuf::from("runs").join(format!(
+            "{name}-{}",
+            rtbench_protocol::time::compact_utc(now_ns())
+        ))
     });
     if out.exists() {
         return Err(format!(
@@ -123,7 +126,7 @@ async fn supervise(
     port_warning: Option<String>,
 ) -> Result<bool, String> {
     let sc = Rc::new(sc);
-    let started_at = sys::utc_now();
+    let started_at = rtbench_protocol::time::appwrite_timestamp(now_ns());
     let start_ns = now_ns() + 1_000_000_000 + workers * 20_000_000;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, String)>();

@@ -3,11 +3,7 @@
 /// Wall-clock nanoseconds since the Unix epoch (CLOCK_REALTIME): the one clock
 /// publisher and receivers on a host share, so delivery latency is a difference
 /// of two readings of it.
-pub fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
+pub use rtbench_protocol::time::now_ns;
 
 /// User + system CPU seconds this process has used.
 pub fn cpu_seconds() -> f64 {
@@ -53,25 +49,4 @@ pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into())
-}
-
-/// The current UTC time as `2026-11-28T00:00:00Z`.
-pub fn utc_now() -> String {
-    let secs = now_ns() / 1_000_000_000;
-    let days = (secs / 86_400) as i64;
-    let z = days + 719_468;
-    let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let r = secs % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        r / 3600,
-        r / 60 % 60,
-        r % 60
-    )
 }

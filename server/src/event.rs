@@ -59,32 +59,10 @@ pub fn parse(body: &[u8]) -> Result<Event, String> {
         return Err("invalid event document: `data.payload` must be an object".into());
     }
     if doc.data.timestamp.is_none() {
-        doc.data.timestamp = Some(iso8601_now());
+        doc.data.timestamp = Some(rtbench_protocol::time::appwrite_timestamp(rtbench_protocol::time::now_ns()));
     }
     let text = serde_json::to_vec(&OutFrame { kind: "event", data: &doc.data }).expect("event serializes");
     Ok(Event { project: doc.project, roles: doc.roles, channels: doc.data.channels, frame: frame::text(&text) })
-}
-
-/// The current time as Appwrite writes it: `2026-11-28T00:00:00.000+00:00`.
-pub fn iso8601_now() -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    iso8601(now.as_secs(), now.subsec_millis())
-}
-
-fn iso8601(secs: u64, millis: u32) -> String {
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}+00:00", rem / 3600, rem / 60 % 60, rem % 60)
 }
 
 #[cfg(test)]
@@ -120,9 +98,9 @@ mod tests {
     }
 
     #[test]
-    fn timestamps_are_filled_in_appwrite_format() {
-        assert_eq!(iso8601(0, 0), "1970-01-01T00:00:00.000+00:00");
-        assert_eq!(iso8601(1_795_824_000, 7), "2026-11-28T00:00:00.007+00:00");
-        assert_eq!(iso8601(951_782_400 + 3661, 999), "2000-02-29T01:01:01.999+00:00");
+    fn a_missing_timestamp_is_filled_in() {
+        let ev = parse(br#"{"project":"p","roles":[],"data":{"events":[],"channels":[],"payload":{}}}"#).unwrap();
+        let text = String::from_utf8_lossy(&ev.frame);
+        assert!(text.contains(r#""timestamp":"20"#) && text.contains("+00:00"), "{text}");
     }
 }

@@ -12,7 +12,7 @@ const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
   ci                          fmt check, clippy (warnings denied), every test
-  memprobe [--connections N]  server KiB per idle connection (default N = 10000)";
+  memprobe [--connections N] [--rate R]  KiB per idle connection, server and load generator";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
