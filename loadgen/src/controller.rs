@@ -188,6 +188,7 @@ async fn supervise(
                         merge.ticks.entry(t).or_default().insert(w, r);
                         if let Some(row) = rows(&merge.ticks, workers).last() {
                             progress.update(row);
+                            write_live(&dir, row, sc.total_arrivals());
                         }
                     }
                     Ok(r @ Report::Final { .. }) => { merge.finals.insert(w, r); }
@@ -232,8 +233,25 @@ async fn supervise(
         &client_limits,
     )?;
     write(&dir, &sc, &merge, workers, &summary)?;
+    let _ = std::fs::remove_file(dir.join("live.json"));
     print_summary(&summary);
     Ok(summary.complete)
+}
+
+/// `live.json`: the latest second, replaced whole each second while the run
+/// goes on (for dashboards; gone from the finished record).
+fn write_live(dir: &Path, r: &Row, target: u64) {
+    let live = serde_json::json!({
+        "t": r.t, "target": target, "open": r.open, "connecting": r.connecting, "attempted": r.attempted,
+        "connected": r.connected, "failed": r.failed, "closed_by_server": r.closed_by_server,
+        "deliveries": r.deliveries, "connect_p50_ms": r.connect.p50, "connect_p99_ms": r.connect.p99,
+        "delivery_p50_ms": r.delivery.p50, "delivery_p99_ms": r.delivery.p99,
+        "worker_cpu_max_pct": r.worker_cpu_max_pct, "loadgen_rss_kib": r.rss_kib,
+    });
+    let tmp = dir.join("live.json.tmp");
+    if std::fs::write(&tmp, live.to_string()).is_ok() {
+        let _ = std::fs::rename(&tmp, dir.join("live.json"));
+    }
 }
 
 /// Per-second rows: each worker's latest tick at or before each second, summed.

@@ -29,7 +29,10 @@ pub struct Scenario {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
-    /// `ws://host:port[/path]`, spread round-robin. Appwrite's path defaults to `/v1/realtime`.
+    /// `ws://host:port[/path]`, spread round-robin. Appwrite's path defaults to
+    /// `/v1/realtime`. May be left out where a runner supplies it (`--target`,
+    /// `cargo xtask bench`).
+    #[serde(default)]
     pub urls: Vec<String>,
     #[serde(default)]
     pub protocol: Protocol,
@@ -312,7 +315,7 @@ impl Scenario {
                 e.message().trim()
             ))
         })?;
-        sc.check().map_err(|(key, msg)| {
+        sc.validate().map_err(|(key, msg)| {
             let line = src
                 .lines()
                 .position(|l| l.trim_start().starts_with(key))
@@ -322,8 +325,9 @@ impl Scenario {
         Ok(sc)
     }
 
-    /// Checks that span fields; returns the key to point at and the problem.
-    fn check(&self) -> Result<(), (&'static str, String)> {
+    /// Checks that span fields (parsing checks single values); returns the
+    /// key to point at and the problem. For a scenario built in code.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
         if self.target.urls.is_empty() {
             return Err(("urls", "at least one target URL is needed".into()));
         }

@@ -1,4 +1,5 @@
-//! `cargo xtask ci`: what CI runs, runnable locally in one command.
+//! `cargo xtask ci`: what CI runs, runnable locally in one command: the
+//! checks, every test, and a real smoke bench whose record must read back.
 
 use crate::cargo;
 

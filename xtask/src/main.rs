@@ -3,22 +3,28 @@
 //! The xtask convention (an alias in `.cargo/config.toml`) keeps project
 //! automation in Rust, with no tool to install beyond cargo.
 
-mod ci;
-mod memprobe;
-
 use std::process::ExitCode;
+
+use xtask::{bench, ci, memprobe, tuning};
 
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  ci                          fmt check, clippy (warnings denied), every test
-  memprobe [--connections N] [--rate R]  KiB per idle connection, server and load generator";
+  bench <suite> [--scale F | --connections N] [--rate R] [--hold S] [--out DIR] [--tune] [--dashboard ADDR]
+                              build, preflight, run a suite (suites/*.toml), write its record under results/
+  tune <suite> [--apply]      show (or apply) a suite's OS tuning: current and wanted values
+  memprobe [--connections N] [--rate R]
+                              KiB per idle connection, server and load generator
+  ci                          fmt check, clippy (warnings denied), every test, a smoke bench";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or(&[]);
     let result = match args.first().map(String::as_str) {
+        Some("bench") => bench::task(rest),
+        Some("tune") => tuning::task(rest),
         Some("ci") => ci::run(),
-        Some("memprobe") => memprobe::run(&args[1..]),
+        Some("memprobe") => memprobe::run(rest),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())
@@ -31,29 +37,5 @@ fn main() -> ExitCode {
             eprintln!("xtask: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// The workspace root (the xtask crate's parent).
-pub fn root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_path_buf()
-}
-
-/// Runs `cargo` with `args` in the workspace root; an error names the command.
-pub fn cargo(args: &[&str]) -> Result<(), String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    eprintln!("xtask: cargo {}", args.join(" "));
-    let status = std::process::Command::new(cargo)
-        .args(args)
-        .current_dir(root())
-        .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("`cargo {}` failed ({status})", args.join(" ")))
     }
 }

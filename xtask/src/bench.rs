@@ -1,0 +1,502 @@
+//! `cargo xtask bench <suite> [--scale F | --connections N] [--rate R] [--hold S]
+//! [--out DIR] [--tune] [--dashboard ADDR]`: one command from source to record.
+//!
+//! Build the release binaries; preflight (and `--tune`); start the server;
+//! run the load generator while sampling the server and the machine every
+//! second and serving the live page; stop everything, also on Ctrl-C or
+//! failure; write the record (`record.rs`) atomically.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rtbench_loadgen::record::{partial_dir, read_summary as read_load_summary};
+use rtbench_loadgen::target::expand_sources;
+use rtbench_protocol::time::{compact_utc, now_ns};
+
+use crate::preflight::{self, Needs};
+use crate::record::{self, BenchSummary, Connections, Environment, ServerFigures, SystemFigures};
+use crate::sample::{self, Sample, Sampler};
+use crate::server::{ServerProcess, die_with_parent};
+use crate::suite::{self, Overrides, Suite, Variant};
+use crate::{cargo, dashboard, root, tuning};
+
+/// The signal that interrupted the run (0: none).
+static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    INTERRUPTED.store(sig, Ordering::SeqCst);
+}
+
+pub struct Args {
+    pub suite: String,
+    pub overrides: Overrides,
+    pub out: Option<PathBuf>,
+    pub tune: bool,
+    pub dashboard: String,
+}
+
+pub fn parse(args: &[String]) -> Result<Args, String> {
+    let mut it = args.iter();
+    let suite = it
+        .next()
+        .filter(|s| !s.starts_with('-'))
+        .ok_or(USAGE)?
+        .clone();
+    let mut a = Args {
+        suite,
+        overrides: Overrides::default(),
+        out: None,
+        tune: false,
+        dashboard: "127.0.0.1:8091".into(),
+    };
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().cloned().ok_or(format!("{flag} needs a value"));
+        let num = |v: String| {
+            v.parse::<f64>()
+                .map_err(|_| format!("{flag}: `{v}` is not a number"))
+        };
+        match flag.as_str() {
+            "--scale" => a.overrides.scale = Some(num(value()?)?),
+            "--connections" => a.overrides.connections = Some(num(value()?)? as u64),
+            "--rate" => a.overrides.rate = Some(num(value()?)?),
+            "--hold" => a.overrides.hold_s = Some(num(value()?)?),
+            "--out" => a.out = Some(PathBuf::from(value()?)),
+            "--dashboard" => a.dashboard = value()?,
+            "--tune" => a.tune = true,
+            other => return Err(format!("unknown flag `{other}`\n{USAGE}")),
+        }
+    }
+    Ok(a)
+}
+
+const USAGE: &str = "usage: cargo xtask bench <suite> [--scale F | --connections N] [--rate R] [--hold S] [--out DIR] [--tune] [--dashboard ADDR]";
+
+/// Runs every variant of a suite; exits 130 when interrupted.
+pub fn task(args: &[String]) -> Result<(), String> {
+    let a = parse(args)?;
+    let path = suite::resolve(&a.suite)?;
+    let suite = suite::load(&path)?;
+    let name = path
+        .file_stem()
+        .map_or("suite".into(), |s| s.to_string_lossy().into_owned());
+    // SAFETY: installing a handler that only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    cargo(&[
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "rtbench-server",
+        "-p",
+        "rtbench-loadgen",
+    ])?;
+    let variants: Vec<Option<&Variant>> = if suite.variants.is_empty() {
+        vec![None]
+    } else {
+        suite.variants.iter().map(Some).collect()
+    };
+    for v in variants {
+        let (dir, complete) = run_one(&suite, &name, v, &a)?;
+        println!("{}", dir.display());
+        if !complete && INTERRUPTED.load(Ordering::SeqCst) != 0 {
+            std::process::exit(130);
+        }
+    }
+    Ok(())
+}
+
+fn host() -> String {
+    let h = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "host".into());
+    h.trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn run_one(
+    suite: &Suite,
+    name: &str,
+    variant: Option<&Variant>,
+    a: &Args,
+) -> Result<(PathBuf, bool), String> {
+    let mut load = suite.load.clone();
+    a.overrides.apply(&mut load)?;
+    let mut server_args = suite.server.args.clone();
+    if let Some(v) = variant {
+        server_args.extend(v.server_args.iter().cloned());
+        if let Some(p) = v.ping_interval_s {
+            load.session.ping_interval_s = p;
+        }
+        if let Some(f) = v.cap_fraction {
+            server_args.extend([
+                "--max-connections".into(),
+                ((load.total_arrivals() as f64 * f).ceil() as u64).to_string(),
+            ]);
+        }
+    }
+    let label = match variant {
+        Some(v) => format!("{name} ({})", v.name),
+        None => name.to_string(),
+    };
+    eprintln!(
+        "xtask: bench {label}: {} connections",
+        load.total_arrivals()
+    );
+
+    let (tuning, tune_errors) = tuning::run(&suite.tuning, a.tune);
+    if !tune_errors.is_empty() {
+        return Err(format!(
+            "--tune could not apply:\n{}",
+            tune_errors.join("\n")
+        ));
+    }
+    let checks = preflight::run(&Needs {
+        connections: load.total_arrivals(),
+        sources: expand_sources(&load.target.sources)?.len(),
+        server_processes: 1,
+    });
+    preflight::verdict(&checks)?;
+
+    let stamp = compact_utc(now_ns());
+    let dir = match (&a.out, variant) {
+        (Some(o), None) => o.clone(),
+        (Some(o), Some(v)) => PathBuf::from(format!("{}-{}", o.display(), v.name)),
+        (None, v) => root().join("results").join(name).join(match v {
+            Some(v) => format!("{stamp}-{}-{}", host(), v.name),
+            None => format!("{stamp}-{}", host()),
+        }),
+    };
+    if dir.exists() {
+        return Err(format!("{} exists already", dir.display()));
+    }
+    let tmp = partial_dir(&dir);
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    record::write_json(&tmp.join("preflight.json"), &checks)?;
+
+    let mut server = ServerProcess::start(&server_args)?;
+    load.target.urls = vec![format!("ws://{}", server.addr)];
+    let mut resolved = suite.clone();
+    resolved.load = load.clone();
+    resolved.server.args = server.args.clone();
+    std::fs::write(
+        tmp.join("suite.toml"),
+        toml::to_string(&resolved).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    let load_file = tmp.join("load.toml");
+    std::fs::write(&load_file, load.to_toml()).map_err(|e| e.to_string())?;
+
+    let env = environment(&tuning, a, &server, &suite.tuning);
+    record::write_json(&tmp.join("environment.json"), &env)?;
+
+    let state: dashboard::State = Arc::new(Mutex::new(String::from("{}")));
+    match dashboard::serve(&a.dashboard, state.clone()) {
+        Ok(addr) => eprintln!("xtask: live dashboard: http://{addr}/"),
+        Err(e) => eprintln!("xtask: no live dashboard: {e}"),
+    }
+
+    let mut sampler = Sampler::new(server.pid(), server.addr);
+    let mut samples: Vec<Sample> = vec![sampler.sample()];
+    let load_dir = tmp.join("loadgen");
+    let mut loadgen = start_loadgen(&load_file, &load_dir)?;
+    let load_started = Instant::now();
+    let load_offset_s = samples[0].t_s;
+    let mut forwarded = false;
+    let exit = loop {
+        std::thread::sleep(Duration::from_millis(250));
+        let sig = INTERRUPTED.load(Ordering::SeqCst);
+        if sig != 0 && !forwarded {
+            forwarded = true;
+            eprintln!(
+                "xtask: interrupted: stopping the load generator (it writes an incomplete record)"
+            );
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(loadgen.id() as i32, libc::SIGINT) };
+        }
+        if let Some(status) = loadgen.try_wait().map_err(|e| e.to_string())? {
+            break status;
+        }
+        if samples
+            .last()
+            .is_none_or(|s| sampler_due(s, load_started, load_offset_s))
+        {
+            let s = sampler.sample();
+            publish_state(&state, &s, &partial_dir(&load_dir), &label);
+            samples.push(s);
+        }
+    };
+    samples.push(sampler.sample());
+    server.stop(Duration::from_secs(15));
+    drop(server);
+    let server_csv: String = std::iter::once(sample::CSV_HEADER.to_string())
+        .chain(samples.iter().map(Sample::csv))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    std::fs::write(tmp.join("server.csv"), server_csv).map_err(|e| e.to_string())?;
+
+    let interrupted = INTERRUPTED.load(Ordering::SeqCst);
+    let load_summary = read_load_summary(&load_dir).map_err(|e| {
+        format!(
+            "the load generator left no record ({exit}): {e}; see {}",
+            partial_dir(&load_dir).display()
+        )
+    })?;
+    let hold_from = load_offset_s + load.arrivals_end_s() + 1.0;
+    let hold_to = load_offset_s + load.hold_end_s() - 0.5;
+    let summary = summarize(
+        name,
+        variant,
+        suite,
+        a,
+        &load_summary,
+        &samples,
+        (hold_from, hold_to),
+        interrupted,
+    );
+    record::write_json(&tmp.join("summary.json"), &summary)?;
+    std::fs::rename(&tmp, &dir).map_err(|e| format!("moving {} into place: {e}", tmp.display()))?;
+    print_headline(&summary);
+    Ok((dir, summary.complete))
+}
+
+fn sampler_due(last: &Sample, started: Instant, offset: f64) -> bool {
+    started.elapsed().as_secs_f64() + offset >= last.t_s + 1.0
+}
+
+fn start_loadgen(scenario: &Path, out: &Path) -> Result<Child, String> {
+    die_with_parent(&mut Command::new(
+        root().join("target/release/rtbench-loadgen"),
+    ))
+    .arg("run")
+    .arg(scenario)
+    .arg("--out")
+    .arg(out)
+    .stdout(Stdio::null())
+    .spawn()
+    .map_err(|e| format!("cannot start the load generator: {e}"))
+}
+
+/// Merges the load generator's latest second with the server sample.
+fn publish_state(state: &dashboard::State, s: &Sample, load_partial: &Path, label: &str) {
+    let mut v: serde_json::Value = std::fs::read_to_string(load_partial.join("live.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| serde_json::json!({}));
+    if let (Some(obj), Ok(serde_json::Value::Object(sv))) =
+        (v.as_object_mut(), serde_json::to_value(s))
+    {
+        obj.extend(sv);
+        obj.insert("scenario".into(), label.into());
+    }
+    if let Ok(mut g) = state.lock() {
+        *g = v.to_string();
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn summarize(
+    name: &str,
+    variant: Option<&Variant>,
+    suite: &Suite,
+    a: &Args,
+    l: &rtbench_loadgen::record::Summary,
+    samples: &[Sample],
+    hold: (f64, f64),
+    interrupted: i32,
+) -> BenchSummary {
+    let before = samples.first().cloned().unwrap_or_default();
+    let peak_conns = samples
+        .iter()
+        .map(|s| s.server_connections)
+        .max()
+        .unwrap_or(0);
+    let rss_peak = samples.iter().map(|s| s.server_rss_kib).max().unwrap_or(0);
+    let mem_peak = samples.iter().map(|s| s.mem_used_kib).max().unwrap_or(0);
+    let holding: Vec<f64> = samples
+        .iter()
+        .filter(|s| s.t_s >= hold.0 && s.t_s <= hold.1)
+        .map(|s| s.server_cpu_pct)
+        .collect();
+    let per = |delta: u64| {
+        if peak_conns > 0 {
+            delta as f64 / peak_conns as f64
+        } else {
+            0.0
+        }
+    };
+    BenchSummary {
+        format_version: record::FORMAT_VERSION,
+        scenario: name.to_string(),
+        variant: variant.map(|v| v.name.clone()),
+        description: suite.description.trim().to_string(),
+        complete: l.complete && interrupted == 0,
+        stopped_by: match interrupted {
+            0 => l.stopped_by.clone(),
+            libc::SIGINT => Some("SIGINT".into()),
+            _ => Some("SIGTERM".into()),
+        },
+        started_at: l.started_at.clone(),
+        host: host(),
+        overrides: a.overrides.clone(),
+        connections: Connections {
+            target: l.connections.target,
+            peak: l.connections.peak_open,
+            held: l.connections.held,
+            failed: l.connections.failed,
+            time_to_target_s: l.connections.time_to_target_s,
+        },
+        connect_ms: record::latency(&l.connect_ms),
+        delivery_ms: record::latency(&l.delivery_ms),
+        deliveries_per_s: l.events.per_second,
+        server: ServerFigures {
+            processes: 1,
+            rss_before_kib: before.server_rss_kib,
+            rss_peak_kib: rss_peak,
+            kib_per_connection: per(rss_peak.saturating_sub(before.server_rss_kib)),
+            cpu_holding_pct: if holding.is_empty() {
+                0.0
+            } else {
+                holding.iter().sum::<f64>() / holding.len() as f64
+            },
+        },
+        system: SystemFigures {
+            mem_used_before_kib: before.mem_used_kib,
+            mem_used_peak_kib: mem_peak,
+            kib_per_connection: per(mem_peak.saturating_sub(before.mem_used_kib)),
+            tcp_mem_peak_kib: samples.iter().map(|s| s.tcp_mem_kib).max().unwrap_or(0),
+        },
+        errors: record::errors(l),
+        client_bottleneck: l.client_bottleneck.clone(),
+    }
+}
+
+fn environment(
+    tuning: &std::collections::BTreeMap<String, tuning::Setting>,
+    a: &Args,
+    server: &ServerProcess,
+    profile: &std::collections::BTreeMap<String, String>,
+) -> Environment {
+    let cmd = |c: &str, args: &[&str]| {
+        Command::new(c)
+            .args(args)
+            .current_dir(root())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    let mut sysctls: std::collections::BTreeMap<String, Option<String>> = [
+        "fs.file-max",
+        "fs.nr_open",
+        "net.core.somaxconn",
+        "net.ipv4.ip_local_port_range",
+        "net.ipv4.tcp_max_syn_backlog",
+        "net.ipv4.tcp_mem",
+        "net.ipv4.tcp_rmem",
+        "net.ipv4.tcp_wmem",
+        "net.netfilter.nf_conntrack_max",
+    ]
+    .iter()
+    .map(|k| (k.to_string(), tuning::read(k)))
+    .collect();
+    for k in profile.keys() {
+        sysctls.insert(k.clone(), tuning::read(k));
+    }
+    let mut soft = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct we own.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut soft) };
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    Environment {
+        format_version: record::FORMAT_VERSION,
+        host: host(),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        cpu_model: cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name")?.split(':').nth(1))
+            .unwrap_or("")
+            .trim()
+            .to_string(),
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        mem_total_kib: preflight::meminfo("MemTotal").unwrap_or(0),
+        nofile_soft: soft.rlim_cur,
+        nofile_hard: soft.rlim_max,
+        sysctls,
+        tuning: tuning.clone(),
+        tuning_applied: a.tune,
+        rustc: cmd("rustc", &["--version"]),
+        git_commit: cmd("git", &["rev-parse", "HEAD"]),
+        git_dirty: !cmd("git", &["status", "--porcelain"]).is_empty(),
+        server_version: cmd(
+            root()
+                .join("target/release/rtbench-server")
+                .to_str()
+                .unwrap_or(""),
+            &["--version"],
+        ),
+        server_args: server.args.clone(),
+        loadgen_version: cmd(
+            root()
+                .join("target/release/rtbench-loadgen")
+                .to_str()
+                .unwrap_or(""),
+            &["--version"],
+        ),
+        overrides: a.overrides.clone(),
+    }
+}
+
+fn print_headline(s: &BenchSummary) {
+    let c = &s.connections;
+    eprintln!(
+        "xtask: {}{} {}: peak {} / {} connections, held {}, failed {}, time to target {}",
+        s.scenario,
+        s.variant
+            .as_ref()
+            .map_or(String::new(), |v| format!(" ({v})")),
+        if s.complete { "complete" } else { "INCOMPLETE" },
+        c.peak,
+        c.target,
+        c.held,
+        c.failed,
+        c.time_to_target_s
+            .map_or("not reached".into(), |t| format!("{t:.0} s")),
+    );
+    eprintln!(
+        "xtask: connect p50/p99/p99.9 {:.2}/{:.2}/{:.2} ms; delivery p50/p99/p99.9 {:.2}/{:.2}/{:.2} ms, {:.0} deliveries/s",
+        s.connect_ms.p50,
+        s.connect_ms.p99,
+        s.connect_ms.p999,
+        s.delivery_ms.p50,
+        s.delivery_ms.p99,
+        s.delivery_ms.p999,
+        s.deliveries_per_s
+    );
+    eprintln!(
+        "xtask: server {:.2} KiB/connection, CPU while holding {:.1}%; whole machine {:.2} KiB/connection",
+        s.server.kib_per_connection, s.server.cpu_holding_pct, s.system.kib_per_connection
+    );
+    for r in &s.client_bottleneck.reasons {
+        eprintln!("xtask: CLIENT BOTTLENECK: {r}");
+    }
+}

@@ -1,0 +1,37 @@
+//! The project's tasks as a library, so tests read run records through the
+//! same types that write them. `main.rs` is the command line.
+
+pub mod bench;
+pub mod ci;
+pub mod dashboard;
+pub mod memprobe;
+pub mod preflight;
+pub mod record;
+pub mod sample;
+pub mod server;
+pub mod suite;
+pub mod tuning;
+
+/// The workspace root (the xtask crate's parent).
+pub fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// Runs `cargo` with `args` in the workspace root; an error names the command.
+pub fn cargo(args: &[&str]) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let status = std::process::Command::new(cargo)
+        .args(args)
+        .current_dir(root())
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`cargo {}` failed ({status})", args.join(" ")))
+    }
+}

@@ -1,0 +1,188 @@
+//! Before anything starts: can this machine reach the run's target?
+//!
+//! Each check reads a limit, compares it with what the run needs, and when it
+//! falls short says so with the command that fixes it. A run that cannot
+//! reach its target is refused, never silently scaled down.
+
+use serde::{Deserialize, Serialize};
+
+use crate::tuning;
+
+/// Kernel memory per idle loopback TCP socket (measured here: 2,000,000
+/// plain loopback connections, both ends, in 11.8 GiB).
+const KERNEL_KIB_PER_SOCKET: f64 = 3.1;
+/// Measured by `cargo xtask memprobe` (1.65 and 1.03), with a margin.
+const SERVER_KIB_PER_CONNECTION: f64 = 2.0;
+const LOADGEN_KIB_PER_CONNECTION: f64 = 1.5;
+/// Descriptors a server process keeps for itself.
+const SERVER_RESERVED_FDS: u64 = 64;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+    /// The command that fixes it, when one does.
+    pub fix: Option<String>,
+}
+
+pub struct Needs {
+    pub connections: u64,
+    pub sources: usize,
+    pub server_processes: u64,
+}
+
+fn check(name: &str, ok: bool, detail: String, fix: Option<String>) -> Check {
+    Check {
+        name: name.into(),
+        ok,
+        detail,
+        fix,
+    }
+}
+
+fn num(name: &str) -> Option<u64> {
+    tuning::read(name)?.split_whitespace().next()?.parse().ok()
+}
+
+/// The open-files hard limit of a process started from here.
+pub fn nofile_hard() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct we own.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    lim.rlim_max
+}
+
+/// Connections one server process can hold here.
+pub fn server_capacity() -> u64 {
+    nofile_hard().saturating_sub(SERVER_RESERVED_FDS)
+}
+
+pub fn run(n: &Needs) -> Vec<Check> {
+    let c = n.connections;
+    let mut out = Vec::new();
+    let cap = server_capacity();
+    out.push(check(
+        "open files per process",
+        n.server_processes * cap >= c,
+        format!(
+            "{c} connections need {} server process(es) of at most {cap} connections (hard limit {} descriptors); this run starts {}",
+            c.div_ceil(cap.max(1)),
+            nofile_hard(),
+            n.server_processes
+        ),
+        (n.server_processes * cap < c).then(|| {
+            format!(
+                "several server processes need the shared event bus (the Redis scale-out issue), not built yet; run at most --connections {}",
+                n.server_processes * cap
+            )
+        }),
+    ));
+    if let Some(max) = num("fs.file-max") {
+        let need = 2 * c + 10_000;
+        out.push(check(
+            "fs.file-max",
+            max >= need,
+            format!("{max} system-wide descriptors, {need} needed (both ends of every connection)"),
+            (max < need).then(|| format!("sysctl -w fs.file-max={}", need.max(12_000_500))),
+        ));
+    }
+    if let Some(nr) = num("fs.nr_open") {
+        let per = c.min(cap) + SERVER_RESERVED_FDS;
+        out.push(check(
+            "fs.nr_open",
+            nr >= per,
+            format!("a process may be given at most {nr} descriptors; the busiest needs {per}"),
+            (nr < per).then(|| "sysctl -w fs.nr_open=20000500".to_string()),
+        ));
+    }
+    let (lo, hi) = rtbench_loadgen::target::local_port_range();
+    let ports = u64::from(hi.saturating_sub(lo)) + 1;
+    let budget = ports * n.sources.max(1) as u64;
+    out.push(check(
+        "ports x source addresses",
+        budget >= c,
+        format!("{} source address(es) x {ports} ports ({lo}-{hi}) = {budget} connections to one server address", n.sources.max(1)),
+        (budget < c).then(|| "sysctl -w net.ipv4.ip_local_port_range=\"1025 65535\" (or add sources to the suite)".to_string()),
+    ));
+    if let (Some(max), Some(count)) = (
+        num("net.netfilter.nf_conntrack_max"),
+        num("net.netfilter.nf_conntrack_count"),
+    ) {
+        // Connection tracking is active (Docker's NAT rules load it): every
+        // loopback connection takes an entry, and a full table drops SYNs.
+        let need = count + c + c / 10;
+        out.push(check(
+            "nf_conntrack_max",
+            max >= need,
+            format!("connection tracking is active: {count} entries in use, table of {max}, this run adds {c}"),
+            (max < need).then(|| format!("sysctl -w net.netfilter.nf_conntrack_max={}", need.next_power_of_two())),
+        ));
+    }
+    let avail_kib = meminfo("MemAvailable").unwrap_or(0);
+    let need_kib = (c as f64
+        * (2.0 * KERNEL_KIB_PER_SOCKET + SERVER_KIB_PER_CONNECTION + LOADGEN_KIB_PER_CONNECTION))
+        as u64
+        + 256 * 1024;
+    out.push(check(
+        "memory",
+        need_kib <= avail_kib * 9 / 10,
+        format!(
+            "estimate {} MiB ({KERNEL_KIB_PER_SOCKET} KiB kernel x 2 sockets + {SERVER_KIB_PER_CONNECTION} server + {LOADGEN_KIB_PER_CONNECTION} load generator per connection), {} MiB available",
+            need_kib / 1024,
+            avail_kib / 1024
+        ),
+        (need_kib > avail_kib * 9 / 10).then(|| format!("run fewer connections: --connections {}", (c as f64 * avail_kib as f64 * 0.9 / need_kib as f64) as u64)),
+    ));
+    out
+}
+
+/// A `/proc/meminfo` field in KiB.
+pub fn meminfo(field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
+    s.lines().find_map(|l| {
+        l.strip_prefix(field)?
+            .strip_prefix(':')?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
+/// Prints the checks; an error naming every failed one, with its fix.
+pub fn verdict(checks: &[Check]) -> Result<(), String> {
+    for c in checks {
+        eprintln!(
+            "preflight: {} {}: {}",
+            if c.ok { "ok  " } else { "FAIL" },
+            c.name,
+            c.detail
+        );
+    }
+    let failed: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| {
+            format!(
+                "{}: {}{}",
+                c.name,
+                c.detail,
+                c.fix
+                    .as_ref()
+                    .map_or(String::new(), |f| format!("\n  fix: {f}"))
+            )
+        })
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "this run cannot reach its target:\n{}",
+            failed.join("\n")
+        ))
+    }
+}

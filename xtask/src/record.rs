@@ -1,0 +1,153 @@
+//! The bench run record: `results/<scenario>/<UTC time>-<host>/`.
+//!
+//! | file | content |
+//! |---|---|
+//! | `suite.toml` | the suite as run: overrides applied, target filled in |
+//! | `environment.json` | `Environment`: machine, kernel, sysctls and limits as read, tuning before/after, toolchain, git commit, binaries and flags |
+//! | `server.csv` | one `sample::Sample` a second |
+//! | `preflight.json` | every check and its verdict |
+//! | `loadgen/` | the load generator's run directory (`loadgen/README.md`) |
+//! | `summary.json` | `BenchSummary`: the headline figures |
+//!
+//! `FORMAT_VERSION` changes whenever a reader must know. The results site and
+//! the regression gate read records through these types.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rtbench_loadgen::record::{Bottleneck, Summary as LoadSummary};
+use serde::{Deserialize, Serialize};
+
+use crate::suite::Overrides;
+use crate::tuning::Setting;
+
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchSummary {
+    pub format_version: u32,
+    pub scenario: String,
+    pub variant: Option<String>,
+    pub description: String,
+    /// False when interrupted or when a part failed; the figures then cover
+    /// what ran.
+    pub complete: bool,
+    pub stopped_by: Option<String>,
+    pub started_at: String,
+    pub host: String,
+    /// The user's overrides (`--scale`, `--connections`, `--rate`, `--hold`).
+    pub overrides: Overrides,
+    pub connections: Connections,
+    pub connect_ms: Latency,
+    pub delivery_ms: Latency,
+    pub deliveries_per_s: f64,
+    pub server: ServerFigures,
+    pub system: SystemFigures,
+    pub errors: Errors,
+    pub client_bottleneck: Bottleneck,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Connections {
+    pub target: u64,
+    pub peak: u64,
+    pub held: u64,
+    pub failed: u64,
+    pub time_to_target_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ServerFigures {
+    pub processes: u64,
+    pub rss_before_kib: u64,
+    pub rss_peak_kib: u64,
+    /// (peak RSS − RSS before) / peak connections.
+    pub kib_per_connection: f64,
+    /// Mean CPU over the hold (100 = one core).
+    pub cpu_holding_pct: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SystemFigures {
+    pub mem_used_before_kib: u64,
+    pub mem_used_peak_kib: u64,
+    /// Whole-machine memory per connection: kernel, server and load generator.
+    pub kib_per_connection: f64,
+    pub tcp_mem_peak_kib: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Errors {
+    pub failed: BTreeMap<String, u64>,
+    pub closed_by_server: BTreeMap<String, u64>,
+    pub error_frames: BTreeMap<String, u64>,
+    pub misdelivered: u64,
+    pub duplicates: u64,
+    pub lost: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Environment {
+    pub format_version: u32,
+    pub host: String,
+    pub kernel: String,
+    pub cpu_model: String,
+    pub cores: usize,
+    pub mem_total_kib: u64,
+    pub nofile_soft: u64,
+    pub nofile_hard: u64,
+    /// Relevant sysctls as read at the start.
+    pub sysctls: BTreeMap<String, Option<String>>,
+    /// The suite's tuning: wanted, before, after (`applied` false: read only).
+    pub tuning: BTreeMap<String, Setting>,
+    pub tuning_applied: bool,
+    pub rustc: String,
+    pub git_commit: String,
+    pub git_dirty: bool,
+    pub server_version: String,
+    pub server_args: Vec<String>,
+    pub loadgen_version: String,
+    pub overrides: Overrides,
+}
+
+pub fn latency(p: &rtbench_loadgen::stats::Percentiles) -> Latency {
+    Latency {
+        p50: p.p50,
+        p99: p.p99,
+        p999: p.p999,
+        count: p.count,
+    }
+}
+
+pub fn errors(l: &LoadSummary) -> Errors {
+    Errors {
+        failed: l.counters.failed.clone(),
+        closed_by_server: l.counters.closed_by_server.clone(),
+        error_frames: l.counters.error_frames.clone(),
+        misdelivered: l.events.misdelivered,
+        duplicates: l.events.duplicates,
+        lost: l.events.lost,
+    }
+}
+
+pub fn read_summary(dir: &Path) -> Result<BenchSummary, String> {
+    let p = dir.join("summary.json");
+    let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<(), String> {
+    std::fs::write(
+        path,
+        serde_json::to_string_pretty(value).expect("serializes"),
+    )
+    .map_err(|e| format!("{}: {e}", path.display()))
+}

@@ -1,0 +1,204 @@
+//! Suite files (`suites/*.toml`): a load generator scenario plus what a local
+//! run needs around it: server flags, the OS tuning profile, variants.
+//!
+//! The scenario part is the load generator's own schema, under `[load]`, so it
+//! is defined once; the runner fills in the target address.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rtbench_loadgen::scenario::Scenario;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Suite {
+    pub description: String,
+    #[serde(default)]
+    pub server: ServerSpec,
+    /// sysctl name -> wanted value (`cargo xtask tune`, `bench --tune`).
+    #[serde(default)]
+    pub tuning: BTreeMap<String, String>,
+    /// Runs of the same scenario that differ in one thing; none means one run.
+    #[serde(default)]
+    pub variants: Vec<Variant>,
+    pub load: Scenario,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSpec {
+    /// Extra `rtbench-server` flags.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub name: String,
+    #[serde(default)]
+    pub server_args: Vec<String>,
+    /// Replaces the session's ping interval.
+    #[serde(default)]
+    pub ping_interval_s: Option<f64>,
+    /// The server's `--max-connections` as a share of the arrivals.
+    #[serde(default)]
+    pub cap_fraction: Option<f64>,
+}
+
+/// The suites directory of the workspace.
+pub fn dir() -> PathBuf {
+    crate::root().join("suites")
+}
+
+/// Finds a suite by name (`smoke`) or path.
+pub fn resolve(name: &str) -> Result<PathBuf, String> {
+    let as_path = Path::new(name);
+    if as_path.extension().is_some_and(|e| e == "toml") && as_path.exists() {
+        return Ok(as_path.to_path_buf());
+    }
+    let p = dir().join(format!("{name}.toml"));
+    if p.exists() {
+        return Ok(p);
+    }
+    let known: Vec<String> = std::fs::read_dir(dir())
+        .map(|d| {
+            d.filter_map(|e| {
+                e.ok()?
+                    .path()
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    Err(format!("no suite `{name}`; suites: {}", known.join(", ")))
+}
+
+pub fn load(path: &Path) -> Result<Suite, String> {
+    let src = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    toml::from_str(&src).map_err(|e| {
+        let line = e
+            .span()
+            .map_or(0, |s| src[..s.start].matches('\n').count() + 1);
+        format!("{}:{line}: {}", path.display(), e.message().trim())
+    })
+}
+
+/// The user's choices that change a run; recorded with it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Overrides {
+    pub scale: Option<f64>,
+    pub connections: Option<u64>,
+    pub rate: Option<f64>,
+    pub hold_s: Option<f64>,
+}
+
+impl Overrides {
+    /// Applies the overrides to a scenario: scaling keeps each phase's rate
+    /// and shortens it; `--rate` keeps the arrivals and changes the pace.
+    pub fn apply(&self, sc: &mut Scenario) -> Result<(), String> {
+        let total = sc.total_arrivals();
+        let factor = match (self.scale, self.connections) {
+            (Some(_), Some(_)) => return Err("--scale and --connections exclude each other".into()),
+            (Some(f), None) if f > 0.0 => Some(f),
+            (Some(f), None) => return Err(format!("--scale must be > 0, got {f}")),
+            (None, Some(n)) if total > 0 => Some(n as f64 / total as f64),
+            _ => None,
+        };
+        if let Some(f) = factor {
+            for p in &mut sc.phases {
+                p.duration_s *= f;
+                p.max_users = p.max_users.map(|m| (m as f64 * f).round() as u64);
+            }
+            if let Some(n) = self.connections {
+                // Rounding must not lose or add a connection.
+                let got = sc.total_arrivals();
+                if got != n
+                    && let Some(last) = sc.phases.last_mut()
+                {
+                    last.duration_s += (n as f64 - got as f64 + 0.5) / last.rate;
+                }
+            }
+        }
+        if let Some(r) = self.rate {
+            if r <= 0.0 {
+                return Err(format!("--rate must be > 0, got {r}"));
+            }
+            for p in &mut sc.phases {
+                let n = rtbench_loadgen::scenario::phase_arrivals(p);
+                p.duration_s = (n as f64 + 0.5) / r;
+                p.rate = r;
+            }
+        }
+        if let Some(h) = self.hold_s {
+            sc.hold.duration_s = h;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_suite_parses_and_validates() {
+        for entry in std::fs::read_dir(dir()).unwrap() {
+            let path = entry.unwrap().path();
+            let mut s = load(&path).unwrap();
+            assert!(!s.description.trim().is_empty(), "{}", path.display());
+            s.load.target.urls = vec!["ws://127.0.0.1:1".into()];
+            s.load
+                .validate()
+                .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+        }
+    }
+
+    #[test]
+    fn overrides_scale_and_pace_exactly() {
+        let mut s = load(&dir().join("idle-1m.toml")).unwrap();
+        assert_eq!(s.load.total_arrivals(), 1_000_000);
+        Overrides {
+            connections: Some(19_000),
+            ..Default::default()
+        }
+        .apply(&mut s.load)
+        .unwrap();
+        assert_eq!(s.load.total_arrivals(), 19_000);
+        Overrides {
+            rate: Some(3000.0),
+            hold_s: Some(5.0),
+            ..Default::default()
+        }
+        .apply(&mut s.load)
+        .unwrap();
+        assert_eq!(
+            (
+                s.load.total_arrivals(),
+                s.load.phases[0].rate,
+                s.load.hold.duration_s
+            ),
+            (19_000, 3000.0, 5.0)
+        );
+        let mut s = load(&dir().join("smoke.toml")).unwrap();
+        let before = s.load.total_arrivals();
+        Overrides {
+            scale: Some(0.5),
+            ..Default::default()
+        }
+        .apply(&mut s.load)
+        .unwrap();
+        assert_eq!(s.load.total_arrivals(), before / 2);
+        assert!(
+            Overrides {
+                scale: Some(1.0),
+                connections: Some(5),
+                ..Default::default()
+            }
+            .apply(&mut s.load)
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,87 @@
+//! The OS tuning profile of a suite: read, compare, apply, record.
+//!
+//! `cargo xtask tune <suite>` prints current and wanted values; `--apply` (or
+//! `bench --tune`) writes them. Nothing is changed silently: what was applied
+//! is recorded with the run, before and after.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+fn path(name: &str) -> String {
+    format!("/proc/sys/{}", name.replace('.', "/"))
+}
+
+/// A sysctl's value with whitespace folded (`1024\t4096` reads as `1024 4096`),
+/// or `None` where it does not exist (a module not loaded).
+pub fn read(name: &str) -> Option<String> {
+    std::fs::read_to_string(path(name))
+        .ok()
+        .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+pub fn write(name: &str, value: &str) -> Result<(), String> {
+    std::fs::write(path(name), value).map_err(|e| format!("sysctl -w {name}=\"{value}\": {e}"))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Setting {
+    pub wanted: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// Reads (and with `apply`, writes) every setting of a profile.
+pub fn run(
+    profile: &BTreeMap<String, String>,
+    apply: bool,
+) -> (BTreeMap<String, Setting>, Vec<String>) {
+    let mut out = BTreeMap::new();
+    let mut errors = Vec::new();
+    for (name, wanted) in profile {
+        let before = read(name);
+        if apply
+            && before.as_deref() != Some(wanted.as_str())
+            && let Err(e) = write(name, wanted)
+        {
+            errors.push(e);
+        }
+        out.insert(
+            name.clone(),
+            Setting {
+                wanted: wanted.clone(),
+                before,
+                after: read(name),
+            },
+        );
+    }
+    (out, errors)
+}
+
+/// `cargo xtask tune <suite> [--apply]`.
+pub fn task(args: &[String]) -> Result<(), String> {
+    let name = args
+        .first()
+        .ok_or("usage: cargo xtask tune <suite> [--apply]")?;
+    let apply = args.iter().any(|a| a == "--apply");
+    let suite = crate::suite::load(&crate::suite::resolve(name)?)?;
+    let (settings, errors) = run(&suite.tuning, apply);
+    println!("{:<34} {:<30} {:<30}", "sysctl", "current", "wanted");
+    for (name, s) in &settings {
+        let cur = s.after.as_deref().unwrap_or("(absent)");
+        let mark = if cur == s.wanted { "" } else { "  <- differs" };
+        println!("{name:<34} {cur:<30} {:<30}{mark}", s.wanted);
+    }
+    if !apply
+        && settings
+            .values()
+            .any(|s| s.after.as_deref() != Some(s.wanted.as_str()))
+    {
+        println!("\napply with: cargo xtask tune {name} --apply");
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("\n"))
+    }
+}
