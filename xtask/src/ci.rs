@@ -1,5 +1,5 @@
 //! `cargo xtask ci`: what CI runs, runnable locally in one command: the
-//! checks, every test, and a real smoke bench whose record must read back.
+//! checks and every test (xtask/tests/bench.rs runs a real smoke bench).
 
 use crate::cargo;
 

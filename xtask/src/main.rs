@@ -15,7 +15,7 @@ tasks:
   tune <suite> [--apply]      show (or apply) a suite's OS tuning: current and wanted values
   memprobe [--connections N] [--rate R]
                               KiB per idle connection, server and load generator
-  ci                          fmt check, clippy (warnings denied), every test, a smoke bench";
+  ci                          fmt check, clippy (warnings denied), every test (a smoke bench among them)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

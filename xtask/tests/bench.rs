@@ -1,0 +1,226 @@
+//! `cargo xtask bench` end to end: the real xtask binary builds and runs the
+//! release server and load generator and writes a record that reads back
+//! through the types that define it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use xtask::record::{Environment, read_summary};
+
+/// Runs share the machine, the dashboard port and process checks: one at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rtbench-xtask-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("record")
+}
+
+fn xtask(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    c.args(args).current_dir(xtask::root());
+    c
+}
+
+/// Processes running the workspace's release binaries.
+fn our_processes() -> Vec<String> {
+    let bins =
+        ["rtbench-server", "rtbench-loadgen"].map(|b| xtask::root().join("target/release").join(b));
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let pid = e.ok()?.file_name().into_string().ok()?;
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+            bins.iter()
+                .any(|b| *b == exe)
+                .then(|| format!("{pid} {}", exe.display()))
+        })
+        .collect()
+}
+
+fn environment(dir: &Path) -> Environment {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("environment.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn bench_smoke_writes_a_complete_record() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = scratch("smoke");
+    let o = xtask(&[
+        "bench",
+        "smoke",
+        "--out",
+        out.to_str().unwrap(),
+        "--dashboard",
+        "127.0.0.1:0",
+    ])
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = read_summary(&out).unwrap();
+    assert!(s.complete, "{s:?}");
+    assert_eq!(s.format_version, xtask::record::FORMAT_VERSION);
+    assert_eq!(
+        (
+            s.connections.target,
+            s.connections.peak,
+            s.connections.failed
+        ),
+        (2000, 2000, 0)
+    );
+    assert!(s.connect_ms.p50 > 0.0 && s.connect_ms.count == 2000);
+    assert!(s.delivery_ms.p50 > 0.0 && s.deliveries_per_s > 0.0);
+    assert_eq!(
+        (s.errors.misdelivered, s.errors.duplicates, s.errors.lost),
+        (0, 0, 0)
+    );
+    assert!(s.server.rss_peak_kib > s.server.rss_before_kib && s.server.kib_per_connection > 0.0);
+    assert!(s.system.kib_per_connection > 0.0);
+    let env = environment(&out);
+    assert!(env.server_version.starts_with("rtbench-server"), "{env:?}");
+    assert!(
+        !env.git_commit.is_empty()
+            && env.cores > 0
+            && env.tuning.contains_key("net.core.somaxconn")
+    );
+    let csv = std::fs::read_to_string(out.join("server.csv")).unwrap();
+    assert!(
+        csv.starts_with(xtask::sample::CSV_HEADER) && csv.lines().count() > 5,
+        "{csv}"
+    );
+    let load = rtbench_loadgen::record::read_summary(&out.join("loadgen")).unwrap();
+    assert_eq!(load.connections.connected, 2000);
+    assert!(
+        our_processes().is_empty(),
+        "left running: {:?}",
+        our_processes()
+    );
+}
+
+#[test]
+fn scale_is_applied_and_recorded() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = scratch("scale");
+    let o = xtask(&[
+        "bench",
+        "smoke",
+        "--scale",
+        "0.25",
+        "--hold",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+        "--dashboard",
+        "127.0.0.1:0",
+    ])
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = read_summary(&out).unwrap();
+    assert_eq!(s.overrides.scale, Some(0.25));
+    assert_eq!(s.overrides.hold_s, Some(1.0));
+    assert_eq!(s.connections.target, 500);
+    assert_eq!(environment(&out).overrides.scale, Some(0.25));
+}
+
+#[test]
+fn ctrl_c_leaves_an_incomplete_record_and_no_processes() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = scratch("ctrlc");
+    let mut child = xtask(&[
+        "bench",
+        "smoke",
+        "--hold",
+        "120",
+        "--out",
+        out.to_str().unwrap(),
+        "--dashboard",
+        "127.0.0.1:0",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let page = loop {
+        let line = lines
+            .next()
+            .expect("the xtask printed its dashboard")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("xtask: live dashboard: http://") {
+            break rest.trim_end_matches('/').to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    // The live page streams the run's state; wait until every connection is open.
+    let mut events = std::net::TcpStream::connect(&page).unwrap();
+    write!(events, "GET /events HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut reader = BufReader::new(events.try_clone().unwrap());
+    let t0 = Instant::now();
+    loop {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the run never reached 2,000 open connections"
+        );
+        let mut l = String::new();
+        reader.read_line(&mut l).unwrap();
+        if let Some(data) = l.strip_prefix("data: ") {
+            let v: serde_json::Value = serde_json::from_str(data).unwrap();
+            if v["open"].as_u64() == Some(2000) && v["server_connections"].as_u64() == Some(2000) {
+                break;
+            }
+        }
+    }
+    let mut html = String::new();
+    let mut s = std::net::TcpStream::connect(&page).unwrap();
+    write!(s, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.read_to_string(&mut html).unwrap();
+    assert!(html.contains("EventSource(\"events\")"));
+
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "bench did not stop after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(130));
+    let s = read_summary(&out).unwrap();
+    assert!(!s.complete);
+    assert_eq!(s.stopped_by.as_deref(), Some("SIGINT"));
+    assert_eq!(s.connections.peak, 2000);
+    assert!(
+        our_processes().is_empty(),
+        "left running: {:?}",
+        our_processes()
+    );
+}
+
+#[test]
+fn a_preflight_refusal_names_the_limit_and_the_fix() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = scratch("refused");
+    let o = xtask(&["bench", "idle-1m", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("this run cannot reach its target"), "{err}");
+    assert!(
+        err.contains("open files per process: 1000000 connections need"),
+        "{err}"
+    );
+    assert!(err.contains("fix: "), "{err}");
+    assert!(!out.exists() && !rtbench_loadgen::record::partial_dir(&out).exists());
+    assert!(our_processes().is_empty());
+}
