@@ -35,8 +35,7 @@ fn our_processes() -> Vec<String> {
         .filter_map(|e| {
             let pid = e.ok()?.file_name().into_string().ok()?;
             let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
-            bins.iter()
-                .any(|b| *b == exe)
+            bins.contains(&exe)
                 .then(|| format!("{pid} {}", exe.display()))
         })
         .collect()
