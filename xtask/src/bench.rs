@@ -96,13 +96,19 @@ pub fn task(args: &[String]) -> Result<(), String> {
         "-p",
         "rtbench-loadgen",
     ])?;
+    // One live page for the whole invocation, whichever variant is running.
+    let state: dashboard::State = Arc::new(Mutex::new(String::from("{}")));
+    match dashboard::serve(&a.dashboard, state.clone()) {
+        Ok(addr) => eprintln!("xtask: live dashboard: http://{addr}/"),
+        Err(e) => eprintln!("xtask: no live dashboard: {e}"),
+    }
     let variants: Vec<Option<&Variant>> = if suite.variants.is_empty() {
         vec![None]
     } else {
         suite.variants.iter().map(Some).collect()
     };
     for v in variants {
-        let (dir, complete) = run_one(&suite, &name, v, &a)?;
+        let (dir, complete) = run_one(&suite, &name, v, &a, &state)?;
         println!("{}", dir.display());
         if !complete && INTERRUPTED.load(Ordering::SeqCst) != 0 {
             std::process::exit(130);
@@ -130,6 +136,7 @@ fn run_one(
     name: &str,
     variant: Option<&Variant>,
     a: &Args,
+    state: &dashboard::State,
 ) -> Result<(PathBuf, bool), String> {
     let mut load = suite.load.clone();
     a.overrides.apply(&mut load)?;
@@ -192,7 +199,7 @@ fn run_one(
     resolved.load = load.clone();
     resolved.server.args = server.args.clone();
     std::fs::write(
-        tmp.join("suite.toml"),
+        tmp.join("scenario.toml"),
         toml::to_string(&resolved).map_err(|e| e.to_string())?,
     )
     .map_err(|e| e.to_string())?;
@@ -201,12 +208,6 @@ fn run_one(
 
     let env = environment(&tuning, a, &server, &suite.tuning);
     record::write_json(&tmp.join("environment.json"), &env)?;
-
-    let state: dashboard::State = Arc::new(Mutex::new(String::from("{}")));
-    match dashboard::serve(&a.dashboard, state.clone()) {
-        Ok(addr) => eprintln!("xtask: live dashboard: http://{addr}/"),
-        Err(e) => eprintln!("xtask: no live dashboard: {e}"),
-    }
 
     let mut sampler = Sampler::new(server.pid(), server.addr);
     let mut samples: Vec<Sample> = vec![sampler.sample()];
@@ -234,7 +235,7 @@ fn run_one(
             .is_none_or(|s| sampler_due(s, load_started, load_offset_s))
         {
             let s = sampler.sample();
-            publish_state(&state, &s, &partial_dir(&load_dir), &label);
+            publish_state(state, &s, &partial_dir(&load_dir), &label);
             samples.push(s);
         }
     };
@@ -319,18 +320,25 @@ fn summarize(
     interrupted: i32,
 ) -> BenchSummary {
     let before = samples.first().cloned().unwrap_or_default();
-    let peak_conns = samples
+    // Memory is judged while the connections are held: closing allocates too
+    // (close frames, timers), and that is not what holding a connection costs.
+    let in_hold: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.t_s >= hold.0 && s.t_s <= hold.1)
+        .collect();
+    let judged: Vec<&Sample> = if in_hold.is_empty() {
+        samples.iter().collect()
+    } else {
+        in_hold.clone()
+    };
+    let peak_conns = judged
         .iter()
         .map(|s| s.server_connections)
         .max()
         .unwrap_or(0);
-    let rss_peak = samples.iter().map(|s| s.server_rss_kib).max().unwrap_or(0);
-    let mem_peak = samples.iter().map(|s| s.mem_used_kib).max().unwrap_or(0);
-    let holding: Vec<f64> = samples
-        .iter()
-        .filter(|s| s.t_s >= hold.0 && s.t_s <= hold.1)
-        .map(|s| s.server_cpu_pct)
-        .collect();
+    let rss_peak = judged.iter().map(|s| s.server_rss_kib).max().unwrap_or(0);
+    let mem_peak = judged.iter().map(|s| s.mem_used_kib).max().unwrap_or(0);
+    let holding: Vec<f64> = in_hold.iter().map(|s| s.server_cpu_pct).collect();
     let per = |delta: u64| {
         if peak_conns > 0 {
             delta as f64 / peak_conns as f64
@@ -377,7 +385,7 @@ fn summarize(
             mem_used_before_kib: before.mem_used_kib,
             mem_used_peak_kib: mem_peak,
             kib_per_connection: per(mem_peak.saturating_sub(before.mem_used_kib)),
-            tcp_mem_peak_kib: samples.iter().map(|s| s.tcp_mem_kib).max().unwrap_or(0),
+            tcp_mem_peak_kib: judged.iter().map(|s| s.tcp_mem_kib).max().unwrap_or(0),
         },
         errors: record::errors(l),
         client_bottleneck: l.client_bottleneck.clone(),

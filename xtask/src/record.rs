@@ -2,7 +2,8 @@
 //!
 //! | file | content |
 //! |---|---|
-//! | `suite.toml` | the suite as run: overrides applied, target filled in |
+//! | `scenario.toml` | the suite as run: overrides applied, variant and target filled in |
+//! | `load.toml` | its `[load]` part, as handed to the load generator |
 //! | `environment.json` | `Environment`: machine, kernel, sysctls and limits as read, tuning before/after, toolchain, git commit, binaries and flags |
 //! | `server.csv` | one `sample::Sample` a second |
 //! | `preflight.json` | every check and its verdict |
@@ -68,8 +69,9 @@ pub struct Latency {
 pub struct ServerFigures {
     pub processes: u64,
     pub rss_before_kib: u64,
+    /// Highest RSS while the connections were held.
     pub rss_peak_kib: u64,
-    /// (peak RSS − RSS before) / peak connections.
+    /// (peak RSS − RSS before) / peak connections, both while holding.
     pub kib_per_connection: f64,
     /// Mean CPU over the hold (100 = one core).
     pub cpu_holding_pct: f64,
