@@ -78,7 +78,9 @@ fn bench_smoke_writes_a_complete_record() {
         (0, 0, 0)
     );
     assert!(s.server.rss_peak_kib > s.server.rss_before_kib && s.server.kib_per_connection > 0.0);
-    assert!(s.system.kib_per_connection > 0.0);
+    // Whole-machine memory per connection is a figure for large runs: at 2,000
+    // connections (~15 MB) it is within the page cache's noise, so only check it was read.
+    assert!(s.system.mem_used_peak_kib > 0);
     let env = environment(&out);
     assert!(env.server_version.starts_with("rtbench-server"), "{env:?}");
     assert!(
