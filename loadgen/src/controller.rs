@@ -440,7 +440,8 @@ fn summarize(
             per_second: counters.deliveries as f64 / sc.hold.duration_s.max(1.0),
             duplicates: counters.duplicates,
             misdelivered: counters.misdelivered,
-            lost: published.server_deliveries as i64 - counters.deliveries as i64,
+            lost: (published.unreported == 0)
+                .then(|| published.server_deliveries as i64 - counters.deliveries as i64),
             publish_errors: published.errors.clone(),
             publish_lag_max_ms: publish_lag_ms,
         },

@@ -66,8 +66,9 @@ pub struct Events {
     pub per_second: f64,
     pub duplicates: u64,
     pub misdelivered: u64,
-    /// Server-reported deliveries that no client received.
-    pub lost: i64,
+    /// Server-reported deliveries that no client received; unknown (null) when
+    /// the server did not report deliveries per event (a shared bus).
+    pub lost: Option<i64>,
     pub publish_errors: BTreeMap<String, u64>,
     pub publish_lag_max_ms: f64,
 }

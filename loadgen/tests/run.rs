@@ -187,7 +187,7 @@ roles = [{{ role = "any" }}, {{ role = "team" }}, {{ role = "user" }}, {{ role =
         s.events.received, s.events.server_deliveries,
         "every delivery the server made arrived"
     );
-    assert_eq!(s.events.lost, 0);
+    assert_eq!(s.events.lost, Some(0));
     assert_eq!(s.events.duplicates, 0);
     assert_eq!(
         s.events.misdelivered, 0,

@@ -55,6 +55,11 @@ pub struct Config {
     #[arg(long, env = "RTBENCH_REQUIRE_CHANNELS", default_value_t = true, action = clap::ArgAction::Set)]
     pub require_channels: bool,
 
+    /// Redis URL of the shared event bus (`redis://127.0.0.1:6379`): every
+    /// process subscribes to `realtime`, and POST /v1/events publishes there.
+    #[arg(long, env = "RTBENCH_BUS")]
+    pub bus: Option<String>,
+
     /// Milliseconds to let connections flush their 1001 close on shutdown.
     #[arg(long, env = "RTBENCH_SHUTDOWN_GRACE_MS", default_value_t = 5000)]
     pub shutdown_grace_ms: u64,

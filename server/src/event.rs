@@ -16,6 +16,8 @@ pub struct Event {
     pub project: String,
     pub roles: Vec<String>,
     pub channels: Vec<String>,
+    /// The bus's number for this event (`bus.rs`), when it came numbered.
+    pub seq: Option<u64>,
     /// The complete `{"type":"event",...}` text frame, shared by all receivers.
     pub frame: Bytes,
 }
@@ -30,6 +32,8 @@ struct Document {
     _permissions_changed: bool,
     #[serde(rename = "userId", default)]
     _user_id: Option<String>,
+    #[serde(rename = "rtbenchSeq", default)]
+    seq: Option<u64>,
     data: Data,
 }
 
@@ -62,7 +66,13 @@ pub fn parse(body: &[u8]) -> Result<Event, String> {
         doc.data.timestamp = Some(rtbench_protocol::time::appwrite_timestamp(rtbench_protocol::time::now_ns()));
     }
     let text = serde_json::to_vec(&OutFrame { kind: "event", data: &doc.data }).expect("event serializes");
-    Ok(Event { project: doc.project, roles: doc.roles, channels: doc.data.channels, frame: frame::text(&text) })
+    Ok(Event {
+        project: doc.project,
+        roles: doc.roles,
+        channels: doc.data.channels,
+        seq: doc.seq,
+        frame: frame::text(&text),
+    })
 }
 
 #[cfg(test)]

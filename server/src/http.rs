@@ -151,6 +151,7 @@ async fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: 
         413 => "Payload Too Large",
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
         _ => "Error",
     };
     let extra = if status == 426 { "Sec-WebSocket-Version: 13\r\n" } else { "" };
@@ -256,11 +257,24 @@ async fn publish(stream: &mut TcpStream, req: &Request, buf: &mut Vec<u8>, share
             .await;
     }
     match event::parse(&body) {
-        Ok(ev) => {
-            let n = shared.hub.publish(&ev);
-            let body = format!(r#"{{"deliveries":{n}}}"#);
-            respond(stream, 200, "application/json", body.as_bytes(), keep_alive).await
-        }
+        Ok(ev) => match &shared.bus {
+            // Through the bus every process, this one included, fans it out.
+            Some(bus) => match bus.publish(&body).await {
+                Ok(n) => {
+                    let body = format!(r#"{{"published":true,"subscribers":{n}}}"#);
+                    respond(stream, 200, "application/json", body.as_bytes(), keep_alive).await
+                }
+                Err(e) => {
+                    shared.hub.metrics.bus_publish_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    respond(stream, 503, "application/json", &json_error(&e), keep_alive).await
+                }
+            },
+            None => {
+                let n = shared.hub.publish(&ev);
+                let body = format!(r#"{{"deliveries":{n}}}"#);
+                respond(stream, 200, "application/json", body.as_bytes(), keep_alive).await
+            }
+        },
         Err(msg) => {
             shared.hub.metrics.events_invalid.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             respond(stream, 400, "application/json", &json_error(&msg), keep_alive).await

@@ -3,6 +3,7 @@
 //! at a cost proportional to their receivers. `ARCHITECTURE.md` maps the modules.
 
 pub mod auth;
+pub mod bus;
 pub mod config;
 pub mod conn;
 pub mod event;

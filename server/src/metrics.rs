@@ -44,6 +44,13 @@ pub struct Metrics {
     pub slow_consumers_closed: AtomicU64,
     /// accept() failures, e.g. out of descriptors (EMFILE).
     pub accept_errors: AtomicU64,
+    /// The Redis bus: 1 while subscribed.
+    pub bus_up: AtomicU64,
+    pub bus_outages: AtomicU64,
+    pub bus_events_in: AtomicU64,
+    /// Events published on the bus while this process was not subscribed.
+    pub bus_events_missed: AtomicU64,
+    pub bus_publish_failed: AtomicU64,
 }
 
 impl Metrics {
@@ -98,6 +105,26 @@ impl Metrics {
             "counter",
             "accept() failures, e.g. the open-files limit reached.",
             c(&self.accept_errors),
+        );
+        one("rtbench_bus_up", "gauge", "1 while subscribed to the Redis bus.", c(&self.bus_up));
+        one(
+            "rtbench_bus_outages_total",
+            "counter",
+            "Times the Redis bus was lost or could not be reached.",
+            c(&self.bus_outages),
+        );
+        one("rtbench_bus_events_in_total", "counter", "Events received from the Redis bus.", c(&self.bus_events_in));
+        one(
+            "rtbench_bus_events_missed_total",
+            "counter",
+            "Bus events published while this process was not subscribed.",
+            c(&self.bus_events_missed),
+        );
+        one(
+            "rtbench_bus_publish_failed_total",
+            "counter",
+            "POST /v1/events refused because the bus was unavailable.",
+            c(&self.bus_publish_failed),
         );
         one("rtbench_process_resident_memory_bytes", "gauge", "Resident set size of the server process.", rss_bytes());
         s.push_str("# HELP rtbench_connections_rejected_total Connections refused after the upgrade, by reason.\n");

@@ -14,6 +14,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::bus::Bus;
 use crate::config::Config;
 use crate::http;
 use crate::hub::Hub;
@@ -25,19 +26,22 @@ pub struct Shared {
     pub config: Config,
     pub hub: Hub,
     pub connect_limiter: Option<ConnectLimiter>,
+    pub bus: Option<Bus>,
     /// Connection tasks still running, lingering ones included: shutdown waits
     /// for these, not just for the hub to empty, so no close becomes a reset.
     pub live_sessions: AtomicUsize,
 }
 
 impl Shared {
-    pub fn new(config: Config) -> Shared {
-        Shared {
+    pub fn new(config: Config) -> io::Result<Shared> {
+        let bus = config.bus.as_deref().map(Bus::new).transpose().map_err(io::Error::other)?;
+        Ok(Shared {
             hub: Hub::new(config.max_connections, config.max_outbound_bytes),
             connect_limiter: config.connect_rate.map(ConnectLimiter::new),
+            bus,
             live_sessions: AtomicUsize::new(0),
             config,
-        }
+        })
     }
 
     pub fn jwt_secret(&self) -> &[u8] {
@@ -56,7 +60,10 @@ impl Server {
     pub async fn start(config: Config) -> io::Result<Server> {
         let listener = TcpListener::from_std(bind(config.listen, config.reuse_port)?)?;
         let local_addr = listener.local_addr()?;
-        let shared = Arc::new(Shared::new(config));
+        let shared = Arc::new(Shared::new(config)?);
+        if shared.bus.is_some() {
+            tokio::spawn(crate::bus::subscribe(shared.clone()));
+        }
         let accept = tokio::spawn(accept_loop(listener, shared.clone()));
         Ok(Server { local_addr, shared, accept })
     }

@@ -533,8 +533,11 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let stream = TcpStream::connect(addr).await.unwrap();
-        let session =
-            Session::new(Conn::new(stream), Arc::new(Shared::new(crate::Config::for_listen(addr))), Vec::new());
+        let session = Session::new(
+            Conn::new(stream),
+            Arc::new(Shared::new(crate::Config::for_listen(addr)).unwrap()),
+            Vec::new(),
+        );
         let task = session.run();
         let size = std::mem::size_of_val(&task);
         assert!(size <= 512, "the connection task's future is {size} bytes");

@@ -17,9 +17,12 @@ use rtbench_loadgen::target::expand_sources;
 use rtbench_protocol::time::{compact_utc, now_ns};
 
 use crate::preflight::{self, Needs};
-use crate::record::{self, BenchSummary, Connections, Environment, ServerFigures, SystemFigures};
+use crate::record::{
+    self, BenchSummary, Connections, Environment, ProcessFigures, RedisFigures, ServerFigures,
+    SystemFigures,
+};
 use crate::sample::{self, Sample, Sampler};
-use crate::server::{ServerProcess, die_with_parent};
+use crate::server::{RedisProcess, ServerProcess, die_with_parent};
 use crate::suite::{self, Overrides, Suite, Variant};
 use crate::{cargo, dashboard, root, tuning};
 
@@ -63,6 +66,7 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
             "--connections" => a.overrides.connections = Some(num(value()?)? as u64),
             "--rate" => a.overrides.rate = Some(num(value()?)?),
             "--hold" => a.overrides.hold_s = Some(num(value()?)?),
+            "--processes" => a.overrides.processes = Some((num(value()?)? as u64).max(1)),
             "--out" => a.out = Some(PathBuf::from(value()?)),
             "--dashboard" => a.dashboard = value()?,
             "--tune" => a.tune = true,
@@ -72,7 +76,7 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
     Ok(a)
 }
 
-const USAGE: &str = "usage: cargo xtask bench <suite> [--scale F | --connections N] [--rate R] [--hold S] [--out DIR] [--tune] [--dashboard ADDR]";
+const USAGE: &str = "usage: cargo xtask bench <suite> [--scale F | --connections N] [--rate R] [--hold S] [--processes P] [--out DIR] [--tune] [--dashboard ADDR]";
 
 /// Runs every variant of a suite; exits 130 when interrupted.
 pub fn task(args: &[String]) -> Result<(), String> {
@@ -131,6 +135,12 @@ fn host() -> String {
         .collect()
 }
 
+/// Connections a server process is given at most: its open-files capacity
+/// less a margin.
+fn connections_per_process() -> u64 {
+    preflight::server_capacity() * 95 / 100
+}
+
 fn run_one(
     suite: &Suite,
     name: &str,
@@ -140,6 +150,11 @@ fn run_one(
 ) -> Result<(PathBuf, bool), String> {
     let mut load = suite.load.clone();
     a.overrides.apply(&mut load)?;
+    let total = load.total_arrivals();
+    let processes = a
+        .overrides
+        .processes
+        .unwrap_or_else(|| total.div_ceil(connections_per_process()).max(1));
     let mut server_args = suite.server.args.clone();
     if let Some(v) = variant {
         server_args.extend(v.server_args.iter().cloned());
@@ -147,9 +162,11 @@ fn run_one(
             load.session.ping_interval_s = p;
         }
         if let Some(f) = v.cap_fraction {
+            // The cap is the server's as a whole: shared by its processes.
+            let cap = (total as f64 * f).ceil() as u64;
             server_args.extend([
                 "--max-connections".into(),
-                ((load.total_arrivals() as f64 * f).ceil() as u64).to_string(),
+                cap.div_ceil(processes).to_string(),
             ]);
         }
     }
@@ -157,10 +174,7 @@ fn run_one(
         Some(v) => format!("{name} ({})", v.name),
         None => name.to_string(),
     };
-    eprintln!(
-        "xtask: bench {label}: {} connections",
-        load.total_arrivals()
-    );
+    eprintln!("xtask: bench {label}: {total} connections, {processes} server process(es)");
 
     let (tuning, tune_errors) = tuning::run(&suite.tuning, a.tune);
     if !tune_errors.is_empty() {
@@ -170,9 +184,9 @@ fn run_one(
         ));
     }
     let checks = preflight::run(&Needs {
-        connections: load.total_arrivals(),
+        connections: total,
         sources: expand_sources(&load.target.sources)?.len(),
-        server_processes: 1,
+        server_processes: processes,
     });
     preflight::verdict(&checks)?;
 
@@ -193,11 +207,23 @@ fn run_one(
     std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
     record::write_json(&tmp.join("preflight.json"), &checks)?;
 
-    let mut server = ServerProcess::start(&server_args)?;
-    load.target.urls = vec![format!("ws://{}", server.addr)];
+    // Several processes share events as Appwrite's workers do: over Redis.
+    let redis = if processes > 1 {
+        Some(RedisProcess::start()?)
+    } else {
+        None
+    };
+    if let Some(r) = &redis {
+        server_args.extend(["--bus".into(), r.url(), "--threads".into(), "1".into()]);
+    }
+    let mut servers = Vec::new();
+    for _ in 0..processes {
+        servers.push(ServerProcess::start(&server_args)?);
+    }
+    load.target.urls = servers.iter().map(|s| format!("ws://{}", s.addr)).collect();
     let mut resolved = suite.clone();
     resolved.load = load.clone();
-    resolved.server.args = server.args.clone();
+    resolved.server.args = servers[0].args.clone();
     std::fs::write(
         tmp.join("scenario.toml"),
         toml::to_string(&resolved).map_err(|e| e.to_string())?,
@@ -206,10 +232,13 @@ fn run_one(
     let load_file = tmp.join("load.toml");
     std::fs::write(&load_file, load.to_toml()).map_err(|e| e.to_string())?;
 
-    let env = environment(&tuning, a, &server, &suite.tuning);
+    let env = environment(&tuning, a, &servers[0], &suite.tuning, processes);
     record::write_json(&tmp.join("environment.json"), &env)?;
 
-    let mut sampler = Sampler::new(server.pid(), server.addr);
+    let mut sampler = Sampler::new(
+        servers.iter().map(|s| (s.pid(), s.addr)).collect(),
+        redis.as_ref().map(RedisProcess::pid),
+    );
     let mut samples: Vec<Sample> = vec![sampler.sample()];
     let load_dir = tmp.join("loadgen");
     let mut loadgen = start_loadgen(&load_file, &load_dir)?;
@@ -240,8 +269,16 @@ fn run_one(
         }
     };
     samples.push(sampler.sample());
-    server.stop(Duration::from_secs(15));
-    drop(server);
+    // What the servers handed to sockets, to set against what clients received.
+    let server_deliveries: Option<u64> = servers
+        .iter()
+        .map(|s| s.metric("rtbench_deliveries_total").ok())
+        .sum();
+    for s in &mut servers {
+        s.stop(Duration::from_secs(15));
+    }
+    drop(servers);
+    drop(redis);
     let server_csv: String = std::iter::once(sample::CSV_HEADER.to_string())
         .chain(samples.iter().map(Sample::csv))
         .collect::<Vec<_>>()
@@ -258,7 +295,7 @@ fn run_one(
     })?;
     let hold_from = load_offset_s + load.arrivals_end_s() + 1.0;
     let hold_to = load_offset_s + load.hold_end_s() - 0.5;
-    let summary = summarize(
+    let mut summary = summarize(
         name,
         variant,
         suite,
@@ -268,6 +305,7 @@ fn run_one(
         (hold_from, hold_to),
         interrupted,
     );
+    summary.errors.lost = server_deliveries.map(|d| d as i64 - load_summary.events.received as i64);
     record::write_json(&tmp.join("summary.json"), &summary)?;
     std::fs::rename(&tmp, &dir).map_err(|e| format!("moving {} into place: {e}", tmp.display()))?;
     print_headline(&summary);
@@ -371,7 +409,15 @@ fn summarize(
         delivery_ms: record::latency(&l.delivery_ms),
         deliveries_per_s: l.events.per_second,
         server: ServerFigures {
-            processes: 1,
+            processes: samples.first().map_or(1, |s| s.per_process.len() as u64),
+            per_process: per_process(samples, &judged),
+            redis: samples
+                .iter()
+                .any(|s| s.redis_rss_kib > 0)
+                .then(|| RedisFigures {
+                    rss_peak_kib: judged.iter().map(|s| s.redis_rss_kib).max().unwrap_or(0),
+                    cpu_holding_pct: mean(in_hold.iter().map(|s| s.redis_cpu_pct)),
+                }),
             rss_before_kib: before.server_rss_kib,
             rss_peak_kib: rss_peak,
             kib_per_connection: per(rss_peak.saturating_sub(before.server_rss_kib)),
@@ -392,11 +438,43 @@ fn summarize(
     }
 }
 
+fn mean(xs: impl Iterator<Item = f64>) -> f64 {
+    let (n, sum) = xs.fold((0usize, 0.0), |(n, s), x| (n + 1, s + x));
+    if n == 0 { 0.0 } else { sum / n as f64 }
+}
+
+/// Each server process: its peak connections and RSS while holding, and the
+/// CPU it used over the whole run.
+fn per_process(samples: &[Sample], judged: &[&Sample]) -> Vec<ProcessFigures> {
+    let n = samples.first().map_or(0, |s| s.per_process.len());
+    (0..n)
+        .map(|i| ProcessFigures {
+            connections_peak: judged
+                .iter()
+                .filter_map(|s| s.per_process.get(i))
+                .map(|p| p.0)
+                .max()
+                .unwrap_or(0),
+            rss_peak_kib: judged
+                .iter()
+                .filter_map(|s| s.per_process.get(i))
+                .map(|p| p.1)
+                .max()
+                .unwrap_or(0),
+            cpu_s: samples
+                .last()
+                .and_then(|s| s.per_process.get(i))
+                .map_or(0.0, |p| p.2),
+        })
+        .collect()
+}
+
 fn environment(
     tuning: &std::collections::BTreeMap<String, tuning::Setting>,
     a: &Args,
     server: &ServerProcess,
     profile: &std::collections::BTreeMap<String, String>,
+    processes: u64,
 ) -> Environment {
     let cmd = |c: &str, args: &[&str]| {
         Command::new(c)
@@ -463,6 +541,7 @@ fn environment(
             &["--version"],
         ),
         server_args: server.args.clone(),
+        server_processes: processes,
         loadgen_version: cmd(
             root()
                 .join("target/release/rtbench-loadgen")

@@ -99,6 +99,18 @@ pub fn run(n: &Needs) -> Vec<Check> {
             (nr < per).then(|| "sysctl -w fs.nr_open=20000500".to_string()),
         ));
     }
+    if n.server_processes > 1 {
+        let ok = crate::server::redis_available();
+        out.push(check(
+            "redis-server",
+            ok,
+            format!(
+                "{} server processes share events over Redis",
+                n.server_processes
+            ),
+            (!ok).then(|| "apt-get install -y redis-server".to_string()),
+        ));
+    }
     let (lo, hi) = rtbench_loadgen::target::local_port_range();
     let ports = u64::from(hi.saturating_sub(lo)) + 1;
     let budget = ports * n.sources.max(1) as u64;

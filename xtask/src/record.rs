@@ -73,7 +73,23 @@ pub struct ServerFigures {
     pub rss_peak_kib: u64,
     /// (peak RSS − RSS before) / peak connections, both while holding.
     pub kib_per_connection: f64,
-    /// Mean CPU over the hold (100 = one core).
+    /// Mean CPU over the hold, all processes (100 = one core).
+    pub cpu_holding_pct: f64,
+    pub per_process: Vec<ProcessFigures>,
+    /// The event bus, when the run had several processes.
+    pub redis: Option<RedisFigures>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProcessFigures {
+    pub connections_peak: u64,
+    pub rss_peak_kib: u64,
+    pub cpu_s: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RedisFigures {
+    pub rss_peak_kib: u64,
     pub cpu_holding_pct: f64,
 }
 
@@ -93,7 +109,9 @@ pub struct Errors {
     pub error_frames: BTreeMap<String, u64>,
     pub misdelivered: u64,
     pub duplicates: u64,
-    pub lost: i64,
+    /// Deliveries the servers made that no client received (from their
+    /// `rtbench_deliveries_total`); unknown when a server could not be read.
+    pub lost: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -115,7 +133,9 @@ pub struct Environment {
     pub git_commit: String,
     pub git_dirty: bool,
     pub server_version: String,
+    /// The first server process's flags; every process gets the same.
     pub server_args: Vec<String>,
+    pub server_processes: u64,
     pub loadgen_version: String,
     pub overrides: Overrides,
 }

@@ -1,6 +1,7 @@
 //! Once a second during a run: the server process and the machine.
 //!
-//! Server RSS and CPU come from /proc, its connection count from /metrics;
+//! Server processes' RSS and CPU come from /proc (summed, and kept per
+//! process), their connection counts from /metrics, Redis's from /proc;
 //! system memory, TCP sockets and the kernel's TCP buffer pages from
 //! /proc/meminfo and /proc/net/sockstat, so the record can say what a
 //! connection costs the whole machine, not just the processes.
@@ -15,27 +16,35 @@ use crate::server;
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Sample {
     pub t_s: f64,
+    /// Summed over the server processes.
     pub server_connections: u64,
     pub server_rss_kib: u64,
+    /// 100 = one core.
     pub server_cpu_pct: f64,
+    pub redis_rss_kib: u64,
+    pub redis_cpu_pct: f64,
     /// MemTotal − MemAvailable.
     pub mem_used_kib: u64,
     pub tcp_inuse: u64,
     pub tcp_mem_kib: u64,
     pub load1: f64,
+    /// Each server process: (connections, RSS KiB, CPU seconds so far).
+    #[serde(skip)]
+    pub per_process: Vec<(u64, u64, f64)>,
 }
 
-pub const CSV_HEADER: &str =
-    "t_s,server_connections,server_rss_kib,server_cpu_pct,mem_used_kib,tcp_inuse,tcp_mem_kib,load1";
+pub const CSV_HEADER: &str = "t_s,server_connections,server_rss_kib,server_cpu_pct,redis_rss_kib,redis_cpu_pct,mem_used_kib,tcp_inuse,tcp_mem_kib,load1";
 
 impl Sample {
     pub fn csv(&self) -> String {
         format!(
-            "{:.1},{},{},{:.1},{},{},{},{:.2}",
+            "{:.1},{},{},{:.1},{},{:.1},{},{},{},{:.2}",
             self.t_s,
             self.server_connections,
             self.server_rss_kib,
             self.server_cpu_pct,
+            self.redis_rss_kib,
+            self.redis_cpu_pct,
             self.mem_used_kib,
             self.tcp_inuse,
             self.tcp_mem_kib,
@@ -44,18 +53,20 @@ impl Sample {
     }
 }
 
+/// Samples every server process (by pid and address) and Redis, if any.
 pub struct Sampler {
-    pid: u32,
-    addr: SocketAddr,
+    servers: Vec<(u32, SocketAddr)>,
+    redis: Option<u32>,
     start: std::time::Instant,
-    last: Option<(f64, f64)>,
+    /// Time and CPU seconds of each process (servers, then Redis) at the last sample.
+    last: Option<(f64, Vec<f64>)>,
 }
 
 impl Sampler {
-    pub fn new(pid: u32, addr: SocketAddr) -> Sampler {
+    pub fn new(servers: Vec<(u32, SocketAddr)>, redis: Option<u32>) -> Sampler {
         Sampler {
-            pid,
-            addr,
+            servers,
+            redis,
             start: std::time::Instant::now(),
             last: None,
         }
@@ -63,18 +74,45 @@ impl Sampler {
 
     pub fn sample(&mut self) -> Sample {
         let t = self.start.elapsed().as_secs_f64();
-        let cpu = server::cpu_seconds(self.pid).unwrap_or(0.0);
-        let server_cpu_pct = match self.last {
-            Some((t0, c0)) if t > t0 => 100.0 * (cpu - c0) / (t - t0),
-            _ => 0.0,
+        let pids: Vec<u32> = self
+            .servers
+            .iter()
+            .map(|(p, _)| *p)
+            .chain(self.redis)
+            .collect();
+        let cpu: Vec<f64> = pids
+            .iter()
+            .map(|p| server::cpu_seconds(*p).unwrap_or(0.0))
+            .collect();
+        let pct: Vec<f64> = match &self.last {
+            Some((t0, c0)) if t > *t0 => cpu
+                .iter()
+                .zip(c0)
+                .map(|(c, c0)| 100.0 * (c - c0) / (t - t0))
+                .collect(),
+            _ => vec![0.0; cpu.len()],
         };
-        self.last = Some((t, cpu));
+        let per_process: Vec<(u64, u64, f64)> = self
+            .servers
+            .iter()
+            .zip(&cpu)
+            .map(|((pid, addr), c)| {
+                (
+                    server::metric(*addr, "rtbench_connections").unwrap_or(0),
+                    server::rss_kib(*pid).unwrap_or(0),
+                    *c,
+                )
+            })
+            .collect();
+        let n = self.servers.len();
         let (tcp_inuse, tcp_mem_pages) = sockstat();
-        Sample {
+        let s = Sample {
             t_s: t,
-            server_connections: server::metric(self.addr, "rtbench_connections").unwrap_or(0),
-            server_rss_kib: server::rss_kib(self.pid).unwrap_or(0),
-            server_cpu_pct,
+            server_connections: per_process.iter().map(|p| p.0).sum(),
+            server_rss_kib: per_process.iter().map(|p| p.1).sum(),
+            server_cpu_pct: pct[..n].iter().sum(),
+            redis_rss_kib: self.redis.map_or(0, |p| server::rss_kib(p).unwrap_or(0)),
+            redis_cpu_pct: pct.get(n).copied().unwrap_or(0.0),
             mem_used_kib: system_used_kib(),
             tcp_inuse,
             tcp_mem_kib: tcp_mem_pages * 4,
@@ -82,7 +120,10 @@ impl Sampler {
                 .ok()
                 .and_then(|s| s.split_whitespace().next()?.parse().ok())
                 .unwrap_or(0.0),
-        }
+            per_process,
+        };
+        self.last = Some((t, cpu));
+        s
     }
 }
 

@@ -1,5 +1,6 @@
-//! The server as a process seen from outside: start it, find its address,
-//! read its RSS, CPU and metrics, stop it. Used by `memprobe` and `bench`.
+//! The server (and Redis) as processes seen from outside: start them, find
+//! their addresses, read their RSS, CPU and metrics, stop them. Used by
+//! `memprobe` and `bench`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -98,6 +99,79 @@ fn listening_address(stderr: impl Read + Send + 'static) -> Result<SocketAddr, S
         .map_err(|_| "the server did not report its address within 10 s")?;
     addr.parse()
         .map_err(|_| format!("the server reported a bad address `{addr}`"))
+}
+
+/// A redis-server for the run's event bus: Debian's binary, no persistence,
+/// on an ephemeral loopback port.
+pub struct RedisProcess {
+    child: Option<Child>,
+    pub port: u16,
+}
+
+impl RedisProcess {
+    pub fn start() -> Result<RedisProcess, String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port for redis: {e}"))?
+            .port();
+        let child = die_with_parent(Command::new("redis-server").args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--maxclients",
+            "10000",
+        ]))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            format!("cannot start redis-server ({e}); install it: apt-get install -y redis-server")
+        })?;
+        let r = RedisProcess {
+            child: Some(child),
+            port,
+        };
+        let t0 = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if t0.elapsed() > Duration::from_secs(10) {
+                return Err("redis-server did not start listening within 10 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(r)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+}
+
+impl Drop for RedisProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Whether `redis-server` can be started from here.
+pub fn redis_available() -> bool {
+    Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 pub fn rss_kib(pid: u32) -> Result<u64, String> {

@@ -93,6 +93,9 @@ pub struct Overrides {
     pub connections: Option<u64>,
     pub rate: Option<f64>,
     pub hold_s: Option<f64>,
+    /// Server processes (default: as many as the open-files limit requires).
+    #[serde(default)]
+    pub processes: Option<u64>,
 }
 
 impl Overrides {

@@ -75,7 +75,7 @@ fn bench_smoke_writes_a_complete_record() {
     assert!(s.delivery_ms.p50 > 0.0 && s.deliveries_per_s > 0.0);
     assert_eq!(
         (s.errors.misdelivered, s.errors.duplicates, s.errors.lost),
-        (0, 0, 0)
+        (0, 0, Some(0))
     );
     assert!(s.server.rss_peak_kib > s.server.rss_before_kib && s.server.kib_per_connection > 0.0);
     // Whole-machine memory per connection is a figure for large runs: at 2,000
