@@ -111,11 +111,133 @@ pub fn run(args: RunArgs) -> Result<(PathBuf, bool), String> {
     Ok((out, outcome))
 }
 
+/// Per-second rows, built as the workers report. A second's histograms are
+/// merged as its lines arrive and dropped once every worker has reported it,
+/// so the controller's work per line stays flat however long the run and
+/// however many workers (it once re-merged every second for every line).
 struct Merge {
-    /// Latest tick of each worker at each second.
-    ticks: BTreeMap<u64, BTreeMap<u64, Report>>,
+    workers: u64,
+    /// Seconds not yet reported by every worker.
+    open: BTreeMap<u64, Second>,
+    rows: Vec<Row>,
+    /// Each worker's latest tick: (counters, connecting, RSS KiB).
+    latest: BTreeMap<u64, (Counters, u64, u64)>,
     finals: BTreeMap<u64, Report>,
     bad_lines: u64,
+    /// Seconds each worker spent at or above CPU_SATURATED_PCT.
+    saturated: BTreeMap<u64, usize>,
+    cpu_max: f64,
+}
+
+struct Second {
+    by_worker: BTreeMap<u64, (Counters, u64, u64)>,
+    connect: stats::Hist,
+    delivery: stats::Hist,
+    lag_max_ms: f64,
+    cpu_max: f64,
+}
+
+impl Merge {
+    fn new(workers: u64) -> Merge {
+        Merge {
+            workers,
+            open: BTreeMap::new(),
+            rows: Vec::new(),
+            latest: BTreeMap::new(),
+            finals: BTreeMap::new(),
+            bad_lines: 0,
+            saturated: BTreeMap::new(),
+            cpu_max: 0.0,
+        }
+    }
+
+    /// Takes one `tick` line; returns the newest row it completed, if any.
+    fn tick(&mut self, w: u64, r: Report) -> Option<Row> {
+        let Report::Tick {
+            t,
+            counters,
+            connecting,
+            lag_max_ms,
+            cpu_pct,
+            rss_kib,
+            interval,
+            ..
+        } = r
+        else {
+            return None;
+        };
+        self.cpu_max = self.cpu_max.max(cpu_pct);
+        if cpu_pct >= CPU_SATURATED_PCT {
+            *self.saturated.entry(w).or_default() += 1;
+        }
+        self.latest
+            .insert(w, (counters.clone(), connecting, rss_kib));
+        let sec = self.open.entry(t).or_insert_with(|| Second {
+            by_worker: BTreeMap::new(),
+            connect: stats::new_hist(),
+            delivery: stats::new_hist(),
+            lag_max_ms: 0.0,
+            cpu_max: 0.0,
+        });
+        sec.by_worker.insert(w, (counters, connecting, rss_kib));
+        sec.lag_max_ms = sec.lag_max_ms.max(lag_max_ms);
+        sec.cpu_max = sec.cpu_max.max(cpu_pct);
+        for (name, h) in [
+            ("connect", &mut sec.connect),
+            ("delivery", &mut sec.delivery),
+        ] {
+            if let Some(Ok(x)) = interval.get(name).map(|b| stats::decode(b)) {
+                stats::merge(h, &x);
+            }
+        }
+        let mut done = None;
+        while self
+            .open
+            .first_key_value()
+            .is_some_and(|(_, s)| s.by_worker.len() as u64 >= self.workers)
+        {
+            let (t, sec) = self.open.pop_first().expect("checked");
+            done = Some(self.complete(t, sec));
+        }
+        done
+    }
+
+    /// Completes the seconds some worker never reported (it ended first):
+    /// its latest figures stand in for it.
+    fn finish(&mut self) {
+        while let Some((t, sec)) = self.open.pop_first() {
+            self.complete(t, sec);
+        }
+    }
+
+    fn complete(&mut self, t: u64, sec: Second) -> Row {
+        let mut sum = Counters::default();
+        let (mut connecting, mut rss_kib) = (0, 0);
+        for w in 0..self.workers {
+            if let Some((c, conn, rss)) = sec.by_worker.get(&w).or_else(|| self.latest.get(&w)) {
+                sum.add(c);
+                connecting += conn;
+                rss_kib += rss;
+            }
+        }
+        let row = Row {
+            t,
+            open: sum.open,
+            connecting,
+            attempted: sum.attempted,
+            connected: sum.connected,
+            failed: sum.failed_total(),
+            closed_by_server: sum.closed_by_server.values().sum(),
+            deliveries: sum.deliveries,
+            connect: percentiles_ms(&sec.connect),
+            delivery: percentiles_ms(&sec.delivery),
+            lag_max_ms: sec.lag_max_ms,
+            worker_cpu_max_pct: sec.cpu_max,
+            rss_kib,
+        };
+        self.rows.push(row.clone());
+        row
+    }
 }
 
 async fn supervise(
@@ -169,11 +291,7 @@ async fn supervise(
     let stop = Rc::new(Cell::new(false));
     let publishing = tokio::task::spawn_local(publisher::run(sc.clone(), start_ns, stop.clone()));
     let mut stopped_by: Option<String> = None;
-    let mut merge = Merge {
-        ticks: BTreeMap::new(),
-        finals: BTreeMap::new(),
-        bad_lines: 0,
-    };
+    let mut merge = Merge::new(workers);
     let mut progress = crate::progress::Progress::new(sc.total_arrivals());
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(|e| e.to_string())?;
@@ -184,11 +302,10 @@ async fn supervise(
             line = rx.recv() => match line {
                 None => break,
                 Some((w, l)) => match serde_json::from_str::<Report>(&l) {
-                    Ok(r @ Report::Tick { t, .. }) => {
-                        merge.ticks.entry(t).or_default().insert(w, r);
-                        if let Some(row) = rows(&merge.ticks, workers).last() {
-                            progress.update(row);
-                            write_live(&dir, row, sc.total_arrivals());
+                    Ok(r @ Report::Tick { .. }) => {
+                        if let Some(row) = merge.tick(w, r) {
+                            progress.update(&row);
+                            write_live(&dir, &row, sc.total_arrivals());
                         }
                     }
                     Ok(r @ Report::Final { .. }) => { merge.finals.insert(w, r); }
@@ -206,6 +323,7 @@ async fn supervise(
             }
         }
     }
+    merge.finish();
     stop.set(true);
     let published = publishing.await.unwrap_or_default();
     let mut died = Vec::new();
@@ -232,7 +350,7 @@ async fn supervise(
         stopped_by,
         &client_limits,
     )?;
-    write(&dir, &sc, &merge, workers, &summary)?;
+    write(&dir, &merge, &summary)?;
     let _ = std::fs::remove_file(dir.join("live.json"));
     print_summary(&summary);
     Ok(summary.complete)
@@ -252,60 +370,6 @@ fn write_live(dir: &Path, r: &Row, target: u64) {
     if std::fs::write(&tmp, live.to_string()).is_ok() {
         let _ = std::fs::rename(&tmp, dir.join("live.json"));
     }
-}
-
-/// Per-second rows: each worker's latest tick at or before each second, summed.
-fn rows(ticks: &BTreeMap<u64, BTreeMap<u64, Report>>, workers: u64) -> Vec<Row> {
-    let mut latest: BTreeMap<u64, &Report> = BTreeMap::new();
-    let mut out = Vec::new();
-    for (t, by_worker) in ticks {
-        for (w, r) in by_worker {
-            latest.insert(*w, r);
-        }
-        let mut row = Row {
-            t: *t,
-            ..Row::default()
-        };
-        let (mut connect, mut delivery) = (stats::new_hist(), stats::new_hist());
-        let mut counters = Counters::default();
-        for r in latest.values() {
-            if let Report::Tick {
-                counters: c,
-                connecting,
-                lag_max_ms,
-                cpu_pct,
-                rss_kib,
-                interval,
-                t: rt,
-                ..
-            } = r
-            {
-                counters.add(c);
-                row.connecting += connecting;
-                row.rss_kib += rss_kib;
-                if rt == t {
-                    row.lag_max_ms = row.lag_max_ms.max(*lag_max_ms);
-                    row.worker_cpu_max_pct = row.worker_cpu_max_pct.max(*cpu_pct);
-                    for (name, h) in [("connect", &mut connect), ("delivery", &mut delivery)] {
-                        if let Some(Ok(x)) = interval.get(name).map(|b| stats::decode(b)) {
-                            stats::merge(h, &x);
-                        }
-                    }
-                }
-            }
-        }
-        let _ = workers;
-        row.open = counters.open;
-        row.attempted = counters.attempted;
-        row.connected = counters.connected;
-        row.failed = counters.failed_total();
-        row.closed_by_server = counters.closed_by_server.values().sum();
-        row.deliveries = counters.deliveries;
-        row.connect = percentiles_ms(&connect);
-        row.delivery = percentiles_ms(&delivery);
-        out.push(row);
-    }
-    out
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -343,7 +407,7 @@ fn summarize(
             lag_max_ms = lag_max_ms.max(*lag);
         }
     }
-    let rows = rows(&merge.ticks, workers);
+    let rows = &merge.rows;
     let target = sc.total_arrivals();
     let peak_open = rows.iter().map(|r| r.open).max().unwrap_or(0);
     let hold_end = sc.hold_end_s().floor() as u64;
@@ -357,19 +421,8 @@ fn summarize(
         .find(|r| r.open >= target && target > 0)
         .map(|r| r.t as f64);
     let mut reasons = Vec::new();
-    let mut by_worker: BTreeMap<u64, usize> = BTreeMap::new();
-    let mut cpu_max = 0.0f64;
-    for by in merge.ticks.values() {
-        for (w, r) in by {
-            if let Report::Tick { cpu_pct, .. } = r {
-                cpu_max = cpu_max.max(*cpu_pct);
-                if *cpu_pct >= CPU_SATURATED_PCT {
-                    *by_worker.entry(*w).or_default() += 1;
-                }
-            }
-        }
-    }
-    for (w, secs) in &by_worker {
+    let cpu_max = merge.cpu_max;
+    for (w, secs) in &merge.saturated {
         if *secs >= CPU_SATURATED_SECONDS {
             reasons.push(format!(
                 "worker {w} used >= {CPU_SATURATED_PCT}% of a core for {secs} s (max {cpu_max:.0}%)"
@@ -465,13 +518,7 @@ fn summarize(
     })
 }
 
-fn write(
-    dir: &Path,
-    _sc: &Scenario,
-    merge: &Merge,
-    workers: u64,
-    summary: &Summary,
-) -> Result<(), String> {
+fn write(dir: &Path, merge: &Merge, summary: &Summary) -> Result<(), String> {
     let io = |e: std::io::Error| format!("{}: {e}", dir.display());
     std::fs::write(
         dir.join("summary.json"),
@@ -480,7 +527,7 @@ fn write(
     .map_err(io)?;
     std::fs::write(
         dir.join("timeseries.csv"),
-        record::timeseries_csv(&rows(&merge.ticks, workers)),
+        record::timeseries_csv(&merge.rows),
     )
     .map_err(io)?;
     let mut hists = Hists::default();

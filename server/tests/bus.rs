@@ -1,0 +1,171 @@
+//! Several server processes sharing events over a real Redis: exactly-once
+//! delivery wherever an event is published, and surviving Redis going away.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rtbench_server::Server;
+use serde_json::{Value, json};
+
+/// Debian's redis-server on a fixed loopback port, without persistence.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start(port: u16) -> Redis {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (.ci/run installs it)");
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(t0.elapsed() < WAIT, "redis-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn servers(n: usize, bus: &str) -> Vec<Server> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let bus = bus.to_string();
+        out.push(start(move |c| c.bus = Some(bus)).await);
+    }
+    for s in &out {
+        wait_for(s.local_addr(), "rtbench_bus_up", 1).await;
+    }
+    out
+}
+
+async fn wait_for(addr: SocketAddr, metric_name: &str, value: u64) {
+    let t0 = Instant::now();
+    while metric(addr, metric_name).await != value {
+        assert!(t0.elapsed() < Duration::from_secs(20), "{metric_name} never became {value} at {addr}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn post_event(addr: SocketAddr, channels: &[&str], roles: &[&str], payload: Value) -> (u16, Value) {
+    let doc = json!({"project": "p1", "roles": roles, "permissionsChanged": false, "userId": null,
+        "data": {"events": ["test.event"], "channels": channels, "payload": payload}});
+    let (status, body) = http(addr, "POST", "/v1/events", &[("x-appwrite-key", KEY)], &doc.to_string()).await;
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_published_anywhere_reaches_every_permitted_subscriber_once() {
+    let redis = Redis::start(free_port());
+    let servers = servers(3, &redis.url()).await;
+    // On each process: a guest on `files`, a user on `files`, and a guest elsewhere.
+    let mut clients = Vec::new();
+    for s in &servers {
+        let a = s.local_addr();
+        clients.push(("guest", connect_ok(a, "project=p1&channels[]=files").await.0));
+        clients.push((
+            "user",
+            connect_ok(a, &format!("project=p1&channels[]=files&jwt={}", token("u1", &[], &[], 3600))).await.0,
+        ));
+        clients.push(("other", connect_ok(a, "project=p1&channels[]=docs").await.0));
+    }
+    let cases: &[(&[&str], &str)] =
+        &[(&["files"], "any"), (&["files"], "users"), (&["files"], "guests"), (&["docs"], "any")];
+    for (i, (channels, role)) in cases.iter().enumerate() {
+        // Publish each event at a different process.
+        let (status, body) = post_event(servers[i % 3].local_addr(), channels, &[role], json!({"i": i})).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body, json!({"published": true, "subscribers": 3}));
+    }
+    for (kind, ws) in &mut clients {
+        let got: Vec<u64> = drain(ws).await.iter().map(|e| e["data"]["payload"]["i"].as_u64().unwrap()).collect();
+        let want: Vec<u64> = match *kind {
+            "guest" => vec![0, 2],
+            "user" => vec![0, 1],
+            _ => vec![3],
+        };
+        assert_eq!(got, want, "{kind}");
+    }
+    for s in &servers {
+        assert_eq!(metric(s.local_addr(), "rtbench_bus_events_in_total").await, 4);
+        assert_eq!(metric(s.local_addr(), "rtbench_bus_events_missed_total").await, 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_going_away_keeps_connections_and_delivery_resumes() {
+    let port = free_port();
+    let mut redis = Redis::start(port);
+    let servers = servers(3, &redis.url()).await;
+    let mut clients = Vec::new();
+    for s in &servers {
+        clients.push(connect_ok(s.local_addr(), "project=p1&channels[]=files").await.0);
+    }
+    drop(redis);
+    for s in &servers {
+        wait_for(s.local_addr(), "rtbench_bus_up", 0).await;
+    }
+    // While Redis is away: publishing is refused with a reason, connections stay.
+    let (status, body) = post_event(servers[0].local_addr(), &["files"], &["any"], json!({"lost": true})).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("bus"), "{body}");
+    assert_eq!(metric(servers[0].local_addr(), "rtbench_bus_publish_failed_total").await, 1);
+    for ws in &mut clients {
+        assert!(drain(ws).await.is_empty());
+    }
+    // Redis returns: every process resubscribes, events flow again.
+    redis = Redis::start(port);
+    for s in &servers {
+        wait_for(s.local_addr(), "rtbench_bus_up", 1).await;
+        assert!(metric(s.local_addr(), "rtbench_bus_outages_total").await >= 1);
+        assert_eq!(metric(s.local_addr(), "rtbench_connections").await, 1);
+    }
+    let (status, _) = post_event(servers[1].local_addr(), &["files"], &["any"], json!({"back": true})).await;
+    assert_eq!(status, 200);
+    for ws in &mut clients {
+        assert_eq!(next_json(ws).await["data"]["payload"]["back"], true);
+    }
+    drop(redis);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbered_events_that_never_arrived_are_counted() {
+    let redis = Redis::start(free_port());
+    let servers = servers(1, &redis.url()).await;
+    let addr = servers[0].local_addr();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for seq in [1u64, 2, 6] {
+        let doc = json!({"rtbenchSeq": seq, "project": "p1", "roles": ["any"],
+            "data": {"events": [], "channels": ["files"], "payload": {}}});
+        let _: u64 = redis::cmd("PUBLISH").arg("realtime").arg(doc.to_string()).query_async(&mut conn).await.unwrap();
+    }
+    // Appwrite's own documents carry no number and are taken as they are.
+    let appwrite = json!({"project": "p1", "roles": ["any"], "permissionsChanged": false, "userId": null,
+        "data": {"events": ["x"], "channels": ["files"], "timestamp": "2026-11-28T00:00:00.000+00:00", "payload": {}}});
+    let _: u64 = redis::cmd("PUBLISH").arg("realtime").arg(appwrite.to_string()).query_async(&mut conn).await.unwrap();
+    wait_for(addr, "rtbench_bus_events_in_total", 4).await;
+    assert_eq!(metric(addr, "rtbench_bus_events_missed_total").await, 3);
+}
