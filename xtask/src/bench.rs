@@ -39,6 +39,8 @@ pub struct Args {
     pub out: Option<PathBuf>,
     pub tune: bool,
     pub dashboard: String,
+    /// Run only this variant of the suite.
+    pub variant: Option<String>,
 }
 
 pub fn parse(args: &[String]) -> Result<Args, String> {
@@ -54,6 +56,7 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
         out: None,
         tune: false,
         dashboard: "127.0.0.1:8091".into(),
+        variant: None,
     };
     while let Some(flag) = it.next() {
         let mut value = || it.next().cloned().ok_or(format!("{flag} needs a value"));
@@ -70,13 +73,14 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
             "--out" => a.out = Some(PathBuf::from(value()?)),
             "--dashboard" => a.dashboard = value()?,
             "--tune" => a.tune = true,
+            "--variant" => a.variant = Some(value()?),
             other => return Err(format!("unknown flag `{other}`\n{USAGE}")),
         }
     }
     Ok(a)
 }
 
-const USAGE: &str = "usage: cargo xtask bench <suite> [--scale F | --connections N] [--rate R] [--hold S] [--processes P] [--out DIR] [--tune] [--dashboard ADDR]";
+const USAGE: &str = "usage: cargo xtask bench <suite> [--scale F | --connections N] [--rate R] [--hold S] [--processes P] [--variant NAME] [--out DIR] [--tune] [--dashboard ADDR]";
 
 /// Runs every variant of a suite; exits 130 when interrupted.
 pub fn task(args: &[String]) -> Result<(), String> {
@@ -106,10 +110,19 @@ pub fn task(args: &[String]) -> Result<(), String> {
         Ok(addr) => eprintln!("xtask: live dashboard: http://{addr}/"),
         Err(e) => eprintln!("xtask: no live dashboard: {e}"),
     }
-    let variants: Vec<Option<&Variant>> = if suite.variants.is_empty() {
-        vec![None]
-    } else {
-        suite.variants.iter().map(Some).collect()
+    let variants: Vec<Option<&Variant>> = match &a.variant {
+        Some(want) => match suite.variants.iter().find(|v| v.name == *want) {
+            Some(v) => vec![Some(v)],
+            None => {
+                let names: Vec<&str> = suite.variants.iter().map(|v| v.name.as_str()).collect();
+                return Err(format!(
+                    "suite `{name}` has no variant `{want}`; variants: {}",
+                    names.join(", ")
+                ));
+            }
+        },
+        None if suite.variants.is_empty() => vec![None],
+        None => suite.variants.iter().map(Some).collect(),
     };
     for v in variants {
         let (dir, complete) = run_one(&suite, &name, v, &a, &state)?;
@@ -421,11 +434,7 @@ fn summarize(
             rss_before_kib: before.server_rss_kib,
             rss_peak_kib: rss_peak,
             kib_per_connection: per(rss_peak.saturating_sub(before.server_rss_kib)),
-            cpu_holding_pct: if holding.is_empty() {
-                0.0
-            } else {
-                holding.iter().sum::<f64>() / holding.len() as f64
-            },
+            cpu_holding_pct: mean(holding.iter().copied()),
         },
         system: SystemFigures {
             mem_used_before_kib: before.mem_used_kib,
@@ -580,8 +589,14 @@ fn print_headline(s: &BenchSummary) {
         s.deliveries_per_s
     );
     eprintln!(
-        "xtask: server {:.2} KiB/connection, CPU while holding {:.1}%; whole machine {:.2} KiB/connection",
-        s.server.kib_per_connection, s.server.cpu_holding_pct, s.system.kib_per_connection
+        "xtask: server {:.2} KiB/connection, CPU while holding {}; whole machine {:.2} KiB/connection",
+        s.server.kib_per_connection,
+        s.server
+            .cpu_holding_pct
+            .map_or("unknown (no sample in the hold)".into(), |c| format!(
+                "{c:.1}%"
+            )),
+        s.system.kib_per_connection
     );
     for r in &s.client_bottleneck.reasons {
         eprintln!("xtask: CLIENT BOTTLENECK: {r}");

@@ -73,8 +73,9 @@ pub struct ServerFigures {
     pub rss_peak_kib: u64,
     /// (peak RSS − RSS before) / peak connections, both while holding.
     pub kib_per_connection: f64,
-    /// Mean CPU over the hold, all processes (100 = one core).
-    pub cpu_holding_pct: f64,
+    /// Mean CPU over the hold, all processes (100 = one core); null when no
+    /// sample fell in the hold.
+    pub cpu_holding_pct: Option<f64>,
     pub per_process: Vec<ProcessFigures>,
     /// The event bus, when the run had several processes.
     pub redis: Option<RedisFigures>,
@@ -90,7 +91,7 @@ pub struct ProcessFigures {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RedisFigures {
     pub rss_peak_kib: u64,
-    pub cpu_holding_pct: f64,
+    pub cpu_holding_pct: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

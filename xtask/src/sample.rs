@@ -7,6 +7,7 @@
 //! connection costs the whole machine, not just the processes.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -92,17 +93,34 @@ impl Sampler {
                 .collect(),
             _ => vec![0.0; cpu.len()],
         };
+        // All processes at once, each with a short timeout: a busy server
+        // must not stretch one sample over many seconds.
+        let conns: Vec<u64> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .servers
+                .iter()
+                .map(|(_, addr)| {
+                    let addr = *addr;
+                    scope.spawn(move || {
+                        server::metric_within(
+                            addr,
+                            "rtbench_connections",
+                            Duration::from_millis(500),
+                        )
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().ok().and_then(Result::ok).unwrap_or(0))
+                .collect()
+        });
         let per_process: Vec<(u64, u64, f64)> = self
             .servers
             .iter()
             .zip(&cpu)
-            .map(|((pid, addr), c)| {
-                (
-                    server::metric(*addr, "rtbench_connections").unwrap_or(0),
-                    server::rss_kib(*pid).unwrap_or(0),
-                    *c,
-                )
-            })
+            .zip(conns)
+            .map(|(((pid, _), c), n)| (n, server::rss_kib(*pid).unwrap_or(0), *c))
             .collect();
         let n = self.servers.len();
         let (tcp_inuse, tcp_mem_pages) = sockstat();

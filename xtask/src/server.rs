@@ -197,10 +197,13 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
 
 /// Reads one unlabelled value from the server's /metrics.
 pub fn metric(addr: SocketAddr, name: &str) -> Result<u64, String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-        .map_err(|e| format!("/metrics: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
+    metric_within(addr, name, Duration::from_secs(5))
+}
+
+/// `metric`, giving up after `limit` for each of connecting and reading.
+pub fn metric_within(addr: SocketAddr, name: &str, limit: Duration) -> Result<u64, String> {
+    let mut s = TcpStream::connect_timeout(&addr, limit).map_err(|e| format!("/metrics: {e}"))?;
+    s.set_read_timeout(Some(limit)).map_err(|e| e.to_string())?;
     write!(
         s,
         "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"

@@ -225,3 +225,55 @@ fn a_preflight_refusal_names_the_limit_and_the_fix() {
     assert!(!out.exists() && !rtbench_loadgen::record::partial_dir(&out).exists());
     assert!(our_processes().is_empty());
 }
+
+#[test]
+fn a_bench_across_several_server_processes_completes_without_failures() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = scratch("processes");
+    let o = xtask(&[
+        "bench",
+        "idle-1m",
+        "--connections",
+        "30000",
+        "--rate",
+        "6000",
+        "--hold",
+        "2",
+        "--processes",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+        "--dashboard",
+        "127.0.0.1:0",
+    ])
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for variant in ["no-ping", "sdk-ping"] {
+        let dir = PathBuf::from(format!("{}-{variant}", out.display()));
+        let s = read_summary(&dir).unwrap();
+        assert!(s.complete, "{variant}: {s:?}");
+        assert_eq!(
+            (s.connections.peak, s.connections.failed),
+            (30_000, 0),
+            "{variant}"
+        );
+        assert_eq!(s.server.processes, 3);
+        // The load generator spreads connections evenly over the processes' ports.
+        assert!(
+            s.server
+                .per_process
+                .iter()
+                .all(|p| p.connections_peak == 10_000),
+            "{:?}",
+            s.server.per_process
+        );
+        assert!(s.server.redis.as_ref().is_some_and(|r| r.rss_peak_kib > 0));
+        assert_eq!(environment(&dir).server_processes, 3);
+    }
+    assert!(
+        our_processes().is_empty(),
+        "left running: {:?}",
+        our_processes()
+    );
+}
