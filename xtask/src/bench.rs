@@ -447,9 +447,9 @@ fn summarize(
     }
 }
 
-fn mean(xs: impl Iterator<Item = f64>) -> f64 {
+fn mean(xs: impl Iterator<Item = f64>) -> Option<f64> {
     let (n, sum) = xs.fold((0usize, 0.0), |(n, s), x| (n + 1, s + x));
-    if n == 0 { 0.0 } else { sum / n as f64 }
+    (n > 0).then(|| sum / n as f64)
 }
 
 /// Each server process: its peak connections and RSS while holding, and the
