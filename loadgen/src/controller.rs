@@ -410,7 +410,8 @@ fn summarize(
     let rows = &merge.rows;
     let target = sc.total_arrivals();
     let peak_open = rows.iter().map(|r| r.open).max().unwrap_or(0);
-    let hold_end = sc.hold_end_s().floor() as u64;
+    // The last whole second before closing starts (closing begins at hold_end_s).
+    let hold_end = (sc.hold_end_s() - 1.0).floor().max(0.0) as u64;
     let held = rows
         .iter()
         .rev()
