@@ -24,7 +24,7 @@ use crate::record::{
 use crate::sample::{self, Sample, Sampler};
 use crate::server::{RedisProcess, ServerProcess, die_with_parent};
 use crate::suite::{self, Overrides, Suite, Variant};
-use crate::{cargo, dashboard, root, tuning};
+use crate::{dashboard, root, tuning};
 
 /// The signal that interrupted the run (0: none).
 static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
@@ -95,15 +95,7 @@ pub fn task(args: &[String]) -> Result<(), String> {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
-    cargo(&[
-        "build",
-        "--release",
-        "--quiet",
-        "-p",
-        "rtbench-server",
-        "-p",
-        "rtbench-loadgen",
-    ])?;
+    crate::build_release()?;
     // One live page for the whole invocation, whichever variant is running.
     let state: dashboard::State = Arc::new(Mutex::new(String::from("{}")));
     match dashboard::serve(&a.dashboard, state.clone()) {

@@ -35,3 +35,16 @@ pub fn cargo(args: &[&str]) -> Result<(), String> {
         Err(format!("`cargo {}` failed ({status})", args.join(" ")))
     }
 }
+
+/// Builds the release binaries a run uses: the server and the load generator.
+pub fn build_release() -> Result<(), String> {
+    cargo(&[
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "rtbench-server",
+        "-p",
+        "rtbench-loadgen",
+    ])
+}

@@ -10,8 +10,8 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::root;
 use crate::server::{ServerProcess, die_with_parent};
-use crate::{cargo, root};
 
 pub fn run(args: &[String]) -> Result<(), String> {
     let (mut n, mut rate) = (10_000u64, 5_000u64);
@@ -28,15 +28,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             other => return Err(format!("memprobe: unknown argument `{other}`")),
         }
     }
-    cargo(&[
-        "build",
-        "--release",
-        "--quiet",
-        "-p",
-        "rtbench-server",
-        "-p",
-        "rtbench-loadgen",
-    ])?;
+    crate::build_release()?;
     let mut server = ServerProcess::start(&["--projects".into(), "console".into()])?;
     let result = probe(&server, n, rate.max(1));
     server.stop(Duration::from_secs(10));
