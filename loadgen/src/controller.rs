@@ -335,7 +335,6 @@ async fn supervise(
         }
     }
     progress.finish();
-    let duration_s = (now_ns().saturating_sub(start_ns)) as f64 / 1e9;
     let complete = stopped_by.is_none() && died.is_empty() && merge.finals.len() as u64 == workers;
     let client_limits: Vec<String> = died.into_iter().chain(port_warning).collect();
     let summary = summarize(
@@ -345,7 +344,7 @@ async fn supervise(
         &merge,
         &published,
         started_at,
-        duration_s,
+        start_ns,
         complete,
         stopped_by,
         &client_limits,
@@ -380,7 +379,7 @@ fn summarize(
     merge: &Merge,
     published: &Published,
     started_at: String,
-    duration_s: f64,
+    start_ns: u64,
     complete: bool,
     stopped_by: Option<String>,
     client_limits: &[String],
@@ -455,6 +454,7 @@ fn summarize(
     }
     reasons.extend(client_limits.iter().cloned());
     let arrivals_s = sc.arrivals_end_s();
+    let duration_s = now_ns().saturating_sub(start_ns) as f64 / 1e9;
     Ok(Summary {
         format_version: record::FORMAT_VERSION,
         complete,
@@ -467,6 +467,7 @@ fn summarize(
         },
         targets: sc.target.urls.clone(),
         started_at,
+        schedule_start_unix_ns: start_ns,
         duration_s,
         workers,
         clock: format!(

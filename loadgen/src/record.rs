@@ -26,6 +26,10 @@ pub struct Summary {
     pub protocol: String,
     pub targets: Vec<String>,
     pub started_at: String,
+    /// When the arrival schedule's second 0 was (CLOCK_REALTIME ns): the
+    /// timeline every other figure's seconds count from.
+    #[serde(default)]
+    pub schedule_start_unix_ns: u64,
     pub duration_s: f64,
     pub workers: u64,
     /// Publisher and receivers read one clock: this host's CLOCK_REALTIME.

@@ -298,8 +298,14 @@ fn run_one(
             partial_dir(&load_dir).display()
         )
     })?;
-    let hold_from = load_offset_s + load.arrivals_end_s() + 1.0;
-    let hold_to = load_offset_s + load.hold_end_s() - 0.5;
+    // The hold on the sampler's clock: the load generator's schedule starts a
+    // moment after it is launched, and it records exactly when.
+    let schedule_s = load_summary
+        .schedule_start_unix_ns
+        .saturating_sub(sampler.start_unix_ns) as f64
+        / 1e9;
+    let hold_from = schedule_s + load.arrivals_end_s() + 1.0;
+    let hold_to = schedule_s + load.hold_end_s() - 0.5;
     let mut summary = summarize(
         name,
         variant,

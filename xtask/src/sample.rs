@@ -56,6 +56,8 @@ impl Sample {
 
 /// Samples every server process (by pid and address) and Redis, if any.
 pub struct Sampler {
+    /// Wall-clock time of t_s = 0, to line samples up with the load generator.
+    pub start_unix_ns: u64,
     servers: Vec<(u32, SocketAddr)>,
     redis: Option<u32>,
     start: std::time::Instant,
@@ -66,6 +68,7 @@ pub struct Sampler {
 impl Sampler {
     pub fn new(servers: Vec<(u32, SocketAddr)>, redis: Option<u32>) -> Sampler {
         Sampler {
+            start_unix_ns: rtbench_protocol::time::now_ns(),
             servers,
             redis,
             start: std::time::Instant::now(),
