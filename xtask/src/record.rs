@@ -76,8 +76,11 @@ pub struct ServerFigures {
     /// Mean CPU over the hold, all processes (100 = one core); null when no
     /// sample fell in the hold.
     pub cpu_holding_pct: Option<f64>,
+    /// Absent from records made before several processes were run.
+    #[serde(default)]
     pub per_process: Vec<ProcessFigures>,
     /// The event bus, when the run had several processes.
+    #[serde(default)]
     pub redis: Option<RedisFigures>,
 }
 
@@ -136,9 +139,14 @@ pub struct Environment {
     pub server_version: String,
     /// The first server process's flags; every process gets the same.
     pub server_args: Vec<String>,
+    #[serde(default = "one")]
     pub server_processes: u64,
     pub loadgen_version: String,
     pub overrides: Overrides,
+}
+
+fn one() -> u64 {
+    1
 }
 
 pub fn latency(p: &rtbench_loadgen::stats::Percentiles) -> Latency {
@@ -173,4 +181,30 @@ pub fn write_json(path: &Path, value: &impl Serialize) -> Result<(), String> {
         serde_json::to_string_pretty(value).expect("serializes"),
     )
     .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every record committed under results/ must stay readable by these types.
+    #[test]
+    fn every_committed_record_reads_back() {
+        let mut n = 0;
+        for suite in std::fs::read_dir(crate::root().join("results")).unwrap() {
+            for run in std::fs::read_dir(suite.unwrap().path()).unwrap() {
+                let dir = run.unwrap().path();
+                let s = read_summary(&dir).unwrap();
+                assert_eq!(s.format_version, FORMAT_VERSION, "{}", dir.display());
+                let env: Environment = serde_json::from_str(
+                    &std::fs::read_to_string(dir.join("environment.json")).unwrap(),
+                )
+                .unwrap();
+                assert!(env.cores > 0);
+                rtbench_loadgen::record::read_summary(&dir.join("loadgen")).unwrap();
+                n += 1;
+            }
+        }
+        assert!(n > 0, "no records under results/");
+    }
 }
