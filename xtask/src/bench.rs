@@ -161,19 +161,14 @@ fn run_one(
         .processes
         .unwrap_or_else(|| total.div_ceil(connections_per_process()).max(1));
     let mut server_args = suite.server.args.clone();
+    // The server's cap as a whole, when the variant sets one.
+    let mut cap: Option<u64> = None;
     if let Some(v) = variant {
         server_args.extend(v.server_args.iter().cloned());
         if let Some(p) = v.ping_interval_s {
             load.session.ping_interval_s = p;
         }
-        if let Some(f) = v.cap_fraction {
-            // The cap is the server's as a whole: shared by its processes.
-            let cap = (total as f64 * f).ceil() as u64;
-            server_args.extend([
-                "--max-connections".into(),
-                cap.div_ceil(processes).to_string(),
-            ]);
-        }
+        cap = v.cap_fraction.map(|f| (total as f64 * f).ceil() as u64);
     }
     let label = match variant {
         Some(v) => format!("{name} ({})", v.name),
@@ -222,8 +217,14 @@ fn run_one(
         server_args.extend(["--bus".into(), r.url(), "--threads".into(), "1".into()]);
     }
     let mut servers = Vec::new();
-    for _ in 0..processes {
-        servers.push(ServerProcess::start(&server_args)?);
+    for i in 0..processes {
+        let mut args = server_args.clone();
+        if let Some(cap) = cap {
+            // Split exactly: the first `cap % processes` take one more.
+            let share = cap / processes + u64::from(i < cap % processes);
+            args.extend(["--max-connections".into(), share.to_string()]);
+        }
+        servers.push(ServerProcess::start(&args)?);
     }
     load.target.urls = servers.iter().map(|s| format!("ws://{}", s.addr)).collect();
     let mut resolved = suite.clone();

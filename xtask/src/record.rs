@@ -137,7 +137,8 @@ pub struct Environment {
     pub git_commit: String,
     pub git_dirty: bool,
     pub server_version: String,
-    /// The first server process's flags; every process gets the same.
+    /// The first server process's flags; every process gets the same, but for
+    /// `--max-connections` when a cap is split (the first cap % P take one more).
     pub server_args: Vec<String>,
     #[serde(default = "one")]
     pub server_processes: u64,
