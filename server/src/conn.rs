@@ -58,7 +58,8 @@ pub enum Flush {
     /// Everything is written; the connection stays open.
     Idle,
     /// The kernel would not take more: wait until the socket is writable.
-    Pending,
+    /// `closing`: what waits is the close, which gets a deadline.
+    Pending { closing: bool },
     /// Everything, the close frame included, is written: end the connection.
     Closed,
 }
@@ -143,10 +144,6 @@ impl Conn {
         self.outbox().closing
     }
 
-    pub fn has_queued(&self) -> bool {
-        !self.outbox().queue.is_empty()
-    }
-
     /// Writes queued frames until done or the kernel pushes back.
     pub fn flush(&self) -> io::Result<Flush> {
         let mut o = self.outbox();
@@ -162,7 +159,7 @@ impl Conn {
                         o.queue.pop_front();
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flush::Pending),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flush::Pending { closing: o.closing }),
                 Err(e) => return Err(e),
             }
         }

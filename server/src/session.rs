@@ -239,13 +239,17 @@ impl Session {
     async fn serve(&mut self) {
         let mut deadline_set = false;
         loop {
-            if !deadline_set && self.conn.is_closing() {
-                deadline_set = true;
-                self.abort_after(CLOSE_FLUSH);
-            }
+            // One look at the outbox per wake-up: write what is queued, and
+            // learn whether a close is waiting to go out (it gets a deadline).
             let pending = match self.conn.flush() {
                 Ok(Flush::Closed) | Err(_) => return,
-                Ok(Flush::Pending) => true,
+                Ok(Flush::Pending { closing }) => {
+                    if closing && !deadline_set {
+                        deadline_set = true;
+                        self.abort_after(CLOSE_FLUSH);
+                    }
+                    true
+                }
                 Ok(Flush::Idle) => false,
             };
             // Readiness wakers live in tokio's per-socket state and the kick
