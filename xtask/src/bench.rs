@@ -154,7 +154,7 @@ fn run_one(
     state: &dashboard::State,
 ) -> Result<(PathBuf, bool), String> {
     let mut load = suite.load.clone();
-    a.overrides.apply(&mut load)?;
+    suite::apply(&a.overrides, &mut load)?;
     let total = load.total_arrivals();
     let processes = a
         .overrides

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use rtbench_loadgen::scenario::Scenario;
 use serde::{Deserialize, Serialize};
 
+pub use rtbench_record::Overrides;
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Suite {
@@ -86,60 +88,46 @@ pub fn load(path: &Path) -> Result<Suite, String> {
     })
 }
 
-/// The user's choices that change a run; recorded with it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Overrides {
-    pub scale: Option<f64>,
-    pub connections: Option<u64>,
-    pub rate: Option<f64>,
-    pub hold_s: Option<f64>,
-    /// Server processes (default: as many as the open-files limit requires).
-    #[serde(default)]
-    pub processes: Option<u64>,
-}
-
-impl Overrides {
-    /// Applies the overrides to a scenario: scaling keeps each phase's rate
-    /// and shortens it; `--rate` keeps the arrivals and changes the pace.
-    pub fn apply(&self, sc: &mut Scenario) -> Result<(), String> {
-        let total = sc.total_arrivals();
-        let factor = match (self.scale, self.connections) {
-            (Some(_), Some(_)) => return Err("--scale and --connections exclude each other".into()),
-            (Some(f), None) if f > 0.0 => Some(f),
-            (Some(f), None) => return Err(format!("--scale must be > 0, got {f}")),
-            (None, Some(n)) if total > 0 => Some(n as f64 / total as f64),
-            _ => None,
-        };
-        if let Some(f) = factor {
-            for p in &mut sc.phases {
-                p.duration_s *= f;
-                p.max_users = p.max_users.map(|m| (m as f64 * f).round() as u64);
-            }
-            if let Some(n) = self.connections {
-                // Rounding must not lose or add a connection.
-                let got = sc.total_arrivals();
-                if got != n
-                    && let Some(last) = sc.phases.last_mut()
-                {
-                    last.duration_s += (n as f64 - got as f64 + 0.5) / last.rate;
-                }
+/// Applies the overrides to a scenario: scaling keeps each phase's rate
+/// and shortens it; `--rate` keeps the arrivals and changes the pace.
+pub fn apply(o: &Overrides, sc: &mut Scenario) -> Result<(), String> {
+    let total = sc.total_arrivals();
+    let factor = match (o.scale, o.connections) {
+        (Some(_), Some(_)) => return Err("--scale and --connections exclude each other".into()),
+        (Some(f), None) if f > 0.0 => Some(f),
+        (Some(f), None) => return Err(format!("--scale must be > 0, got {f}")),
+        (None, Some(n)) if total > 0 => Some(n as f64 / total as f64),
+        _ => None,
+    };
+    if let Some(f) = factor {
+        for p in &mut sc.phases {
+            p.duration_s *= f;
+            p.max_users = p.max_users.map(|m| (m as f64 * f).round() as u64);
+        }
+        if let Some(n) = o.connections {
+            // Rounding must not lose or add a connection.
+            let got = sc.total_arrivals();
+            if got != n
+                && let Some(last) = sc.phases.last_mut()
+            {
+                last.duration_s += (n as f64 - got as f64 + 0.5) / last.rate;
             }
         }
-        if let Some(r) = self.rate {
-            if r <= 0.0 {
-                return Err(format!("--rate must be > 0, got {r}"));
-            }
-            for p in &mut sc.phases {
-                let n = rtbench_loadgen::scenario::phase_arrivals(p);
-                p.duration_s = (n as f64 + 0.5) / r;
-                p.rate = r;
-            }
-        }
-        if let Some(h) = self.hold_s {
-            sc.hold.duration_s = h;
-        }
-        Ok(())
     }
+    if let Some(r) = o.rate {
+        if r <= 0.0 {
+            return Err(format!("--rate must be > 0, got {r}"));
+        }
+        for p in &mut sc.phases {
+            let n = rtbench_loadgen::scenario::phase_arrivals(p);
+            p.duration_s = (n as f64 + 0.5) / r;
+            p.rate = r;
+        }
+    }
+    if let Some(h) = o.hold_s {
+        sc.hold.duration_s = h;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -163,19 +151,17 @@ mod tests {
     fn overrides_scale_and_pace_exactly() {
         let mut s = load(&dir().join("idle-1m.toml")).unwrap();
         assert_eq!(s.load.total_arrivals(), 1_000_000);
-        Overrides {
+        apply(&Overrides {
             connections: Some(19_000),
             ..Default::default()
-        }
-        .apply(&mut s.load)
+        }, &mut s.load)
         .unwrap();
         assert_eq!(s.load.total_arrivals(), 19_000);
-        Overrides {
+        apply(&Overrides {
             rate: Some(3000.0),
             hold_s: Some(5.0),
             ..Default::default()
-        }
-        .apply(&mut s.load)
+        }, &mut s.load)
         .unwrap();
         assert_eq!(
             (
@@ -187,20 +173,18 @@ mod tests {
         );
         let mut s = load(&dir().join("smoke.toml")).unwrap();
         let before = s.load.total_arrivals();
-        Overrides {
+        apply(&Overrides {
             scale: Some(0.5),
             ..Default::default()
-        }
-        .apply(&mut s.load)
+        }, &mut s.load)
         .unwrap();
         assert_eq!(s.load.total_arrivals(), before / 2);
         assert!(
-            Overrides {
+            apply(&Overrides {
                 scale: Some(1.0),
                 connections: Some(5),
                 ..Default::default()
-            }
-            .apply(&mut s.load)
+            }, &mut s.load)
             .is_err()
         );
     }

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+pub use rtbench_record::Setting;
 
 /// The pseudo-setting for the loopback NOTRACK rules.
 pub const LOOPBACK_NOTRACK: &str = "loopback.notrack";
@@ -64,13 +64,6 @@ pub fn write(name: &str, value: &str) -> Result<(), String> {
         return Ok(());
     }
     std::fs::write(path(name), value).map_err(|e| format!("sysctl -w {name}=\"{value}\": {e}"))
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Setting {
-    pub wanted: String,
-    pub before: Option<String>,
-    pub after: Option<String>,
 }
 
 /// Reads (and with `apply`, writes) every setting of a profile.

@@ -1,0 +1,200 @@
+//! The bench run record: `results/<scenario>/<UTC time>-<host>/`.
+//!
+//! | file | content |
+//! |---|---|
+//! | `scenario.toml` | the suite as run: overrides applied, variant and target filled in |
+//! | `load.toml` | its `[load]` part, as handed to the load generator |
+//! | `environment.json` | `Environment`: machine, kernel, sysctls and limits as read, tuning before/after, toolchain, git commit, binaries and flags |
+//! | `server.csv` | one `sample::Sample` a second |
+//! | `preflight.json` | every check and its verdict |
+//! | `loadgen/` | the load generator's run directory (`loadgen/README.md`) |
+//! | `summary.json` | `BenchSummary`: the headline figures |
+//!
+//! `FORMAT_VERSION` changes whenever a reader must know. The xtask writes
+//! records and the results site and regression gate read them, all through
+//! these types: a crate of its own so that neither side owns the schema.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub use rtbench_loadgen::record::Bottleneck;
+use serde::{Deserialize, Serialize};
+
+pub const FORMAT_VERSION: u32 = 1;
+
+/// File names inside a record directory.
+pub const SUMMARY: &str = "summary.json";
+pub const ENVIRONMENT: &str = "environment.json";
+pub const PREFLIGHT: &str = "preflight.json";
+pub const SERVER_CSV: &str = "server.csv";
+pub const SCENARIO: &str = "scenario.toml";
+pub const LOADGEN_DIR: &str = "loadgen";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchSummary {
+    pub format_version: u32,
+    pub scenario: String,
+    pub variant: Option<String>,
+    pub description: String,
+    /// False when interrupted or when a part failed; the figures then cover
+    /// what ran.
+    pub complete: bool,
+    pub stopped_by: Option<String>,
+    pub started_at: String,
+    pub host: String,
+    /// The user's overrides (`--scale`, `--connections`, `--rate`, `--hold`).
+    pub overrides: Overrides,
+    pub connections: Connections,
+    pub connect_ms: Latency,
+    pub delivery_ms: Latency,
+    pub deliveries_per_s: f64,
+    pub server: ServerFigures,
+    pub system: SystemFigures,
+    pub errors: Errors,
+    pub client_bottleneck: Bottleneck,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Connections {
+    pub target: u64,
+    pub peak: u64,
+    pub held: u64,
+    pub failed: u64,
+    pub time_to_target_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ServerFigures {
+    pub processes: u64,
+    pub rss_before_kib: u64,
+    /// Highest RSS while the connections were held.
+    pub rss_peak_kib: u64,
+    /// (peak RSS − RSS before) / peak connections, both while holding.
+    pub kib_per_connection: f64,
+    /// Mean CPU over the hold, all processes (100 = one core); null when no
+    /// sample fell in the hold.
+    pub cpu_holding_pct: Option<f64>,
+    /// Absent from records made before several processes were run.
+    #[serde(default)]
+    pub per_process: Vec<ProcessFigures>,
+    /// The event bus, when the run had several processes.
+    #[serde(default)]
+    pub redis: Option<RedisFigures>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProcessFigures {
+    pub connections_peak: u64,
+    pub rss_peak_kib: u64,
+    pub cpu_s: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RedisFigures {
+    pub rss_peak_kib: u64,
+    pub cpu_holding_pct: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SystemFigures {
+    pub mem_used_before_kib: u64,
+    pub mem_used_peak_kib: u64,
+    /// Whole-machine memory per connection: kernel, server and load generator.
+    pub kib_per_connection: f64,
+    pub tcp_mem_peak_kib: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Errors {
+    pub failed: BTreeMap<String, u64>,
+    pub closed_by_server: BTreeMap<String, u64>,
+    pub error_frames: BTreeMap<String, u64>,
+    pub misdelivered: u64,
+    pub duplicates: u64,
+    /// Deliveries the servers made that no client received (from their
+    /// `rtbench_deliveries_total`); unknown when a server could not be read.
+    pub lost: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Environment {
+    pub format_version: u32,
+    pub host: String,
+    pub kernel: String,
+    pub cpu_model: String,
+    pub cores: usize,
+    pub mem_total_kib: u64,
+    pub nofile_soft: u64,
+    pub nofile_hard: u64,
+    /// Relevant sysctls as read at the start.
+    pub sysctls: BTreeMap<String, Option<String>>,
+    /// The suite's tuning: wanted, before, after (`applied` false: read only).
+    pub tuning: BTreeMap<String, Setting>,
+    pub tuning_applied: bool,
+    pub rustc: String,
+    pub git_commit: String,
+    pub git_dirty: bool,
+    pub server_version: String,
+    /// The first server process's flags; every process gets the same, but for
+    /// `--max-connections` when a cap is split (the first cap % P take one more).
+    pub server_args: Vec<String>,
+    #[serde(default = "one")]
+    pub server_processes: u64,
+    pub loadgen_version: String,
+    pub overrides: Overrides,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// The user's choices that change a run; recorded with it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Overrides {
+    pub scale: Option<f64>,
+    pub connections: Option<u64>,
+    pub rate: Option<f64>,
+    pub hold_s: Option<f64>,
+    /// Server processes (default: as many as the open-files limit requires).
+    #[serde(default)]
+    pub processes: Option<u64>,
+}
+
+/// One OS setting of a suite's tuning: wanted, and as read before and after.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Setting {
+    pub wanted: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+pub fn read_summary(dir: &Path) -> Result<BenchSummary, String> {
+    read_json(&dir.join(SUMMARY))
+}
+
+pub fn read_environment(dir: &Path) -> Result<Environment, String> {
+    read_json(&dir.join(ENVIRONMENT))
+}
+
+/// Reads a JSON file into `T`; the error names the file, line and column.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<(), String> {
+    std::fs::write(path, serde_json::to_string_pretty(value).expect("serializes"))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The load generator's own record (`loadgen/summary.json`), read through its
+/// crate's type.
+pub use rtbench_loadgen::record::{Summary as LoadSummary, read_summary as read_load_summary};
