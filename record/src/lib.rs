@@ -29,6 +29,12 @@ pub const PREFLIGHT: &str = "preflight.json";
 pub const SERVER_CSV: &str = "server.csv";
 pub const SCENARIO: &str = "scenario.toml";
 pub const LOADGEN_DIR: &str = "loadgen";
+/// Marks a `--versus` record: its runs are subdirectories `A1`, `B1`, ...
+pub const VERSUS: &str = "versus.json";
+/// Marks a reference record (a published run rtbench did not make).
+pub const REFERENCE: &str = "reference.json";
+
+pub mod metrics;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BenchSummary {
@@ -198,3 +204,79 @@ pub fn write_json(path: &Path, value: &impl Serialize) -> Result<(), String> {
 /// The load generator's own record (`loadgen/summary.json`), read through its
 /// crate's type.
 pub use rtbench_loadgen::record::{Summary as LoadSummary, read_summary as read_load_summary};
+
+/// `cargo xtask bench --versus REF`: the same scenario run alternately with
+/// this checkout's server (A) and one built at REF (B), A B A B, so that each
+/// B is judged against the A next to it in time.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Versus {
+    pub format_version: u32,
+    pub scenario: String,
+    pub variant: Option<String>,
+    pub started_at: String,
+    pub host: String,
+    pub a: Revision,
+    pub b: Revision,
+    /// In the order they ran.
+    pub runs: Vec<VersusRun>,
+    /// Per headline metric (`metrics::METRICS` keys): B / A of each pair.
+    pub ratios: BTreeMap<String, Ratio>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Revision {
+    pub git_ref: String,
+    pub commit: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersusRun {
+    /// `A` or `B`.
+    pub side: String,
+    /// Its record's directory, inside the versus record.
+    pub dir: String,
+    pub complete: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ratio {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub pairs: Vec<f64>,
+}
+
+/// The median of `v` (NaN when empty); `v` is sorted in place.
+pub fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+impl Ratio {
+    /// B / A per pair, for each metric both sides have.
+    pub fn of_pairs(pairs: &[(&BenchSummary, &BenchSummary)]) -> BTreeMap<String, Ratio> {
+        let mut out = BTreeMap::new();
+        for m in metrics::METRICS {
+            let mut r: Vec<f64> = pairs
+                .iter()
+                .filter_map(|(a, b)| Some(((m.get)(b)?, (m.get)(a)?)))
+                .filter(|(_, a)| *a != 0.0)
+                .map(|(b, a)| b / a)
+                .collect();
+            if r.is_empty() {
+                continue;
+            }
+            let pairs = r.clone();
+            let median = median(&mut r);
+            out.insert(
+                m.key.to_string(),
+                Ratio { median, min: r[0], max: r[r.len() - 1], pairs },
+            );
+        }
+        out
+    }
+}
