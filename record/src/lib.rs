@@ -197,8 +197,11 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Strin
 }
 
 pub fn write_json(path: &Path, value: &impl Serialize) -> Result<(), String> {
-    std::fs::write(path, serde_json::to_string_pretty(value).expect("serializes"))
-        .map_err(|e| format!("{}: {e}", path.display()))
+    std::fs::write(
+        path,
+        serde_json::to_string_pretty(value).expect("serializes"),
+    )
+    .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The load generator's own record (`loadgen/summary.json`), read through its
@@ -253,7 +256,11 @@ pub fn median(v: &mut [f64]) -> f64 {
     }
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if !n.is_multiple_of(2) {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 impl Ratio {
@@ -274,7 +281,12 @@ impl Ratio {
             let median = median(&mut r);
             out.insert(
                 m.key.to_string(),
-                Ratio { median, min: r[0], max: r[r.len() - 1], pairs },
+                Ratio {
+                    median,
+                    min: r[0],
+                    max: r[r.len() - 1],
+                    pairs,
+                },
             );
         }
         out

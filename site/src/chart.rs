@@ -11,7 +11,10 @@ pub struct Series {
 
 impl Series {
     pub fn new(name: impl Into<String>, points: Vec<(f64, f64)>) -> Series {
-        Series { name: name.into(), points }
+        Series {
+            name: name.into(),
+            points,
+        }
     }
 }
 
@@ -29,7 +32,10 @@ const PALETTE: [RGBColor; 8] = [
 const SIZE: (u32, u32) = (760, 320);
 
 fn bounds(series: &[Series]) -> Option<((f64, f64), (f64, f64))> {
-    let pts = series.iter().flat_map(|s| s.points.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
+    let pts = series
+        .iter()
+        .flat_map(|s| s.points.iter())
+        .filter(|(x, y)| x.is_finite() && y.is_finite());
     let mut b: Option<((f64, f64), (f64, f64))> = None;
     for &(x, y) in pts {
         b = Some(match b {
@@ -52,7 +58,12 @@ fn err(e: impl std::fmt::Debug) -> String {
 }
 
 /// Lines over a linear x axis (seconds, or runs).
-pub fn lines(title: &str, x_desc: &str, y_desc: &str, series: &[Series]) -> Result<Option<String>, String> {
+pub fn lines(
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[Series],
+) -> Result<Option<String>, String> {
     let Some(((x0, x1), (y0, y1))) = bounds(series) else {
         return Ok(None);
     };
@@ -88,7 +99,16 @@ pub fn lines(title: &str, x_desc: &str, y_desc: &str, series: &[Series]) -> Resu
 pub fn percentiles(title: &str, series: &[Series]) -> Result<Option<String>, String> {
     let positive: Vec<Series> = series
         .iter()
-        .map(|s| Series::new(s.name.clone(), s.points.iter().copied().filter(|(x, y)| *x >= 1.0 && *y > 0.0).collect()))
+        .map(|s| {
+            Series::new(
+                s.name.clone(),
+                s.points
+                    .iter()
+                    .copied()
+                    .filter(|(x, y)| *x >= 1.0 && *y > 0.0)
+                    .collect(),
+            )
+        })
         .filter(|s| !s.points.is_empty())
         .collect();
     let Some(((_, x1), (_, _))) = bounds(&positive) else {
@@ -105,7 +125,10 @@ pub fn percentiles(title: &str, series: &[Series]) -> Result<Option<String>, Str
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(70)
-            .build_cartesian_2d((1.0..x1.max(10.0)).log_scale(), (y0 * 0.8..y1 * 1.25).log_scale())
+            .build_cartesian_2d(
+                (1.0..x1.max(10.0)).log_scale(),
+                (y0 * 0.8..y1 * 1.25).log_scale(),
+            )
             .map_err(err)?;
         chart
             .configure_mesh()
@@ -138,11 +161,18 @@ pub fn spark(points: &[(f64, f64)], marks: &[usize]) -> Result<Option<String>, S
             .build_cartesian_2d(x0 - 0.5..x1 + 0.5, y0..y1)
             .map_err(err)?;
         chart
-            .draw_series(LineSeries::new(points.iter().copied(), PALETTE[0].stroke_width(2)))
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                PALETTE[0].stroke_width(2),
+            ))
             .map_err(err)?;
         chart
             .draw_series(points.iter().enumerate().map(|(i, p)| {
-                let c = if marks.contains(&i) { PALETTE[1].filled() } else { PALETTE[0].filled() };
+                let c = if marks.contains(&i) {
+                    PALETTE[1].filled()
+                } else {
+                    PALETTE[0].filled()
+                };
                 Circle::new(*p, 3, c)
             }))
             .map_err(err)?;
@@ -161,10 +191,15 @@ where
     for (i, s) in series.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         chart
-            .draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                s.points.iter().copied(),
+                color.stroke_width(2),
+            ))
             .map_err(err)?
             .label(s.name.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+            });
     }
     Ok(())
 }
@@ -218,11 +253,36 @@ mod tests {
 
     #[test]
     fn draws_svg_and_skips_empty() {
-        let svg = lines("t", "s", "n", &[Series::new("a", vec![(0.0, 1.0), (1.0, 3.0)])]).unwrap().unwrap();
-        assert!(svg.starts_with("<svg") && svg.contains("<polyline"), "{svg}");
-        assert!(lines("t", "s", "n", &[Series::new("a", vec![])]).unwrap().is_none());
-        let p = percentiles("p", &[Series::new("d", vec![(1.0, 0.1), (2.0, 1.9), (100.0, 15.0)])]).unwrap().unwrap();
+        let svg = lines(
+            "t",
+            "s",
+            "n",
+            &[Series::new("a", vec![(0.0, 1.0), (1.0, 3.0)])],
+        )
+        .unwrap()
+        .unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.contains("<polyline"),
+            "{svg}"
+        );
+        assert!(
+            lines("t", "s", "n", &[Series::new("a", vec![])])
+                .unwrap()
+                .is_none()
+        );
+        let p = percentiles(
+            "p",
+            &[Series::new(
+                "d",
+                vec![(1.0, 0.1), (2.0, 1.9), (100.0, 15.0)],
+            )],
+        )
+        .unwrap()
+        .unwrap();
         assert!(p.contains("99%"), "{p}");
-        assert_eq!((short(1_500_000.0), short(20_000.0), short(0.25)), ("1.5M".into(), "20k".into(), "0.25".into()));
+        assert_eq!(
+            (short(1_500_000.0), short(20_000.0), short(0.25)),
+            ("1.5M".into(), "20k".into(), "0.25".into())
+        );
     }
 }

@@ -18,21 +18,33 @@ pub fn table(a_name: &str, a: &BenchSummary, b_name: &str, b: &BenchSummary) -> 
         let cell = |v: Option<f64>| v.map_or("–".to_string(), |v| metrics::format(v, m.unit));
         let (delta, ratio, verdict) = match (va, vb) {
             (Some(x), Some(y)) => {
-                let ratio = if x != 0.0 { format!("{:.3}", y / x) } else { "–".into() };
+                let ratio = if x != 0.0 {
+                    format!("{:.3}", y / x)
+                } else {
+                    "–".into()
+                };
                 let verdict = match (y.partial_cmp(&x), m.better) {
                     (Some(std::cmp::Ordering::Equal), _) | (None, _) => "",
-                    (Some(std::cmp::Ordering::Less), Better::Lower) | (Some(std::cmp::Ordering::Greater), Better::Higher) => {
-                        "B better"
-                    }
+                    (Some(std::cmp::Ordering::Less), Better::Lower)
+                    | (Some(std::cmp::Ordering::Greater), Better::Higher) => "B better",
                     _ => "B worse",
                 };
                 (metrics::format(y - x, m.unit), ratio, verdict)
             }
             _ => ("–".into(), "–".into(), ""),
         };
-        rows.push([m.label.to_string(), cell(va), cell(vb), delta, ratio, verdict.to_string()]);
+        rows.push([
+            m.label.to_string(),
+            cell(va),
+            cell(vb),
+            delta,
+            ratio,
+            verdict.to_string(),
+        ]);
     }
-    let widths: Vec<usize> = (0..6).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..6)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
     let mut out = String::new();
     for r in &rows {
         let line: Vec<String> = r
@@ -40,7 +52,11 @@ pub fn table(a_name: &str, a: &BenchSummary, b_name: &str, b: &BenchSummary) -> 
             .enumerate()
             .map(|(i, c)| {
                 let pad = widths[i] - c.chars().count();
-                if i == 0 { format!("{c}{}", " ".repeat(pad)) } else { format!("{}{c}", " ".repeat(pad)) }
+                if i == 0 {
+                    format!("{c}{}", " ".repeat(pad))
+                } else {
+                    format!("{}{c}", " ".repeat(pad))
+                }
             })
             .collect();
         out.push_str(line.join("  ").trim_end());

@@ -137,7 +137,9 @@ pub fn load(results: &Path) -> Records {
             for dir in sorted_dirs(&scenario_dir, &mut out.warnings) {
                 match load_reference(&dir) {
                     Ok(r) => out.references.push(r),
-                    Err(e) => out.warnings.push(format!("skipped reference {}: {e}", dir.display())),
+                    Err(e) => out
+                        .warnings
+                        .push(format!("skipped reference {}: {e}", dir.display())),
                 }
             }
             continue;
@@ -150,9 +152,16 @@ pub fn load(results: &Path) -> Records {
                             let name = format!("{}/{}", file_name(&dir), r.dir);
                             add_run(&mut out, &scenario, name, dir.join(&r.dir), true);
                         }
-                        out.versus.push(VersusRecord { scenario: scenario.clone(), name: file_name(&dir), dir, versus });
+                        out.versus.push(VersusRecord {
+                            scenario: scenario.clone(),
+                            name: file_name(&dir),
+                            dir,
+                            versus,
+                        });
                     }
-                    Err(e) => out.warnings.push(format!("skipped versus record {}: {e}", dir.display())),
+                    Err(e) => out
+                        .warnings
+                        .push(format!("skipped versus record {}: {e}", dir.display())),
                 }
                 continue;
             }
@@ -168,7 +177,9 @@ pub fn load(results: &Path) -> Records {
 fn add_run(out: &mut Records, scenario: &str, name: String, dir: PathBuf, in_versus: bool) {
     match load_run(scenario, name, &dir, in_versus) {
         Ok(run) => out.runs.push(run),
-        Err(e) => out.warnings.push(format!("skipped record {}: {e}", dir.display())),
+        Err(e) => out
+            .warnings
+            .push(format!("skipped record {}: {e}", dir.display())),
     }
 }
 
@@ -192,7 +203,10 @@ fn load_run(scenario: &str, name: String, dir: &Path, in_versus: bool) -> Result
     };
     let mut problems = Vec::new();
     if summary.is_none() {
-        problems.push(format!("no {}: the run did not finish writing its record", record::SUMMARY));
+        problems.push(format!(
+            "no {}: the run did not finish writing its record",
+            record::SUMMARY
+        ));
     }
     let environment = optional(&mut problems, record::read_environment(dir));
     let loadgen = dir.join(record::LOADGEN_DIR);
@@ -231,7 +245,10 @@ fn percentile_points(path: &Path) -> Vec<(f64, f64)> {
     text.lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            let (v, inv) = (f.first()?.parse::<f64>().ok()?, f.get(3)?.parse::<f64>().ok()?);
+            let (v, inv) = (
+                f.first()?.parse::<f64>().ok()?,
+                f.get(3)?.parse::<f64>().ok()?,
+            );
             inv.is_finite().then_some((inv, v))
         })
         .collect()
@@ -244,12 +261,20 @@ fn load_reference(dir: &Path) -> Result<Reference, String> {
         .iter()
         .map(|(file, _)| Ok((file.clone(), Table::read(&dir.join(file))?)))
         .collect::<Result<Vec<_>, String>>()?;
-    Ok(Reference { name: file_name(dir), dir: dir.to_path_buf(), info, tables })
+    Ok(Reference {
+        name: file_name(dir),
+        dir: dir.to_path_buf(),
+        info,
+        tables,
+    })
 }
 
 fn sorted_dirs(dir: &Path, warnings: &mut Vec<String>) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect(),
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect(),
         Err(e) => {
             warnings.push(format!("cannot read {}: {e}", dir.display()));
             Vec::new()
@@ -260,5 +285,7 @@ fn sorted_dirs(dir: &Path, warnings: &mut Vec<String>) -> Vec<PathBuf> {
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }

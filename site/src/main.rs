@@ -24,7 +24,10 @@ fn main() -> ExitCode {
 }
 
 fn root() -> PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("in the workspace").to_path_buf()
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("in the workspace")
+        .to_path_buf()
 }
 
 fn run(args: Vec<String>) -> Result<ExitCode, String> {
@@ -53,7 +56,14 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
     match positional.first().map(String::as_str) {
         Some("render") => {
             let records = load::load(&results);
-            let report = render::render(&records, &render::Options { out: out.clone(), criterion, thresholds })?;
+            let report = render::render(
+                &records,
+                &render::Options {
+                    out: out.clone(),
+                    criterion,
+                    thresholds,
+                },
+            )?;
             for w in &report.warnings[records.warnings.len()..] {
                 eprintln!("rtbench-site: warning: {w}");
             }
@@ -71,7 +81,10 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
                 return Err(format!("compare takes two runs\n{USAGE}"));
             };
             let (da, db) = (resolve(&results, a), resolve(&results, b));
-            let (sa, sb) = (rtbench_record::read_summary(&da)?, rtbench_record::read_summary(&db)?);
+            let (sa, sb) = (
+                rtbench_record::read_summary(&da)?,
+                rtbench_record::read_summary(&db)?,
+            );
             print!("{}", compare::table(a, &sa, b, &sb));
             Ok(ExitCode::SUCCESS)
         }
@@ -81,7 +94,11 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
             };
             let records = load::load(&results);
             let j = regress::gate(&records, scenario, &thresholds)?;
-            println!("regress {}: against {} earlier run(s)", j.run, j.baseline_runs.len());
+            println!(
+                "regress {}: against {} earlier run(s)",
+                j.run,
+                j.baseline_runs.len()
+            );
             if let Some(n) = &j.note {
                 println!("  no verdict: {n}");
             }
@@ -107,5 +124,9 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
 /// A run named as a directory, or as `<scenario>/<run>` under results/.
 fn resolve(results: &std::path::Path, name: &str) -> PathBuf {
     let p = PathBuf::from(name);
-    if p.join(rtbench_record::SUMMARY).exists() { p } else { results.join(name) }
+    if p.join(rtbench_record::SUMMARY).exists() {
+        p
+    } else {
+        results.join(name)
+    }
 }

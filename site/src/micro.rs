@@ -41,7 +41,9 @@ pub fn read(dir: &Path) -> (Vec<Bench>, Vec<String>) {
     let mut problems = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.filter_map(|e| e.ok()) {
             let p = e.path();
             if !p.is_dir() {
@@ -81,5 +83,9 @@ pub fn ns(v: f64) -> String {
         v if v >= 1e3 => (v / 1e3, "µs"),
         v => (v, "ns"),
     };
-    if x >= 100.0 { format!("{x:.0} {u}") } else { format!("{x:.3} {u}") }
+    if x >= 100.0 {
+        format!("{x:.0} {u}")
+    } else {
+        format!("{x:.3} {u}")
+    }
 }

@@ -17,6 +17,9 @@ pub struct Thresholds {
     pub history: usize,
     /// Fewer earlier runs than this: no verdict, only a note.
     pub min_history: usize,
+    /// Metrics shown but deliberately not judged.
+    #[serde(default)]
+    pub ungated: Vec<String>,
     pub metric: BTreeMap<String, Threshold>,
 }
 
@@ -35,16 +38,28 @@ impl Thresholds {
     pub fn read(path: &Path) -> Result<Thresholds, String> {
         let src = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let t: Thresholds = toml::from_str(&src).map_err(|e| {
-            let line = e.span().map_or(0, |s| src[..s.start].matches('\n').count() + 1);
+            let line = e
+                .span()
+                .map_or(0, |s| src[..s.start].matches('\n').count() + 1);
             format!("{}:{line}: {}", path.display(), e.message().trim())
         })?;
-        for key in t.metric.keys() {
+        for key in t.metric.keys().chain(&t.ungated) {
             if metrics::by_key(key).is_none() {
                 let known: Vec<&str> = METRICS.iter().map(|m| m.key).collect();
                 return Err(format!(
-                    "{}: [metric.{key}]: no such metric (known: {})",
+                    "{}: `{key}`: no such metric (known: {})",
                     path.display(),
                     known.join(", ")
+                ));
+            }
+        }
+        // Every metric is either judged or said not to be.
+        for m in METRICS {
+            if !t.metric.contains_key(m.key) && !t.ungated.iter().any(|k| k == m.key) {
+                return Err(format!(
+                    "{}: no [metric.{}] and not in `ungated`: say whether it is judged",
+                    path.display(),
+                    m.key
                 ));
             }
         }
@@ -107,7 +122,10 @@ pub fn history<'a>(records: &'a Records, run: &Run, n: usize) -> Vec<&'a Run> {
 }
 
 pub fn judge(records: &Records, run: &Run, t: &Thresholds) -> Judgement {
-    let mut j = Judgement { run: run.id(), ..Default::default() };
+    let mut j = Judgement {
+        run: run.id(),
+        ..Default::default()
+    };
     let Some(summary) = run.summary.as_ref().filter(|_| run.complete()) else {
         j.note = Some("the run is incomplete: nothing to judge".into());
         return j;
@@ -126,7 +144,10 @@ pub fn judge(records: &Records, run: &Run, t: &Thresholds) -> Judgement {
         let (Some(th), Some(value)) = (t.metric.get(m.key), (m.get)(summary)) else {
             continue;
         };
-        let mut past: Vec<f64> = hist.iter().filter_map(|r| (m.get)(r.summary.as_ref()?)).collect();
+        let mut past: Vec<f64> = hist
+            .iter()
+            .filter_map(|r| (m.get)(r.summary.as_ref()?))
+            .collect();
         if past.len() < t.min_history {
             continue;
         }
@@ -139,12 +160,23 @@ fn verdict(m: &'static Metric, th: &Threshold, value: f64, past: &mut [f64]) -> 
     let baseline = rtbench_record::median(past);
     let mut dev: Vec<f64> = past.iter().map(|v| (v - baseline).abs()).collect();
     let spread = 1.4826 * rtbench_record::median(&mut dev);
-    let margin = (th.relative * baseline.abs()).max(th.spreads * spread).max(th.absolute);
+    let margin = (th.relative * baseline.abs())
+        .max(th.spreads * spread)
+        .max(th.absolute);
     let (limit, regressed) = match m.better {
         Better::Lower => (baseline + margin, value > baseline + margin),
         Better::Higher => (baseline - margin, value < baseline - margin),
     };
-    Verdict { key: m.key, label: m.label, unit: m.unit, value, baseline, spread, limit, regressed }
+    Verdict {
+        key: m.key,
+        label: m.label,
+        unit: m.unit,
+        value,
+        baseline,
+        spread,
+        limit,
+        regressed,
+    }
 }
 
 /// `regress <scenario>`: judges the scenario's newest complete run (of any

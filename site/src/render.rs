@@ -42,7 +42,10 @@ const TEMPLATES: [(&str, &str); 7] = [
     ("run.html", include_str!("../templates/run.html")),
     ("history.html", include_str!("../templates/history.html")),
     ("compare.html", include_str!("../templates/compare.html")),
-    ("reference.html", include_str!("../templates/reference.html")),
+    (
+        "reference.html",
+        include_str!("../templates/reference.html"),
+    ),
     ("micro.html", include_str!("../templates/micro.html")),
 ];
 const STYLE: &str = include_str!("../templates/style.css");
@@ -56,10 +59,17 @@ struct Site<'a> {
 
 pub fn render(records: &Records, opts: &Options) -> Result<Report, String> {
     let mut tera = Tera::default();
-    tera.add_raw_templates(TEMPLATES).map_err(|e| format!("templates: {e:?}"))?;
+    tera.add_raw_templates(TEMPLATES)
+        .map_err(|e| format!("templates: {e:?}"))?;
     std::fs::create_dir_all(&opts.out).map_err(|e| format!("{}: {e}", opts.out.display()))?;
-    std::fs::write(opts.out.join("style.css"), STYLE).map_err(|e| format!("{}: {e}", opts.out.display()))?;
-    let mut site = Site { tera, out: &opts.out, records, report: Report::default() };
+    std::fs::write(opts.out.join("style.css"), STYLE)
+        .map_err(|e| format!("{}: {e}", opts.out.display()))?;
+    let mut site = Site {
+        tera,
+        out: &opts.out,
+        records,
+        report: Report::default(),
+    };
     site.report.warnings = records.warnings.clone();
     for run in &records.runs {
         site.run_page(run)?;
@@ -89,7 +99,10 @@ impl Site<'_> {
         );
         ctx["run_count"] = json!(self.records.runs.len());
         let ctx = Context::from_value(ctx).map_err(|e| format!("{rel}: {e}"))?;
-        let html = self.tera.render(template, &ctx).map_err(|e| format!("{rel}: {}", chain(&e)))?;
+        let html = self
+            .tera
+            .render(template, &ctx)
+            .map_err(|e| format!("{rel}: {}", chain(&e)))?;
         let path = self.out.join(rel);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -100,7 +113,12 @@ impl Site<'_> {
     }
 
     /// A chart, or a warning when plotters refused (the page still renders).
-    fn chart(&mut self, drawn: Result<Option<String>, String>, title: &str, empty: &str) -> Option<Value> {
+    fn chart(
+        &mut self,
+        drawn: Result<Option<String>, String>,
+        title: &str,
+        empty: &str,
+    ) -> Option<Value> {
         match drawn {
             Ok(Some(svg)) => Some(json!({"title": title, "svg": svg})),
             Ok(None) => Some(json!({"title": title, "empty": empty})),
@@ -116,7 +134,9 @@ impl Site<'_> {
         let raw = copy_raw(&run.dir, &self.out.join(run_path(run)).join("raw"))?;
         let charts = self.run_charts(run);
         let s = run.summary.as_ref();
-        let bottleneck = s.filter(|s| s.client_bottleneck.bottleneck).map(|s| s.client_bottleneck.reasons.clone());
+        let bottleneck = s
+            .filter(|s| s.client_bottleneck.bottleneck)
+            .map(|s| s.client_bottleneck.reasons.clone());
         let ctx = json!({
             "title": run.id(),
             "run": run_info(run),
@@ -147,62 +167,142 @@ impl Site<'_> {
         let users = vec![
             Series::new("target (arrivals so far)", ts.xy("t_s", "attempted", |v| v)),
             Series::new("connected (load generator)", ts.xy("t_s", "open", |v| v)),
-            Series::new("connected (server)", sv.xy("t_s", "server_connections", |v| v)),
+            Series::new(
+                "connected (server)",
+                sv.xy("t_s", "server_connections", |v| v),
+            ),
         ];
-        push(self.chart(chart::lines("Simultaneous users", "s", "connections", &users), "Simultaneous users", "no time series"));
-        let connecting: Vec<usize> = ts.col("connect_rate").unwrap_or_default().iter().enumerate().filter(|(_, r)| **r > 0.0).map(|(i, _)| i).collect();
+        push(self.chart(
+            chart::lines("Simultaneous users", "s", "connections", &users),
+            "Simultaneous users",
+            "no time series",
+        ));
+        let connecting: Vec<usize> = ts
+            .col("connect_rate")
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| **r > 0.0)
+            .map(|(i, _)| i)
+            .collect();
         let pick = |col: &str| -> Vec<(f64, f64)> {
             let pts = ts.xy("t_s", col, |v| v);
-            connecting.iter().filter_map(|&i| pts.get(i).copied()).collect()
+            connecting
+                .iter()
+                .filter_map(|&i| pts.get(i).copied())
+                .collect()
         };
-        let connect = vec![Series::new("p50", pick("connect_p50_ms")), Series::new("p99", pick("connect_p99_ms"))];
-        push(self.chart(chart::lines("Connect latency, each second", "s", "ms", &connect), "Connect latency over time", "no connections were made"));
+        let connect = vec![
+            Series::new("p50", pick("connect_p50_ms")),
+            Series::new("p99", pick("connect_p99_ms")),
+        ];
+        push(self.chart(
+            chart::lines("Connect latency, each second", "s", "ms", &connect),
+            "Connect latency over time",
+            "no connections were made",
+        ));
         let pct = vec![
             Series::new("delivery", run.delivery_percentiles.clone()),
             Series::new("connect", run.connect_percentiles.clone()),
         ];
-        push(self.chart(chart::percentiles("Latency by percentile (HDR)", &pct), "Latency percentile distribution", "no latencies recorded"));
-        let deliveries = [Series::new("deliveries/s", ts.xy("t_s", "delivery_rate", |v| v))];
+        push(self.chart(
+            chart::percentiles("Latency by percentile (HDR)", &pct),
+            "Latency percentile distribution",
+            "no latencies recorded",
+        ));
+        let deliveries = [Series::new(
+            "deliveries/s",
+            ts.xy("t_s", "delivery_rate", |v| v),
+        )];
         let any_delivery = deliveries[0].points.iter().any(|p| p.1 > 0.0);
         push(self.chart(
-            if any_delivery { chart::lines("Deliveries per second", "s", "deliveries/s", &deliveries) } else { Ok(None) },
+            if any_delivery {
+                chart::lines("Deliveries per second", "s", "deliveries/s", &deliveries)
+            } else {
+                Ok(None)
+            },
             "Deliveries per second",
             "no events were published in this scenario",
         ));
         let errors = vec![
-            Series::new("failed connects/s", per_second(&ts.xy("t_s", "failed", |v| v))),
-            Series::new("closed by server/s", per_second(&ts.xy("t_s", "closed_by_server", |v| v))),
+            Series::new(
+                "failed connects/s",
+                per_second(&ts.xy("t_s", "failed", |v| v)),
+            ),
+            Series::new(
+                "closed by server/s",
+                per_second(&ts.xy("t_s", "closed_by_server", |v| v)),
+            ),
         ];
-        push(self.chart(chart::lines("Errors per second", "s", "errors/s", &errors), "Errors", "no time series"));
+        push(self.chart(
+            chart::lines("Errors per second", "s", "errors/s", &errors),
+            "Errors",
+            "no time series",
+        ));
         let cpu = vec![
-            Series::new("server (all processes)", sv.xy("t_s", "server_cpu_pct", |v| v)),
+            Series::new(
+                "server (all processes)",
+                sv.xy("t_s", "server_cpu_pct", |v| v),
+            ),
             Series::new("redis", sv.xy("t_s", "redis_cpu_pct", |v| v)),
-            Series::new("load generator (busiest worker)", ts.xy("t_s", "worker_cpu_max_pct", |v| v)),
+            Series::new(
+                "load generator (busiest worker)",
+                ts.xy("t_s", "worker_cpu_max_pct", |v| v),
+            ),
         ];
-        push(self.chart(chart::lines("CPU (100 = one core)", "s", "%", &cpu), "CPU", "no samples"));
-        let mem0 = sv.col("mem_used_kib").and_then(|c| c.first().copied()).unwrap_or(0.0);
+        push(self.chart(
+            chart::lines("CPU (100 = one core)", "s", "%", &cpu),
+            "CPU",
+            "no samples",
+        ));
+        let mem0 = sv
+            .col("mem_used_kib")
+            .and_then(|c| c.first().copied())
+            .unwrap_or(0.0);
         let mem = vec![
             Series::new("server RSS", sv.xy("t_s", "server_rss_kib", |v| v / 1024.0)),
-            Series::new("machine used, above the start", sv.xy("t_s", "mem_used_kib", |v| (v - mem0) / 1024.0)),
-            Series::new("load generator RSS", ts.xy("t_s", "loadgen_rss_kib", |v| v / 1024.0)),
+            Series::new(
+                "machine used, above the start",
+                sv.xy("t_s", "mem_used_kib", |v| (v - mem0) / 1024.0),
+            ),
+            Series::new(
+                "load generator RSS",
+                ts.xy("t_s", "loadgen_rss_kib", |v| v / 1024.0),
+            ),
         ];
-        push(self.chart(chart::lines("Memory", "s", "MiB", &mem), "Memory", "no samples"));
+        push(self.chart(
+            chart::lines("Memory", "s", "MiB", &mem),
+            "Memory",
+            "no samples",
+        ));
         let per_conn = bytes_per_connection(&sv);
-        push(self.chart(chart::lines("Memory per connection", "s", "KiB", &per_conn), "Memory per connection", "no connections were held"));
+        push(self.chart(
+            chart::lines("Memory per connection", "s", "KiB", &per_conn),
+            "Memory per connection",
+            "no connections were held",
+        ));
         charts
     }
 
     fn history_page(&mut self, scenario: &str, t: &Thresholds) -> Result<(), String> {
         let runs: Vec<&Run> = self.records.of(scenario).filter(|r| !r.in_versus).collect();
-        let judged: Vec<(&Run, regress::Judgement)> =
-            runs.iter().map(|r| (*r, regress::judge(self.records, r, t))).collect();
+        let judged: Vec<(&Run, regress::Judgement)> = runs
+            .iter()
+            .map(|r| (*r, regress::judge(self.records, r, t)))
+            .collect();
         let mut charts = Vec::new();
         for m in METRICS {
             // One line per configuration: a CI-sized run is not a full one.
             let mut configs: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
             let mut marks = Vec::new();
             for (i, (r, j)) in judged.iter().enumerate() {
-                let (Some(k), Some(v)) = (r.config_key(), r.summary.as_ref().filter(|_| r.complete()).and_then(|s| (m.get)(s))) else {
+                let (Some(k), Some(v)) = (
+                    r.config_key(),
+                    r.summary
+                        .as_ref()
+                        .filter(|_| r.complete())
+                        .and_then(|s| (m.get)(s)),
+                ) else {
                     continue;
                 };
                 match configs.iter_mut().find(|(c, _)| *c == k) {
@@ -216,11 +316,21 @@ impl Site<'_> {
             if configs.is_empty() {
                 continue;
             }
-            let mut series: Vec<Series> = configs.into_iter().map(|(k, p)| Series::new(config_label(&k), p)).collect();
+            let mut series: Vec<Series> = configs
+                .into_iter()
+                .map(|(k, p)| Series::new(config_label(&k), p))
+                .collect();
             if !marks.is_empty() {
-                series.push(Series::new("regression", marks.iter().map(|&(i, v)| (i as f64, v)).collect()));
+                series.push(Series::new(
+                    "regression",
+                    marks.iter().map(|&(i, v)| (i as f64, v)).collect(),
+                ));
             }
-            let title = format!("{} ({})", m.label, if m.unit.is_empty() { "count" } else { m.unit });
+            let title = format!(
+                "{} ({})",
+                m.label,
+                if m.unit.is_empty() { "count" } else { m.unit }
+            );
             let drawn = chart::lines(&title, "run (oldest first)", m.unit, &series);
             charts.extend(self.chart(drawn, &title, "no values"));
         }
@@ -237,18 +347,33 @@ impl Site<'_> {
             })
             .collect();
         let ctx = json!({"title": format!("{scenario}: history"), "scenario": scenario, "charts": charts, "rows": rows});
-        self.write(&format!("scenarios/{scenario}/history.html"), "history.html", ctx)
+        self.write(
+            &format!("scenarios/{scenario}/history.html"),
+            "history.html",
+            ctx,
+        )
     }
 
     fn compare_page(&mut self, scenario: &str) -> Result<(), String> {
         // The newest complete run of each configuration, newest first.
         let mut chosen: Vec<&Run> = Vec::new();
-        for r in self.records.of(scenario).filter(|r| r.complete() && !r.in_versus).collect::<Vec<_>>().into_iter().rev() {
+        for r in self
+            .records
+            .of(scenario)
+            .filter(|r| r.complete() && !r.in_versus)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
             if chosen.len() < 6 && !chosen.iter().any(|c| c.config_key() == r.config_key()) {
                 chosen.push(r);
             }
         }
-        let reference = self.records.references.iter().find(|r| r.info.compare_with.iter().any(|s| s == scenario));
+        let reference = self
+            .records
+            .references
+            .iter()
+            .find(|r| r.info.compare_with.iter().any(|s| s == scenario));
         let first = chosen.first().and_then(|r| r.summary.as_ref());
         let rows: Vec<Value> = METRICS
             .iter()
@@ -269,25 +394,80 @@ impl Site<'_> {
             .collect();
         let mut charts = Vec::new();
         let label = |r: &Run| r.name.clone();
-        let users: Vec<Series> = chosen.iter().map(|r| Series::new(label(r), r.timeseries.as_ref().map(|t| t.xy("t_s", "open", |v| v)).unwrap_or_default())).collect();
+        let users: Vec<Series> = chosen
+            .iter()
+            .map(|r| {
+                Series::new(
+                    label(r),
+                    r.timeseries
+                        .as_ref()
+                        .map(|t| t.xy("t_s", "open", |v| v))
+                        .unwrap_or_default(),
+                )
+            })
+            .collect();
         let mut users = users;
-        let mut mem: Vec<Series> = chosen.iter().map(|r| {
-            let sv = r.server.clone().unwrap_or_default();
-            Series::new(label(r), sv.xy("t_s", "server_rss_kib", |v| v / 1024.0))
-        }).collect();
-        let mut cpu: Vec<Series> = chosen.iter().map(|r| {
-            let cores = r.cores().unwrap_or(1.0);
-            Series::new(label(r), r.server.as_ref().map(|t| t.xy("t_s", "server_cpu_pct", |v| v / cores)).unwrap_or_default())
-        }).collect();
+        let mut mem: Vec<Series> = chosen
+            .iter()
+            .map(|r| {
+                let sv = r.server.clone().unwrap_or_default();
+                Series::new(label(r), sv.xy("t_s", "server_rss_kib", |v| v / 1024.0))
+            })
+            .collect();
+        let mut cpu: Vec<Series> = chosen
+            .iter()
+            .map(|r| {
+                let cores = r.cores().unwrap_or(1.0);
+                Series::new(
+                    label(r),
+                    r.server
+                        .as_ref()
+                        .map(|t| t.xy("t_s", "server_cpu_pct", |v| v / cores))
+                        .unwrap_or_default(),
+                )
+            })
+            .collect();
         if let Some(rf) = reference {
             let name = format!("{} (reference)", rf.info.title);
-            users.push(Series::new(name.clone(), rf.table("graphes-users-simultaneous.csv").map(|t| t.xy("time", "Connected", |v| v)).unwrap_or_default()));
-            mem.push(Series::new(name.clone(), rf.table("graphes-freemem-mean.csv").map(|t| t.xy("time", "Used", |v| v)).unwrap_or_default()));
-            cpu.push(Series::new(name, rf.table("graphes-cpu-mean.csv").map(|t| t.xy("time", "Usage", |v| v)).unwrap_or_default()));
+            users.push(Series::new(
+                name.clone(),
+                rf.table("graphes-users-simultaneous.csv")
+                    .map(|t| t.xy("time", "Connected", |v| v))
+                    .unwrap_or_default(),
+            ));
+            mem.push(Series::new(
+                name.clone(),
+                rf.table("graphes-freemem-mean.csv")
+                    .map(|t| t.xy("time", "Used", |v| v))
+                    .unwrap_or_default(),
+            ));
+            cpu.push(Series::new(
+                name,
+                rf.table("graphes-cpu-mean.csv")
+                    .map(|t| t.xy("time", "Usage", |v| v))
+                    .unwrap_or_default(),
+            ));
         }
-        charts.extend(self.chart(chart::lines("Connected users", "s", "connections", &users), "Connected users", "no series"));
-        charts.extend(self.chart(chart::lines("Server memory (the reference: the whole server, MB)", "s", "MiB", &mem), "Server memory", "no series"));
-        charts.extend(self.chart(chart::lines("Server CPU, % of all its machine's cores", "s", "%", &cpu), "Server CPU", "no series"));
+        charts.extend(self.chart(
+            chart::lines("Connected users", "s", "connections", &users),
+            "Connected users",
+            "no series",
+        ));
+        charts.extend(self.chart(
+            chart::lines(
+                "Server memory (the reference: the whole server, MB)",
+                "s",
+                "MiB",
+                &mem,
+            ),
+            "Server memory",
+            "no series",
+        ));
+        charts.extend(self.chart(
+            chart::lines("Server CPU, % of all its machine's cores", "s", "%", &cpu),
+            "Server CPU",
+            "no series",
+        ));
         let versus: Vec<Value> = self
             .records
             .versus
@@ -313,7 +493,11 @@ impl Site<'_> {
             "versus": versus,
             "reference": reference.map(|r| json!({"name": r.name, "info": r.info})),
         });
-        self.write(&format!("scenarios/{scenario}/compare.html"), "compare.html", ctx)
+        self.write(
+            &format!("scenarios/{scenario}/compare.html"),
+            "compare.html",
+            ctx,
+        )
     }
 
     fn reference_page(&mut self, r: &Reference) -> Result<(), String> {
@@ -322,8 +506,17 @@ impl Site<'_> {
         let mut charts = Vec::new();
         for (file, meaning) in &r.info.series {
             let Some(t) = r.table(file) else { continue };
-            let series: Vec<Series> = t.columns.iter().skip(1).map(|c| Series::new(c.clone(), t.xy(&t.columns[0], c, |v| v))).collect();
-            charts.extend(self.chart(chart::lines(meaning, "s", "", &series), meaning, "no points"));
+            let series: Vec<Series> = t
+                .columns
+                .iter()
+                .skip(1)
+                .map(|c| Series::new(c.clone(), t.xy(&t.columns[0], c, |v| v)))
+                .collect();
+            charts.extend(self.chart(
+                chart::lines(meaning, "s", "", &series),
+                meaning,
+                "no points",
+            ));
         }
         let ctx = json!({"title": r.info.title, "info": r.info, "charts": charts, "raw": raw});
         self.write(&format!("{base}/index.html"), "reference.html", ctx)
@@ -339,22 +532,42 @@ impl Site<'_> {
     fn index_page(&mut self, t: &Thresholds) -> Result<(), String> {
         let mut scenarios = Vec::new();
         for scenario in self.records.scenarios() {
-            let runs: Vec<&Run> = self.records.of(&scenario).filter(|r| !r.in_versus).collect();
-            let latest = runs.iter().rev().find(|r| r.complete()).or(runs.last()).copied();
+            let runs: Vec<&Run> = self
+                .records
+                .of(&scenario)
+                .filter(|r| !r.in_versus)
+                .collect();
+            let latest = runs
+                .iter()
+                .rev()
+                .find(|r| r.complete())
+                .or(runs.last())
+                .copied();
             // The history line follows the latest run's configuration.
             let key = latest.and_then(|r| r.config_key());
-            let metric = if latest.and_then(|r| r.summary.as_ref()).is_some_and(|s| s.delivery_ms.count > 0) {
+            let metric = if latest
+                .and_then(|r| r.summary.as_ref())
+                .is_some_and(|s| s.delivery_ms.count > 0)
+            {
                 metrics::by_key("delivery_p99_ms")
             } else {
                 metrics::by_key("connect_p99_ms")
             }
             .expect("known metric");
-            let same: Vec<&Run> = runs.iter().filter(|r| r.complete() && r.config_key() == key).copied().collect();
+            let same: Vec<&Run> = runs
+                .iter()
+                .filter(|r| r.complete() && r.config_key() == key)
+                .copied()
+                .collect();
             let mut points = Vec::new();
             let mut marks = Vec::new();
             for (i, r) in same.iter().enumerate() {
                 if let Some(v) = r.summary.as_ref().and_then(|s| (metric.get)(s)) {
-                    if regress::judge(self.records, r, t).regressions().next().is_some() {
+                    if regress::judge(self.records, r, t)
+                        .regressions()
+                        .next()
+                        .is_some()
+                    {
                         marks.push(points.len());
                     }
                     points.push((i as f64, v));
@@ -371,7 +584,8 @@ impl Site<'_> {
                 "spark_label": format!("{} over {} run(s) like the latest", metric.label, points.len()),
             }));
         }
-        let ctx = json!({"title": "Results", "scenarios": scenarios, "warnings": self.records.warnings});
+        let ctx =
+            json!({"title": "Results", "scenarios": scenarios, "warnings": self.records.warnings});
         self.write("index.html", "index.html", ctx)
     }
 }
@@ -424,27 +638,52 @@ fn overrides_label(o: &rtbench_record::Overrides) -> String {
     if let Some(x) = o.processes {
         v.push(format!("--processes {x}"));
     }
-    if v.is_empty() { "as written".into() } else { v.join(" ") }
+    if v.is_empty() {
+        "as written".into()
+    } else {
+        v.join(" ")
+    }
 }
 
 fn config_label(key: &str) -> String {
     let f: Vec<&str> = key.split('|').collect();
-    let o: rtbench_record::Overrides = f.get(3).and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
-    let variant = f.get(1).filter(|v| !v.is_empty()).map(|v| format!("{v}, ")).unwrap_or_default();
-    format!("{variant}{} on {}", overrides_label(&o), f.get(2).unwrap_or(&""))
+    let o: rtbench_record::Overrides = f
+        .get(3)
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    let variant = f
+        .get(1)
+        .filter(|v| !v.is_empty())
+        .map(|v| format!("{v}, "))
+        .unwrap_or_default();
+    format!(
+        "{variant}{} on {}",
+        overrides_label(&o),
+        f.get(2).unwrap_or(&"")
+    )
 }
 
 fn headline(run: &Run) -> Vec<Value> {
     let Some(s) = run.summary.as_ref() else {
         return Vec::new();
     };
-    let mut h = vec![json!({"label": "connected users", "value": format!("{} held, {} peak, of {}", metrics::group(s.connections.held as i64), metrics::group(s.connections.peak as i64), metrics::group(s.connections.target as i64))})];
+    let mut h = vec![
+        json!({"label": "connected users", "value": format!("{} held, {} peak, of {}", metrics::group(s.connections.held as i64), metrics::group(s.connections.peak as i64), metrics::group(s.connections.target as i64))}),
+    ];
     h.push(json!({"label": "time to target", "value": s.connections.time_to_target_s.map_or("not reached".into(), |t| metrics::format(t, "s"))}));
     if let Some(l) = &run.load {
         let mb = |b: u64| metrics::format(b as f64 / 1e6, "MB");
         h.push(json!({"label": "total traffic (client side)", "value": format!("{} received, {} sent", mb(l.counters.bytes_in), mb(l.counters.bytes_out))}));
     }
-    let lat = |l: &rtbench_record::Latency| format!("{} / {} / {} ms ({} samples)", fmt_ms(l.p50), fmt_ms(l.p99), fmt_ms(l.p999), metrics::group(l.count as i64));
+    let lat = |l: &rtbench_record::Latency| {
+        format!(
+            "{} / {} / {} ms ({} samples)",
+            fmt_ms(l.p50),
+            fmt_ms(l.p99),
+            fmt_ms(l.p999),
+            metrics::group(l.count as i64)
+        )
+    };
     h.push(json!({"label": "connect p50 / p99 / p99.9", "value": lat(&s.connect_ms)}));
     if s.delivery_ms.count > 0 {
         h.push(json!({"label": "delivery p50 / p99 / p99.9", "value": lat(&s.delivery_ms)}));
@@ -463,7 +702,13 @@ fn headline(run: &Run) -> Vec<Value> {
 }
 
 fn fmt_ms(v: f64) -> String {
-    if v >= 100.0 { format!("{v:.0}") } else if v >= 10.0 { format!("{v:.1}") } else { format!("{v:.2}") }
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
 }
 
 fn errors_table(run: &Run) -> Vec<Value> {
@@ -471,7 +716,11 @@ fn errors_table(run: &Run) -> Vec<Value> {
         return Vec::new();
     };
     let mut rows = Vec::new();
-    for (what, m) in [("failed connect", &s.errors.failed), ("closed by server", &s.errors.closed_by_server), ("error frame", &s.errors.error_frames)] {
+    for (what, m) in [
+        ("failed connect", &s.errors.failed),
+        ("closed by server", &s.errors.closed_by_server),
+        ("error frame", &s.errors.error_frames),
+    ] {
         for (k, v) in m {
             rows.push(json!([what, k, v]));
         }
@@ -484,11 +733,31 @@ fn environment_rows(e: &rtbench_record::Environment) -> Vec<Value> {
         json!(["host", e.host]),
         json!(["kernel", e.kernel]),
         json!(["CPU", format!("{} ({} cores)", e.cpu_model, e.cores)]),
-        json!(["memory", metrics::format(e.mem_total_kib as f64 / 1048576.0, "GiB")]),
-        json!(["open files (soft / hard)", format!("{} / {}", e.nofile_soft, e.nofile_hard)]),
-        json!(["git commit", format!("{}{}", e.git_commit, if e.git_dirty { " (with uncommitted changes)" } else { "" })]),
+        json!([
+            "memory",
+            metrics::format(e.mem_total_kib as f64 / 1048576.0, "GiB")
+        ]),
+        json!([
+            "open files (soft / hard)",
+            format!("{} / {}", e.nofile_soft, e.nofile_hard)
+        ]),
+        json!([
+            "git commit",
+            format!(
+                "{}{}",
+                e.git_commit,
+                if e.git_dirty {
+                    " (with uncommitted changes)"
+                } else {
+                    ""
+                }
+            )
+        ]),
         json!(["rustc", e.rustc]),
-        json!(["server", format!("{} x {}", e.server_processes, e.server_version)]),
+        json!([
+            "server",
+            format!("{} x {}", e.server_processes, e.server_version)
+        ]),
         json!(["server flags", e.server_args.join(" ")]),
         json!(["load generator", e.loadgen_version]),
     ]
@@ -496,21 +765,44 @@ fn environment_rows(e: &rtbench_record::Environment) -> Vec<Value> {
 
 /// (t, v) counters into (t, per second).
 fn per_second(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
-    points.windows(2).map(|w| (w[1].0, (w[1].1 - w[0].1) / (w[1].0 - w[0].0).max(1e-9))).collect()
+    points
+        .windows(2)
+        .map(|w| (w[1].0, (w[1].1 - w[0].1) / (w[1].0 - w[0].0).max(1e-9)))
+        .collect()
 }
 
 /// Server RSS and machine memory growth over the connections held, in KiB,
 /// where at least 1% of the peak is connected (below, one-off costs dominate).
 fn bytes_per_connection(sv: &crate::table::Table) -> Vec<Series> {
-    let (Some(t), Some(c), Some(rss), Some(mem)) = (sv.col("t_s"), sv.col("server_connections"), sv.col("server_rss_kib"), sv.col("mem_used_kib")) else {
+    let (Some(t), Some(c), Some(rss), Some(mem)) = (
+        sv.col("t_s"),
+        sv.col("server_connections"),
+        sv.col("server_rss_kib"),
+        sv.col("mem_used_kib"),
+    ) else {
         return Vec::new();
     };
     let peak = c.iter().copied().fold(0.0, f64::max);
-    let (rss0, mem0) = (rss.first().copied().unwrap_or(0.0), mem.first().copied().unwrap_or(0.0));
-    let idx: Vec<usize> = (0..t.len()).filter(|&i| c[i] > 0.0 && c[i] >= peak / 100.0).collect();
+    let (rss0, mem0) = (
+        rss.first().copied().unwrap_or(0.0),
+        mem.first().copied().unwrap_or(0.0),
+    );
+    let idx: Vec<usize> = (0..t.len())
+        .filter(|&i| c[i] > 0.0 && c[i] >= peak / 100.0)
+        .collect();
     vec![
-        Series::new("server RSS", idx.iter().map(|&i| (t[i], (rss[i] - rss0) / c[i])).collect()),
-        Series::new("machine (kernel, server, load generator)", idx.iter().map(|&i| (t[i], (mem[i] - mem0) / c[i])).collect()),
+        Series::new(
+            "server RSS",
+            idx.iter()
+                .map(|&i| (t[i], (rss[i] - rss0) / c[i]))
+                .collect(),
+        ),
+        Series::new(
+            "machine (kernel, server, load generator)",
+            idx.iter()
+                .map(|&i| (t[i], (mem[i] - mem0) / c[i]))
+                .collect(),
+        ),
     ]
 }
 
@@ -531,7 +823,10 @@ fn copy_raw(src: &Path, dest: &Path) -> Result<Vec<Value>, String> {
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
         let dir = src.join(&rel);
-        let mut entries: Vec<_> = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?.filter_map(|e| e.ok()).collect();
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .filter_map(|e| e.ok())
+            .collect();
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
             let r = rel.join(e.file_name());
@@ -541,8 +836,10 @@ fn copy_raw(src: &Path, dest: &Path) -> Result<Vec<Value>, String> {
                 continue;
             }
             let to = dest.join(&r);
-            std::fs::create_dir_all(to.parent().expect("has a parent")).map_err(|e| format!("{}: {e}", to.display()))?;
-            std::fs::copy(&path, &to).map_err(|e| format!("{} -> {}: {e}", path.display(), to.display()))?;
+            std::fs::create_dir_all(to.parent().expect("has a parent"))
+                .map_err(|e| format!("{}: {e}", to.display()))?;
+            std::fs::copy(&path, &to)
+                .map_err(|e| format!("{} -> {}: {e}", path.display(), to.display()))?;
             let size = e.metadata().map(|m| m.len()).unwrap_or(0);
             let name = r.to_string_lossy().into_owned();
             out.push(json!({"href": format!("raw/{name}"), "name": name, "size": metrics::group(size as i64)}));

@@ -18,7 +18,10 @@ impl Table {
 
     /// Errors are `line: message`, for the caller to prefix with the file.
     pub fn parse(text: &str) -> Result<Table, String> {
-        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty());
         let (_, header) = lines.next().ok_or("1: no header line")?;
         let columns: Vec<String> = header.split(',').map(|c| c.trim().to_string()).collect();
         let mut rows = Vec::new();
@@ -36,9 +39,9 @@ impl Table {
                 .iter()
                 .zip(&columns)
                 .map(|(c, name)| {
-                    c.trim()
-                        .parse::<f64>()
-                        .map_err(|_| format!("{}: column `{name}`: `{}` is not a number", i + 1, c.trim()))
+                    c.trim().parse::<f64>().map_err(|_| {
+                        format!("{}: column `{name}`: `{}` is not a number", i + 1, c.trim())
+                    })
                 })
                 .collect::<Result<Vec<f64>, String>>()?;
             rows.push(row);
@@ -69,7 +72,13 @@ mod tests {
         let t = Table::parse("t,a\n0,1\n1,2.5\n").unwrap();
         assert_eq!(t.col("a").unwrap(), vec![1.0, 2.5]);
         assert_eq!(t.xy("t", "a", |v| v * 2.0), vec![(0.0, 2.0), (1.0, 5.0)]);
-        assert_eq!(Table::parse("t,a\n0,1\n1,x\n").unwrap_err(), "3: column `a`: `x` is not a number");
-        assert_eq!(Table::parse("t,a\n0\n").unwrap_err(), "2: 1 fields, the header has 2");
+        assert_eq!(
+            Table::parse("t,a\n0,1\n1,x\n").unwrap_err(),
+            "3: column `a`: `x` is not a number"
+        );
+        assert_eq!(
+            Table::parse("t,a\n0\n").unwrap_err(),
+            "2: 1 fields, the header has 2"
+        );
     }
 }

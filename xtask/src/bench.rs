@@ -41,6 +41,29 @@ pub struct Args {
     pub dashboard: String,
     /// Run only this variant of the suite.
     pub variant: Option<String>,
+    /// `--versus REF`: alternate this checkout's server with REF's.
+    pub versus: Option<String>,
+    /// A B pairs a versus run makes.
+    pub pairs: usize,
+}
+
+/// Which server a run starts, and where its record goes.
+pub struct Side {
+    pub server_bin: PathBuf,
+    /// The commit the server was built from, when not this checkout's.
+    pub commit: Option<String>,
+    /// The record's directory, used as given.
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for Side {
+    fn default() -> Side {
+        Side {
+            server_bin: crate::server_bin(),
+            commit: None,
+            dir: None,
+        }
+    }
 }
 
 pub fn parse(args: &[String]) -> Result<Args, String> {
@@ -57,6 +80,8 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
         tune: false,
         dashboard: "127.0.0.1:8091".into(),
         variant: None,
+        versus: None,
+        pairs: 2,
     };
     while let Some(flag) = it.next() {
         let mut value = || it.next().cloned().ok_or(format!("{flag} needs a value"));
@@ -74,13 +99,15 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
             "--dashboard" => a.dashboard = value()?,
             "--tune" => a.tune = true,
             "--variant" => a.variant = Some(value()?),
+            "--versus" => a.versus = Some(value()?),
+            "--pairs" => a.pairs = (num(value()?)? as usize).max(1),
             other => return Err(format!("unknown flag `{other}`\n{USAGE}")),
         }
     }
     Ok(a)
 }
 
-const USAGE: &str = "usage: cargo xtask bench <suite> [--scale F | --connections N] [--rate R] [--hold S] [--processes P] [--variant NAME] [--out DIR] [--tune] [--dashboard ADDR]";
+const USAGE: &str = "usage: cargo xtask bench <suite> [--scale F | --connections N] [--rate R] [--hold S] [--processes P] [--variant NAME] [--versus GIT_REF [--pairs N]] [--out DIR] [--tune] [--dashboard ADDR]";
 
 /// Runs every variant of a suite; exits 130 when interrupted.
 pub fn task(args: &[String]) -> Result<(), String> {
@@ -116,8 +143,17 @@ pub fn task(args: &[String]) -> Result<(), String> {
         None if suite.variants.is_empty() => vec![None],
         None => suite.variants.iter().map(Some).collect(),
     };
+    if let Some(git_ref) = &a.versus {
+        let [v] = variants[..] else {
+            return Err(format!(
+                "--versus runs one variant: name it with --variant (suite `{name}` has {})",
+                variants.len()
+            ));
+        };
+        return crate::versus::run(git_ref, &suite, &name, v, &a, &state);
+    }
     for v in variants {
-        let (dir, complete) = run_one(&suite, &name, v, &a, &state)?;
+        let (dir, complete) = run_one(&suite, &name, v, &a, &state, &Side::default())?;
         println!("{}", dir.display());
         if !complete && INTERRUPTED.load(Ordering::SeqCst) != 0 {
             std::process::exit(130);
@@ -126,8 +162,15 @@ pub fn task(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-fn host() -> String {
-    let h = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "host".into());
+/// The host id that names records and groups a history: `RTBENCH_HOST`, or
+/// the hostname. Machines whose runs form one history under changing
+/// hostnames (CI runners) set the same `RTBENCH_HOST`.
+pub fn host() -> String {
+    let h = std::env::var("RTBENCH_HOST")
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .unwrap_or_else(|| "host".into());
     h.trim()
         .chars()
         .map(|c| {
@@ -146,12 +189,13 @@ fn connections_per_process() -> u64 {
     preflight::server_capacity() * 95 / 100
 }
 
-fn run_one(
+pub fn run_one(
     suite: &Suite,
     name: &str,
     variant: Option<&Variant>,
     a: &Args,
     state: &dashboard::State,
+    side: &Side,
 ) -> Result<(PathBuf, bool), String> {
     let mut load = suite.load.clone();
     suite::apply(&a.overrides, &mut load)?;
@@ -191,13 +235,16 @@ fn run_one(
     preflight::verdict(&checks)?;
 
     let stamp = compact_utc(now_ns());
-    let dir = match (&a.out, variant) {
-        (Some(o), None) => o.clone(),
-        (Some(o), Some(v)) => PathBuf::from(format!("{}-{}", o.display(), v.name)),
-        (None, v) => root().join("results").join(name).join(match v {
-            Some(v) => format!("{stamp}-{}-{}", host(), v.name),
-            None => format!("{stamp}-{}", host()),
-        }),
+    let dir = match (&side.dir, &a.out, variant) {
+        (Some(d), _, _) => d.clone(),
+        (None, out, variant) => match (out, variant) {
+            (Some(o), None) => o.clone(),
+            (Some(o), Some(v)) => PathBuf::from(format!("{}-{}", o.display(), v.name)),
+            (None, v) => root().join("results").join(name).join(match v {
+                Some(v) => format!("{stamp}-{}-{}", host(), v.name),
+                None => format!("{stamp}-{}", host()),
+            }),
+        },
     };
     if dir.exists() {
         return Err(format!("{} exists already", dir.display()));
@@ -224,7 +271,7 @@ fn run_one(
             let share = cap / processes + u64::from(i < cap % processes);
             args.extend(["--max-connections".into(), share.to_string()]);
         }
-        servers.push(ServerProcess::start(&args)?);
+        servers.push(ServerProcess::start(&side.server_bin, &args)?);
     }
     load.target.urls = servers.iter().map(|s| format!("ws://{}", s.addr)).collect();
     let mut resolved = suite.clone();
@@ -238,7 +285,7 @@ fn run_one(
     let load_file = tmp.join("load.toml");
     std::fs::write(&load_file, load.to_toml()).map_err(|e| e.to_string())?;
 
-    let env = environment(&tuning, a, &servers[0], &suite.tuning, processes);
+    let env = environment(&tuning, a, &servers[0], &suite.tuning, processes, side);
     record::write_json(&tmp.join("environment.json"), &env)?;
 
     let mut sampler = Sampler::new(
@@ -483,6 +530,7 @@ fn environment(
     server: &ServerProcess,
     profile: &std::collections::BTreeMap<String, String>,
     processes: u64,
+    side: &Side,
 ) -> Environment {
     let cmd = |c: &str, args: &[&str]| {
         Command::new(c)
@@ -539,15 +587,13 @@ fn environment(
         tuning: tuning.clone(),
         tuning_applied: a.tune,
         rustc: cmd("rustc", &["--version"]),
-        git_commit: cmd("git", &["rev-parse", "HEAD"]),
-        git_dirty: !cmd("git", &["status", "--porcelain"]).is_empty(),
-        server_version: cmd(
-            root()
-                .join("target/release/rtbench-server")
-                .to_str()
-                .unwrap_or(""),
-            &["--version"],
-        ),
+        git_commit: side
+            .commit
+            .clone()
+            .unwrap_or_else(|| cmd("git", &["rev-parse", "HEAD"])),
+        // A versus side is built from a clean worktree of its commit.
+        git_dirty: side.commit.is_none() && !cmd("git", &["status", "--porcelain"]).is_empty(),
+        server_version: cmd(side.server_bin.to_str().unwrap_or(""), &["--version"]),
         server_args: server.args.clone(),
         server_processes: processes,
         loadgen_version: cmd(

@@ -9,8 +9,10 @@ pub mod preflight;
 pub mod record;
 pub mod sample;
 pub mod server;
+pub mod site;
 pub mod suite;
 pub mod tuning;
+pub mod versus;
 
 /// The workspace root (the xtask crate's parent).
 pub fn root() -> std::path::PathBuf {
@@ -18,6 +20,11 @@ pub fn root() -> std::path::PathBuf {
         .parent()
         .expect("xtask lives in the workspace")
         .to_path_buf()
+}
+
+/// The release server this checkout builds.
+pub fn server_bin() -> std::path::PathBuf {
+    root().join("target/release/rtbench-server")
 }
 
 /// Runs `cargo` with `args` in the workspace root; an error names the command.

@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use xtask::{bench, ci, memprobe, tuning};
+use xtask::{bench, ci, memprobe, site, tuning};
 
 const USAGE: &str = "usage: cargo xtask <task>
 
@@ -15,6 +15,9 @@ tasks:
   tune <suite> [--apply]      show (or apply) a suite's OS tuning: current and wanted values
   memprobe [--connections N] [--rate R]
                               KiB per idle connection, server and load generator
+  site [--out DIR]            render every record under results/ into a static site (default target/site)
+  compare RUN_A RUN_B         headline deltas of two runs (record directories or <scenario>/<run>)
+  regress <scenario>          judge the scenario's newest run against its history (suites/regress.toml); fails on a regression
   ci                          fmt check, clippy (warnings denied), every test (a smoke bench among them)";
 
 fn main() -> ExitCode {
@@ -24,6 +27,8 @@ fn main() -> ExitCode {
         Some("bench") => bench::task(rest),
         Some("tune") => tuning::task(rest),
         Some("ci") => ci::run(),
+        Some(cmd @ ("compare" | "regress")) => site::task(cmd, rest),
+        Some("site") => site::task("render", rest),
         Some("memprobe") => memprobe::run(rest),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");

@@ -29,7 +29,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
         }
     }
     crate::build_release()?;
-    let mut server = ServerProcess::start(&["--projects".into(), "console".into()])?;
+    let mut server = ServerProcess::start(
+        &crate::server_bin(),
+        &["--projects".into(), "console".into()],
+    )?;
     let result = probe(&server, n, rate.max(1));
     server.stop(Duration::from_secs(10));
     result

@@ -32,7 +32,11 @@ mod tests {
     fn every_committed_record_reads_back() {
         let mut n = 0;
         for suite in std::fs::read_dir(crate::root().join("results")).unwrap() {
-            for run in std::fs::read_dir(suite.unwrap().path()).unwrap() {
+            let suite = suite.unwrap().path();
+            if suite.ends_with("reference") {
+                continue; // published runs rtbench did not make: not this schema
+            }
+            for run in std::fs::read_dir(suite).unwrap() {
                 let dir = run.unwrap().path();
                 let s = read_summary(&dir).unwrap();
                 assert_eq!(s.format_version, FORMAT_VERSION, "{}", dir.display());

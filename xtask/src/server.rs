@@ -8,8 +8,6 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::root;
-
 pub struct ServerProcess {
     child: Option<Child>,
     pub addr: SocketAddr,
@@ -17,12 +15,11 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts the release server on an ephemeral loopback port with `args`.
-    pub fn start(args: &[String]) -> Result<ServerProcess, String> {
-        let bin = root().join("target/release/rtbench-server");
+    /// Starts the server binary `bin` on an ephemeral loopback port with `args`.
+    pub fn start(bin: &std::path::Path, args: &[String]) -> Result<ServerProcess, String> {
         let mut full = vec!["--listen".to_string(), "127.0.0.1:0".into()];
         full.extend_from_slice(args);
-        let mut child = die_with_parent(Command::new(&bin).args(&full))
+        let mut child = die_with_parent(Command::new(bin).args(&full))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

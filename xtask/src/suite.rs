@@ -151,17 +151,23 @@ mod tests {
     fn overrides_scale_and_pace_exactly() {
         let mut s = load(&dir().join("idle-1m.toml")).unwrap();
         assert_eq!(s.load.total_arrivals(), 1_000_000);
-        apply(&Overrides {
-            connections: Some(19_000),
-            ..Default::default()
-        }, &mut s.load)
+        apply(
+            &Overrides {
+                connections: Some(19_000),
+                ..Default::default()
+            },
+            &mut s.load,
+        )
         .unwrap();
         assert_eq!(s.load.total_arrivals(), 19_000);
-        apply(&Overrides {
-            rate: Some(3000.0),
-            hold_s: Some(5.0),
-            ..Default::default()
-        }, &mut s.load)
+        apply(
+            &Overrides {
+                rate: Some(3000.0),
+                hold_s: Some(5.0),
+                ..Default::default()
+            },
+            &mut s.load,
+        )
         .unwrap();
         assert_eq!(
             (
@@ -173,18 +179,24 @@ mod tests {
         );
         let mut s = load(&dir().join("smoke.toml")).unwrap();
         let before = s.load.total_arrivals();
-        apply(&Overrides {
-            scale: Some(0.5),
-            ..Default::default()
-        }, &mut s.load)
+        apply(
+            &Overrides {
+                scale: Some(0.5),
+                ..Default::default()
+            },
+            &mut s.load,
+        )
         .unwrap();
         assert_eq!(s.load.total_arrivals(), before / 2);
         assert!(
-            apply(&Overrides {
-                scale: Some(1.0),
-                connections: Some(5),
-                ..Default::default()
-            }, &mut s.load)
+            apply(
+                &Overrides {
+                    scale: Some(1.0),
+                    connections: Some(5),
+                    ..Default::default()
+                },
+                &mut s.load
+            )
             .is_err()
         );
     }

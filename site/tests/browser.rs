@@ -1,0 +1,275 @@
+//! The rendered site in a real browser: headless Chromium (Debian's
+//! `chromium`) driven over the DevTools protocol loads every page from
+//! file:// and must report no console error, no failed load, every chart's
+//! SVG present and drawn, and every internal link pointing at a file that
+//! exists. A screenshot of a run page is saved for people to look at.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use rtbench_site::{load, render};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Kills the browser whatever the test does.
+struct Browser(Child);
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+struct Cdp {
+    ws: Socket,
+    next_id: u64,
+    session: Option<String>,
+    /// Events that arrived while waiting for a reply.
+    events: Vec<Value>,
+}
+
+impl Cdp {
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut msg = json!({"id": id, "method": method, "params": params});
+        if let Some(s) = &self.session {
+            msg["sessionId"] = json!(s);
+        }
+        self.ws.send(Message::text(msg.to_string())).await.unwrap();
+        loop {
+            let v = self.recv().await;
+            if v["id"] == id {
+                assert!(v.get("error").is_none(), "{method}: {v}");
+                return v["result"].clone();
+            }
+            self.events.push(v);
+        }
+    }
+
+    async fn recv(&mut self) -> Value {
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
+                .await
+                .expect("chromium answers within 30 s")
+                .expect("chromium keeps the socket open")
+                .unwrap();
+            if let Message::Text(t) = m {
+                return serde_json::from_str(&t).unwrap();
+            }
+        }
+    }
+
+    async fn wait_event(&mut self, method: &str) {
+        if let Some(i) = self.events.iter().position(|e| e["method"] == method) {
+            self.events.remove(i);
+            return;
+        }
+        loop {
+            let v = self.recv().await;
+            if v["method"] == method {
+                return;
+            }
+            self.events.push(v);
+        }
+    }
+}
+
+fn start_chromium(profile: &Path) -> (Browser, String) {
+    // `CHROMIUM` names another build (e.g. google-chrome on GitHub's runners).
+    let bin = std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".into());
+    let child = Command::new(&bin)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-port=0", "--no-first-run"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("about:blank")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start `{bin}` ({e}): install Debian's `chromium` (.ci/run does) or set CHROMIUM"));
+    let browser = Browser(child);
+    // Chromium writes its port and browser path once it listens.
+    let file = profile.join("DevToolsActivePort");
+    let start = Instant::now();
+    loop {
+        if let Ok(s) = std::fs::read_to_string(&file)
+            && let [port, path] = s.lines().collect::<Vec<_>>()[..]
+        {
+            return (browser, format!("ws://127.0.0.1:{port}{path}"));
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "chromium did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const INSPECT: &str = r#"JSON.stringify({
+  charts: [...document.querySelectorAll('figure.chart')].map(f => {
+    const svg = f.querySelector('svg');
+    return svg ? {drawn: true, w: svg.getBoundingClientRect().width, shapes: svg.querySelectorAll('polyline, path, circle, rect, line').length}
+               : {drawn: false, text: f.textContent.trim()};
+  }),
+  links: [...document.querySelectorAll('a[href], link[href]')].map(a => a.href),
+  title: document.title
+})"#;
+
+fn problems(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| {
+            let p = &e["params"];
+            match e["method"].as_str()? {
+                "Runtime.exceptionThrown" => Some(format!("exception: {}", p["exceptionDetails"])),
+                "Runtime.consoleAPICalled"
+                    if matches!(p["type"].as_str(), Some("error" | "assert" | "warning")) =>
+                {
+                    Some(format!("console.{}: {}", p["type"], p["args"]))
+                }
+                "Log.entryAdded"
+                    if matches!(p["entry"]["level"].as_str(), Some("error" | "warning")) =>
+                {
+                    Some(format!("log: {} {}", p["entry"]["text"], p["entry"]["url"]))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn every_page_loads_in_chromium_without_errors() {
+    let dir = scratch("browser");
+    let out = dir.join("site");
+    let records = load::load(&root().join("results"));
+    let report = render::render(
+        &records,
+        &render::Options {
+            out: out.clone(),
+            criterion: Some(root().join("target/criterion")),
+            thresholds: thresholds(),
+        },
+    )
+    .unwrap();
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+
+    let (_browser, url) = start_chromium(&dir.join("profile"));
+    let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    let mut cdp = Cdp {
+        ws,
+        next_id: 0,
+        session: None,
+        events: Vec::new(),
+    };
+    let target = cdp
+        .call("Target.createTarget", json!({"url": "about:blank"}))
+        .await;
+    let session = cdp
+        .call(
+            "Target.attachToTarget",
+            json!({"targetId": target["targetId"], "flatten": true}),
+        )
+        .await;
+    cdp.session = Some(session["sessionId"].as_str().unwrap().to_string());
+    for domain in ["Page.enable", "Runtime.enable", "Log.enable"] {
+        cdp.call(domain, json!({})).await;
+    }
+    cdp.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 1400, "height": 1000, "deviceScaleFactor": 1, "mobile": false}),
+    )
+    .await;
+
+    let mut failures = Vec::new();
+    let mut charts_drawn = 0;
+    for page in &report.pages {
+        cdp.events.clear();
+        let url = format!("file://{}", page.display());
+        cdp.call("Page.navigate", json!({"url": url})).await;
+        cdp.wait_event("Page.loadEventFired").await;
+        let r = cdp
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": INSPECT, "returnByValue": true}),
+            )
+            .await;
+        let info: Value = serde_json::from_str(r["result"]["value"].as_str().unwrap()).unwrap();
+        let name = page.strip_prefix(&out).unwrap().display().to_string();
+        failures.extend(
+            problems(&cdp.events)
+                .into_iter()
+                .map(|p| format!("{name}: {p}")),
+        );
+        for c in info["charts"].as_array().unwrap() {
+            if c["drawn"] == true {
+                charts_drawn += 1;
+                if c["w"].as_f64().unwrap() < 100.0 || c["shapes"].as_u64().unwrap() < 5 {
+                    failures.push(format!("{name}: an empty chart: {c}"));
+                }
+            } else if !c["text"].as_str().unwrap().contains(':') {
+                failures.push(format!("{name}: a chart neither drawn nor explained: {c}"));
+            }
+        }
+        for link in info["links"].as_array().unwrap() {
+            let link = link.as_str().unwrap();
+            if link.starts_with("data:") {
+                continue;
+            }
+            let Some(path) = link.strip_prefix("file://") else {
+                failures.push(format!("{name}: a link leaves the site: {link}"));
+                continue;
+            };
+            let path = PathBuf::from(path.split('#').next().unwrap().replace("%20", " "));
+            if !path.starts_with(&out) || !path.is_file() {
+                failures.push(format!("{name}: broken link {link}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} problem(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        charts_drawn > 10 * records.runs.len(),
+        "{charts_drawn} charts drawn"
+    );
+
+    // A screenshot of a run page, to look at (target/site-screenshot.png).
+    let fanout = records.runs.iter().rev().find(|r| r.complete()).unwrap();
+    let page = out.join(render::run_path(fanout)).join("index.html");
+    cdp.call(
+        "Page.navigate",
+        json!({"url": format!("file://{}", page.display())}),
+    )
+    .await;
+    cdp.wait_event("Page.loadEventFired").await;
+    let shot = cdp
+        .call(
+            "Page.captureScreenshot",
+            json!({"format": "png", "captureBeyondViewport": true}),
+        )
+        .await;
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(shot["data"].as_str().unwrap())
+        .unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "{} bytes",
+        png.len()
+    );
+    std::fs::write(root().join("target/site-screenshot.png"), png).unwrap();
+}

@@ -1,0 +1,221 @@
+//! The site over every committed record plus broken ones, and the regression
+//! gate over a made-up history, through the library and the binary.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use rtbench_site::{load, regress, render};
+
+#[test]
+fn renders_every_record_and_survives_a_corrupt_and_a_partial_one() {
+    let dir = scratch("render");
+    let results = dir.join("results");
+    copy_dir(&root().join("results"), &results);
+    let corrupt = results.join("smoke/2099-01-01T000000Z-vm");
+    copy_dir(&smoke_record(), &corrupt);
+    std::fs::write(
+        corrupt.join("summary.json"),
+        "{\"format_version\": 1, \"scenario\": ",
+    )
+    .unwrap();
+    // Interrupted while writing: the directory keeps its .partial name and
+    // has no summary yet.
+    let partial = results.join("smoke/2099-01-02T000000Z-vm.partial");
+    copy_dir(&smoke_record(), &partial);
+    std::fs::remove_file(partial.join("summary.json")).unwrap();
+    let stopped = results.join("smoke/2099-01-03T000000Z-vm");
+    copy_dir(&smoke_record(), &stopped);
+    edit_summary(&stopped, |s| {
+        s["complete"] = false.into();
+        s["stopped_by"] = "SIGINT".into();
+    });
+
+    let records = load::load(&results);
+    assert_eq!(records.warnings.len(), 1, "{:?}", records.warnings);
+    let w = &records.warnings[0];
+    assert!(
+        w.contains("2099-01-01T000000Z-vm") && w.contains("summary.json"),
+        "{w}"
+    );
+    assert!(records.find("smoke/2099-01-01T000000Z-vm").is_none());
+    for id in [
+        "smoke/2099-01-02T000000Z-vm.partial",
+        "smoke/2099-01-03T000000Z-vm",
+    ] {
+        assert!(!records.find(id).unwrap().complete(), "{id}");
+    }
+    let committed = std::fs::read_dir(root().join("results"))
+        .unwrap()
+        .filter(|e| !e.as_ref().unwrap().path().ends_with("reference"))
+        .map(|e| std::fs::read_dir(e.unwrap().path()).unwrap().count())
+        .sum::<usize>();
+    assert_eq!(records.runs.len(), committed + 2);
+    assert_eq!(records.references.len(), 1);
+
+    let out = dir.join("site");
+    let report = render::render(
+        &records,
+        &render::Options {
+            out: out.clone(),
+            criterion: None,
+            thresholds: thresholds(),
+        },
+    )
+    .unwrap();
+    for run in &records.runs {
+        let page =
+            std::fs::read_to_string(out.join(render::run_path(run)).join("index.html")).unwrap();
+        assert!(page.contains("Raw files"), "{}", run.id());
+        // Every raw file of the record is linked and copied.
+        assert!(
+            out.join(render::run_path(run))
+                .join("raw/scenario.toml")
+                .exists(),
+            "{}",
+            run.id()
+        );
+    }
+    let partial_page =
+        std::fs::read_to_string(out.join("runs/smoke/2099-01-02T000000Z-vm.partial/index.html"))
+            .unwrap();
+    assert!(
+        partial_page.contains("This record is incomplete")
+            && partial_page.contains("no summary.json")
+    );
+    let stopped_page =
+        std::fs::read_to_string(out.join("runs/smoke/2099-01-03T000000Z-vm/index.html")).unwrap();
+    assert!(stopped_page.contains("stopped by SIGINT"));
+    let index = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(index.contains("Records skipped") && index.contains("2099-01-01T000000Z-vm"));
+    assert!(!out.join("runs/smoke/2099-01-01T000000Z-vm").exists());
+    let compare = std::fs::read_to_string(out.join("scenarios/idle-1m/compare.html")).unwrap();
+    assert!(compare.contains("Appwrite realtime, 1M connections (2021)"));
+    assert!(report.pages.len() > records.runs.len() + 2 * records.scenarios().len());
+}
+
+/// Four earlier runs, then one whose connect p99 is 4x theirs: flagged, with
+/// metric, value, baseline and limit named. One within the threshold passes.
+#[test]
+fn regress_flags_a_raised_p99_and_passes_one_within_the_threshold() {
+    let dir = scratch("regress");
+    let results = dir.join("results");
+    for (i, p99) in [4.0, 4.4, 3.8, 4.2].into_iter().enumerate() {
+        let d = results.join(format!("smoke/2099-01-0{}T000000Z-vm", i + 1));
+        copy_dir(&smoke_record(), &d);
+        edit_summary(&d, |s| s["connect_ms"]["p99"] = p99.into());
+    }
+    let newest = results.join("smoke/2099-01-05T000000Z-vm");
+    copy_dir(&smoke_record(), &newest);
+    let t = thresholds();
+    let limit = {
+        edit_summary(&newest, |s| s["connect_ms"]["p99"] = 16.4.into());
+        let records = load::load(&results);
+        let j = regress::gate(&records, "smoke", &t).unwrap();
+        assert_eq!(j.baseline_runs.len(), 4);
+        let bad: Vec<&regress::Verdict> = j.regressions().collect();
+        assert_eq!(bad.len(), 1, "{:?}", j.verdicts);
+        assert_eq!(
+            (bad[0].key, bad[0].value, bad[0].baseline),
+            ("connect_p99_ms", 16.4, 4.1)
+        );
+        bad[0].limit
+    };
+    let site = Command::new(env!("CARGO_BIN_EXE_rtbench-site"))
+        .args(["regress", "smoke", "--results"])
+        .arg(&results)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&site.stderr);
+    assert_eq!(site.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("connect_p99_ms: 16.4 ms (baseline median 4.10 ms")
+            && stderr.contains("REGRESSION"),
+        "{stderr}"
+    );
+
+    edit_summary(&newest, |s| s["connect_ms"]["p99"] = (limit - 0.01).into());
+    let records = load::load(&results);
+    let j = regress::gate(&records, "smoke", &t).unwrap();
+    assert_eq!(j.regressions().count(), 0, "{:?}", j.verdicts);
+    let site = Command::new(env!("CARGO_BIN_EXE_rtbench-site"))
+        .args(["regress", "smoke", "--results"])
+        .arg(&results)
+        .output()
+        .unwrap();
+    assert!(
+        site.status.success(),
+        "{}",
+        String::from_utf8_lossy(&site.stderr)
+    );
+}
+
+#[test]
+fn thresholds_cover_every_metric_and_name_a_bad_one() {
+    let t = thresholds();
+    assert!(t.metric.contains_key("connect_p99_ms") && t.history >= t.min_history);
+    let dir = scratch("thresholds");
+    let bad = dir.join("regress.toml");
+    let committed = std::fs::read_to_string(root().join("suites/regress.toml")).unwrap();
+    std::fs::write(
+        &bad,
+        committed.replace("[metric.connect_p99_ms]", "[metric.conect_p99_ms]"),
+    )
+    .unwrap();
+    let e = regress::Thresholds::read(&bad).unwrap_err();
+    assert!(
+        e.contains("regress.toml") && e.contains("`conect_p99_ms`: no such metric"),
+        "{e}"
+    );
+    std::fs::write(
+        &bad,
+        committed.replace(
+            "[metric.failed]\nrelative = 0\nspreads = 0\nabsolute = 0\n",
+            "",
+        ),
+    )
+    .unwrap();
+    let e = regress::Thresholds::read(&bad).unwrap_err();
+    assert!(e.contains("no [metric.failed]"), "{e}");
+    std::fs::write(&bad, "history = 5\nmin_history = \"three\"\n").unwrap();
+    let e = regress::Thresholds::read(&bad).unwrap_err();
+    assert!(e.contains("regress.toml:2:"), "{e}");
+}
+
+#[test]
+fn compare_prints_deltas_of_two_runs() {
+    let dir = scratch("compare");
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    copy_dir(&smoke_record(), &a);
+    copy_dir(&smoke_record(), &b);
+    edit_summary(&b, |s| s["connect_ms"]["p99"] = 100.0.into());
+    let out = Command::new(env!("CARGO_BIN_EXE_rtbench-site"))
+        .arg("compare")
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("connect p99 "))
+        .unwrap();
+    assert!(
+        line.contains("100 ms") && line.ends_with("B worse"),
+        "{line}"
+    );
+    let bad = Command::new(env!("CARGO_BIN_EXE_rtbench-site"))
+        .arg("compare")
+        .arg(&a)
+        .arg(dir.join("nope"))
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("nope"));
+}

@@ -1,0 +1,202 @@
+//! `cargo xtask bench <suite> --versus GIT_REF [--pairs N]`: this checkout's
+//! server (A) against one built at GIT_REF (B), in one invocation, A B A B.
+//! On a shared, noisy machine two runs made minutes apart differ by more than
+//! many changes do; each B is set against the A beside it, and the record
+//! keeps every pair's ratio, so the spread shows.
+//!
+//! B is built in a git worktree (`target/versus/<commit>`) with its own target
+//! directory; the load generator is this checkout's for both sides, so only
+//! the server differs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rtbench_protocol::time::{compact_utc, now_ns};
+use rtbench_record::{self as record, BenchSummary, Ratio, Revision, Versus, VersusRun};
+
+use crate::bench::{self, Args, Side};
+use crate::suite::{Suite, Variant};
+use crate::{dashboard, root};
+
+pub fn run(
+    git_ref: &str,
+    suite: &Suite,
+    name: &str,
+    variant: Option<&Variant>,
+    a: &Args,
+    state: &dashboard::State,
+) -> Result<(), String> {
+    let b_commit = git(&["rev-parse", "--verify", &format!("{git_ref}^{{commit}}")])
+        .map_err(|e| format!("--versus {git_ref}: not a commit here: {e}"))?;
+    let a_commit = git(&["rev-parse", "HEAD"])?;
+    let b_bin = build_at(&b_commit)?;
+    let stamp = compact_utc(now_ns());
+    let label: String = git_ref
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let dir = a.out.clone().unwrap_or_else(|| {
+        let variant = variant.map_or(String::new(), |v| format!("-{}", v.name));
+        root()
+            .join("results")
+            .join(name)
+            .join(format!("{stamp}-{}{variant}-versus-{label}", bench::host()))
+    });
+    if dir.exists() {
+        return Err(format!("{} exists already", dir.display()));
+    }
+    let tmp = rtbench_loadgen::record::partial_dir(&dir);
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    let mut runs: Vec<VersusRun> = Vec::new();
+    let mut summaries: Vec<(String, BenchSummary)> = Vec::new();
+    'pairs: for i in 1..=a.pairs {
+        for (side, bin, commit) in [
+            ("A", crate::server_bin(), None),
+            ("B", b_bin.clone(), Some(b_commit.clone())),
+        ] {
+            let run_dir = format!("{side}{i}");
+            eprintln!(
+                "xtask: versus {side}{i} of {}: server {}",
+                a.pairs,
+                bin.display()
+            );
+            let s = Side {
+                server_bin: bin,
+                commit,
+                dir: Some(tmp.join(&run_dir)),
+            };
+            let (d, complete) = bench::run_one(suite, name, variant, a, state, &s)?;
+            runs.push(VersusRun {
+                side: side.into(),
+                dir: run_dir,
+                complete,
+            });
+            summaries.push((side.into(), record::read_summary(&d)?));
+            if !complete {
+                break 'pairs;
+            }
+        }
+    }
+    let complete_pairs: Vec<(&BenchSummary, &BenchSummary)> = summaries
+        .chunks(2)
+        .filter_map(|p| match p {
+            [(_, a), (_, b)] if a.complete && b.complete => Some((a, b)),
+            _ => None,
+        })
+        .collect();
+    let versus = Versus {
+        format_version: record::FORMAT_VERSION,
+        scenario: name.to_string(),
+        variant: variant.map(|v| v.name.clone()),
+        started_at: summaries
+            .first()
+            .map(|(_, s)| s.started_at.clone())
+            .unwrap_or_default(),
+        host: bench::host(),
+        a: Revision {
+            git_ref: "HEAD".into(),
+            commit: a_commit,
+        },
+        b: Revision {
+            git_ref: git_ref.into(),
+            commit: b_commit,
+        },
+        runs,
+        ratios: Ratio::of_pairs(&complete_pairs),
+    };
+    record::write_json(&tmp.join(record::VERSUS), &versus)?;
+    std::fs::rename(&tmp, &dir).map_err(|e| format!("moving {} into place: {e}", tmp.display()))?;
+    eprintln!(
+        "xtask: B / A over {} pair(s): median [min, max]",
+        complete_pairs.len()
+    );
+    for m in record::metrics::METRICS {
+        if let Some(r) = versus.ratios.get(m.key) {
+            eprintln!(
+                "xtask:   {:<32} {:.3} [{:.3}, {:.3}]",
+                m.label, r.median, r.min, r.max
+            );
+        }
+    }
+    println!("{}", dir.display());
+    if versus.runs.iter().any(|r| !r.complete) {
+        return Err("a run was incomplete: the ratios cover the complete pairs only".into());
+    }
+    Ok(())
+}
+
+/// Builds the server at `commit` in its own worktree and target directory;
+/// returns a copy of the binary named by the commit.
+fn build_at(commit: &str) -> Result<PathBuf, String> {
+    let short = &commit[..12.min(commit.len())];
+    let bin = root().join(format!("target/versus/bin/rtbench-server-{short}"));
+    if bin.exists() {
+        return Ok(bin);
+    }
+    let tree = root().join(format!("target/versus/{short}"));
+    if !tree.join("Cargo.toml").exists() {
+        let _ = git(&["worktree", "prune"]);
+        git(&[
+            "worktree",
+            "add",
+            "--detach",
+            tree.to_str().unwrap_or_default(),
+            commit,
+        ])?;
+    }
+    let target = root().join("target/versus/target");
+    eprintln!(
+        "xtask: building the server at {short} in {}",
+        tree.display()
+    );
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "rtbench-server",
+            "--target-dir",
+        ])
+        .arg(&target)
+        .current_dir(&tree)
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("building the server at {short} failed ({status})"));
+    }
+    copy(&target.join("release/rtbench-server"), &bin)?;
+    Ok(bin)
+}
+
+fn copy(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(to.parent().expect("has a parent")).map_err(|e| e.to_string())?;
+    std::fs::copy(from, to)
+        .map(|_| ())
+        .map_err(|e| format!("{} -> {}: {e}", from.display(), to.display()))
+}
+
+fn git(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(root())
+        .output()
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(format!(
+            "git {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
