@@ -476,7 +476,7 @@ impl Site<'_> {
             .map(|v| {
                 json!({
                     "name": v.name, "a": v.versus.a, "b": v.versus.b,
-                    "runs": v.versus.runs.iter().map(|r| json!({"side": r.side, "complete": r.complete, "href": format!("../../runs/{scenario}/{}/{}/index.html", v.name, r.dir)})).collect::<Vec<_>>(),
+                    "runs": v.versus.runs.iter().map(|r| json!({"side": r.side, "dir": r.dir, "complete": r.complete, "href": format!("../../runs/{scenario}/{}/{}/index.html", v.name, r.dir)})).collect::<Vec<_>>(),
                     "ratios": METRICS.iter().filter_map(|m| {
                         let r = v.versus.ratios.get(m.key)?;
                         Some(json!({"label": m.label, "median": format!("{:.3}", r.median), "min": format!("{:.3}", r.min), "max": format!("{:.3}", r.max), "n": r.pairs.len(), "better": ratio_verdict(m.better, r.min, r.max)}))
@@ -806,13 +806,15 @@ fn bytes_per_connection(sv: &crate::table::Table) -> Vec<Series> {
     ]
 }
 
+/// What the pairs agree on, stated as a fact about the pairs.
 fn ratio_verdict(better: metrics::Better, min: f64, max: f64) -> &'static str {
     use metrics::Better::*;
     match better {
-        _ if min <= 1.0 && max >= 1.0 => "within noise",
-        Lower if max < 1.0 => "B better",
-        Higher if min > 1.0 => "B better",
-        _ => "B worse",
+        _ if min <= 1.0 && max >= 1.0 => "pairs disagree",
+        Lower if max < 1.0 => "B lower (better) in every pair",
+        Higher if min > 1.0 => "B higher (better) in every pair",
+        Lower => "B higher (worse) in every pair",
+        Higher => "B lower (worse) in every pair",
     }
 }
 
