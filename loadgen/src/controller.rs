@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 
+use crate::launch::{Launch, WorkerLaunch};
 use crate::publisher::{self, Published};
 use crate::record::{self, Bottleneck, Connections, Events, LoadgenSelf, Row, Summary};
 use crate::scenario::{Protocol, Scenario};
@@ -34,6 +35,8 @@ pub struct RunArgs {
     pub targets: Vec<String>,
     pub out: Option<PathBuf>,
     pub workers: Option<u64>,
+    /// Where each worker runs (`launch.rs`); None: local processes.
+    pub launch: Option<PathBuf>,
 }
 
 /// Runs a scenario; returns the run directory and whether it completed.
@@ -58,29 +61,41 @@ pub fn run(args: RunArgs) -> Result<(PathBuf, bool), String> {
         .iter()
         .map(|u| Endpoint::parse(u, sc.target.protocol))
         .collect::<Result<_, _>>()?;
-    let sources = expand_sources(&sc.target.sources)?;
+    let launch = args.launch.as_deref().map(Launch::read).transpose()?;
+    // Each machine a worker runs on has its own ports, like a source address.
+    let sources =
+        expand_sources(&sc.target.sources)?.len().max(1) * launch.as_ref().map_or(1, Launch::hosts);
     let total = sc.total_arrivals();
-    check_budget(total, &endpoints, sources.len(), local_port_range())?;
-    let port_warning =
-        port_search_warning(total, endpoints.len(), sources.len(), local_port_range());
+    check_budget(total, &endpoints, sources, local_port_range())?;
+    let port_warning = port_search_warning(total, endpoints.len(), sources, local_port_range());
     if let Some(w) = &port_warning {
         eprintln!("rtbench-loadgen: warning: {w}");
     }
 
     let nofile = sys::raise_open_files();
     let per_worker = nofile.saturating_sub(WORKER_FD_HEADROOM).max(100);
-    let workers = match args.workers {
-        Some(0) => return Err("--workers must be at least 1".into()),
-        Some(w) if total.div_ceil(w) > per_worker => {
+    let workers = match (&launch, args.workers) {
+        (Some(l), Some(w)) if w != l.workers.len() as u64 => {
             return Err(format!(
-                "{w} workers would hold {} connections each, but a process may open {nofile} files here; use --workers {} or more",
-                total.div_ceil(w),
-                total.div_ceil(per_worker)
+                "--workers {w}, but --launch names {} workers",
+                l.workers.len()
             ));
         }
-        Some(w) => w,
-        None => total.div_ceil(per_worker).max(1),
+        (Some(l), _) => l.workers.len() as u64,
+        (None, w) => match w {
+            Some(0) => return Err("--workers must be at least 1".into()),
+            Some(w) if total.div_ceil(w) > per_worker => {
+                return Err(format!(
+                    "{w} workers would hold {} connections each, but a process may open {nofile} files here; use --workers {} or more",
+                    total.div_ceil(w),
+                    total.div_ceil(per_worker)
+                ));
+            }
+            Some(w) => w,
+            None => total.div_ceil(per_worker).max(1),
+        },
     };
+    let launch = launch.unwrap_or_else(|| local_launch(workers));
     let out = args.out.unwrap_or_else(|| {
         PathBuf::from("runs").join(format!(
             "{name}-{}",
@@ -105,7 +120,7 @@ pub fn run(args: RunArgs) -> Result<(PathBuf, bool), String> {
     let local = tokio::task::LocalSet::new();
     let outcome = local.block_on(
         &rt,
-        supervise(sc.clone(), name, workers, tmp.clone(), port_warning),
+        supervise(sc.clone(), name, launch, tmp.clone(), port_warning),
     )?;
     std::fs::rename(&tmp, &out).map_err(|e| format!("moving {} into place: {e}", tmp.display()))?;
     Ok((out, outcome))
@@ -240,35 +255,50 @@ impl Merge {
     }
 }
 
+/// Every worker a local process of this binary.
+fn local_launch(workers: u64) -> Launch {
+    let exe = std::env::current_exe().map_or("rtbench-loadgen".into(), |p| p.display().to_string());
+    Launch {
+        workers: (0..workers)
+            .map(|_| WorkerLaunch {
+                host: "localhost".into(),
+                argv: vec![exe.clone(), "worker".into()],
+                clock_offset_ns: 0,
+            })
+            .collect(),
+    }
+}
+
 async fn supervise(
     sc: Scenario,
     name: String,
-    workers: u64,
+    launch: Launch,
     dir: PathBuf,
     port_warning: Option<String>,
 ) -> Result<bool, String> {
     let sc = Rc::new(sc);
     let started_at = rtbench_protocol::time::appwrite_timestamp(now_ns());
+    let workers = launch.workers.len() as u64;
     let start_ns = now_ns() + 1_000_000_000 + workers * 20_000_000;
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, String)>();
     let mut children: Vec<(Child, Option<ChildStdin>)> = Vec::new();
-    for w in 0..workers {
+    for (w, how) in (0u64..).zip(&launch.workers) {
         let log = std::fs::File::create(dir.join(format!("workers/worker-{w}.log")))
             .map_err(|e| e.to_string())?;
-        let mut child = Command::new(&exe)
-            .arg("worker")
+        let mut child = Command::new(&how.argv[0])
+            .args(&how.argv[1..])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(log)
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| format!("cannot start worker {w}: {e}"))?;
+            .map_err(|e| format!("cannot start worker {w} (`{}`): {e}", how.argv.join(" ")))?;
         let plan = Plan {
             scenario: (*sc).clone(),
             worker: w,
             workers,
             start_unix_ns: start_ns,
+            clock_offset_ns: how.clock_offset_ns,
         };
         let mut stdin = child.stdin.take().expect("piped");
         let line = serde_json::to_string(&plan).expect("plan serializes") + "\n";

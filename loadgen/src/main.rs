@@ -32,10 +32,18 @@ enum Cmd {
         /// Worker processes (default: enough to stay under the open-files limit).
         #[arg(long)]
         workers: Option<u64>,
+        /// Where each worker runs: a JSON file of command lines (`docker run -i ...`,
+        /// `ssh HOST ...`); default: local processes.
+        #[arg(long)]
+        launch: Option<PathBuf>,
     },
     /// A worker process: reads its plan on stdin, reports JSON lines on stdout.
     #[command(hide = true)]
     Worker,
+    /// Answers each line on stdin with this machine's CLOCK_REALTIME in ns:
+    /// the controller estimates a remote worker's clock offset through it.
+    #[command(hide = true)]
+    Clock,
 }
 
 fn main() -> ExitCode {
@@ -45,12 +53,14 @@ fn main() -> ExitCode {
             targets,
             out,
             workers,
+            launch,
         } => {
             match controller::run(controller::RunArgs {
                 scenario,
                 targets,
                 out,
                 workers,
+                launch,
             }) {
                 Ok((dir, complete)) => {
                     println!("{}", dir.display());
@@ -65,6 +75,20 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Cmd::Clock => {
+            use std::io::{BufRead, Write};
+            let mut out = std::io::stdout().lock();
+            for line in std::io::stdin().lock().lines() {
+                if line.is_err()
+                    || writeln!(out, "{}", rtbench_protocol::time::now_ns())
+                        .and_then(|_| out.flush())
+                        .is_err()
+                {
+                    break;
+                }
+            }
+            ExitCode::SUCCESS
         }
         Cmd::Worker => match worker::main() {
             Ok(()) => ExitCode::SUCCESS,

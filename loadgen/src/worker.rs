@@ -38,6 +38,19 @@ pub struct Plan {
     pub workers: u64,
     /// When arrival offsets start counting (CLOCK_REALTIME ns).
     pub start_unix_ns: u64,
+    /// This machine's clock minus the controller's: every time the worker
+    /// takes is moved onto the controller's clock (`clock_ns`).
+    #[serde(default)]
+    pub clock_offset_ns: i64,
+}
+
+/// The controller's clock as this worker estimates it: schedules, stamps and
+/// latencies all read it, so a worker on another machine measures what a
+/// local one would.
+static CLOCK_OFFSET_NS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+fn clock_ns() -> u64 {
+    (now_ns() as i64 - CLOCK_OFFSET_NS.load(Ordering::Relaxed)) as u64
 }
 
 /// The JSON lines a worker writes on stdout.
@@ -101,6 +114,7 @@ pub fn main() -> Result<(), String> {
         .map_err(|e| format!("reading the plan: {e}"))?;
     let plan: Plan =
         serde_json::from_str(&line).map_err(|e| format!("the plan on stdin is not valid: {e}"))?;
+    CLOCK_OFFSET_NS.store(plan.clock_offset_ns, Ordering::Relaxed);
     sys::raise_open_files();
     let interrupted = Arc::new(AtomicBool::new(false));
     {
@@ -188,14 +202,14 @@ fn peak_rss_kib() -> u64 {
 async fn arrivals(w: Rc<Worker>) {
     for a in schedule::arrivals(&w.plan.scenario.phases, w.plan.worker, w.plan.workers) {
         let due = w.plan.start_unix_ns + a.offset_ns;
-        let now = now_ns();
+        let now = clock_ns();
         if due > now {
             tokio::time::sleep(Duration::from_nanos(due - now)).await;
         }
         if w.stopping.get() {
             return;
         }
-        let lag = now_ns().saturating_sub(due);
+        let lag = clock_ns().saturating_sub(due);
         w.lag_max_ns.set(w.lag_max_ns.get().max(lag));
         w.lag_max_total_ns.set(w.lag_max_total_ns.get().max(lag));
         tokio::task::spawn_local(connect_and_hold(w.clone(), a.index, due, 0));
@@ -219,7 +233,7 @@ async fn connect_and_hold(w: Rc<Worker>, arrival: u64, scheduled_ns: u64, attemp
     };
     w.counters.borrow_mut().attempted += 1;
     w.connecting.set(w.connecting.get() + 1);
-    let attempt_ns = now_ns();
+    let attempt_ns = clock_ns();
     let a = Attempt {
         addr: t.addr,
         host: &t.host,
@@ -235,7 +249,7 @@ async fn connect_and_hold(w: Rc<Worker>, arrival: u64, scheduled_ns: u64, attemp
     .await
     .unwrap_or_else(|_| Err("timeout".into()));
     w.connecting.set(w.connecting.get() - 1);
-    let now = now_ns();
+    let now = clock_ns();
     match result {
         Ok((stream, leftover)) => {
             {
@@ -285,7 +299,7 @@ async fn hold(
             counters: &mut w.counters.borrow_mut(),
             hists: &mut w.hists.borrow_mut(),
             delivery_interval: &mut w.interval_delivery.borrow_mut(),
-            now_ns: now_ns(),
+            now_ns: clock_ns(),
         }
         .frames(&client, &mut seqs, buf)
     })
@@ -331,7 +345,7 @@ fn reconnect_later(w: &Rc<Worker>, arrival: u64, attempt: u32, fatal: bool) {
     tokio::task::spawn_local(async move {
         tokio::time::sleep(sdk_backoff(attempt + 1)).await;
         if !w.stopping.get() {
-            connect_and_hold(w, arrival, now_ns(), attempt + 1).await;
+            connect_and_hold(w, arrival, clock_ns(), attempt + 1).await;
         }
     });
 }
@@ -360,7 +374,7 @@ async fn ticker(w: Rc<Worker>) {
     loop {
         tick.tick().await;
         n += 1;
-        if now_ns() >= hold_end_ns || w.interrupted.load(Ordering::Relaxed) {
+        if clock_ns() >= hold_end_ns || w.interrupted.load(Ordering::Relaxed) {
             w.stopping.set(true);
             w.closing.set(true);
             let mut c = w.counters.borrow_mut();
@@ -382,7 +396,7 @@ async fn ticker(w: Rc<Worker>) {
         }
         if let Some(k) = echo_every {
             for client in clients.iter().skip(n % k).step_by(k).flatten() {
-                let msg = [client::ECHO_PREFIX, now_ns().to_string().as_bytes()].concat();
+                let msg = [client::ECHO_PREFIX, clock_ns().to_string().as_bytes()].concat();
                 if !client.try_send(frame::OP_TEXT, &msg, &mut c) {
                     c.pings_skipped += 1;
                 }
@@ -395,14 +409,14 @@ async fn ticker(w: Rc<Worker>) {
 async fn reporter(w: Rc<Worker>) {
     let mut t = 1u64;
     let mut cpu_before = sys::cpu_seconds();
-    let mut wall_before = now_ns();
+    let mut wall_before = clock_ns();
     loop {
         let due = w.plan.start_unix_ns + t * 1_000_000_000;
-        let now = now_ns();
+        let now = clock_ns();
         if due > now {
             tokio::time::sleep(Duration::from_nanos(due - now)).await;
         }
-        let (cpu, wall) = (sys::cpu_seconds(), now_ns());
+        let (cpu, wall) = (sys::cpu_seconds(), clock_ns());
         let cpu_pct = 100.0 * (cpu - cpu_before) / ((wall - wall_before) as f64 / 1e9).max(1e-3);
         (cpu_before, wall_before) = (cpu, wall);
         let interval = [
@@ -497,7 +511,7 @@ mod tests {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let stream = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
             let src = "[target]\nurls=[\"ws://127.0.0.1:1\"]\n[[phases]]\nduration_s=1\nrate=1\n[session]\nchannels=[\"f\"]";
-            let plan = Plan { scenario: Scenario::parse(src, "t.toml").unwrap(), worker: 0, workers: 1, start_unix_ns: 0 };
+            let plan = Plan { scenario: Scenario::parse(src, "t.toml").unwrap(), worker: 0, workers: 1, start_unix_ns: 0, clock_offset_ns: 0 };
             let w = Rc::new(Worker::new(plan, Arc::default()).unwrap());
             let task = hold(w, Rc::new(Client::new(stream, 0)), 0, Vec::new(), 0, 0);
             let size = std::mem::size_of_val(&task);

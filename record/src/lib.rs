@@ -156,6 +156,9 @@ pub struct Environment {
     pub server_processes: u64,
     pub loadgen_version: String,
     pub overrides: Overrides,
+    /// Absent from records made before runs could leave this machine: local.
+    #[serde(default)]
+    pub deployment: Deployment,
 }
 
 fn one() -> u64 {
@@ -291,4 +294,92 @@ impl Ratio {
         }
         out
     }
+}
+
+/// Where a run's parts ran: local processes (the default), containers on a
+/// private Docker network, or hosts reached over SSH.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Deployment {
+    /// `local`, `containers` or `hosts`.
+    pub kind: String,
+    /// The limits the containers were given, and their images.
+    #[serde(default)]
+    pub containers: Option<Containers>,
+    #[serde(default)]
+    pub images: Vec<String>,
+    /// Every machine or container a part ran on.
+    #[serde(default)]
+    pub hosts: Vec<HostRecord>,
+}
+
+impl Default for Deployment {
+    fn default() -> Deployment {
+        Deployment { kind: "local".into(), containers: None, images: Vec::new(), hosts: Vec::new() }
+    }
+}
+
+/// Container resources: a suite's `[containers]` table, then `--limit`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Containers {
+    /// Load generator worker containers (each its own address, like the
+    /// original's client machines).
+    #[serde(default = "two")]
+    pub workers: u64,
+    #[serde(default)]
+    pub server: Limits,
+    #[serde(default)]
+    pub worker: Limits,
+    #[serde(default)]
+    pub redis: Limits,
+    /// Every container's open-files limit (soft and hard).
+    #[serde(default = "nofile")]
+    pub nofile: u64,
+    /// Namespaced sysctls (net.*) set in every container.
+    #[serde(default)]
+    pub sysctls: BTreeMap<String, String>,
+}
+
+impl Default for Containers {
+    fn default() -> Containers {
+        Containers {
+            workers: two(),
+            server: Limits::default(),
+            worker: Limits::default(),
+            redis: Limits::default(),
+            nofile: nofile(),
+            sysctls: BTreeMap::new(),
+        }
+    }
+}
+
+fn two() -> u64 {
+    2
+}
+
+fn nofile() -> u64 {
+    20_000
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// `docker run --cpus`.
+    pub cpus: Option<f64>,
+    /// `docker run --memory` (e.g. `512m`).
+    pub memory: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostRecord {
+    /// `server`, `redis` or `client`.
+    pub role: String,
+    pub address: String,
+    /// Its clock minus the controller's, and the bound on that estimate's
+    /// error (half the best round trip); 0 for a shared clock.
+    pub clock_offset_ns: i64,
+    pub clock_error_ns: u64,
+    /// The suite's tuning on that host (`--tune`): wanted, before, after.
+    #[serde(default)]
+    pub tuning: BTreeMap<String, Setting>,
 }

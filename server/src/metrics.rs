@@ -127,6 +127,12 @@ impl Metrics {
             c(&self.bus_publish_failed),
         );
         one("rtbench_process_resident_memory_bytes", "gauge", "Resident set size of the server process.", rss_bytes());
+        one(
+            "rtbench_process_cpu_milliseconds_total",
+            "counter",
+            "CPU time (user + system) the server process has used.",
+            cpu_ms(),
+        );
         s.push_str("# HELP rtbench_connections_rejected_total Connections refused after the upgrade, by reason.\n");
         s.push_str("# TYPE rtbench_connections_rejected_total counter\n");
         for why in Rejected::ALL {
@@ -135,6 +141,18 @@ impl Metrics {
         }
         s
     }
+}
+
+/// CPU time this process has used (user + system), from getrusage.
+pub fn cpu_ms() -> u64 {
+    // SAFETY: rusage is plain integers (all-zero is valid); getrusage fills it.
+    let u = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    let ms = |t: libc::timeval| t.tv_sec as u64 * 1000 + t.tv_usec as u64 / 1000;
+    ms(u.ru_utime) + ms(u.ru_stime)
 }
 
 /// Resident set size of this process, from /proc/self/statm (0 elsewhere).

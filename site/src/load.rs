@@ -45,11 +45,13 @@ impl Run {
     }
 
     /// Runs are comparable over time when these match: same scenario,
-    /// variant, host and user overrides (a CI-sized run is not a full one).
+    /// variant, host, user overrides (a CI-sized run is not a full one) and
+    /// deployment (local processes, containers, remote hosts).
     pub fn config_key(&self) -> Option<String> {
         let s = self.summary.as_ref()?;
+        let kind = self.environment.as_ref().map_or("local", |e| e.deployment.kind.as_str());
         Some(format!(
-            "{}|{}|{}|{}",
+            "{}|{}|{}|{}|{kind}",
             s.scenario,
             s.variant.as_deref().unwrap_or(""),
             s.host,

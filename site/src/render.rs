@@ -760,7 +760,31 @@ fn environment_rows(e: &rtbench_record::Environment) -> Vec<Value> {
         ]),
         json!(["server flags", e.server_args.join(" ")]),
         json!(["load generator", e.loadgen_version]),
+        json!(["deployment", deployment_label(&e.deployment)]),
     ]
+}
+
+fn deployment_label(d: &rtbench_record::Deployment) -> String {
+    let mut s = d.kind.clone();
+    if let Some(c) = &d.containers {
+        let lim = |l: &rtbench_record::Limits| {
+            format!("{} CPUs, {}", l.cpus.map_or("unlimited".into(), |c| c.to_string()), l.memory.as_deref().unwrap_or("unlimited memory"))
+        };
+        s += &format!(
+            ": {} worker container(s); server {}; worker {}; redis {}; nofile {}; sysctls {:?}; images {}",
+            c.workers, lim(&c.server), lim(&c.worker), lim(&c.redis), c.nofile, c.sysctls, d.images.join(", ")
+        );
+    }
+    for h in &d.hosts {
+        s += &format!(
+            "; {} {} (clock {:+.3} ms ± {:.3})",
+            h.role,
+            h.address,
+            h.clock_offset_ns as f64 / 1e6,
+            h.clock_error_ns as f64 / 1e6
+        );
+    }
+    s
 }
 
 /// (t, v) counters into (t, per second).

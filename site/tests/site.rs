@@ -55,10 +55,12 @@ fn renders_every_record_and_survives_a_corrupt_and_a_partial_one() {
         }
         for run in std::fs::read_dir(scenario).unwrap() {
             let run = run.unwrap().path();
-            committed += match rtbench_record::read_json::<rtbench_record::Versus>(&run.join("versus.json")) {
-                Ok(v) => v.runs.len(),
-                Err(_) => 1,
-            };
+            committed +=
+                match rtbench_record::read_json::<rtbench_record::Versus>(&run.join("versus.json"))
+                {
+                    Ok(v) => v.runs.len(),
+                    Err(_) => 1,
+                };
         }
     }
     assert_eq!(records.runs.len(), committed + 2);

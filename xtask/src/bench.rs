@@ -45,6 +45,71 @@ pub struct Args {
     pub versus: Option<String>,
     /// A B pairs a versus run makes.
     pub pairs: usize,
+    /// Where the parts run: here (default), `--target containers`, `--hosts FILE`.
+    pub target: Target,
+    /// `--limit ROLE.KEY=VALUE`: container resources over the suite's `[containers]`.
+    pub limits: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    Local,
+    Containers,
+    Hosts(PathBuf),
+}
+
+/// Where a run's server, Redis and load generator workers run. Dropped
+/// after everything it started, it removes what it made.
+pub enum Placement {
+    Local,
+    Containers(crate::containers::Docker),
+    Hosts(crate::hosts::Fleet),
+}
+
+impl Placement {
+    fn new(a: &Args, suite: &Suite, bus: bool) -> Result<Placement, String> {
+        Ok(match &a.target {
+            Target::Local => Placement::Local,
+            Target::Containers => {
+                let spec = crate::containers::with_limits(&suite.containers, &a.limits)?;
+                Placement::Containers(crate::containers::Docker::setup(&spec, bus)?)
+            }
+            Target::Hosts(file) => Placement::Hosts(crate::hosts::Fleet::setup(file, &suite.tuning, a.tune)?),
+        })
+    }
+
+    fn start_redis(&self) -> Result<RedisProcess, String> {
+        match self {
+            Placement::Local => RedisProcess::start(),
+            Placement::Containers(d) => d.start_redis(),
+            Placement::Hosts(f) => f.start_redis(),
+        }
+    }
+
+    fn start_server(&self, side: &Side, i: u64, args: &[String]) -> Result<ServerProcess, String> {
+        match self {
+            Placement::Local => ServerProcess::start(&side.server_bin, args),
+            Placement::Containers(d) => d.start_server(i, args),
+            Placement::Hosts(f) => f.start_server(i, args),
+        }
+    }
+
+    /// Where the workers run, when not here.
+    fn launch(&self) -> Result<Option<rtbench_loadgen::launch::Launch>, String> {
+        Ok(match self {
+            Placement::Local => None,
+            Placement::Containers(d) => Some(d.launch()),
+            Placement::Hosts(f) => Some(f.launch()?),
+        })
+    }
+
+    fn deployment(&self) -> rtbench_record::Deployment {
+        match self {
+            Placement::Local => rtbench_record::Deployment::default(),
+            Placement::Containers(d) => d.deployment(),
+            Placement::Hosts(f) => f.deployment(),
+        }
+    }
 }
 
 /// Which server a run starts, and where its record goes.
@@ -82,6 +147,8 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
         variant: None,
         versus: None,
         pairs: 2,
+        target: Target::Local,
+        limits: Vec::new(),
     };
     while let Some(flag) = it.next() {
         let mut value = || it.next().cloned().ok_or(format!("{flag} needs a value"));
@@ -101,13 +168,22 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
             "--variant" => a.variant = Some(value()?),
             "--versus" => a.versus = Some(value()?),
             "--pairs" => a.pairs = (num(value()?)? as usize).max(1),
+            "--target" => {
+                a.target = match value()?.as_str() {
+                    "local" => Target::Local,
+                    "containers" => Target::Containers,
+                    t => return Err(format!("--target: `{t}` is not `local` or `containers` (remote hosts: --hosts FILE)")),
+                }
+            }
+            "--hosts" => a.target = Target::Hosts(PathBuf::from(value()?)),
+            "--limit" => a.limits.push(value()?),
             other => return Err(format!("unknown flag `{other}`\n{USAGE}")),
         }
     }
     Ok(a)
 }
 
-const USAGE: &str = "usage: cargo xtask bench <suite> [--scale F | --connections N] [--rate R] [--hold S] [--processes P] [--variant NAME] [--versus GIT_REF [--pairs N]] [--out DIR] [--tune] [--dashboard ADDR]";
+const USAGE: &str = "usage: cargo xtask bench <suite> [--scale F | --connections N] [--rate R] [--hold S] [--processes P] [--variant NAME] [--versus GIT_REF [--pairs N]] [--target containers [--limit ROLE.KEY=VALUE]... | --hosts HOSTS.toml] [--out DIR] [--tune] [--dashboard ADDR]";
 
 /// Runs every variant of a suite; exits 130 when interrupted.
 pub fn task(args: &[String]) -> Result<(), String> {
@@ -150,6 +226,9 @@ pub fn task(args: &[String]) -> Result<(), String> {
                 variants.len()
             ));
         };
+        if a.target != Target::Local {
+            return Err("--versus runs locally: both servers on this machine".into());
+        }
         return crate::versus::run(git_ref, &suite, &name, v, &a, &state);
     }
     for v in variants {
@@ -235,14 +314,20 @@ pub fn run_one(
     preflight::verdict(&checks)?;
 
     let stamp = compact_utc(now_ns());
+    // Runs elsewhere are their own history: `-containers`, `-hosts`.
+    let placed = match a.target {
+        Target::Local => "",
+        Target::Containers => "-containers",
+        Target::Hosts(_) => "-hosts",
+    };
     let dir = match (&side.dir, &a.out, variant) {
         (Some(d), _, _) => d.clone(),
         (None, out, variant) => match (out, variant) {
             (Some(o), None) => o.clone(),
             (Some(o), Some(v)) => PathBuf::from(format!("{}-{}", o.display(), v.name)),
             (None, v) => root().join("results").join(name).join(match v {
-                Some(v) => format!("{stamp}-{}-{}", host(), v.name),
-                None => format!("{stamp}-{}", host()),
+                Some(v) => format!("{stamp}-{}-{}{placed}", host(), v.name),
+                None => format!("{stamp}-{}{placed}", host()),
             }),
         },
     };
@@ -254,9 +339,11 @@ pub fn run_one(
     std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
     record::write_json(&tmp.join("preflight.json"), &checks)?;
 
+    // Declared before what it starts, so that it is dropped after them.
+    let placement = Placement::new(a, suite, processes > 1)?;
     // Several processes share events as Appwrite's workers do: over Redis.
     let redis = if processes > 1 {
-        Some(RedisProcess::start()?)
+        Some(placement.start_redis()?)
     } else {
         None
     };
@@ -271,9 +358,14 @@ pub fn run_one(
             let share = cap / processes + u64::from(i < cap % processes);
             args.extend(["--max-connections".into(), share.to_string()]);
         }
-        servers.push(ServerProcess::start(&side.server_bin, &args)?);
+        servers.push(placement.start_server(side, i, &args)?);
     }
     load.target.urls = servers.iter().map(|s| format!("ws://{}", s.addr)).collect();
+    let launch = placement.launch()?;
+    if launch.is_some() {
+        // Workers elsewhere connect from their own address.
+        load.target.sources.clear();
+    }
     let mut resolved = suite.clone();
     resolved.load = load.clone();
     resolved.server.args = servers[0].args.clone();
@@ -285,7 +377,16 @@ pub fn run_one(
     let load_file = tmp.join("load.toml");
     std::fs::write(&load_file, load.to_toml()).map_err(|e| e.to_string())?;
 
-    let env = environment(&tuning, a, &servers[0], &suite.tuning, processes, side);
+    let launch_file = match &launch {
+        Some(l) => {
+            let f = tmp.join("launch.json");
+            record::write_json(&f, l)?;
+            Some(f)
+        }
+        None => None,
+    };
+    let mut env = environment(&tuning, a, &servers[0], &suite.tuning, processes, side);
+    env.deployment = placement.deployment();
     record::write_json(&tmp.join("environment.json"), &env)?;
 
     let mut sampler = Sampler::new(
@@ -294,7 +395,7 @@ pub fn run_one(
     );
     let mut samples: Vec<Sample> = vec![sampler.sample()];
     let load_dir = tmp.join("loadgen");
-    let mut loadgen = start_loadgen(&load_file, &load_dir)?;
+    let mut loadgen = start_loadgen(&load_file, &load_dir, launch_file.as_deref())?;
     let load_started = Instant::now();
     let load_offset_s = samples[0].t_s;
     let mut forwarded = false;
@@ -375,7 +476,7 @@ fn sampler_due(last: &Sample, started: Instant, offset: f64) -> bool {
     started.elapsed().as_secs_f64() + offset >= last.t_s + 1.0
 }
 
-fn start_loadgen(scenario: &Path, out: &Path) -> Result<Child, String> {
+fn start_loadgen(scenario: &Path, out: &Path, launch: Option<&Path>) -> Result<Child, String> {
     die_with_parent(&mut Command::new(
         root().join("target/release/rtbench-loadgen"),
     ))
@@ -383,6 +484,7 @@ fn start_loadgen(scenario: &Path, out: &Path) -> Result<Child, String> {
     .arg(scenario)
     .arg("--out")
     .arg(out)
+    .args(launch.map(|l| [std::ffi::OsStr::new("--launch"), l.as_os_str()]).into_iter().flatten())
     .stdout(Stdio::null())
     .spawn()
     .map_err(|e| format!("cannot start the load generator: {e}"))
@@ -604,6 +706,7 @@ fn environment(
             &["--version"],
         ),
         overrides: a.overrides.clone(),
+        deployment: Default::default(),
     }
 }
 

@@ -3,7 +3,9 @@
 
 pub mod bench;
 pub mod ci;
+pub mod containers;
 pub mod dashboard;
+pub mod hosts;
 pub mod memprobe;
 pub mod preflight;
 pub mod record;

@@ -54,6 +54,8 @@ impl Sample {
     }
 }
 
+const CONNECTIONS: &str = "rtbench_connections";
+
 /// Samples every server process (by pid and address) and Redis, if any.
 pub struct Sampler {
     /// Wall-clock time of t_s = 0, to line samples up with the load generator.
@@ -84,9 +86,37 @@ impl Sampler {
             .map(|(p, _)| *p)
             .chain(self.redis)
             .collect();
+        // All servers at once, each with a short timeout: a busy server must
+        // not stretch one sample over many seconds. A server on another
+        // machine (pid 0) reports its own RSS and CPU there.
+        let metrics: Vec<Vec<u64>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .servers
+                .iter()
+                .map(|&(pid, addr)| {
+                    scope.spawn(move || {
+                        let names: &[&str] = if pid == 0 {
+                            &[CONNECTIONS, "rtbench_process_resident_memory_bytes", "rtbench_process_cpu_milliseconds_total"]
+                        } else {
+                            &[CONNECTIONS]
+                        };
+                        server::metrics_within(addr, names, Duration::from_millis(500))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().ok().and_then(Result::ok).unwrap_or_default())
+                .collect()
+        });
+        let remote = |i: usize, k: usize| metrics.get(i).and_then(|m| m.get(k)).copied();
         let cpu: Vec<f64> = pids
             .iter()
-            .map(|p| server::cpu_seconds(*p).unwrap_or(0.0))
+            .enumerate()
+            .map(|(i, &p)| match p {
+                0 => remote(i, 2).map_or(0.0, |ms| ms as f64 / 1000.0),
+                p => server::cpu_seconds(p).unwrap_or(0.0),
+            })
             .collect();
         let pct: Vec<f64> = match &self.last {
             Some((t0, c0)) if t > *t0 => cpu
@@ -96,34 +126,18 @@ impl Sampler {
                 .collect(),
             _ => vec![0.0; cpu.len()],
         };
-        // All processes at once, each with a short timeout: a busy server
-        // must not stretch one sample over many seconds.
-        let conns: Vec<u64> = std::thread::scope(|scope| {
-            let handles: Vec<_> = self
-                .servers
-                .iter()
-                .map(|(_, addr)| {
-                    let addr = *addr;
-                    scope.spawn(move || {
-                        server::metric_within(
-                            addr,
-                            "rtbench_connections",
-                            Duration::from_millis(500),
-                        )
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().ok().and_then(Result::ok).unwrap_or(0))
-                .collect()
-        });
         let per_process: Vec<(u64, u64, f64)> = self
             .servers
             .iter()
             .zip(&cpu)
-            .zip(conns)
-            .map(|(((pid, _), c), n)| (n, server::rss_kib(*pid).unwrap_or(0), *c))
+            .enumerate()
+            .map(|(i, ((pid, _), c))| {
+                let rss = match pid {
+                    0 => remote(i, 1).unwrap_or(0) / 1024,
+                    p => server::rss_kib(*p).unwrap_or(0),
+                };
+                (remote(i, 0).unwrap_or(0), rss, *c)
+            })
             .collect();
         let n = self.servers.len();
         let (tcp_inuse, tcp_mem_pages) = sockstat();

@@ -5,11 +5,19 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A server process of the run: local, or held through the client that
+/// started it elsewhere (`docker run` attached to a container, `ssh`).
 pub struct ServerProcess {
     child: Option<Child>,
+    /// Closing it stops a process started over ssh (its remote shell waits
+    /// for stdin's end, then stops the server); None: stop with SIGTERM.
+    stdin: Option<ChildStdin>,
+    /// Its pid in this machine's /proc, or 0 when it runs on another machine
+    /// (then RSS and CPU come from its /metrics).
+    pid: u32,
     pub addr: SocketAddr,
     pub args: Vec<String>,
 }
@@ -19,38 +27,61 @@ impl ServerProcess {
     pub fn start(bin: &std::path::Path, args: &[String]) -> Result<ServerProcess, String> {
         let mut full = vec!["--listen".to_string(), "127.0.0.1:0".into()];
         full.extend_from_slice(args);
-        let mut child = die_with_parent(Command::new(bin).args(&full))
+        let mut cmd = Command::new(bin);
+        cmd.args(&full);
+        ServerProcess::start_via(cmd, full, false, |addr, pid| Ok((addr, pid)))
+            .map_err(|e| format!("{}: {e}", bin.display()))
+    }
+
+    /// Starts the server through `cmd` (which ends in the server and its
+    /// `args`). `resolve` turns the address the server reports and the
+    /// client's pid into the address to use and the pid to sample.
+    pub fn start_via(
+        mut cmd: Command,
+        args: Vec<String>,
+        stop_by_stdin: bool,
+        resolve: impl FnOnce(SocketAddr, u32) -> Result<(SocketAddr, u32), String>,
+    ) -> Result<ServerProcess, String> {
+        let mut child = die_with_parent(&mut cmd)
+            .stdin(if stop_by_stdin { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-        let addr = listening_address(child.stderr.take().expect("piped"))?;
-        Ok(ServerProcess {
-            child: Some(child),
-            addr,
-            args: full,
-        })
+            .map_err(|e| format!("cannot start the server: {e}"))?;
+        let stdin = child.stdin.take();
+        let mut p = ServerProcess { pid: child.id(), stdin, addr: ([0, 0, 0, 0], 0).into(), args, child: None };
+        let stderr = child.stderr.take().expect("piped");
+        p.child = Some(child);
+        let reported = listening_address(stderr)?;
+        (p.addr, p.pid) = resolve(reported, p.pid)?;
+        Ok(p)
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
+        self.pid
     }
 
     pub fn rss_kib(&self) -> Result<u64, String> {
-        rss_kib(self.pid())
+        if self.pid == 0 {
+            return Ok(self.metric("rtbench_process_resident_memory_bytes")? / 1024);
+        }
+        rss_kib(self.pid)
     }
 
     pub fn metric(&self, name: &str) -> Result<u64, String> {
         metric(self.addr, name)
     }
 
-    /// SIGTERM, then SIGKILL if it has not exited within `grace`.
+    /// SIGTERM (or, over ssh, the end of its stdin), then SIGKILL if it has
+    /// not exited within `grace`.
     pub fn stop(&mut self, grace: Duration) {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        if self.stdin.take().is_none() {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        }
         let t0 = Instant::now();
         while t0.elapsed() < grace {
             if let Ok(Some(_)) = child.try_wait() {
@@ -98,12 +129,19 @@ fn listening_address(stderr: impl Read + Send + 'static) -> Result<SocketAddr, S
         .map_err(|_| format!("the server reported a bad address `{addr}`"))
 }
 
-/// A redis-server for the run's event bus: Debian's binary, no persistence,
-/// on an ephemeral loopback port.
+/// A redis-server for the run's event bus: Debian's binary, no persistence.
+/// Local (an ephemeral loopback port) or held through the client that
+/// started it elsewhere, like `ServerProcess`.
 pub struct RedisProcess {
     child: Option<Child>,
-    pub port: u16,
+    stdin: Option<ChildStdin>,
+    url: String,
+    /// As for `ServerProcess`: 0 when on another machine.
+    pid: u32,
 }
+
+/// redis-server's flags for the bus, after the address ones.
+pub const REDIS_ARGS: [&str; 6] = ["--save", "", "--appendonly", "no", "--maxclients", "10000"];
 
 impl RedisProcess {
     pub fn start() -> Result<RedisProcess, String> {
@@ -111,50 +149,61 @@ impl RedisProcess {
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free port for redis: {e}"))?
             .port();
-        let child = die_with_parent(Command::new("redis-server").args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--maxclients",
-            "10000",
-        ]))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| {
-            format!("cannot start redis-server ({e}); install it: apt-get install -y redis-server")
-        })?;
-        let r = RedisProcess {
-            child: Some(child),
-            port,
-        };
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"]).args(REDIS_ARGS);
+        RedisProcess::start_via(cmd, ([127, 0, 0, 1], port).into(), false, |pid| Ok(pid))
+            .map_err(|e| format!("{e}; install it: apt-get install -y redis-server"))
+    }
+
+    /// Starts redis through `cmd`; it must come to listen at `addr`.
+    pub fn start_via(
+        mut cmd: Command,
+        addr: SocketAddr,
+        stop_by_stdin: bool,
+        pid: impl FnOnce(u32) -> Result<u32, String>,
+    ) -> Result<RedisProcess, String> {
+        let child = die_with_parent(&mut cmd)
+            .stdin(if stop_by_stdin { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start redis-server ({e})"))?;
+        let own = child.id();
+        RedisProcess::adopt(child, addr, pid(own)?)
+    }
+
+    /// Holds a started redis (its client process `child`) once it listens at `addr`.
+    pub fn adopt(mut child: Child, addr: SocketAddr, pid: u32) -> Result<RedisProcess, String> {
+        let r = RedisProcess { stdin: child.stdin.take(), pid, url: format!("redis://{addr}"), child: Some(child) };
         let t0 = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err() {
             if t0.elapsed() > Duration::from_secs(10) {
-                return Err("redis-server did not start listening within 10 s".into());
+                return Err(format!("redis-server did not start listening at {addr} within 10 s"));
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(50));
         }
         Ok(r)
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        self.url.clone()
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
+        self.pid
     }
 }
 
 impl Drop for RedisProcess {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            if self.stdin.take().is_some() {
+                // Over ssh: the end of stdin stops it; give it a moment.
+                let t0 = Instant::now();
+                while t0.elapsed() < Duration::from_secs(5) && !matches!(c.try_wait(), Ok(Some(_))) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -199,6 +248,11 @@ pub fn metric(addr: SocketAddr, name: &str) -> Result<u64, String> {
 
 /// `metric`, giving up after `limit` for each of connecting and reading.
 pub fn metric_within(addr: SocketAddr, name: &str, limit: Duration) -> Result<u64, String> {
+    Ok(metrics_within(addr, &[name], limit)?[0])
+}
+
+/// Several unlabelled values from one read of /metrics.
+pub fn metrics_within(addr: SocketAddr, names: &[&str], limit: Duration) -> Result<Vec<u64>, String> {
     let mut s = TcpStream::connect_timeout(&addr, limit).map_err(|e| format!("/metrics: {e}"))?;
     s.set_read_timeout(Some(limit)).map_err(|e| e.to_string())?;
     write!(
@@ -209,7 +263,12 @@ pub fn metric_within(addr: SocketAddr, name: &str, limit: Duration) -> Result<u6
     let mut text = String::new();
     s.read_to_string(&mut text)
         .map_err(|e| format!("/metrics: {e}"))?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .ok_or_else(|| format!("/metrics has no `{name}`"))
+    names
+        .iter()
+        .map(|name| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+                .ok_or_else(|| format!("/metrics has no `{name}`"))
+        })
+        .collect()
 }

@@ -24,6 +24,9 @@ pub struct Suite {
     /// Runs of the same scenario that differ in one thing; none means one run.
     #[serde(default)]
     pub variants: Vec<Variant>,
+    /// Resources for `--target containers`.
+    #[serde(default)]
+    pub containers: rtbench_record::Containers,
     pub load: Scenario,
 }
 
