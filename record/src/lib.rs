@@ -314,7 +314,12 @@ pub struct Deployment {
 
 impl Default for Deployment {
     fn default() -> Deployment {
-        Deployment { kind: "local".into(), containers: None, images: Vec::new(), hosts: Vec::new() }
+        Deployment {
+            kind: "local".into(),
+            containers: None,
+            images: Vec::new(),
+            hosts: Vec::new(),
+        }
     }
 }
 

@@ -49,7 +49,10 @@ impl Run {
     /// deployment (local processes, containers, remote hosts).
     pub fn config_key(&self) -> Option<String> {
         let s = self.summary.as_ref()?;
-        let kind = self.environment.as_ref().map_or("local", |e| e.deployment.kind.as_str());
+        let kind = self
+            .environment
+            .as_ref()
+            .map_or("local", |e| e.deployment.kind.as_str());
         Some(format!(
             "{}|{}|{}|{}|{kind}",
             s.scenario,

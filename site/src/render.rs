@@ -768,11 +768,21 @@ fn deployment_label(d: &rtbench_record::Deployment) -> String {
     let mut s = d.kind.clone();
     if let Some(c) = &d.containers {
         let lim = |l: &rtbench_record::Limits| {
-            format!("{} CPUs, {}", l.cpus.map_or("unlimited".into(), |c| c.to_string()), l.memory.as_deref().unwrap_or("unlimited memory"))
+            format!(
+                "{} CPUs, {}",
+                l.cpus.map_or("unlimited".into(), |c| c.to_string()),
+                l.memory.as_deref().unwrap_or("unlimited memory")
+            )
         };
         s += &format!(
             ": {} worker container(s); server {}; worker {}; redis {}; nofile {}; sysctls {:?}; images {}",
-            c.workers, lim(&c.server), lim(&c.worker), lim(&c.redis), c.nofile, c.sysctls, d.images.join(", ")
+            c.workers,
+            lim(&c.server),
+            lim(&c.worker),
+            lim(&c.redis),
+            c.nofile,
+            c.sysctls,
+            d.images.join(", ")
         );
     }
     for h in &d.hosts {

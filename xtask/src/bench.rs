@@ -74,7 +74,9 @@ impl Placement {
                 let spec = crate::containers::with_limits(&suite.containers, &a.limits)?;
                 Placement::Containers(crate::containers::Docker::setup(&spec, bus)?)
             }
-            Target::Hosts(file) => Placement::Hosts(crate::hosts::Fleet::setup(file, &suite.tuning, a.tune)?),
+            Target::Hosts(file) => {
+                Placement::Hosts(crate::hosts::Fleet::setup(file, &suite.tuning, a.tune)?)
+            }
         })
     }
 
@@ -172,7 +174,11 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
                 a.target = match value()?.as_str() {
                     "local" => Target::Local,
                     "containers" => Target::Containers,
-                    t => return Err(format!("--target: `{t}` is not `local` or `containers` (remote hosts: --hosts FILE)")),
+                    t => {
+                        return Err(format!(
+                            "--target: `{t}` is not `local` or `containers` (remote hosts: --hosts FILE)"
+                        ));
+                    }
                 }
             }
             "--hosts" => a.target = Target::Hosts(PathBuf::from(value()?)),
@@ -312,6 +318,10 @@ pub fn run_one(
         server_processes: processes,
     });
     preflight::verdict(&checks)?;
+    // Before anything is written or started: an engine or host that does not
+    // answer is one line. Declared before what it starts, so that it is
+    // dropped (and removes what it made) after them.
+    let placement = Placement::new(a, suite, processes > 1)?;
 
     let stamp = compact_utc(now_ns());
     // Runs elsewhere are their own history: `-containers`, `-hosts`.
@@ -339,8 +349,6 @@ pub fn run_one(
     std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
     record::write_json(&tmp.join("preflight.json"), &checks)?;
 
-    // Declared before what it starts, so that it is dropped after them.
-    let placement = Placement::new(a, suite, processes > 1)?;
     // Several processes share events as Appwrite's workers do: over Redis.
     let redis = if processes > 1 {
         Some(placement.start_redis()?)
@@ -484,7 +492,12 @@ fn start_loadgen(scenario: &Path, out: &Path, launch: Option<&Path>) -> Result<C
     .arg(scenario)
     .arg("--out")
     .arg(out)
-    .args(launch.map(|l| [std::ffi::OsStr::new("--launch"), l.as_os_str()]).into_iter().flatten())
+    .args(
+        launch
+            .map(|l| [std::ffi::OsStr::new("--launch"), l.as_os_str()])
+            .into_iter()
+            .flatten(),
+    )
     .stdout(Stdio::null())
     .spawn()
     .map_err(|e| format!("cannot start the load generator: {e}"))

@@ -14,7 +14,7 @@
 //! ```
 //!
 //! Every host is checked first (one clear line if one cannot be reached).
-//! The binaries are copied to `/tmp/rtbench-<run>/` on each host; `--tune`
+//! The binaries are copied to `/tmp/rtbench-run-<id>/` on each host; `--tune`
 //! applies the suite's sysctls there, recording them before and after; each
 //! host's clock offset is estimated against this one and the workers
 //! correct their timestamps by it. Servers and Redis run under a shell that
@@ -72,22 +72,44 @@ pub struct Fleet {
 const REDIS_PORT: u16 = 6379;
 
 impl Fleet {
-    pub fn setup(path: &Path, tuning: &BTreeMap<String, String>, tune: bool) -> Result<Fleet, String> {
-        let src = std::fs::read_to_string(path).map_err(|e| format!("--hosts {}: {e}", path.display()))?;
+    pub fn setup(
+        path: &Path,
+        tuning: &BTreeMap<String, String>,
+        tune: bool,
+    ) -> Result<Fleet, String> {
+        let src = std::fs::read_to_string(path)
+            .map_err(|e| format!("--hosts {}: {e}", path.display()))?;
         let file: HostsFile = toml::from_str(&src).map_err(|e| {
-            let line = e.span().map_or(0, |s| src[..s.start].matches('\n').count() + 1);
+            let line = e
+                .span()
+                .map_or(0, |s| src[..s.start].matches('\n').count() + 1);
             format!("{}:{line}: {}", path.display(), e.message().trim())
         })?;
         if file.server.is_empty() || file.client.is_empty() {
-            return Err(format!("{}: name at least one [[server]] and one [[client]]", path.display()));
+            return Err(format!(
+                "{}: name at least one [[server]] and one [[client]]",
+                path.display()
+            ));
         }
-        let dir = format!("/tmp/rtbench-{}-{}", std::process::id(), rtbench_protocol::time::now_ns() % 1_000_000);
-        let mut fleet = Fleet { file, dir, records: Vec::new() };
+        let dir = format!(
+            "/tmp/rtbench-run-{}-{}",
+            std::process::id(),
+            rtbench_protocol::time::now_ns() % 1_000_000
+        );
+        let mut fleet = Fleet {
+            file,
+            dir,
+            records: Vec::new(),
+        };
         let hosts = fleet.all();
         // Every host answers, before anything starts anywhere.
         for (role, h) in &hosts {
             fleet
-                .ssh_output(&h.ssh, &["-o", "BatchMode=yes", "-o", "ConnectTimeout=5"], "true")
+                .ssh_output(
+                    &h.ssh,
+                    &["-o", "BatchMode=yes", "-o", "ConnectTimeout=5"],
+                    "true",
+                )
                 .map_err(|e| format!("{role} host `{}` cannot be reached: {e}", h.ssh))?;
         }
         let release = root().join("target/release");
@@ -98,7 +120,12 @@ impl Fleet {
             }
             let tuning = fleet.tune(&h.ssh, tuning, tune)?;
             let (offset, error) = fleet.clock_offset(&h.ssh)?;
-            eprintln!("xtask: {role} {}: clock offset {:+.3} ms (± {:.3} ms)", h.ssh, offset as f64 / 1e6, error as f64 / 1e6);
+            eprintln!(
+                "xtask: {role} {}: clock offset {:+.3} ms (± {:.3} ms)",
+                h.ssh,
+                offset as f64 / 1e6,
+                error as f64 / 1e6
+            );
             fleet.records.push(HostRecord {
                 role: role.to_string(),
                 address: h.ssh.clone(),
@@ -125,7 +152,9 @@ impl Fleet {
 
     fn ssh_command(&self, dest: &str) -> Command {
         let mut c = Command::new("ssh");
-        c.args(&self.file.ssh_options).arg("-o").arg("BatchMode=yes");
+        c.args(&self.file.ssh_options)
+            .arg("-o")
+            .arg("BatchMode=yes");
         if let Some(u) = &self.file.user {
             c.arg("-l").arg(u);
         }
@@ -135,16 +164,29 @@ impl Fleet {
 
     fn ssh_output(&self, dest: &str, extra: &[&str], remote: &str) -> Result<String, String> {
         let mut c = Command::new("ssh");
-        c.args(&self.file.ssh_options).args(extra).arg("-o").arg("BatchMode=yes");
+        c.args(&self.file.ssh_options)
+            .args(extra)
+            .arg("-o")
+            .arg("BatchMode=yes");
         if let Some(u) = &self.file.user {
             c.arg("-l").arg(u);
         }
-        let out = c.arg(dest).arg(remote).stdin(Stdio::null()).output().map_err(|e| format!("cannot run ssh: {e}"))?;
+        let out = c
+            .arg(dest)
+            .arg(remote)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run ssh: {e}"))?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
         } else {
             let err = String::from_utf8_lossy(&out.stderr);
-            Err(err.trim().lines().last().unwrap_or("ssh failed").to_string())
+            Err(err
+                .trim()
+                .lines()
+                .last()
+                .unwrap_or("ssh failed")
+                .to_string())
         }
     }
 
@@ -165,17 +207,32 @@ impl Fleet {
     }
 
     /// The suite's sysctls on `dest`: read, and with `apply` written.
-    fn tune(&self, dest: &str, tuning: &BTreeMap<String, String>, apply: bool) -> Result<BTreeMap<String, Setting>, String> {
+    fn tune(
+        &self,
+        dest: &str,
+        tuning: &BTreeMap<String, String>,
+        apply: bool,
+    ) -> Result<BTreeMap<String, Setting>, String> {
         let mut out = BTreeMap::new();
         // Only kernel settings: the loopback pseudo-setting concerns this machine.
-        for (k, v) in tuning.iter().filter(|(k, _)| *k != crate::tuning::LOOPBACK_NOTRACK) {
+        for (k, v) in tuning
+            .iter()
+            .filter(|(k, _)| *k != crate::tuning::LOOPBACK_NOTRACK)
+        {
             let read = || self.ssh_output(dest, &[], &format!("sysctl -n {k}")).ok();
             let before = read();
             if apply {
                 self.ssh_output(dest, &[], &format!("sysctl -w {k}='{v}'"))
                     .map_err(|e| format!("--tune on {dest}: sysctl -w {k}={v}: {e}"))?;
             }
-            out.insert(k.clone(), Setting { wanted: v.clone(), before, after: read() });
+            out.insert(
+                k.clone(),
+                Setting {
+                    wanted: v.clone(),
+                    before,
+                    after: read(),
+                },
+            );
         }
         Ok(out)
     }
@@ -197,7 +254,9 @@ impl Fleet {
         let mut best: Option<(u64, i64)> = None;
         for _ in 0..16 {
             let t0 = rtbench_protocol::time::now_ns();
-            writeln!(stdin).and_then(|_| stdin.flush()).map_err(|e| format!("clock exchange with {dest}: {e}"))?;
+            writeln!(stdin)
+                .and_then(|_| stdin.flush())
+                .map_err(|e| format!("clock exchange with {dest}: {e}"))?;
             let remote: u64 = lines
                 .next()
                 .and_then(Result::ok)
@@ -217,7 +276,10 @@ impl Fleet {
     }
 
     fn offset_of(&self, dest: &str) -> i64 {
-        self.records.iter().find(|r| r.address == dest).map_or(0, |r| r.clock_offset_ns)
+        self.records
+            .iter()
+            .find(|r| r.address == dest)
+            .map_or(0, |r| r.clock_offset_ns)
     }
 
     /// A remote shell that runs `cmd` in the background and stops it (TERM,
@@ -244,14 +306,21 @@ impl Fleet {
     /// Redis on the first server host (Debian's redis-server must be there).
     pub fn start_redis(&self) -> Result<RedisProcess, String> {
         let h = &self.file.server[0];
-        let line = format!("redis-server --port {REDIS_PORT} --bind {} --protected-mode no ", h.address())
-            + &REDIS_ARGS.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ");
+        let line = format!(
+            "redis-server --port {REDIS_PORT} --bind {} --protected-mode no ",
+            h.address()
+        ) + &REDIS_ARGS
+            .iter()
+            .map(|a| quote(a))
+            .collect::<Vec<_>>()
+            .join(" ");
         let mut cmd = self.ssh_command(&h.ssh);
         cmd.arg(Fleet::held(&line));
         let addr = format!("{}:{REDIS_PORT}", h.address())
             .parse()
             .map_err(|_| format!("[[server]] address `{}` is not an IP address", h.address()))?;
-        RedisProcess::start_via(cmd, addr, true, |_| Ok(0)).map_err(|e| format!("redis on {}: {e}", h.ssh))
+        RedisProcess::start_via(cmd, addr, true, |_| Ok(0))
+            .map_err(|e| format!("redis on {}: {e}", h.ssh))
     }
 
     pub fn launch(&self) -> Result<Launch, String> {
@@ -264,15 +333,27 @@ impl Fleet {
                 if let Some(u) = &self.file.user {
                     argv.extend(["-l".into(), u.clone()]);
                 }
-                argv.extend([h.ssh.clone(), format!("{}/rtbench-loadgen worker", self.dir)]);
-                workers.push(WorkerLaunch { host: h.ssh.clone(), argv, clock_offset_ns: self.offset_of(&h.ssh) });
+                argv.extend([
+                    h.ssh.clone(),
+                    format!("{}/rtbench-loadgen worker", self.dir),
+                ]);
+                workers.push(WorkerLaunch {
+                    host: h.ssh.clone(),
+                    argv,
+                    clock_offset_ns: self.offset_of(&h.ssh),
+                });
             }
         }
         Ok(Launch { workers })
     }
 
     pub fn deployment(&self) -> Deployment {
-        Deployment { kind: "hosts".into(), containers: None, images: Vec::new(), hosts: self.records.clone() }
+        Deployment {
+            kind: "hosts".into(),
+            containers: None,
+            images: Vec::new(),
+            hosts: self.records.clone(),
+        }
     }
 }
 
@@ -282,7 +363,11 @@ impl Drop for Fleet {
         for (_, h) in self.all() {
             // `[/]tmp/...` matches the run's processes but not this command.
             let pattern = format!("[/]{}/", &self.dir[1..]);
-            let _ = self.ssh_output(&h.ssh, &["-o", "ConnectTimeout=5"], &format!("pkill -f '{pattern}'; rm -rf {}", self.dir));
+            let _ = self.ssh_output(
+                &h.ssh,
+                &["-o", "ConnectTimeout=5"],
+                &format!("pkill -f '{pattern}'; rm -rf {}", self.dir),
+            );
         }
     }
 }

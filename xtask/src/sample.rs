@@ -96,7 +96,11 @@ impl Sampler {
                 .map(|&(pid, addr)| {
                     scope.spawn(move || {
                         let names: &[&str] = if pid == 0 {
-                            &[CONNECTIONS, "rtbench_process_resident_memory_bytes", "rtbench_process_cpu_milliseconds_total"]
+                            &[
+                                CONNECTIONS,
+                                "rtbench_process_resident_memory_bytes",
+                                "rtbench_process_cpu_milliseconds_total",
+                            ]
                         } else {
                             &[CONNECTIONS]
                         };

@@ -43,13 +43,23 @@ impl ServerProcess {
         resolve: impl FnOnce(SocketAddr, u32) -> Result<(SocketAddr, u32), String>,
     ) -> Result<ServerProcess, String> {
         let mut child = die_with_parent(&mut cmd)
-            .stdin(if stop_by_stdin { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stop_by_stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot start the server: {e}"))?;
         let stdin = child.stdin.take();
-        let mut p = ServerProcess { pid: child.id(), stdin, addr: ([0, 0, 0, 0], 0).into(), args, child: None };
+        let mut p = ServerProcess {
+            pid: child.id(),
+            stdin,
+            addr: ([0, 0, 0, 0], 0).into(),
+            args,
+            child: None,
+        };
         let stderr = child.stderr.take().expect("piped");
         p.child = Some(child);
         let reported = listening_address(stderr)?;
@@ -150,8 +160,9 @@ impl RedisProcess {
             .map_err(|e| format!("no free port for redis: {e}"))?
             .port();
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"]).args(REDIS_ARGS);
-        RedisProcess::start_via(cmd, ([127, 0, 0, 1], port).into(), false, |pid| Ok(pid))
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(REDIS_ARGS);
+        RedisProcess::start_via(cmd, ([127, 0, 0, 1], port).into(), false, Ok)
             .map_err(|e| format!("{e}; install it: apt-get install -y redis-server"))
     }
 
@@ -163,7 +174,11 @@ impl RedisProcess {
         pid: impl FnOnce(u32) -> Result<u32, String>,
     ) -> Result<RedisProcess, String> {
         let child = die_with_parent(&mut cmd)
-            .stdin(if stop_by_stdin { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stop_by_stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -174,11 +189,18 @@ impl RedisProcess {
 
     /// Holds a started redis (its client process `child`) once it listens at `addr`.
     pub fn adopt(mut child: Child, addr: SocketAddr, pid: u32) -> Result<RedisProcess, String> {
-        let r = RedisProcess { stdin: child.stdin.take(), pid, url: format!("redis://{addr}"), child: Some(child) };
+        let r = RedisProcess {
+            stdin: child.stdin.take(),
+            pid,
+            url: format!("redis://{addr}"),
+            child: Some(child),
+        };
         let t0 = Instant::now();
         while TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err() {
             if t0.elapsed() > Duration::from_secs(10) {
-                return Err(format!("redis-server did not start listening at {addr} within 10 s"));
+                return Err(format!(
+                    "redis-server did not start listening at {addr} within 10 s"
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -200,7 +222,8 @@ impl Drop for RedisProcess {
             if self.stdin.take().is_some() {
                 // Over ssh: the end of stdin stops it; give it a moment.
                 let t0 = Instant::now();
-                while t0.elapsed() < Duration::from_secs(5) && !matches!(c.try_wait(), Ok(Some(_))) {
+                while t0.elapsed() < Duration::from_secs(5) && !matches!(c.try_wait(), Ok(Some(_)))
+                {
                     std::thread::sleep(Duration::from_millis(20));
                 }
             }
@@ -252,7 +275,11 @@ pub fn metric_within(addr: SocketAddr, name: &str, limit: Duration) -> Result<u6
 }
 
 /// Several unlabelled values from one read of /metrics.
-pub fn metrics_within(addr: SocketAddr, names: &[&str], limit: Duration) -> Result<Vec<u64>, String> {
+pub fn metrics_within(
+    addr: SocketAddr,
+    names: &[&str],
+    limit: Duration,
+) -> Result<Vec<u64>, String> {
     let mut s = TcpStream::connect_timeout(&addr, limit).map_err(|e| format!("/metrics: {e}"))?;
     s.set_read_timeout(Some(limit)).map_err(|e| e.to_string())?;
     write!(

@@ -1,0 +1,310 @@
+//! `cargo xtask bench smoke` with its parts elsewhere: in containers on a
+//! private Docker network (the engine running here, images built here), and
+//! on "remote" hosts that are network namespaces of this machine, each with
+//! its own address and Debian's sshd, reached with the system ssh.
+//!
+//! Both are real runs: the record must be complete and say where each part
+//! ran; nothing may be left behind (containers, networks, remote files).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+use xtask::record::{Environment, read_summary};
+
+/// Runs share the machine: one at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rtbench-elsewhere-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn xtask(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    c.args(args).current_dir(xtask::root());
+    c
+}
+
+fn environment(dir: &Path) -> Environment {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("environment.json")).unwrap()).unwrap()
+}
+
+fn run(cmd: &mut Command) -> String {
+    let o = cmd.output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn sh(line: &str) {
+    run(Command::new("sh").arg("-c").arg(line));
+}
+
+#[test]
+fn smoke_in_containers_writes_a_full_record_and_leaves_nothing() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = scratch("containers").join("record");
+    let o = xtask(&[
+        "bench",
+        "smoke",
+        "--target",
+        "containers",
+        "--limit",
+        "worker.cpus=0.75",
+        "--out",
+        out.to_str().unwrap(),
+        "--dashboard",
+        "127.0.0.1:0",
+    ])
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let s = read_summary(&out).unwrap();
+    assert!(s.complete, "{stderr}");
+    assert_eq!((s.connections.held, s.connections.failed), (2000, 0));
+    assert!(s.delivery_ms.count > 0 && s.errors.misdelivered == 0 && s.errors.duplicates == 0);
+    // The server ran in a container whose process this machine could sample.
+    assert!(
+        s.server.rss_peak_kib > 0 && s.server.cpu_holding_pct.is_some(),
+        "{s:?}"
+    );
+    let d = environment(&out).deployment;
+    assert_eq!(d.kind, "containers");
+    let c = d.containers.unwrap();
+    // The suite's limits, with the flag's on top.
+    assert_eq!(
+        (c.server.cpus, c.server.memory.as_deref(), c.worker.cpus),
+        (Some(1.0), Some("256m"), Some(0.75))
+    );
+    assert_eq!(d.hosts.iter().filter(|h| h.role == "client").count(), 2);
+    // Both worker containers reported through their output stream.
+    let load = rtbench_loadgen::record::read_summary(&out.join("loadgen")).unwrap();
+    assert_eq!(load.workers, 2);
+    let left = run(Command::new("docker").args(["ps", "-aq", "--filter", "label=rtbench.run"]));
+    assert!(left.trim().is_empty(), "containers left: {left}");
+    let nets =
+        run(Command::new("docker").args(["network", "ls", "-q", "--filter", "label=rtbench.run"]));
+    assert!(nets.trim().is_empty(), "networks left: {nets}");
+}
+
+#[test]
+fn a_missing_docker_engine_is_one_clear_line_before_anything_starts() {
+    let out = scratch("no-engine").join("record");
+    let o = xtask(&[
+        "bench",
+        "smoke",
+        "--target",
+        "containers",
+        "--out",
+        out.to_str().unwrap(),
+        "--dashboard",
+        "127.0.0.1:0",
+    ])
+    .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("xtask: --target containers"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(line.contains("no Docker engine answers"), "{line}");
+    assert!(!out.exists() && !rtbench_loadgen::record::partial_dir(&out).exists());
+}
+
+/// Three network namespaces with their own addresses on one bridge (in a
+/// namespace of its own, so Docker's firewall rules do not apply), sshd in
+/// the server's and the clients', a throwaway key. Removed on drop.
+struct Hosts {
+    tag: String,
+    dir: PathBuf,
+    sshd: Vec<std::process::Child>,
+}
+
+impl Hosts {
+    const NET: &str = "10.77.0";
+
+    fn new(dir: &Path) -> Hosts {
+        let tag = format!("rtb{}", std::process::id() % 100_000);
+        let mut h = Hosts {
+            tag: tag.clone(),
+            dir: dir.to_path_buf(),
+            sshd: Vec::new(),
+        };
+        let key = dir.join("key");
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key));
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(dir.join("hostkey")));
+        let sw = format!("{tag}sw");
+        sh(&format!(
+            "ip netns add {sw} && ip -n {sw} link set lo up && ip -n {sw} link add br0 type bridge && ip -n {sw} link set br0 up \
+             && ip link add {tag}h0 type veth peer name p0 netns {sw} && ip addr add {net}.1/24 dev {tag}h0 \
+             && ip link set {tag}h0 up && ip -n {sw} link set p0 master br0 up",
+            net = Hosts::NET
+        ));
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        for i in 2..=4 {
+            let ns = format!("{tag}n{i}");
+            sh(&format!(
+                "ip netns add {ns} && ip -n {ns} link set lo up && ip link add eth0 netns {ns} type veth peer name p{i} netns {sw} \
+                 && ip -n {ns} addr add {net}.{i}/24 dev eth0 && ip -n {ns} link set eth0 up && ip -n {sw} link set p{i} master br0 up",
+                net = Hosts::NET
+            ));
+            let child = Command::new("ip")
+                .args(["netns", "exec", &ns, "/usr/sbin/sshd", "-D", "-e", "-h"])
+                .arg(dir.join("hostkey"))
+                .arg("-o")
+                .arg(format!("ListenAddress={}.{i}", Hosts::NET))
+                .arg("-o")
+                .arg(format!(
+                    "AuthorizedKeysFile={}",
+                    key.with_extension("pub").display()
+                ))
+                .args([
+                    "-o",
+                    "StrictModes=no",
+                    "-o",
+                    "UsePAM=no",
+                    "-o",
+                    "PermitRootLogin=prohibit-password",
+                ])
+                .arg("-o")
+                .arg(format!(
+                    "PidFile={}",
+                    dir.join(format!("{ns}.pid")).display()
+                ))
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.join(format!("{ns}.log"))).unwrap())
+                .spawn()
+                .expect("Debian's openssh-server (.ci/run installs it)");
+            h.sshd.push(child);
+        }
+        h
+    }
+
+    fn file(&self, clients: &[&str]) -> PathBuf {
+        let key = self.dir.join("key");
+        let mut t = format!(
+            "ssh_options = [\"-i\", \"{}\", \"-o\", \"StrictHostKeyChecking=no\", \"-o\", \"UserKnownHostsFile=/dev/null\", \"-o\", \"LogLevel=ERROR\"]\n\
+             [[server]]\nssh = \"{}.2\"\n",
+            key.display(),
+            Hosts::NET
+        );
+        for c in clients {
+            t.push_str(&format!("[[client]]\nssh = \"{c}\"\n"));
+        }
+        let p = self.dir.join(format!("hosts-{}.toml", clients.len()));
+        std::fs::write(&p, t).unwrap();
+        p
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        for c in &mut self.sshd {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let tag = &self.tag;
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "for n in {tag}n2 {tag}n3 {tag}n4 {tag}sw; do ip netns pids $n 2>/dev/null | xargs -r kill; ip netns del $n; done; ip link del {tag}h0"
+            ))
+            .status();
+    }
+}
+
+#[test]
+fn smoke_on_hosts_over_ssh_writes_a_full_record_and_cleans_up() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("hosts");
+    let hosts = Hosts::new(&dir);
+    let net = Hosts::NET;
+
+    // A client that does not answer: one line naming it, nothing started.
+    let out = dir.join("unreachable");
+    let o = xtask(&[
+        "bench",
+        "smoke",
+        "--out",
+        out.to_str().unwrap(),
+        "--dashboard",
+        "127.0.0.1:0",
+        "--hosts",
+    ])
+    .arg(hosts.file(&[&format!("{net}.3"), &format!("{net}.99")]))
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("cannot be reached"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        line.starts_with(&format!("xtask: client host `{net}.99` cannot be reached")),
+        "{line}"
+    );
+    assert!(!out.exists() && !rtbench_loadgen::record::partial_dir(&out).exists());
+
+    let out = dir.join("record");
+    let o = xtask(&[
+        "bench",
+        "smoke",
+        "--out",
+        out.to_str().unwrap(),
+        "--dashboard",
+        "127.0.0.1:0",
+        "--hosts",
+    ])
+    .arg(hosts.file(&[&format!("{net}.3"), &format!("{net}.4")]))
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let s = read_summary(&out).unwrap();
+    assert!(s.complete, "{stderr}");
+    assert_eq!((s.connections.held, s.connections.failed), (2000, 0));
+    assert!(s.delivery_ms.count > 0 && s.errors.misdelivered == 0);
+    // The remote server was sampled through its /metrics.
+    assert!(
+        s.server.rss_peak_kib > 0 && s.server.cpu_holding_pct.is_some(),
+        "{s:?}"
+    );
+    let d = environment(&out).deployment;
+    assert_eq!(d.kind, "hosts");
+    let clients: Vec<_> = d.hosts.iter().filter(|h| h.role == "client").collect();
+    assert_eq!(clients.len(), 2);
+    for h in &d.hosts {
+        // One machine, one clock: the estimate must find (almost) no offset,
+        // within its own error bound plus a little.
+        assert!(
+            h.clock_error_ns > 0
+                && h.clock_offset_ns.unsigned_abs() <= h.clock_error_ns + 1_000_000,
+            "{h:?}"
+        );
+        assert!(h.tuning.contains_key("net.core.somaxconn"), "{h:?}");
+    }
+    let load = rtbench_loadgen::record::read_summary(&out.join("loadgen")).unwrap();
+    assert_eq!(load.workers, 2);
+    // Nothing left on the hosts (they share this filesystem): no run directory.
+    let left: Vec<_> = std::fs::read_dir("/tmp")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("rtbench-run-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    drop(hosts);
+}
