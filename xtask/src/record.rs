@@ -36,8 +36,16 @@ mod tests {
             if suite.ends_with("reference") {
                 continue; // published runs rtbench did not make: not this schema
             }
+            let mut dirs = Vec::new();
             for run in std::fs::read_dir(suite).unwrap() {
                 let dir = run.unwrap().path();
+                // A versus record holds its runs in subdirectories.
+                match read_json::<Versus>(&dir.join(VERSUS)) {
+                    Ok(v) => dirs.extend(v.runs.iter().map(|r| dir.join(&r.dir))),
+                    Err(_) => dirs.push(dir),
+                }
+            }
+            for dir in dirs {
                 let s = read_summary(&dir).unwrap();
                 assert_eq!(s.format_version, FORMAT_VERSION, "{}", dir.display());
                 let env: Environment = serde_json::from_str(
