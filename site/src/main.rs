@@ -35,7 +35,7 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
     let mut results = root().join("results");
     let mut out = root().join("target/site");
     let mut criterion = Some(root().join("target/criterion"));
-    let mut thresholds = root().join("suites/regress.toml");
+    let mut thresholds = root().join("site/regress.toml");
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
         let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));

@@ -1,6 +1,6 @@
 //! The regression gate: the newest run of a scenario judged against the runs
 //! before it with the same configuration (`Run::config_key`). Thresholds live
-//! in one file, `suites/regress.toml`, which also says how they were chosen.
+//! in one file, `site/regress.toml`, which also says how they were chosen.
 
 use std::collections::BTreeMap;
 use std::path::Path;

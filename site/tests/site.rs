@@ -169,7 +169,7 @@ fn thresholds_cover_every_metric_and_name_a_bad_one() {
     assert!(t.metric.contains_key("connect_p99_ms") && t.history >= t.min_history);
     let dir = scratch("thresholds");
     let bad = dir.join("regress.toml");
-    let committed = std::fs::read_to_string(root().join("suites/regress.toml")).unwrap();
+    let committed = std::fs::read_to_string(root().join("site/regress.toml")).unwrap();
     std::fs::write(
         &bad,
         committed.replace("[metric.connect_p99_ms]", "[metric.conect_p99_ms]"),

@@ -17,7 +17,7 @@ tasks:
                               KiB per idle connection, server and load generator
   site [--out DIR]            render every record under results/ into a static site (default target/site)
   compare RUN_A RUN_B         headline deltas of two runs (record directories or <scenario>/<run>)
-  regress <scenario>          judge the scenario's newest run against its history (suites/regress.toml); fails on a regression
+  regress <scenario>          judge the scenario's newest run against its history (site/regress.toml); fails on a regression
   ci                          fmt check, clippy (warnings denied), every test (a smoke bench among them)";
 
 fn main() -> ExitCode {

@@ -45,7 +45,7 @@ pub fn smoke_record() -> PathBuf {
 }
 
 pub fn thresholds() -> rtbench_site::regress::Thresholds {
-    rtbench_site::regress::Thresholds::read(&root().join("suites/regress.toml")).unwrap()
+    rtbench_site::regress::Thresholds::read(&root().join("site/regress.toml")).unwrap()
 }
 
 /// Edits a record's summary.json.
