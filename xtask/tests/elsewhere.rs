@@ -95,6 +95,49 @@ fn smoke_in_containers_writes_a_full_record_and_leaves_nothing() {
 }
 
 #[test]
+fn ctrl_c_in_containers_writes_an_incomplete_record_and_leaves_nothing() {
+    use std::io::BufRead;
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = scratch("containers-ctrl-c").join("record");
+    let mut child = xtask(&[
+        "bench",
+        "smoke",
+        "--target",
+        "containers",
+        "--out",
+        out.to_str().unwrap(),
+        "--dashboard",
+        "127.0.0.1:0",
+    ])
+    .stderr(Stdio::piped())
+    .stdout(Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    // Interrupt while the connections are held.
+    for line in lines.by_ref() {
+        if line.unwrap().starts_with("t=3s") {
+            break;
+        }
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{}", rest.join("\n"));
+    let s = read_summary(&out).unwrap();
+    assert!(
+        !s.complete && s.stopped_by.as_deref() == Some("SIGINT"),
+        "{s:?}"
+    );
+    let left = run(Command::new("docker").args(["ps", "-aq", "--filter", "label=rtbench.run"]));
+    assert!(left.trim().is_empty(), "containers left: {left}");
+    let nets =
+        run(Command::new("docker").args(["network", "ls", "-q", "--filter", "label=rtbench.run"]));
+    assert!(nets.trim().is_empty(), "networks left: {nets}");
+}
+
+#[test]
 fn a_missing_docker_engine_is_one_clear_line_before_anything_starts() {
     let out = scratch("no-engine").join("record");
     let o = xtask(&[
