@@ -11,11 +11,16 @@ pub struct Bench {
     pub median: String,
     pub low: String,
     pub high: String,
+    /// The median per element, when the benchmark declared its elements.
+    pub per_element: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct BenchmarkJson {
     full_id: String,
+    /// `{"Elements": n}`, `{"Bytes": n}`, ... or null.
+    #[serde(default)]
+    throughput: serde_json::Value,
 }
 
 #[derive(Deserialize)]
@@ -72,6 +77,10 @@ fn one(new: &Path) -> Result<Bench, String> {
         median: ns(m.point_estimate),
         low: ns(m.confidence_interval.lower_bound),
         high: ns(m.confidence_interval.upper_bound),
+        per_element: b.throughput["Elements"]
+            .as_u64()
+            .filter(|n| *n > 0)
+            .map(|n| ns(m.point_estimate / n as f64)),
     })
 }
 
