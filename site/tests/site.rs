@@ -231,3 +231,49 @@ fn compare_prints_deltas_of_two_runs() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("nope"));
 }
+
+/// Criterion's files as it writes them (criterion 0.8): the median, its
+/// interval and the time per element.
+#[test]
+fn micro_benchmarks_read_criterion_output() {
+    let dir = scratch("criterion");
+    let new = dir.join("receive/event_frames/new");
+    std::fs::create_dir_all(&new).unwrap();
+    std::fs::write(
+        new.join("benchmark.json"),
+        r#"{"group_id":"receive","function_id":"event_frames","value_str":null,"throughput":{"Elements":1000},"full_id":"receive/event_frames","directory_name":"receive/event_frames","title":"receive/event_frames"}"#,
+    )
+    .unwrap();
+    let est = |p: f64| {
+        format!(
+            r#"{{"confidence_interval":{{"confidence_level":0.95,"lower_bound":{},"upper_bound":{}}},"point_estimate":{p},"standard_error":150.0}}"#,
+            p - 100.0,
+            p + 300.0
+        )
+    };
+    std::fs::write(
+        new.join("estimates.json"),
+        format!(
+            r#"{{"mean":{},"median":{},"median_abs_dev":{},"slope":null,"std_dev":{}}}"#,
+            est(210_200.0),
+            est(210_100.0),
+            est(50.0),
+            est(80.0)
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("broken/new")).unwrap();
+    std::fs::write(dir.join("broken/new/benchmark.json"), "{").unwrap();
+    let (benches, problems) = rtbench_site::micro::read(&dir);
+    assert_eq!(benches.len(), 1);
+    let b = &benches[0];
+    assert_eq!(
+        (b.id.as_str(), b.median.as_str(), b.per_element.as_deref()),
+        ("receive/event_frames", "210 µs", Some("210 ns"))
+    );
+    assert_eq!(problems.len(), 1);
+    assert!(
+        problems[0].contains("broken/new/benchmark.json"),
+        "{problems:?}"
+    );
+}
