@@ -295,9 +295,9 @@ fn build_image(name: &str, bins: &[(PathBuf, &str)]) -> Result<String, String> {
     let _ = std::fs::remove_dir_all(&ctx);
     let rootfs = ctx.join("rootfs");
     for (bin, as_name) in bins {
-        copy(bin, &rootfs.join("bin").join(as_name))?;
+        crate::copy_file(bin, &rootfs.join("bin").join(as_name))?;
         for lib in libraries(bin)? {
-            copy(&lib, &rootfs.join(lib.strip_prefix("/").unwrap_or(&lib)))?;
+            crate::copy_file(&lib, &rootfs.join(lib.strip_prefix("/").unwrap_or(&lib)))?;
         }
     }
     std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY rootfs/ /\n")
@@ -336,13 +336,6 @@ fn libraries(bin: &Path) -> Result<Vec<PathBuf>, String> {
         .filter_map(|l| l.split_whitespace().find(|w| w.starts_with('/')))
         .map(PathBuf::from)
         .collect())
-}
-
-fn copy(from: &Path, to: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(to.parent().expect("has a parent")).map_err(|e| e.to_string())?;
-    std::fs::copy(from, to)
-        .map(|_| ())
-        .map_err(|e| format!("{} -> {}: {e}", from.display(), to.display()))
 }
 
 fn which(bin: &str) -> Option<PathBuf> {

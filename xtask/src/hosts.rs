@@ -150,29 +150,32 @@ impl Fleet {
         v
     }
 
-    fn ssh_command(&self, dest: &str) -> Command {
-        let mut c = Command::new("ssh");
-        c.args(&self.file.ssh_options)
-            .arg("-o")
-            .arg("BatchMode=yes");
+    /// `ssh [options] [-l user] DEST`, as every call here starts.
+    fn ssh_argv(&self, dest: &str) -> Vec<String> {
+        let mut a = vec!["ssh".to_string()];
+        a.extend(self.file.ssh_options.iter().cloned());
+        a.extend(["-o".into(), "BatchMode=yes".into()]);
         if let Some(u) = &self.file.user {
-            c.arg("-l").arg(u);
+            a.extend(["-l".into(), u.clone()]);
         }
-        c.arg(dest);
+        a.push(dest.into());
+        a
+    }
+
+    fn ssh_command(&self, dest: &str) -> Command {
+        let argv = self.ssh_argv(dest);
+        let mut c = Command::new(&argv[0]);
+        c.args(&argv[1..]);
         c
     }
 
     fn ssh_output(&self, dest: &str, extra: &[&str], remote: &str) -> Result<String, String> {
-        let mut c = Command::new("ssh");
-        c.args(&self.file.ssh_options)
-            .args(extra)
-            .arg("-o")
-            .arg("BatchMode=yes");
-        if let Some(u) = &self.file.user {
-            c.arg("-l").arg(u);
-        }
-        let out = c
-            .arg(dest)
+        let mut argv = self.ssh_argv(dest);
+        // Options go before the destination.
+        let at = argv.len() - 1;
+        argv.splice(at..at, extra.iter().map(|s| s.to_string()));
+        let out = Command::new(&argv[0])
+            .args(&argv[1..])
             .arg(remote)
             .stdin(Stdio::null())
             .output()

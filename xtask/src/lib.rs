@@ -29,6 +29,15 @@ pub fn server_bin() -> std::path::PathBuf {
     root().join("target/release/rtbench-server")
 }
 
+/// Copies a file, creating the destination's directory.
+pub fn copy_file(from: &std::path::Path, to: &std::path::Path) -> Result<(), String> {
+    std::fs::create_dir_all(to.parent().expect("has a parent"))
+        .map_err(|e| format!("{}: {e}", to.display()))?;
+    std::fs::copy(from, to)
+        .map(|_| ())
+        .map_err(|e| format!("{} -> {}: {e}", from.display(), to.display()))
+}
+
 /// Runs `cargo` with `args` in the workspace root; an error names the command.
 pub fn cargo(args: &[&str]) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

@@ -8,7 +8,7 @@
 //! directory; the load generator is this checkout's for both sides, so only
 //! the server differs.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use rtbench_protocol::time::{compact_utc, now_ns};
@@ -173,15 +173,8 @@ fn build_at(commit: &str) -> Result<PathBuf, String> {
     if !status.success() {
         return Err(format!("building the server at {short} failed ({status})"));
     }
-    copy(&target.join("release/rtbench-server"), &bin)?;
+    crate::copy_file(&target.join("release/rtbench-server"), &bin)?;
     Ok(bin)
-}
-
-fn copy(from: &Path, to: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(to.parent().expect("has a parent")).map_err(|e| e.to_string())?;
-    std::fs::copy(from, to)
-        .map(|_| ())
-        .map_err(|e| format!("{} -> {}: {e}", from.display(), to.display()))
 }
 
 fn git(args: &[&str]) -> Result<String, String> {
