@@ -62,7 +62,7 @@ impl Run {
         ))
     }
 
-    /// Seconds of the run per core, to put CPU in % of the machine.
+    /// The machine's cores, to put CPU (100 = one core) in % of the machine.
     pub fn cores(&self) -> Option<f64> {
         self.environment.as_ref().map(|e| e.cores as f64)
     }

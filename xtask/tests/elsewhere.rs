@@ -42,6 +42,30 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Nothing labelled by a run survives it.
+fn assert_no_container_or_network_left() {
+    let left = run(Command::new("docker").args(["ps", "-aq", "--filter", "label=rtbench.run"]));
+    assert!(left.trim().is_empty(), "containers left: {left}");
+    let nets =
+        run(Command::new("docker").args(["network", "ls", "-q", "--filter", "label=rtbench.run"]));
+    assert!(nets.trim().is_empty(), "networks left: {nets}");
+}
+
+/// `cargo xtask bench smoke --out OUT` with `extra` flags, its output.
+fn bench_smoke(out: &Path, extra: &[&std::ffi::OsStr]) -> std::process::Output {
+    xtask(&[
+        "bench",
+        "smoke",
+        "--out",
+        out.to_str().unwrap(),
+        "--dashboard",
+        "127.0.0.1:0",
+    ])
+    .args(extra)
+    .output()
+    .unwrap()
+}
+
 fn sh(line: &str) {
     run(Command::new("sh").arg("-c").arg(line));
 }
@@ -87,11 +111,7 @@ fn smoke_in_containers_writes_a_full_record_and_leaves_nothing() {
     // Both worker containers reported through their output stream.
     let load = rtbench_loadgen::record::read_summary(&out.join("loadgen")).unwrap();
     assert_eq!(load.workers, 2);
-    let left = run(Command::new("docker").args(["ps", "-aq", "--filter", "label=rtbench.run"]));
-    assert!(left.trim().is_empty(), "containers left: {left}");
-    let nets =
-        run(Command::new("docker").args(["network", "ls", "-q", "--filter", "label=rtbench.run"]));
-    assert!(nets.trim().is_empty(), "networks left: {nets}");
+    assert_no_container_or_network_left();
 }
 
 #[test]
@@ -130,11 +150,7 @@ fn ctrl_c_in_containers_writes_an_incomplete_record_and_leaves_nothing() {
         !s.complete && s.stopped_by.as_deref() == Some("SIGINT"),
         "{s:?}"
     );
-    let left = run(Command::new("docker").args(["ps", "-aq", "--filter", "label=rtbench.run"]));
-    assert!(left.trim().is_empty(), "containers left: {left}");
-    let nets =
-        run(Command::new("docker").args(["network", "ls", "-q", "--filter", "label=rtbench.run"]));
-    assert!(nets.trim().is_empty(), "networks left: {nets}");
+    assert_no_container_or_network_left();
 }
 
 #[test]
@@ -278,18 +294,8 @@ fn smoke_on_hosts_over_ssh_writes_a_full_record_and_cleans_up() {
 
     // A client that does not answer: one line naming it, nothing started.
     let out = dir.join("unreachable");
-    let o = xtask(&[
-        "bench",
-        "smoke",
-        "--out",
-        out.to_str().unwrap(),
-        "--dashboard",
-        "127.0.0.1:0",
-        "--hosts",
-    ])
-    .arg(hosts.file(&[&format!("{net}.3"), &format!("{net}.99")]))
-    .output()
-    .unwrap();
+    let file = hosts.file(&[&format!("{net}.3"), &format!("{net}.99")]);
+    let o = bench_smoke(&out, &["--hosts".as_ref(), file.as_os_str()]);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     let line = stderr
@@ -303,18 +309,8 @@ fn smoke_on_hosts_over_ssh_writes_a_full_record_and_cleans_up() {
     assert!(!out.exists() && !rtbench_loadgen::record::partial_dir(&out).exists());
 
     let out = dir.join("record");
-    let o = xtask(&[
-        "bench",
-        "smoke",
-        "--out",
-        out.to_str().unwrap(),
-        "--dashboard",
-        "127.0.0.1:0",
-        "--hosts",
-    ])
-    .arg(hosts.file(&[&format!("{net}.3"), &format!("{net}.4")]))
-    .output()
-    .unwrap();
+    let file = hosts.file(&[&format!("{net}.3"), &format!("{net}.4")]);
+    let o = bench_smoke(&out, &["--hosts".as_ref(), file.as_os_str()]);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
     let s = read_summary(&out).unwrap();
