@@ -305,6 +305,10 @@ pub fn run_one(
     };
     eprintln!("xtask: bench {label}: {total} connections, {processes} server process(es)");
 
+    if processes > 1 && a.target == Target::Local {
+        // Several processes share events over Redis: install it if missing.
+        crate::setup::ensure(&[crate::setup::REDIS])?;
+    }
     let (tuning, tune_errors) = tuning::run(&suite.tuning, a.tune);
     if !tune_errors.is_empty() {
         return Err(format!(

@@ -1,9 +1,20 @@
-//! `cargo xtask ci`: what CI runs, runnable locally in one command: the
-//! checks and every test (xtask/tests/bench.rs runs a real smoke bench).
+//! `cargo xtask ci`: what CI runs, runnable locally in one command: set-up
+//! (toolchain components, system packages, the workflow linters), the
+//! workflow checks, fmt, clippy and every test (xtask/tests/bench.rs runs a
+//! real smoke bench).
 
-use crate::cargo;
+use crate::{cargo, root, setup};
 
 pub fn run() -> Result<(), String> {
+    setup::ensure_rust_components()?;
+    // `CHROMIUM` names another browser build (GitHub's runners ship Chrome).
+    let packages: Vec<setup::Package> = setup::TEST_PACKAGES
+        .into_iter()
+        .filter(|p| p.debian != "chromium" || std::env::var_os("CHROMIUM").is_none())
+        .collect();
+    setup::ensure(&packages)?;
+    setup::ensure_python_tools()?;
+    check_workflows()?;
     cargo(&["fmt", "--all", "--", "--check"])?;
     cargo(&[
         "clippy",
@@ -14,4 +25,36 @@ pub fn run() -> Result<(), String> {
         "warnings",
     ])?;
     cargo(&["test", "--workspace"])
+}
+
+/// The GitHub workflows: schema-valid and free of zizmor's findings (both
+/// offline).
+fn check_workflows() -> Result<(), String> {
+    let dir = root().join(".github/workflows");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yml"))
+        .map(|p| p.display().to_string())
+        .collect();
+    files.sort();
+    let run = |cmd: &str, args: &[&str]| -> Result<(), String> {
+        eprintln!("xtask: {cmd} {}", args.join(" "));
+        let status = std::process::Command::new(cmd)
+            .args(args)
+            .current_dir(root())
+            .status()
+            .map_err(|e| format!("cannot run {cmd}: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{cmd} found problems in .github/workflows ({status})"
+            ))
+        }
+    };
+    let mut args = vec!["--builtin-schema", "vendor.github-workflows"];
+    args.extend(files.iter().map(String::as_str));
+    run("check-jsonschema", &args)?;
+    run("zizmor", &["--offline", ".github/workflows/"])
 }

@@ -11,6 +11,7 @@ pub mod preflight;
 pub mod record;
 pub mod sample;
 pub mod server;
+pub mod setup;
 pub mod site;
 pub mod suite;
 pub mod tuning;
