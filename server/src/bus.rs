@@ -19,7 +19,7 @@ use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 
 use crate::event;
-use crate::server::Shared;
+use crate::shared::Shared;
 
 pub const CHANNEL: &str = "realtime";
 const SEQ_KEY: &str = "realtime:seq";
@@ -34,39 +34,60 @@ return redis.call('PUBLISH', ARGV[1], body)
 pub struct Bus {
     client: redis::Client,
     url: String,
-    publisher: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    /// The publishing connection and the SHA of the numbering script loaded
+    /// on it. Cloned out for each publish: a multiplexed connection takes
+    /// many requests in flight, so no lock is held across a round trip.
+    publisher: std::sync::Mutex<Option<(MultiplexedConnection, String)>>,
 }
 
 impl Bus {
     pub fn new(url: &str) -> Result<Bus, String> {
         let client = redis::Client::open(url).map_err(|e| format!("--bus {url}: {e}"))?;
-        Ok(Bus { client, url: url.to_string(), publisher: tokio::sync::Mutex::new(None) })
+        Ok(Bus { client, url: url.to_string(), publisher: std::sync::Mutex::new(None) })
+    }
+
+    fn cached(&self) -> Option<(MultiplexedConnection, String)> {
+        self.publisher.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn forget(&self) {
+        *self.publisher.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// A publishing connection with the script loaded (once per connection).
+    async fn connection(&self) -> Result<(MultiplexedConnection, String), String> {
+        if let Some(c) = self.cached() {
+            return Ok(c);
+        }
+        let connect = async {
+            let mut conn = self.client.get_multiplexed_async_connection().await?;
+            let sha: String = redis::cmd("SCRIPT").arg("LOAD").arg(PUBLISH_NUMBERED).query_async(&mut conn).await?;
+            Ok::<_, redis::RedisError>((conn, sha))
+        };
+        let c = tokio::time::timeout(Duration::from_secs(2), connect)
+            .await
+            .map_err(|_| "connecting to the bus timed out".to_string())?
+            .map_err(|e| format!("cannot connect to the bus: {e}"))?;
+        *self.publisher.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
+        Ok(c)
     }
 
     /// Publishes a (validated) event document; returns how many server
     /// processes are subscribed.
     pub async fn publish(&self, doc: &[u8]) -> Result<u64, String> {
-        let mut guard = self.publisher.lock().await;
-        if guard.is_none() {
-            let conn = tokio::time::timeout(Duration::from_secs(2), self.client.get_multiplexed_async_connection())
-                .await
-                .map_err(|_| "connecting to the bus timed out".to_string())?
-                .map_err(|e| format!("cannot connect to the bus: {e}"))?;
-            *guard = Some(conn);
-        }
-        let conn = guard.as_mut().expect("connected above");
         let doc = std::str::from_utf8(doc).map_err(|_| "event document is not UTF-8".to_string())?.trim_start();
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(PUBLISH_NUMBERED).arg(1).arg(SEQ_KEY).arg(CHANNEL).arg(doc);
-        let sent = cmd.query_async::<u64>(conn);
-        match tokio::time::timeout(Duration::from_secs(2), sent).await {
+        let (mut conn, sha) = self.connection().await?;
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(&sha).arg(1).arg(SEQ_KEY).arg(CHANNEL).arg(doc);
+        match tokio::time::timeout(Duration::from_secs(2), cmd.query_async::<u64>(&mut conn)).await {
             Ok(Ok(n)) => Ok(n),
             Ok(Err(e)) => {
-                *guard = None;
+                // Redis restarted (NOSCRIPT) or went away: reconnect next time.
+                self.forget();
                 Err(format!("publishing on the bus failed: {e}"))
             }
             Err(_) => {
-                *guard = None;
+                self.forget();
                 Err("publishing on the bus timed out".into())
             }
         }
@@ -77,7 +98,7 @@ impl Bus {
 /// reconnecting with back-off (0.1 s doubling to 5 s) whenever Redis goes away.
 pub async fn subscribe(shared: Arc<Shared>) {
     let Some(bus) = shared.bus.as_ref() else { return };
-    let m = &shared.hub.metrics;
+    let m = &shared.metrics;
     let mut backoff = Duration::from_millis(100);
     let mut last_seq: Option<u64> = None;
     let mut down_since: Option<std::time::Instant> = None;
@@ -110,7 +131,8 @@ pub async fn subscribe(shared: Arc<Shared>) {
                                 last_seq = ev.seq.max(last_seq);
                             }
                             m.bus_events_in.fetch_add(1, Relaxed);
-                            shared.hub.publish(&ev);
+                            m.events_in.fetch_add(1, Relaxed);
+                            shared.reactors.publish(Arc::new(ev));
                         }
                         Err(e) => {
                             if m.events_invalid.fetch_add(1, Relaxed).is_power_of_two() {

@@ -1,191 +1,327 @@
-//! A connection's socket and its bounded outbound queue.
+//! One WebSocket connection as its reactor keeps it: a slot of a few words.
 //!
-//! Publishers write an event straight to the socket from whatever thread is
-//! publishing, without waking the connection's task, whenever nothing is queued
-//! ahead of it: at fan-out rates that saves a task wake-up per delivery. Only
-//! what the kernel would not take is queued, and the queue is bounded in bytes:
-//! a client that stops reading is closed with 1013 instead of growing memory.
-//! Closing is one path for every reason (slow consumer, shutdown, protocol
-//! error): clear what is queued, queue the close frame, let the task flush it.
+//! Memory is the point of this module. An idle connection is its socket, the
+//! interned ids it is filed under and a few bits; everything else (an
+//! incomplete frame, a fragmented message, frames the kernel would not take,
+//! subscriptions beyond the connect URL's) lives in an `Extra` that exists
+//! only while it is needed. `ARCHITECTURE.md` lists what an idle connection
+//! costs, item by item; a compile-time assertion below keeps the slot small.
 //!
-//! The task's waker lives in the outbox, under the lock publishers take anyway,
-//! rather than in a `Notify`: a connection's task then holds no waiter of its
-//! own, which keeps an idle connection small.
+//! Writing: frames go straight to the socket, several in one `writev`, and
+//! only what the kernel would not take is queued, bounded in bytes (a client
+//! that stops reading is closed with 1013 instead of growing memory).
 
 use std::collections::VecDeque;
-use std::io;
-use std::sync::Mutex;
-use std::task::{Context, Poll, Waker};
+use std::io::{self, IoSlice, Write};
 
 use bytes::{Buf, Bytes};
-use tokio::net::TcpStream;
+use std::net::TcpStream;
 
-use rtbench_protocol::frame;
+use crate::intern::{ANY, GUESTS, Id};
+use crate::limits::Window;
+use rtbench_protocol::jwt::Claims;
 
+/// A connection slot. Free when `sock` is `None`.
 pub struct Conn {
-    pub stream: TcpStream,
-    out: Mutex<Outbox>,
+    pub sock: Option<TcpStream>,
+    /// Bumped each time the slot is reused: stale epoll events and timer
+    /// entries for an earlier connection in this slot are recognised by it.
+    pub generation: u32,
+    pub flags: u8,
+    /// The project, interned.
+    pub project: Id,
+    /// The tick of the pending deadline (0: none), see `wheel.rs`.
+    pub deadline: u32,
+    pub rate: Window,
+    /// Channels the connection is filed under, interned.
+    pub channels: Ids,
+    pub user: Option<Box<User>>,
+    pub extra: Option<Box<Extra>>,
 }
 
+// An idle connection pays for its slot a million times: keep it at 64 bytes.
+const _: () = assert!(std::mem::size_of::<Conn>() <= 64);
+
+/// The connection's close frame is queued: nothing else is sent.
+pub const CLOSING: u8 = 1;
+/// Everything, the close frame included, is written and the write side shut.
+pub const FIN_SENT: u8 = 2;
+/// Filed in the index (and holding its names): from registration to the
+/// start of its close.
+pub const FILED: u8 = 4;
+
+/// A signed-in session: its claims and the roles they grant, interned.
+pub struct User {
+    pub claims: Claims,
+    pub roles: Box<[Id]>,
+}
+
+/// The roles of a guest.
+pub const GUEST_ROLES: [Id; 2] = [ANY, GUESTS];
+
+/// What a connection holds only while it needs it.
 #[derive(Default)]
-struct Outbox {
-    queue: VecDeque<Bytes>,
-    queued_bytes: usize,
+pub struct Extra {
+    /// Bytes of a frame that has not fully arrived.
+    pub partial: Vec<u8>,
+    /// A fragmented message being assembled, and its opcode (0: none).
+    pub message: Vec<u8>,
+    pub message_opcode: u8,
+    /// Frames the kernel would not take yet, and their size in bytes.
+    pub out: VecDeque<Bytes>,
+    pub out_bytes: usize,
     /// The front frame was partly written: it must be finished, whatever else
     /// is dropped, or the byte stream would be corrupt.
-    front_started: bool,
-    closing: bool,
-    /// The connection's task, to wake when it has queued bytes or must close.
-    waker: Option<Waker>,
-    /// Set by `kick`, cleared when the task sees it.
-    kicked: bool,
+    pub front_started: bool,
+    /// The subscriptions, when they are not just the connect URL's channels
+    /// (a `subscribe` message, or `account` rewritten from the URL).
+    pub subs: Option<Vec<Subscription>>,
 }
 
-/// What happened to a frame handed to `send`.
+impl Extra {
+    fn is_empty(&self) -> bool {
+        self.partial.is_empty() && self.message_opcode == 0 && self.out.is_empty() && self.subs.is_none()
+    }
+}
+
+/// A named set of channels, as the client gave them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub id: Box<str>,
+    pub channels: Vec<Box<str>>,
+}
+
+/// Interned ids, up to two without an allocation (`NONE` marks an unused
+/// inline place: that keeps the enum at 16 bytes, the size of the pointer).
+#[derive(Debug, Clone)]
+pub enum Ids {
+    Inline([Id; 2]),
+    Heap(Box<[Id]>),
+}
+
+const NONE: Id = Id::MAX;
+
+impl Default for Ids {
+    fn default() -> Ids {
+        Ids::Inline([NONE; 2])
+    }
+}
+
+impl Ids {
+    pub fn from_slice(ids: &[Id]) -> Ids {
+        match ids {
+            [] => Ids::default(),
+            [a] => Ids::Inline([*a, NONE]),
+            [a, b] => Ids::Inline([*a, *b]),
+            _ => Ids::Heap(ids.into()),
+        }
+    }
+
+    pub fn as_slice(&self) -> &[Id] {
+        match self {
+            Ids::Inline(a) => {
+                let n = a.iter().take_while(|&&x| x != NONE).count();
+                &a[..n]
+            }
+            Ids::Heap(b) => b,
+        }
+    }
+}
+
+/// What happened to frames handed to `send`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sent {
     /// Written to the socket or queued behind earlier frames.
     Accepted,
-    /// The connection is closing; the frame was dropped.
+    /// The connection is closing; the frames were dropped.
     Dropped,
-    /// The queue limit was exceeded: the connection is now closing with 1013.
+    /// The queue limit was exceeded: the caller closes with 1013.
     Overflow,
 }
 
 /// Where the outbound side stands after a flush.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flush {
-    /// Everything is written; the connection stays open.
-    Idle,
+    /// Everything queued is written.
+    Done,
     /// The kernel would not take more: wait until the socket is writable.
-    /// `closing`: what waits is the close, which gets a deadline.
-    Pending { closing: bool },
-    /// Everything, the close frame included, is written: end the connection.
-    Closed,
+    Pending,
 }
 
+/// Most frames gathered into one `writev`.
+const MAX_IOV: usize = 64;
+
 impl Conn {
-    pub fn new(stream: TcpStream) -> Conn {
-        Conn { stream, out: Mutex::new(Outbox::default()) }
-    }
-
-    /// Ready once after every `kick`; otherwise registers the task's waker.
-    pub fn poll_kicked(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut o = self.outbox();
-        if std::mem::take(&mut o.kicked) {
-            return Poll::Ready(());
+    pub fn free(generation: u32) -> Conn {
+        Conn {
+            sock: None,
+            generation,
+            flags: 0,
+            project: 0,
+            deadline: 0,
+            rate: Window::default(),
+            channels: Ids::default(),
+            user: None,
+            extra: None,
         }
-        if !o.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            o.waker = Some(cx.waker().clone());
-        }
-        Poll::Pending
-    }
-
-    /// Ends the connection without ceremony once its deadline passes: reads
-    /// and writes fail, so its task finishes.
-    pub fn abort(&self) {
-        let _ = socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Both);
-    }
-
-    fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
-        // A panic elsewhere while holding the lock leaves a consistent queue.
-        self.out.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Sends `frame`, queueing what the socket does not take at once.
-    pub fn send(&self, mut frame: Bytes, max_queued: usize) -> Sent {
-        let mut o = self.outbox();
-        if o.closing {
-            return Sent::Dropped;
-        }
-        if o.queue.is_empty() {
-            match self.stream.try_write(&frame) {
-                Ok(n) if n == frame.len() => return Sent::Accepted,
-                Ok(n) => {
-                    frame.advance(n);
-                    o.front_started = n > 0;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => {
-                    // The peer is gone; the task sees it on its next read.
-                    o.closing = true;
-                    kick(o);
-                    return Sent::Dropped;
-                }
-            }
-            o.queued_bytes += frame.len();
-            o.queue.push_back(frame);
-            kick(o);
-            return Sent::Accepted;
-        }
-        if o.queued_bytes + frame.len() > max_queued {
-            start_close(&mut o, frame::close::TRY_AGAIN_LATER, "slow consumer");
-            kick(o);
-            return Sent::Overflow;
-        }
-        o.queued_bytes += frame.len();
-        o.queue.push_back(frame);
-        Sent::Accepted
-    }
-
-    /// Starts closing with `code`: drops what is queued (bar a partly written
-    /// frame) and queues the close frame. False when already closing.
-    pub fn close(&self, code: u16, reason: &str) -> bool {
-        let mut o = self.outbox();
-        if o.closing {
-            return false;
-        }
-        start_close(&mut o, code, reason);
-        kick(o);
-        true
     }
 
     pub fn is_closing(&self) -> bool {
-        self.outbox().closing
+        self.flags & CLOSING != 0
+    }
+
+    pub fn roles(&self) -> &[Id] {
+        match &self.user {
+            Some(u) => &u.roles,
+            None => &GUEST_ROLES,
+        }
+    }
+
+    pub fn extra(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
+    /// Gives the extra state back once nothing is left in it.
+    pub fn trim(&mut self) {
+        if self.extra.as_ref().is_some_and(|e| e.is_empty()) {
+            self.extra = None;
+        }
+    }
+
+    fn queued(&self) -> bool {
+        self.extra.as_ref().is_some_and(|e| !e.out.is_empty())
+    }
+
+    /// Sends `frames` in order: written straight away when nothing is queued
+    /// ahead of them, the rest queued up to `limit` bytes. `writes` counts
+    /// the write syscalls made.
+    pub fn send(&mut self, frames: &[&Bytes], limit: usize, writes: &mut u64) -> Sent {
+        if self.is_closing() {
+            return Sent::Dropped;
+        }
+        let mut done = 0; // frames wholly written
+        let mut partial = 0; // bytes of frames[done] written
+        if !self.queued() {
+            let Some(sock) = &self.sock else { return Sent::Dropped };
+            while done < frames.len() {
+                let end = (done + MAX_IOV).min(frames.len());
+                let mut iov = [IoSlice::new(&[]); MAX_IOV];
+                for (slot, f) in iov.iter_mut().zip(&frames[done..end]) {
+                    *slot = IoSlice::new(f);
+                }
+                let want: usize = frames[done..end].iter().map(|f| f.len()).sum();
+                *writes += 1;
+                let n = match (&*sock).write_vectored(&iov[..end - done]) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                    Err(_) => return Sent::Dropped, // the peer is gone; the read side sees it
+                };
+                let mut left = n;
+                while done < end && left >= frames[done].len() {
+                    left -= frames[done].len();
+                    done += 1;
+                }
+                partial = left;
+                if n < want {
+                    break;
+                }
+            }
+            if done == frames.len() {
+                return Sent::Accepted;
+            }
+        }
+        let rest: usize = frames[done..].iter().map(|f| f.len()).sum::<usize>() - partial;
+        let e = self.extra();
+        // The first frame queued is always taken; past that, the limit holds.
+        if !e.out.is_empty() && e.out_bytes + rest > limit {
+            return Sent::Overflow;
+        }
+        for (i, f) in frames[done..].iter().enumerate() {
+            let mut f = (*f).clone();
+            if i == 0 && partial > 0 {
+                f.advance(partial);
+                e.front_started = true;
+            }
+            e.out_bytes += f.len();
+            e.out.push_back(f);
+        }
+        Sent::Accepted
     }
 
     /// Writes queued frames until done or the kernel pushes back.
-    pub fn flush(&self) -> io::Result<Flush> {
-        let mut o = self.outbox();
-        while let Some(front) = o.queue.front_mut() {
-            match self.stream.try_write(front) {
+    pub fn flush(&mut self, writes: &mut u64) -> io::Result<Flush> {
+        let (Some(sock), Some(e)) = (&self.sock, &mut self.extra) else {
+            return Ok(Flush::Done);
+        };
+        while !e.out.is_empty() {
+            let mut iov = [IoSlice::new(&[]); MAX_IOV];
+            let mut k = 0;
+            for (slot, f) in iov.iter_mut().zip(&e.out) {
+                *slot = IoSlice::new(f);
+                k += 1;
+            }
+            *writes += 1;
+            let mut n = match (&*sock).write_vectored(&iov[..k]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    front.advance(n);
-                    let done = front.is_empty();
-                    o.queued_bytes -= n;
-                    o.front_started = !done;
-                    if done {
-                        o.queue.pop_front();
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flush::Pending { closing: o.closing }),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flush::Pending),
                 Err(e) => return Err(e),
+            };
+            e.out_bytes -= n;
+            while n > 0 {
+                let front = e.out.front_mut().expect("written bytes were queued");
+                if n >= front.len() {
+                    n -= front.len();
+                    e.out.pop_front();
+                    e.front_started = false;
+                } else {
+                    front.advance(n);
+                    e.front_started = true;
+                    n = 0;
+                }
             }
         }
         // Give back the queue's memory once it drains: idle connections hold none.
-        o.queue = VecDeque::new();
-        Ok(if o.closing { Flush::Closed } else { Flush::Idle })
+        e.out = VecDeque::new();
+        self.trim();
+        Ok(Flush::Done)
+    }
+
+    /// Starts closing: drops what is queued (bar a partly written frame) and
+    /// queues `close`. False when already closing.
+    pub fn begin_close(&mut self, close: Bytes) -> bool {
+        if self.is_closing() {
+            return false;
+        }
+        self.flags |= CLOSING;
+        let e = self.extra();
+        let keep = if e.front_started { e.out.pop_front() } else { None };
+        e.out.clear();
+        e.out_bytes = 0;
+        e.front_started = keep.is_some();
+        for f in keep.into_iter().chain([close]) {
+            e.out_bytes += f.len();
+            e.out.push_back(f);
+        }
+        // Nothing more will be read into these.
+        e.partial = Vec::new();
+        e.message = Vec::new();
+        e.message_opcode = 0;
+        true
     }
 }
 
-/// Wakes the connection's task (after the lock is released).
-fn kick(mut o: std::sync::MutexGuard<'_, Outbox>) {
-    o.kicked = true;
-    let waker = o.waker.take();
-    drop(o);
-    if let Some(w) = waker {
-        w.wake();
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn start_close(o: &mut Outbox, code: u16, reason: &str) {
-    let keep = if o.front_started { o.queue.pop_front() } else { None };
-    o.queue.clear();
-    o.queued_bytes = 0;
-    o.closing = true;
-    for f in keep.into_iter().chain([frame::close_frame(code, reason)]) {
-        o.queued_bytes += f.len();
-        o.queue.push_back(f);
+    #[test]
+    fn ids_stay_inline_up_to_two() {
+        assert_eq!(std::mem::size_of::<Ids>(), 16);
+        assert!(matches!(Ids::from_slice(&[1, 2]), Ids::Inline(_)));
+        assert_eq!(Ids::from_slice(&[1, 2]).as_slice(), &[1, 2]);
+        assert_eq!(Ids::from_slice(&[7]).as_slice(), &[7]);
+        assert_eq!(Ids::from_slice(&[1, 2, 3]).as_slice(), &[1, 2, 3]);
+        assert_eq!(Ids::from_slice(&[]).as_slice(), &[] as &[Id]);
     }
 }

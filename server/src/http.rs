@@ -13,84 +13,18 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::server::Shared;
-use crate::{event, session};
+use crate::admission::{self, Admitted};
+use crate::event;
+use crate::request::Request;
+use crate::shared::Shared;
 
 const MAX_HEAD: usize = 16 * 1024;
 const MAX_BODY: usize = 1 << 20;
 const MAX_HEADERS: usize = 48;
 /// A client gets this long to send a request head (slow-loris guard).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
-
-pub struct Request {
-    pub method: String,
-    pub path: String,
-    pub query: String,
-    headers: Vec<(String, String)>,
-    http10: bool,
-}
-
-impl Request {
-    /// The first value of header `name` (lower case).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-    }
-
-    fn header_has_token(&self, name: &str, token: &str) -> bool {
-        self.header(name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-    }
-
-    /// Percent-decoded values of query parameter `key`, in order.
-    pub fn query_values<'a>(&'a self, key: &'a str) -> impl Iterator<Item = String> + 'a {
-        self.query.split('&').filter_map(move |pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k) == key).then(|| percent_decode(v))
-        })
-    }
-
-    /// `channels[]=a&channels[]=b` (PHP also accepts `channels[0]=a`).
-    pub fn channels(&self) -> Vec<Box<str>> {
-        self.query
-            .split('&')
-            .filter_map(|pair| {
-                let (k, v) = pair.split_once('=')?;
-                let k = percent_decode(k);
-                let is_channel = k == "channels" || (k.starts_with("channels[") && k.ends_with(']'));
-                (is_channel && !v.is_empty()).then(|| percent_decode(v).into())
-            })
-            .collect()
-    }
-
-    fn keep_alive(&self) -> bool {
-        !self.http10 && !self.header_has_token("connection", "close")
-    }
-}
-
-/// Decodes `%XX` escapes and `+` (form encoding); invalid escapes stay as they are.
-pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => {
-                let hex = |c: u8| (c as char).to_digit(16);
-                match (hex(b[i + 1]), hex(b[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+/// How long a refused connection waits for the client's side of the close.
+const LINGER: Duration = Duration::from_secs(1);
 
 enum HeadError {
     /// The peer closed or the socket failed: nothing to answer.
@@ -187,11 +121,10 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
         let ok = match (req.method.as_str(), req.path.as_str()) {
             ("GET", "/v1/realtime") => match upgrade_accept(&req) {
                 Ok(accept) => {
-                    let leftover = std::mem::take(&mut buf);
-                    return session::start(stream, peer.ip(), req, &accept, leftover, shared).await;
+                    return Box::pin(upgrade(stream, peer, req, &accept, std::mem::take(&mut buf), shared)).await;
                 }
                 Err((status, msg)) => {
-                    shared.hub.metrics.bad_handshakes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    shared.metrics.bad_handshakes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     respond(&mut stream, status, "application/json", &json_error(msg), false).await;
                     return;
                 }
@@ -201,7 +134,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
                 respond(&mut stream, 200, "application/json", br#"{"status":"pass"}"#, keep_alive).await
             }
             ("GET", "/metrics") => {
-                let text = shared.hub.metrics.render(shared.hub.len());
+                let text = shared.metrics.render(shared.connections());
                 respond(&mut stream, 200, "text/plain; version=0.0.4", text.as_bytes(), keep_alive).await
             }
             (_, "/v1/realtime" | "/v1/events" | "/health" | "/metrics") => {
@@ -211,6 +144,52 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
         };
         if !ok || !keep_alive {
             return;
+        }
+    }
+}
+
+/// Answers 101, then admits the connection to a reactor, or refuses it with
+/// an `error` frame and a close carrying the same code.
+async fn upgrade(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    req: Request,
+    accept: &str,
+    leftover: Vec<u8>,
+    shared: Arc<Shared>,
+) {
+    let head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    if stream.write_all(head.as_bytes()).await.is_err() {
+        return;
+    }
+    match admission::decide(&shared, peer.ip(), &req) {
+        Ok(a) => match stream.into_std() {
+            Ok(stream) => shared.reactors.adopt(Admitted {
+                stream,
+                project: a.project,
+                user: a.user,
+                channels: a.channels,
+                subs: a.subs,
+                greeting: a.greeting,
+                leftover,
+            }),
+            Err(_) => shared.unreserve(),
+        },
+        Err(refused) => {
+            for f in &refused.frames {
+                if stream.write_all(f).await.is_err() {
+                    return;
+                }
+            }
+            // Half-close, then let the client's close and FIN arrive, so the
+            // close does not become a reset.
+            let _ = socket2::SockRef::from(&stream).shutdown(std::net::Shutdown::Write);
+            let mut sink = [0u8; 1024];
+            let _ =
+                tokio::time::timeout(LINGER, async { while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {} })
+                    .await;
         }
     }
 }
@@ -260,26 +239,26 @@ async fn publish(stream: &mut TcpStream, req: &Request, buf: &mut Vec<u8>, share
         Ok(ev) => match &shared.bus {
             // Through the bus every process, this one included, fans it out.
             // Boxed: inlined, the publish future would enlarge every
-            // connection's handshake task, and that left heap holes worth
-            // 0.45 KiB per held connection (memprobe: 2.10 -> 1.67 KiB).
+            // connection's handshake task.
             Some(bus) => match Box::pin(bus.publish(&body)).await {
                 Ok(n) => {
                     let body = format!(r#"{{"published":true,"subscribers":{n}}}"#);
                     respond(stream, 200, "application/json", body.as_bytes(), keep_alive).await
                 }
                 Err(e) => {
-                    shared.hub.metrics.bus_publish_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    shared.metrics.bus_publish_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     respond(stream, 503, "application/json", &json_error(&e), keep_alive).await
                 }
             },
             None => {
-                let n = shared.hub.publish(&ev);
+                shared.metrics.events_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let n = shared.reactors.publish_counted(std::sync::Arc::new(ev)).await.unwrap_or(0);
                 let body = format!(r#"{{"deliveries":{n}}}"#);
                 respond(stream, 200, "application/json", body.as_bytes(), keep_alive).await
             }
         },
         Err(msg) => {
-            shared.hub.metrics.events_invalid.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            shared.metrics.events_invalid.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             respond(stream, 400, "application/json", &json_error(&msg), keep_alive).await
         }
     }
@@ -292,14 +271,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("channels%5B%5D"), "channels[]");
-        assert_eq!(percent_decode("a+b%2"), "a b%2");
-        assert_eq!(percent_decode("%zz%41"), "%zzA");
-        assert_eq!(percent_decode("%"), "%");
-    }
 
     /// Every connection's handshake runs in this task; its size is paid per
     /// connection as heap churn (see the boxed publish above).

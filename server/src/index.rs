@@ -2,38 +2,37 @@
 //!
 //! Appwrite matches an event by scanning every subscription (110 ms per event at
 //! 100,000 connections). Here each connection is filed under every
-//! (project, channel, role) it holds, so matching an event is one lookup per
-//! (event channel, event role) pair and then a walk over exactly the connections
-//! filed there: the cost follows the receivers, not the population. Every
-//! connection holds the role `any`, so an event readable by `any` looks at one
-//! bucket per channel.
+//! (project, channel, role) it holds, by interned id, so matching an event is
+//! one lookup per (event channel, event role) pair and then a walk over exactly
+//! the connections filed there: the cost follows the receivers, not the
+//! population. Every connection holds the role `any`, so an event readable by
+//! `any` looks at one bucket per channel. Each reactor has its own index over
+//! its own connections: no lock on the per-event path.
 
-use std::collections::{HashMap, HashSet};
+use crate::fasthash::{FastMap, FastSet};
+use crate::intern::{ANY, Id};
 
-/// A connection's slot in the hub; `u32` keeps the buckets small.
+/// A connection's slot in its reactor; `u32` keeps the buckets small.
 pub type ConnId = u32;
 
 #[derive(Default, Debug)]
 pub struct Index {
-    projects: HashMap<Box<str>, ByChannel>,
+    buckets: FastMap<(Id, Id, Id), Members>,
 }
-
-type ByChannel = HashMap<Box<str>, ByRole>;
-type ByRole = HashMap<Box<str>, Members>;
 
 /// The connections filed under one (project, channel, role). Most per-user
 /// buckets hold one connection, so that case does not allocate a set.
 #[derive(Debug)]
 enum Members {
     One(ConnId),
-    Many(HashSet<ConnId>),
+    Many(FastSet<ConnId>),
 }
 
 impl Members {
     fn insert(&mut self, id: ConnId) {
         match self {
             Members::One(x) if *x == id => {}
-            Members::One(x) => *self = Members::Many(HashSet::from([*x, id])),
+            Members::One(x) => *self = Members::Many([*x, id].into_iter().collect()),
             Members::Many(s) => {
                 s.insert(id);
             }
@@ -50,6 +49,8 @@ impl Members {
                 if s.len() == 1 {
                     let last = *s.iter().next().expect("one member");
                     *self = Members::One(last);
+                } else if s.len() < s.capacity() / 4 {
+                    s.shrink_to_fit();
                 }
                 false
             }
@@ -65,16 +66,14 @@ impl Members {
 }
 
 impl Index {
-    /// Files `id` under every (channel, role) pair.
-    pub fn insert<S: AsRef<str>>(&mut self, id: ConnId, project: &str, channels: &[S], roles: &[S]) {
-        let by_channel = self.projects.entry(project.into()).or_default();
-        for c in channels {
-            let by_role = by_channel.entry(c.as_ref().into()).or_default();
-            for r in roles {
-                match by_role.get_mut(r.as_ref()) {
+    /// Files `id` under every (channel, role) pair of `project`.
+    pub fn insert(&mut self, id: ConnId, project: Id, channels: &[Id], roles: &[Id]) {
+        for &c in channels {
+            for &r in roles {
+                match self.buckets.get_mut(&(project, c, r)) {
                     Some(m) => m.insert(id),
                     None => {
-                        by_role.insert(r.as_ref().into(), Members::One(id));
+                        self.buckets.insert((project, c, r), Members::One(id));
                     }
                 }
             }
@@ -83,64 +82,54 @@ impl Index {
 
     /// Undoes `insert` with the same arguments; empty buckets are freed, so
     /// clients subscribing to ever new channel names cannot grow the index.
-    pub fn remove<S: AsRef<str>>(&mut self, id: ConnId, project: &str, channels: &[S], roles: &[S]) {
-        let Some(by_channel) = self.projects.get_mut(project) else {
-            return;
-        };
-        for c in channels {
-            let Some(by_role) = by_channel.get_mut(c.as_ref()) else {
-                continue;
-            };
-            for r in roles {
-                if by_role.get_mut(r.as_ref()).is_some_and(|m| m.remove(id)) {
-                    by_role.remove(r.as_ref());
+    pub fn remove(&mut self, id: ConnId, project: Id, channels: &[Id], roles: &[Id]) {
+        for &c in channels {
+            for &r in roles {
+                let key = (project, c, r);
+                if self.buckets.get_mut(&key).is_some_and(|m| m.remove(id)) {
+                    self.buckets.remove(&key);
                 }
             }
-            if by_role.is_empty() {
-                by_channel.remove(c.as_ref());
-            }
-        }
-        if by_channel.is_empty() {
-            self.projects.remove(project);
         }
     }
 
-    /// Fills `out` with every connection that may receive an event published to
-    /// `project` on `channels` for `roles`, each once.
-    pub fn matches<S: AsRef<str>>(&self, project: &str, channels: &[S], roles: &[S], out: &mut Vec<ConnId>) {
-        out.clear();
-        let Some(by_channel) = self.projects.get(project) else {
-            return;
-        };
-        // `any` covers every other role: one bucket per channel then.
-        let any = roles.iter().any(|r| r.as_ref() == "any");
+    /// Appends every connection that may receive an event published to
+    /// `project` on `channels` for `roles` (ids of names someone holds), each
+    /// once; `any` among the roles means every connection on the channels.
+    pub fn matches(&self, project: Id, channels: &[Id], roles: &[Id], out: &mut Vec<ConnId>) {
+        let start = out.len();
+        let any = roles.contains(&ANY);
         let mut buckets = 0;
-        for c in channels {
-            let Some(by_role) = by_channel.get(c.as_ref()) else {
-                continue;
-            };
-            let mut take = |role: &str| {
-                if let Some(m) = by_role.get(role) {
+        for &c in channels {
+            let mut take = |r: Id| {
+                if let Some(m) = self.buckets.get(&(project, c, r)) {
                     m.extend_into(out);
                     buckets += 1;
                 }
             };
             if any {
-                take("any");
+                take(ANY);
             } else {
-                roles.iter().for_each(|r| take(r.as_ref()));
+                roles.iter().for_each(|&r| take(r));
             }
         }
         // One bucket holds each connection once; several may overlap.
         if buckets > 1 {
-            out.sort_unstable();
-            out.dedup();
+            out[start..].sort_unstable();
+            let mut keep = start;
+            for i in start..out.len() {
+                if i == start || out[i] != out[keep - 1] {
+                    out[keep] = out[i];
+                    keep += 1;
+                }
+            }
+            out.truncate(keep);
         }
     }
 
     /// True when nothing is filed (all connections removed).
     pub fn is_empty(&self) -> bool {
-        self.projects.is_empty()
+        self.buckets.is_empty()
     }
 }
 
@@ -149,27 +138,39 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn ids(ix: &Index, project: &str, channels: &[&str], roles: &[&str]) -> Vec<ConnId> {
+    fn ids(ix: &Index, project: Id, channels: &[Id], roles: &[Id]) -> Vec<ConnId> {
         let mut out = Vec::new();
         ix.matches(project, channels, roles, &mut out);
         out.sort_unstable();
         out
     }
 
+    const GUESTS: Id = crate::intern::GUESTS;
+    const USERS: Id = 10;
+    const U2: Id = 11;
+    const P: Id = 20;
+    const Q: Id = 21;
+    const FILES: Id = 30;
+    const TEAMS: Id = 31;
+
     #[test]
     fn matches_by_project_channel_and_role_once() {
         let mut ix = Index::default();
-        ix.insert(1, "p", &["files", "teams"], &["any", "guests"]);
-        ix.insert(2, "p", &["files"], &["any", "users", "user:u2"]);
-        ix.insert(3, "q", &["files"], &["any", "guests"]);
-        assert_eq!(ids(&ix, "p", &["files", "teams"], &["any"]), vec![1, 2]);
-        assert_eq!(ids(&ix, "p", &["files", "teams"], &["guests", "users"]), vec![1, 2]);
-        assert_eq!(ids(&ix, "p", &["files"], &["user:u2"]), vec![2]);
-        assert_eq!(ids(&ix, "p", &["teams"], &["users"]), Vec::<ConnId>::new());
-        assert_eq!(ids(&ix, "nope", &["files"], &["any"]), Vec::<ConnId>::new());
-        ix.remove(1, "p", &["files", "teams"], &["any", "guests"]);
-        ix.remove(2, "p", &["files"], &["any", "users", "user:u2"]);
-        ix.remove(3, "q", &["files"], &["any", "guests"]);
+        ix.insert(1, P, &[FILES, TEAMS], &[ANY, GUESTS]);
+        ix.insert(2, P, &[FILES], &[ANY, USERS, U2]);
+        ix.insert(3, Q, &[FILES], &[ANY, GUESTS]);
+        assert_eq!(ids(&ix, P, &[FILES, TEAMS], &[ANY]), vec![1, 2]);
+        assert_eq!(ids(&ix, P, &[FILES, TEAMS], &[GUESTS, USERS]), vec![1, 2]);
+        assert_eq!(ids(&ix, P, &[FILES], &[U2]), vec![2]);
+        assert_eq!(ids(&ix, P, &[TEAMS], &[USERS]), Vec::<ConnId>::new());
+        assert_eq!(ids(&ix, 99, &[FILES], &[ANY]), Vec::<ConnId>::new());
+        // Appends after what `out` holds, deduplicating only its own part.
+        let mut out = vec![2];
+        ix.matches(P, &[FILES, TEAMS], &[GUESTS, USERS], &mut out);
+        assert_eq!(out, vec![2, 1, 2]);
+        ix.remove(1, P, &[FILES, TEAMS], &[ANY, GUESTS]);
+        ix.remove(2, P, &[FILES], &[ANY, USERS, U2]);
+        ix.remove(3, Q, &[FILES], &[ANY, GUESTS]);
         assert!(ix.is_empty(), "{ix:?}");
     }
 
@@ -179,44 +180,41 @@ mod tests {
         #[test]
         fn equals_brute_force(
             conns in prop::collection::vec(
-                (0..2u8, prop::collection::vec(0..6u8, 0..4), prop::collection::vec(0..5u8, 0..3)),
+                (0..2u32, prop::collection::vec(0..6u32, 0..4), prop::collection::vec(1..6u32, 0..3)),
                 0..40),
             events in prop::collection::vec(
-                (0..2u8, prop::collection::vec(0..6u8, 0..4), prop::collection::vec(0..6u8, 0..3)),
+                (0..2u32, prop::collection::vec(0..6u32, 0..4), prop::collection::vec(0..6u32, 0..3)),
                 1..20),
             removed in prop::collection::vec(any::<prop::sample::Index>(), 0..10),
         ) {
-            let name = |k: &str, i: u8| format!("{k}{i}");
-            let role = |i: u8| if i == 5 { "any".to_string() } else { name("r", i) };
+            // Role 0 is `any`; channels and projects are offset to other ids.
             let mut ix = Index::default();
-            type Filed = (String, Vec<String>, Vec<String>); // project, channels, roles
+            type Filed = (Id, Vec<Id>, Vec<Id>); // project, channels, roles
             let mut model: Vec<Option<Filed>> = Vec::new();
             for (id, (p, cs, rs)) in conns.iter().enumerate() {
-                let cs: Vec<String> = cs.iter().map(|c| name("c", *c)).collect();
-                let mut rs: Vec<String> = rs.iter().map(|r| role(*r)).collect();
-                rs.push("any".into());
+                let mut cs: Vec<Id> = cs.iter().map(|c| c + 100).collect();
+                let mut rs = rs.clone();
+                rs.push(ANY);
                 rs.sort();
                 rs.dedup();
-                let mut cs = cs;
                 cs.sort();
                 cs.dedup();
-                ix.insert(id as ConnId, &name("p", *p), &cs, &rs);
-                model.push(Some((name("p", *p), cs, rs)));
+                ix.insert(id as ConnId, p + 200, &cs, &rs);
+                model.push(Some((p + 200, cs, rs)));
             }
             if !model.is_empty() {
                 for r in &removed {
                     let i = r.index(model.len());
                     if let Some((p, cs, rs)) = model[i].take() {
-                        ix.remove(i as ConnId, &p, &cs, &rs);
+                        ix.remove(i as ConnId, p, &cs, &rs);
                     }
                 }
             }
             for (p, cs, rs) in &events {
-                let p = name("p", *p);
-                let cs: Vec<String> = cs.iter().map(|c| name("c", *c)).collect();
-                let rs: Vec<String> = rs.iter().map(|r| role(*r)).collect();
+                let p = p + 200;
+                let cs: Vec<Id> = cs.iter().map(|c| c + 100).collect();
                 let mut got = Vec::new();
-                ix.matches(&p, &cs, &rs, &mut got);
+                ix.matches(p, &cs, rs, &mut got);
                 let n = got.len();
                 got.sort_unstable();
                 got.dedup();
@@ -225,7 +223,7 @@ mod tests {
                     let (mp, mcs, mrs) = m.as_ref()?;
                     let ok = *mp == p
                         && mcs.iter().any(|c| cs.contains(c))
-                        && (rs.iter().any(|r| r == "any") || mrs.iter().any(|r| rs.contains(r)));
+                        && (rs.contains(&ANY) || mrs.iter().any(|r| rs.contains(r)));
                     ok.then_some(id as ConnId)
                 }).collect();
                 prop_assert_eq!(got, want);

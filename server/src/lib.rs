@@ -2,18 +2,24 @@
 //! protocol, built to hold many idle connections cheaply and fan events out
 //! at a cost proportional to their receivers. `ARCHITECTURE.md` maps the modules.
 
+pub mod admission;
 pub mod auth;
 pub mod bus;
 pub mod config;
 pub mod conn;
 pub mod event;
+mod fasthash;
 pub mod http;
-pub mod hub;
 pub mod index;
+pub mod intern;
 pub mod limits;
 pub mod metrics;
+pub mod reactor;
+pub mod request;
 pub mod server;
 pub mod session;
+pub mod shared;
+pub mod wheel;
 
 pub use config::Config;
 pub use server::Server;

@@ -47,14 +47,14 @@ pub fn raise_open_files() -> io::Result<OpenFiles> {
 /// A fixed one-minute window counter.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Window {
-    minute: u64,
+    minute: u32,
     count: u32,
 }
 
 impl Window {
     /// Counts one more and says whether it is within `per_minute`.
     pub fn allow(&mut self, now_secs: u64, per_minute: u32) -> bool {
-        let minute = now_secs / 60;
+        let minute = (now_secs / 60) as u32;
         if minute != self.minute {
             *self = Window { minute, count: 0 };
         }
@@ -78,7 +78,7 @@ impl ConnectLimiter {
         let mut w = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         if w.len() > 100_000 {
             // Forget windows that have ended so many source IPs cannot grow the map.
-            w.retain(|_, win| win.minute == now_secs / 60);
+            w.retain(|_, win| win.minute == (now_secs / 60) as u32);
         }
         w.entry(ip).or_default().allow(now_secs, self.per_minute)
     }

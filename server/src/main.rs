@@ -44,7 +44,7 @@ fn main() -> ExitCode {
         if let Err(e) = shutdown_signal().await {
             eprintln!("rtbench-server: cannot watch signals: {e}");
         }
-        eprintln!("rtbench-server: shutting down: closing {} connections with 1001", server.shared().hub.len());
+        eprintln!("rtbench-server: shutting down: closing {} connections with 1001", server.shared().connections());
         let left = server.shutdown().await;
         eprintln!("rtbench-server: stopped ({left} connections did not close in time)");
         ExitCode::SUCCESS

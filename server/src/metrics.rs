@@ -51,6 +51,13 @@ pub struct Metrics {
     /// Events published on the bus while this process was not subscribed.
     pub bus_events_missed: AtomicU64,
     pub bus_publish_failed: AtomicU64,
+    /// The reactors' syscalls and wake-ups: a record divides them by
+    /// deliveries and pings.
+    pub read_syscalls: AtomicU64,
+    pub write_syscalls: AtomicU64,
+    pub wakeups: AtomicU64,
+    /// `{"type":"ping"}` messages answered.
+    pub pongs: AtomicU64,
 }
 
 impl Metrics {
@@ -126,6 +133,15 @@ impl Metrics {
             "POST /v1/events refused because the bus was unavailable.",
             c(&self.bus_publish_failed),
         );
+        one("rtbench_read_syscalls_total", "counter", "read() calls on WebSocket connections.", c(&self.read_syscalls));
+        one(
+            "rtbench_write_syscalls_total",
+            "counter",
+            "write()/writev() calls on WebSocket connections.",
+            c(&self.write_syscalls),
+        );
+        one("rtbench_wakeups_total", "counter", "Reactor wake-ups (epoll_wait returns).", c(&self.wakeups));
+        one("rtbench_pongs_total", "counter", "Ping messages answered with pong.", c(&self.pongs));
         one("rtbench_process_resident_memory_bytes", "gauge", "Resident set size of the server process.", rss_bytes());
         one(
             "rtbench_process_cpu_milliseconds_total",

@@ -6,7 +6,6 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
@@ -14,40 +13,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::bus::Bus;
 use crate::config::Config;
 use crate::http;
-use crate::hub::Hub;
-use crate::limits::ConnectLimiter;
-use rtbench_protocol::frame::close;
-
-/// What every connection's task shares.
-pub struct Shared {
-    pub config: Config,
-    pub hub: Hub,
-    pub connect_limiter: Option<ConnectLimiter>,
-    pub bus: Option<Bus>,
-    /// Connection tasks still running, lingering ones included: shutdown waits
-    /// for these, not just for the hub to empty, so no close becomes a reset.
-    pub live_sessions: AtomicUsize,
-}
-
-impl Shared {
-    pub fn new(config: Config) -> io::Result<Shared> {
-        let bus = config.bus.as_deref().map(Bus::new).transpose().map_err(io::Error::other)?;
-        Ok(Shared {
-            hub: Hub::new(config.max_connections, config.max_outbound_bytes),
-            connect_limiter: config.connect_rate.map(ConnectLimiter::new),
-            bus,
-            live_sessions: AtomicUsize::new(0),
-            config,
-        })
-    }
-
-    pub fn jwt_secret(&self) -> &[u8] {
-        self.config.jwt_secret.as_bytes()
-    }
-}
+pub use crate::shared::Shared;
 
 pub struct Server {
     local_addr: SocketAddr,
@@ -61,6 +29,7 @@ impl Server {
         let listener = TcpListener::from_std(bind(config.listen, config.reuse_port)?)?;
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(config)?);
+        shared.reactors.spawn(&shared)?;
         if shared.bus.is_some() {
             tokio::spawn(crate::bus::subscribe(shared.clone()));
         }
@@ -76,12 +45,12 @@ impl Server {
         &self.shared
     }
 
-    /// Stops accepting, closes every connection with 1001 and waits for their
-    /// tasks to end, at most the configured grace. Returns the connections left.
+    /// Stops accepting, closes every connection with 1001 and waits for them
+    /// to end, at most the configured grace. Returns the connections left.
     pub async fn shutdown(self) -> usize {
         self.accept.abort();
-        self.shared.hub.close_all(close::GOING_AWAY, "server shutting down");
-        let live = &self.shared.live_sessions;
+        self.shared.reactors.close_all();
+        let live = &self.shared.live;
         let grace = Duration::from_millis(self.shared.config.shutdown_grace_ms);
         let _ = tokio::time::timeout(grace, async {
             while live.load(Relaxed) > 0 {
@@ -90,6 +59,14 @@ impl Server {
         })
         .await;
         live.load(Relaxed)
+    }
+}
+
+impl Drop for Server {
+    /// The reactors end with the server (they hold the shared state).
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.shared.reactors.stop();
     }
 }
 
@@ -117,8 +94,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             Err(e) => {
                 // Out of descriptors (EMFILE) or memory: back off instead of
                 // spinning; the pending connection waits in the backlog.
-                shared.hub.metrics.accept_errors.fetch_add(1, Relaxed);
-                if shared.hub.metrics.accept_errors.load(Relaxed).is_power_of_two() {
+                shared.metrics.accept_errors.fetch_add(1, Relaxed);
+                if shared.metrics.accept_errors.load(Relaxed).is_power_of_two() {
                     eprintln!("rtbench-server: accept failed: {e}");
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;

@@ -1,0 +1,102 @@
+//! Whether an upgraded connection may stay, decided before it reaches a reactor.
+//!
+//! Runs in the handshake's task, right after the 101: connect rate, project,
+//! token, channels and capacity. An admitted connection leaves with everything
+//! its reactor needs (names to intern, its greeting framed); a refused one is
+//! answered here with an `error` frame and a close carrying the same code, and
+//! never costs a reactor anything.
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering::Relaxed;
+
+use bytes::Bytes;
+use serde_json::json;
+
+use crate::conn::Subscription;
+use crate::metrics::Rejected;
+use crate::request::Request;
+use crate::session::{MAX_CHANNELS, URL_SUBSCRIPTION, effective_channels, error_frame, user_json};
+use crate::shared::Shared;
+use rtbench_protocol::frame::{self, close};
+use rtbench_protocol::jwt::{self, Claims};
+
+/// A connection its reactor is to take.
+pub struct Admitted {
+    pub stream: std::net::TcpStream,
+    pub project: String,
+    pub user: Option<Box<Claims>>,
+    /// What to file it under: the URL's channels, `account` rewritten, each once.
+    pub channels: Vec<String>,
+    /// The subscriptions, when they are not `channels` as the one default
+    /// subscription (`account` in the URL).
+    pub subs: Option<Vec<Subscription>>,
+    /// Frames it gets first: an error for a bad token, then `connected`.
+    pub greeting: Vec<Bytes>,
+    /// What the client sent after its request.
+    pub leftover: Vec<u8>,
+}
+
+/// An admitted connection before its socket is attached.
+pub struct Admit {
+    pub project: String,
+    pub user: Option<Box<Claims>>,
+    pub channels: Vec<String>,
+    pub subs: Option<Vec<Subscription>>,
+    pub greeting: Vec<Bytes>,
+}
+
+/// A refused connection: the frames to send (an `error`, then the close).
+pub struct Refuse {
+    pub frames: Vec<Bytes>,
+}
+
+/// Decides; an admitted connection holds a place in the server's capacity
+/// (`Shared::open`) from here on.
+pub fn decide(shared: &Shared, peer: IpAddr, req: &Request) -> Result<Admit, Refuse> {
+    let cfg = &shared.config;
+    let mut greeting = Vec::new();
+    let refuse = |greeting: Vec<Bytes>, why: Rejected, code: u16, message: &str| {
+        shared.metrics.reject(why);
+        let mut frames = greeting;
+        frames.push(error_frame(code, message));
+        frames.push(frame::close_frame(code, message));
+        Err(Refuse { frames })
+    };
+    if let Some(l) = &shared.connect_limiter
+        && !l.allow(peer, jwt::now_secs())
+    {
+        return refuse(greeting, Rejected::ConnectRate, close::TRY_AGAIN_LATER, "Too many requests");
+    }
+    let project = req.query_values("project").next().or_else(|| req.header("x-appwrite-project").map(str::to_owned));
+    let Some(project) = project.filter(|p| cfg.project_allowed(p)) else {
+        return refuse(greeting, Rejected::Project, close::POLICY_VIOLATION, "Missing or unknown project ID");
+    };
+    let mut user = None;
+    let token = req.header("x-appwrite-jwt").map(str::to_owned).or_else(|| req.query_values("jwt").next());
+    if let Some(token) = token {
+        match jwt::verify(&token, shared.jwt_secret(), jwt::now_secs()) {
+            Ok(c) => user = Some(Box::new(c)),
+            // A bad token on connect leaves a guest, as in Appwrite.
+            Err(e) => greeting.push(error_frame(close::POLICY_VIOLATION, &e.to_string())),
+        }
+    }
+    let raw = req.channels();
+    if raw.is_empty() && cfg.require_channels {
+        return refuse(greeting, Rejected::Channels, close::POLICY_VIOLATION, "Missing channels");
+    }
+    if raw.len() > MAX_CHANNELS {
+        return refuse(greeting, Rejected::Channels, close::POLICY_VIOLATION, "Too many channels");
+    }
+    let channels = effective_channels(raw.iter().map(String::as_str), user.as_deref());
+    let subs = (!raw.is_empty() && raw != channels).then(|| {
+        vec![Subscription { id: URL_SUBSCRIPTION.into(), channels: raw.iter().map(|c| c.as_str().into()).collect() }]
+    });
+    let hello = json!({"type": "connected", "data": {"channels": channels, "user": user_json(user.as_deref())}});
+    greeting.push(frame::text(hello.to_string().as_bytes()));
+    if !shared.reserve() {
+        greeting.pop(); // not connected after all
+        return refuse(greeting, Rejected::Full, close::TRY_AGAIN_LATER, "Server is full");
+    }
+    shared.metrics.connections_total.fetch_add(1, Relaxed);
+    Ok(Admit { project, user, channels, subs, greeting })
+}

@@ -1,0 +1,655 @@
+//! Reactors: the threads that hold the WebSocket connections.
+//!
+//! A connection costs no task, no future and no runtime registration: after
+//! its handshake (a short tokio task, `http.rs`) its socket moves to one of a
+//! few reactor threads, each an epoll loop over a slab of `Conn` slots
+//! (`conn.rs`), with its own subscription index and name table, and a timer
+//! wheel for the few connections that have a deadline. Nothing on the
+//! per-connection path takes a lock.
+//!
+//! Everything else reaches a reactor through its inbox: admitted connections,
+//! events to fan out, shutdown. One eventfd wake-up per batch, however much
+//! was queued. Events that queue up while a reactor is busy are fanned out
+//! together, and the frames one connection gets from a batch go out in one
+//! `writev`: under load the reactor does fewer syscalls per delivery, not more.
+
+use std::io::{self, Read};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::admission::Admitted;
+use crate::conn::{Conn, FIN_SENT, Flush, Ids, Sent, User};
+use crate::event::Event;
+use crate::index::{ConnId, Index};
+use crate::intern::{Id, Interner};
+use crate::shared::Shared;
+use crate::wheel::{Entry, Wheel};
+use rtbench_protocol::frame::{self, close};
+
+/// How long a closing connection gets to take its close frame.
+const CLOSE_FLUSH: Duration = Duration::from_secs(5);
+/// How long to wait for the client's side of the TCP close.
+const LINGER: Duration = Duration::from_secs(1);
+/// The reactor's read buffer: a whole largest frame plus its header fits.
+pub const READ_BUF: usize = crate::session::MAX_MESSAGE + 16;
+/// Full reads of one connection before the others get their turn.
+const READS_PER_TURN: usize = 16;
+const WAKER: Token = Token(usize::MAX);
+
+/// One reactor's inbox, filled by other threads.
+#[derive(Default)]
+struct Inbox {
+    /// A wake-up is on its way: further pushes need not send another.
+    notified: bool,
+    conns: Vec<Admitted>,
+    events: Vec<Delivery>,
+    close_all: bool,
+    stop: bool,
+}
+
+/// An event to fan out, and where to report how many received it.
+pub struct Delivery {
+    pub event: Arc<Event>,
+    pub tally: Option<Arc<Tally>>,
+}
+
+/// Deliveries of one event summed over the reactors; the last reactor to
+/// report sends the total.
+pub struct Tally {
+    left: AtomicUsize,
+    delivered: AtomicU64,
+    done: Mutex<Option<tokio::sync::oneshot::Sender<u64>>>,
+}
+
+impl Tally {
+    fn report(&self, n: u64) {
+        self.delivered.fetch_add(n, Relaxed);
+        if self.left.fetch_sub(1, Relaxed) == 1
+            && let Some(tx) = self.done.lock().unwrap_or_else(|e| e.into_inner()).take()
+        {
+            let _ = tx.send(self.delivered.load(Relaxed));
+        }
+    }
+}
+
+struct Handle {
+    inbox: Mutex<Inbox>,
+    waker: Waker,
+}
+
+impl Handle {
+    fn push(&self, f: impl FnOnce(&mut Inbox)) {
+        let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut inbox);
+        if !std::mem::replace(&mut inbox.notified, true) {
+            drop(inbox);
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// The reactor threads of a server.
+pub struct Reactors {
+    handles: Vec<Arc<Handle>>,
+    /// Polls made with their handles, waiting for `spawn`.
+    polls: Mutex<Vec<Poll>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    next: AtomicUsize,
+}
+
+impl Reactors {
+    pub fn new(n: usize) -> io::Result<Reactors> {
+        let mut handles = Vec::new();
+        let mut polls = Vec::new();
+        for _ in 0..n.max(1) {
+            let poll = Poll::new()?;
+            let waker = Waker::new(poll.registry(), WAKER)?;
+            handles.push(Arc::new(Handle { inbox: Mutex::default(), waker }));
+            polls.push(poll);
+        }
+        Ok(Reactors { handles, polls: Mutex::new(polls), threads: Mutex::default(), next: AtomicUsize::new(0) })
+    }
+
+    /// Starts the threads; they hold `shared` until `stop`.
+    pub fn spawn(&self, shared: &Arc<Shared>) -> io::Result<()> {
+        let polls = std::mem::take(&mut *self.polls.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, (poll, handle)) in polls.into_iter().zip(&self.handles).enumerate() {
+            let r = Reactor::new(shared.clone(), handle.clone(), poll);
+            threads.push(std::thread::Builder::new().name(format!("reactor-{i}")).spawn(move || r.run())?);
+        }
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.handles.is_empty()
+    }
+
+    /// Hands an admitted connection to the next reactor, round robin.
+    pub fn adopt(&self, a: Admitted) {
+        let i = self.next.fetch_add(1, Relaxed) % self.handles.len();
+        self.handles[i].push(|b| b.conns.push(a));
+    }
+
+    /// Fans `event` out on every reactor.
+    pub fn publish(&self, event: Arc<Event>) {
+        for h in &self.handles {
+            let d = Delivery { event: event.clone(), tally: None };
+            h.push(|b| b.events.push(d));
+        }
+    }
+
+    /// Fans `event` out on every reactor; the receiver gets how many
+    /// connections received it.
+    pub fn publish_counted(&self, event: Arc<Event>) -> tokio::sync::oneshot::Receiver<u64> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let tally = Arc::new(Tally {
+            left: AtomicUsize::new(self.handles.len()),
+            delivered: AtomicU64::new(0),
+            done: Mutex::new(Some(tx)),
+        });
+        for h in &self.handles {
+            let d = Delivery { event: event.clone(), tally: Some(tally.clone()) };
+            h.push(|b| b.events.push(d));
+        }
+        rx
+    }
+
+    /// Starts closing every connection with 1001 (shutdown).
+    pub fn close_all(&self) {
+        for h in &self.handles {
+            h.push(|b| b.close_all = true);
+        }
+    }
+
+    /// Ends the threads; connections still held are dropped.
+    pub fn stop(&self) {
+        for h in &self.handles {
+            h.push(|b| b.stop = true);
+        }
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in threads {
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// Counters a reactor keeps locally and adds to the shared metrics once per turn.
+#[derive(Default)]
+pub struct Stats {
+    pub reads: u64,
+    pub writes: u64,
+    pub wakeups: u64,
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub bytes_out: u64,
+    pub deliveries: u64,
+    pub slow_consumers: u64,
+    pub pongs: u64,
+}
+
+/// One reactor thread's state.
+pub struct Reactor {
+    pub(crate) shared: Arc<Shared>,
+    handle: Arc<Handle>,
+    poll: Poll,
+    pub(crate) conns: Vec<Conn>,
+    free: Vec<ConnId>,
+    pub(crate) index: Index,
+    pub(crate) names: Interner,
+    wheel: Wheel,
+    pub(crate) stats: Stats,
+    /// Connections with more to read than one turn took.
+    ready: Vec<(ConnId, u32)>,
+    /// Scratch for fan-out.
+    receivers: Vec<ConnId>,
+    keys: Vec<u64>,
+    closing_all: bool,
+}
+
+fn token(id: ConnId, generation: u32) -> Token {
+    Token((u64::from(generation) << 32 | u64::from(id)) as usize)
+}
+
+impl Reactor {
+    fn new(shared: Arc<Shared>, handle: Arc<Handle>, poll: Poll) -> Reactor {
+        // Sized once for this reactor's share of the process's capacity:
+        // untouched capacity costs address space, not memory.
+        let share = shared.config.max_connections.min(1 << 22) / shared.reactors.len() + 1;
+        Reactor {
+            shared,
+            handle,
+            poll,
+            conns: Vec::with_capacity(share),
+            free: Vec::new(),
+            index: Index::default(),
+            names: Interner::default(),
+            wheel: Wheel::default(),
+            stats: Stats::default(),
+            ready: Vec::new(),
+            receivers: Vec::new(),
+            keys: Vec::new(),
+            closing_all: false,
+        }
+    }
+
+    fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut buf = vec![0u8; READ_BUF];
+        loop {
+            let now = Instant::now();
+            let timeout = if self.ready.is_empty() { self.wheel.timeout(now) } else { Some(Duration::ZERO) };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                eprintln!("rtbench-server: reactor: epoll failed: {e}");
+                break;
+            }
+            self.stats.wakeups += 1;
+            // Queued events first: an event published before a client's
+            // message was read goes out before the answer to it.
+            if events.iter().any(|ev| ev.token() == WAKER) && self.take_inbox() {
+                break;
+            }
+            for ev in events.iter() {
+                if ev.token() == WAKER {
+                    continue;
+                }
+                let (id, generation) = (ev.token().0 as u32, (ev.token().0 >> 32) as u32);
+                if ev.is_writable() && self.current(id, generation) {
+                    self.on_writable(id);
+                }
+                if (ev.is_readable() || ev.is_read_closed() || ev.is_error()) && self.current(id, generation) {
+                    self.on_readable(id, &mut buf);
+                }
+            }
+            for (id, generation) in std::mem::take(&mut self.ready) {
+                if self.current(id, generation) {
+                    self.on_readable(id, &mut buf);
+                }
+            }
+            self.expire(Instant::now());
+            self.flush_stats();
+        }
+        // Stopped: drop every socket.
+        let held = self.conns.iter().filter(|c| c.sock.is_some()).count();
+        self.conns.clear();
+        self.shared.live.fetch_sub(held, Relaxed);
+        self.flush_stats();
+    }
+
+    fn current(&self, id: ConnId, generation: u32) -> bool {
+        self.conns.get(id as usize).is_some_and(|c| c.generation == generation && c.sock.is_some())
+    }
+
+    /// Handles what other threads queued; true when told to stop.
+    fn take_inbox(&mut self) -> bool {
+        let inbox = {
+            let mut g = self.handle.inbox.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::take(&mut *g)
+        };
+        for a in inbox.conns {
+            self.register(a);
+        }
+        if !inbox.events.is_empty() {
+            self.fan_out(&inbox.events);
+        }
+        if inbox.close_all && !self.closing_all {
+            self.closing_all = true;
+            for id in 0..self.conns.len() as ConnId {
+                if self.conns[id as usize].sock.is_some() {
+                    self.close(id, close::GOING_AWAY, "server shutting down");
+                }
+            }
+        }
+        inbox.stop
+    }
+
+    /// Takes an admitted connection: files it, greets it, handles what it
+    /// sent along with its handshake.
+    fn register(&mut self, a: Admitted) {
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                self.conns.push(Conn::free(0));
+                (self.conns.len() - 1) as ConnId
+            }
+        };
+        let generation = self.conns[id as usize].generation;
+        let sock = a.stream;
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self.poll.registry().register(&mut SourceFd(&fd), token(id, generation), interest) {
+            eprintln!("rtbench-server: reactor: cannot watch a connection: {e}");
+            self.free.push(id);
+            self.shared.open.fetch_sub(1, Relaxed);
+            self.shared.live.fetch_sub(1, Relaxed);
+            return;
+        }
+        let project = self.names.acquire(&a.project);
+        let channels: Vec<Id> = a.channels.iter().map(|c| self.names.acquire(c)).collect();
+        let user = a.user.map(|claims| {
+            let roles: Box<[Id]> =
+                crate::auth::roles_for(Some(&claims)).iter().map(|r| self.names.acquire(r)).collect();
+            Box::new(User { claims: *claims, roles })
+        });
+        let c = &mut self.conns[id as usize];
+        c.sock = Some(sock);
+        c.project = project;
+        c.channels = Ids::from_slice(&channels);
+        c.user = user;
+        c.flags = crate::conn::FILED;
+        c.rate = Default::default();
+        if let Some(subs) = a.subs {
+            c.extra().subs = Some(subs);
+        }
+        let roles = c.roles().to_vec();
+        self.index.insert(id, project, &channels, &roles);
+        let frames: Vec<&Bytes> = a.greeting.iter().collect();
+        self.send(id, &frames);
+        if !a.leftover.is_empty() {
+            let mut leftover = a.leftover;
+            self.ingest(id, &mut leftover);
+        }
+        if self.closing_all {
+            self.close(id, close::GOING_AWAY, "server shutting down");
+        }
+    }
+
+    /// Sends frames to one connection, closing it if its queue overflows.
+    pub(crate) fn send(&mut self, id: ConnId, frames: &[&Bytes]) -> bool {
+        let limit = self.shared.config.max_outbound_bytes;
+        let c = &mut self.conns[id as usize];
+        match c.send(frames, limit, &mut self.stats.writes) {
+            Sent::Accepted => {
+                self.stats.frames_out += frames.len() as u64;
+                self.stats.bytes_out += frames.iter().map(|f| f.len() as u64).sum::<u64>();
+                true
+            }
+            Sent::Dropped => false,
+            Sent::Overflow => {
+                self.stats.slow_consumers += 1;
+                self.close(id, close::TRY_AGAIN_LATER, "slow consumer");
+                false
+            }
+        }
+    }
+
+    /// Delivers a batch of events: receivers found per event, then each
+    /// connection's frames written together, in publishing order.
+    fn fan_out(&mut self, batch: &[Delivery]) {
+        let mut counts = vec![0u64; batch.len()];
+        if batch.len() == 1 {
+            let mut receivers = std::mem::take(&mut self.receivers);
+            receivers.clear();
+            self.match_event(&batch[0].event, &mut receivers);
+            let frame = &batch[0].event.frame;
+            for &id in &receivers {
+                if self.send(id, &[frame]) {
+                    counts[0] += 1;
+                }
+            }
+            self.receivers = receivers;
+        } else {
+            let mut keys = std::mem::take(&mut self.keys);
+            let mut receivers = std::mem::take(&mut self.receivers);
+            keys.clear();
+            for (i, d) in batch.iter().enumerate() {
+                receivers.clear();
+                self.match_event(&d.event, &mut receivers);
+                keys.extend(receivers.iter().map(|&id| u64::from(id) << 32 | i as u64));
+            }
+            keys.sort_unstable();
+            let mut at = 0;
+            let mut frames: Vec<&Bytes> = Vec::new();
+            while at < keys.len() {
+                let id = (keys[at] >> 32) as ConnId;
+                let end = at + keys[at..].iter().take_while(|&&k| (k >> 32) as ConnId == id).count();
+                frames.clear();
+                frames.extend(keys[at..end].iter().map(|&k| &batch[k as u32 as usize].event.frame));
+                if self.send(id, &frames) {
+                    for &k in &keys[at..end] {
+                        counts[k as u32 as usize] += 1;
+                    }
+                }
+                at = end;
+            }
+            self.keys = keys;
+            self.receivers = receivers;
+        }
+        for (d, n) in batch.iter().zip(counts) {
+            self.stats.deliveries += n;
+            if let Some(t) = &d.tally {
+                t.report(n);
+            }
+        }
+    }
+
+    /// Appends the connections of this reactor that may receive `ev`.
+    fn match_event(&self, ev: &Event, out: &mut Vec<ConnId>) {
+        let Some(project) = self.names.get(&ev.project) else { return };
+        let ids = |names: &[String]| -> Vec<Id> { names.iter().filter_map(|n| self.names.get(n)).collect() };
+        let channels = ids(&ev.channels);
+        let roles = ids(&ev.roles);
+        if channels.is_empty() || roles.is_empty() {
+            return;
+        }
+        self.index.matches(project, &channels, &roles, out);
+    }
+
+    fn on_writable(&mut self, id: ConnId) {
+        let c = &mut self.conns[id as usize];
+        match c.flush(&mut self.stats.writes) {
+            Ok(Flush::Done) if c.is_closing() && c.flags & FIN_SENT == 0 => self.finish_close(id),
+            Ok(_) => {}
+            Err(_) => self.release(id),
+        }
+    }
+
+    fn on_readable(&mut self, id: ConnId, buf: &mut [u8]) {
+        let generation = self.conns[id as usize].generation;
+        for _ in 0..READS_PER_TURN {
+            let Some(sock) = &self.conns[id as usize].sock else { return };
+            self.stats.reads += 1;
+            match (&*sock).read(buf) {
+                Ok(0) => return self.release(id),
+                Ok(n) => {
+                    self.ingest(id, &mut buf[..n]);
+                    if n < buf.len() || !self.current(id, generation) {
+                        // A short read drained the socket: the next byte
+                        // brings a new edge.
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.release(id),
+            }
+        }
+        // Still more: continue after the others had their turn.
+        self.ready.push((id, generation));
+    }
+
+    /// Handles bytes read from a connection: whole frames now, the tail of an
+    /// incomplete one kept for later.
+    pub(crate) fn ingest(&mut self, id: ConnId, fresh: &mut [u8]) {
+        if self.conns[id as usize].is_closing() {
+            return; // only the close is left to send
+        }
+        let partial = self.conns[id as usize].extra.as_mut().map(|e| std::mem::take(&mut e.partial));
+        match partial {
+            Some(mut p) if !p.is_empty() => {
+                p.extend_from_slice(fresh);
+                let used = self.consume(id, &mut p);
+                p.drain(..used);
+                self.keep_partial(id, p);
+            }
+            _ => {
+                let used = self.consume(id, fresh);
+                let rest = &fresh[used..];
+                if !rest.is_empty() {
+                    self.keep_partial(id, rest.to_vec());
+                } else {
+                    self.conns[id as usize].trim();
+                }
+            }
+        }
+    }
+
+    fn keep_partial(&mut self, id: ConnId, p: Vec<u8>) {
+        let c = &mut self.conns[id as usize];
+        if c.sock.is_none() || c.is_closing() {
+            return;
+        }
+        if p.is_empty() {
+            if let Some(e) = &mut c.extra {
+                e.partial = Vec::new();
+            }
+            c.trim();
+        } else {
+            c.extra().partial = p;
+        }
+    }
+
+    /// Starts closing a connection with `code`: it leaves the index, its
+    /// close frame goes out, then its write side is shut.
+    pub(crate) fn close(&mut self, id: ConnId, code: u16, reason: &str) {
+        let c = &mut self.conns[id as usize];
+        if c.sock.is_none() || !c.begin_close(frame::close_frame(code, reason)) {
+            return;
+        }
+        self.unfile(id);
+        self.set_deadline(id, CLOSE_FLUSH);
+        self.on_writable(id);
+    }
+
+    /// The close frame is out: half-close, then wait briefly for the client's
+    /// FIN, so unread bytes do not turn the close into a reset.
+    fn finish_close(&mut self, id: ConnId) {
+        let c = &mut self.conns[id as usize];
+        c.flags |= FIN_SENT;
+        if let Some(s) = &c.sock {
+            let _ = s.shutdown(std::net::Shutdown::Write);
+        }
+        self.set_deadline(id, LINGER);
+    }
+
+    fn set_deadline(&mut self, id: ConnId, after: Duration) {
+        let due = self.wheel.tick_after(Instant::now(), after);
+        let c = &mut self.conns[id as usize];
+        c.deadline = due;
+        self.wheel.insert(Entry { slot: id, generation: c.generation, due });
+    }
+
+    /// Ends connections whose deadline passed.
+    fn expire(&mut self, now: Instant) {
+        if self.wheel.is_empty() {
+            return;
+        }
+        let mut due = Vec::new();
+        self.wheel.expire(now, |e| due.push(e));
+        for e in due {
+            let c = &self.conns[e.slot as usize];
+            if c.generation == e.generation && c.sock.is_some() && c.deadline == e.due {
+                self.release(e.slot);
+            }
+        }
+    }
+
+    /// Takes the connection out of the index and gives back its names.
+    fn unfile(&mut self, id: ConnId) {
+        let c = &mut self.conns[id as usize];
+        if c.flags & crate::conn::FILED == 0 {
+            return;
+        }
+        c.flags &= !crate::conn::FILED;
+        let channels = std::mem::take(&mut c.channels);
+        let roles: Vec<Id> = c.roles().to_vec();
+        let project = c.project;
+        self.index.remove(id, project, channels.as_slice(), &roles);
+        for &ch in channels.as_slice() {
+            self.names.release(ch);
+        }
+        if let Some(u) = self.conns[id as usize].user.take() {
+            for &r in u.roles.iter() {
+                self.names.release(r);
+            }
+            // Keep the claims for a late `authentication` answer: not needed
+            // once closing, so they go.
+        }
+        self.names.release(project);
+        self.shared.open.fetch_sub(1, Relaxed);
+    }
+
+    /// Re-files a connection under new channels and roles (after
+    /// authentication or a subscription change): the new names are taken
+    /// before the old are given back, so nothing shared is forgotten between.
+    pub(crate) fn refile(&mut self, id: ConnId, channels: &[String], user: Option<User>) {
+        let new_channels: Vec<Id> = channels.iter().map(|c| self.names.acquire(c)).collect();
+        let c = &mut self.conns[id as usize];
+        let old_channels = std::mem::replace(&mut c.channels, Ids::from_slice(&new_channels));
+        let old_roles: Vec<Id> = c.roles().to_vec();
+        let old_user = match user {
+            Some(u) => c.user.replace(Box::new(u)),
+            None => None,
+        };
+        let new_roles: Vec<Id> = c.roles().to_vec();
+        let project = c.project;
+        self.index.remove(id, project, old_channels.as_slice(), &old_roles);
+        self.index.insert(id, project, &new_channels, &new_roles);
+        for &ch in old_channels.as_slice() {
+            self.names.release(ch);
+        }
+        if let Some(u) = old_user {
+            for &r in u.roles.iter() {
+                self.names.release(r);
+            }
+        }
+    }
+
+    /// Frees the slot: the socket is closed (which also takes it out of epoll).
+    pub(crate) fn release(&mut self, id: ConnId) {
+        self.unfile(id);
+        let c = &mut self.conns[id as usize];
+        if c.sock.is_none() {
+            return;
+        }
+        let generation = c.generation.wrapping_add(1);
+        *c = Conn::free(generation);
+        self.free.push(id);
+        self.shared.live.fetch_sub(1, Relaxed);
+    }
+
+    fn flush_stats(&mut self) {
+        let s = std::mem::take(&mut self.stats);
+        let m = &self.shared.metrics;
+        let add = |a: &AtomicU64, v: u64| {
+            if v > 0 {
+                a.fetch_add(v, Relaxed);
+            }
+        };
+        add(&m.read_syscalls, s.reads);
+        add(&m.write_syscalls, s.writes);
+        add(&m.wakeups, s.wakeups);
+        add(&m.frames_in, s.frames_in);
+        add(&m.frames_out, s.frames_out);
+        add(&m.bytes_out, s.bytes_out);
+        add(&m.deliveries, s.deliveries);
+        add(&m.slow_consumers_closed, s.slow_consumers);
+        add(&m.pongs, s.pongs);
+    }
+}
