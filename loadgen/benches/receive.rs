@@ -7,7 +7,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use rtbench_loadgen::client::{Client, Receiver, SeqWindow};
+use rtbench_loadgen::client::{Held, Receiver};
 use rtbench_loadgen::scenario::{Protocol, Scenario};
 use rtbench_loadgen::stats::{Counters, Hists, new_hist};
 use rtbench_loadgen::users::Population;
@@ -36,15 +36,9 @@ fn receive(c: &mut Criterion) {
         );
         wire.extend_from_slice(&frame::text(text.as_bytes()));
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let _guard = rt.enter();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let std_stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    std_stream.set_nonblocking(true).unwrap();
-    let client = Client::new(tokio::net::TcpStream::from_std(std_stream).unwrap(), user);
+    let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let mut held = Held::new(stream, 0, user, user, 0);
     let (mut counters, mut hists, mut interval) =
         (Counters::default(), Hists::default(), new_hist());
 
@@ -52,7 +46,7 @@ fn receive(c: &mut Criterion) {
     group.throughput(Throughput::Elements(FRAMES));
     group.bench_function("event_frames", |b| {
         b.iter(|| {
-            let mut seqs = SeqWindow::default();
+            held.seqs = Default::default();
             let mut r = Receiver {
                 population: &pop,
                 protocol: Protocol::Appwrite,
@@ -61,7 +55,7 @@ fn receive(c: &mut Criterion) {
                 delivery_interval: &mut interval,
                 now_ns: sys::now_ns(),
             };
-            black_box(r.frames(&client, &mut seqs, black_box(&mut wire)).unwrap())
+            black_box(r.frames(&mut held, black_box(&mut wire)).unwrap())
         })
     });
     group.finish();

@@ -1,16 +1,16 @@
 //! One synthetic client connection: connect, hold, receive, close.
 //!
 //! Built like the server's connections, for the same reason: a load generator
-//! heavier than the server measures itself. The handshake runs in one task with
-//! its own buffers; the connection is then held by a second, small task that
-//! reads into the worker thread's buffer and keeps only an incomplete frame.
-//! The receive path (frame parse, stamp, histogram) is `Receiver::frames`,
-//! which the criterion benchmark measures.
+//! heavier than the server measures itself. The handshake runs in a short
+//! tokio task with its own buffers; the connection is then a `Held` slot of a
+//! few words in the worker's hold reactor (`hold.rs`), read into the worker
+//! thread's buffer, keeping only an incomplete frame. The receive path (frame
+//! parse, stamp, histogram) is `Receiver::frames`, which the criterion
+//! benchmark measures.
 
-use std::cell::{Cell, RefCell};
-use std::io;
+use std::cell::RefCell;
+use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
 use rtbench_protocol::frame::{self, Sender};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,40 +22,81 @@ use crate::users::{Population, mix};
 
 /// Largest server frame a client accepts.
 const MAX_FRAME: usize = 16 << 20;
-const READS_PER_WAKE: usize = 16;
 
-thread_local! {
-    static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; 64 * 1024]);
-}
-
-/// A held connection, shared by its task and the worker's ticker (pings, close).
-pub struct Client {
-    pub stream: TcpStream,
-    pub user: u64,
+/// A held connection: a slot in the worker's hold reactor.
+pub struct Held {
+    /// `None`: a free slot.
+    pub sock: Option<std::net::TcpStream>,
+    /// Bumped when the slot is reused, so stale readiness is recognised.
+    pub generation: u32,
     /// The client sent its close frame.
-    pub closing: Cell<bool>,
-    mask: Cell<u32>,
+    pub closing: bool,
+    mask: u32,
+    pub user: u32,
+    /// The arrival it plays and its connection attempt (for reconnects).
+    pub arrival: u32,
+    pub attempt: u32,
+    pub seqs: SeqWindow,
+    /// The tail of a frame that has not fully arrived.
+    pub partial: Option<Box<Vec<u8>>>,
 }
 
-impl Client {
-    pub fn new(stream: TcpStream, user: u64) -> Client {
-        Client {
-            stream,
-            user,
-            closing: Cell::new(false),
-            mask: Cell::new(mix(user) as u32 | 1),
+// The slot is paid per held connection: keep it small.
+const _: () = assert!(std::mem::size_of::<Held>() <= 48);
+
+/// Largest frame a client sends.
+const MAX_SEND: usize = 125;
+
+impl Held {
+    pub fn free(generation: u32) -> Held {
+        Held {
+            sock: None,
+            generation,
+            closing: false,
+            mask: 0,
+            user: 0,
+            arrival: 0,
+            attempt: 0,
+            seqs: SeqWindow::default(),
+            partial: None,
+        }
+    }
+
+    pub fn new(
+        sock: std::net::TcpStream,
+        generation: u32,
+        user: u64,
+        arrival: u64,
+        attempt: u32,
+    ) -> Held {
+        Held {
+            sock: Some(sock),
+            generation,
+            closing: false,
+            mask: mix(user) as u32 | 1,
+            user: user as u32,
+            arrival: arrival as u32,
+            attempt,
+            seqs: SeqWindow::default(),
+            partial: None,
         }
     }
 
     /// Sends a small masked frame without waiting; false if the socket would
     /// block (the caller counts it: the client did not keep up).
-    pub fn try_send(&self, opcode: u8, payload: &[u8], counters: &mut Counters) -> bool {
-        let m = self.mask.get();
+    pub fn try_send(&mut self, opcode: u8, payload: &[u8], counters: &mut Counters) -> bool {
+        let Some(sock) = &self.sock else { return false };
+        if payload.len() > MAX_SEND {
+            return false;
+        }
+        let m = self.mask;
         let m = m ^ (m << 13) ^ (m >> 17) ^ (m << 5); // xorshift: a fresh mask per frame
-        self.mask.set(m);
-        let bytes = frame::encode_masked(opcode, payload, m.to_ne_bytes());
-        match self.stream.try_write(&bytes) {
-            Ok(n) if n == bytes.len() => {
+        self.mask = m;
+        let mut wire = [0u8; MAX_SEND + 6];
+        let n = frame::encode_masked_into(opcode, payload, m.to_ne_bytes(), &mut wire);
+        counters.writes += 1;
+        match (&*sock).write(&wire[..n]) {
+            Ok(k) if k == n => {
                 counters.frames_out += 1;
                 counters.bytes_out += n as u64;
                 true
@@ -66,8 +107,16 @@ impl Client {
         }
     }
 
-    pub fn abort(&self) {
-        let _ = socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Both);
+    /// Sends the close frame once.
+    pub fn close(&mut self, counters: &mut Counters) {
+        if !self.closing {
+            self.closing = true;
+            self.try_send(
+                frame::OP_CLOSE,
+                &frame::close::NORMAL.to_be_bytes(),
+                counters,
+            );
+        }
     }
 }
 
@@ -277,22 +326,24 @@ pub struct Receiver<'a> {
 }
 
 /// Duplicate detection: the highest sequence seen and a bitmap of the 64
-/// below it (publishers run a few requests at once, so events may arrive
-/// slightly out of order).
+/// below it (events may arrive slightly out of order when publishers have
+/// several requests in flight). Sequences are below 2^32 per run; the
+/// bitmap is kept as two words so the window stays 12 bytes.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SeqWindow {
-    max: u64,
-    seen: u64,
+    max: u32,
+    seen: [u32; 2],
 }
 
 impl SeqWindow {
     /// True if `seq` was seen before.
     pub fn duplicate(&mut self, seq: u64) -> bool {
-        let seq = seq + 1; // 0 means "none yet"
-        if seq > self.max {
+        let seq = (seq as u32).wrapping_add(1); // 0 means "none yet"
+        let mut seen = u64::from(self.seen[0]) | u64::from(self.seen[1]) << 32;
+        let dup = if seq > self.max {
             let shift = seq - self.max;
-            self.seen = if shift >= 64 { 0 } else { self.seen << shift };
-            self.seen |= 1;
+            seen = if shift >= 64 { 0 } else { seen << shift };
+            seen |= 1;
             self.max = seq;
             false
         } else {
@@ -301,22 +352,19 @@ impl SeqWindow {
                 return false; // too old to tell
             }
             let bit = 1u64 << back;
-            let dup = self.seen & bit != 0;
-            self.seen |= bit;
+            let dup = seen & bit != 0;
+            seen |= bit;
             dup
-        }
+        };
+        self.seen = [seen as u32, (seen >> 32) as u32];
+        dup
     }
 }
 
 impl Receiver<'_> {
     /// Handles every whole frame at the start of `buf`. Returns the bytes
     /// used, or how the connection ended.
-    pub fn frames(
-        &mut self,
-        client: &Client,
-        seqs: &mut SeqWindow,
-        buf: &mut [u8],
-    ) -> Result<usize, End> {
+    pub fn frames(&mut self, held: &mut Held, buf: &mut [u8]) -> Result<usize, End> {
         let mut at = 0;
         loop {
             let f = match frame::parse(&mut buf[at..], MAX_FRAME, Sender::Server) {
@@ -328,13 +376,13 @@ impl Receiver<'_> {
             self.counters.frames_in += 1;
             self.counters.bytes_in += f.end() as u64;
             match f.opcode {
-                frame::OP_TEXT => self.text(client, seqs, payload),
+                frame::OP_TEXT => self.text(held, payload),
                 frame::OP_PING => {
                     let p = payload.to_vec();
-                    client.try_send(frame::OP_PONG, &p, self.counters);
+                    held.try_send(frame::OP_PONG, &p, self.counters);
                 }
                 frame::OP_CLOSE => {
-                    return Err(if client.closing.get() {
+                    return Err(if held.closing {
                         End::Closed
                     } else {
                         End::ServerClosed(frame::close_code(payload))
@@ -346,7 +394,7 @@ impl Receiver<'_> {
         }
     }
 
-    fn text(&mut self, client: &Client, seqs: &mut SeqWindow, payload: &[u8]) {
+    fn text(&mut self, held: &mut Held, payload: &[u8]) {
         if self.protocol == Protocol::Raw {
             if let Some(ts) = payload
                 .strip_prefix(ECHO_PREFIX)
@@ -358,12 +406,15 @@ impl Receiver<'_> {
             return;
         }
         if let Some(s) = crate::stamp::read(payload) {
-            if seqs.duplicate(s.seq) {
+            if held.seqs.duplicate(s.seq) {
                 self.counters.duplicates += 1;
                 return;
             }
             self.counters.deliveries += 1;
-            if !self.population.may_read(client.user, s.channel, s.to) {
+            if !self
+                .population
+                .may_read(u64::from(held.user), s.channel, s.to)
+            {
                 self.counters.misdelivered += 1;
             }
             let latency = self.now_ns.saturating_sub(s.ts_ns);
@@ -387,84 +438,6 @@ impl Receiver<'_> {
 
 /// Raw protocol echo messages: this prefix, then the send time in ns.
 pub const ECHO_PREFIX: &[u8] = b"rtbench-echo:";
-
-/// Reads what the socket has; hands whole frames to `on_frames`, keeps the
-/// tail of an incomplete one in `partial`.
-pub async fn read_until_end(
-    client: &Client,
-    partial: &mut Vec<u8>,
-    mut on_frames: impl FnMut(&mut [u8]) -> Result<usize, End>,
-) -> End {
-    if !partial.is_empty() {
-        let mut p = std::mem::take(partial);
-        match on_frames(&mut p) {
-            Ok(used) => {
-                p.drain(..used);
-                *partial = p;
-            }
-            Err(end) => return end,
-        }
-    }
-    loop {
-        if std::future::poll_fn(|cx| client.stream.poll_read_ready(cx))
-            .await
-            .is_err()
-        {
-            return End::Broken;
-        }
-        let step = READ_BUF.with_borrow_mut(|buf| {
-            for _ in 0..READS_PER_WAKE {
-                match client.stream.try_read(buf) {
-                    Ok(0) => return Err(End::Closed),
-                    Ok(n) => {
-                        if partial.is_empty() {
-                            let used = on_frames(&mut buf[..n])?;
-                            partial.extend_from_slice(&buf[used..n]);
-                        } else {
-                            partial.extend_from_slice(&buf[..n]);
-                            let used = on_frames(partial)?;
-                            partial.drain(..used);
-                            if partial.is_empty() {
-                                *partial = Vec::new();
-                            }
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                    Err(_) => return Err(End::Broken),
-                }
-            }
-            Ok(())
-        });
-        // poll_read_ready spends tokio's cooperative budget, so a busy
-        // connection still lets the worker's others run.
-        if let Err(end) = step {
-            return end;
-        }
-    }
-}
-
-/// Waits up to `d` for the server's side of the close, then lets go.
-pub async fn drain_close(client: &Client, d: Duration) {
-    let _ = tokio::time::timeout(d, async {
-        loop {
-            if std::future::poll_fn(|cx| client.stream.poll_read_ready(cx))
-                .await
-                .is_err()
-            {
-                return;
-            }
-            let done = READ_BUF.with_borrow_mut(|buf| match client.stream.try_read(buf) {
-                Ok(0) => true,
-                Ok(_) => false,
-                Err(e) => e.kind() != io::ErrorKind::WouldBlock,
-            });
-            if done {
-                return;
-            }
-        }
-    })
-    .await;
-}
 
 #[cfg(test)]
 mod tests {

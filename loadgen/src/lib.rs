@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod controller;
+pub mod hold;
 pub mod launch;
 pub mod progress;
 pub mod publisher;

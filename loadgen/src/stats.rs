@@ -134,6 +134,14 @@ pub struct Counters {
     /// kept from it. Must stay 0.
     pub misdelivered: u64,
     pub echoes: u64,
+    /// Syscalls on held connections and the hold reactor's wake-ups, so a
+    /// record shows what each delivery and ping cost the client.
+    #[serde(default)]
+    pub reads: u64,
+    #[serde(default)]
+    pub writes: u64,
+    #[serde(default)]
+    pub wakeups: u64,
 }
 
 impl Counters {
@@ -162,6 +170,9 @@ impl Counters {
         self.duplicates += o.duplicates;
         self.misdelivered += o.misdelivered;
         self.echoes += o.echoes;
+        self.reads += o.reads;
+        self.writes += o.writes;
+        self.wakeups += o.wakeups;
     }
 
     pub fn failed_total(&self) -> u64 {

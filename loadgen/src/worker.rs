@@ -22,7 +22,8 @@ use std::time::Duration;
 use rtbench_protocol::frame;
 use serde::{Deserialize, Serialize};
 
-use crate::client::{self, Attempt, Client, End, Receiver, SeqWindow};
+use crate::client::{self, Attempt, End, Held, Receiver};
+use crate::hold::{self, Holds, Key, Readiness};
 use crate::scenario::{Protocol, Reconnect, Scenario};
 use crate::stats::{self, Counters, Hist, Hists};
 use crate::sys::now_ns;
@@ -96,8 +97,7 @@ struct Worker {
     lag_max_ns: Cell<u64>,
     lag_max_total_ns: Cell<u64>,
     connecting: Cell<u64>,
-    clients: RefCell<Vec<Option<Rc<Client>>>>,
-    free: RefCell<Vec<usize>>,
+    holds: RefCell<Holds>,
     /// No new arrivals or reconnects.
     stopping: Cell<bool>,
     /// Connections are being closed.
@@ -125,18 +125,27 @@ pub fn main() -> Result<(), String> {
             flag.store(true, Ordering::Relaxed);
         });
     }
-    let w = Rc::new(Worker::new(plan, interrupted)?);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    let _entered = rt.enter();
+    let (holds, readiness) = hold::new(plan_capacity(&plan))
+        .map_err(|e| format!("cannot make the hold reactor: {e}"))?;
+    let w = Rc::new(Worker::new(plan, holds, interrupted)?);
     let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, run(w));
+    local.block_on(&rt, run(w, readiness));
     Ok(())
 }
 
-async fn run(w: Rc<Worker>) {
+/// The most connections this worker holds at once: its share of the arrivals.
+fn plan_capacity(plan: &Plan) -> usize {
+    (plan.scenario.total_arrivals().div_ceil(plan.workers.max(1)) as usize).min(1 << 22)
+}
+
+async fn run(w: Rc<Worker>, readiness: Readiness) {
     let rss_start_kib = sys::rss_kib();
+    tokio::task::spawn_local(serve(w.clone(), readiness));
     for sig in [libc::SIGINT, libc::SIGTERM] {
         let flag = w.interrupted.clone();
         if let Ok(mut s) =
@@ -159,10 +168,8 @@ async fn run(w: Rc<Worker>) {
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    for c in w.clients.borrow().iter().flatten() {
-        c.abort();
-    }
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    let aborted = w.holds.borrow_mut().abort_all();
+    w.counters.borrow_mut().open -= aborted as u64;
     let complete = !w.interrupted.load(Ordering::Relaxed);
     emit(&Report::Final {
         worker: w.plan.worker,
@@ -260,16 +267,8 @@ async fn connect_and_hold(w: Rc<Worker>, arrival: u64, scheduled_ns: u64, attemp
                     &mut w.interval_connect.borrow_mut(),
                     now.saturating_sub(scheduled_ns),
                 );
-                let mut c = w.counters.borrow_mut();
-                c.connected += 1;
-                c.open += 1;
             }
-            let client = Rc::new(Client::new(stream, user));
-            if w.closing.get() {
-                close(&client, &mut w.counters.borrow_mut());
-            }
-            let slot = w.insert(client.clone());
-            tokio::task::spawn_local(hold(w.clone(), client, slot, leftover, arrival, attempt));
+            adopt(&w, stream, leftover, user, arrival, attempt);
         }
         Err(reason) => {
             let fatal = reason == "error_frame_1008";
@@ -279,32 +278,153 @@ async fn connect_and_hold(w: Rc<Worker>, arrival: u64, scheduled_ns: u64, attemp
     }
 }
 
-/// Holds a connection until it ends; small, since it lives as long as the connection.
-async fn hold(
-    w: Rc<Worker>,
-    client: Rc<Client>,
-    slot: usize,
+/// Moves a connected socket into the hold reactor and handles what came
+/// with the greeting.
+fn adopt(
+    w: &Rc<Worker>,
+    stream: tokio::net::TcpStream,
     leftover: Vec<u8>,
+    user: u64,
     arrival: u64,
     attempt: u32,
 ) {
-    let mut partial = leftover;
-    let mut seqs = SeqWindow::default();
-    let protocol = w.plan.scenario.target.protocol;
-    let end = client::read_until_end(&client, &mut partial, |buf| {
-        let pop = Population::new(&w.plan.scenario);
-        Receiver {
-            population: &pop,
-            protocol,
-            counters: &mut w.counters.borrow_mut(),
-            hists: &mut w.hists.borrow_mut(),
-            delivery_interval: &mut w.interval_delivery.borrow_mut(),
-            now_ns: clock_ns(),
+    let sock = match stream.into_std() {
+        Ok(s) => s,
+        Err(e) => {
+            w.counters
+                .borrow_mut()
+                .fail(format!("io_{:?}", e.kind()).to_lowercase());
+            return;
         }
-        .frames(&client, &mut seqs, buf)
+    };
+    let inserted = w
+        .holds
+        .borrow_mut()
+        .insert(|generation| Held::new(sock, generation, user, arrival, attempt));
+    let key = match inserted {
+        Ok(k) => k,
+        Err(e) => {
+            w.counters
+                .borrow_mut()
+                .fail(format!("io_{:?}", e.kind()).to_lowercase());
+            return;
+        }
+    };
+    {
+        let mut c = w.counters.borrow_mut();
+        c.connected += 1;
+        c.open += 1;
+    }
+    if w.closing.get()
+        && let Some(h) = w.holds.borrow_mut().get(key)
+    {
+        h.close(&mut w.counters.borrow_mut());
+    }
+    if !leftover.is_empty() {
+        let mut leftover = leftover;
+        let step = receive(w, key, &mut leftover);
+        if let Some(end) = step {
+            finish(w, key, end);
+        }
+    }
+}
+
+/// Runs the frames in `bytes` (after any kept partial frame) through the
+/// receive path; keeps an incomplete tail. `Some` when the connection ended.
+fn receive(w: &Worker, key: Key, bytes: &mut [u8]) -> Option<End> {
+    let mut holds = w.holds.borrow_mut();
+    let held = holds.get(key)?;
+    let pop = Population::new(&w.plan.scenario);
+    let mut counters = w.counters.borrow_mut();
+    let mut hists = w.hists.borrow_mut();
+    let mut interval = w.interval_delivery.borrow_mut();
+    let mut r = Receiver {
+        population: &pop,
+        protocol: w.plan.scenario.target.protocol,
+        counters: &mut counters,
+        hists: &mut hists,
+        delivery_interval: &mut interval,
+        now_ns: clock_ns(),
+    };
+    let result = match held.partial.take() {
+        Some(mut p) => {
+            p.extend_from_slice(bytes);
+            r.frames(held, &mut p).map(|used| {
+                p.drain(..used);
+                (!p.is_empty()).then_some(p)
+            })
+        }
+        None => r
+            .frames(held, bytes)
+            .map(|used| (used < bytes.len()).then(|| Box::new(bytes[used..].to_vec()))),
+    };
+    match result {
+        Ok(rest) => {
+            held.partial = rest;
+            None
+        }
+        Err(end) => Some(end),
+    }
+}
+
+thread_local! {
+    /// The worker's one read buffer.
+    static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; 64 * 1024]);
+}
+
+/// The hold reactor: reads every ready connection until its socket is
+/// drained (edge-triggered readiness), for as long as the worker runs.
+async fn serve(w: Rc<Worker>, mut readiness: Readiness) {
+    let mut ready = Vec::new();
+    loop {
+        if readiness.next(&mut ready).await.is_err() {
+            return;
+        }
+        w.counters.borrow_mut().wakeups += 1;
+        for &key in &ready {
+            if let Some(end) = drain(&w, key) {
+                finish(&w, key, end);
+            }
+        }
+    }
+}
+
+/// Reads one connection until a short read; `Some` when it ended.
+fn drain(w: &Worker, key: Key) -> Option<End> {
+    READ_BUF.with_borrow_mut(|buf| {
+        loop {
+            let read = {
+                let mut holds = w.holds.borrow_mut();
+                let sock = holds.get(key)?.sock.as_ref()?;
+                w.counters.borrow_mut().reads += 1;
+                std::io::Read::read(&mut &*sock, buf)
+            };
+            match read {
+                Ok(0) => return Some(End::Closed),
+                Ok(n) => {
+                    if let Some(end) = receive(w, key, &mut buf[..n]) {
+                        return Some(end);
+                    }
+                    if n < buf.len() {
+                        // A short read drained the socket: the next byte
+                        // brings a new edge.
+                        return None;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return Some(End::Broken),
+            }
+        }
     })
-    .await;
-    w.remove(slot);
+}
+
+/// A held connection ended: count how, free its slot, reconnect if the
+/// scenario says so.
+fn finish(w: &Rc<Worker>, key: Key, end: End) {
+    let Some(held) = w.holds.borrow_mut().remove(key) else {
+        return;
+    };
     let mut c = w.counters.borrow_mut();
     c.open -= 1;
     let lost = match end {
@@ -312,7 +432,7 @@ async fn hold(
             *c.closed_by_server.entry(code.to_string()).or_default() += 1;
             Some(code == frame::close::POLICY_VIOLATION)
         }
-        End::Broken | End::Closed if !client.closing.get() => {
+        End::Broken | End::Closed if !held.closing => {
             *c.closed_by_server
                 .entry("no_close_frame".into())
                 .or_default() += 1;
@@ -322,7 +442,7 @@ async fn hold(
     };
     drop(c);
     if let Some(fatal) = lost {
-        reconnect_later(&w, arrival, attempt, fatal);
+        reconnect_later(w, u64::from(held.arrival), held.attempt, fatal);
     }
 }
 
@@ -350,16 +470,6 @@ fn reconnect_later(w: &Rc<Worker>, arrival: u64, attempt: u32, fatal: bool) {
     });
 }
 
-fn close(client: &Client, counters: &mut Counters) {
-    if !client.closing.replace(true) {
-        client.try_send(
-            frame::OP_CLOSE,
-            &frame::close::NORMAL.to_be_bytes(),
-            counters,
-        );
-    }
-}
-
 /// Every 100 ms: pings and echoes for the connections due, and the end of the hold.
 async fn ticker(w: Rc<Worker>) {
     let sc = &w.plan.scenario;
@@ -378,16 +488,16 @@ async fn ticker(w: Rc<Worker>) {
             w.stopping.set(true);
             w.closing.set(true);
             let mut c = w.counters.borrow_mut();
-            for client in w.clients.borrow().iter().flatten() {
-                close(client, &mut c);
+            for held in w.holds.borrow_mut().iter_mut() {
+                held.close(&mut c);
             }
             return;
         }
-        let clients = w.clients.borrow();
+        let mut holds = w.holds.borrow_mut();
         let mut c = w.counters.borrow_mut();
         if let Some(k) = ping_every {
-            for client in clients.iter().skip(n % k).step_by(k).flatten() {
-                if client.try_send(frame::OP_TEXT, br#"{"type":"ping"}"#, &mut c) {
+            for held in holds.every_mut(n % k, k) {
+                if held.try_send(frame::OP_TEXT, br#"{"type":"ping"}"#, &mut c) {
                     c.pings += 1;
                 } else {
                     c.pings_skipped += 1;
@@ -395,9 +505,9 @@ async fn ticker(w: Rc<Worker>) {
             }
         }
         if let Some(k) = echo_every {
-            for client in clients.iter().skip(n % k).step_by(k).flatten() {
+            for held in holds.every_mut(n % k, k) {
                 let msg = [client::ECHO_PREFIX, clock_ns().to_string().as_bytes()].concat();
-                if !client.try_send(frame::OP_TEXT, &msg, &mut c) {
+                if !held.try_send(frame::OP_TEXT, &msg, &mut c) {
                     c.pings_skipped += 1;
                 }
             }
@@ -446,7 +556,7 @@ async fn reporter(w: Rc<Worker>) {
 }
 
 impl Worker {
-    fn new(plan: Plan, interrupted: Arc<AtomicBool>) -> Result<Worker, String> {
+    fn new(plan: Plan, holds: Holds, interrupted: Arc<AtomicBool>) -> Result<Worker, String> {
         let sc = &plan.scenario;
         let targets = sc
             .target
@@ -467,56 +577,10 @@ impl Worker {
             lag_max_ns: Cell::new(0),
             lag_max_total_ns: Cell::new(0),
             connecting: Cell::new(0),
-            clients: RefCell::default(),
-            free: RefCell::default(),
+            holds: RefCell::new(holds),
             stopping: Cell::new(false),
             closing: Cell::new(false),
             interrupted,
         })
-    }
-
-    fn insert(&self, c: Rc<Client>) -> usize {
-        let mut clients = self.clients.borrow_mut();
-        match self.free.borrow_mut().pop() {
-            Some(i) => {
-                clients[i] = Some(c);
-                i
-            }
-            None => {
-                clients.push(Some(c));
-                clients.len() - 1
-            }
-        }
-    }
-
-    fn remove(&self, slot: usize) {
-        self.clients.borrow_mut()[slot] = None;
-        self.free.borrow_mut().push(slot);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The hold task is allocated once per connection for its whole life:
-    /// whatever it keeps across an await is paid for by every connection.
-    #[test]
-    fn hold_task_stays_small() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        tokio::task::LocalSet::new().block_on(&rt, async {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let stream = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-            let src = "[target]\nurls=[\"ws://127.0.0.1:1\"]\n[[phases]]\nduration_s=1\nrate=1\n[session]\nchannels=[\"f\"]";
-            let plan = Plan { scenario: Scenario::parse(src, "t.toml").unwrap(), worker: 0, workers: 1, start_unix_ns: 0, clock_offset_ns: 0 };
-            let w = Rc::new(Worker::new(plan, Arc::default()).unwrap());
-            let task = hold(w, Rc::new(Client::new(stream, 0)), 0, Vec::new(), 0, 0);
-            let size = std::mem::size_of_val(&task);
-            eprintln!("hold task: {size} bytes");
-            assert!(size <= 384, "the hold task's future is {size} bytes");
-        });
     }
 }

@@ -164,6 +164,23 @@ pub fn encode(opcode: u8, payload: &[u8]) -> Bytes {
     out.freeze()
 }
 
+/// Encodes one small client frame (payload at most 125 bytes) into `out`,
+/// masked with `mask`; returns its length. No allocation: the load
+/// generator's pings take this path a million times a run.
+pub fn encode_masked_into(opcode: u8, payload: &[u8], mask: [u8; 4], out: &mut [u8]) -> usize {
+    assert!(
+        payload.len() <= 125 && out.len() >= payload.len() + 6,
+        "a small frame"
+    );
+    out[0] = 0x80 | opcode;
+    out[1] = 0x80 | payload.len() as u8;
+    out[2..6].copy_from_slice(&mask);
+    let body = &mut out[6..6 + payload.len()];
+    body.copy_from_slice(payload);
+    unmask(body, mask);
+    6 + payload.len()
+}
+
 /// Encodes one client frame, masked with `mask` (RFC 6455 section 5.3).
 pub fn encode_masked(opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
     let mut out = BytesMut::with_capacity(payload.len() + 14);
@@ -229,6 +246,20 @@ mod tests {
             let f = parse(&mut wire, 100_000, Sender::Client).unwrap().unwrap();
             assert_eq!(f.end(), wire.len());
             assert_eq!(&wire[f.payload_start..f.end()], &payload[..], "length {n}");
+        }
+    }
+
+    #[test]
+    fn small_frames_encode_in_place_as_encode_masked_does() {
+        let mut out = [0u8; 131];
+        for n in [0usize, 1, 15, 125] {
+            let payload: Vec<u8> = (0..n).map(|i| i as u8).collect();
+            let len = encode_masked_into(OP_TEXT, &payload, [1, 2, 3, 4], &mut out);
+            assert_eq!(
+                &out[..len],
+                &encode_masked(OP_TEXT, &payload, [1, 2, 3, 4])[..],
+                "length {n}"
+            );
         }
     }
 

@@ -10,7 +10,7 @@
 //! its own connections: no lock on the per-event path.
 
 use crate::fasthash::{FastMap, FastSet};
-use crate::intern::{ANY, Id};
+use crate::intern::{ANY, Id, Interner};
 
 /// A connection's slot in its reactor; `u32` keeps the buckets small.
 pub type ConnId = u32;
@@ -124,6 +124,24 @@ impl Index {
                 }
             }
             out.truncate(keep);
+        }
+    }
+
+    /// `matches` for an event as it arrives, by name: names no connection
+    /// holds match nothing. This is the per-event work of a reactor.
+    pub fn matches_names<S: AsRef<str>>(
+        &self,
+        names: &Interner,
+        project: &str,
+        channels: &[S],
+        roles: &[S],
+        out: &mut Vec<ConnId>,
+    ) {
+        let Some(project) = names.get(project) else { return };
+        let ids = |xs: &[S]| -> Vec<Id> { xs.iter().filter_map(|x| names.get(x.as_ref())).collect() };
+        let (channels, roles) = (ids(channels), ids(roles));
+        if !channels.is_empty() && !roles.is_empty() {
+            self.matches(project, &channels, &roles, out);
         }
     }
 

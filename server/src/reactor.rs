@@ -441,14 +441,7 @@ impl Reactor {
 
     /// Appends the connections of this reactor that may receive `ev`.
     fn match_event(&self, ev: &Event, out: &mut Vec<ConnId>) {
-        let Some(project) = self.names.get(&ev.project) else { return };
-        let ids = |names: &[String]| -> Vec<Id> { names.iter().filter_map(|n| self.names.get(n)).collect() };
-        let channels = ids(&ev.channels);
-        let roles = ids(&ev.roles);
-        if channels.is_empty() || roles.is_empty() {
-            return;
-        }
-        self.index.matches(project, &channels, &roles, out);
+        self.index.matches_names(&self.names, &ev.project, &ev.channels, &ev.roles, out);
     }
 
     fn on_writable(&mut self, id: ConnId) {

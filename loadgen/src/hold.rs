@@ -1,0 +1,171 @@
+//! The connections a worker holds: a slab of `Held` slots under one epoll.
+//!
+//! A held connection costs no task and no runtime registration: its socket
+//! is registered (edge-triggered) with the worker's own `mio::Poll`, whose
+//! descriptor the worker's single tokio thread waits on like any other
+//! (`AsyncFd`). One wake-up then serves every connection that has data, and
+//! the slot is all a connection keeps (`client.rs`).
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry, Token};
+use tokio::io::unix::AsyncFd;
+
+use crate::client::Held;
+
+/// The worker's held connections.
+pub struct Holds {
+    registry: Registry,
+    slots: Vec<Held>,
+    free: Vec<u32>,
+}
+
+/// A slot and the generation of the connection in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    pub id: u32,
+    pub generation: u32,
+}
+
+impl Key {
+    fn token(self) -> Token {
+        Token((u64::from(self.generation) << 32 | u64::from(self.id)) as usize)
+    }
+
+    fn of(t: Token) -> Key {
+        Key {
+            id: t.0 as u32,
+            generation: (t.0 as u64 >> 32) as u32,
+        }
+    }
+}
+
+/// Readiness of the held connections, waited for on the worker's runtime.
+pub struct Readiness {
+    poll: AsyncFd<PollFd>,
+    events: Events,
+}
+
+/// `mio::Poll` as a descriptor tokio can wait on.
+struct PollFd(Poll);
+
+impl AsRawFd for PollFd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+/// Events taken per look at the poll.
+const EVENTS: usize = 1024;
+
+/// Makes the slab and its readiness; call inside the worker's runtime.
+pub fn new(capacity: usize) -> io::Result<(Holds, Readiness)> {
+    let poll = Poll::new()?;
+    let registry = poll.registry().try_clone()?;
+    // SAFETY: `PollFd` owns the epoll descriptor for as long as the AsyncFd
+    // holds it and always reports that same descriptor.
+    let registered =
+        unsafe { AsyncFd::register_with_interest(PollFd(poll), tokio::io::Interest::READABLE) };
+    let readiness = Readiness {
+        poll: registered.map_err(io::Error::from)?,
+        events: Events::with_capacity(EVENTS),
+    };
+    Ok((
+        Holds {
+            registry,
+            // Untouched capacity costs address space, not memory.
+            slots: Vec::with_capacity(capacity),
+            free: Vec::new(),
+        },
+        readiness,
+    ))
+}
+
+impl Readiness {
+    /// Waits until some held connection is ready; returns the ready ones.
+    /// Ends its wait when the poll itself fails.
+    pub async fn next(&mut self, out: &mut Vec<Key>) -> io::Result<()> {
+        out.clear();
+        loop {
+            let mut guard = self.poll.readable_mut().await?;
+            let poll = &mut guard.get_inner_mut().0;
+            poll.poll(&mut self.events, Some(Duration::ZERO))?;
+            let n = self.events.iter().count();
+            out.extend(self.events.iter().map(|e| Key::of(e.token())));
+            if n < EVENTS {
+                // Drained: the next event on any connection wakes us again.
+                guard.clear_ready();
+            }
+            if !out.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Holds {
+    /// Takes a connected socket into a slot.
+    pub fn insert(&mut self, make: impl FnOnce(u32) -> Held) -> io::Result<Key> {
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                self.slots.push(Held::free(0));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let generation = self.slots[id as usize].generation;
+        let held = make(generation);
+        let key = Key { id, generation };
+        let fd = held.sock.as_ref().map(|s| s.as_raw_fd()).unwrap_or(-1);
+        if let Err(e) = self
+            .registry
+            .register(&mut SourceFd(&fd), key.token(), Interest::READABLE)
+        {
+            self.free.push(id);
+            return Err(e);
+        }
+        self.slots[id as usize] = held;
+        Ok(key)
+    }
+
+    /// The connection at `key`, if it is still the one that was there.
+    pub fn get(&mut self, key: Key) -> Option<&mut Held> {
+        self.slots
+            .get_mut(key.id as usize)
+            .filter(|h| h.generation == key.generation && h.sock.is_some())
+    }
+
+    /// Frees the slot; the socket closes (and leaves the poll) with it.
+    pub fn remove(&mut self, key: Key) -> Option<Held> {
+        let h = self.get(key)?;
+        let next = Held::free(h.generation.wrapping_add(1));
+        let held = std::mem::replace(h, next);
+        self.free.push(key.id);
+        Some(held)
+    }
+
+    /// Every held connection.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Held> {
+        self.slots.iter_mut().filter(|h| h.sock.is_some())
+    }
+
+    /// Every `k`th slot from `from`, held ones only: pings spread over ticks.
+    pub fn every_mut(&mut self, from: usize, k: usize) -> impl Iterator<Item = &mut Held> {
+        self.slots
+            .iter_mut()
+            .skip(from)
+            .step_by(k.max(1))
+            .filter(|h| h.sock.is_some())
+    }
+
+    /// Closes every socket at once (the end of the close timeout).
+    pub fn abort_all(&mut self) -> usize {
+        let n = self.slots.iter().filter(|h| h.sock.is_some()).count();
+        self.slots.clear();
+        self.free.clear();
+        n
+    }
+}
