@@ -467,7 +467,14 @@ fn summarize(
     let publish_lag_ms = published.lag_max_ns as f64 / 1e6;
     if publish_lag_ms > LAG_LIMIT_MS {
         reasons.push(format!(
-            "events published up to {publish_lag_ms:.0} ms behind schedule"
+            "events published up to {publish_lag_ms:.0} ms behind schedule (limit {LAG_LIMIT_MS} ms)"
+        ));
+    }
+    let sent = published.events + published.errors.values().sum::<u64>();
+    if complete && sent < published.scheduled {
+        reasons.push(format!(
+            "{sent} of {} scheduled events were sent",
+            published.scheduled
         ));
     }
     if counters.pings_skipped > 0 {
@@ -519,6 +526,7 @@ fn summarize(
         delivery_ms: percentiles_ms(&hists.delivery),
         echo_ms: percentiles_ms(&hists.echo),
         events: Events {
+            scheduled: published.scheduled,
             published: published.events,
             server_deliveries: published.server_deliveries,
             received: counters.deliveries,
@@ -529,6 +537,8 @@ fn summarize(
                 .then(|| published.server_deliveries as i64 - counters.deliveries as i64),
             publish_errors: published.errors.clone(),
             publish_lag_max_ms: publish_lag_ms,
+            in_flight_max: published.in_flight_max,
+            in_flight_cap: published.in_flight_cap,
         },
         loadgen: LoadgenSelf {
             start_rss_kib,
@@ -600,10 +610,12 @@ fn print_summary(s: &Summary) {
         s.connect_ms.p50,
         s.connect_ms.p99
     );
-    if s.events.published > 0 {
+    if s.events.scheduled > 0 {
         eprintln!(
-            "rtbench-loadgen: events {} published, {} received ({:.0}/s), delivery p50 {:.2} ms p99 {:.2} ms p99.9 {:.2} ms, duplicates {}, misdelivered {}",
+            "rtbench-loadgen: events {} of {} scheduled published (lag max {:.1} ms), {} received ({:.0}/s), delivery p50 {:.2} ms p99 {:.2} ms p99.9 {:.2} ms, duplicates {}, misdelivered {}",
             s.events.published,
+            s.events.scheduled,
+            s.events.publish_lag_max_ms,
             s.events.received,
             s.events.per_second,
             s.delivery_ms.p50,

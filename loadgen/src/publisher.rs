@@ -1,10 +1,22 @@
-//! Publishing stamped events through the server's `POST /v1/events`.
+//! Publishing stamped events on an open-model schedule.
 //!
-//! Publishing follows an open model too: event i is due at start + i / rate,
-//! spread over a few keep-alive connections; a connection that falls behind
-//! sends late and the lag is recorded. Each payload carries the wall-clock
-//! time it was sent (the stamp receivers subtract), a run-wide sequence number
-//! (duplicates), and the role it was published for (misdeliveries).
+//! Event i of a publisher is due at start + i / rate and is sent when due,
+//! whatever happened to the events before it: a slow response never holds
+//! back the next event. Two ways out:
+//!
+//! - `via = "http"`: `POST /v1/events` on keep-alive connections, one request
+//!   in flight per connection, as many connections as the schedule needs up
+//!   to `max_in_flight`. At the cap an event waits for a free connection, and
+//!   that lateness is recorded (and judged: the record flags a publisher that
+//!   fell behind).
+//! - `via = "bus"`: `PUBLISH realtime <document>` straight to the Redis bus
+//!   the servers subscribe to, as Appwrite's own workers publish, pipelined on
+//!   one connection (so events keep their order), every event numbered so the
+//!   servers can count what they missed.
+//!
+//! Each payload carries the wall-clock time it was sent (the stamp receivers
+//! subtract), a run-wide sequence number (duplicates), and the role it was
+//! published for (misdeliveries).
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -14,7 +26,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::scenario::{Publisher, ReadRole, Scenario};
+use crate::scenario::{Publisher, ReadRole, Scenario, Via};
 use crate::stamp;
 use crate::sys::now_ns;
 use crate::target::Endpoint;
@@ -22,123 +34,46 @@ use crate::users::{Population, mix};
 
 #[derive(Debug, Default, Clone)]
 pub struct Published {
+    /// Events the schedules called for, up to the end of the hold.
+    pub scheduled: u64,
+    /// Events sent whose request or command succeeded.
     pub events: u64,
     /// Sum of the deliveries the server reported for the events.
     pub server_deliveries: u64,
-    /// Events whose response did not say how many received them (a server
-    /// publishing through a shared bus cannot know).
+    /// Events whose answer did not say how many received them (through a
+    /// shared bus nobody can know).
     pub unreported: u64,
     pub errors: BTreeMap<String, u64>,
+    /// How late the latest event was sent, against its due time.
     pub lag_max_ns: u64,
+    /// Most requests in flight at once, and the cap (HTTP publishing).
+    pub in_flight_max: u64,
+    pub in_flight_cap: u64,
 }
 
-/// Runs every publisher of `sc` until the hold ends or `stop` is set.
-pub async fn run(sc: Rc<Scenario>, start_ns: u64, stop: Rc<Cell<bool>>) -> Published {
-    let out = Rc::new(RefCell::new(Published::default()));
-    let seq = Rc::new(Cell::new(0u64));
-    let endpoints: Vec<Endpoint> = match sc
-        .target
-        .urls
-        .iter()
-        .map(|u| Endpoint::parse(u, sc.target.protocol))
-        .collect()
-    {
-        Ok(e) => e,
-        Err(e) => {
-            out.borrow_mut().errors.insert(e, 1);
-            return out.take();
-        }
-    };
-    let channels = Rc::new(Population::new(&sc).all_channels());
-    let mut tasks = Vec::new();
-    for (pi, p) in sc.publishers.iter().enumerate() {
-        let rate = if p.per_channel {
-            p.rate * channels.len() as f64
-        } else {
-            p.rate
-        };
-        let begin_s = p.start_s.unwrap_or_else(|| sc.arrivals_end_s());
-        let end_ns = start_ns + (sc.hold_end_s() * 1e9) as u64;
-        for lane in 0..p.connections {
-            let ctx = Lane {
-                sc: sc.clone(),
-                publisher: pi,
-                channels: channels.clone(),
-                // Lanes spread over the targets, as publishers would over a cluster.
-                endpoint: endpoints[lane as usize % endpoints.len()].clone(),
-                out: out.clone(),
-                seq: seq.clone(),
-                stop: stop.clone(),
-            };
-            let first_ns = start_ns + (begin_s * 1e9) as u64;
-            tasks.push(tokio::task::spawn_local(ctx.run(
-                first_ns,
-                end_ns,
-                rate,
-                lane,
-                p.connections,
-            )));
-        }
-    }
-    for t in tasks {
-        let _ = t.await;
-    }
-    out.take()
-}
-
-struct Lane {
+/// Shared by a run's publishers.
+struct Run {
     sc: Rc<Scenario>,
-    publisher: usize,
-    channels: Rc<Vec<String>>,
-    endpoint: Endpoint,
-    out: Rc<RefCell<Published>>,
-    seq: Rc<Cell<u64>>,
+    channels: Vec<String>,
+    out: RefCell<Published>,
+    seq: Cell<u64>,
     stop: Rc<Cell<bool>>,
 }
 
-impl Lane {
-    /// Sends events `lane`, `lane + lanes`, ... of the publisher's schedule.
-    async fn run(self, first_ns: u64, end_ns: u64, rate: f64, lane: u64, lanes: u64) {
-        let mut conn: Option<TcpStream> = None;
-        let mut i = lane;
-        loop {
-            let due = first_ns + (i as f64 / rate * 1e9) as u64;
-            if due >= end_ns || self.stop.get() {
-                return;
-            }
-            let now = now_ns();
-            if due > now {
-                tokio::time::sleep(Duration::from_nanos(due - now)).await;
-                if self.stop.get() {
-                    return;
-                }
-            }
-            {
-                let mut o = self.out.borrow_mut();
-                o.lag_max_ns = o.lag_max_ns.max(now_ns().saturating_sub(due));
-            }
-            let seq = self.seq.get();
-            self.seq.set(seq + 1);
-            let body = self.document(&self.sc.publishers[self.publisher], seq, i);
-            match self.post(&mut conn, &body).await {
-                Ok(n) => {
-                    let mut o = self.out.borrow_mut();
-                    o.events += 1;
-                    match n {
-                        Some(n) => o.server_deliveries += n,
-                        None => o.unreported += 1,
-                    }
-                }
-                Err(e) => {
-                    conn = None;
-                    *self.out.borrow_mut().errors.entry(e).or_default() += 1;
-                }
-            }
-            i += lanes;
-        }
+impl Run {
+    fn lag(&self, due: u64) {
+        let mut o = self.out.borrow_mut();
+        o.lag_max_ns = o.lag_max_ns.max(now_ns().saturating_sub(due));
     }
 
-    fn document(&self, p: &Publisher, seq: u64, i: u64) -> String {
+    fn error(&self, e: String) {
+        *self.out.borrow_mut().errors.entry(e).or_default() += 1;
+    }
+
+    /// The next event's document: sequence, role, channel, stamp.
+    fn document(&self, p: &Publisher, i: u64) -> (u64, String) {
+        let seq = self.seq.get();
+        self.seq.set(seq + 1);
         let sc = &self.sc;
         let pick = mix(seq.wrapping_add(0x5eed));
         let total: f64 = p.roles.iter().map(|r| r.weight).sum();
@@ -165,71 +100,367 @@ impl Lane {
             &self.channels[(mix(pick ^ 0xc4a1) % self.channels.len() as u64) as usize]
         };
         let payload = stamp::payload(now_ns(), seq, &to, p.payload_bytes);
-        serde_json::json!({
+        let doc = serde_json::json!({
             "project": sc.target.project,
             "roles": [to],
             "permissionsChanged": false,
             "userId": null,
             "data": {"events": ["rtbench.event"], "channels": [channel], "payload": serde_json::value::RawValue::from_string(payload).expect("stamp is JSON")}
-        })
-        .to_string()
+        });
+        (seq, doc.to_string())
+    }
+}
+
+/// A publisher's schedule: when event i is due, and how many there are.
+struct Schedule {
+    first_ns: u64,
+    end_ns: u64,
+    rate: f64,
+}
+
+impl Schedule {
+    fn due(&self, i: u64) -> Option<u64> {
+        let due = self.first_ns + (i as f64 / self.rate * 1e9) as u64;
+        (due < self.end_ns).then_some(due)
     }
 
-    /// One keep-alive POST; returns the deliveries the server reports, if it does.
-    async fn post(&self, conn: &mut Option<TcpStream>, body: &str) -> Result<Option<u64>, String> {
-        if conn.is_none() {
-            let s = TcpStream::connect(self.endpoint.addr)
+    fn count(&self) -> u64 {
+        let span = self.end_ns.saturating_sub(self.first_ns) as f64 / 1e9;
+        (span * self.rate).ceil() as u64
+    }
+}
+
+/// Sleeps until `due` (CLOCK_REALTIME ns).
+async fn until(due: u64) {
+    let now = now_ns();
+    if due > now {
+        tokio::time::sleep(Duration::from_nanos(due - now)).await;
+    }
+}
+
+/// Runs every publisher of `sc` until the hold ends or `stop` is set.
+pub async fn run(sc: Rc<Scenario>, start_ns: u64, stop: Rc<Cell<bool>>) -> Published {
+    let run = Rc::new(Run {
+        channels: Population::new(&sc).all_channels(),
+        sc: sc.clone(),
+        out: RefCell::default(),
+        seq: Cell::new(0),
+        stop,
+    });
+    let mut tasks = Vec::new();
+    let end_ns = start_ns + (sc.hold_end_s() * 1e9) as u64;
+    for (pi, p) in sc.publishers.iter().enumerate() {
+        let rate = if p.per_channel {
+            p.rate * run.channels.len() as f64
+        } else {
+            p.rate
+        };
+        let begin_s = p.start_s.unwrap_or_else(|| sc.arrivals_end_s());
+        let schedule = Schedule {
+            first_ns: start_ns + (begin_s * 1e9) as u64,
+            end_ns,
+            rate,
+        };
+        run.out.borrow_mut().scheduled += schedule.count();
+        let task = match p.via {
+            Via::Http => tokio::task::spawn_local(http(run.clone(), pi, schedule)),
+            Via::Bus => tokio::task::spawn_local(bus(run.clone(), pi, schedule)),
+        };
+        tasks.push(task);
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    run.out.take()
+}
+
+/// `POST /v1/events` per event, when due, on as many keep-alive connections
+/// as needed up to the publisher's `max_in_flight`.
+async fn http(run: Rc<Run>, pi: usize, schedule: Schedule) {
+    let sc = &run.sc;
+    let p = &sc.publishers[pi];
+    let endpoints: Vec<Endpoint> = match sc
+        .target
+        .urls
+        .iter()
+        .map(|u| Endpoint::parse(u, sc.target.protocol))
+        .collect()
+    {
+        Ok(e) => e,
+        Err(e) => return run.error(e),
+    };
+    let cap = p.max_in_flight;
+    {
+        let mut o = run.out.borrow_mut();
+        o.in_flight_cap = o.in_flight_cap.max(cap);
+    }
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(cap as usize));
+    // Idle keep-alive connections, by endpoint.
+    let idle: Rc<RefCell<Vec<Vec<TcpStream>>>> =
+        Rc::new(RefCell::new(endpoints.iter().map(|_| Vec::new()).collect()));
+    let in_flight = Rc::new(Cell::new(0u64));
+    let mut i = 0;
+    while let Some(due) = schedule.due(i) {
+        until(due).await;
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        run.lag(due);
+        if run.stop.get() {
+            break;
+        }
+        // Requests spread over the targets, as publishers would over a cluster.
+        let target = i as usize % endpoints.len();
+        let endpoint = endpoints[target].clone();
+        in_flight.set(in_flight.get() + 1);
+        {
+            let mut o = run.out.borrow_mut();
+            o.in_flight_max = o.in_flight_max.max(in_flight.get());
+        }
+        let (_, body) = run.document(p, i);
+        let (task_run, idle, in_flight) = (run.clone(), idle.clone(), in_flight.clone());
+        tokio::task::spawn_local(async move {
+            let run = task_run;
+            let conn = idle.borrow_mut()[target].pop();
+            match post(conn, &endpoint, &run.sc.target.admin_key, &body).await {
+                Ok((conn, n)) => {
+                    idle.borrow_mut()[target].push(conn);
+                    let mut o = run.out.borrow_mut();
+                    o.events += 1;
+                    match n {
+                        Some(n) => o.server_deliveries += n,
+                        None => o.unreported += 1,
+                    }
+                }
+                Err(e) => run.error(e),
+            }
+            in_flight.set(in_flight.get() - 1);
+            drop(permit);
+        });
+        i += 1;
+    }
+    // Let the requests in flight finish.
+    let _ = slots.acquire_many(cap as u32).await;
+}
+
+/// How long one publishing request may take before it counts as failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One POST on `conn` (or a new connection), within `REQUEST_TIMEOUT`.
+async fn post(
+    conn: Option<TcpStream>,
+    endpoint: &Endpoint,
+    key: &str,
+    body: &str,
+) -> Result<(TcpStream, Option<u64>), String> {
+    tokio::time::timeout(REQUEST_TIMEOUT, post_now(conn, endpoint, key, body))
+        .await
+        .unwrap_or_else(|_| Err("timeout".into()))
+}
+
+/// One POST on `conn` (or a new connection); returns the connection for
+/// reuse and the deliveries the server reports, if it does.
+async fn post_now(
+    conn: Option<TcpStream>,
+    endpoint: &Endpoint,
+    key: &str,
+    body: &str,
+) -> Result<(TcpStream, Option<u64>), String> {
+    let mut s = match conn {
+        Some(s) => s,
+        None => {
+            let s = TcpStream::connect(endpoint.addr)
                 .await
                 .map_err(|e| format!("connect: {}", e.kind()))?;
             let _ = s.set_nodelay(true);
-            *conn = Some(s);
+            s
         }
-        let s = conn.as_mut().expect("connected above");
-        let req = format!(
-            "POST /v1/events HTTP/1.1\r\nHost: {}\r\nx-appwrite-key: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            self.endpoint.host,
-            self.sc.target.admin_key,
-            body.len()
-        );
-        s.write_all(req.as_bytes())
+    };
+    let req = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: {}\r\nx-appwrite-key: {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        endpoint.host,
+        body.len()
+    );
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| format!("write: {}", e.kind()))?;
+    let mut buf = Vec::with_capacity(256);
+    loop {
+        if s.read_buf(&mut buf)
             .await
-            .map_err(|e| format!("write: {}", e.kind()))?;
-        let mut buf = Vec::with_capacity(256);
-        loop {
-            if s.read_buf(&mut buf)
-                .await
-                .map_err(|e| format!("read: {}", e.kind()))?
-                == 0
-            {
-                return Err("server closed the publishing connection".into());
-            }
-            let mut headers = [httparse::EMPTY_HEADER; 16];
-            let mut resp = httparse::Response::new(&mut headers);
-            if let Ok(httparse::Status::Complete(n)) = resp.parse(&buf) {
-                let len: usize = resp
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                    .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
-                    .unwrap_or(0);
-                let status = resp.code.unwrap_or(0);
-                while buf.len() < n + len {
-                    if s.read_buf(&mut buf)
-                        .await
-                        .map_err(|e| format!("read: {}", e.kind()))?
-                        == 0
-                    {
-                        return Err("server closed mid-response".into());
-                    }
-                }
-                let body = &buf[n..n + len];
-                if status != 200 {
-                    return Err(format!("http_{status}"));
-                }
-                let v: serde_json::Value =
-                    serde_json::from_slice(body).map_err(|_| "bad response body".to_string())?;
-                return Ok(v["deliveries"].as_u64());
-            }
+            .map_err(|e| format!("read: {}", e.kind()))?
+            == 0
+        {
+            return Err("server closed the publishing connection".into());
         }
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut resp = httparse::Response::new(&mut headers);
+        if let Ok(httparse::Status::Complete(n)) = resp.parse(&buf) {
+            let len: usize = resp
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
+                .unwrap_or(0);
+            let status = resp.code.unwrap_or(0);
+            while buf.len() < n + len {
+                if s.read_buf(&mut buf)
+                    .await
+                    .map_err(|e| format!("read: {}", e.kind()))?
+                    == 0
+                {
+                    return Err("server closed mid-response".into());
+                }
+            }
+            if status != 200 {
+                return Err(format!("http_{status}"));
+            }
+            let v: serde_json::Value = serde_json::from_slice(&buf[n..n + len])
+                .map_err(|_| "bad response body".to_string())?;
+            return Ok((s, v["deliveries"].as_u64()));
+        }
+    }
+}
+
+/// The Redis channel the servers subscribe to.
+const BUS_CHANNEL: &str = "realtime";
+
+/// `PUBLISH realtime <document>` when due, pipelined on one connection;
+/// events that fell due together go out in one write.
+async fn bus(run: Rc<Run>, pi: usize, schedule: Schedule) {
+    let Some(url) = run.sc.target.bus.clone() else {
+        return run.error("via = \"bus\" needs target.bus (redis://HOST:PORT)".into());
+    };
+    let addr = match url
+        .strip_prefix("redis://")
+        .map(|a| a.trim_end_matches('/'))
+    {
+        Some(a) => a.to_string(),
+        None => {
+            return run.error(format!(
+                "target.bus `{url}`: only redis://HOST:PORT is supported"
+            ));
+        }
+    };
+    let stream = match TcpStream::connect(&addr).await {
+        Ok(s) => s,
+        Err(e) => return run.error(format!("bus connect: {}", e.kind())),
+    };
+    let _ = stream.set_nodelay(true);
+    let (rx, mut tx) = stream.into_split();
+    let sent = Rc::new(Cell::new(0u64));
+    let done = Rc::new(Cell::new(false));
+    let replies =
+        tokio::task::spawn_local(read_replies(run.clone(), rx, sent.clone(), done.clone()));
+    let p = &run.sc.publishers[pi];
+    let mut i = 0;
+    let mut wire = Vec::new();
+    while let Some(due) = schedule.due(i) {
+        until(due).await;
+        if run.stop.get() {
+            break;
+        }
+        wire.clear();
+        let now = now_ns();
+        // Everything due by now, in one write.
+        while let Some(d) = schedule.due(i) {
+            if d > now && !wire.is_empty() {
+                break;
+            }
+            run.lag(d);
+            let (seq, doc) = run.document(p, i);
+            // Numbered as the server's own bus publishing numbers events, so
+            // each server process counts events it missed.
+            let numbered = format!("{{\"rtbenchSeq\":{},{}", seq + 1, &doc[1..]);
+            resp_command(&mut wire, &["PUBLISH", BUS_CHANNEL, &numbered]);
+            i += 1;
+        }
+        if let Err(e) = tx.write_all(&wire).await {
+            run.error(format!("bus write: {}", e.kind()));
+            break;
+        }
+        sent.set(i);
+    }
+    done.set(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), replies).await;
+}
+
+/// Counts the servers' answers to PUBLISH (`:<subscribers>`) and errors.
+async fn read_replies(
+    run: Rc<Run>,
+    mut rx: tokio::net::tcp::OwnedReadHalf,
+    sent: Rc<Cell<u64>>,
+    done: Rc<Cell<bool>>,
+) {
+    let mut buf = Vec::with_capacity(4096);
+    let mut answered = 0u64;
+    loop {
+        if done.get() && answered >= sent.get() {
+            return;
+        }
+        let read = tokio::time::timeout(Duration::from_millis(200), rx.read_buf(&mut buf)).await;
+        match read {
+            Err(_) => continue,
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                if answered < sent.get() {
+                    run.error("bus closed the publishing connection".into());
+                }
+                return;
+            }
+            Ok(Ok(_)) => {}
+        }
+        let mut at = 0;
+        while let Some(end) = buf[at..].windows(2).position(|w| w == b"\r\n") {
+            let line = &buf[at..at + end];
+            match line.first() {
+                Some(b':') => {
+                    let mut o = run.out.borrow_mut();
+                    o.events += 1;
+                    o.unreported += 1;
+                }
+                Some(b'-') => run.error(format!("bus: {}", String::from_utf8_lossy(&line[1..]))),
+                _ => run.error("bus: unexpected reply".into()),
+            }
+            answered += 1;
+            at += end + 2;
+        }
+        buf.drain(..at);
+    }
+}
+
+/// Appends one command in RESP (what redis-cli sends).
+fn resp_command(out: &mut Vec<u8>, args: &[&str]) {
+    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_resp_arrays_of_bulk_strings() {
+        let mut out = Vec::new();
+        resp_command(&mut out, &["PUBLISH", "realtime", "{}"]);
+        assert_eq!(
+            out,
+            b"*3\r\n$7\r\nPUBLISH\r\n$8\r\nrealtime\r\n$2\r\n{}\r\n"
+        );
+    }
+
+    #[test]
+    fn a_schedule_counts_what_falls_before_its_end() {
+        let s = Schedule {
+            first_ns: 0,
+            end_ns: 2_000_000_000,
+            rate: 100.0,
+        };
+        assert_eq!(s.count(), 200);
+        assert_eq!(s.due(199), Some(1_990_000_000));
+        assert_eq!(s.due(200), None);
     }
 }

@@ -63,6 +63,9 @@ pub struct Connections {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Events {
+    /// Events the publishers' schedules called for.
+    #[serde(default)]
+    pub scheduled: u64,
     pub published: u64,
     /// Deliveries the server reported handing to sockets.
     pub server_deliveries: u64,
@@ -75,6 +78,11 @@ pub struct Events {
     pub lost: Option<i64>,
     pub publish_errors: BTreeMap<String, u64>,
     pub publish_lag_max_ms: f64,
+    /// HTTP publishing: most requests in flight at once, and the cap.
+    #[serde(default)]
+    pub in_flight_max: u64,
+    #[serde(default)]
+    pub in_flight_cap: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -52,6 +52,10 @@ pub struct Target {
     /// Seconds a connection may take from its attempt to being connected.
     #[serde(default = "default_connect_timeout", deserialize_with = "positive")]
     pub connect_timeout_s: f64,
+    /// The servers' Redis event bus (`redis://HOST:PORT`), for publishers
+    /// with `via = "bus"`; `cargo xtask bench` fills it in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bus: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -181,12 +185,29 @@ pub struct Publisher {
     /// Seconds after the run starts; default: when the last phase ends.
     #[serde(default)]
     pub start_s: Option<f64>,
-    /// Concurrent publishing HTTP connections.
+    /// Where events go: `http` (POST /v1/events) or `bus` (PUBLISH on the
+    /// servers' Redis channel `realtime`).
+    #[serde(default)]
+    pub via: Via,
+    /// HTTP: most requests in flight at once (each on its own keep-alive
+    /// connection). An event due while all are busy waits, and is late.
     #[serde(
-        default = "default_publish_connections",
+        default = "default_max_in_flight",
+        alias = "connections",
         deserialize_with = "at_least_one"
     )]
-    pub connections: u64,
+    pub max_in_flight: u64,
+}
+
+/// How a publisher reaches the servers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    /// `POST /v1/events` to the targets, spread over them.
+    #[default]
+    Http,
+    /// `PUBLISH realtime` on `target.bus`, pipelined.
+    Bus,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -242,8 +263,8 @@ fn default_roles() -> Vec<RoleWeight> {
 fn default_weight() -> f64 {
     1.0
 }
-fn default_publish_connections() -> u64 {
-    4
+fn default_max_in_flight() -> u64 {
+    64
 }
 
 fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
@@ -396,6 +417,18 @@ impl Scenario {
                 return Err((
                     "[[publishers]]",
                     "publishing needs protocol = \"appwrite\"".into(),
+                ));
+            }
+            if p.via == Via::Bus
+                && !self
+                    .target
+                    .bus
+                    .as_deref()
+                    .is_some_and(|b| b.starts_with("redis://"))
+            {
+                return Err((
+                    "via",
+                    "publishing via the bus needs target.bus = \"redis://HOST:PORT\"".into(),
                 ));
             }
         }

@@ -18,16 +18,18 @@ struct TestServer {
 
 impl TestServer {
     fn start() -> TestServer {
+        TestServer::with(|_| {})
+    }
+
+    fn with(f: impl FnOnce(&mut Config)) -> TestServer {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let server = rt
-            .block_on(Server::start(Config::for_listen(
-                "127.0.0.1:0".parse().unwrap(),
-            )))
-            .expect("server starts");
+        let mut config = Config::for_listen("127.0.0.1:0".parse().unwrap());
+        f(&mut config);
+        let server = rt.block_on(Server::start(config)).expect("server starts");
         TestServer {
             addr: server.local_addr(),
             rt,
@@ -48,6 +50,64 @@ impl TestServer {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
             .unwrap()
+    }
+}
+
+/// A redis-server of the test's own on a free loopback port.
+struct Redis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        // The port is free when chosen; if another process takes it first,
+        // redis-server exits and the next port is tried.
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut child = Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server is installed (cargo xtask ci installs it)");
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(5) {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Redis { child, port };
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("redis-server did not start");
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -181,7 +241,14 @@ roles = [{{ role = "any" }}, {{ role = "team" }}, {{ role = "user" }}, {{ role =
     let (output, out) = run(&dir, &sc, &[]);
     let s = summary_of(&output, &out);
     assert_eq!(s.connections.connected, 300);
-    assert!(s.events.published >= 70, "{:?}", s.events);
+    // 40/s from the end of the arrivals (1 s) to the end of the hold (3 s).
+    assert_eq!(
+        (s.events.scheduled, s.events.published),
+        (80, 80),
+        "{:?}",
+        s.events
+    );
+    assert!(!s.client_bottleneck.bottleneck, "{:?}", s.client_bottleneck);
     assert!(s.events.received > 0);
     assert_eq!(
         s.events.received, s.events.server_deliveries,
@@ -195,6 +262,140 @@ roles = [{{ role = "any" }}, {{ role = "team" }}, {{ role = "user" }}, {{ role =
     );
     assert_eq!(s.delivery_ms.count, s.events.received);
     assert_eq!(server.metric("rtbench_deliveries_total"), s.events.received);
+}
+
+#[test]
+fn publishing_through_the_bus_reaches_every_subscriber_once_across_three_processes() {
+    let redis = Redis::start();
+    let servers: Vec<TestServer> = (0..3)
+        .map(|_| TestServer::with(|c| c.bus = Some(redis.url())))
+        .collect();
+    // Every process subscribed before anything is published.
+    for s in &servers {
+        let t0 = Instant::now();
+        while s.metric("rtbench_bus_up") != 1 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "a server never joined the bus"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let dir = scratch("bus");
+    let urls: Vec<String> = servers
+        .iter()
+        .map(|s| format!("\"ws://{}\"", s.addr))
+        .collect();
+    let sc = format!(
+        r#"
+[target]
+urls = [{}]
+bus = "{}"
+[[phases]]
+duration_s = 1
+rate = 300
+[hold]
+duration_s = 2
+[session]
+channel_pattern = "chat.{{}}"
+channel_count = 20
+channels_per_user = 2
+auth = "jwt"
+users = 150
+teams = 5
+teams_per_user = 1
+[[publishers]]
+via = "bus"
+rate = 60
+payload_bytes = 150
+roles = [{{ role = "any" }}, {{ role = "team" }}, {{ role = "user" }}]
+"#,
+        urls.join(", "),
+        redis.url()
+    );
+    let (output, out) = run(&dir, &sc, &[]);
+    let s = summary_of(&output, &out);
+    assert_eq!(s.connections.connected, 300);
+    assert_eq!(
+        (s.events.scheduled, s.events.published),
+        (120, 120),
+        "{:?}",
+        s.events
+    );
+    assert!(
+        s.events.publish_errors.is_empty(),
+        "{:?}",
+        s.events.publish_errors
+    );
+    assert!(!s.client_bottleneck.bottleneck, "{:?}", s.client_bottleneck);
+    assert_eq!(s.events.duplicates, 0);
+    assert_eq!(
+        s.events.misdelivered, 0,
+        "a connection received an event it may not read"
+    );
+    // Through a shared bus the load generator cannot know deliveries per
+    // event; the servers' own counts must add up to what arrived.
+    assert_eq!(s.events.lost, None);
+    let delivered: u64 = servers
+        .iter()
+        .map(|x| x.metric("rtbench_deliveries_total"))
+        .sum();
+    assert!(s.events.received > 0);
+    assert_eq!(
+        delivered, s.events.received,
+        "every delivery the servers made arrived once"
+    );
+    for x in &servers {
+        assert_eq!(
+            x.metric("rtbench_bus_events_in_total"),
+            120,
+            "each process took each event once"
+        );
+        assert_eq!(x.metric("rtbench_bus_events_missed_total"), 0);
+    }
+}
+
+#[test]
+fn publishers_that_fall_behind_their_schedule_are_flagged() {
+    // A listener that accepts and never answers: the one request allowed in
+    // flight never returns, so every later event waits past its time.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = scratch("behind");
+    let sc = format!(
+        r#"
+[target]
+urls = ["ws://{}"]
+connect_timeout_s = 1
+[[phases]]
+duration_s = 1
+rate = 5
+[hold]
+duration_s = 2
+[session]
+channels = ["files"]
+[[publishers]]
+rate = 20
+start_s = 0
+max_in_flight = 1
+"#,
+        silent.local_addr().unwrap()
+    );
+    let (output, out) = run(&dir, &sc, &[]);
+    let s = summary_of(&output, &out);
+    assert_eq!(s.events.scheduled, 60);
+    assert_eq!(s.events.published, 0);
+    assert_eq!(s.events.in_flight_max, 1);
+    let reasons = s.client_bottleneck.reasons.join("\n");
+    assert!(s.client_bottleneck.bottleneck, "{s:?}");
+    assert!(
+        reasons.contains("behind schedule (limit 100 ms)"),
+        "{reasons}"
+    );
+    assert!(
+        reasons.contains("of 60 scheduled events were sent"),
+        "{reasons}"
+    );
+    drop(silent);
 }
 
 #[test]

@@ -305,8 +305,14 @@ pub fn run_one(
     };
     eprintln!("xtask: bench {label}: {total} connections, {processes} server process(es)");
 
-    if processes > 1 && a.target == Target::Local {
-        // Several processes share events over Redis: install it if missing.
+    // Several processes share events over Redis, as Appwrite's do; so do
+    // publishers that publish straight to the bus.
+    let bus = processes > 1
+        || load
+            .publishers
+            .iter()
+            .any(|p| p.via == rtbench_loadgen::scenario::Via::Bus);
+    if bus && a.target == Target::Local {
         crate::setup::ensure(&[crate::setup::REDIS])?;
     }
     let (tuning, tune_errors) = tuning::run(&suite.tuning, a.tune);
@@ -325,7 +331,7 @@ pub fn run_one(
     // Before anything is written or started: an engine or host that does not
     // answer is one line. Declared before what it starts, so that it is
     // dropped (and removes what it made) after them.
-    let placement = Placement::new(a, suite, processes > 1)?;
+    let placement = Placement::new(a, suite, bus)?;
 
     let stamp = compact_utc(now_ns());
     // Runs elsewhere are their own history: `-containers`, `-hosts`.
@@ -353,14 +359,17 @@ pub fn run_one(
     std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
     record::write_json(&tmp.join("preflight.json"), &checks)?;
 
-    // Several processes share events as Appwrite's workers do: over Redis.
-    let redis = if processes > 1 {
+    let redis = if bus {
         Some(placement.start_redis()?)
     } else {
         None
     };
     if let Some(r) = &redis {
-        server_args.extend(["--bus".into(), r.url(), "--threads".into(), "1".into()]);
+        server_args.extend(["--bus".into(), r.url()]);
+        load.target.bus = Some(r.url());
+    }
+    if processes > 1 {
+        server_args.extend(["--threads".into(), "1".into()]);
     }
     let mut servers = Vec::new();
     for i in 0..processes {

@@ -144,6 +144,7 @@ mod tests {
             let mut s = load(&path).unwrap();
             assert!(!s.description.trim().is_empty(), "{}", path.display());
             s.load.target.urls = vec!["ws://127.0.0.1:1".into()];
+            s.load.target.bus = Some("redis://127.0.0.1:1".into());
             s.load
                 .validate()
                 .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
