@@ -159,6 +159,21 @@ pub struct Environment {
     /// Absent from records made before runs could leave this machine: local.
     #[serde(default)]
     pub deployment: Deployment,
+    /// The network namespace the run's processes ran in (`bench --tune`);
+    /// absent: the host's network stack.
+    #[serde(default)]
+    pub network_namespace: Option<NetworkNamespace>,
+}
+
+/// A network namespace made for a run, sized for it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NetworkNamespace {
+    pub name: String,
+    /// Buckets of its established-socket hash table (the host's is sized at boot).
+    pub ehash_buckets: u64,
+    /// The suite's `net.*` settings as the processes inside saw them (absent:
+    /// a host-wide setting the namespace does not have).
+    pub sysctls: BTreeMap<String, Option<String>>,
 }
 
 fn one() -> u64 {

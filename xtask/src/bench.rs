@@ -38,6 +38,9 @@ pub struct Args {
     pub overrides: Overrides,
     pub out: Option<PathBuf>,
     pub tune: bool,
+    /// `--host-net`: with `--tune`, stay on the host's network stack instead
+    /// of a namespace sized for the run.
+    pub host_net: bool,
     pub dashboard: String,
     /// Run only this variant of the suite.
     pub variant: Option<String>,
@@ -145,6 +148,7 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
         overrides: Overrides::default(),
         out: None,
         tune: false,
+        host_net: false,
         dashboard: "127.0.0.1:8091".into(),
         variant: None,
         versus: None,
@@ -167,6 +171,7 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
             "--out" => a.out = Some(PathBuf::from(value()?)),
             "--dashboard" => a.dashboard = value()?,
             "--tune" => a.tune = true,
+            "--host-net" => a.host_net = true,
             "--variant" => a.variant = Some(value()?),
             "--versus" => a.versus = Some(value()?),
             "--pairs" => a.pairs = (num(value()?)? as usize).max(1),
@@ -189,7 +194,7 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
     Ok(a)
 }
 
-const USAGE: &str = "usage: cargo xtask bench <suite> [--scale F | --connections N] [--rate R] [--hold S] [--processes P] [--variant NAME] [--versus GIT_REF [--pairs N]] [--target containers [--limit ROLE.KEY=VALUE]... | --hosts HOSTS.toml] [--out DIR] [--tune] [--dashboard ADDR]";
+const USAGE: &str = "usage: cargo xtask bench <suite> [--scale F | --connections N] [--rate R] [--hold S] [--processes P] [--variant NAME] [--versus GIT_REF [--pairs N]] [--target containers [--limit ROLE.KEY=VALUE]... | --hosts HOSTS.toml] [--out DIR] [--tune [--host-net]] [--dashboard ADDR]";
 
 /// Runs every variant of a suite; exits 130 when interrupted.
 pub fn task(args: &[String]) -> Result<(), String> {
@@ -322,12 +327,26 @@ pub fn run_one(
             tune_errors.join("\n")
         ));
     }
+    // `--tune` runs here in a network namespace sized for the run.
+    let namespaced = a.tune && !a.host_net && a.target == Target::Local;
     let checks = preflight::run(&Needs {
         connections: total,
         sources: expand_sources(&load.target.sources)?.len(),
         server_processes: processes,
+        namespace: namespaced,
     });
     preflight::verdict(&checks)?;
+    // Declared before every process of the run: dropped (removed) after them.
+    let netns = if namespaced {
+        let ns = crate::netns::Namespace::create(total, &suite.tuning)?;
+        eprintln!(
+            "xtask: network namespace {}: {} buckets in its socket hash",
+            ns.name, ns.ehash_buckets
+        );
+        Some(ns)
+    } else {
+        None
+    };
     // Before anything is written or started: an engine or host that does not
     // answer is one line. Declared before what it starts, so that it is
     // dropped (and removes what it made) after them.
@@ -408,6 +427,23 @@ pub fn run_one(
     };
     let mut env = environment(&tuning, a, &servers[0], &suite.tuning, processes, side);
     env.deployment = placement.deployment();
+    env.network_namespace = netns.as_ref().map(|ns| rtbench_record::NetworkNamespace {
+        name: ns.name.clone(),
+        ehash_buckets: ns.ehash_buckets,
+        sysctls: suite
+            .tuning
+            .keys()
+            .chain(
+                [
+                    "net.core.somaxconn".to_string(),
+                    "net.ipv4.ip_local_port_range".to_string(),
+                ]
+                .iter(),
+            )
+            .filter(|k| k.starts_with("net.") && !k.starts_with("net.netfilter."))
+            .map(|k| (k.clone(), ns.read(k)))
+            .collect(),
+    });
     record::write_json(&tmp.join("environment.json"), &env)?;
 
     let mut sampler = Sampler::new(
@@ -498,22 +534,22 @@ fn sampler_due(last: &Sample, started: Instant, offset: f64) -> bool {
 }
 
 fn start_loadgen(scenario: &Path, out: &Path, launch: Option<&Path>) -> Result<Child, String> {
-    die_with_parent(&mut Command::new(
-        root().join("target/release/rtbench-loadgen"),
-    ))
-    .arg("run")
-    .arg(scenario)
-    .arg("--out")
-    .arg(out)
-    .args(
-        launch
-            .map(|l| [std::ffi::OsStr::new("--launch"), l.as_os_str()])
-            .into_iter()
-            .flatten(),
-    )
-    .stdout(Stdio::null())
-    .spawn()
-    .map_err(|e| format!("cannot start the load generator: {e}"))
+    let mut cmd = Command::new(root().join("target/release/rtbench-loadgen"));
+    crate::netns::enter(&mut cmd);
+    die_with_parent(&mut cmd)
+        .arg("run")
+        .arg(scenario)
+        .arg("--out")
+        .arg(out)
+        .args(
+            launch
+                .map(|l| [std::ffi::OsStr::new("--launch"), l.as_os_str()])
+                .into_iter()
+                .flatten(),
+        )
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start the load generator: {e}"))
 }
 
 /// Merges the load generator's latest second with the server sample.
@@ -733,6 +769,7 @@ fn environment(
         ),
         overrides: a.overrides.clone(),
         deployment: Default::default(),
+        network_namespace: None,
     }
 }
 

@@ -7,6 +7,7 @@ pub mod containers;
 pub mod dashboard;
 pub mod hosts;
 pub mod memprobe;
+pub mod netns;
 pub mod preflight;
 pub mod record;
 pub mod sample;

@@ -30,6 +30,8 @@ pub struct Needs {
     pub connections: u64,
     pub sources: usize,
     pub server_processes: u64,
+    /// The run goes into a network namespace of its own (`--tune`).
+    pub namespace: bool,
 }
 
 fn check(name: &str, ok: bool, detail: String, fix: Option<String>) -> Check {
@@ -120,7 +122,28 @@ pub fn run(n: &Needs) -> Vec<Check> {
         format!("{} source address(es) x {ports} ports ({lo}-{hi}) = {budget} connections to one server address", n.sources.max(1)),
         (budget < c).then(|| "sysctl -w net.ipv4.ip_local_port_range=\"1025 65535\" (or add sources to the suite)".to_string()),
     ));
-    if let (Some(max), Some(count)) = (
+    if n.namespace {
+        let ok = crate::netns::available().and_then(|()| {
+            tuning::read("net.ipv4.tcp_child_ehash_entries")
+                .map(|_| ())
+                .ok_or_else(|| {
+                    "this kernel (before 6.1) cannot size a namespace's socket hash".to_string()
+                })
+        });
+        out.push(check(
+            "network namespace",
+            ok.is_ok(),
+            match &ok {
+                Ok(()) => format!(
+                    "the run gets its own network namespace with a {}-bucket socket hash (the host's: {})",
+                    crate::netns::buckets_for(c),
+                    tuning::read("net.ipv4.tcp_ehash_entries").unwrap_or_default()
+                ),
+                Err(e) => format!("no network namespace: {e}"),
+            },
+            ok.is_err().then(|| "run on the host's network stack: add --host-net".to_string()),
+        ));
+    } else if let (Some(max), Some(count)) = (
         num("net.netfilter.nf_conntrack_max"),
         num("net.netfilter.nf_conntrack_count"),
     ) {

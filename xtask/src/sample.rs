@@ -144,7 +144,10 @@ impl Sampler {
             })
             .collect();
         let n = self.servers.len();
-        let (tcp_inuse, tcp_mem_pages) = sockstat();
+        // The servers' own network namespace's sockets (the host's, or the
+        // run's namespace): read through the first local server's /proc.
+        let local = self.servers.iter().map(|s| s.0).find(|&p| p != 0);
+        let (tcp_inuse, tcp_mem_pages) = sockstat(local);
         let s = Sample {
             t_s: t,
             server_connections: per_process.iter().map(|p| p.0).sum(),
@@ -172,9 +175,12 @@ pub fn system_used_kib() -> u64 {
         .saturating_sub(meminfo("MemAvailable").unwrap_or(0))
 }
 
-/// (TCP sockets in use, TCP buffer pages) from /proc/net/sockstat.
-fn sockstat() -> (u64, u64) {
-    let s = std::fs::read_to_string("/proc/net/sockstat").unwrap_or_default();
+/// (TCP sockets in use, TCP buffer pages) from `pid`'s network namespace's sockstat.
+fn sockstat(pid: Option<u32>) -> (u64, u64) {
+    let path = pid.map_or("/proc/net/sockstat".to_string(), |p| {
+        format!("/proc/{p}/net/sockstat")
+    });
+    let s = std::fs::read_to_string(path).unwrap_or_default();
     let tcp = s.lines().find(|l| l.starts_with("TCP:")).unwrap_or("");
     let field = |name: &str| {
         let mut w = tcp.split_whitespace();

@@ -3,7 +3,7 @@
 //! `memprobe` and `bench`.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,7 +28,7 @@ impl ServerProcess {
         let mut full = vec!["--listen".to_string(), "127.0.0.1:0".into()];
         full.extend_from_slice(args);
         let mut cmd = Command::new(bin);
-        cmd.args(&full);
+        crate::netns::enter(cmd.args(&full));
         ServerProcess::start_via(cmd, full, false, |addr, pid| Ok((addr, pid)))
             .map_err(|e| format!("{}: {e}", bin.display()))
     }
@@ -162,6 +162,7 @@ impl RedisProcess {
         let mut cmd = Command::new("redis-server");
         cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(REDIS_ARGS);
+        crate::netns::enter(&mut cmd);
         RedisProcess::start_via(cmd, ([127, 0, 0, 1], port).into(), false, Ok)
             .map_err(|e| format!("{e}; install it: apt-get install -y redis-server"))
     }
@@ -196,7 +197,7 @@ impl RedisProcess {
             child: Some(child),
         };
         let t0 = Instant::now();
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err() {
+        while crate::netns::connect(&addr, Duration::from_millis(500)).is_err() {
             if t0.elapsed() > Duration::from_secs(10) {
                 return Err(format!(
                     "redis-server did not start listening at {addr} within 10 s"
@@ -280,7 +281,7 @@ pub fn metrics_within(
     names: &[&str],
     limit: Duration,
 ) -> Result<Vec<u64>, String> {
-    let mut s = TcpStream::connect_timeout(&addr, limit).map_err(|e| format!("/metrics: {e}"))?;
+    let mut s = crate::netns::connect(&addr, limit).map_err(|e| format!("/metrics: {e}"))?;
     s.set_read_timeout(Some(limit)).map_err(|e| e.to_string())?;
     write!(
         s,

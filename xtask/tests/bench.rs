@@ -129,6 +129,52 @@ fn scale_is_applied_and_recorded() {
 }
 
 #[test]
+fn tune_runs_inside_a_network_namespace_sized_for_the_run_and_removes_it() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = scratch("netns");
+    let o = xtask(&[
+        "bench",
+        "smoke",
+        "--tune",
+        "--scale",
+        "0.25",
+        "--hold",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+        "--dashboard",
+        "127.0.0.1:0",
+    ])
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = read_summary(&out).unwrap();
+    assert!(s.complete, "{s:?}");
+    assert_eq!((s.connections.peak, s.connections.failed), (500, 0));
+    let ns = environment(&out)
+        .network_namespace
+        .expect("the record names the run's network namespace");
+    assert!(ns.name.starts_with("rtbench-"), "{ns:?}");
+    // 500 connections: both ends are 1,000 sockets; the floor is 65,536 buckets.
+    assert_eq!(ns.ehash_buckets, 65_536);
+    assert_eq!(
+        ns.sysctls.get("net.core.somaxconn"),
+        Some(&Some("4096".to_string())),
+        "the suite's setting was applied inside: {ns:?}"
+    );
+    assert!(
+        xtask::netns::leftovers().is_empty(),
+        "namespaces left: {:?}",
+        xtask::netns::leftovers()
+    );
+    assert!(
+        our_processes().is_empty(),
+        "left running: {:?}",
+        our_processes()
+    );
+}
+
+#[test]
 fn ctrl_c_leaves_an_incomplete_record_and_no_processes() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = scratch("ctrlc");
