@@ -8,13 +8,10 @@
 //! parse, stamp, histogram) is `Receiver::frames`, which the criterion
 //! benchmark measures.
 
-use std::cell::RefCell;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 
 use rtbench_protocol::frame::{self, Sender};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
 
 use crate::scenario::Protocol;
 use crate::stats::{self, Counters, Hists};
@@ -37,8 +34,16 @@ pub struct Held {
     pub arrival: u32,
     pub attempt: u32,
     pub seqs: SeqWindow,
+    /// What a connection holds only while it needs it.
+    pub extra: Option<Box<Extra>>,
+}
+
+/// A held connection's passing state.
+pub enum Extra {
+    /// Still connecting.
+    Connecting(Connecting),
     /// The tail of a frame that has not fully arrived.
-    pub partial: Option<Box<Vec<u8>>>,
+    Partial(Vec<u8>),
 }
 
 // The slot is paid per held connection: keep it small.
@@ -58,16 +63,18 @@ impl Held {
             arrival: 0,
             attempt: 0,
             seqs: SeqWindow::default(),
-            partial: None,
+            extra: None,
         }
     }
 
+    /// A slot for `sock`, still connecting (`connecting`) or connected.
     pub fn new(
         sock: std::net::TcpStream,
         generation: u32,
         user: u64,
         arrival: u64,
         attempt: u32,
+        connecting: Option<Connecting>,
     ) -> Held {
         Held {
             sock: Some(sock),
@@ -78,8 +85,12 @@ impl Held {
             arrival: arrival as u32,
             attempt,
             seqs: SeqWindow::default(),
-            partial: None,
+            extra: connecting.map(|c| Box::new(Extra::Connecting(c))),
         }
+    }
+
+    pub fn is_connecting(&self) -> bool {
+        matches!(self.extra.as_deref(), Some(Extra::Connecting(_)))
     }
 
     /// Sends a small masked frame without waiting; false if the socket would
@@ -137,126 +148,236 @@ fn io_failure(e: &io::Error) -> Failure {
     }
 }
 
-pub struct Attempt<'a> {
-    pub addr: SocketAddr,
-    pub host: &'a str,
-    /// Path and query to request.
-    pub target: String,
-    pub source: Option<IpAddr>,
-    pub protocol: Protocol,
-    pub key_seed: u64,
+/// A connection attempt in progress: kept in its slot from `connect()` to
+/// the server's `connected` frame, then dropped.
+pub struct Connecting {
+    /// When the arrival was due (connect latency counts from here: a late
+    /// client cannot make itself look good) and when the attempt began.
+    pub scheduled_ns: u64,
+    pub attempt_ns: u64,
+    key: String,
+    /// The upgrade request; emptied once written.
+    request: Vec<u8>,
+    /// What the server has sent so far.
+    response: Vec<u8>,
+    /// Length of the response head, once it is whole.
+    head_len: Option<usize>,
+    /// An `error` frame's code, when one came before the close.
+    last_error: Option<u64>,
 }
 
-/// Opens a WebSocket (and for Appwrite waits for `connected`). Returns the
-/// stream and any bytes that arrived after the greeting.
-pub async fn connect(
-    a: Attempt<'_>,
-    counters: &RefCell<Counters>,
-) -> Result<(TcpStream, Vec<u8>), Failure> {
-    let socket = if a.addr.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
+/// Where an attempt stands after the socket moved.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Waiting for the socket.
+    Wait,
+    /// Connected (for Appwrite: `connected` received); what came after it.
+    Open(Vec<u8>),
+    Failed(Failure),
+}
+
+enum Greeting {
+    Connected,
+    Error(u64),
+    Other,
+}
+
+/// What a frame before `connected` is: by its first bytes when the server
+/// writes `type` first (as Appwrite does), else by parsing it.
+fn greeting_type(payload: &[u8]) -> Greeting {
+    if payload.starts_with(br#"{"type":"connected""#) {
+        return Greeting::Connected;
     }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) else {
+        return Greeting::Other;
+    };
+    match v["type"].as_str() {
+        Some("connected") => Greeting::Connected,
+        Some("error") => Greeting::Error(v["data"]["code"].as_u64().unwrap_or(0)),
+        _ => Greeting::Other,
+    }
+}
+
+/// Opens a nonblocking socket towards `addr` from `source` and starts
+/// connecting; the attempt goes on in the hold reactor.
+pub fn open(addr: SocketAddr, source: Option<IpAddr>) -> Result<std::net::TcpStream, Failure> {
+    use socket2::{Domain, Protocol as IpProto, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking(),
+        Some(IpProto::TCP),
+    )
     .map_err(|e| io_failure(&e))?;
-    if let Some(src) = a.source {
+    let _ = socket.set_tcp_nodelay(true);
+    if let Some(src) = source {
         bind_no_port(&socket);
         socket
-            .bind(SocketAddr::new(src, 0))
+            .bind(&SocketAddr::new(src, 0).into())
             .map_err(|e| io_failure(&e))?;
     }
-    let mut stream = socket.connect(a.addr).await.map_err(|e| io_failure(&e))?;
-    let _ = stream.set_nodelay(true);
-    let key = {
-        use base64::Engine;
-        let raw = [
-            mix(a.key_seed).to_ne_bytes(),
-            mix(a.key_seed ^ 0x9e37).to_ne_bytes(),
-        ]
-        .concat();
-        base64::engine::general_purpose::STANDARD.encode(raw)
-    };
-    let req = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        a.target, a.host
-    );
-    stream
-        .write_all(req.as_bytes())
-        .await
-        .map_err(|e| io_failure(&e))?;
-    counters.borrow_mut().bytes_out += req.len() as u64;
-
-    let mut buf = Vec::with_capacity(1024);
-    let head_len = loop {
-        if stream
-            .read_buf(&mut buf)
-            .await
-            .map_err(|e| io_failure(&e))?
-            == 0
-        {
-            return Err("closed_during_handshake".into());
-        }
-        let mut headers = [httparse::EMPTY_HEADER; 16];
-        let mut resp = httparse::Response::new(&mut headers);
-        match resp.parse(&buf) {
-            Ok(httparse::Status::Complete(n)) => {
-                let status = resp.code.unwrap_or(0);
-                if status != 101 {
-                    return Err(format!("http_{status}"));
-                }
-                let accept = resp
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-accept"));
-                if accept.map(|h| h.value)
-                    != Some(rtbench_protocol::handshake::accept_key(&key).as_bytes())
-                {
-                    return Err("bad_accept_key".into());
-                }
-                break n;
-            }
-            Ok(httparse::Status::Partial) if buf.len() < 16 * 1024 => {}
-            _ => return Err("bad_http_response".into()),
-        }
-    };
-    buf.drain(..head_len);
-    if a.protocol == Protocol::Raw {
-        return Ok((stream, unread(buf)));
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(io_failure(&e)),
     }
-    // Appwrite: frames until `connected`; an `error` frame first is counted.
-    let mut last_error: Option<u64> = None;
-    loop {
-        let mut at = 0;
-        while let Some(f) = frame::parse(&mut buf[at..], MAX_FRAME, Sender::Server)
-            .map_err(|_| "protocol_error".to_string())?
-        {
-            let payload = &buf[at + f.payload_start..at + f.end()];
-            match f.opcode {
-                frame::OP_TEXT => {
-                    let v: serde_json::Value =
-                        serde_json::from_slice(payload).map_err(|_| "bad_greeting".to_string())?;
-                    match v["type"].as_str() {
-                        Some("connected") => {
-                            let mut c = counters.borrow_mut();
-                            c.frames_in += 1;
-                            c.bytes_in += (head_len + at + f.end()) as u64;
-                            buf.drain(..at + f.end());
-                            return Ok((stream, unread(buf)));
-                        }
-                        Some("error") => {
-                            let code = v["data"]["code"].as_u64().unwrap_or(0);
-                            *counters
-                                .borrow_mut()
-                                .error_frames
-                                .entry(code.to_string())
-                                .or_default() += 1;
-                            last_error = Some(code);
-                        }
-                        _ => {}
+    Ok(socket.into())
+}
+
+impl Connecting {
+    /// An attempt to upgrade `path_and_query` on `host`.
+    pub fn new(
+        scheduled_ns: u64,
+        attempt_ns: u64,
+        host: &str,
+        path_and_query: &str,
+        key_seed: u64,
+    ) -> Connecting {
+        let key = {
+            use base64::Engine;
+            let raw = [
+                mix(key_seed).to_ne_bytes(),
+                mix(key_seed ^ 0x9e37).to_ne_bytes(),
+            ]
+            .concat();
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        };
+        let request = format!(
+            "GET {path_and_query} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .into_bytes();
+        Connecting {
+            scheduled_ns,
+            attempt_ns,
+            key,
+            request,
+            response: Vec::new(),
+            head_len: None,
+            last_error: None,
+        }
+    }
+
+    /// Moves the attempt on: sends the request once the socket is
+    /// connected, reads what the server sent, until `connected` or failure.
+    pub fn drive(
+        &mut self,
+        sock: &std::net::TcpStream,
+        protocol: Protocol,
+        counters: &mut Counters,
+        buf: &mut [u8],
+    ) -> Step {
+        match sock.take_error() {
+            Ok(None) => {}
+            Ok(Some(e)) | Err(e) => return Step::Failed(io_failure(&e)),
+        }
+        if !self.request.is_empty() {
+            counters.writes += 1;
+            match (&*sock).write(&self.request) {
+                Ok(n) => {
+                    counters.bytes_out += n as u64;
+                    self.request.drain(..n);
+                    if !self.request.is_empty() {
+                        return Step::Wait;
+                    }
+                    self.request = Vec::new();
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::NotConnected
+                    ) =>
+                {
+                    return Step::Wait;
+                }
+                Err(e) => return Step::Failed(io_failure(&e)),
+            }
+        }
+        loop {
+            counters.reads += 1;
+            match (&*sock).read(buf) {
+                Ok(0) => {
+                    return Step::Failed(match self.last_error {
+                        Some(code) => format!("error_frame_{code}"),
+                        None => "closed_during_handshake".into(),
+                    });
+                }
+                Ok(n) => {
+                    self.response.extend_from_slice(&buf[..n]);
+                    match self.parse(protocol, counters) {
+                        Step::Wait if n == buf.len() => {}
+                        step => return step,
                     }
                 }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Wait,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Step::Failed(io_failure(&e)),
+            }
+        }
+    }
+
+    /// Reads the response so far: the 101, then (Appwrite) frames until
+    /// `connected`; an `error` frame first is counted.
+    fn parse(&mut self, protocol: Protocol, counters: &mut Counters) -> Step {
+        let head_len = match self.head_len {
+            Some(n) => n,
+            None => {
+                let mut headers = [httparse::EMPTY_HEADER; 16];
+                let mut resp = httparse::Response::new(&mut headers);
+                match resp.parse(&self.response) {
+                    Ok(httparse::Status::Complete(n)) => {
+                        let status = resp.code.unwrap_or(0);
+                        if status != 101 {
+                            return Step::Failed(format!("http_{status}"));
+                        }
+                        let accept = resp
+                            .headers
+                            .iter()
+                            .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-accept"));
+                        if accept.map(|h| h.value)
+                            != Some(rtbench_protocol::handshake::accept_key(&self.key).as_bytes())
+                        {
+                            return Step::Failed("bad_accept_key".into());
+                        }
+                        counters.bytes_in += n as u64;
+                        self.head_len = Some(n);
+                        n
+                    }
+                    Ok(httparse::Status::Partial) if self.response.len() < 16 * 1024 => {
+                        return Step::Wait;
+                    }
+                    _ => return Step::Failed("bad_http_response".into()),
+                }
+            }
+        };
+        if protocol == Protocol::Raw {
+            return Step::Open(self.response.split_off(head_len));
+        }
+        let mut at = head_len;
+        loop {
+            let f = match frame::parse(&mut self.response[at..], MAX_FRAME, Sender::Server) {
+                Ok(Some(f)) => f,
+                Ok(None) => {
+                    // Keep only what is not yet understood.
+                    self.response.drain(head_len..at);
+                    return Step::Wait;
+                }
+                Err(_) => return Step::Failed("protocol_error".into()),
+            };
+            let payload = &self.response[at + f.payload_start..at + f.end()];
+            counters.frames_in += 1;
+            counters.bytes_in += f.end() as u64;
+            match f.opcode {
+                frame::OP_TEXT => match greeting_type(payload) {
+                    Greeting::Connected => {
+                        return Step::Open(self.response.split_off(at + f.end()));
+                    }
+                    Greeting::Error(code) => {
+                        *counters.error_frames.entry(code.to_string()).or_default() += 1;
+                        self.last_error = Some(code);
+                    }
+                    Greeting::Other => {}
+                },
                 frame::OP_CLOSE => {
-                    return Err(match last_error {
+                    return Step::Failed(match self.last_error {
                         Some(code) => format!("error_frame_{code}"),
                         None => format!("closed_{}", frame::close_code(payload)),
                     });
@@ -265,30 +386,12 @@ pub async fn connect(
             }
             at += f.end();
         }
-        buf.drain(..at);
-        if stream
-            .read_buf(&mut buf)
-            .await
-            .map_err(|e| io_failure(&e))?
-            == 0
-        {
-            return Err(match last_error {
-                Some(code) => format!("error_frame_{code}"),
-                None => "closed_during_handshake".into(),
-            });
-        }
     }
-}
-
-/// What followed the greeting, without keeping the handshake's buffer: it
-/// would otherwise live as long as the connection (1 KiB each, measured).
-fn unread(buf: Vec<u8>) -> Vec<u8> {
-    if buf.is_empty() { Vec::new() } else { buf }
 }
 
 /// IP_BIND_ADDRESS_NO_PORT: bind the source address now, pick the port at
 /// connect time, so one port can serve several destinations.
-fn bind_no_port(socket: &TcpSocket) {
+fn bind_no_port(socket: &socket2::Socket) {
     use std::os::fd::AsRawFd;
     let one: libc::c_int = 1;
     // SAFETY: setsockopt with a valid fd and an int option value.

@@ -120,10 +120,13 @@ impl Holds {
         let held = make(generation);
         let key = Key { id, generation };
         let fd = held.sock.as_ref().map(|s| s.as_raw_fd()).unwrap_or(-1);
-        if let Err(e) = self
-            .registry
-            .register(&mut SourceFd(&fd), key.token(), Interest::READABLE)
-        {
+        if let Err(e) = self.registry.register(
+            &mut SourceFd(&fd),
+            key.token(),
+            // Writable: a connect completes (edge-triggered, so an open
+            // connection is not woken for it again).
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
             self.free.push(id);
             return Err(e);
         }
@@ -147,23 +150,26 @@ impl Holds {
         Some(held)
     }
 
-    /// Every held connection.
+    /// Every open connection (connected, not still connecting).
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Held> {
-        self.slots.iter_mut().filter(|h| h.sock.is_some())
+        self.slots
+            .iter_mut()
+            .filter(|h| h.sock.is_some() && !h.is_connecting())
     }
 
-    /// Every `k`th slot from `from`, held ones only: pings spread over ticks.
+    /// Every `k`th slot from `from`, open ones only: pings spread over ticks.
     pub fn every_mut(&mut self, from: usize, k: usize) -> impl Iterator<Item = &mut Held> {
         self.slots
             .iter_mut()
             .skip(from)
             .step_by(k.max(1))
-            .filter(|h| h.sock.is_some())
+            .filter(|h| h.sock.is_some() && !h.is_connecting())
     }
 
-    /// Closes every socket at once (the end of the close timeout).
+    /// Closes every socket at once (the end of the close timeout); returns
+    /// how many were open connections.
     pub fn abort_all(&mut self) -> usize {
-        let n = self.slots.iter().filter(|h| h.sock.is_some()).count();
+        let n = self.iter_mut().count();
         self.slots.clear();
         self.free.clear();
         n

@@ -22,7 +22,7 @@ use std::time::Duration;
 use rtbench_protocol::frame;
 use serde::{Deserialize, Serialize};
 
-use crate::client::{self, Attempt, End, Held, Receiver};
+use crate::client::{self, Connecting, End, Extra, Held, Receiver, Step};
 use crate::hold::{self, Holds, Key, Readiness};
 use crate::scenario::{Protocol, Reconnect, Scenario};
 use crate::stats::{self, Counters, Hist, Hists};
@@ -98,6 +98,8 @@ struct Worker {
     lag_max_total_ns: Cell<u64>,
     connecting: Cell<u64>,
     holds: RefCell<Holds>,
+    /// Attempts in progress by deadline (all share one timeout).
+    deadlines: RefCell<std::collections::VecDeque<(u64, Key)>>,
     /// No new arrivals or reconnects.
     stopping: Cell<bool>,
     /// Connections are being closed.
@@ -167,6 +169,7 @@ async fn run(w: Rc<Worker>, readiness: Readiness) {
         && tokio::time::Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
+        expire_attempts(&w);
     }
     let aborted = w.holds.borrow_mut().abort_all();
     w.counters.borrow_mut().open -= aborted as u64;
@@ -219,12 +222,13 @@ async fn arrivals(w: Rc<Worker>) {
         let lag = clock_ns().saturating_sub(due);
         w.lag_max_ns.set(w.lag_max_ns.get().max(lag));
         w.lag_max_total_ns.set(w.lag_max_total_ns.get().max(lag));
-        tokio::task::spawn_local(connect_and_hold(w.clone(), a.index, due, 0));
+        attempt(&w, a.index, due, 0);
     }
 }
 
-/// One attempt: connect, then hold in a task of its own.
-async fn connect_and_hold(w: Rc<Worker>, arrival: u64, scheduled_ns: u64, attempt: u32) {
+/// One connection attempt: a nonblocking connect, then a slot in the hold
+/// reactor that drives the handshake (`drive_connect`); no task of its own.
+fn attempt(w: &Rc<Worker>, arrival: u64, scheduled_ns: u64, attempt: u32) {
     let sc = &w.plan.scenario;
     let pop = Population::new(sc);
     let user = pop.user_of(arrival);
@@ -234,97 +238,135 @@ async fn connect_and_hold(w: Rc<Worker>, arrival: u64, scheduled_ns: u64, attemp
         w.next_source.set(i + 1);
         w.sources[i % w.sources.len()]
     });
-    let target = match sc.target.protocol {
+    w.counters.borrow_mut().attempted += 1;
+    let attempt_ns = clock_ns();
+    let sock = match client::open(t.addr, source) {
+        Ok(s) => s,
+        Err(reason) => return failed(w, arrival, attempt, reason),
+    };
+    let path = match sc.target.protocol {
         Protocol::Appwrite => format!("{}?{}", t.path, pop.query(user)),
         Protocol::Raw => t.path.clone(),
     };
-    w.counters.borrow_mut().attempted += 1;
-    w.connecting.set(w.connecting.get() + 1);
-    let attempt_ns = clock_ns();
-    let a = Attempt {
-        addr: t.addr,
-        host: &t.host,
-        target,
-        source,
-        protocol: sc.target.protocol,
-        key_seed: arrival ^ attempt_ns,
+    let connecting = Connecting::new(
+        scheduled_ns,
+        attempt_ns,
+        &t.host,
+        &path,
+        arrival ^ attempt_ns,
+    );
+    let inserted = w
+        .holds
+        .borrow_mut()
+        .insert(|generation| Held::new(sock, generation, user, arrival, attempt, Some(connecting)));
+    match inserted {
+        Ok(key) => {
+            w.connecting.set(w.connecting.get() + 1);
+            let deadline = attempt_ns + (sc.target.connect_timeout_s * 1e9) as u64;
+            w.deadlines.borrow_mut().push_back((deadline, key));
+        }
+        Err(e) => failed(
+            w,
+            arrival,
+            attempt,
+            format!("io_{:?}", e.kind()).to_lowercase(),
+        ),
+    }
+}
+
+/// An attempt failed: count why, and reconnect if the scenario says so.
+fn failed(w: &Rc<Worker>, arrival: u64, attempt: u32, reason: client::Failure) {
+    let fatal = reason == "error_frame_1008";
+    w.counters.borrow_mut().fail(reason);
+    reconnect_later(w, arrival, attempt, fatal);
+}
+
+/// Moves a connecting slot on; when it opens, records the connect latency
+/// and hands what came after the greeting to the receive path.
+fn drive_connect(w: &Rc<Worker>, key: Key, buf: &mut [u8]) {
+    let step = {
+        let mut holds = w.holds.borrow_mut();
+        let Some(held) = holds.get(key) else { return };
+        let (Some(sock), Some(Extra::Connecting(c))) = (&held.sock, held.extra.as_deref_mut())
+        else {
+            return;
+        };
+        c.drive(
+            sock,
+            w.plan.scenario.target.protocol,
+            &mut w.counters.borrow_mut(),
+            buf,
+        )
     };
-    let result = tokio::time::timeout(
-        Duration::from_secs_f64(sc.target.connect_timeout_s),
-        client::connect(a, &w.counters),
-    )
-    .await
-    .unwrap_or_else(|_| Err("timeout".into()));
-    w.connecting.set(w.connecting.get() - 1);
-    let now = clock_ns();
-    match result {
-        Ok((stream, leftover)) => {
+    match step {
+        Step::Wait => {}
+        Step::Failed(reason) => {
+            if let Some(held) = w.holds.borrow_mut().remove(key) {
+                w.connecting.set(w.connecting.get() - 1);
+                failed(w, u64::from(held.arrival), held.attempt, reason);
+            }
+        }
+        Step::Open(leftover) => {
+            let now = clock_ns();
+            let c = {
+                let mut holds = w.holds.borrow_mut();
+                let Some(held) = holds.get(key) else { return };
+                match held.extra.take().map(|e| *e) {
+                    Some(Extra::Connecting(c)) => c,
+                    _ => return,
+                }
+            };
+            w.connecting.set(w.connecting.get() - 1);
             {
                 let mut h = w.hists.borrow_mut();
-                stats::record_ns(&mut h.connect, now.saturating_sub(scheduled_ns));
-                stats::record_ns(&mut h.connect_attempt, now.saturating_sub(attempt_ns));
+                stats::record_ns(&mut h.connect, now.saturating_sub(c.scheduled_ns));
+                stats::record_ns(&mut h.connect_attempt, now.saturating_sub(c.attempt_ns));
                 stats::record_ns(
                     &mut w.interval_connect.borrow_mut(),
-                    now.saturating_sub(scheduled_ns),
+                    now.saturating_sub(c.scheduled_ns),
                 );
+                let mut counters = w.counters.borrow_mut();
+                counters.connected += 1;
+                counters.open += 1;
             }
-            adopt(&w, stream, leftover, user, arrival, attempt);
-        }
-        Err(reason) => {
-            let fatal = reason == "error_frame_1008";
-            w.counters.borrow_mut().fail(reason);
-            reconnect_later(&w, arrival, attempt, fatal);
+            if w.closing.get()
+                && let Some(h) = w.holds.borrow_mut().get(key)
+            {
+                h.close(&mut w.counters.borrow_mut());
+            }
+            if !leftover.is_empty() {
+                let mut leftover = leftover;
+                if let Some(end) = receive(w, key, &mut leftover) {
+                    finish(w, key, end);
+                }
+            }
         }
     }
 }
 
-/// Moves a connected socket into the hold reactor and handles what came
-/// with the greeting.
-fn adopt(
-    w: &Rc<Worker>,
-    stream: tokio::net::TcpStream,
-    leftover: Vec<u8>,
-    user: u64,
-    arrival: u64,
-    attempt: u32,
-) {
-    let sock = match stream.into_std() {
-        Ok(s) => s,
-        Err(e) => {
-            w.counters
-                .borrow_mut()
-                .fail(format!("io_{:?}", e.kind()).to_lowercase());
-            return;
-        }
-    };
-    let inserted = w
-        .holds
-        .borrow_mut()
-        .insert(|generation| Held::new(sock, generation, user, arrival, attempt));
-    let key = match inserted {
-        Ok(k) => k,
-        Err(e) => {
-            w.counters
-                .borrow_mut()
-                .fail(format!("io_{:?}", e.kind()).to_lowercase());
-            return;
-        }
-    };
-    {
-        let mut c = w.counters.borrow_mut();
-        c.connected += 1;
-        c.open += 1;
-    }
-    if w.closing.get()
-        && let Some(h) = w.holds.borrow_mut().get(key)
-    {
-        h.close(&mut w.counters.borrow_mut());
-    }
-    if !leftover.is_empty() {
-        let mut leftover = leftover;
-        let step = receive(w, key, &mut leftover);
-        if let Some(end) = step {
-            finish(w, key, end);
+/// Fails the attempts whose connect timeout passed (oldest first: every
+/// attempt has the same timeout, so the queue is in deadline order).
+fn expire_attempts(w: &Rc<Worker>) {
+    let now = clock_ns();
+    loop {
+        let key = {
+            let mut d = w.deadlines.borrow_mut();
+            match d.front() {
+                Some(&(deadline, key)) if deadline <= now => {
+                    d.pop_front();
+                    key
+                }
+                _ => return,
+            }
+        };
+        let still = w
+            .holds
+            .borrow_mut()
+            .get(key)
+            .is_some_and(|h| h.is_connecting());
+        if still && let Some(held) = w.holds.borrow_mut().remove(key) {
+            w.connecting.set(w.connecting.get() - 1);
+            failed(w, u64::from(held.arrival), held.attempt, "timeout".into());
         }
     }
 }
@@ -346,21 +388,24 @@ fn receive(w: &Worker, key: Key, bytes: &mut [u8]) -> Option<End> {
         delivery_interval: &mut interval,
         now_ns: clock_ns(),
     };
-    let result = match held.partial.take() {
-        Some(mut p) => {
+    let result = match held.extra.take().map(|e| *e) {
+        Some(Extra::Partial(mut p)) => {
             p.extend_from_slice(bytes);
             r.frames(held, &mut p).map(|used| {
                 p.drain(..used);
-                (!p.is_empty()).then_some(p)
+                p
             })
         }
-        None => r
-            .frames(held, bytes)
-            .map(|used| (used < bytes.len()).then(|| Box::new(bytes[used..].to_vec()))),
+        other => {
+            held.extra = other.map(Box::new);
+            r.frames(held, bytes).map(|used| bytes[used..].to_vec())
+        }
     };
     match result {
         Ok(rest) => {
-            held.partial = rest;
+            if !rest.is_empty() {
+                held.extra = Some(Box::new(Extra::Partial(rest)));
+            }
             None
         }
         Err(end) => Some(end),
@@ -382,8 +427,15 @@ async fn serve(w: Rc<Worker>, mut readiness: Readiness) {
         }
         w.counters.borrow_mut().wakeups += 1;
         for &key in &ready {
-            if let Some(end) = drain(&w, key) {
-                finish(&w, key, end);
+            let connecting = w.holds.borrow_mut().get(key).map(|h| h.is_connecting());
+            match connecting {
+                Some(true) => READ_BUF.with_borrow_mut(|buf| drive_connect(&w, key, buf)),
+                Some(false) => {
+                    if let Some(end) = drain(&w, key) {
+                        finish(&w, key, end);
+                    }
+                }
+                None => {}
             }
         }
     }
@@ -456,16 +508,16 @@ fn sdk_backoff(attempt: u32) -> Duration {
     })
 }
 
-fn reconnect_later(w: &Rc<Worker>, arrival: u64, attempt: u32, fatal: bool) {
+fn reconnect_later(w: &Rc<Worker>, arrival: u64, tries: u32, fatal: bool) {
     if w.plan.scenario.session.reconnect != Reconnect::Sdk || fatal || w.stopping.get() {
         return;
     }
     w.counters.borrow_mut().reconnects += 1;
     let w = w.clone();
     tokio::task::spawn_local(async move {
-        tokio::time::sleep(sdk_backoff(attempt + 1)).await;
+        tokio::time::sleep(sdk_backoff(tries + 1)).await;
         if !w.stopping.get() {
-            connect_and_hold(w, arrival, clock_ns(), attempt + 1).await;
+            attempt(&w, arrival, clock_ns(), tries + 1);
         }
     });
 }
@@ -484,6 +536,7 @@ async fn ticker(w: Rc<Worker>) {
     loop {
         tick.tick().await;
         n += 1;
+        expire_attempts(&w);
         if clock_ns() >= hold_end_ns || w.interrupted.load(Ordering::Relaxed) {
             w.stopping.set(true);
             w.closing.set(true);
@@ -578,6 +631,7 @@ impl Worker {
             lag_max_total_ns: Cell::new(0),
             connecting: Cell::new(0),
             holds: RefCell::new(holds),
+            deadlines: RefCell::default(),
             stopping: Cell::new(false),
             closing: Cell::new(false),
             interrupted,

@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::conn::Subscription;
 use crate::metrics::Rejected;
 use crate::request::Request;
-use crate::session::{MAX_CHANNELS, URL_SUBSCRIPTION, effective_channels, error_frame, user_json};
+use crate::session::{MAX_CHANNELS, URL_SUBSCRIPTION, effective_channels, error_frame, message, user_json};
 use crate::shared::Shared;
 use rtbench_protocol::frame::{self, close};
 use rtbench_protocol::jwt::{self, Claims};
@@ -91,8 +91,7 @@ pub fn decide(shared: &Shared, peer: IpAddr, req: &Request) -> Result<Admit, Ref
     let subs = (!raw.is_empty() && raw != channels).then(|| {
         vec![Subscription { id: URL_SUBSCRIPTION.into(), channels: raw.iter().map(|c| c.as_str().into()).collect() }]
     });
-    let hello = json!({"type": "connected", "data": {"channels": channels, "user": user_json(user.as_deref())}});
-    greeting.push(frame::text(hello.to_string().as_bytes()));
+    greeting.push(message("connected", json!({"channels": channels, "user": user_json(user.as_deref())})));
     if !shared.reserve() {
         greeting.pop(); // not connected after all
         return refuse(greeting, Rejected::Full, close::TRY_AGAIN_LATER, "Server is full");

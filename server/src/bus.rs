@@ -130,9 +130,11 @@ pub async fn subscribe(shared: Arc<Shared>) {
                             if ev.seq.is_some() {
                                 last_seq = ev.seq.max(last_seq);
                             }
+                            // Counted once queued on every reactor: a reader of
+                            // the count knows the event precedes what comes next.
+                            shared.reactors.publish(Arc::new(ev));
                             m.bus_events_in.fetch_add(1, Relaxed);
                             m.events_in.fetch_add(1, Relaxed);
-                            shared.reactors.publish(Arc::new(ev));
                         }
                         Err(e) => {
                             if m.events_invalid.fetch_add(1, Relaxed).is_power_of_two() {

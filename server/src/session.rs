@@ -56,13 +56,25 @@ pub fn user_json(user: Option<&Claims>) -> Value {
     }
 }
 
-pub fn error_frame(code: u16, message: &str) -> Bytes {
-    frame::text(json!({"type": "error", "data": {"code": code, "message": message}}).to_string().as_bytes())
+/// A protocol message, `{"type":..,"data":..}` with `type` first, as
+/// Appwrite writes it (clients may look at the start of a frame).
+pub fn message(kind: &str, data: Value) -> Bytes {
+    #[derive(serde::Serialize)]
+    struct Message<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        data: Value,
+    }
+    frame::text(&serde_json::to_vec(&Message { kind, data }).expect("a message serializes"))
+}
+
+pub fn error_frame(code: u16, message_text: &str) -> Bytes {
+    message("error", json!({"code": code, "message": message_text}))
 }
 
 impl Reactor {
-    fn send_json(&mut self, id: ConnId, v: &Value) {
-        let f = frame::text(v.to_string().as_bytes());
+    fn respond(&mut self, id: ConnId, data: Value) {
+        let f = message("response", data);
         self.send(id, &[&f]);
     }
 
@@ -212,10 +224,7 @@ impl Reactor {
                 let roles = crate::auth::roles_for(Some(&claims)).iter().map(|r| self.names.acquire(r)).collect();
                 let user = user_json(Some(&claims));
                 self.refile(id, &channels, Some(User { claims, roles }));
-                self.send_json(
-                    id,
-                    &json!({"type": "response", "data": {"to": "authentication", "success": true, "user": user}}),
-                );
+                self.respond(id, json!({"to": "authentication", "success": true, "user": user}));
             }
             Err(e) => self.fail(id, close::POLICY_VIOLATION, &e.to_string()),
         }
@@ -248,10 +257,7 @@ impl Reactor {
         }));
         self.set_subscriptions(id, subs);
         let listed: Vec<Value> = new.iter().map(|s| json!({"subscriptionId": s.id, "channels": s.channels})).collect();
-        self.send_json(
-            id,
-            &json!({"type": "response", "data": {"to": "subscribe", "success": true, "subscriptions": listed}}),
-        );
+        self.respond(id, json!({"to": "subscribe", "success": true, "subscriptions": listed}));
     }
 
     fn unsubscribe(&mut self, id: ConnId, data: &Value) {
@@ -271,10 +277,7 @@ impl Reactor {
         subs.retain(|s| !gone.iter().any(|g| *g.id == *s.id));
         self.set_subscriptions(id, subs);
         let ids: Vec<&str> = gone.iter().map(|g| g.id.as_str()).collect();
-        self.send_json(
-            id,
-            &json!({"type": "response", "data": {"to": "unsubscribe", "success": true, "subscriptions": ids}}),
-        );
+        self.respond(id, json!({"to": "unsubscribe", "success": true, "subscriptions": ids}));
     }
 
     fn set_subscriptions(&mut self, id: ConnId, subs: Vec<Subscription>) {

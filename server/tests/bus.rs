@@ -99,6 +99,11 @@ async fn an_event_published_anywhere_reaches_every_permitted_subscriber_once() {
         assert_eq!(status, 200, "{body}");
         assert_eq!(body, json!({"published": true, "subscribers": 3}));
     }
+    // Every process has taken every event off the bus before the clients
+    // ask what they got (a publish is answered once Redis has it).
+    for s in &servers {
+        wait_for(s.local_addr(), "rtbench_bus_events_in_total", 4).await;
+    }
     for (kind, ws) in &mut clients {
         let got: Vec<u64> = drain(ws).await.iter().map(|e| e["data"]["payload"]["i"].as_u64().unwrap()).collect();
         let want: Vec<u64> = match *kind {
