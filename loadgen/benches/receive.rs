@@ -38,7 +38,7 @@ fn receive(c: &mut Criterion) {
     }
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let mut held = Held::new(stream, 0, user, user, 0);
+    let mut held = Held::new(stream, 0, user, user, 0, None);
     let (mut counters, mut hists, mut interval) =
         (Counters::default(), Hists::default(), new_hist());
 
