@@ -118,6 +118,7 @@ pub fn main() -> Result<(), String> {
         serde_json::from_str(&line).map_err(|e| format!("the plan on stdin is not valid: {e}"))?;
     CLOCK_OFFSET_NS.store(plan.clock_offset_ns, Ordering::Relaxed);
     sys::raise_open_files();
+    sys::raise_priority();
     let interrupted = Arc::new(AtomicBool::new(false));
     {
         // Stdin closing is the controller's stop signal.

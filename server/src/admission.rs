@@ -20,23 +20,7 @@ use crate::shared::Shared;
 use rtbench_protocol::frame::{self, close};
 use rtbench_protocol::jwt::{self, Claims};
 
-/// A connection its reactor is to take.
-pub struct Admitted {
-    pub stream: std::net::TcpStream,
-    pub project: String,
-    pub user: Option<Box<Claims>>,
-    /// What to file it under: the URL's channels, `account` rewritten, each once.
-    pub channels: Vec<String>,
-    /// The subscriptions, when they are not `channels` as the one default
-    /// subscription (`account` in the URL).
-    pub subs: Option<Vec<Subscription>>,
-    /// Frames it gets first: an error for a bad token, then `connected`.
-    pub greeting: Vec<Bytes>,
-    /// What the client sent after its request.
-    pub leftover: Vec<u8>,
-}
-
-/// An admitted connection before its socket is attached.
+/// An admitted connection: what its reactor files it under and greets it with.
 pub struct Admit {
     pub project: String,
     pub user: Option<Box<Claims>>,

@@ -49,6 +49,8 @@ pub const FIN_SENT: u8 = 2;
 /// Filed in the index (and holding its names): from registration to the
 /// start of its close.
 pub const FILED: u8 = 4;
+/// Still an HTTP request: its head is being read (`handshake.rs`).
+pub const HANDSHAKE: u8 = 8;
 
 /// A signed-in session: its claims and the roles they grant, interned.
 pub struct User {
@@ -76,6 +78,8 @@ pub struct Extra {
     /// The subscriptions, when they are not just the connect URL's channels
     /// (a `subscribe` message, or `account` rewritten from the URL).
     pub subs: Option<Vec<Subscription>>,
+    /// The client's address, during the handshake (admission reads it).
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 impl Extra {

@@ -1,10 +1,10 @@
 //! The HTTP/1.1 side: one listener serves the WebSocket upgrade and the plain
 //! endpoints (`POST /v1/events`, `/health`, `/metrics`).
 //!
-//! A hand-written request reader instead of a framework keeps the build small
-//! and the per-connection state tiny: the head is read into a buffer that is
-//! freed as soon as the request is routed, so a WebSocket connection carries
-//! nothing from its handshake.
+//! New connections start in a reactor (`handshake.rs`), which answers
+//! upgrades itself; a plain request comes here, to a tokio task, with the
+//! bytes read so far. A hand-written reader instead of a framework keeps the
+//! build small.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,67 +13,17 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::admission::{self, Admitted};
 use crate::event;
-use crate::request::Request;
+use crate::handshake::Incoming;
+use crate::request::{Head, Request, parse_head};
 use crate::shared::Shared;
 
-const MAX_HEAD: usize = 16 * 1024;
 const MAX_BODY: usize = 1 << 20;
-const MAX_HEADERS: usize = 48;
-/// A client gets this long to send a request head (slow-loris guard).
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a refused connection waits for the client's side of the close.
-const LINGER: Duration = Duration::from_secs(1);
+/// A client gets this long to send a request head or body (slow-loris guard).
+const HEAD_TIMEOUT: Duration = crate::handshake::HEAD_TIMEOUT;
 
-enum HeadError {
-    /// The peer closed or the socket failed: nothing to answer.
-    Gone,
-    /// Answer with this status and message, then close.
-    Bad(u16, &'static str),
-}
-
-/// Reads one request head; `buf` keeps whatever follows it.
-async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Request, HeadError> {
-    loop {
-        if !buf.is_empty() {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut req = httparse::Request::new(&mut headers);
-            match req.parse(buf) {
-                Ok(httparse::Status::Complete(n)) => {
-                    let target = req.path.unwrap_or("/");
-                    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-                    let request = Request {
-                        method: req.method.unwrap_or("").to_owned(),
-                        path: path.to_owned(),
-                        query: query.to_owned(),
-                        headers: req
-                            .headers
-                            .iter()
-                            .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
-                            .collect(),
-                        http10: req.version == Some(0),
-                    };
-                    buf.drain(..n);
-                    return Ok(request);
-                }
-                Ok(httparse::Status::Partial) => {}
-                Err(httparse::Error::TooManyHeaders) => return Err(HeadError::Bad(431, "too many headers")),
-                Err(_) => return Err(HeadError::Bad(400, "malformed request")),
-            }
-        }
-        if buf.len() >= MAX_HEAD {
-            return Err(HeadError::Bad(431, "request head too large"));
-        }
-        buf.reserve(2048);
-        match stream.read_buf(buf).await {
-            Ok(0) | Err(_) => return Err(HeadError::Gone),
-            Ok(_) => {}
-        }
-    }
-}
-
-async fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: &[u8], keep_alive: bool) -> bool {
+/// The status line and headers of an answer.
+pub fn response_head(status: u16, content_type: &str, len: usize, keep_alive: bool) -> String {
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
@@ -90,45 +40,67 @@ async fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: 
     };
     let extra = if status == 426 { "Sec-WebSocket-Version: 13\r\n" } else { "" };
     let conn = if keep_alive { "keep-alive" } else { "close" };
-    let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: {conn}\r\n{extra}\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.is_ok() && stream.write_all(body).await.is_ok()
+    format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\nConnection: {conn}\r\n{extra}\r\n"
+    )
 }
 
-fn json_error(message: &str) -> Vec<u8> {
+/// A whole answer: head and body.
+pub fn response_bytes(status: u16, content_type: &str, body: &[u8], keep_alive: bool) -> Vec<u8> {
+    let mut out = response_head(status, content_type, body.len(), keep_alive).into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+async fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: &[u8], keep_alive: bool) -> bool {
+    stream.write_all(&response_bytes(status, content_type, body, keep_alive)).await.is_ok()
+}
+
+pub fn json_error(message: &str) -> Vec<u8> {
     serde_json::json!({ "message": message }).to_string().into_bytes()
 }
 
-/// Serves one TCP connection: plain requests until it closes, or an upgrade.
-pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let mut buf = Vec::new();
+/// Serves plain requests on one connection until it closes, starting with
+/// the bytes a reactor read from it. An upgrade goes back to a reactor.
+pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, mut buf: Vec<u8>) {
     loop {
-        let req = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream, &mut buf)).await {
+        let head = tokio::time::timeout(HEAD_TIMEOUT, async {
+            loop {
+                match parse_head(&buf) {
+                    Head::Partial => {}
+                    head => return Some(head),
+                }
+                buf.reserve(2048);
+                match stream.read_buf(&mut buf).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        let (req, len) = match head {
             Err(_) => {
                 respond(&mut stream, 408, "text/plain", b"request head timeout\n", false).await;
                 return;
             }
-            Ok(Err(HeadError::Gone)) => return,
-            Ok(Err(HeadError::Bad(status, msg))) => {
+            Ok(None) => return,
+            Ok(Some(Head::Bad(status, msg))) => {
                 respond(&mut stream, status, "application/json", &json_error(msg), false).await;
                 return;
             }
-            Ok(Ok(req)) => req,
+            Ok(Some(Head::Complete(req, len))) => (req, len),
+            Ok(Some(Head::Partial)) => unreachable!("returned only when whole"),
         };
+        if (req.method.as_str(), req.path.as_str()) == ("GET", "/v1/realtime") {
+            // The reactors answer upgrades: hand the connection back, head included.
+            if let Ok(stream) = stream.into_std() {
+                shared.reactors.adopt(Incoming { stream, peer, bytes: buf });
+            }
+            return;
+        }
+        buf.drain(..len);
         let keep_alive = req.keep_alive();
         let ok = match (req.method.as_str(), req.path.as_str()) {
-            ("GET", "/v1/realtime") => match upgrade_accept(&req) {
-                Ok(accept) => {
-                    return Box::pin(upgrade(stream, peer, req, &accept, std::mem::take(&mut buf), shared)).await;
-                }
-                Err((status, msg)) => {
-                    shared.metrics.bad_handshakes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    respond(&mut stream, status, "application/json", &json_error(msg), false).await;
-                    return;
-                }
-            },
             ("POST", "/v1/events") => publish(&mut stream, &req, &mut buf, &shared, keep_alive).await,
             ("GET", "/health") => {
                 respond(&mut stream, 200, "application/json", br#"{"status":"pass"}"#, keep_alive).await
@@ -146,67 +118,6 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
             return;
         }
     }
-}
-
-/// Answers 101, then admits the connection to a reactor, or refuses it with
-/// an `error` frame and a close carrying the same code.
-async fn upgrade(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    req: Request,
-    accept: &str,
-    leftover: Vec<u8>,
-    shared: Arc<Shared>,
-) {
-    let head = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-    );
-    if stream.write_all(head.as_bytes()).await.is_err() {
-        return;
-    }
-    match admission::decide(&shared, peer.ip(), &req) {
-        Ok(a) => match stream.into_std() {
-            Ok(stream) => shared.reactors.adopt(Admitted {
-                stream,
-                project: a.project,
-                user: a.user,
-                channels: a.channels,
-                subs: a.subs,
-                greeting: a.greeting,
-                leftover,
-            }),
-            Err(_) => shared.unreserve(),
-        },
-        Err(refused) => {
-            for f in &refused.frames {
-                if stream.write_all(f).await.is_err() {
-                    return;
-                }
-            }
-            // Half-close, then let the client's close and FIN arrive, so the
-            // close does not become a reset.
-            let _ = socket2::SockRef::from(&stream).shutdown(std::net::Shutdown::Write);
-            let mut sink = [0u8; 1024];
-            let _ =
-                tokio::time::timeout(LINGER, async { while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {} })
-                    .await;
-        }
-    }
-}
-
-/// Checks an upgrade request; returns the `Sec-WebSocket-Accept` value.
-fn upgrade_accept(req: &Request) -> Result<String, (u16, &'static str)> {
-    if !req.header_has_token("upgrade", "websocket") {
-        return Err((426, "this endpoint speaks WebSocket: send Upgrade: websocket"));
-    }
-    if !req.header_has_token("connection", "upgrade") {
-        return Err((400, "missing Connection: Upgrade"));
-    }
-    if req.header("sec-websocket-version") != Some("13") {
-        return Err((426, "unsupported Sec-WebSocket-Version (13 is supported)"));
-    }
-    let key = req.header("sec-websocket-key").ok_or((400, "missing Sec-WebSocket-Key"))?;
-    Ok(rtbench_protocol::handshake::accept_key(key.trim()))
 }
 
 /// `POST /v1/events`: checks the admin key, reads the body, fans out.
@@ -266,22 +177,4 @@ async fn publish(stream: &mut TcpStream, req: &Request, buf: &mut Vec<u8>, share
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every connection's handshake runs in this task; its size is paid per
-    /// connection as heap churn (see the boxed publish above).
-    #[tokio::test]
-    async fn handshake_task_stays_small() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stream = TcpStream::connect(addr).await.unwrap();
-        let shared = Arc::new(Shared::new(crate::Config::for_listen(addr)).unwrap());
-        let task = serve(stream, addr, shared);
-        let size = std::mem::size_of_val(&task);
-        assert!(size <= 1024, "the handshake task's future is {size} bytes");
-    }
 }

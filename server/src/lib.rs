@@ -9,6 +9,7 @@ pub mod config;
 pub mod conn;
 pub mod event;
 mod fasthash;
+pub mod handshake;
 pub mod http;
 pub mod index;
 pub mod intern;

@@ -24,9 +24,9 @@ use bytes::Bytes;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::admission::Admitted;
-use crate::conn::{Conn, FIN_SENT, Flush, Ids, Sent, User};
+use crate::conn::{Conn, FIN_SENT, Flush, HANDSHAKE, Ids, Sent, User};
 use crate::event::Event;
+use crate::handshake::Incoming;
 use crate::index::{ConnId, Index};
 use crate::intern::{Id, Interner};
 use crate::shared::Shared;
@@ -42,13 +42,14 @@ pub const READ_BUF: usize = crate::session::MAX_MESSAGE + 16;
 /// Full reads of one connection before the others get their turn.
 const READS_PER_TURN: usize = 16;
 const WAKER: Token = Token(usize::MAX);
+const LISTENER: Token = Token(usize::MAX - 1);
 
 /// One reactor's inbox, filled by other threads.
 #[derive(Default)]
 struct Inbox {
     /// A wake-up is on its way: further pushes need not send another.
     notified: bool,
-    conns: Vec<Admitted>,
+    conns: Vec<Incoming>,
     events: Vec<Delivery>,
     close_all: bool,
     stop: bool,
@@ -117,12 +118,16 @@ impl Reactors {
         Ok(Reactors { handles, polls: Mutex::new(polls), threads: Mutex::default(), next: AtomicUsize::new(0) })
     }
 
-    /// Starts the threads; they hold `shared` until `stop`.
-    pub fn spawn(&self, shared: &Arc<Shared>) -> io::Result<()> {
+    /// Starts the threads, each accepting from `listener`; they hold
+    /// `shared` until `stop`.
+    pub fn spawn(&self, shared: &Arc<Shared>, listener: Arc<std::net::TcpListener>) -> io::Result<()> {
         let polls = std::mem::take(&mut *self.polls.lock().unwrap_or_else(|e| e.into_inner()));
         let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
         for (i, (poll, handle)) in polls.into_iter().zip(&self.handles).enumerate() {
-            let r = Reactor::new(shared.clone(), handle.clone(), poll);
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&*listener);
+            poll.registry().register(&mut SourceFd(&fd), LISTENER, Interest::READABLE)?;
+            let mut r = Reactor::new(shared.clone(), handle.clone(), poll);
+            r.listener = Some(listener.clone());
             threads.push(std::thread::Builder::new().name(format!("reactor-{i}")).spawn(move || r.run())?);
         }
         Ok(())
@@ -136,8 +141,9 @@ impl Reactors {
         self.handles.is_empty()
     }
 
-    /// Hands an admitted connection to the next reactor, round robin.
-    pub fn adopt(&self, a: Admitted) {
+    /// Hands a connection (and what was read from it) to the next reactor,
+    /// round robin: an upgrade that arrived on a plain HTTP connection.
+    pub fn adopt(&self, a: Incoming) {
         let i = self.next.fetch_add(1, Relaxed) % self.handles.len();
         self.handles[i].push(|b| b.conns.push(a));
     }
@@ -205,9 +211,15 @@ pub struct Stats {
 pub struct Reactor {
     pub(crate) shared: Arc<Shared>,
     handle: Arc<Handle>,
-    poll: Poll,
+    pub(crate) poll: Poll,
     pub(crate) conns: Vec<Conn>,
-    free: Vec<ConnId>,
+    pub(crate) free: Vec<ConnId>,
+    /// The listening socket, until shutdown.
+    pub(crate) listener: Option<Arc<std::net::TcpListener>>,
+    /// More connections may wait to be accepted (a turn took its share).
+    accept_more: bool,
+    /// Accepting failed: try again then.
+    pub(crate) accept_retry: Option<Instant>,
     pub(crate) index: Index,
     pub(crate) names: Interner,
     wheel: Wheel,
@@ -217,10 +229,10 @@ pub struct Reactor {
     /// Scratch for fan-out.
     receivers: Vec<ConnId>,
     keys: Vec<u64>,
-    closing_all: bool,
+    pub(crate) closing_all: bool,
 }
 
-fn token(id: ConnId, generation: u32) -> Token {
+pub(crate) fn token(id: ConnId, generation: u32) -> Token {
     Token((u64::from(generation) << 32 | u64::from(id)) as usize)
 }
 
@@ -235,6 +247,9 @@ impl Reactor {
             poll,
             conns: Vec::with_capacity(share),
             free: Vec::new(),
+            listener: None,
+            accept_more: false,
+            accept_retry: None,
             index: Index::default(),
             names: Interner::default(),
             wheel: Wheel::default(),
@@ -251,7 +266,15 @@ impl Reactor {
         let mut buf = vec![0u8; READ_BUF];
         loop {
             let now = Instant::now();
-            let timeout = if self.ready.is_empty() { self.wheel.timeout(now) } else { Some(Duration::ZERO) };
+            let timeout = if !self.ready.is_empty() || self.accept_more {
+                Some(Duration::ZERO)
+            } else {
+                let retry = self.accept_retry.map(|t| t.saturating_duration_since(now));
+                match (self.wheel.timeout(now), retry) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -269,6 +292,10 @@ impl Reactor {
                 if ev.token() == WAKER {
                     continue;
                 }
+                if ev.token() == LISTENER {
+                    self.accept_more = true;
+                    continue;
+                }
                 let (id, generation) = (ev.token().0 as u32, (ev.token().0 >> 32) as u32);
                 if ev.is_writable() && self.current(id, generation) {
                     self.on_writable(id);
@@ -281,6 +308,13 @@ impl Reactor {
                 if self.current(id, generation) {
                     self.on_readable(id, &mut buf);
                 }
+            }
+            if self.accept_retry.is_some_and(|t| t <= Instant::now()) {
+                self.accept_retry = None;
+                self.accept_more = true;
+            }
+            if self.accept_more {
+                self.accept_more = self.accept_all();
             }
             self.expire(Instant::now());
             self.flush_stats();
@@ -302,72 +336,34 @@ impl Reactor {
             let mut g = self.handle.inbox.lock().unwrap_or_else(|e| e.into_inner());
             std::mem::take(&mut *g)
         };
-        for a in inbox.conns {
-            self.register(a);
+        for inc in inbox.conns {
+            self.take(inc);
         }
         if !inbox.events.is_empty() {
             self.fan_out(&inbox.events);
         }
         if inbox.close_all && !self.closing_all {
             self.closing_all = true;
+            // Stop accepting: the listener closes once every reactor lets go.
+            if let Some(l) = self.listener.take() {
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&*l);
+                let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            }
+            self.accept_more = false;
+            self.accept_retry = None;
             for id in 0..self.conns.len() as ConnId {
-                if self.conns[id as usize].sock.is_some() {
+                let c = &self.conns[id as usize];
+                if c.sock.is_none() {
+                    continue;
+                }
+                if c.flags & HANDSHAKE != 0 {
+                    self.release(id);
+                } else {
                     self.close(id, close::GOING_AWAY, "server shutting down");
                 }
             }
         }
         inbox.stop
-    }
-
-    /// Takes an admitted connection: files it, greets it, handles what it
-    /// sent along with its handshake.
-    fn register(&mut self, a: Admitted) {
-        let id = match self.free.pop() {
-            Some(id) => id,
-            None => {
-                self.conns.push(Conn::free(0));
-                (self.conns.len() - 1) as ConnId
-            }
-        };
-        let generation = self.conns[id as usize].generation;
-        let sock = a.stream;
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(e) = self.poll.registry().register(&mut SourceFd(&fd), token(id, generation), interest) {
-            eprintln!("rtbench-server: reactor: cannot watch a connection: {e}");
-            self.free.push(id);
-            self.shared.open.fetch_sub(1, Relaxed);
-            self.shared.live.fetch_sub(1, Relaxed);
-            return;
-        }
-        let project = self.names.acquire(&a.project);
-        let channels: Vec<Id> = a.channels.iter().map(|c| self.names.acquire(c)).collect();
-        let user = a.user.map(|claims| {
-            let roles: Box<[Id]> =
-                crate::auth::roles_for(Some(&claims)).iter().map(|r| self.names.acquire(r)).collect();
-            Box::new(User { claims: *claims, roles })
-        });
-        let c = &mut self.conns[id as usize];
-        c.sock = Some(sock);
-        c.project = project;
-        c.channels = Ids::from_slice(&channels);
-        c.user = user;
-        c.flags = crate::conn::FILED;
-        c.rate = Default::default();
-        if let Some(subs) = a.subs {
-            c.extra().subs = Some(subs);
-        }
-        let roles = c.roles().to_vec();
-        self.index.insert(id, project, &channels, &roles);
-        let frames: Vec<&Bytes> = a.greeting.iter().collect();
-        self.send(id, &frames);
-        if !a.leftover.is_empty() {
-            let mut leftover = a.leftover;
-            self.ingest(id, &mut leftover);
-        }
-        if self.closing_all {
-            self.close(id, close::GOING_AWAY, "server shutting down");
-        }
     }
 
     /// Sends frames to one connection, closing it if its queue overflows.
@@ -483,6 +479,9 @@ impl Reactor {
         if self.conns[id as usize].is_closing() {
             return; // only the close is left to send
         }
+        if self.conns[id as usize].flags & HANDSHAKE != 0 {
+            return self.handshake_bytes(id, fresh);
+        }
         let partial = self.conns[id as usize].extra.as_mut().map(|e| std::mem::take(&mut e.partial));
         match partial {
             Some(mut p) if !p.is_empty() => {
@@ -521,8 +520,15 @@ impl Reactor {
     /// Starts closing a connection with `code`: it leaves the index, its
     /// close frame goes out, then its write side is shut.
     pub(crate) fn close(&mut self, id: ConnId, code: u16, reason: &str) {
+        self.close_with(id, frame::close_frame(code, reason));
+    }
+
+    /// Starts closing with `last` as the final bytes sent (a close frame, or
+    /// an HTTP answer to a request that ends the connection).
+    pub(crate) fn close_with(&mut self, id: ConnId, last: Bytes) {
         let c = &mut self.conns[id as usize];
-        if c.sock.is_none() || !c.begin_close(frame::close_frame(code, reason)) {
+        c.flags &= !HANDSHAKE;
+        if c.sock.is_none() || !c.begin_close(last) {
             return;
         }
         self.unfile(id);
@@ -541,7 +547,11 @@ impl Reactor {
         self.set_deadline(id, LINGER);
     }
 
-    fn set_deadline(&mut self, id: ConnId, after: Duration) {
+    pub(crate) fn clear_deadline(&mut self, id: ConnId) {
+        self.conns[id as usize].deadline = 0;
+    }
+
+    pub(crate) fn set_deadline(&mut self, id: ConnId, after: Duration) {
         let due = self.wheel.tick_after(Instant::now(), after);
         let c = &mut self.conns[id as usize];
         c.deadline = due;
@@ -558,7 +568,13 @@ impl Reactor {
         for e in due {
             let c = &self.conns[e.slot as usize];
             if c.generation == e.generation && c.sock.is_some() && c.deadline == e.due {
-                self.release(e.slot);
+                if c.flags & HANDSHAKE != 0 {
+                    self.shared.metrics.head_timeouts.fetch_add(1, Relaxed);
+                    let answer = crate::http::response_bytes(408, "text/plain", b"request head timeout\n", false);
+                    self.close_with(e.slot, Bytes::from(answer));
+                } else {
+                    self.release(e.slot);
+                }
             }
         }
     }
@@ -616,15 +632,20 @@ impl Reactor {
 
     /// Frees the slot: the socket is closed (which also takes it out of epoll).
     pub(crate) fn release(&mut self, id: ConnId) {
+        drop(self.vacate(id));
+    }
+
+    /// Frees the slot and hands its socket out, still open (`None`: the
+    /// slot was free).
+    pub(crate) fn vacate(&mut self, id: ConnId) -> Option<std::net::TcpStream> {
         self.unfile(id);
         let c = &mut self.conns[id as usize];
-        if c.sock.is_none() {
-            return;
-        }
+        let sock = c.sock.take()?;
         let generation = c.generation.wrapping_add(1);
         *c = Conn::free(generation);
         self.free.push(id);
         self.shared.live.fetch_sub(1, Relaxed);
+        Some(sock)
     }
 
     fn flush_stats(&mut self) {

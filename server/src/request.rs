@@ -1,5 +1,50 @@
-//! An HTTP/1.1 request head, owned, as the router and admission read it.
+//! An HTTP/1.1 request head, owned, as the router and admission read it,
+//! and the one parser both the reactors and the HTTP tasks use.
 
+/// Largest request head accepted.
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Most header fields accepted.
+const MAX_HEADERS: usize = 48;
+
+/// What the bytes so far hold.
+pub enum Head {
+    /// Not a whole head yet: read more (up to `MAX_HEAD`).
+    Partial,
+    /// A request and the length of its head in the bytes.
+    Complete(Request, usize),
+    /// Answer with this status and message, then close.
+    Bad(u16, &'static str),
+}
+
+/// Parses a request head at the start of `buf`.
+pub fn parse_head(buf: &[u8]) -> Head {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => {
+            let target = req.path.unwrap_or("/");
+            let (path, query) = target.split_once('?').unwrap_or((target, ""));
+            let request = Request {
+                method: req.method.unwrap_or("").to_owned(),
+                path: path.to_owned(),
+                query: query.to_owned(),
+                headers: req
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+                    .collect(),
+                http10: req.version == Some(0),
+            };
+            Head::Complete(request, n)
+        }
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => Head::Bad(431, "request head too large"),
+        Ok(httparse::Status::Partial) => Head::Partial,
+        Err(httparse::Error::TooManyHeaders) => Head::Bad(431, "too many headers"),
+        Err(_) => Head::Bad(400, "malformed request"),
+    }
+}
+
+/// A request head.
 pub struct Request {
     pub method: String,
     pub path: String,

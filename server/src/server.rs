@@ -1,4 +1,4 @@
-//! The listener, the accept loop and an orderly shutdown.
+//! The listener, the reactors that accept from it, and an orderly shutdown.
 //!
 //! `Server::start` is what the binary runs and what the tests run: the same
 //! code on a real socket, so tests exercise exactly what a benchmark measures.
@@ -10,31 +10,27 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::http;
 pub use crate::shared::Shared;
 
 pub struct Server {
     local_addr: SocketAddr,
     shared: Arc<Shared>,
-    accept: JoinHandle<()>,
 }
 
 impl Server {
-    /// Binds the listener and starts accepting; call inside a tokio runtime.
+    /// Binds the listener and starts the reactors, which accept; call
+    /// inside a tokio runtime (plain HTTP requests and the bus run on it).
     pub async fn start(config: Config) -> io::Result<Server> {
-        let listener = TcpListener::from_std(bind(config.listen, config.reuse_port)?)?;
+        let listener = bind(config.listen, config.reuse_port)?;
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(config)?);
-        shared.reactors.spawn(&shared)?;
+        shared.reactors.spawn(&shared, Arc::new(listener))?;
         if shared.bus.is_some() {
             tokio::spawn(crate::bus::subscribe(shared.clone()));
         }
-        let accept = tokio::spawn(accept_loop(listener, shared.clone()));
-        Ok(Server { local_addr, shared, accept })
+        Ok(Server { local_addr, shared })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -48,7 +44,6 @@ impl Server {
     /// Stops accepting, closes every connection with 1001 and waits for them
     /// to end, at most the configured grace. Returns the connections left.
     pub async fn shutdown(self) -> usize {
-        self.accept.abort();
         self.shared.reactors.close_all();
         let live = &self.shared.live;
         let grace = Duration::from_millis(self.shared.config.shutdown_grace_ms);
@@ -65,7 +60,6 @@ impl Server {
 impl Drop for Server {
     /// The reactors end with the server (they hold the shared state).
     fn drop(&mut self) {
-        self.accept.abort();
         self.shared.reactors.stop();
     }
 }
@@ -82,24 +76,4 @@ fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener>
     socket.bind(&addr.into())?;
     socket.listen(65_535)?;
     Ok(socket.into())
-}
-
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                tokio::spawn(http::serve(stream, peer, shared.clone()));
-            }
-            Err(e) => {
-                // Out of descriptors (EMFILE) or memory: back off instead of
-                // spinning; the pending connection waits in the backlog.
-                shared.metrics.accept_errors.fetch_add(1, Relaxed);
-                if shared.metrics.accept_errors.load(Relaxed).is_power_of_two() {
-                    eprintln!("rtbench-server: accept failed: {e}");
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
 }

@@ -16,15 +16,18 @@ pub struct Shared {
     pub connect_limiter: Option<ConnectLimiter>,
     pub bus: Option<Bus>,
     pub reactors: Reactors,
+    /// The runtime the HTTP tasks and the bus run on.
+    pub runtime: tokio::runtime::Handle,
     /// WebSocket connections admitted and not closing: the
     /// `rtbench_connections` gauge, held under `--max-connections`.
     pub open: AtomicUsize,
-    /// Sockets admitted and not yet released, closing ones included:
-    /// shutdown waits for these, so no close becomes a reset.
+    /// Sockets the reactors hold, in their handshake or closing ones
+    /// included: shutdown waits for these, so no close becomes a reset.
     pub live: AtomicUsize,
 }
 
 impl Shared {
+    /// Call inside the tokio runtime the HTTP tasks are to run on.
     pub fn new(config: Config) -> io::Result<Shared> {
         let bus = config.bus.as_deref().map(Bus::new).transpose().map_err(io::Error::other)?;
         let threads = config.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -33,6 +36,7 @@ impl Shared {
             connect_limiter: config.connect_rate.map(ConnectLimiter::new),
             bus,
             reactors: Reactors::new(threads)?,
+            runtime: tokio::runtime::Handle::current(),
             open: AtomicUsize::new(0),
             live: AtomicUsize::new(0),
             config,
@@ -46,17 +50,7 @@ impl Shared {
     /// Takes a place for a new connection, unless the server is full.
     pub fn reserve(&self) -> bool {
         let max = self.config.max_connections;
-        let ok = self.open.fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1)).is_ok();
-        if ok {
-            self.live.fetch_add(1, Relaxed);
-        }
-        ok
-    }
-
-    /// Gives back a place whose connection never reached a reactor.
-    pub fn unreserve(&self) {
-        self.open.fetch_sub(1, Relaxed);
-        self.live.fetch_sub(1, Relaxed);
+        self.open.fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1)).is_ok()
     }
 
     /// Open WebSocket connections.
