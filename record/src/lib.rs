@@ -58,6 +58,31 @@ pub struct BenchSummary {
     pub system: SystemFigures,
     pub errors: Errors,
     pub client_bottleneck: Bottleneck,
+    /// What each delivery and each ping cost, over the hold (absent from
+    /// records made before the servers counted their syscalls).
+    #[serde(default)]
+    pub costs: Costs,
+    /// What limited the run, judged from the client's self-check and the
+    /// machine's CPU over the hold (absent from older records).
+    #[serde(default)]
+    pub limit: Option<String>,
+}
+
+/// The cost of the work done while holding: server CPU and syscalls per
+/// delivery and per ping (from the servers' counters at the first and last
+/// sample of the hold), and the load generator's syscalls per delivery and
+/// per ping (whole run). `None` where there was no such work.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Costs {
+    pub deliveries: u64,
+    pub pings: u64,
+    pub server_cpu_us_per_delivery: Option<f64>,
+    pub server_syscalls_per_delivery: Option<f64>,
+    pub server_wakeups_per_delivery: Option<f64>,
+    pub server_cpu_us_per_ping: Option<f64>,
+    pub server_syscalls_per_ping: Option<f64>,
+    pub loadgen_syscalls_per_delivery: Option<f64>,
+    pub loadgen_syscalls_per_ping: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -654,6 +654,79 @@ fn summarize(
         },
         errors: record::errors(l),
         client_bottleneck: l.client_bottleneck.clone(),
+        costs: costs(&in_hold, l),
+        limit: limit(&in_hold, l),
+    }
+}
+
+/// What limited the run: the load generator (its self-check fired), the
+/// machine's CPU (busy over the hold while the client kept its schedule:
+/// the server's figures are its limit here), or nothing.
+fn limit(in_hold: &[&Sample], l: &rtbench_loadgen::record::Summary) -> Option<String> {
+    if l.client_bottleneck.bottleneck {
+        return Some(format!(
+            "the load generator: {}",
+            l.client_bottleneck.reasons.join("; ")
+        ));
+    }
+    let busy = mean(in_hold.iter().skip(1).map(|s| s.machine_cpu_pct))?;
+    let server = mean(in_hold.iter().skip(1).map(|s| s.server_cpu_pct)).unwrap_or(0.0);
+    Some(if busy >= SATURATED_PCT {
+        format!(
+            "the machine's CPU: {busy:.0}% busy over the hold (the servers {:.2} cores) while the load generator kept its schedule; the server's figures are its limit on this machine",
+            server / 100.0
+        )
+    } else {
+        format!(
+            "none: the machine's CPU was {busy:.0}% busy over the hold (the servers {:.2} cores); more load would find more",
+            server / 100.0
+        )
+    })
+}
+
+/// Machine CPU busy (100 = every core) from which a run is CPU-bound.
+const SATURATED_PCT: f64 = 90.0;
+
+/// The work of the hold and what it cost: all of the servers' CPU and
+/// syscalls in the hold divided by the deliveries made in it, or, in a run
+/// without events, by the pings answered. The load generator's syscalls are
+/// divided the same way over its whole run.
+fn costs(in_hold: &[&Sample], l: &rtbench_loadgen::record::Summary) -> rtbench_record::Costs {
+    let (Some(first), Some(last)) = (in_hold.first(), in_hold.last()) else {
+        return Default::default();
+    };
+    let deliveries = last
+        .server_deliveries
+        .saturating_sub(first.server_deliveries);
+    let pings = last.server_pongs.saturating_sub(first.server_pongs);
+    let syscalls = (last.server_reads + last.server_writes)
+        .saturating_sub(first.server_reads + first.server_writes) as f64;
+    let wakeups = last.server_wakeups.saturating_sub(first.server_wakeups) as f64;
+    let span = last.t_s - first.t_s;
+    let cpu_us =
+        mean(in_hold.iter().skip(1).map(|s| s.server_cpu_pct)).map(|pct| pct / 100.0 * span * 1e6);
+    let per = |x: f64, n: u64| (n > 0).then(|| x / n as f64);
+    let c = &l.counters;
+    let loadgen_syscalls = (c.reads + c.writes) as f64;
+    let (per_delivery, per_ping) = if deliveries > 0 {
+        (deliveries, 0)
+    } else {
+        (0, pings)
+    };
+    rtbench_record::Costs {
+        deliveries,
+        pings,
+        server_cpu_us_per_delivery: cpu_us.and_then(|c| per(c, per_delivery)),
+        server_syscalls_per_delivery: per(syscalls, per_delivery),
+        server_wakeups_per_delivery: per(wakeups, per_delivery),
+        server_cpu_us_per_ping: cpu_us.and_then(|c| per(c, per_ping)),
+        server_syscalls_per_ping: per(syscalls, per_ping),
+        loadgen_syscalls_per_delivery: per(loadgen_syscalls, l.events.received),
+        loadgen_syscalls_per_ping: if l.events.received == 0 {
+            per(loadgen_syscalls, c.pongs)
+        } else {
+            None
+        },
     }
 }
 
@@ -809,6 +882,27 @@ fn print_headline(s: &BenchSummary) {
             )),
         s.system.kib_per_connection
     );
+    let c = &s.costs;
+    let show = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.2}"));
+    if c.deliveries > 0 {
+        eprintln!(
+            "xtask: per delivery: server {} us CPU, {} syscalls, {} wake-ups; load generator {} syscalls",
+            show(c.server_cpu_us_per_delivery),
+            show(c.server_syscalls_per_delivery),
+            show(c.server_wakeups_per_delivery),
+            show(c.loadgen_syscalls_per_delivery)
+        );
+    } else if c.pings > 0 {
+        eprintln!(
+            "xtask: per ping: server {} us CPU, {} syscalls; load generator {} syscalls",
+            show(c.server_cpu_us_per_ping),
+            show(c.server_syscalls_per_ping),
+            show(c.loadgen_syscalls_per_ping)
+        );
+    }
+    if let Some(l) = &s.limit {
+        eprintln!("xtask: limit: {l}");
+    }
     for r in &s.client_bottleneck.reasons {
         eprintln!("xtask: CLIENT BOTTLENECK: {r}");
     }

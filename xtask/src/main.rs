@@ -13,6 +13,7 @@ tasks:
   bench <suite> [--scale F | --connections N] [--rate R] [--hold S] [--out DIR] [--tune] [--dashboard ADDR]
                               build, preflight, run a suite (suites/*.toml), write its record under results/
   tune <suite> [--apply]      show (or apply) a suite's OS tuning: current and wanted values
+  tune --restore              put back every setting --tune changed
   memprobe [--connections N] [--rate R]
                               KiB per idle connection, server and load generator
   site [--out DIR]            render every record under results/ into a static site (default target/site)

@@ -29,17 +29,26 @@ pub struct Sample {
     pub tcp_inuse: u64,
     pub tcp_mem_kib: u64,
     pub load1: f64,
+    /// The whole machine's CPU busy since the last sample (100 = every core).
+    pub machine_cpu_pct: f64,
+    /// The servers' work so far, summed over the processes (cumulative):
+    /// read and write syscalls, reactor wake-ups, deliveries, pongs.
+    pub server_reads: u64,
+    pub server_writes: u64,
+    pub server_wakeups: u64,
+    pub server_deliveries: u64,
+    pub server_pongs: u64,
     /// Each server process: (connections, RSS KiB, CPU seconds so far).
     #[serde(skip)]
     pub per_process: Vec<(u64, u64, f64)>,
 }
 
-pub const CSV_HEADER: &str = "t_s,server_connections,server_rss_kib,server_cpu_pct,redis_rss_kib,redis_cpu_pct,mem_used_kib,tcp_inuse,tcp_mem_kib,load1";
+pub const CSV_HEADER: &str = "t_s,server_connections,server_rss_kib,server_cpu_pct,redis_rss_kib,redis_cpu_pct,mem_used_kib,tcp_inuse,tcp_mem_kib,load1,machine_cpu_pct,server_reads,server_writes,server_wakeups,server_deliveries,server_pongs";
 
 impl Sample {
     pub fn csv(&self) -> String {
         format!(
-            "{:.1},{},{},{:.1},{},{:.1},{},{},{},{:.2}",
+            "{:.1},{},{},{:.1},{},{:.1},{},{},{},{:.2},{:.1},{},{},{},{},{}",
             self.t_s,
             self.server_connections,
             self.server_rss_kib,
@@ -49,12 +58,26 @@ impl Sample {
             self.mem_used_kib,
             self.tcp_inuse,
             self.tcp_mem_kib,
-            self.load1
+            self.load1,
+            self.machine_cpu_pct,
+            self.server_reads,
+            self.server_writes,
+            self.server_wakeups,
+            self.server_deliveries,
+            self.server_pongs
         )
     }
 }
 
 const CONNECTIONS: &str = "rtbench_connections";
+/// The servers' cumulative work counters, in `Sample`'s order.
+const WORK: [&str; 5] = [
+    "rtbench_read_syscalls_total",
+    "rtbench_write_syscalls_total",
+    "rtbench_wakeups_total",
+    "rtbench_deliveries_total",
+    "rtbench_pongs_total",
+];
 
 /// Samples every server process (by pid and address) and Redis, if any.
 pub struct Sampler {
@@ -65,6 +88,11 @@ pub struct Sampler {
     start: std::time::Instant,
     /// Time and CPU seconds of each process (servers, then Redis) at the last sample.
     last: Option<(f64, Vec<f64>)>,
+    /// Each server's work counters as last read: a process that does not
+    /// answer one second keeps its last figures, so the sums never dip.
+    work: Vec<[u64; WORK.len()]>,
+    /// /proc/stat's (busy, total) jiffies at the last sample.
+    machine: Option<(u64, u64)>,
 }
 
 impl Sampler {
@@ -75,6 +103,8 @@ impl Sampler {
             redis,
             start: std::time::Instant::now(),
             last: None,
+            work: Vec::new(),
+            machine: None,
         }
     }
 
@@ -95,15 +125,15 @@ impl Sampler {
                 .iter()
                 .map(|&(pid, addr)| {
                     scope.spawn(move || {
-                        let names: &[&str] = if pid == 0 {
-                            &[
-                                CONNECTIONS,
+                        let mut names = vec![CONNECTIONS];
+                        names.extend(WORK);
+                        if pid == 0 {
+                            names.extend([
                                 "rtbench_process_resident_memory_bytes",
                                 "rtbench_process_cpu_milliseconds_total",
-                            ]
-                        } else {
-                            &[CONNECTIONS]
-                        };
+                            ]);
+                        }
+                        let names = &names[..];
                         server::metrics_within(addr, names, Duration::from_millis(500))
                     })
                 })
@@ -118,7 +148,7 @@ impl Sampler {
             .iter()
             .enumerate()
             .map(|(i, &p)| match p {
-                0 => remote(i, 2).map_or(0.0, |ms| ms as f64 / 1000.0),
+                0 => remote(i, 2 + WORK.len()).map_or(0.0, |ms| ms as f64 / 1000.0),
                 p => server::cpu_seconds(p).unwrap_or(0.0),
             })
             .collect();
@@ -137,13 +167,30 @@ impl Sampler {
             .enumerate()
             .map(|(i, ((pid, _), c))| {
                 let rss = match pid {
-                    0 => remote(i, 1).unwrap_or(0) / 1024,
+                    0 => remote(i, 1 + WORK.len()).unwrap_or(0) / 1024,
                     p => server::rss_kib(*p).unwrap_or(0),
                 };
                 (remote(i, 0).unwrap_or(0), rss, *c)
             })
             .collect();
         let n = self.servers.len();
+        self.work.resize(n, [0; WORK.len()]);
+        for (i, w) in self.work.iter_mut().enumerate() {
+            for (k, v) in w.iter_mut().enumerate() {
+                if let Some(x) = remote(i, 1 + k) {
+                    *v = x;
+                }
+            }
+        }
+        let work = |k: usize| self.work.iter().map(|w| w[k]).sum::<u64>();
+        let machine = machine_jiffies();
+        let machine_cpu_pct = match (self.machine, machine) {
+            (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => {
+                100.0 * (b1 - b0) as f64 / (t1 - t0) as f64
+            }
+            _ => 0.0,
+        };
+        self.machine = machine;
         // The servers' own network namespace's sockets (the host's, or the
         // run's namespace): read through the first local server's /proc.
         let local = self.servers.iter().map(|s| s.0).find(|&p| p != 0);
@@ -162,6 +209,12 @@ impl Sampler {
                 .ok()
                 .and_then(|s| s.split_whitespace().next()?.parse().ok())
                 .unwrap_or(0.0),
+            machine_cpu_pct,
+            server_reads: work(0),
+            server_writes: work(1),
+            server_wakeups: work(2),
+            server_deliveries: work(3),
+            server_pongs: work(4),
             per_process,
         };
         self.last = Some((t, cpu));
@@ -192,4 +245,20 @@ fn sockstat(pid: Option<u32>) -> (u64, u64) {
         0
     };
     (field("inuse"), field("mem"))
+}
+
+/// (busy, total) jiffies of all CPUs from /proc/stat's first line.
+fn machine_jiffies() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let f: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = f.iter().take(8).sum();
+    // idle and iowait are not busy.
+    let idle = f.get(3)? + f.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
 }

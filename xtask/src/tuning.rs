@@ -2,7 +2,9 @@
 //!
 //! `cargo xtask tune <suite>` prints current and wanted values; `--apply` (or
 //! `bench --tune`) writes them. Nothing is changed silently: what was applied
-//! is recorded with the run, before and after.
+//! is recorded with the run, before and after, and the first value each
+//! setting had is kept (`target/tune-restore.json`) until `tune --restore`
+//! puts it back.
 //!
 //! Besides sysctls, one setting is an iptables rule pair: `loopback.notrack`
 //! = `on` exempts loopback from connection tracking (raw table NOTRACK), which
@@ -66,6 +68,51 @@ pub fn write(name: &str, value: &str) -> Result<(), String> {
     std::fs::write(path(name), value).map_err(|e| format!("sysctl -w {name}=\"{value}\": {e}"))
 }
 
+/// Where `--tune` keeps the values it replaced, for `tune --restore`.
+fn restore_point() -> std::path::PathBuf {
+    crate::root().join("target/tune-restore.json")
+}
+
+/// Adds `name`'s value before the first change to the restore point (a
+/// value already there is older and stays).
+fn remember(name: &str, before: &str) -> Result<(), String> {
+    let path = restore_point();
+    let mut saved: BTreeMap<String, String> = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    saved
+        .entry(name.to_string())
+        .or_insert_with(|| before.to_string());
+    std::fs::create_dir_all(path.parent().expect("in target/")).map_err(|e| e.to_string())?;
+    crate::record::write_json(&path, &saved)
+}
+
+/// `cargo xtask tune --restore`: puts back every value `--tune` changed
+/// since the last restore; returns (setting, value) as restored.
+pub fn restore() -> Result<Vec<(String, String)>, String> {
+    let path = restore_point();
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(Vec::new());
+    };
+    let saved: BTreeMap<String, String> =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut done = Vec::new();
+    let mut errors = Vec::new();
+    for (name, value) in saved {
+        match write(&name, &value) {
+            Ok(()) => done.push((name, value)),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        let _ = std::fs::remove_file(&path);
+        Ok(done)
+    } else {
+        Err(errors.join("\n"))
+    }
+}
+
 /// Reads (and with `apply`, writes) every setting of a profile.
 pub fn run(
     profile: &BTreeMap<String, String>,
@@ -75,11 +122,15 @@ pub fn run(
     let mut errors = Vec::new();
     for (name, wanted) in profile {
         let before = read(name);
-        if apply
-            && before.as_deref() != Some(wanted.as_str())
-            && let Err(e) = write(name, wanted)
-        {
-            errors.push(e);
+        if apply && before.as_deref() != Some(wanted.as_str()) {
+            if let Some(b) = &before
+                && let Err(e) = remember(name, b)
+            {
+                errors.push(e);
+            }
+            if let Err(e) = write(name, wanted) {
+                errors.push(e);
+            }
         }
         out.insert(
             name.clone(),
@@ -93,11 +144,21 @@ pub fn run(
     (out, errors)
 }
 
-/// `cargo xtask tune <suite> [--apply]`.
+/// `cargo xtask tune <suite> [--apply]` or `cargo xtask tune --restore`.
 pub fn task(args: &[String]) -> Result<(), String> {
+    if args.first().map(String::as_str) == Some("--restore") {
+        let restored = restore()?;
+        if restored.is_empty() {
+            println!("nothing to restore: no --tune changed this machine since the last restore");
+        }
+        for (name, value) in restored {
+            println!("{name:<34} restored to {value}");
+        }
+        return Ok(());
+    }
     let name = args
         .first()
-        .ok_or("usage: cargo xtask tune <suite> [--apply]")?;
+        .ok_or("usage: cargo xtask tune <suite> [--apply] | cargo xtask tune --restore")?;
     let apply = args.iter().any(|a| a == "--apply");
     let suite = crate::suite::load(&crate::suite::resolve(name)?)?;
     let (settings, errors) = run(&suite.tuning, apply);
