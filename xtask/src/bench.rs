@@ -435,9 +435,12 @@ pub fn run_one(
             .keys()
             .chain(
                 [
-                    "net.core.somaxconn".to_string(),
-                    "net.ipv4.ip_local_port_range".to_string(),
+                    "net.core.somaxconn",
+                    "net.ipv4.ip_local_port_range",
+                    "net.ipv4.tcp_rmem",
+                    "net.ipv4.tcp_wmem",
                 ]
+                .map(String::from)
                 .iter(),
             )
             .filter(|k| k.starts_with("net.") && !k.starts_with("net.netfilter."))
@@ -480,11 +483,21 @@ pub fn run_one(
         }
     };
     samples.push(sampler.sample());
-    // What the servers handed to sockets, to set against what clients received.
-    let server_deliveries: Option<u64> = servers
+    // The servers' work over the whole run, read once the load has stopped
+    // (every process answers then): deliveries to set against what the
+    // clients received, syscalls and wake-ups for the costs.
+    let totals: Option<[u64; 5]> = servers
         .iter()
-        .map(|s| s.metric("rtbench_deliveries_total").ok())
-        .sum();
+        .map(|s| {
+            let v = crate::server::metrics_within(s.addr, &sample::WORK, Duration::from_secs(5))
+                .ok()?;
+            v.try_into().ok()
+        })
+        .try_fold([0u64; 5], |acc, v: Option<[u64; 5]>| {
+            let v = v?;
+            Some(std::array::from_fn(|k| acc[k] + v[k]))
+        });
+    let server_deliveries = totals.map(|t| t[3]);
     for s in &mut servers {
         s.stop(Duration::from_secs(15));
     }
@@ -521,6 +534,7 @@ pub fn run_one(
         &samples,
         (hold_from, hold_to),
         interrupted,
+        totals,
     );
     summary.errors.lost = server_deliveries.map(|d| d as i64 - load_summary.events.received as i64);
     record::write_json(&tmp.join("summary.json"), &summary)?;
@@ -579,6 +593,7 @@ fn summarize(
     samples: &[Sample],
     hold: (f64, f64),
     interrupted: i32,
+    totals: Option<[u64; 5]>,
 ) -> BenchSummary {
     let before = samples.first().cloned().unwrap_or_default();
     // Memory is judged while the connections are held: closing allocates too
@@ -654,7 +669,7 @@ fn summarize(
         },
         errors: record::errors(l),
         client_bottleneck: l.client_bottleneck.clone(),
-        costs: costs(&in_hold, l),
+        costs: costs(&in_hold, totals, l),
         limit: limit(&in_hold, l),
     }
 }
@@ -687,47 +702,41 @@ fn limit(in_hold: &[&Sample], l: &rtbench_loadgen::record::Summary) -> Option<St
 /// Machine CPU busy (100 = every core) from which a run is CPU-bound.
 const SATURATED_PCT: f64 = 90.0;
 
-/// The work of the hold and what it cost: all of the servers' CPU and
-/// syscalls in the hold divided by the deliveries made in it, or, in a run
-/// without events, by the pings answered. The load generator's syscalls are
-/// divided the same way over its whole run.
-fn costs(in_hold: &[&Sample], l: &rtbench_loadgen::record::Summary) -> rtbench_record::Costs {
-    let (Some(first), Some(last)) = (in_hold.first(), in_hold.last()) else {
-        return Default::default();
-    };
-    let deliveries = last
-        .server_deliveries
-        .saturating_sub(first.server_deliveries);
-    let pings = last.server_pongs.saturating_sub(first.server_pongs);
-    let syscalls = (last.server_reads + last.server_writes)
-        .saturating_sub(first.server_reads + first.server_writes) as f64;
-    let wakeups = last.server_wakeups.saturating_sub(first.server_wakeups) as f64;
-    let span = last.t_s - first.t_s;
-    let cpu_us =
-        mean(in_hold.iter().skip(1).map(|s| s.server_cpu_pct)).map(|pct| pct / 100.0 * span * 1e6);
-    let per = |x: f64, n: u64| (n > 0).then(|| x / n as f64);
+/// What the work cost. Per delivery: the servers' CPU over the hold
+/// divided by the deliveries the clients received per second, and their
+/// syscalls and wake-ups over the whole run divided by their deliveries
+/// (`totals`: reads, writes, wake-ups, deliveries, pongs, read at the end).
+/// In a run without events, the same per ping, over the hold. The load
+/// generator's syscalls are divided the same way over its whole run.
+fn costs(
+    in_hold: &[&Sample],
+    totals: Option<[u64; 5]>,
+    l: &rtbench_loadgen::record::Summary,
+) -> rtbench_record::Costs {
+    let cpu_pct = mean(in_hold.iter().skip(1).map(|s| s.server_cpu_pct));
+    let per = |x: f64, n: f64| (n > 0.0).then(|| x / n);
     let c = &l.counters;
     let loadgen_syscalls = (c.reads + c.writes) as f64;
-    let (per_delivery, per_ping) = if deliveries > 0 {
-        (deliveries, 0)
-    } else {
-        (0, pings)
-    };
-    rtbench_record::Costs {
-        deliveries,
-        pings,
-        server_cpu_us_per_delivery: cpu_us.and_then(|c| per(c, per_delivery)),
-        server_syscalls_per_delivery: per(syscalls, per_delivery),
-        server_wakeups_per_delivery: per(wakeups, per_delivery),
-        server_cpu_us_per_ping: cpu_us.and_then(|c| per(c, per_ping)),
-        server_syscalls_per_ping: per(syscalls, per_ping),
-        loadgen_syscalls_per_delivery: per(loadgen_syscalls, l.events.received),
-        loadgen_syscalls_per_ping: if l.events.received == 0 {
-            per(loadgen_syscalls, c.pongs)
-        } else {
-            None
-        },
+    let mut out = rtbench_record::Costs::default();
+    if l.events.received > 0 {
+        out.deliveries = totals.map_or(l.events.received, |t| t[3]);
+        out.server_cpu_us_per_delivery = cpu_pct.and_then(|p| per(p * 1e4, l.events.per_second));
+        if let Some([reads, writes, wakeups, deliveries, _]) = totals {
+            out.server_syscalls_per_delivery = per((reads + writes) as f64, deliveries as f64);
+            out.server_wakeups_per_delivery = per(wakeups as f64, deliveries as f64);
+        }
+        out.loadgen_syscalls_per_delivery = per(loadgen_syscalls, l.events.received as f64);
+    } else if let (Some(first), Some(last)) = (in_hold.first(), in_hold.last()) {
+        let pings = last.server_pongs.saturating_sub(first.server_pongs);
+        let span = last.t_s - first.t_s;
+        let syscalls = (last.server_reads + last.server_writes)
+            .saturating_sub(first.server_reads + first.server_writes);
+        out.pings = pings;
+        out.server_cpu_us_per_ping = cpu_pct.and_then(|p| per(p * 1e4, pings as f64 / span));
+        out.server_syscalls_per_ping = per(syscalls as f64, pings as f64);
+        out.loadgen_syscalls_per_ping = per(loadgen_syscalls, c.pongs as f64);
     }
+    out
 }
 
 fn mean(xs: impl Iterator<Item = f64>) -> Option<f64> {

@@ -10,6 +10,11 @@
 //! created: about twice the run's sockets, a power of two. A fresh namespace
 //! also has no netfilter rules, so no connection tracking.
 //!
+//! A new namespace copies its TCP settings (buffer sizes among them) from the
+//! host as they stand; `--tune` has by then made the host its own settings
+//! plus the suite's (`tuning.rs`), and the suite's `net.*` values are written
+//! inside as well, so a run never inherits an earlier suite's tuning.
+//!
 //! Processes enter it with `setns` before they exec (`enter`); the xtask
 //! itself stays on the host (its live page too) and reaches the servers from
 //! a short-lived thread that enters the namespace (`connect`).

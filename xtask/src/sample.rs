@@ -31,6 +31,9 @@ pub struct Sample {
     pub load1: f64,
     /// The whole machine's CPU busy since the last sample (100 = every core).
     pub machine_cpu_pct: f64,
+    /// Server processes whose /metrics answered within the sample; the
+    /// others' figures are their last known.
+    pub servers_answering: u64,
     /// The servers' work so far, summed over the processes (cumulative):
     /// read and write syscalls, reactor wake-ups, deliveries, pongs.
     pub server_reads: u64,
@@ -43,12 +46,12 @@ pub struct Sample {
     pub per_process: Vec<(u64, u64, f64)>,
 }
 
-pub const CSV_HEADER: &str = "t_s,server_connections,server_rss_kib,server_cpu_pct,redis_rss_kib,redis_cpu_pct,mem_used_kib,tcp_inuse,tcp_mem_kib,load1,machine_cpu_pct,server_reads,server_writes,server_wakeups,server_deliveries,server_pongs";
+pub const CSV_HEADER: &str = "t_s,server_connections,server_rss_kib,server_cpu_pct,redis_rss_kib,redis_cpu_pct,mem_used_kib,tcp_inuse,tcp_mem_kib,load1,machine_cpu_pct,servers_answering,server_reads,server_writes,server_wakeups,server_deliveries,server_pongs";
 
 impl Sample {
     pub fn csv(&self) -> String {
         format!(
-            "{:.1},{},{},{:.1},{},{:.1},{},{},{},{:.2},{:.1},{},{},{},{},{}",
+            "{:.1},{},{},{:.1},{},{:.1},{},{},{},{:.2},{:.1},{},{},{},{},{},{}",
             self.t_s,
             self.server_connections,
             self.server_rss_kib,
@@ -60,6 +63,7 @@ impl Sample {
             self.tcp_mem_kib,
             self.load1,
             self.machine_cpu_pct,
+            self.servers_answering,
             self.server_reads,
             self.server_writes,
             self.server_wakeups,
@@ -71,7 +75,7 @@ impl Sample {
 
 const CONNECTIONS: &str = "rtbench_connections";
 /// The servers' cumulative work counters, in `Sample`'s order.
-const WORK: [&str; 5] = [
+pub const WORK: [&str; 5] = [
     "rtbench_read_syscalls_total",
     "rtbench_write_syscalls_total",
     "rtbench_wakeups_total",
@@ -88,9 +92,10 @@ pub struct Sampler {
     start: std::time::Instant,
     /// Time and CPU seconds of each process (servers, then Redis) at the last sample.
     last: Option<(f64, Vec<f64>)>,
-    /// Each server's work counters as last read: a process that does not
-    /// answer one second keeps its last figures, so the sums never dip.
-    work: Vec<[u64; WORK.len()]>,
+    /// Each server's /metrics figures as last read (connections, then the
+    /// work counters): a process too busy to answer within the sample keeps
+    /// its last figures, so neither the connection count nor the sums dip.
+    known: Vec<[u64; 1 + WORK.len()]>,
     /// /proc/stat's (busy, total) jiffies at the last sample.
     machine: Option<(u64, u64)>,
 }
@@ -103,7 +108,7 @@ impl Sampler {
             redis,
             start: std::time::Instant::now(),
             last: None,
-            work: Vec::new(),
+            known: Vec::new(),
             machine: None,
         }
     }
@@ -134,7 +139,7 @@ impl Sampler {
                             ]);
                         }
                         let names = &names[..];
-                        server::metrics_within(addr, names, Duration::from_millis(500))
+                        server::metrics_within(addr, names, Duration::from_millis(800))
                     })
                 })
                 .collect();
@@ -160,6 +165,19 @@ impl Sampler {
                 .collect(),
             _ => vec![0.0; cpu.len()],
         };
+        let n = self.servers.len();
+        self.known.resize(n, [0; 1 + WORK.len()]);
+        let mut answering = 0;
+        for (i, w) in self.known.iter_mut().enumerate() {
+            if metrics.get(i).is_some_and(|m| !m.is_empty()) {
+                answering += 1;
+            }
+            for (k, v) in w.iter_mut().enumerate() {
+                if let Some(x) = remote(i, k) {
+                    *v = x;
+                }
+            }
+        }
         let per_process: Vec<(u64, u64, f64)> = self
             .servers
             .iter()
@@ -170,19 +188,10 @@ impl Sampler {
                     0 => remote(i, 1 + WORK.len()).unwrap_or(0) / 1024,
                     p => server::rss_kib(*p).unwrap_or(0),
                 };
-                (remote(i, 0).unwrap_or(0), rss, *c)
+                (self.known[i][0], rss, *c)
             })
             .collect();
-        let n = self.servers.len();
-        self.work.resize(n, [0; WORK.len()]);
-        for (i, w) in self.work.iter_mut().enumerate() {
-            for (k, v) in w.iter_mut().enumerate() {
-                if let Some(x) = remote(i, 1 + k) {
-                    *v = x;
-                }
-            }
-        }
-        let work = |k: usize| self.work.iter().map(|w| w[k]).sum::<u64>();
+        let work = |k: usize| self.known.iter().map(|w| w[1 + k]).sum::<u64>();
         let machine = machine_jiffies();
         let machine_cpu_pct = match (self.machine, machine) {
             (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => {
@@ -210,6 +219,7 @@ impl Sampler {
                 .and_then(|s| s.split_whitespace().next()?.parse().ok())
                 .unwrap_or(0.0),
             machine_cpu_pct,
+            servers_answering: answering,
             server_reads: work(0),
             server_writes: work(1),
             server_wakeups: work(2),

@@ -4,7 +4,7 @@
 //! `bench --tune`) writes them. Nothing is changed silently: what was applied
 //! is recorded with the run, before and after, and the first value each
 //! setting had is kept (`target/tune-restore.json`) until `tune --restore`
-//! puts it back.
+//! (or the next `--tune`, which starts from there) puts it back.
 //!
 //! Besides sysctls, one setting is an iptables rule pair: `loopback.notrack`
 //! = `on` exempts loopback from connection tracking (raw table NOTRACK), which
@@ -113,13 +113,20 @@ pub fn restore() -> Result<Vec<(String, String)>, String> {
     }
 }
 
-/// Reads (and with `apply`, writes) every setting of a profile.
+/// Reads (and with `apply`, writes) every setting of a profile. Applying
+/// first puts back what earlier `--tune`s changed, so the machine is its
+/// own settings plus this profile's, whichever suite ran before (the
+/// original's tiny TCP buffers, left from an idle run, once throttled a
+/// fan-out run's bus connection to 55 events/s).
 pub fn run(
     profile: &BTreeMap<String, String>,
     apply: bool,
 ) -> (BTreeMap<String, Setting>, Vec<String>) {
     let mut out = BTreeMap::new();
     let mut errors = Vec::new();
+    if apply && let Err(e) = restore() {
+        errors.push(e);
+    }
     for (name, wanted) in profile {
         let before = read(name);
         if apply && before.as_deref() != Some(wanted.as_str()) {
