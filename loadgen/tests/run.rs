@@ -193,6 +193,13 @@ channels = ["files"]
     assert!(s.connect_ms.p50 > 0.0);
     assert_eq!(s.workers, 2);
     assert_eq!(server.metric("rtbench_connections_total"), 1000);
+    // One write per connection for its upgrade request and one for its close.
+    assert_eq!(s.counters.writes, 2000, "{:?}", s.counters);
+    assert!(
+        s.counters.reads >= 1000 && s.counters.wakeups > 0,
+        "{:?}",
+        s.counters
+    );
     // The record is complete on disk.
     for f in [
         "scenario.toml",

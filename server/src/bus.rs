@@ -8,18 +8,12 @@
 //! exactly how many events they missed. Documents without the number (from
 //! Appwrite itself) are accepted as they are.
 //!
-//! Losing Redis never takes the server down: connections stay, the
-//! subscriber reconnects with back-off, and `/metrics` and the log say so.
+//! This module publishes (`POST /v1/events` with `--bus`); the first reactor
+//! of each process holds the subscription (`subscriber.rs`).
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
-
-use crate::event;
-use crate::shared::Shared;
 
 pub const CHANNEL: &str = "realtime";
 const SEQ_KEY: &str = "realtime:seq";
@@ -33,7 +27,6 @@ return redis.call('PUBLISH', ARGV[1], body)
 
 pub struct Bus {
     client: redis::Client,
-    url: String,
     /// The publishing connection and the SHA of the numbering script loaded
     /// on it. Cloned out for each publish: a multiplexed connection takes
     /// many requests in flight, so no lock is held across a round trip.
@@ -43,7 +36,7 @@ pub struct Bus {
 impl Bus {
     pub fn new(url: &str) -> Result<Bus, String> {
         let client = redis::Client::open(url).map_err(|e| format!("--bus {url}: {e}"))?;
-        Ok(Bus { client, url: url.to_string(), publisher: std::sync::Mutex::new(None) })
+        Ok(Bus { client, publisher: std::sync::Mutex::new(None) })
     }
 
     fn cached(&self) -> Option<(MultiplexedConnection, String)> {
@@ -91,73 +84,5 @@ impl Bus {
                 Err("publishing on the bus timed out".into())
             }
         }
-    }
-}
-
-/// Subscribes to `realtime` and fans every event out locally, for ever:
-/// reconnecting with back-off (0.1 s doubling to 5 s) whenever Redis goes away.
-pub async fn subscribe(shared: Arc<Shared>) {
-    let Some(bus) = shared.bus.as_ref() else { return };
-    let m = &shared.metrics;
-    let mut backoff = Duration::from_millis(100);
-    let mut last_seq: Option<u64> = None;
-    let mut down_since: Option<std::time::Instant> = None;
-    loop {
-        let connected = async {
-            let mut ps = bus.client.get_async_pubsub().await?;
-            ps.subscribe(CHANNEL).await?;
-            Ok::<_, redis::RedisError>(ps)
-        };
-        match tokio::time::timeout(Duration::from_secs(5), connected).await {
-            Ok(Ok(mut pubsub)) => {
-                m.bus_up.store(1, Relaxed);
-                backoff = Duration::from_millis(100);
-                match down_since.take() {
-                    Some(t) => {
-                        eprintln!("rtbench-server: bus: back on {} after {:.1} s", bus.url, t.elapsed().as_secs_f64())
-                    }
-                    None => eprintln!("rtbench-server: bus: subscribed to `{CHANNEL}` on {}", bus.url),
-                }
-                let mut messages = pubsub.on_message();
-                while let Some(msg) = messages.next().await {
-                    match event::parse(msg.get_payload_bytes()) {
-                        Ok(ev) => {
-                            if let (Some(seq), Some(last)) = (ev.seq, last_seq)
-                                && seq > last + 1
-                            {
-                                m.bus_events_missed.fetch_add(seq - last - 1, Relaxed);
-                            }
-                            if ev.seq.is_some() {
-                                last_seq = ev.seq.max(last_seq);
-                            }
-                            // Counted once queued on every reactor: a reader of
-                            // the count knows the event precedes what comes next.
-                            shared.reactors.publish(Arc::new(ev));
-                            m.bus_events_in.fetch_add(1, Relaxed);
-                            m.events_in.fetch_add(1, Relaxed);
-                        }
-                        Err(e) => {
-                            if m.events_invalid.fetch_add(1, Relaxed).is_power_of_two() {
-                                eprintln!("rtbench-server: bus: ignoring a message: {e}");
-                            }
-                        }
-                    }
-                }
-            }
-            Ok(Err(e)) if down_since.is_none() => {
-                eprintln!("rtbench-server: bus: cannot subscribe on {}: {e}", bus.url)
-            }
-            Err(_) if down_since.is_none() => eprintln!("rtbench-server: bus: subscribing on {} timed out", bus.url),
-            _ => {}
-        }
-        if down_since.is_none() {
-            if m.bus_up.swap(0, Relaxed) == 1 {
-                eprintln!("rtbench-server: bus: lost {}; connections stay, reconnecting", bus.url);
-            }
-            m.bus_outages.fetch_add(1, Relaxed);
-            down_since = Some(std::time::Instant::now());
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }

@@ -30,6 +30,7 @@ use crate::handshake::Incoming;
 use crate::index::{ConnId, Index};
 use crate::intern::{Id, Interner};
 use crate::shared::Shared;
+use crate::subscriber::{Got, Subscriber};
 use crate::wheel::{Entry, Wheel};
 use rtbench_protocol::frame::{self, close};
 
@@ -43,6 +44,7 @@ pub const READ_BUF: usize = crate::session::MAX_MESSAGE + 16;
 const READS_PER_TURN: usize = 16;
 const WAKER: Token = Token(usize::MAX);
 const LISTENER: Token = Token(usize::MAX - 1);
+const BUS: Token = Token(usize::MAX - 2);
 
 /// One reactor's inbox, filled by other threads.
 #[derive(Default)]
@@ -128,6 +130,12 @@ impl Reactors {
             poll.registry().register(&mut SourceFd(&fd), LISTENER, Interest::READABLE)?;
             let mut r = Reactor::new(shared.clone(), handle.clone(), poll);
             r.listener = Some(listener.clone());
+            r.number = i;
+            if i == 0
+                && let Some(url) = &shared.config.bus
+            {
+                r.subscriber = Some(Subscriber::new(url).map_err(io::Error::other)?);
+            }
             threads.push(std::thread::Builder::new().name(format!("reactor-{i}")).spawn(move || r.run())?);
         }
         Ok(())
@@ -146,6 +154,16 @@ impl Reactors {
     pub fn adopt(&self, a: Incoming) {
         let i = self.next.fetch_add(1, Relaxed) % self.handles.len();
         self.handles[i].push(|b| b.conns.push(a));
+    }
+
+    /// Queues `event` on every reactor but number `except`.
+    fn forward(&self, event: &Arc<Event>, except: usize) {
+        for (i, h) in self.handles.iter().enumerate() {
+            if i != except {
+                let d = Delivery { event: event.clone(), tally: None };
+                h.push(|b| b.events.push(d));
+            }
+        }
     }
 
     /// Fans `event` out on every reactor.
@@ -220,6 +238,10 @@ pub struct Reactor {
     accept_more: bool,
     /// Accepting failed: try again then.
     pub(crate) accept_retry: Option<Instant>,
+    /// Which reactor of the process this is.
+    number: usize,
+    /// The bus subscription (the first reactor of a process with `--bus`).
+    subscriber: Option<Subscriber>,
     pub(crate) index: Index,
     pub(crate) names: Interner,
     wheel: Wheel,
@@ -250,6 +272,8 @@ impl Reactor {
             listener: None,
             accept_more: false,
             accept_retry: None,
+            number: 0,
+            subscriber: None,
             index: Index::default(),
             names: Interner::default(),
             wheel: Wheel::default(),
@@ -264,13 +288,18 @@ impl Reactor {
     fn run(mut self) {
         let mut events = Events::with_capacity(1024);
         let mut buf = vec![0u8; READ_BUF];
+        self.bus_connect();
         loop {
             let now = Instant::now();
             let timeout = if !self.ready.is_empty() || self.accept_more {
                 Some(Duration::ZERO)
             } else {
-                let retry = self.accept_retry.map(|t| t.saturating_duration_since(now));
-                match (self.wheel.timeout(now), retry) {
+                let due = [self.accept_retry, self.subscriber.as_ref().and_then(|s| s.due)]
+                    .into_iter()
+                    .flatten()
+                    .map(|t| t.saturating_duration_since(now))
+                    .min();
+                match (self.wheel.timeout(now), due) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 }
@@ -296,6 +325,10 @@ impl Reactor {
                     self.accept_more = true;
                     continue;
                 }
+                if ev.token() == BUS {
+                    self.on_bus(&mut buf);
+                    continue;
+                }
                 let (id, generation) = (ev.token().0 as u32, (ev.token().0 >> 32) as u32);
                 if ev.is_writable() && self.current(id, generation) {
                     self.on_writable(id);
@@ -315,6 +348,14 @@ impl Reactor {
             }
             if self.accept_more {
                 self.accept_more = self.accept_all();
+            }
+            if self.subscriber.as_ref().and_then(|s| s.due).is_some_and(|t| t <= Instant::now()) {
+                // Reconnect, or give up a connect that hangs.
+                if self.subscriber.as_ref().is_some_and(|s| s.sock.is_some()) {
+                    self.bus_lost("subscribing timed out".into());
+                } else {
+                    self.bus_connect();
+                }
             }
             self.expire(Instant::now());
             self.flush_stats();
@@ -646,6 +687,86 @@ impl Reactor {
         self.free.push(id);
         self.shared.live.fetch_sub(1, Relaxed);
         Some(sock)
+    }
+
+    /// Starts (re)connecting the bus subscription, if this reactor has one.
+    fn bus_connect(&mut self) {
+        let Some(sub) = &mut self.subscriber else { return };
+        let registered = sub.connect().and_then(|sock| {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(sock);
+            self.poll.registry().register(&mut SourceFd(&fd), BUS, Interest::READABLE | Interest::WRITABLE)
+        });
+        if let Err(e) = registered {
+            self.bus_lost(format!("cannot connect: {e}"));
+        }
+    }
+
+    /// The bus connection failed: count the outage once, retry with back-off.
+    fn bus_lost(&mut self, why: String) {
+        let Some(sub) = &mut self.subscriber else { return };
+        let m = &self.shared.metrics;
+        if sub.down_since.is_none() {
+            if m.bus_up.swap(0, Relaxed) == 1 {
+                eprintln!("rtbench-server: bus: lost {} ({why}); connections stay, reconnecting", sub.url());
+            } else {
+                eprintln!("rtbench-server: bus: cannot subscribe on {}: {why}", sub.url());
+            }
+            m.bus_outages.fetch_add(1, Relaxed);
+        }
+        sub.disconnect();
+    }
+
+    /// Reads the bus: each event parsed once, fanned out here and queued on
+    /// the process's other reactors.
+    fn on_bus(&mut self, buf: &mut [u8]) {
+        let Some(sub) = &mut self.subscriber else { return };
+        let mut docs: Vec<Result<Event, String>> = Vec::new();
+        let mut subscribed = false;
+        let result = sub.ready(buf, |got| match got {
+            Got::Subscribed => subscribed = true,
+            Got::Message(doc) => docs.push(crate::event::parse(doc)),
+        });
+        let m = &self.shared.metrics;
+        if subscribed {
+            m.bus_up.store(1, Relaxed);
+            match sub.down_since.take() {
+                Some(t) => {
+                    eprintln!("rtbench-server: bus: back on {} after {:.1} s", sub.url(), t.elapsed().as_secs_f64())
+                }
+                None => eprintln!("rtbench-server: bus: subscribed to `{}` on {}", crate::bus::CHANNEL, sub.url()),
+            }
+        }
+        let mut batch = Vec::with_capacity(docs.len());
+        for doc in docs {
+            match doc {
+                Ok(ev) => {
+                    if let (Some(seq), Some(last)) = (ev.seq, sub.last_seq)
+                        && seq > last + 1
+                    {
+                        m.bus_events_missed.fetch_add(seq - last - 1, Relaxed);
+                    }
+                    if ev.seq.is_some() {
+                        sub.last_seq = ev.seq.max(sub.last_seq);
+                    }
+                    let ev = Arc::new(ev);
+                    self.shared.reactors.forward(&ev, self.number);
+                    m.bus_events_in.fetch_add(1, Relaxed);
+                    m.events_in.fetch_add(1, Relaxed);
+                    batch.push(Delivery { event: ev, tally: None });
+                }
+                Err(e) => {
+                    if m.events_invalid.fetch_add(1, Relaxed).is_power_of_two() {
+                        eprintln!("rtbench-server: bus: ignoring a message: {e}");
+                    }
+                }
+            }
+        }
+        if let Err(why) = result {
+            self.bus_lost(why);
+        }
+        if !batch.is_empty() {
+            self.fan_out(&batch);
+        }
     }
 
     fn flush_stats(&mut self) {

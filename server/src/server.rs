@@ -27,9 +27,6 @@ impl Server {
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(config)?);
         shared.reactors.spawn(&shared, Arc::new(listener))?;
-        if shared.bus.is_some() {
-            tokio::spawn(crate::bus::subscribe(shared.clone()));
-        }
         Ok(Server { local_addr, shared })
     }
 

@@ -185,6 +185,27 @@ async fn ping_pong_and_websocket_ping() {
 }
 
 #[tokio::test]
+async fn each_ping_costs_one_read_and_one_write_and_the_counters_show_it() {
+    let server = start(|c| c.threads = Some(1)).await;
+    let addr = server.local_addr();
+    let (mut ws, _) = connect_ok(addr, "project=p1&channels[]=files").await;
+    let counters = |text: String| -> [u64; 3] {
+        ["rtbench_read_syscalls_total", "rtbench_write_syscalls_total", "rtbench_pongs_total"].map(|name| {
+            text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap()
+        })
+    };
+    let before = counters(http(addr, "GET", "/metrics", &[], "").await.1);
+    for _ in 0..10 {
+        send_json(&mut ws, json!({"type": "ping"})).await;
+        assert_eq!(next_json(&mut ws).await, json!({"type": "pong"}));
+    }
+    let after = counters(http(addr, "GET", "/metrics", &[], "").await.1);
+    // Ten pings: ten reads and ten writes, plus one read for the second
+    // /metrics request's head (a reactor reads it before handing it on).
+    assert_eq!([after[0] - before[0], after[1] - before[1], after[2] - before[2]], [11, 10, 10]);
+}
+
+#[tokio::test]
 async fn malformed_messages_are_1003_and_the_connection_stays() {
     let server = start(|_| {}).await;
     let (mut ws, _) = connect_ok(server.local_addr(), "project=p1&channels[]=files").await;
