@@ -174,10 +174,13 @@ impl Subscriber {
     }
 }
 
+/// A parsed array: where each element's bytes are, and the array's length.
+type Array = (Vec<(usize, usize)>, usize);
+
 /// Reads one RESP2 array of bulk strings and integers at the start of
 /// `buf`: the (start, end) of each element's bytes and the array's length,
 /// or `None` if it has not fully arrived. An error reply is an error.
-fn resp_array(buf: &[u8]) -> Result<Option<(Vec<(usize, usize)>, usize)>, String> {
+fn resp_array(buf: &[u8]) -> Result<Option<Array>, String> {
     fn line(buf: &[u8], from: usize) -> Option<(usize, usize)> {
         let end = memchr_crlf(&buf[from..])?;
         Some((from, from + end))
