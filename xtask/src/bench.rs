@@ -491,7 +491,8 @@ pub fn run_one(
         .map(|s| {
             let v = crate::server::metrics_within(s.addr, &sample::WORK, Duration::from_secs(5))
                 .ok()?;
-            v.try_into().ok()
+            let v: Option<Vec<u64>> = v.into_iter().collect();
+            v?.try_into().ok()
         })
         .try_fold([0u64; 5], |acc, v: Option<[u64; 5]>| {
             let v = v?;

@@ -124,7 +124,7 @@ impl Sampler {
         // All servers at once, each with a short timeout: a busy server must
         // not stretch one sample over many seconds. A server on another
         // machine (pid 0) reports its own RSS and CPU there.
-        let metrics: Vec<Vec<u64>> = std::thread::scope(|scope| {
+        let metrics: Vec<Vec<Option<u64>>> = std::thread::scope(|scope| {
             let handles: Vec<_> = self
                 .servers
                 .iter()
@@ -148,7 +148,7 @@ impl Sampler {
                 .map(|h| h.join().ok().and_then(Result::ok).unwrap_or_default())
                 .collect()
         });
-        let remote = |i: usize, k: usize| metrics.get(i).and_then(|m| m.get(k)).copied();
+        let remote = |i: usize, k: usize| metrics.get(i).and_then(|m| m.get(k)).copied().flatten();
         let cpu: Vec<f64> = pids
             .iter()
             .enumerate()

@@ -272,15 +272,17 @@ pub fn metric(addr: SocketAddr, name: &str) -> Result<u64, String> {
 
 /// `metric`, giving up after `limit` for each of connecting and reading.
 pub fn metric_within(addr: SocketAddr, name: &str, limit: Duration) -> Result<u64, String> {
-    Ok(metrics_within(addr, &[name], limit)?[0])
+    metrics_within(addr, &[name], limit)?[0].ok_or_else(|| format!("/metrics has no `{name}`"))
 }
 
-/// Several unlabelled values from one read of /metrics.
+/// Several unlabelled values from one read of /metrics, each `None` where
+/// the server does not export it (another server, an older build); `Err`
+/// only when /metrics itself could not be read.
 pub fn metrics_within(
     addr: SocketAddr,
     names: &[&str],
     limit: Duration,
-) -> Result<Vec<u64>, String> {
+) -> Result<Vec<Option<u64>>, String> {
     let mut s = crate::netns::connect(&addr, limit).map_err(|e| format!("/metrics: {e}"))?;
     s.set_read_timeout(Some(limit)).map_err(|e| e.to_string())?;
     write!(
@@ -291,12 +293,11 @@ pub fn metrics_within(
     let mut text = String::new();
     s.read_to_string(&mut text)
         .map_err(|e| format!("/metrics: {e}"))?;
-    names
+    Ok(names
         .iter()
         .map(|name| {
             text.lines()
                 .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-                .ok_or_else(|| format!("/metrics has no `{name}`"))
         })
-        .collect()
+        .collect())
 }
