@@ -11,9 +11,19 @@ use crate::tuning;
 /// Kernel memory per idle loopback TCP socket (measured here: 2,000,000
 /// plain loopback connections, both ends, in 11.8 GiB).
 const KERNEL_KIB_PER_SOCKET: f64 = 3.1;
-/// Measured by `cargo xtask memprobe` (1.65 and 1.03), with a margin.
-const SERVER_KIB_PER_CONNECTION: f64 = 2.0;
-const LOADGEN_KIB_PER_CONNECTION: f64 = 1.5;
+/// Measured by `cargo xtask memprobe --connections 19000` (0.11-0.13 and
+/// 0.09-0.10), with a margin.
+const SERVER_KIB_PER_CONNECTION: f64 = 0.25;
+const LOADGEN_KIB_PER_CONNECTION: f64 = 0.25;
+/// What each process costs before its first connection (measured: a server
+/// 4.0-4.4 MiB, a load generator worker 5.5-5.7 MiB with its histograms),
+/// with a margin; plus Redis, the controller and this task.
+const SERVER_BASE_MIB: u64 = 6;
+const WORKER_BASE_MIB: u64 = 8;
+const OTHERS_MIB: u64 = 256;
+/// Connections a load generator worker takes (its open-files limit less
+/// its own descriptors, as the load generator splits them).
+const CONNECTIONS_PER_WORKER: u64 = 19_000;
 /// Descriptors a server process keeps for itself.
 const SERVER_RESERVED_FDS: u64 = 64;
 
@@ -158,19 +168,34 @@ pub fn run(n: &Needs) -> Vec<Check> {
         ));
     }
     let avail_kib = meminfo("MemAvailable").unwrap_or(0);
-    let need_kib = (c as f64
-        * (2.0 * KERNEL_KIB_PER_SOCKET + SERVER_KIB_PER_CONNECTION + LOADGEN_KIB_PER_CONNECTION))
-        as u64
-        + 256 * 1024;
+    let workers = c.div_ceil(CONNECTIONS_PER_WORKER).max(1);
+    let per_connection =
+        2.0 * KERNEL_KIB_PER_SOCKET + SERVER_KIB_PER_CONNECTION + LOADGEN_KIB_PER_CONNECTION;
+    let hash_kib = if n.namespace {
+        crate::netns::buckets_for(c) * 8 / 1024
+    } else {
+        0
+    };
+    let fixed_kib = (n.server_processes * SERVER_BASE_MIB + workers * WORKER_BASE_MIB + OTHERS_MIB)
+        * 1024
+        + hash_kib;
+    let need_kib = (c as f64 * per_connection) as u64 + fixed_kib;
+    let fits = need_kib <= avail_kib * 9 / 10;
     out.push(check(
         "memory",
-        need_kib <= avail_kib * 9 / 10,
+        fits,
         format!(
-            "estimate {} MiB ({KERNEL_KIB_PER_SOCKET} KiB kernel x 2 sockets + {SERVER_KIB_PER_CONNECTION} server + {LOADGEN_KIB_PER_CONNECTION} load generator per connection), {} MiB available",
+            "estimate {} MiB: {c} connections x {per_connection:.2} KiB ({KERNEL_KIB_PER_SOCKET} KiB kernel x 2 sockets + {SERVER_KIB_PER_CONNECTION} server + {LOADGEN_KIB_PER_CONNECTION} load generator) + {} MiB fixed ({} server process(es) x {SERVER_BASE_MIB} MiB, {workers} load generator worker(s) x {WORKER_BASE_MIB} MiB, {OTHERS_MIB} MiB Redis and controllers, {} MiB socket hash); {} MiB available, 90% usable",
             need_kib / 1024,
+            fixed_kib / 1024,
+            n.server_processes,
+            hash_kib / 1024,
             avail_kib / 1024
         ),
-        (need_kib > avail_kib * 9 / 10).then(|| format!("run fewer connections: --connections {}", (c as f64 * avail_kib as f64 * 0.9 / need_kib as f64) as u64)),
+        (!fits).then(|| {
+            let usable = (avail_kib * 9 / 10).saturating_sub(fixed_kib) as f64;
+            format!("run fewer connections: --connections {}", (usable / per_connection) as u64)
+        }),
     ));
     out
 }
