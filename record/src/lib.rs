@@ -66,6 +66,22 @@ pub struct BenchSummary {
     /// machine's CPU over the hold (absent from older records).
     #[serde(default)]
     pub limit: Option<String>,
+    /// The load generator's own cost (absent from older records).
+    #[serde(default)]
+    pub loadgen: LoadgenFigures,
+}
+
+/// What the load generator itself used: the instrument's cost beside the
+/// server's.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LoadgenFigures {
+    /// (peak RSS − RSS before) / peak connections, over all workers.
+    pub kib_per_connection: Option<f64>,
+    pub workers: u64,
+    /// CPU seconds over the run, all workers.
+    pub cpu_s: f64,
+    /// The busiest worker's busiest second (100 = one core).
+    pub worker_cpu_max_pct: f64,
 }
 
 /// The cost of the work done while holding: server CPU and syscalls per

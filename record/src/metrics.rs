@@ -103,6 +103,13 @@ pub const METRICS: &[Metric] = &[
         get: |s| (s.connections.peak > 0).then_some(s.server.kib_per_connection),
     },
     Metric {
+        key: "loadgen_kib_per_conn",
+        label: "load generator memory per connection",
+        unit: "KiB",
+        better: Better::Lower,
+        get: |s| s.loadgen.kib_per_connection,
+    },
+    Metric {
         key: "system_kib_per_conn",
         label: "machine memory per connection",
         unit: "KiB",

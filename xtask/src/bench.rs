@@ -671,6 +671,13 @@ fn summarize(
         errors: record::errors(l),
         client_bottleneck: l.client_bottleneck.clone(),
         costs: costs(&in_hold, totals, l),
+        loadgen: rtbench_record::LoadgenFigures {
+            kib_per_connection: (l.connections.peak_open > 0)
+                .then_some(l.loadgen.kib_per_connection),
+            workers: l.workers,
+            cpu_s: l.loadgen.cpu_s,
+            worker_cpu_max_pct: l.loadgen.worker_cpu_max_pct,
+        },
         limit: limit(&in_hold, l),
     }
 }
