@@ -12,11 +12,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use bytes::Bytes;
 use serde_json::json;
 
-use crate::conn::Subscription;
-use crate::metrics::Rejected;
+use crate::metrics::{Limit, Rejected};
 use crate::request::Request;
-use crate::session::{MAX_CHANNELS, URL_SUBSCRIPTION, effective_channels, error_frame, message, user_json};
+use crate::session::{URL_SUBSCRIPTION, effective_channels, error_frame, message, user_json};
 use crate::shared::Shared;
+use crate::subs::Subscription;
 use rtbench_protocol::frame::{self, close};
 use rtbench_protocol::jwt::{self, Claims};
 
@@ -68,8 +68,17 @@ pub fn decide(shared: &Shared, peer: IpAddr, req: &Request) -> Result<Admit, Ref
     if raw.is_empty() && cfg.require_channels {
         return refuse(greeting, Rejected::Channels, close::POLICY_VIOLATION, "Missing channels");
     }
-    if raw.len() > MAX_CHANNELS {
-        return refuse(greeting, Rejected::Channels, close::POLICY_VIOLATION, "Too many channels");
+    let limits = cfg.subscription_limits();
+    let over = if raw.len() > limits.channels {
+        Some(crate::subs::Over::Channels)
+    } else if raw.iter().any(|c| c.len() > limits.channel_bytes) {
+        Some(crate::subs::Over::ChannelBytes)
+    } else {
+        None
+    };
+    if let Some(over) = over {
+        shared.metrics.hit(Limit::from(over));
+        return refuse(greeting, Rejected::Channels, close::POLICY_VIOLATION, &over.message(&limits));
     }
     let channels = effective_channels(raw.iter().map(String::as_str), user.as_deref());
     let subs = (!raw.is_empty() && raw != channels).then(|| {

@@ -60,6 +60,50 @@ pub struct Config {
     #[arg(long, env = "RTBENCH_BUS")]
     pub bus: Option<String>,
 
+    /// Subscriptions one connection may hold (by id, `subscribe` messages).
+    #[arg(long, env = "RTBENCH_MAX_SUBSCRIPTIONS", default_value_t = 100)]
+    pub max_subscriptions: usize,
+
+    /// Channels one connection may be subscribed to, across its subscriptions.
+    #[arg(long, env = "RTBENCH_MAX_CHANNELS", default_value_t = 1_000)]
+    pub max_channels: usize,
+
+    /// Longest channel name, in bytes (Appwrite's longest are about 150).
+    #[arg(long, env = "RTBENCH_MAX_CHANNEL_BYTES", default_value_t = 256)]
+    pub max_channel_bytes: usize,
+
+    /// Longest subscription id, in bytes.
+    #[arg(long, env = "RTBENCH_MAX_SUBSCRIPTION_ID_BYTES", default_value_t = 128)]
+    pub max_subscription_id_bytes: usize,
+
+    /// Bytes of subscriptions (ids and channel names) one connection may hold.
+    #[arg(long, env = "RTBENCH_MAX_SUBSCRIPTION_BYTES", default_value_t = 64 * 1024)]
+    pub max_subscription_bytes: usize,
+
+    /// Connections still in their HTTP handshake at once; more are answered
+    /// 503 and closed.
+    #[arg(long, env = "RTBENCH_MAX_HANDSHAKES", default_value_t = 10_000)]
+    pub max_handshakes: usize,
+
+    /// Plain HTTP connections (events, metrics, health) served at once; more
+    /// are answered 503 and closed.
+    #[arg(long, env = "RTBENCH_MAX_HTTP_CONNECTIONS", default_value_t = 1_024)]
+    pub max_http_connections: usize,
+
+    /// Milliseconds a client may take to send a whole request head, and a
+    /// whole request body (counted from its head, not restarted by each read).
+    #[arg(long, env = "RTBENCH_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+
+    /// Milliseconds a WebSocket frame (or fragmented message) may take to
+    /// arrive whole once it has begun; slower ones are closed with 1008.
+    #[arg(long, env = "RTBENCH_FRAME_TIMEOUT_MS", default_value_t = 10_000)]
+    pub frame_timeout_ms: u64,
+
+    /// Largest event document accepted by POST /v1/events, in bytes.
+    #[arg(long, env = "RTBENCH_MAX_EVENT_BYTES", default_value_t = 1 << 20)]
+    pub max_event_bytes: usize,
+
     /// Milliseconds to let connections flush their 1001 close on shutdown.
     #[arg(long, env = "RTBENCH_SHUTDOWN_GRACE_MS", default_value_t = 5000)]
     pub shutdown_grace_ms: u64,
@@ -71,6 +115,17 @@ impl Config {
         let mut c = Config::parse_from(["rtbench-server"]);
         c.listen = listen;
         c
+    }
+
+    /// What one connection's subscriptions may hold.
+    pub fn subscription_limits(&self) -> crate::subs::Limits {
+        crate::subs::Limits {
+            subscriptions: self.max_subscriptions,
+            channels: self.max_channels,
+            channel_bytes: self.max_channel_bytes,
+            id_bytes: self.max_subscription_id_bytes,
+            bytes: self.max_subscription_bytes,
+        }
     }
 
     pub fn project_allowed(&self, project: &str) -> bool {

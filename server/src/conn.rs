@@ -77,7 +77,10 @@ pub struct Extra {
     pub front_started: bool,
     /// The subscriptions, when they are not just the connect URL's channels
     /// (a `subscribe` message, or `account` rewritten from the URL).
-    pub subs: Option<Vec<Subscription>>,
+    pub subs: Option<crate::subs::Subs>,
+    /// When the frame (or fragmented message) now arriving began: it must
+    /// be whole by `--frame-timeout-ms` (a wheel tick, see `wheel.rs`).
+    pub frame_due: u32,
     /// The client's address, during the handshake (admission reads it).
     pub peer: Option<std::net::SocketAddr>,
 }
@@ -86,13 +89,6 @@ impl Extra {
     fn is_empty(&self) -> bool {
         self.partial.is_empty() && self.message_opcode == 0 && self.out.is_empty() && self.subs.is_none()
     }
-}
-
-/// A named set of channels, as the client gave them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Subscription {
-    pub id: Box<str>,
-    pub channels: Vec<Box<str>>,
 }
 
 /// Interned ids, up to two without an allocation (`NONE` marks an unused
@@ -194,6 +190,11 @@ impl Conn {
 
     fn queued(&self) -> bool {
         self.extra.as_ref().is_some_and(|e| !e.out.is_empty())
+    }
+
+    /// Bytes waiting for the kernel.
+    pub fn queued_bytes(&self) -> usize {
+        self.extra.as_ref().map_or(0, |e| e.out_bytes)
     }
 
     /// Sends `frames` in order: written straight away when nothing is queued

@@ -173,6 +173,8 @@ impl Reactor {
                 c.user = user;
                 c.flags |= FILED;
                 if let Some(subs) = admit.subs {
+                    let user = c.user.as_deref().map(|u| &u.claims);
+                    let subs = crate::subs::Subs::new(subs, user);
                     c.extra().subs = Some(subs);
                 }
                 let roles = c.roles().to_vec();

@@ -20,6 +20,7 @@ pub mod request;
 pub mod server;
 pub mod session;
 pub mod shared;
+pub mod subs;
 pub mod subscriber;
 pub mod wheel;
 

@@ -29,8 +29,79 @@ impl Rejected {
     }
 }
 
+/// A limit that bit: the client was refused, answered with an error or closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Subscriptions,
+    Channels,
+    ChannelBytes,
+    SubscriptionIdBytes,
+    SubscriptionBytes,
+    Handshakes,
+    HttpConnections,
+    RequestTimeout,
+    FrameTimeout,
+    EventBytes,
+    MessageBytes,
+    MessageRate,
+}
+
+impl Limit {
+    const ALL: [Limit; 12] = [
+        Limit::Subscriptions,
+        Limit::Channels,
+        Limit::ChannelBytes,
+        Limit::SubscriptionIdBytes,
+        Limit::SubscriptionBytes,
+        Limit::Handshakes,
+        Limit::HttpConnections,
+        Limit::RequestTimeout,
+        Limit::FrameTimeout,
+        Limit::EventBytes,
+        Limit::MessageBytes,
+        Limit::MessageRate,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Limit::Subscriptions => "subscriptions",
+            Limit::Channels => "channels",
+            Limit::ChannelBytes => "channel_bytes",
+            Limit::SubscriptionIdBytes => "subscription_id_bytes",
+            Limit::SubscriptionBytes => "subscription_bytes",
+            Limit::Handshakes => "handshakes",
+            Limit::HttpConnections => "http_connections",
+            Limit::RequestTimeout => "request_timeout",
+            Limit::FrameTimeout => "frame_timeout",
+            Limit::EventBytes => "event_bytes",
+            Limit::MessageBytes => "message_bytes",
+            Limit::MessageRate => "message_rate",
+        }
+    }
+}
+
+impl From<crate::subs::Over> for Limit {
+    fn from(o: crate::subs::Over) -> Limit {
+        use crate::subs::Over;
+        match o {
+            Over::Subscriptions => Limit::Subscriptions,
+            Over::Channels => Limit::Channels,
+            Over::ChannelBytes => Limit::ChannelBytes,
+            Over::IdBytes => Limit::SubscriptionIdBytes,
+            Over::Bytes => Limit::SubscriptionBytes,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Metrics {
+    limits: [AtomicU64; Limit::ALL.len()],
+    /// Connections in their HTTP handshake, and plain HTTP connections
+    /// served, now (gauges: the limits on them read these).
+    pub handshakes: AtomicU64,
+    pub http_connections: AtomicU64,
+    /// Bytes queued for slow connections, now (a gauge).
+    pub queued_bytes: AtomicU64,
     pub connections_total: AtomicU64,
     rejected: [AtomicU64; 4],
     /// Upgrade requests refused before the WebSocket existed (bad handshake).
@@ -69,6 +140,11 @@ impl Metrics {
 
     pub fn rejected(&self, why: Rejected) -> u64 {
         self.rejected[why as usize].load(Relaxed)
+    }
+
+    /// Counts a limit that bit.
+    pub fn hit(&self, limit: Limit) {
+        self.limits[limit as usize].fetch_add(1, Relaxed);
     }
 
     /// Counts `frames` frames of `bytes` bytes in all handed to sockets.
@@ -150,6 +226,7 @@ impl Metrics {
         );
         one("rtbench_wakeups_total", "counter", "Reactor wake-ups (epoll_wait returns).", c(&self.wakeups));
         one("rtbench_pongs_total", "counter", "Ping messages answered with pong.", c(&self.pongs));
+        one("rtbench_panics_total", "counter", "Panics in this process (each is a bug).", PANICS.load(Relaxed));
         one("rtbench_process_resident_memory_bytes", "gauge", "Resident set size of the server process.", rss_bytes());
         one(
             "rtbench_process_cpu_milliseconds_total",
@@ -157,6 +234,19 @@ impl Metrics {
             "CPU time (user + system) the server process has used.",
             cpu_ms(),
         );
+        one("rtbench_handshakes", "gauge", "Connections in their HTTP handshake.", c(&self.handshakes));
+        one("rtbench_http_connections", "gauge", "Plain HTTP connections being served.", c(&self.http_connections));
+        one(
+            "rtbench_queued_bytes",
+            "gauge",
+            "Bytes queued for connections the kernel would not take.",
+            c(&self.queued_bytes),
+        );
+        s.push_str("# HELP rtbench_limit_hits_total Requests refused or connections closed by a limit, by limit.\n");
+        s.push_str("# TYPE rtbench_limit_hits_total counter\n");
+        for l in Limit::ALL {
+            let _ = writeln!(s, "rtbench_limit_hits_total{{limit=\"{}\"}} {}", l.label(), c(&self.limits[l as usize]));
+        }
         s.push_str("# HELP rtbench_connections_rejected_total Connections refused after the upgrade, by reason.\n");
         s.push_str("# TYPE rtbench_connections_rejected_total counter\n");
         for why in Rejected::ALL {
@@ -165,6 +255,22 @@ impl Metrics {
         }
         s
     }
+}
+
+/// Panics anywhere in this process, counted by a panic hook: the abuse
+/// tests assert it stays 0, and `/metrics` shows it.
+pub static PANICS: AtomicU64 = AtomicU64::new(0);
+
+/// Installs (once) the hook that counts panics before the default report.
+pub fn count_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, Relaxed);
+            previous(info);
+        }));
+    });
 }
 
 /// CPU time this process has used (user + system), from getrusage.

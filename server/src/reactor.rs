@@ -330,17 +330,22 @@ impl Reactor {
                     continue;
                 }
                 let (id, generation) = (ev.token().0 as u32, (ev.token().0 >> 32) as u32);
-                if ev.is_writable() && self.current(id, generation) {
-                    self.on_writable(id);
-                }
-                if (ev.is_readable() || ev.is_read_closed() || ev.is_error()) && self.current(id, generation) {
-                    self.on_readable(id, &mut buf);
-                }
+                let (writable, readable) = (ev.is_writable(), ev.is_readable() || ev.is_read_closed() || ev.is_error());
+                self.guarded(id, |r| {
+                    if writable && r.current(id, generation) {
+                        r.on_writable(id);
+                    }
+                    if readable && r.current(id, generation) {
+                        r.on_readable(id, &mut buf);
+                    }
+                });
             }
             for (id, generation) in std::mem::take(&mut self.ready) {
-                if self.current(id, generation) {
-                    self.on_readable(id, &mut buf);
-                }
+                self.guarded(id, |r| {
+                    if r.current(id, generation) {
+                        r.on_readable(id, &mut buf);
+                    }
+                });
             }
             if self.accept_retry.is_some_and(|t| t <= Instant::now()) {
                 self.accept_retry = None;
@@ -365,6 +370,15 @@ impl Reactor {
         self.conns.clear();
         self.shared.live.fetch_sub(held, Relaxed);
         self.flush_stats();
+    }
+
+    /// Runs one connection's handling; a panic in it (a bug, counted by the
+    /// panic hook) ends that connection, not the reactor and its others.
+    fn guarded(&mut self, id: ConnId, f: impl FnOnce(&mut Reactor)) {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)));
+        if outcome.is_err() {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.release(id)));
+        }
     }
 
     fn current(&self, id: ConnId, generation: u32) -> bool {
@@ -668,6 +682,27 @@ impl Reactor {
             for &r in u.roles.iter() {
                 self.names.release(r);
             }
+        }
+    }
+
+    /// Files and unfiles the channels a subscription change changed: the
+    /// cost follows the change, not the channels the connection holds.
+    pub(crate) fn refile_change(&mut self, id: ConnId, change: &crate::subs::Change) {
+        if change.added.is_empty() && change.removed.is_empty() {
+            return;
+        }
+        let added: Vec<Id> = change.added.iter().map(|c| self.names.acquire(c)).collect();
+        let removed: Vec<Id> = change.removed.iter().filter_map(|c| self.names.get(c)).collect();
+        let c = &mut self.conns[id as usize];
+        let roles: Vec<Id> = c.roles().to_vec();
+        let project = c.project;
+        let mut channels: Vec<Id> = c.channels.as_slice().iter().copied().filter(|ch| !removed.contains(ch)).collect();
+        channels.extend_from_slice(&added);
+        c.channels = Ids::from_slice(&channels);
+        self.index.remove(id, project, &removed, &roles);
+        self.index.insert(id, project, &added, &roles);
+        for ch in removed {
+            self.names.release(ch);
         }
     }
 

@@ -23,6 +23,7 @@ impl Server {
     /// Binds the listener and starts the reactors, which accept; call
     /// inside a tokio runtime (plain HTTP requests and the bus run on it).
     pub async fn start(config: Config) -> io::Result<Server> {
+        crate::metrics::count_panics();
         let listener = bind(config.listen, config.reuse_port)?;
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(config)?);

@@ -12,16 +12,16 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::conn::{Subscription, User};
+use crate::conn::User;
 use crate::index::ConnId;
+use crate::metrics::Limit;
 use crate::reactor::Reactor;
+use crate::subs::{Subs, Subscription};
 use rtbench_protocol::frame::{self, close};
 use rtbench_protocol::jwt::{self, Claims};
 
 /// Largest client message, as in Appwrite.
 pub const MAX_MESSAGE: usize = 64_000;
-/// Channels one connection may hold across its subscriptions.
-pub const MAX_CHANNELS: usize = 1_000;
 /// The subscription id of the channels given in the connect URL.
 pub const URL_SUBSCRIPTION: &str = "default";
 
@@ -90,10 +90,6 @@ impl Reactor {
         self.close(id, code, message);
     }
 
-    fn claims(&self, id: ConnId) -> Option<&Claims> {
-        self.conns[id as usize].user.as_deref().map(|u| &u.claims)
-    }
-
     /// Handles every whole frame at the start of `buf`; returns bytes used.
     pub(crate) fn consume(&mut self, id: ConnId, buf: &mut [u8]) -> usize {
         let mut at = 0;
@@ -136,6 +132,7 @@ impl Reactor {
                     return self.close(id, close::PROTOCOL_ERROR, "continuation without a message");
                 }
                 if e.message.len() + payload.len() > MAX_MESSAGE {
+                    self.shared.metrics.hit(Limit::MessageBytes);
                     return self.close(id, close::MESSAGE_TOO_BIG, "message exceeds 64000 bytes");
                 }
                 e.message.extend_from_slice(payload);
@@ -166,6 +163,7 @@ impl Reactor {
         if let Some(limit) = self.shared.config.message_rate
             && !self.conns[id as usize].rate.allow(jwt::now_secs(), limit)
         {
+            self.shared.metrics.hit(Limit::MessageRate);
             return self.send_error(id, close::TRY_AGAIN_LATER, "Too many messages");
         }
         if opcode == frame::OP_TEXT && payload == PING {
@@ -202,14 +200,24 @@ impl Reactor {
         }
     }
 
-    /// The connection's subscriptions, as the client gave them.
-    fn subscriptions(&self, id: ConnId) -> Vec<Subscription> {
-        let c = &self.conns[id as usize];
-        if let Some(subs) = c.extra.as_ref().and_then(|e| e.subs.as_ref()) {
-            return subs.clone();
-        }
-        let channels: Vec<Box<str>> = c.channels.as_slice().iter().map(|&ch| self.names.name(ch).into()).collect();
-        if channels.is_empty() { Vec::new() } else { vec![Subscription { id: URL_SUBSCRIPTION.into(), channels }] }
+    /// The connection's subscriptions, made from its connect URL's channels
+    /// the first time it changes them.
+    fn subs(&mut self, id: ConnId) -> &mut Subs {
+        let names: Vec<Box<str>> = {
+            let c = &self.conns[id as usize];
+            if c.extra.as_ref().is_some_and(|e| e.subs.is_some()) {
+                Vec::new()
+            } else {
+                c.channels.as_slice().iter().map(|&ch| self.names.name(ch).into()).collect()
+            }
+        };
+        let c = &mut self.conns[id as usize];
+        let user = c.user.as_deref().map(|u| &u.claims);
+        let e = c.extra.get_or_insert_with(Box::default);
+        e.subs.get_or_insert_with(|| {
+            let url = (!names.is_empty()).then(|| Subscription { id: URL_SUBSCRIPTION.into(), channels: names });
+            Subs::new(url.into_iter().collect(), user)
+        })
     }
 
     fn authenticate(&mut self, id: ConnId, data: &Value) {
@@ -218,9 +226,12 @@ impl Reactor {
         };
         match jwt::verify(token, self.shared.jwt_secret(), jwt::now_secs()) {
             Ok(claims) => {
-                let subs = self.subscriptions(id);
-                let channels =
-                    effective_channels(subs.iter().flat_map(|s| s.channels.iter().map(|c| &**c)), Some(&claims));
+                // `account` may name another channel now: file the
+                // subscriptions afresh for this user.
+                let list = self.subs(id).list().to_vec();
+                let subs = Subs::new(list, Some(&claims));
+                let channels: Vec<String> = subs.filed().map(String::from).collect();
+                self.conns[id as usize].extra().subs = Some(subs);
                 let roles = crate::auth::roles_for(Some(&claims)).iter().map(|r| self.names.acquire(r)).collect();
                 let user = user_json(Some(&claims));
                 self.refile(id, &channels, Some(User { claims, roles }));
@@ -244,20 +255,23 @@ impl Reactor {
                 "message format invalid: subscribe takes [{subscriptionId, channels}]",
             );
         };
-        let mut subs = self.subscriptions(id);
-        let replaced = |s: &Subscription| new.iter().any(|n| *n.id == *s.id);
-        let kept: usize = subs.iter().filter(|s| !replaced(s)).map(|s| s.channels.len()).sum();
-        if kept + new.iter().map(|s| s.channels.len()).sum::<usize>() > MAX_CHANNELS {
-            return self.send_error(id, close::POLICY_VIOLATION, "Too many channels");
-        }
-        subs.retain(|s| !replaced(s));
-        subs.extend(new.iter().map(|s| Subscription {
-            id: s.id.as_str().into(),
-            channels: s.channels.iter().map(|c| c.as_str().into()).collect(),
-        }));
-        self.set_subscriptions(id, subs);
         let listed: Vec<Value> = new.iter().map(|s| json!({"subscriptionId": s.id, "channels": s.channels})).collect();
-        self.respond(id, json!({"to": "subscribe", "success": true, "subscriptions": listed}));
+        let new: Vec<Subscription> = new
+            .into_iter()
+            .map(|s| Subscription { id: s.id.into(), channels: s.channels.into_iter().map(Into::into).collect() })
+            .collect();
+        let limits = self.shared.config.subscription_limits();
+        let user = self.conns[id as usize].user.as_deref().map(|u| u.claims.clone());
+        match self.subs(id).upsert(new, user.as_ref(), &limits) {
+            Ok(change) => {
+                self.refile_change(id, &change);
+                self.respond(id, json!({"to": "subscribe", "success": true, "subscriptions": listed}));
+            }
+            Err(over) => {
+                self.shared.metrics.hit(Limit::from(over));
+                self.send_error(id, close::POLICY_VIOLATION, &over.message(&limits));
+            }
+        }
     }
 
     fn unsubscribe(&mut self, id: ConnId, data: &Value) {
@@ -273,17 +287,11 @@ impl Reactor {
                 "message format invalid: unsubscribe takes [{subscriptionId}]",
             );
         };
-        let mut subs = self.subscriptions(id);
-        subs.retain(|s| !gone.iter().any(|g| *g.id == *s.id));
-        self.set_subscriptions(id, subs);
         let ids: Vec<&str> = gone.iter().map(|g| g.id.as_str()).collect();
+        let user = self.conns[id as usize].user.as_deref().map(|u| u.claims.clone());
+        let change = self.subs(id).remove(&ids, user.as_ref());
+        self.refile_change(id, &change);
         self.respond(id, json!({"to": "unsubscribe", "success": true, "subscriptions": ids}));
-    }
-
-    fn set_subscriptions(&mut self, id: ConnId, subs: Vec<Subscription>) {
-        let channels = effective_channels(subs.iter().flat_map(|s| s.channels.iter().map(|c| &**c)), self.claims(id));
-        self.conns[id as usize].extra().subs = Some(subs);
-        self.refile(id, &channels, None);
     }
 }
 
