@@ -133,6 +133,9 @@ pub struct Counters {
     /// Events a connection received that its channels and roles should have
     /// kept from it. Must stay 0.
     pub misdelivered: u64,
+    /// Raw protocol: echo messages sent, and received back (`echoes`).
+    #[serde(default)]
+    pub echoes_sent: u64,
     pub echoes: u64,
     /// Syscalls on held connections and the hold reactor's wake-ups, so a
     /// record shows what each delivery and ping cost the client.
@@ -170,6 +173,7 @@ impl Counters {
         self.duplicates += o.duplicates;
         self.misdelivered += o.misdelivered;
         self.echoes += o.echoes;
+        self.echoes_sent += o.echoes_sent;
         self.reads += o.reads;
         self.writes += o.writes;
         self.wakeups += o.wakeups;

@@ -117,6 +117,12 @@ pub fn main() -> Result<(), String> {
     let plan: Plan =
         serde_json::from_str(&line).map_err(|e| format!("the plan on stdin is not valid: {e}"))?;
     CLOCK_OFFSET_NS.store(plan.clock_offset_ns, Ordering::Relaxed);
+    // The log names the process, so whoever reads it can check it is gone.
+    eprintln!(
+        "rtbench-loadgen worker {}: pid {}",
+        plan.worker,
+        std::process::id()
+    );
     sys::raise_open_files();
     sys::raise_priority();
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -561,7 +567,9 @@ async fn ticker(w: Rc<Worker>) {
         if let Some(k) = echo_every {
             for held in holds.every_mut(n % k, k) {
                 let msg = [client::ECHO_PREFIX, clock_ns().to_string().as_bytes()].concat();
-                if !held.try_send(frame::OP_TEXT, &msg, &mut c) {
+                if held.try_send(frame::OP_TEXT, &msg, &mut c) {
+                    c.echoes_sent += 1;
+                } else {
                     c.pings_skipped += 1;
                 }
             }

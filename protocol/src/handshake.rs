@@ -1,4 +1,4 @@
-//! The WebSocket opening handshake's one computation.
+//! The WebSocket opening handshake's key: checked, and answered.
 
 use base64::Engine;
 use sha1::{Digest, Sha1};
@@ -12,8 +12,30 @@ pub fn accept_key(key: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(h.finalize())
 }
 
+/// RFC 6455 section 4.1: the key is 16 random bytes, base64-encoded.
+pub fn is_valid_key(key: &str) -> bool {
+    key.len() == 24
+        && base64::engine::general_purpose::STANDARD
+            .decode(key)
+            .is_ok_and(|k| k.len() == 16)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn keys_are_sixteen_bytes_of_base64() {
+        assert!(super::is_valid_key("dGhlIHNhbXBsZSBub25jZQ=="));
+        for bad in [
+            "",
+            "dGhlIHNhbXBsZSBub25jZQ",
+            "dGhlIHNhbXBsZSBub25jZQ=",
+            "dGhlIHNhbXBsZSBub25jZ!==",
+            "AAAAAAAAAAAAAAAAAAAAAAAA",
+        ] {
+            assert!(!super::is_valid_key(bad), "{bad:?}");
+        }
+    }
+
     #[test]
     fn accept_key_matches_rfc_example() {
         assert_eq!(

@@ -14,10 +14,23 @@ pub fn compact_utc(unix_ns: u64) -> String {
 }
 
 /// Wall-clock nanoseconds since the Unix epoch.
+///
+/// `RTBENCH_CLOCK_SKEW_NS` (read once) moves this process's clock by that
+/// many nanoseconds: it plays a machine whose clock is off, so a test can
+/// check that remote workers' clock offsets are estimated and applied with
+/// the right sign.
 pub fn now_ns() -> u64 {
-    std::time::SystemTime::now()
+    static SKEW: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    let skew = *SKEW.get_or_init(|| {
+        std::env::var("RTBENCH_CLOCK_SKEW_NS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    });
+    let ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (ns as i64 + skew) as u64
 }
 
 /// (`YYYY-MM-DD`, `hh:mm:ss`) from seconds since the epoch (Howard Hinnant's

@@ -7,7 +7,7 @@
 //! one write. Requests that are not upgrades (`POST /v1/events`, `/metrics`,
 //! `/health`) go to a tokio task (`http.rs`), with the bytes read so far.
 
-use std::io;
+use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering::Relaxed;
@@ -22,11 +22,10 @@ use crate::conn::{Conn, FILED, HANDSHAKE, Ids, User};
 use crate::http;
 use crate::index::ConnId;
 use crate::intern::Id;
+use crate::metrics::Limit;
 use crate::reactor::{Reactor, token};
 use crate::request::{Head, Request, parse_head};
 
-/// A client gets this long to send its request head (slow-loris guard).
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections accepted per turn before the others get theirs.
 const ACCEPTS_PER_TURN: usize = 64;
 /// After an accept failure (out of descriptors), wait this long.
@@ -39,8 +38,17 @@ pub struct Incoming {
     pub bytes: Vec<u8>,
 }
 
-/// Checks an upgrade request; returns the `Sec-WebSocket-Accept` value.
+/// Checks an upgrade request as RFC 6455 4.2.1 has it; returns the
+/// `Sec-WebSocket-Accept` value.
 pub fn upgrade_accept(req: &Request) -> Result<String, (u16, &'static str)> {
+    if req.is_http10() {
+        return Err((400, "a WebSocket upgrade needs HTTP/1.1"));
+    }
+    match req.body_length() {
+        Ok(0) => {}
+        Ok(_) => return Err((400, "an upgrade request has no body")),
+        Err(e) => return Err(e),
+    }
     if !req.header_has_token("upgrade", "websocket") {
         return Err((426, "this endpoint speaks WebSocket: send Upgrade: websocket"));
     }
@@ -50,8 +58,11 @@ pub fn upgrade_accept(req: &Request) -> Result<String, (u16, &'static str)> {
     if req.header("sec-websocket-version") != Some("13") {
         return Err((426, "unsupported Sec-WebSocket-Version (13 is supported)"));
     }
-    let key = req.header("sec-websocket-key").ok_or((400, "missing Sec-WebSocket-Key"))?;
-    Ok(rtbench_protocol::handshake::accept_key(key.trim()))
+    let key = req.header("sec-websocket-key").ok_or((400, "missing Sec-WebSocket-Key"))?.trim();
+    if !rtbench_protocol::handshake::is_valid_key(key) {
+        return Err((400, "Sec-WebSocket-Key is not 16 bytes of base64"));
+    }
+    Ok(rtbench_protocol::handshake::accept_key(key))
 }
 
 fn switching(accept: &str) -> Bytes {
@@ -89,12 +100,26 @@ impl Reactor {
     pub(crate) fn take(&mut self, inc: Incoming) {
         let _ = inc.stream.set_nonblocking(true);
         let _ = inc.stream.set_nodelay(true);
+        let m = &self.shared.metrics;
+        if m.handshakes.load(Relaxed) >= self.shared.config.max_handshakes as u64 {
+            // Too many clients mid-handshake: answer without a slot.
+            m.hit(Limit::Handshakes);
+            let answer = http::response_bytes(
+                503,
+                "application/json",
+                &http::json_error("too many handshakes in progress"),
+                false,
+            );
+            let _ = (&inc.stream).write(&answer);
+            return;
+        }
         let Some(id) = self.slot_for(inc.stream) else { return };
         self.shared.live.fetch_add(1, Relaxed);
+        self.shared.metrics.handshakes.fetch_add(1, Relaxed);
         let c = &mut self.conns[id as usize];
         c.flags = HANDSHAKE;
         c.extra().peer = Some(inc.peer);
-        self.set_deadline(id, HEAD_TIMEOUT);
+        self.set_deadline(id, Duration::from_millis(self.shared.config.request_timeout_ms));
         if !inc.bytes.is_empty() {
             let mut bytes = inc.bytes;
             self.ingest(id, &mut bytes);
@@ -153,8 +178,8 @@ impl Reactor {
         };
         let peer = self.conns[id as usize].extra.as_ref().and_then(|e| e.peer).map(|p| p.ip());
         let peer = peer.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        self.leave_handshake(id);
         let c = &mut self.conns[id as usize];
-        c.flags &= !HANDSHAKE;
         c.extra().peer = None;
         c.trim();
         let head = switching(&accept);
@@ -202,13 +227,17 @@ impl Reactor {
     /// An HTTP error answer, then the connection closes.
     fn reply_and_close(&mut self, id: ConnId, status: u16, msg: &str) {
         let body = http::json_error(msg);
-        let mut answer = http::response_head(status, "application/json", body.len(), false).into_bytes();
-        answer.extend_from_slice(&body);
-        self.close_with(id, Bytes::from(answer));
+        self.close_with(id, Bytes::from(http::response_bytes(status, "application/json", &body, false)));
     }
 
     /// Gives a plain HTTP request, with the bytes read so far, to a tokio task.
     fn hand_to_http(&mut self, id: ConnId) {
+        let m = &self.shared.metrics;
+        if m.http_connections.load(Relaxed) >= self.shared.config.max_http_connections as u64 {
+            m.hit(Limit::HttpConnections);
+            return self.reply_and_close(id, 503, "too many HTTP connections");
+        }
+        m.http_connections.fetch_add(1, Relaxed);
         let c = &mut self.conns[id as usize];
         let (peer, bytes) = match c.extra.as_mut() {
             Some(e) => (e.peer, std::mem::take(&mut e.partial)),
@@ -226,6 +255,15 @@ impl Reactor {
                 http::serve(stream, peer, shared, bytes).await;
             }
         });
+    }
+
+    /// The connection is past its request head (upgraded, answered or gone).
+    pub(crate) fn leave_handshake(&mut self, id: ConnId) {
+        let c = &mut self.conns[id as usize];
+        if c.flags & HANDSHAKE != 0 {
+            c.flags &= !HANDSHAKE;
+            self.shared.metrics.handshakes.fetch_sub(1, Relaxed);
+        }
     }
 
     /// The listener is tried again after `d` (accept failed).

@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -15,15 +16,13 @@ use tokio::net::TcpStream;
 
 use crate::event;
 use crate::handshake::Incoming;
+use crate::metrics::Limit;
 use crate::request::{Head, Request, parse_head};
 use crate::shared::Shared;
 
-const MAX_BODY: usize = 1 << 20;
-/// A client gets this long to send a request head or body (slow-loris guard).
-const HEAD_TIMEOUT: Duration = crate::handshake::HEAD_TIMEOUT;
-
-/// The status line and headers of an answer.
-pub fn response_head(status: u16, content_type: &str, len: usize, keep_alive: bool) -> String {
+/// The status line and headers of an answer; `extra` are whole header
+/// lines (`Allow: GET\r\n`).
+pub fn response_head(status: u16, content_type: &str, len: usize, keep_alive: bool, extra: &str) -> String {
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
@@ -32,13 +31,17 @@ pub fn response_head(status: u16, content_type: &str, len: usize, keep_alive: bo
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         411 => "Length Required",
-        413 => "Payload Too Large",
+        413 => "Content Too Large",
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
         503 => "Service Unavailable",
         _ => "Error",
     };
-    let extra = if status == 426 { "Sec-WebSocket-Version: 13\r\n" } else { "" };
+    let extra = match status {
+        426 => "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n".to_string() + extra,
+        _ => extra.to_string(),
+    };
     let conn = if keep_alive { "keep-alive" } else { "close" };
     format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\nConnection: {conn}\r\n{extra}\r\n"
@@ -47,24 +50,78 @@ pub fn response_head(status: u16, content_type: &str, len: usize, keep_alive: bo
 
 /// A whole answer: head and body.
 pub fn response_bytes(status: u16, content_type: &str, body: &[u8], keep_alive: bool) -> Vec<u8> {
-    let mut out = response_head(status, content_type, body.len(), keep_alive).into_bytes();
+    let mut out = response_head(status, content_type, body.len(), keep_alive, "").into_bytes();
     out.extend_from_slice(body);
     out
-}
-
-async fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: &[u8], keep_alive: bool) -> bool {
-    stream.write_all(&response_bytes(status, content_type, body, keep_alive)).await.is_ok()
 }
 
 pub fn json_error(message: &str) -> Vec<u8> {
     serde_json::json!({ "message": message }).to_string().into_bytes()
 }
 
+/// An answer to one request.
+struct Answer {
+    status: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+    /// Header lines beyond the usual ones.
+    extra: String,
+    /// The connection ends after it, whatever the client asked: after any
+    /// refusal the rest of the stream cannot be trusted to be a request.
+    close: bool,
+    /// HEAD: the head only.
+    head_only: bool,
+}
+
+impl Answer {
+    fn ok(content_type: &'static str, body: Vec<u8>) -> Answer {
+        Answer { status: 200, content_type, body, extra: String::new(), close: false, head_only: false }
+    }
+
+    fn error(status: u16, message: &str) -> Answer {
+        Answer {
+            status,
+            content_type: "application/json",
+            body: json_error(message),
+            extra: String::new(),
+            close: status != 401 && status != 404 && status != 503,
+            head_only: false,
+        }
+    }
+
+    fn closing(mut self) -> Answer {
+        self.close = true;
+        self
+    }
+
+    fn bytes(&self, keep_alive: bool) -> Vec<u8> {
+        let mut out =
+            response_head(self.status, self.content_type, self.body.len(), keep_alive && !self.close, &self.extra)
+                .into_bytes();
+        if !self.head_only {
+            out.extend_from_slice(&self.body);
+        }
+        out
+    }
+}
+
+/// Counts a plain HTTP connection for as long as its task serves it.
+struct Served<'a>(&'a Shared);
+
+impl Drop for Served<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.http_connections.fetch_sub(1, Relaxed);
+    }
+}
+
 /// Serves plain requests on one connection until it closes, starting with
-/// the bytes a reactor read from it. An upgrade goes back to a reactor.
+/// the bytes a reactor read from it (which counted it in
+/// `metrics.http_connections`). An upgrade goes back to a reactor.
 pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, mut buf: Vec<u8>) {
+    let _served = Served(&shared);
+    let timeout = Duration::from_millis(shared.config.request_timeout_ms);
     loop {
-        let head = tokio::time::timeout(HEAD_TIMEOUT, async {
+        let head = tokio::time::timeout(timeout, async {
             loop {
                 match parse_head(&buf) {
                     Head::Partial => {}
@@ -80,12 +137,14 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>,
         .await;
         let (req, len) = match head {
             Err(_) => {
-                respond(&mut stream, 408, "text/plain", b"request head timeout\n", false).await;
+                shared.metrics.hit(Limit::RequestTimeout);
+                let a = Answer::error(408, "request head timeout").closing();
+                let _ = stream.write_all(&a.bytes(false)).await;
                 return;
             }
             Ok(None) => return,
             Ok(Some(Head::Bad(status, msg))) => {
-                respond(&mut stream, status, "application/json", &json_error(msg), false).await;
+                let _ = stream.write_all(&Answer::error(status, msg).closing().bytes(false)).await;
                 return;
             }
             Ok(Some(Head::Complete(req, len))) => (req, len),
@@ -99,78 +158,123 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>,
             return;
         }
         buf.drain(..len);
-        let keep_alive = req.keep_alive();
-        let ok = match (req.method.as_str(), req.path.as_str()) {
-            ("POST", "/v1/events") => publish(&mut stream, &req, &mut buf, &shared, keep_alive).await,
-            ("GET", "/health") => {
-                respond(&mut stream, 200, "application/json", br#"{"status":"pass"}"#, keep_alive).await
-            }
-            ("GET", "/metrics") => {
-                let text = shared.metrics.render(shared.connections());
-                respond(&mut stream, 200, "text/plain; version=0.0.4", text.as_bytes(), keep_alive).await
-            }
-            (_, "/v1/realtime" | "/v1/events" | "/health" | "/metrics") => {
-                respond(&mut stream, 405, "application/json", &json_error("method not allowed"), keep_alive).await
-            }
-            _ => respond(&mut stream, 404, "application/json", &json_error("not found"), keep_alive).await,
+        let deadline = tokio::time::Instant::now() + timeout;
+        let answer = match req.body_length() {
+            Err((status, msg)) => Answer::error(status, msg).closing(),
+            Ok(body_len) => route(&mut stream, &req, body_len, &mut buf, &shared, deadline).await,
         };
-        if !ok || !keep_alive {
+        let keep_alive = req.keep_alive() && !answer.close;
+        if stream.write_all(&answer.bytes(keep_alive)).await.is_err() || !keep_alive {
             return;
         }
     }
 }
 
-/// `POST /v1/events`: checks the admin key, reads the body, fans out.
-async fn publish(stream: &mut TcpStream, req: &Request, buf: &mut Vec<u8>, shared: &Shared, keep_alive: bool) -> bool {
+/// What each path allows, for 405's `Allow`.
+fn allowed(path: &str) -> Option<&'static str> {
+    match path {
+        "/v1/realtime" | "/health" | "/metrics" => Some("GET, HEAD"),
+        "/v1/events" => Some("POST"),
+        _ => None,
+    }
+}
+
+async fn route(
+    stream: &mut TcpStream,
+    req: &Request,
+    body_len: usize,
+    buf: &mut Vec<u8>,
+    shared: &Shared,
+    deadline: tokio::time::Instant,
+) -> Answer {
+    let head_only = req.method == "HEAD";
+    let method = if head_only { "GET" } else { req.method.as_str() };
+    let mut answer = match (method, req.path.as_str()) {
+        ("POST", "/v1/events") => return publish(stream, req, body_len, buf, shared, deadline).await,
+        ("GET", "/health") => Answer::ok("application/json", br#"{"status":"pass"}"#.to_vec()),
+        ("GET", "/metrics") => {
+            Answer::ok("text/plain; version=0.0.4", shared.metrics.render(shared.connections()).into_bytes())
+        }
+        ("GET", "/v1/realtime") => Answer::error(426, "this endpoint speaks WebSocket: send Upgrade: websocket"),
+        (_, path) => match allowed(path) {
+            Some(allow) => {
+                let mut a = Answer::error(405, "method not allowed");
+                a.extra = format!("Allow: {allow}\r\n");
+                a
+            }
+            None => Answer::error(404, "not found"),
+        },
+    };
+    // A body this server does not read ends the connection after the answer.
+    if body_len > 0 {
+        answer.close = true;
+    }
+    answer.head_only = head_only;
+    answer
+}
+
+/// `POST /v1/events`: the key is checked before the body is read; the body
+/// must arrive whole by `deadline` (counted from the head, never restarted).
+async fn publish(
+    stream: &mut TcpStream,
+    req: &Request,
+    len: usize,
+    buf: &mut Vec<u8>,
+    shared: &Shared,
+    deadline: tokio::time::Instant,
+) -> Answer {
     let key_ok = req
         .header("x-appwrite-key")
         .is_some_and(|k| constant_time_eq(k.as_bytes(), shared.config.admin_key.as_bytes()));
-    let Some(len) = req.header("content-length") else {
-        return respond(stream, 411, "application/json", &json_error("Content-Length is required"), false).await;
-    };
-    let Ok(len) = len.trim().parse::<usize>() else {
-        return respond(stream, 400, "application/json", &json_error("Content-Length is not a number"), false).await;
-    };
-    if len > MAX_BODY {
-        return respond(stream, 413, "application/json", &json_error("event document exceeds 1 MiB"), false).await;
+    if !key_ok {
+        // The unread body makes the connection unusable: close it.
+        let a = Answer::error(401, "missing or wrong x-appwrite-key");
+        return if len > 0 { a.closing() } else { a };
+    }
+    if req.headers_named("content-length").next().is_none() {
+        return Answer::error(411, "Content-Length is required");
+    }
+    if len > shared.config.max_event_bytes {
+        shared.metrics.hit(Limit::EventBytes);
+        return Answer::error(413, &format!("event document exceeds {} bytes", shared.config.max_event_bytes));
     }
     while buf.len() < len {
-        buf.reserve(len - buf.len());
-        match tokio::time::timeout(HEAD_TIMEOUT, stream.read_buf(buf)).await {
+        // Grows as bytes arrive: a client announcing 1 MiB pays for what it sends.
+        buf.reserve((len - buf.len()).min(64 * 1024));
+        match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
             Ok(Ok(n)) if n > 0 => {}
-            _ => return false,
+            Ok(_) => return Answer::error(400, "the connection ended inside the body").closing(),
+            Err(_) => {
+                shared.metrics.hit(Limit::RequestTimeout);
+                return Answer::error(408, "request body timeout").closing();
+            }
         }
     }
     let body: Vec<u8> = buf.drain(..len).collect();
-    if !key_ok {
-        return respond(stream, 401, "application/json", &json_error("missing or wrong x-appwrite-key"), keep_alive)
-            .await;
-    }
     match event::parse(&body) {
         Ok(ev) => match &shared.bus {
             // Through the bus every process, this one included, fans it out.
-            // Boxed: inlined, the publish future would enlarge every
-            // connection's handshake task.
             Some(bus) => match Box::pin(bus.publish(&body)).await {
                 Ok(n) => {
-                    let body = format!(r#"{{"published":true,"subscribers":{n}}}"#);
-                    respond(stream, 200, "application/json", body.as_bytes(), keep_alive).await
+                    Answer::ok("application/json", format!(r#"{{"published":true,"subscribers":{n}}}"#).into_bytes())
                 }
                 Err(e) => {
-                    shared.metrics.bus_publish_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    respond(stream, 503, "application/json", &json_error(&e), keep_alive).await
+                    shared.metrics.bus_publish_failed.fetch_add(1, Relaxed);
+                    Answer::error(503, &e)
                 }
             },
             None => {
-                shared.metrics.events_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let n = shared.reactors.publish_counted(std::sync::Arc::new(ev)).await.unwrap_or(0);
-                let body = format!(r#"{{"deliveries":{n}}}"#);
-                respond(stream, 200, "application/json", body.as_bytes(), keep_alive).await
+                shared.metrics.events_in.fetch_add(1, Relaxed);
+                let n = shared.reactors.publish_counted(Arc::new(ev)).await.unwrap_or(0);
+                Answer::ok("application/json", format!(r#"{{"deliveries":{n}}}"#).into_bytes())
             }
         },
         Err(msg) => {
-            shared.metrics.events_invalid.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            respond(stream, 400, "application/json", &json_error(&msg), keep_alive).await
+            shared.metrics.events_invalid.fetch_add(1, Relaxed);
+            // The body was read whole: the connection may go on.
+            let mut a = Answer::error(400, &msg);
+            a.close = false;
+            a
         }
     }
 }

@@ -96,10 +96,25 @@ mod tests {
         assert!(w.allow(180, 3));
     }
 
+    fn read_limit() -> libc::rlimit {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit writes into the struct we own.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        lim
+    }
+
     #[test]
     fn raising_open_files_reaches_the_hard_limit() {
+        // Lower the soft limit first, so raising it has something to do.
+        let mut lim = read_limit();
+        let lowered = (lim.rlim_max / 2).max(64);
+        lim.rlim_cur = lowered;
+        // SAFETY: setrlimit reads the struct we own.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
         let l = raise_open_files().unwrap();
-        assert_eq!(l.soft, l.hard);
-        assert!(l.connection_capacity() < l.hard);
+        let now = read_limit();
+        assert_eq!(l.soft_before, lowered);
+        assert_eq!((now.rlim_cur, l.soft, l.hard), (now.rlim_max, now.rlim_max, now.rlim_max));
+        assert_eq!(l.connection_capacity(), now.rlim_max - RESERVED_FDS);
     }
 }

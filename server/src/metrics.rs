@@ -115,8 +115,6 @@ pub struct Metrics {
     pub slow_consumers_closed: AtomicU64,
     /// accept() failures, e.g. out of descriptors (EMFILE).
     pub accept_errors: AtomicU64,
-    /// Connections that did not send a whole request head in time (408).
-    pub head_timeouts: AtomicU64,
     /// The Redis bus: 1 while subscribed.
     pub bus_up: AtomicU64,
     pub bus_outages: AtomicU64,
@@ -190,12 +188,6 @@ impl Metrics {
             "counter",
             "accept() failures, e.g. the open-files limit reached.",
             c(&self.accept_errors),
-        );
-        one(
-            "rtbench_head_timeouts_total",
-            "counter",
-            "Connections closed with 408: no whole request head within the timeout.",
-            c(&self.head_timeouts),
         );
         one("rtbench_bus_up", "gauge", "1 while subscribed to the Redis bus.", c(&self.bus_up));
         one(

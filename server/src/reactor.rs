@@ -223,6 +223,8 @@ pub struct Stats {
     pub deliveries: u64,
     pub slow_consumers: u64,
     pub pongs: u64,
+    /// Change of the bytes queued for slow connections.
+    pub queued: i64,
 }
 
 /// One reactor thread's state.
@@ -425,7 +427,10 @@ impl Reactor {
     pub(crate) fn send(&mut self, id: ConnId, frames: &[&Bytes]) -> bool {
         let limit = self.shared.config.max_outbound_bytes;
         let c = &mut self.conns[id as usize];
-        match c.send(frames, limit, &mut self.stats.writes) {
+        let before = c.queued_bytes() as i64;
+        let sent = c.send(frames, limit, &mut self.stats.writes);
+        self.stats.queued += c.queued_bytes() as i64 - before;
+        match sent {
             Sent::Accepted => {
                 self.stats.frames_out += frames.len() as u64;
                 self.stats.bytes_out += frames.iter().map(|f| f.len() as u64).sum::<u64>();
@@ -497,7 +502,10 @@ impl Reactor {
 
     fn on_writable(&mut self, id: ConnId) {
         let c = &mut self.conns[id as usize];
-        match c.flush(&mut self.stats.writes) {
+        let before = c.queued_bytes() as i64;
+        let flushed = c.flush(&mut self.stats.writes);
+        self.stats.queued += c.queued_bytes() as i64 - before;
+        match flushed {
             Ok(Flush::Done) if c.is_closing() && c.flags & FIN_SENT == 0 => self.finish_close(id),
             Ok(_) => {}
             Err(_) => self.release(id),
@@ -555,6 +563,27 @@ impl Reactor {
                 }
             }
         }
+        self.track_frame(id);
+    }
+
+    /// A frame or fragmented message in progress must arrive whole within
+    /// `--frame-timeout-ms` of when it began: its bytes are held meanwhile.
+    fn track_frame(&mut self, id: ConnId) {
+        let timeout = Duration::from_millis(self.shared.config.frame_timeout_ms);
+        let c = &mut self.conns[id as usize];
+        if c.sock.is_none() || c.is_closing() {
+            return;
+        }
+        let generation = c.generation;
+        let Some(e) = c.extra.as_mut() else { return };
+        let in_progress = !e.partial.is_empty() || e.message_opcode != 0;
+        if !in_progress {
+            e.frame_due = 0;
+        } else if e.frame_due == 0 {
+            let due = self.wheel.tick_after(Instant::now(), timeout);
+            e.frame_due = due;
+            self.wheel.insert(Entry { slot: id, generation, due });
+        }
     }
 
     fn keep_partial(&mut self, id: ConnId, p: Vec<u8>) {
@@ -581,11 +610,13 @@ impl Reactor {
     /// Starts closing with `last` as the final bytes sent (a close frame, or
     /// an HTTP answer to a request that ends the connection).
     pub(crate) fn close_with(&mut self, id: ConnId, last: Bytes) {
+        self.leave_handshake(id);
         let c = &mut self.conns[id as usize];
-        c.flags &= !HANDSHAKE;
+        let before = c.queued_bytes() as i64;
         if c.sock.is_none() || !c.begin_close(last) {
             return;
         }
+        self.stats.queued += c.queued_bytes() as i64 - before;
         self.unfile(id);
         self.set_deadline(id, CLOSE_FLUSH);
         self.on_writable(id);
@@ -622,9 +653,18 @@ impl Reactor {
         self.wheel.expire(now, |e| due.push(e));
         for e in due {
             let c = &self.conns[e.slot as usize];
+            let frame_late = c
+                .extra
+                .as_ref()
+                .is_some_and(|x| x.frame_due == e.due && (!x.partial.is_empty() || x.message_opcode != 0));
+            if c.generation == e.generation && c.sock.is_some() && frame_late && c.deadline != e.due {
+                self.shared.metrics.hit(crate::metrics::Limit::FrameTimeout);
+                self.close(e.slot, close::POLICY_VIOLATION, "frame not completed in time");
+                continue;
+            }
             if c.generation == e.generation && c.sock.is_some() && c.deadline == e.due {
                 if c.flags & HANDSHAKE != 0 {
-                    self.shared.metrics.head_timeouts.fetch_add(1, Relaxed);
+                    self.shared.metrics.hit(crate::metrics::Limit::RequestTimeout);
                     let answer = crate::http::response_bytes(408, "text/plain", b"request head timeout\n", false);
                     self.close_with(e.slot, Bytes::from(answer));
                 } else {
@@ -715,8 +755,10 @@ impl Reactor {
     /// slot was free).
     pub(crate) fn vacate(&mut self, id: ConnId) -> Option<std::net::TcpStream> {
         self.unfile(id);
+        self.leave_handshake(id);
         let c = &mut self.conns[id as usize];
         let sock = c.sock.take()?;
+        self.stats.queued -= c.queued_bytes() as i64;
         let generation = c.generation.wrapping_add(1);
         *c = Conn::free(generation);
         self.free.push(id);
@@ -821,5 +863,12 @@ impl Reactor {
         add(&m.deliveries, s.deliveries);
         add(&m.slow_consumers_closed, s.slow_consumers);
         add(&m.pongs, s.pongs);
+        match s.queued {
+            q if q > 0 => add(&m.queued_bytes, q as u64),
+            q if q < 0 => {
+                m.queued_bytes.fetch_sub(q.unsigned_abs(), Relaxed);
+            }
+            _ => {}
+        }
     }
 }

@@ -87,6 +87,51 @@ impl Request {
     pub fn keep_alive(&self) -> bool {
         !self.http10 && !self.header_has_token("connection", "close")
     }
+
+    pub fn is_http10(&self) -> bool {
+        self.http10
+    }
+
+    /// Every value of header `name` (lower case), in order.
+    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The request's framing as RFC 9112 has it, for what this server
+    /// accepts: one Host (HTTP/1.1), and a body given by Content-Length
+    /// only. A transfer coding is not supported (501); Content-Length
+    /// beside Transfer-Encoding, or lengths that are malformed or differ,
+    /// are refused (400). Every refusal closes the connection: the body's
+    /// end is unknown, and its bytes must never be read as a request.
+    pub fn body_length(&self) -> Result<usize, (u16, &'static str)> {
+        if !self.http10 && self.headers_named("host").count() != 1 {
+            return Err((400, "a request needs exactly one Host header"));
+        }
+        let te = self.headers_named("transfer-encoding").next().is_some();
+        let mut lengths = self.headers_named("content-length").flat_map(|v| v.split(','));
+        if te {
+            return if self.headers_named("content-length").next().is_some() {
+                Err((400, "Content-Length and Transfer-Encoding together"))
+            } else {
+                Err((501, "Transfer-Encoding is not supported: send Content-Length"))
+            };
+        }
+        let Some(first) = lengths.next() else { return Ok(0) };
+        let parse = |v: &str| -> Result<usize, (u16, &'static str)> {
+            let v = v.trim();
+            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                return Err((400, "Content-Length is not a number"));
+            }
+            v.parse().map_err(|_| (400, "Content-Length is too large"))
+        };
+        let n = parse(first)?;
+        for other in lengths {
+            if parse(other)? != n {
+                return Err((400, "Content-Length values differ"));
+            }
+        }
+        Ok(n)
+    }
 }
 
 /// Decodes `%XX` escapes and `+` (form encoding); invalid escapes stay as they are.
@@ -118,6 +163,31 @@ pub fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn head(text: &str) -> Request {
+        match parse_head(text.as_bytes()) {
+            Head::Complete(r, _) => r,
+            _ => panic!("not a whole head: {text}"),
+        }
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112_for_what_is_accepted() {
+        let ok = |h: &str| head(&format!("POST / HTTP/1.1\r\nHost: x\r\n{h}\r\n")).body_length();
+        assert_eq!(ok(""), Ok(0));
+        assert_eq!(ok("Content-Length: 12\r\n"), Ok(12));
+        assert_eq!(ok("Content-Length: 12\r\nContent-Length: 12\r\n"), Ok(12));
+        assert_eq!(ok("Content-Length: 12, 12\r\n"), Ok(12));
+        assert_eq!(ok("Content-Length: 12\r\nContent-Length: 13\r\n").unwrap_err().0, 400);
+        for bad in ["+12", "-1", "1 2", "0x10", ""] {
+            assert_eq!(ok(&format!("Content-Length: {bad}\r\n")).unwrap_err().0, 400, "{bad:?}");
+        }
+        assert_eq!(ok("Transfer-Encoding: chunked\r\n").unwrap_err().0, 501);
+        assert_eq!(ok("Transfer-Encoding: chunked\r\nContent-Length: 3\r\n").unwrap_err().0, 400);
+        assert_eq!(head("GET / HTTP/1.1\r\n\r\n").body_length().unwrap_err().0, 400, "no Host");
+        assert_eq!(head("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").body_length().unwrap_err().0, 400);
+        assert_eq!(head("GET / HTTP/1.0\r\n\r\n").body_length(), Ok(0), "HTTP/1.0 needs no Host");
+    }
 
     #[test]
     fn percent_decoding() {

@@ -121,11 +121,10 @@ impl Reactor {
                 self.send(id, &[&pong]);
             }
             frame::OP_PONG => {}
-            frame::OP_CLOSE => {
-                let code = frame::close_code(payload);
-                let code = if code == 1005 { close::NORMAL } else { code.min(4999) };
-                self.close(id, code, "");
-            }
+            frame::OP_CLOSE => match close_reply(payload) {
+                Ok(code) => self.close(id, code, ""),
+                Err((code, reason)) => self.close(id, code, reason),
+            },
             frame::OP_CONTINUATION => {
                 let e = self.conns[id as usize].extra();
                 if e.message_opcode == 0 {
@@ -295,6 +294,33 @@ impl Reactor {
     }
 }
 
+/// The answer to a client's close frame (RFC 6455 5.5.1, 7.4): its own
+/// code echoed, 1000 for a close without one; a malformed close is a
+/// protocol error (1002: a one-byte payload, or a code an endpoint must
+/// never send), an invalid UTF-8 reason is 1007.
+pub fn close_reply(payload: &[u8]) -> Result<u16, (u16, &'static str)> {
+    match payload.len() {
+        0 => Ok(close::NORMAL),
+        1 => Err((close::PROTOCOL_ERROR, "a close payload of one byte")),
+        _ => {
+            let code = u16::from_be_bytes([payload[0], payload[1]]);
+            if !valid_close_code(code) {
+                return Err((close::PROTOCOL_ERROR, "a close code that must not be sent"));
+            }
+            if std::str::from_utf8(&payload[2..]).is_err() {
+                return Err((close::INVALID_PAYLOAD, "a close reason that is not UTF-8"));
+            }
+            Ok(code)
+        }
+    }
+}
+
+/// Codes a close frame may carry: the defined ones that may be sent
+/// (1000-1003, 1007-1014; not 1004-1006 or 1015) and the private range.
+fn valid_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
 /// A list of `T`, or one `T` alone.
 fn one_or_many<T: for<'de> Deserialize<'de>>(data: &Value) -> Option<Vec<T>> {
     match data {
@@ -314,6 +340,20 @@ mod tests {
         let f = frame::parse(&mut wire, 1024, frame::Sender::Server).unwrap().unwrap();
         assert_eq!((f.opcode, f.fin), (frame::OP_TEXT, true));
         assert_eq!(&wire[f.payload_start..], br#"{"type":"pong"}"#);
+    }
+
+    #[test]
+    fn close_frames_are_answered_as_rfc_6455_says() {
+        let with = |code: u16, reason: &[u8]| [&code.to_be_bytes()[..], reason].concat();
+        assert_eq!(close_reply(&[]), Ok(1000));
+        for ok in [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999] {
+            assert_eq!(close_reply(&with(ok, b"bye")), Ok(ok), "{ok}");
+        }
+        for bad in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
+            assert_eq!(close_reply(&with(bad, b"")).unwrap_err().0, 1002, "{bad}");
+        }
+        assert_eq!(close_reply(&[3]).unwrap_err().0, 1002);
+        assert_eq!(close_reply(&with(1000, b"\xff\xfe")).unwrap_err().0, 1007);
     }
 
     #[test]

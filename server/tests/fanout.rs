@@ -124,19 +124,31 @@ async fn a_slow_consumer_is_closed_with_1013_and_its_queue_stays_bounded() {
     let payload = json!({"blob": "x".repeat(16 * 1024)});
     // The slow client never reads: kernel buffers fill, then its queue, then it is closed.
     let mut sent = 0;
+    let mut queued_max = 0;
     while metric(addr, "rtbench_slow_consumers_closed_total").await == 0 {
-        for _ in 0..50 {
+        for _ in 0..10 {
             publish(addr, "p1", &["files"], &["any"], payload.clone()).await;
+            queued_max = queued_max.max(metric(addr, "rtbench_queued_bytes").await);
         }
-        sent += 50;
+        sent += 10;
         assert!(sent < 20_000, "no slow consumer was closed after {sent} events of 16 KiB");
     }
+    // The queue grew to its limit and never past it (one event frame over,
+    // at most: the one that overflowed is refused, not queued).
+    let frame = 16 * 1024 + 256;
+    assert!(queued_max > 256 * 1024 - frame && queued_max <= 256 * 1024, "queued at most {queued_max} bytes");
+    assert_eq!(metric(addr, "rtbench_limit_hits_total{limit=\"message_bytes\"}").await, 0);
     // Closed: nothing more is queued for it, however much is published.
     for _ in 0..100 {
         assert_eq!(publish(addr, "p1", &["files"], &["any"], payload.clone()).await, 0);
     }
-    // When it finally reads: events, then the 1013 close.
+    // When it finally reads: events, then the 1013 close; nothing stays queued.
     assert_eq!(close_code(&mut slow).await, 1013);
+    let t0 = std::time::Instant::now();
+    while metric(addr, "rtbench_queued_bytes").await != 0 {
+        assert!(t0.elapsed() < WAIT, "bytes stay queued for a closed connection");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     // Others are unaffected.
     publish(addr, "p1", &["other"], &["any"], json!({"ok": true})).await;
     assert_eq!(next_json(&mut reader).await["data"]["payload"]["ok"], true);

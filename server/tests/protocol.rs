@@ -332,23 +332,40 @@ async fn health_metrics_and_unknown_paths() {
 
 #[tokio::test]
 async fn garbage_on_the_socket_never_takes_the_server_down() {
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = start(|_| {}).await;
     let addr = server.local_addr();
-    let inputs: &[&[u8]] = &[
-        b"\x00\x01\x02\xff\r\n\r\n",
-        b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET",
-        b"GET /v1/realtime?project=p1&channels[]=files HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        b"POST /v1/events HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n",
-        b"POST /v1/events HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+    // Each input, and the status line it must be answered with before the
+    // server ends the connection (read to the end: the server has handled it).
+    let inputs: &[(&[u8], &str)] = &[
+        (b"\x00\x01\x02\xff\r\n\r\n", "HTTP/1.1 400 "),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET", "HTTP/1.1 404 "),
+        (b"GET /v1/realtime?project=p1&channels[]=files HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n", "HTTP/1.1 400 "),
+        (b"POST /v1/events HTTP/1.1\r\nHost: x\r\nx-appwrite-key: test-key\r\nContent-Length: 99999999999\r\n\r\n", "HTTP/1.1 413 "),
+        (b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", "HTTP/1.1 400 "),
     ];
-    for input in inputs {
+    for (input, status) in inputs {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let _ = s.write_all(input).await;
+        s.write_all(input).await.unwrap();
+        if input.ends_with(b"GET") {
+            s.shutdown().await.unwrap(); // the unfinished second request ends here
+        }
+        let mut answer = Vec::new();
+        tokio::time::timeout(WAIT, s.read_to_end(&mut answer)).await.expect("the server ends the connection").unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with(status), "{input:?} => {answer}");
     }
-    // Raw WebSocket garbage after a good handshake.
+    // Raw WebSocket garbage after a good handshake: 101, `connected`, then a
+    // close for the broken frame (reserved bits: 1002).
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(b"GET /v1/realtime?project=p1&channels[]=files HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff").await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut answer)).await.expect("the server ends the connection").unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 101 "), "{}", String::from_utf8_lossy(&answer));
+    let close = answer.windows(2).rposition(|w| w[0] == 0x88).expect("a close frame");
+    assert_eq!(u16::from_be_bytes([answer[close + 2], answer[close + 3]]), 1002);
+    // Still serving, and nothing panicked.
     let (_ws, _) = connect_ok(addr, "project=p1&channels[]=files").await;
     assert_eq!(http(addr, "GET", "/health", &[], "").await.0, 200);
+    assert_eq!(metric(addr, "rtbench_panics_total").await, 0);
 }

@@ -179,6 +179,9 @@ fn a_missing_docker_engine_is_one_clear_line_before_anything_starts() {
     assert!(!out.exists() && !rtbench_loadgen::record::partial_dir(&out).exists());
 }
 
+/// How fast the last host's clock runs (ns): its worker must correct it.
+const SKEW_NS: i64 = 300_000_000;
+
 /// Three network namespaces with their own addresses on one bridge (in a
 /// namespace of its own, so Docker's firewall rules do not apply), sshd in
 /// the server's and the clients', a throwaway key. Removed on drop.
@@ -238,6 +241,15 @@ impl Hosts {
                     "-o",
                     "PermitRootLogin=prohibit-password",
                 ])
+                // The last host's clock runs 300 ms fast (`now_ns`).
+                .args(if i == 4 {
+                    vec![
+                        "-o".to_string(),
+                        format!("SetEnv=RTBENCH_CLOCK_SKEW_NS={SKEW_NS}"),
+                    ]
+                } else {
+                    Vec::new()
+                })
                 .arg("-o")
                 .arg(format!(
                     "PidFile={}",
@@ -327,15 +339,28 @@ fn smoke_on_hosts_over_ssh_writes_a_full_record_and_cleans_up() {
     let clients: Vec<_> = d.hosts.iter().filter(|h| h.role == "client").collect();
     assert_eq!(clients.len(), 2);
     for h in &d.hosts {
-        // One machine, one clock: the estimate must find (almost) no offset,
-        // within its own error bound plus a little.
+        // One machine, one clock, but host .4's runs SKEW_NS fast: the
+        // estimate must find that offset, sign included, within its own
+        // error bound plus a little.
+        let want = if h.address.ends_with(".4") {
+            SKEW_NS
+        } else {
+            0
+        };
         assert!(
             h.clock_error_ns > 0
-                && h.clock_offset_ns.unsigned_abs() <= h.clock_error_ns + 1_000_000,
+                && (h.clock_offset_ns - want).unsigned_abs() <= h.clock_error_ns + 1_000_000,
             "{h:?}"
         );
         assert!(h.tuning.contains_key("net.core.somaxconn"), "{h:?}");
     }
+    // Its worker moved its times back onto this clock: uncorrected, or
+    // corrected the wrong way, half the deliveries would read 300 or 600 ms.
+    assert!(
+        s.delivery_ms.p99 < 250.0,
+        "delivery p99 {} ms",
+        s.delivery_ms.p99
+    );
     let load = rtbench_loadgen::record::read_summary(&out.join("loadgen")).unwrap();
     assert_eq!(load.workers, 2);
     // Nothing left on the hosts (they share this filesystem): no run directory.
