@@ -53,6 +53,59 @@ struct OutFrame<'a> {
     data: &'a Data,
 }
 
+/// Any JSON value, read in full (strings unescaped, so every escape is
+/// checked) and kept nowhere.
+struct Strict;
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Strict, D::Error> {
+        d.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Strict;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_borrowed_str<E>(self, _: &'de str) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_string<E>(self, _: String) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_unit<E>(self) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+        while seq.next_element::<Strict>()?.is_some() {}
+        Ok(Strict)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+        while map.next_entry::<Strict, Strict>()?.is_some() {}
+        Ok(Strict)
+    }
+}
+
 /// Parses one event document; the error names what is wrong and where.
 pub fn parse(body: &[u8]) -> Result<Event, String> {
     let mut doc: Document = serde_json::from_slice(body).map_err(|e| format!("invalid event document: {e}"))?;
@@ -62,6 +115,11 @@ pub fn parse(body: &[u8]) -> Result<Event, String> {
     if !doc.data.payload.get().starts_with('{') {
         return Err("invalid event document: `data.payload` must be an object".into());
     }
+    // The payload goes to every receiver as it is: it must be JSON every
+    // parser takes (a raw value is only checked for syntax; a lone UTF-16
+    // surrogate in an escape would pass it and break strict clients).
+    serde_json::from_str::<Strict>(doc.data.payload.get())
+        .map_err(|e| format!("invalid event document: `data.payload`: {e}"))?;
     if doc.data.timestamp.is_none() {
         doc.data.timestamp = Some(rtbench_protocol::time::appwrite_timestamp(rtbench_protocol::time::now_ns()));
     }
@@ -105,6 +163,21 @@ mod tests {
         let e = parse(br#"{"project":"p","roles":[],"data":{"events":[],"channels":[],"payload":3}}"#).unwrap_err();
         assert!(e.contains("data.payload"), "{e}");
         assert!(parse(b"{not json").is_err());
+    }
+
+    #[test]
+    fn a_payload_every_parser_cannot_read_is_refused() {
+        let doc = |payload: &str| {
+            format!(r#"{{"project":"p","roles":[],"data":{{"events":[],"channels":[],"payload":{payload}}}}}"#)
+        };
+        assert!(parse(doc(r#"{"s":"\ud83d\ude00"}"#).as_bytes()).is_ok(), "a surrogate pair is fine");
+        for lone in [r#"{"s":"\ud83d"}"#, r#"{"s":"\ud83dx"}"#, r#"{"s":"\ude00"}"#] {
+            let e = parse(doc(lone).as_bytes()).unwrap_err();
+            assert!(
+                e.contains("`data.payload`") && (e.contains("surrogate") || e.contains("hex escape")),
+                "{lone}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -9,6 +9,8 @@ pub mod config;
 pub mod conn;
 pub mod event;
 mod fasthash;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handshake;
 pub mod http;
 pub mod index;

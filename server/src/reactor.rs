@@ -261,6 +261,14 @@ pub(crate) fn token(id: ConnId, generation: u32) -> Token {
 }
 
 impl Reactor {
+    /// A reactor with no thread, driven by its caller (the fuzz harness).
+    pub(crate) fn standalone(shared: Arc<Shared>) -> io::Result<Reactor> {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let handle = Arc::new(Handle { inbox: Mutex::default(), waker });
+        Ok(Reactor::new(shared, handle, poll))
+    }
+
     fn new(shared: Arc<Shared>, handle: Arc<Handle>, poll: Poll) -> Reactor {
         // Sized once for this reactor's share of the process's capacity:
         // untouched capacity costs address space, not memory.

@@ -83,6 +83,9 @@ pub struct Subs {
     /// Filed channel → how many subscriptions hold it.
     holders: HashMap<String, u32, Build>,
     bytes: usize,
+    /// Subscriptions naming `account`: filed for a signed-in user only, so
+    /// a guest's limit counts it too (signing in must not pass the limit).
+    account: u32,
 }
 
 impl Subs {
@@ -120,6 +123,7 @@ impl Subs {
             seen.push(ch);
         }
         self.bytes += sub.bytes();
+        self.account += u32::from(sub.channels.iter().any(|c| &**c == "account"));
         self.list.push(sub);
     }
 
@@ -142,6 +146,7 @@ impl Subs {
             seen.push(ch);
         }
         self.bytes -= sub.bytes();
+        self.account -= u32::from(sub.channels.iter().any(|c| &**c == "account"));
         Some(sub)
     }
 
@@ -166,7 +171,7 @@ impl Subs {
         }
         let over = if self.list.len() > limits.subscriptions {
             Some(Over::Subscriptions)
-        } else if self.holders.len() > limits.channels {
+        } else if self.holders.len() + usize::from(user.is_none() && self.account > 0) > limits.channels {
             Some(Over::Channels)
         } else if self.bytes > limits.bytes {
             Some(Over::Bytes)
@@ -251,6 +256,17 @@ mod tests {
         assert_eq!(s.upsert(vec![sub("x", &["cccccccccc", "dddddddddd"])], None, &LIMITS), Err(Over::Bytes));
         assert_eq!(s.list(), &[sub("default", &["a", "b"])]);
         assert_eq!(sorted(s.filed().map(String::from).collect()), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn signing_in_never_takes_a_connection_past_the_channel_limit() {
+        let u = Claims { sub: "u1".into(), exp: 0, teams: vec![], labels: vec![] };
+        let mut s = Subs::new(Vec::new(), None);
+        // A guest's `account` is not filed, but counts: 3 + account = 4.
+        s.upsert(vec![sub("x", &["a", "b", "c", "account"])], None, &LIMITS).unwrap();
+        assert_eq!(s.upsert(vec![sub("y", &["d"])], None, &LIMITS), Err(Over::Channels));
+        let signed_in = Subs::new(s.list().to_vec(), Some(&u));
+        assert_eq!(signed_in.filed().count(), 4);
     }
 
     #[test]

@@ -24,7 +24,18 @@ pub fn run() -> Result<(), String> {
         "-D",
         "warnings",
     ])?;
-    cargo(&["test", "--workspace"])
+    cargo(&["test", "--workspace"])?;
+    // The fuzz targets for a bounded number of cases, counted and printed
+    // (the test above runs them too; this says how many).
+    cargo(&[
+        "run",
+        "--quiet",
+        "-p",
+        "rtbench-fuzz",
+        "--",
+        "--cases",
+        "5000",
+    ])
 }
 
 /// The GitHub workflows: schema-valid and free of zizmor's findings (both

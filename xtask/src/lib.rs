@@ -5,6 +5,7 @@ pub mod bench;
 pub mod ci;
 pub mod containers;
 pub mod dashboard;
+pub mod fuzz;
 pub mod hosts;
 pub mod memprobe;
 pub mod netns;

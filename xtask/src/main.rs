@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use xtask::{bench, ci, memprobe, site, tuning};
+use xtask::{bench, ci, fuzz, memprobe, site, tuning};
 
 const USAGE: &str = "usage: cargo xtask <task>
 
@@ -19,7 +19,9 @@ tasks:
   site [--out DIR]            render every record under results/ into a static site (default target/site)
   compare RUN_A RUN_B         headline deltas of two runs (record directories or <scenario>/<run>)
   regress <scenario>          judge the scenario's newest run against its history (site/regress.toml); fails on a regression
-  ci                          fmt check, clippy (warnings denied), every test (a smoke bench among them)";
+  fuzz [--seconds N] [--target NAME]
+                              fuzz every parser a client or publisher feeds (default 60 s); fails on a finding
+  ci                          set-up, fmt check, clippy (warnings denied), every test (a smoke bench among them)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
         Some(cmd @ ("compare" | "regress")) => site::task(cmd, rest),
         Some("site") => site::task("render", rest),
         Some("memprobe") => memprobe::run(rest),
+        Some("fuzz") => fuzz::run(rest),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())
