@@ -52,6 +52,11 @@ pub struct Window {
 }
 
 impl Window {
+    /// Messages counted in the current minute.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
     /// Counts one more and says whether it is within `per_minute`.
     pub fn allow(&mut self, now_secs: u64, per_minute: u32) -> bool {
         let minute = (now_secs / 60) as u32;

@@ -40,8 +40,10 @@ const CLOSE_FLUSH: Duration = Duration::from_secs(5);
 const LINGER: Duration = Duration::from_secs(1);
 /// The reactor's read buffer: a whole largest frame plus its header fits.
 pub const READ_BUF: usize = crate::session::MAX_MESSAGE + 16;
-/// Full reads of one connection before the others get their turn.
-const READS_PER_TURN: usize = 16;
+/// Full reads (of the whole buffer) of one connection before the others
+/// get their turn: one, so a client that floods costs the others at most
+/// one buffer's worth of handling per turn.
+const READS_PER_TURN: usize = 1;
 const WAKER: Token = Token(usize::MAX);
 const LISTENER: Token = Token(usize::MAX - 1);
 const BUS: Token = Token(usize::MAX - 2);

@@ -106,6 +106,9 @@ impl Reactor {
                 }
                 Ok(None) => return at,
                 Err(e) => {
+                    if e.code == close::MESSAGE_TOO_BIG {
+                        self.shared.metrics.hit(Limit::MessageBytes);
+                    }
                     self.close(id, e.code, e.reason);
                     return buf.len();
                 }
@@ -163,6 +166,11 @@ impl Reactor {
             && !self.conns[id as usize].rate.allow(jwt::now_secs(), limit)
         {
             self.shared.metrics.hit(Limit::MessageRate);
+            // Refused with an error, as Appwrite does; a client that keeps
+            // going at twice its allowance is flooding, and is closed.
+            if self.conns[id as usize].rate.count() > limit.saturating_mul(2) {
+                return self.fail(id, close::TRY_AGAIN_LATER, "Too many messages");
+            }
             return self.send_error(id, close::TRY_AGAIN_LATER, "Too many messages");
         }
         if opcode == frame::OP_TEXT && payload == PING {

@@ -261,6 +261,14 @@ async fn message_rate_limit_is_1013_and_keeps_the_connection() {
     send_json(&mut ws, json!({"type": "ping"})).await;
     let err = next_json(&mut ws).await;
     assert_eq!(err["data"], json!({"code": 1013, "message": "Too many messages"}));
+    // Kept while under twice the allowance (messages 5 and 6), closed past it.
+    for _ in 0..2 {
+        send_json(&mut ws, json!({"type": "ping"})).await;
+        assert_eq!(next_json(&mut ws).await["data"]["code"], 1013);
+    }
+    send_json(&mut ws, json!({"type": "ping"})).await;
+    assert_eq!(next_json(&mut ws).await["data"]["code"], 1013);
+    assert_eq!(close_code(&mut ws).await, 1013);
 }
 
 #[tokio::test]
@@ -368,4 +376,98 @@ async fn garbage_on_the_socket_never_takes_the_server_down() {
     let (_ws, _) = connect_ok(addr, "project=p1&channels[]=files").await;
     assert_eq!(http(addr, "GET", "/health", &[], "").await.0, 200);
     assert_eq!(metric(addr, "rtbench_panics_total").await, 0);
+}
+
+#[tokio::test]
+async fn what_a_connection_may_hold_is_limited_and_each_limit_is_counted() {
+    let server = start(|c| {
+        c.max_subscriptions = 2;
+        c.max_channels = 3;
+        c.max_channel_bytes = 10;
+        c.max_subscription_id_bytes = 4;
+        c.max_subscription_bytes = 24;
+    })
+    .await;
+    let addr = server.local_addr();
+    let (mut ws, _) = connect_ok(addr, "project=p1&channels[]=files").await;
+    let cases = [
+        (json!([{"subscriptionId": "a", "channels": ["b", "c", "d"]}]), "Too many channels (at most 3)", "channels"),
+        (
+            json!([{"subscriptionId": "a", "channels": ["x".repeat(11)]}]),
+            "Channel name too long (at most 10 bytes)",
+            "channel_bytes",
+        ),
+        (
+            json!([{"subscriptionId": "abcde", "channels": ["b"]}]),
+            "Subscription id too long (at most 4 bytes)",
+            "subscription_id_bytes",
+        ),
+        (
+            json!([{"subscriptionId": "a", "channels": ["b"]}, {"subscriptionId": "b", "channels": ["c"]}]),
+            "Too many subscriptions (at most 2)",
+            "subscriptions",
+        ),
+        (
+            json!([{"subscriptionId": "a", "channels": ["bbbbbbbbbb", "cccccccccc"]}]),
+            "Subscriptions too large (at most 24 bytes)",
+            "subscription_bytes",
+        ),
+    ];
+    for (data, message, limit) in cases {
+        send_json(&mut ws, json!({"type": "subscribe", "data": data})).await;
+        let err = next_json(&mut ws).await;
+        assert_eq!(err, json!({"type": "error", "data": {"code": 1008, "message": message}}));
+        assert_eq!(metric(addr, &format!("rtbench_limit_hits_total{{limit=\"{limit}\"}}")).await, 1, "{limit}");
+    }
+    // Refused changes change nothing: the connection still has `files` only.
+    assert_eq!(publish(addr, "p1", &["files"], &["any"], json!({"n": 1})).await, 1);
+    assert_eq!(publish(addr, "p1", &["b", "c"], &["any"], json!({"n": 2})).await, 0);
+    send_json(&mut ws, json!({"type": "subscribe", "data": [{"subscriptionId": "a", "channels": ["b"]}]})).await;
+    let got = drain(&mut ws).await;
+    assert_eq!(got[0]["data"]["payload"]["n"], 1);
+    assert_eq!(got[1]["data"]["to"], "subscribe");
+}
+
+#[tokio::test]
+async fn handshakes_and_http_connections_in_progress_are_limited() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start(|c| {
+        c.max_handshakes = 2;
+        c.max_http_connections = 1;
+    })
+    .await;
+    let addr = server.local_addr();
+    // Clients that never send their request hold the two handshakes; the
+    // next one is answered 503 at once (the ones before it may still be
+    // being accepted: each probe that is not refused holds a place too).
+    let mut silent = Vec::new();
+    let answer = loop {
+        assert!(silent.len() < 5, "no client was refused with two handshakes allowed");
+        let mut probe = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut answer = String::new();
+        match tokio::time::timeout(std::time::Duration::from_millis(300), probe.read_to_string(&mut answer)).await {
+            Ok(_) => break answer,
+            Err(_) => silent.push(probe),
+        }
+    };
+    assert_eq!(silent.len(), 2, "two handshakes held before the refusal");
+    assert!(answer.starts_with("HTTP/1.1 503 ") && answer.contains("too many handshakes"), "{answer}");
+    drop(silent);
+    // One keep-alive HTTP connection in use: a second is turned away.
+    let mut kept = tokio::net::TcpStream::connect(addr).await.unwrap();
+    kept.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 512];
+    let n = tokio::time::timeout(WAIT, kept.read(&mut buf)).await.unwrap().unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200 "));
+    let (status, body) = http(addr, "GET", "/health", &[], "").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("too many HTTP connections"), "{body}");
+    drop(kept);
+    let t0 = std::time::Instant::now();
+    while http(addr, "GET", "/health", &[], "").await.0 != 200 {
+        assert!(t0.elapsed() < WAIT, "the HTTP connection was not given back");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(metric(addr, "rtbench_limit_hits_total{limit=\"handshakes\"}").await, 1);
+    assert!(metric(addr, "rtbench_limit_hits_total{limit=\"http_connections\"}").await >= 1);
 }

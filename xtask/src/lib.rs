@@ -1,6 +1,7 @@
 //! The project's tasks as a library, so tests read run records through the
 //! same types that write them. `main.rs` is the command line.
 
+pub mod abuse;
 pub mod bench;
 pub mod ci;
 pub mod containers;

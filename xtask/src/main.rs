@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use xtask::{bench, ci, fuzz, memprobe, site, tuning};
+use xtask::{abuse, bench, ci, fuzz, memprobe, site, tuning};
 
 const USAGE: &str = "usage: cargo xtask <task>
 
@@ -19,6 +19,7 @@ tasks:
   site [--out DIR]            render every record under results/ into a static site (default target/site)
   compare RUN_A RUN_B         headline deltas of two runs (record directories or <scenario>/<run>)
   regress <scenario>          judge the scenario's newest run against its history (site/regress.toml); fails on a regression
+  abuse [--seconds N]         hostile clients of every kind beside a normal load: what the normal clients saw, RSS, limits
   fuzz [--seconds N] [--target NAME]
                               fuzz every parser a client or publisher feeds (default 60 s); fails on a finding
   ci                          set-up, fmt check, clippy (warnings denied), every test (a smoke bench among them)";
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         Some("site") => site::task("render", rest),
         Some("memprobe") => memprobe::run(rest),
         Some("fuzz") => fuzz::run(rest),
+        Some("abuse") => abuse::run(rest),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())
