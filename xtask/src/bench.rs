@@ -845,8 +845,11 @@ fn environment(
             .commit
             .clone()
             .unwrap_or_else(|| cmd("git", &["rev-parse", "HEAD"])),
-        // A versus side is built from a clean worktree of its commit.
-        git_dirty: side.commit.is_none() && !cmd("git", &["status", "--porcelain"]).is_empty(),
+        // A versus side is built from a clean worktree of its commit. Files
+        // git does not track (records being written, say) build nothing: a
+        // tree is dirty when a tracked file differs from the commit.
+        git_dirty: side.commit.is_none()
+            && !cmd("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty(),
         server_version: cmd(side.server_bin.to_str().unwrap_or(""), &["--version"]),
         server_args: server.args.clone(),
         server_processes: processes,

@@ -142,10 +142,20 @@ impl Namespace {
 impl Drop for Namespace {
     fn drop(&mut self) {
         *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        if let Err(e) = ip(&["netns", "del", &self.name]) {
+        // A process of the run that is still exiting can keep the mount
+        // busy for a moment: try again for up to two seconds.
+        let mut last = Ok(String::new());
+        for _ in 0..20 {
+            last = ip(&["netns", "del", &self.name]);
+            if last.is_ok() || !leftovers().contains(&self.name) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if let Err(e) = last {
             eprintln!(
-                "xtask: could not remove network namespace {}: {e}",
-                self.name
+                "xtask: could not remove network namespace {}: {e}; remove it with `ip netns del {}`",
+                self.name, self.name
             );
         }
     }
