@@ -8,7 +8,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rtbench_loadgen::client::{Held, Receiver};
-use rtbench_loadgen::scenario::{Protocol, Scenario};
+use rtbench_record::scenario::{Protocol, Scenario};
 use rtbench_loadgen::stats::{Counters, Hists, new_hist};
 use rtbench_loadgen::users::Population;
 use rtbench_loadgen::{stamp, sys};
@@ -54,6 +54,7 @@ fn receive(c: &mut Criterion) {
                 hists: &mut hists,
                 delivery_interval: &mut interval,
                 now_ns: sys::now_ns(),
+                ping_sent_ns: 0,
             };
             black_box(r.frames(&mut held, black_box(&mut wire)).unwrap())
         })

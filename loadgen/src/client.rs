@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use rtbench_protocol::frame::{self, Sender};
 
-use crate::scenario::Protocol;
+use rtbench_record::scenario::Protocol;
 use crate::stats::{self, Counters, Hists};
 use crate::users::{Population, mix};
 
@@ -426,6 +426,10 @@ pub struct Receiver<'a> {
     /// Per-second copies of the delivery histogram.
     pub delivery_interval: &'a mut stats::Hist,
     pub now_ns: u64,
+    /// When this connection's last ping was sent (0: none): a pong's round
+    /// trip is measured from it. Pings go out by slot group on a fixed
+    /// tick, so the worker keeps one time per group, not one per slot.
+    pub ping_sent_ns: u64,
 }
 
 /// Duplicate detection: the highest sequence seen and a bitmap of the 64
@@ -525,6 +529,12 @@ impl Receiver<'_> {
             stats::record_ns(self.delivery_interval, latency);
         } else if payload == br#"{"type":"pong"}"# {
             self.counters.pongs += 1;
+            if self.ping_sent_ns > 0 {
+                stats::record_ns(
+                    &mut self.hists.echo,
+                    self.now_ns.saturating_sub(self.ping_sent_ns),
+                );
+            }
         } else if payload.starts_with(br#"{"type":"error""#) {
             let code = serde_json::from_slice::<serde_json::Value>(payload)
                 .ok()

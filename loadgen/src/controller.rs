@@ -11,13 +11,13 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 
-use crate::launch::{Launch, WorkerLaunch};
+use rtbench_record::launch::{Launch, WorkerLaunch};
 use crate::publisher::{self, Published};
-use crate::record::{self, Bottleneck, Connections, Events, LoadgenSelf, Row, Summary};
-use crate::scenario::{Protocol, Scenario};
+use rtbench_record::load::{self as record, Bottleneck, Connections, Events, LoadgenSelf, Row, Summary};
+use rtbench_record::scenario::{Protocol, Scenario};
 use crate::stats::{self, Counters, Hists, percentiles_ms};
 use crate::sys::{self, now_ns};
-use crate::target::{
+use rtbench_record::endpoint::{
     Endpoint, check_budget, expand_sources, local_port_range, port_search_warning,
 };
 use crate::worker::{Plan, Report};
@@ -357,11 +357,26 @@ async fn supervise(
     stop.set(true);
     let published = publishing.await.unwrap_or_default();
     let mut died = Vec::new();
+    let mut worker_exits = Vec::new();
     for (w, (mut child, _)) in children.into_iter().enumerate() {
+        let pid = child.id().unwrap_or(0);
         let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
         if !matches!(status, Ok(Ok(s)) if s.success()) {
             let _ = child.kill().await;
-            died.push(format!("worker {w} exited with {status:?}"));
+            let status = match status {
+                Ok(Ok(s)) => {
+                    use std::os::unix::process::ExitStatusExt;
+                    s.signal().map_or(s.to_string(), |sig| format!("signal {sig}"))
+                }
+                Ok(Err(e)) => format!("cannot be waited for: {e}"),
+                Err(_) => "still running 10 s after the end (killed)".into(),
+            };
+            died.push(format!("worker {w} (pid {pid}) ended: {status}"));
+            worker_exits.push(rtbench_record::load::WorkerExit {
+                worker: w as u64,
+                pid,
+                status,
+            });
         }
     }
     progress.finish();
@@ -379,6 +394,10 @@ async fn supervise(
         stopped_by,
         &client_limits,
     )?;
+    let summary = Summary {
+        worker_exits,
+        ..summary
+    };
     write(&dir, &merge, &summary)?;
     let _ = std::fs::remove_file(dir.join("live.json"));
     print_summary(&summary);
@@ -557,6 +576,7 @@ fn summarize(
             reasons,
         },
         counters,
+        worker_exits: Vec::new(),
     })
 }
 
@@ -567,18 +587,17 @@ fn write(dir: &Path, merge: &Merge, summary: &Summary) -> Result<(), String> {
         serde_json::to_string_pretty(summary).expect("summary serializes"),
     )
     .map_err(io)?;
-    std::fs::write(
-        dir.join("timeseries.csv"),
-        record::timeseries_csv(&merge.rows),
-    )
-    .map_err(io)?;
+    rtbench_record::series::write_csv(
+        &dir.join("timeseries.csv"),
+        &record::timeseries(&merge.rows),
+    )?;
     let mut hists = Hists::default();
     for r in merge.finals.values() {
         if let Report::Final { hists: h, .. } = r {
             hists.add_encoded(h)?;
         }
     }
-    record::write_histograms(dir, &hists).map_err(io)?;
+    crate::stats::write_histograms(dir, &hists).map_err(io)?;
     let errors = serde_json::json!({
         "failed": summary.counters.failed,
         "closed_by_server": summary.counters.closed_by_server,

@@ -6,15 +6,11 @@
 pub mod client;
 pub mod controller;
 pub mod hold;
-pub mod launch;
 pub mod progress;
 pub mod publisher;
-pub mod record;
-pub mod scenario;
 pub mod schedule;
 pub mod stamp;
 pub mod stats;
 pub mod sys;
-pub mod target;
 pub mod users;
 pub mod worker;

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::record::Row;
+use rtbench_record::load::Row;
 
 pub enum Progress {
     Bar(ProgressBar),

@@ -26,10 +26,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::scenario::{Publisher, ReadRole, Scenario, Via};
+use rtbench_record::scenario::{Publisher, ReadRole, Scenario, Via};
 use crate::stamp;
 use crate::sys::now_ns;
-use crate::target::Endpoint;
+use rtbench_record::endpoint::Endpoint;
 use crate::users::{Population, mix};
 
 #[derive(Debug, Default, Clone)]

@@ -5,7 +5,7 @@
 //! arrival of the one global schedule, so W workers together follow it
 //! exactly and each keeps an even share of the rate.
 
-use crate::scenario::{Phase, phase_arrivals};
+use rtbench_record::scenario::{Phase, phase_arrivals};
 
 /// Arrival `index` is due `offset_ns` after the run's start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

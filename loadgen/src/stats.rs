@@ -11,7 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
-use serde::{Deserialize, Serialize};
+pub use rtbench_record::load::{Counters, Percentiles};
 
 pub type Hist = Histogram<u64>;
 
@@ -46,17 +46,6 @@ pub fn merge(into: &mut Hist, from: &Hist) {
     into.add(from).expect("histograms share their bounds");
 }
 
-/// Percentiles in milliseconds, for summaries.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct Percentiles {
-    pub count: u64,
-    pub p50: f64,
-    pub p90: f64,
-    pub p99: f64,
-    pub p999: f64,
-    pub max: f64,
-    pub mean: f64,
-}
 
 pub fn percentiles_ms(h: &Hist) -> Percentiles {
     if h.is_empty() {
@@ -103,89 +92,6 @@ pub fn percentile_table(h: &Hist) -> String {
         p.mean, p.max, p.count
     ));
     s
-}
-
-/// Counters a worker keeps; the controller adds them up.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counters {
-    pub attempted: u64,
-    pub connected: u64,
-    /// Connections open now (a gauge).
-    pub open: u64,
-    /// Failed connection attempts by reason (`refused`, `timeout`, `http_503`,
-    /// `error_frame_1008`, `closed_1013`, `ports_exhausted`, ...).
-    pub failed: BTreeMap<String, u64>,
-    /// Connections the server closed while they were held, by close code.
-    pub closed_by_server: BTreeMap<String, u64>,
-    /// `error` frames received, by code.
-    pub error_frames: BTreeMap<String, u64>,
-    pub reconnects: u64,
-    pub frames_in: u64,
-    pub bytes_in: u64,
-    pub frames_out: u64,
-    pub bytes_out: u64,
-    pub pings: u64,
-    /// Pings not sent because the socket would block (the client fell behind).
-    pub pings_skipped: u64,
-    pub pongs: u64,
-    pub deliveries: u64,
-    pub duplicates: u64,
-    /// Events a connection received that its channels and roles should have
-    /// kept from it. Must stay 0.
-    pub misdelivered: u64,
-    /// Raw protocol: echo messages sent, and received back (`echoes`).
-    #[serde(default)]
-    pub echoes_sent: u64,
-    pub echoes: u64,
-    /// Syscalls on held connections and the hold reactor's wake-ups, so a
-    /// record shows what each delivery and ping cost the client.
-    #[serde(default)]
-    pub reads: u64,
-    #[serde(default)]
-    pub writes: u64,
-    #[serde(default)]
-    pub wakeups: u64,
-}
-
-impl Counters {
-    pub fn add(&mut self, o: &Counters) {
-        self.attempted += o.attempted;
-        self.connected += o.connected;
-        self.open += o.open;
-        for (into, from) in [
-            (&mut self.failed, &o.failed),
-            (&mut self.closed_by_server, &o.closed_by_server),
-            (&mut self.error_frames, &o.error_frames),
-        ] {
-            for (k, v) in from {
-                *into.entry(k.clone()).or_default() += v;
-            }
-        }
-        self.reconnects += o.reconnects;
-        self.frames_in += o.frames_in;
-        self.bytes_in += o.bytes_in;
-        self.frames_out += o.frames_out;
-        self.bytes_out += o.bytes_out;
-        self.pings += o.pings;
-        self.pings_skipped += o.pings_skipped;
-        self.pongs += o.pongs;
-        self.deliveries += o.deliveries;
-        self.duplicates += o.duplicates;
-        self.misdelivered += o.misdelivered;
-        self.echoes += o.echoes;
-        self.echoes_sent += o.echoes_sent;
-        self.reads += o.reads;
-        self.writes += o.writes;
-        self.wakeups += o.wakeups;
-    }
-
-    pub fn failed_total(&self) -> u64 {
-        self.failed.values().sum()
-    }
-
-    pub fn fail(&mut self, reason: impl Into<String>) {
-        *self.failed.entry(reason.into()).or_default() += 1;
-    }
 }
 
 /// The histograms a run keeps, by name.
@@ -250,6 +156,23 @@ impl Hists {
         Ok(())
     }
 }
+
+/// Writes the histograms: V2+deflate binary (`.hdr`) and percentile text (`.txt`).
+pub fn write_histograms(dir: &std::path::Path, hists: &Hists) -> std::io::Result<()> {
+    let hdir = dir.join("histograms");
+    std::fs::create_dir_all(&hdir)?;
+    for name in Hists::NAMES {
+        let h = hists.get(name);
+        let mut bytes = Vec::new();
+        V2DeflateSerializer::new()
+            .serialize(h, &mut bytes)
+            .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+        std::fs::write(hdir.join(format!("{name}.hdr")), bytes)?;
+        std::fs::write(hdir.join(format!("{name}.txt")), percentile_table(h))?;
+    }
+    Ok(())
+}
+
 
 #[cfg(test)]
 mod tests {

@@ -8,7 +8,7 @@
 
 use rtbench_protocol::jwt::{self, Claims, Team};
 
-use crate::scenario::{Auth, Scenario, Session};
+use rtbench_record::scenario::{Auth, Scenario, Session};
 
 pub struct Population<'a> {
     session: &'a Session,

@@ -24,10 +24,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::{self, Connecting, End, Extra, Held, Receiver, Step};
 use crate::hold::{self, Holds, Key, Readiness};
-use crate::scenario::{Protocol, Reconnect, Scenario};
+use rtbench_record::scenario::{Protocol, Reconnect, Scenario};
 use crate::stats::{self, Counters, Hist, Hists};
 use crate::sys::now_ns;
-use crate::target::{Endpoint, expand_sources};
+use rtbench_record::endpoint::{Endpoint, expand_sources};
 use crate::users::Population;
 use crate::{schedule, sys};
 
@@ -98,6 +98,9 @@ struct Worker {
     lag_max_total_ns: Cell<u64>,
     connecting: Cell<u64>,
     holds: RefCell<Holds>,
+    /// When each ping group (slot index mod the ping period in ticks) was
+    /// last pinged: the start of its pongs' round trips.
+    ping_sent_ns: RefCell<Vec<u64>>,
     /// Attempts in progress by deadline (all share one timeout).
     deadlines: RefCell<std::collections::VecDeque<(u64, Key)>>,
     /// No new arrivals or reconnects.
@@ -387,6 +390,11 @@ fn receive(w: &Worker, key: Key, bytes: &mut [u8]) -> Option<End> {
     let mut counters = w.counters.borrow_mut();
     let mut hists = w.hists.borrow_mut();
     let mut interval = w.interval_delivery.borrow_mut();
+    let groups = w.ping_sent_ns.borrow();
+    let ping_sent_ns = match groups.len() {
+        0 => 0,
+        k => groups[key.id as usize % k],
+    };
     let mut r = Receiver {
         population: &pop,
         protocol: w.plan.scenario.target.protocol,
@@ -394,6 +402,7 @@ fn receive(w: &Worker, key: Key, bytes: &mut [u8]) -> Option<End> {
         hists: &mut hists,
         delivery_interval: &mut interval,
         now_ns: clock_ns(),
+        ping_sent_ns,
     };
     let result = match held.extra.take().map(|e| *e) {
         Some(Extra::Partial(mut p)) => {
@@ -556,6 +565,11 @@ async fn ticker(w: Rc<Worker>) {
         let mut holds = w.holds.borrow_mut();
         let mut c = w.counters.borrow_mut();
         if let Some(k) = ping_every {
+            {
+                let mut sent = w.ping_sent_ns.borrow_mut();
+                sent.resize(k, 0);
+                sent[n % k] = clock_ns();
+            }
             for held in holds.every_mut(n % k, k) {
                 if held.try_send(frame::OP_TEXT, br#"{"type":"ping"}"#, &mut c) {
                     c.pings += 1;
@@ -644,6 +658,7 @@ impl Worker {
             stopping: Cell::new(false),
             closing: Cell::new(false),
             interrupted,
+            ping_sent_ns: RefCell::new(Vec::new()),
         })
     }
 }

@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use rtbench_loadgen::record::{Summary, read_summary};
+use rtbench_record::load::{Summary, read_summary};
 use rtbench_server::{Config, Server};
 
 /// A server on an ephemeral loopback port, on its own runtime.
@@ -212,9 +212,14 @@ channels = ["files"]
     ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
-    let csv = std::fs::read_to_string(out.join("timeseries.csv")).unwrap();
-    assert!(csv.starts_with(rtbench_loadgen::record::TIMESERIES_HEADER));
-    assert!(csv.lines().count() >= 2);
+    let rows: Vec<rtbench_record::load::TimeseriesRow> =
+        rtbench_record::series::read_csv(&out.join("timeseries.csv")).unwrap();
+    assert!(!rows.is_empty());
+    assert_eq!(
+        rows.iter().map(|r| r.connected).max(),
+        Some(s.connections.connected),
+        "the per-second rows count every connection"
+    );
 }
 
 #[test]
@@ -557,7 +562,7 @@ fn a_scenario_beyond_the_address_budget_is_refused_before_starting() {
         "{err}"
     );
     assert!(err.contains("target.sources"), "{err}");
-    assert!(!out.exists() && !rtbench_loadgen::record::partial_dir(&out).exists());
+    assert!(!out.exists() && !rtbench_record::load::partial_dir(&out).exists());
 }
 
 #[test]

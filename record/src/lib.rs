@@ -13,11 +13,17 @@
 //! `FORMAT_VERSION` changes whenever a reader must know. The xtask writes
 //! records and the results site and regression gate read them, all through
 //! these types: a crate of its own so that neither side owns the schema.
+//!
+//! Beside the bench record, the files the load generator reads and writes:
+//! the scenario (`scenario`), the launch plan (`launch`), targets and source
+//! addresses (`endpoint`), its run directory (`load`); and the machine's own
+//! limits (`roofline`). Invariant: this crate depends on serde and its
+//! formats only, so that whatever reads a record builds no runtime.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-pub use rtbench_loadgen::record::Bottleneck;
+pub use load::Bottleneck;
 use serde::{Deserialize, Serialize};
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -34,7 +40,13 @@ pub const VERSUS: &str = "versus.json";
 /// Marks a reference record (a published run rtbench did not make).
 pub const REFERENCE: &str = "reference.json";
 
+pub mod endpoint;
+pub mod launch;
+pub mod load;
 pub mod metrics;
+pub mod roofline;
+pub mod scenario;
+pub mod series;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BenchSummary {
@@ -53,6 +65,10 @@ pub struct BenchSummary {
     pub connections: Connections,
     pub connect_ms: Latency,
     pub delivery_ms: Latency,
+    /// Round trips: a raw echo's, or an Appwrite ping's answered by its pong
+    /// (absent from records made before they were measured).
+    #[serde(default)]
+    pub round_trip_ms: Latency,
     pub deliveries_per_s: f64,
     pub server: ServerFigures,
     pub system: SystemFigures,
@@ -69,6 +85,34 @@ pub struct BenchSummary {
     /// The load generator's own cost (absent from older records).
     #[serde(default)]
     pub loadgen: LoadgenFigures,
+    /// What was benchmarked: `rtbench`, `command: LINE` or `url: URL`.
+    #[serde(default = "rtbench")]
+    pub server_under_test: String,
+    /// Figures this run could not measure, and why (a server that is not
+    /// rtbench exports no /metrics; one given by URL has no process here).
+    #[serde(default)]
+    pub unmeasured: Vec<String>,
+    /// Processes the bench started that ended during the run (a server, Redis
+    /// or a load generator worker that died): such a run is not complete.
+    #[serde(default)]
+    pub process_exits: Vec<ProcessExit>,
+}
+
+/// A process of the run that ended before the bench stopped it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessExit {
+    /// When it was noticed, in seconds on the record's timeline (`server.csv`).
+    pub t_s: f64,
+    /// `server 3`, `redis`, `worker 12`.
+    pub role: String,
+    /// Its pid here (0: on another machine, or not known).
+    pub pid: u32,
+    /// `exit status: 1`, `signal 9 (Killed)`.
+    pub status: String,
+}
+
+fn rtbench() -> String {
+    "rtbench".into()
 }
 
 /// What the load generator itself used: the instrument's cost beside the
@@ -204,6 +248,15 @@ pub struct Environment {
     /// absent: the host's network stack.
     #[serde(default)]
     pub network_namespace: Option<NetworkNamespace>,
+    /// The roofline this run is read against: a directory under
+    /// `results/roofline/` (the host's newest when the run started, or one
+    /// measured for it with `--roofline`); absent when the host had none.
+    #[serde(default)]
+    pub roofline: Option<String>,
+    /// The machine's CPU busy (% of all cores) over the second before the
+    /// run started, after waiting for it to settle (`sample::wait_until_quiet`).
+    #[serde(default)]
+    pub machine_busy_before_pct: Option<f64>,
 }
 
 /// A network namespace made for a run, sized for it.
@@ -222,7 +275,7 @@ fn one() -> u64 {
 }
 
 /// The user's choices that change a run; recorded with it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Overrides {
     pub scale: Option<f64>,
     pub connections: Option<u64>,
@@ -263,9 +316,8 @@ pub fn write_json(path: &Path, value: &impl Serialize) -> Result<(), String> {
     .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// The load generator's own record (`loadgen/summary.json`), read through its
-/// crate's type.
-pub use rtbench_loadgen::record::{Summary as LoadSummary, read_summary as read_load_summary};
+/// The load generator's own record (`loadgen/summary.json`).
+pub use load::{Summary as LoadSummary, read_summary as read_load_summary};
 
 /// `cargo xtask bench --versus REF`: the same scenario run alternately with
 /// this checkout's server (A) and one built at REF (B), A B A B, so that each

@@ -82,6 +82,13 @@ pub const METRICS: &[Metric] = &[
         get: |s| some_if(s.delivery_ms.count, s.delivery_ms.p99),
     },
     Metric {
+        key: "round_trip_p99_ms",
+        label: "round trip p99",
+        unit: "ms",
+        better: Better::Lower,
+        get: |s| some_if(s.round_trip_ms.count, s.round_trip_ms.p99),
+    },
+    Metric {
         key: "delivery_p999_ms",
         label: "delivery p99.9",
         unit: "ms",

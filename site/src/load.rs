@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use rtbench_record::roofline::{self, Roofline};
 use rtbench_record::{self as record, BenchSummary, Environment, LoadSummary, Versus};
 
 use crate::table::Table;
@@ -112,6 +113,8 @@ pub struct Records {
     pub runs: Vec<Run>,
     pub references: Vec<Reference>,
     pub versus: Vec<VersusRecord>,
+    /// This machine's limits (`results/roofline/`), by directory name, oldest first.
+    pub rooflines: Vec<(String, Roofline)>,
     /// Records skipped, each naming the record and why.
     pub warnings: Vec<String>,
 }
@@ -130,6 +133,17 @@ impl Records {
     pub fn find(&self, id: &str) -> Option<&Run> {
         self.runs.iter().find(|r| r.id() == id)
     }
+
+    /// The roofline a run is read against: the one its record names, else
+    /// the newest of its host (records made before rooflines existed).
+    pub fn roofline_for(&self, run: &Run) -> Option<&(String, Roofline)> {
+        let named = run.environment.as_ref().and_then(|e| e.roofline.as_ref());
+        if let Some(name) = named {
+            return self.rooflines.iter().find(|(n, _)| n == name);
+        }
+        let host = &run.summary.as_ref()?.host;
+        self.rooflines.iter().rev().find(|(_, r)| &r.host == host)
+    }
 }
 
 pub const REFERENCE_DIR: &str = "reference";
@@ -145,6 +159,17 @@ pub fn load(results: &Path) -> Records {
                     Err(e) => out
                         .warnings
                         .push(format!("skipped reference {}: {e}", dir.display())),
+                }
+            }
+            continue;
+        }
+        if scenario == roofline::DIR {
+            for dir in sorted_dirs(&scenario_dir, &mut out.warnings) {
+                match Roofline::read(&dir) {
+                    Ok(r) => out.rooflines.push((file_name(&dir), r)),
+                    Err(e) => out
+                        .warnings
+                        .push(format!("skipped roofline {}: {e}", dir.display())),
                 }
             }
             continue;
@@ -216,8 +241,14 @@ fn load_run(scenario: &str, name: String, dir: &Path, in_versus: bool) -> Result
     let environment = optional(&mut problems, record::read_environment(dir));
     let loadgen = dir.join(record::LOADGEN_DIR);
     let load = optional(&mut problems, record::read_load_summary(&loadgen));
-    let server = optional(&mut problems, Table::read(&dir.join(record::SERVER_CSV)));
-    let timeseries = optional(&mut problems, Table::read(&loadgen.join("timeseries.csv")));
+    let server = optional(
+        &mut problems,
+        typed_table::<record::series::ServerSample>(&dir.join(record::SERVER_CSV)),
+    );
+    let timeseries = optional(
+        &mut problems,
+        typed_table::<record::load::TimeseriesRow>(&loadgen.join("timeseries.csv")),
+    );
     let hist = loadgen.join("histograms");
     let delivery_percentiles = percentile_points(&hist.join("delivery.txt"));
     let connect_percentiles = percentile_points(&hist.join("connect.txt"));
@@ -235,6 +266,19 @@ fn load_run(scenario: &str, name: String, dir: &Path, in_versus: bool) -> Result
         in_versus,
         problems,
     })
+}
+
+/// A time series read through its schema (a missing or renamed column is an
+/// error naming it), as a table of numbers for the charts.
+fn typed_table<T: serde::Serialize + serde::de::DeserializeOwned>(
+    path: &Path,
+) -> Result<Table, String> {
+    let rows: Vec<T> = record::series::read_csv(path)?;
+    if rows.is_empty() {
+        return Ok(Table::default());
+    }
+    let text = record::series::to_csv(&rows).map_err(|e| format!("{}: {e}", path.display()))?;
+    Table::parse(&text).map_err(|e| format!("{}:{e}", path.display()))
 }
 
 /// A file the record may lack: its absence is noted, not fatal.

@@ -13,7 +13,9 @@
 
 use std::path::{Path, PathBuf};
 
+use rtbench_record::BenchSummary;
 use rtbench_record::metrics::{self, METRICS};
+use rtbench_record::roofline::{Roofline, Spread};
 use serde_json::{Value, json};
 use tera::{Context, Tera};
 
@@ -36,7 +38,7 @@ pub struct Report {
     pub warnings: Vec<String>,
 }
 
-const TEMPLATES: [(&str, &str); 7] = [
+const TEMPLATES: [(&str, &str); 8] = [
     ("base.html", include_str!("../templates/base.html")),
     ("index.html", include_str!("../templates/index.html")),
     ("run.html", include_str!("../templates/run.html")),
@@ -47,6 +49,10 @@ const TEMPLATES: [(&str, &str); 7] = [
         include_str!("../templates/reference.html"),
     ),
     ("micro.html", include_str!("../templates/micro.html")),
+    (
+        "side-by-side.html",
+        include_str!("../templates/side-by-side.html"),
+    ),
 ];
 const STYLE: &str = include_str!("../templates/style.css");
 
@@ -77,6 +83,7 @@ pub fn render(records: &Records, opts: &Options) -> Result<Report, String> {
     for scenario in records.scenarios() {
         site.history_page(&scenario, &opts.thresholds)?;
         site.compare_page(&scenario)?;
+        site.side_by_side_page(&scenario)?;
     }
     for r in &records.references {
         site.reference_page(r)?;
@@ -141,7 +148,7 @@ impl Site<'_> {
             "title": run.id(),
             "run": run_info(run),
             "description": s.map(|s| s.description.clone()),
-            "headline": headline(run),
+            "headline": headline(run, self.records.roofline_for(run)),
             "charts": charts,
             "bottleneck": bottleneck,
             "errors": errors_table(run),
@@ -522,6 +529,50 @@ impl Site<'_> {
         self.write(&format!("{base}/index.html"), "reference.html", ctx)
     }
 
+    /// For a suite of several variants (the `peers` suite's servers): the
+    /// best complete full-scale run of each, in one table.
+    fn side_by_side_page(&mut self, scenario: &str) -> Result<(), String> {
+        let rows = side_by_side(self.records, scenario);
+        if rows.len() < 2 {
+            return Ok(());
+        }
+        let mut hosts: Vec<&str> = rows.iter().map(|r| r.1.host.as_str()).collect();
+        hosts.dedup();
+        let table: Vec<Value> = rows
+            .iter()
+            .map(|(run, s)| {
+                let pair = |l: &rtbench_record::Latency| {
+                    if l.count == 0 {
+                        "none".to_string()
+                    } else {
+                        format!("{} / {}", fmt_ms(l.p50), fmt_ms(l.p99))
+                    }
+                };
+                let unmeasured = s.unmeasured.iter().any(|u| u.starts_with("server memory"));
+                json!({
+                    "variant": s.variant,
+                    "server": s.server_under_test,
+                    "held": metrics::group(s.connections.held as i64),
+                    "failed": metrics::group(s.connections.failed as i64),
+                    "server_kib": if unmeasured { "not measured".to_string() } else { format!("{:.2}", s.server.kib_per_connection) },
+                    "machine_kib": format!("{:.2}", s.system.kib_per_connection),
+                    "connect": pair(&s.connect_ms),
+                    "round_trip": pair(&s.round_trip_ms),
+                    "cpu": match s.server.cpu_holding_pct { Some(c) if !unmeasured => format!("{c:.1}%"), _ => "not measured".into() },
+                    "href": format!("{}/index.html", run_path(run)),
+                    "name": run.name,
+                })
+            })
+            .collect();
+        let description = rows[0].1.description.clone();
+        let ctx = json!({"title": format!("{scenario} side by side"), "scenario": scenario, "description": description, "hosts": hosts.join(", "), "rows": table});
+        self.write(
+            &format!("scenarios/{scenario}/side-by-side.html"),
+            "side-by-side.html",
+            ctx,
+        )
+    }
+
     fn micro_page(&mut self, criterion: Option<&Path>) -> Result<(), String> {
         let (benches, problems) = criterion.map(micro::read).unwrap_or_default();
         self.report.warnings.extend(problems);
@@ -574,18 +625,30 @@ impl Site<'_> {
                 }
             }
             let spark = chart::spark(&points, &marks).ok().flatten();
+            // The headline: each variant's best complete run at full scale
+            // (a CI-sized or scaled run is not the scenario's figure).
+            let lead_runs = side_by_side(self.records, &scenario);
+            let leads: Vec<Value> = lead_runs
+                .iter()
+                .map(|(r, s)| json!({"variant": s.variant, "run": run_info(r), "headline": headline(r, self.records.roofline_for(r))}))
+                .collect();
             scenarios.push(json!({
                 "name": scenario,
                 "runs": runs.len(),
                 "latest": latest.map(run_info),
                 "description": latest.and_then(|r| r.summary.as_ref()).map(|s| s.description.clone()),
-                "headline": latest.map(headline).unwrap_or_default(),
+                "leads": leads,
+                "headline": if leads.is_empty() { latest.map(|r| headline(r, self.records.roofline_for(r))).unwrap_or_default() } else { Vec::new() },
                 "spark": spark,
+                "side_by_side": lead_runs.len() >= 2,
                 "spark_label": format!("{} over {} run(s) like the latest", metric.label, points.len()),
             }));
         }
-        let ctx =
-            json!({"title": "Results", "scenarios": scenarios, "warnings": self.records.warnings});
+        let rooflines: Vec<Value> = newest_rooflines(&self.records.rooflines)
+            .into_iter()
+            .map(|(name, r)| json!({"name": name, "host": r.host, "measured_at": r.measured_at, "rows": roofline_rows(r)}))
+            .collect();
+        let ctx = json!({"title": "Results", "scenarios": scenarios, "rooflines": rooflines, "warnings": self.records.warnings});
         self.write("index.html", "index.html", ctx)
     }
 }
@@ -598,6 +661,33 @@ fn chain(e: &tera::Error) -> String {
         src = c.source();
     }
     s
+}
+
+/// Each variant's best complete run of `scenario` at full scale (no
+/// `--scale` or `--connections`; no variant counts as one) on the host of the
+/// newest such run, in order of first appearance. Best: not limited by the
+/// load generator, then the most connections held, then the newest.
+pub fn side_by_side<'a>(records: &'a Records, scenario: &str) -> Vec<(&'a Run, &'a BenchSummary)> {
+    let full: Vec<(&Run, &BenchSummary)> = records
+        .of(scenario)
+        .filter(|r| r.complete() && !r.in_versus)
+        .filter_map(|r| Some((r, r.summary.as_ref()?)))
+        .filter(|(_, s)| s.overrides.scale.is_none() && s.overrides.connections.is_none())
+        .collect();
+    let Some(host) = full.last().map(|(_, s)| s.host.clone()) else {
+        return Vec::new();
+    };
+    let rank = |s: &BenchSummary| (!s.client_bottleneck.bottleneck, s.connections.held);
+    let mut out: Vec<(&Run, &BenchSummary)> = Vec::new();
+    for (r, s) in full.into_iter().filter(|(_, s)| s.host == host) {
+        match out.iter_mut().find(|(_, o)| o.variant == s.variant) {
+            // Runs come oldest first: an equal one is newer.
+            Some(slot) if rank(s) >= rank(slot.1) => *slot = (r, s),
+            Some(_) => {}
+            None => out.push((r, s)),
+        }
+    }
+    out
 }
 
 pub fn run_path(run: &Run) -> String {
@@ -663,13 +753,65 @@ fn config_label(key: &str) -> String {
     )
 }
 
-fn headline(run: &Run) -> Vec<Value> {
+/// Each host's newest roofline.
+fn newest_rooflines(all: &[(String, Roofline)]) -> Vec<&(String, Roofline)> {
+    let mut out: Vec<&(String, Roofline)> = Vec::new();
+    for r in all.iter().rev() {
+        if !out.iter().any(|o| o.1.host == r.1.host) {
+            out.push(r);
+        }
+    }
+    out
+}
+
+fn roofline_rows(r: &Roofline) -> Vec<Value> {
+    let m = &r.measured;
+    let spread = |s: &Spread, unit: &str| {
+        format!(
+            "{}{unit} (median of {}; {} to {})",
+            metrics::group(s.median.round() as i64),
+            s.runs.len(),
+            metrics::group(s.min.round() as i64),
+            metrics::group(s.max.round() as i64)
+        )
+    };
+    let mut rows = vec![
+        json!({"label": "connection pairs opened", "value": format!("{} pairs at {}", metrics::group(m.pairs.count as i64), spread(&m.pairs.per_second, "/s"))}),
+        json!({"label": "kernel memory per pair (both ends)", "value": format!("{:.2} KiB ({:.2} to {:.2})", m.pairs.kernel_kib_per_pair.median, m.pairs.kernel_kib_per_pair.min, m.pairs.kernel_kib_per_pair.max)}),
+    ];
+    for f in &m.fanout {
+        rows.push(json!({"label": format!("fan-out, {} B, {} per write", f.size, f.per_write), "value": spread(&f.deliveries_per_s, " deliveries/s")}));
+    }
+    rows.push(json!({"label": format!("round trips, {} B", m.round_trips.request_bytes), "value": spread(&m.round_trips.per_second, "/s")}));
+    rows
+}
+
+/// A figure as a share of the machine's limit: "67% of ...".
+fn share(value: f64, limit: f64) -> String {
+    format!("{:.0}%", 100.0 * value / limit)
+}
+
+fn headline(run: &Run, roofline: Option<&(String, Roofline)>) -> Vec<Value> {
     let Some(s) = run.summary.as_ref() else {
         return Vec::new();
     };
     let mut h = vec![
         json!({"label": "connected users", "value": format!("{} held, {} peak, of {}", metrics::group(s.connections.held as i64), metrics::group(s.connections.peak as i64), metrics::group(s.connections.target as i64))}),
     ];
+    if s.server_under_test != "rtbench" {
+        h.push(json!({"label": "server under test", "value": s.server_under_test}));
+    }
+    if !s.process_exits.is_empty() {
+        let list: Vec<String> = s
+            .process_exits
+            .iter()
+            .map(|e| format!("{} (pid {}) at {:.1} s: {}", e.role, e.pid, e.t_s, e.status))
+            .collect();
+        h.push(json!({"label": "processes that died during the run", "value": list.join("; ")}));
+    }
+    if !s.unmeasured.is_empty() {
+        h.push(json!({"label": "not measured", "value": s.unmeasured.join("; ")}));
+    }
     h.push(json!({"label": "time to target", "value": s.connections.time_to_target_s.map_or("not reached".into(), |t| metrics::format(t, "s"))}));
     if let Some(l) = &run.load {
         let mb = |b: u64| metrics::format(b as f64 / 1e6, "MB");
@@ -685,12 +827,53 @@ fn headline(run: &Run) -> Vec<Value> {
         )
     };
     h.push(json!({"label": "connect p50 / p99 / p99.9", "value": lat(&s.connect_ms)}));
+    if s.round_trip_ms.count > 0 {
+        h.push(json!({"label": "round trip p50 / p99 / p99.9 (ping or echo)", "value": lat(&s.round_trip_ms)}));
+    }
     if s.delivery_ms.count > 0 {
         h.push(json!({"label": "delivery p50 / p99 / p99.9", "value": lat(&s.delivery_ms)}));
-        h.push(json!({"label": "deliveries", "value": metrics::format(s.deliveries_per_s, "/s")}));
+        let mut value = metrics::format(s.deliveries_per_s, "/s");
+        // Read against the bare-TCP fan-out for the frames this run received.
+        let size = run
+            .load
+            .as_ref()
+            .filter(|l| l.counters.frames_in > 0)
+            .map_or(200, |l| (l.counters.bytes_in / l.counters.frames_in) as usize);
+        if let Some((name, r)) = roofline {
+            let at = |k: usize| r.measured.fanout_for(size, k).map(|f| (f.size, f.deliveries_per_s.median));
+            if let Some((bytes, one)) = at(1) {
+                value.push_str(&format!(
+                    ": {} of this machine's bare-TCP limit at one write per delivery ({}/s, {bytes} B)",
+                    share(s.deliveries_per_s, one),
+                    metrics::group(one.round() as i64)
+                ));
+                if let Some((_, four)) = at(4) {
+                    value.push_str(&format!(
+                        ", {} of it at 4 per write ({}/s)",
+                        share(s.deliveries_per_s, four),
+                        metrics::group(four.round() as i64)
+                    ));
+                }
+                value.push_str(&format!(" [roofline {name}]"));
+            }
+        }
+        h.push(json!({"label": "deliveries", "value": value}));
     }
     h.push(json!({"label": "server memory per connection", "value": format!("{:.2} KiB ({} process(es), peak RSS {})", s.server.kib_per_connection, s.server.processes, metrics::format(s.server.rss_peak_kib as f64 / 1024.0, "MiB"))}));
-    h.push(json!({"label": "machine memory per connection", "value": format!("{:.2} KiB (kernel, server and load generator)", s.system.kib_per_connection)}));
+    let mut machine = format!(
+        "{:.2} KiB (kernel, server and load generator)",
+        s.system.kib_per_connection
+    );
+    if let Some((name, r)) = roofline {
+        let bare = r.measured.pairs.kernel_kib_per_pair.median;
+        if bare > 0.0 {
+            machine.push_str(&format!(
+                ": {} of this machine's bare-TCP connection pair ({bare:.2} KiB) [roofline {name}]",
+                share(s.system.kib_per_connection, bare)
+            ));
+        }
+    }
+    h.push(json!({"label": "machine memory per connection", "value": machine}));
     h.push(json!({"label": "server CPU while holding", "value": s.server.cpu_holding_pct.map_or("no sample in the hold".into(), |c| format!("{c:.1}% of a core"))}));
     let e = &s.errors;
     let n = |m: &std::collections::BTreeMap<String, u64>| m.values().sum::<u64>();

@@ -12,10 +12,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::*;
-use futures_util::{SinkExt, StreamExt};
 use rtbench_site::{load, render};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
+use tungstenite::Message;
 
 /// Kills the browser whatever the test does.
 struct Browser(Child);
@@ -27,8 +26,7 @@ impl Drop for Browser {
     }
 }
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Socket = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
 
 struct Cdp {
     ws: Socket,
@@ -39,16 +37,16 @@ struct Cdp {
 }
 
 impl Cdp {
-    async fn call(&mut self, method: &str, params: Value) -> Value {
+    fn call(&mut self, method: &str, params: Value) -> Value {
         self.next_id += 1;
         let id = self.next_id;
         let mut msg = json!({"id": id, "method": method, "params": params});
         if let Some(s) = &self.session {
             msg["sessionId"] = json!(s);
         }
-        self.ws.send(Message::text(msg.to_string())).await.unwrap();
+        self.ws.send(Message::text(msg.to_string())).unwrap();
         loop {
-            let v = self.recv().await;
+            let v = self.recv();
             if v["id"] == id {
                 assert!(v.get("error").is_none(), "{method}: {v}");
                 return v["result"].clone();
@@ -57,26 +55,23 @@ impl Cdp {
         }
     }
 
-    async fn recv(&mut self) -> Value {
+    fn recv(&mut self) -> Value {
         loop {
-            let m = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
-                .await
-                .expect("chromium answers within 30 s")
-                .expect("chromium keeps the socket open")
-                .unwrap();
+            // The socket's read timeout (30 s) fails a silent browser.
+            let m = self.ws.read().expect("chromium answers within 30 s");
             if let Message::Text(t) = m {
                 return serde_json::from_str(&t).unwrap();
             }
         }
     }
 
-    async fn wait_event(&mut self, method: &str) {
+    fn wait_event(&mut self, method: &str) {
         if let Some(i) = self.events.iter().position(|e| e["method"] == method) {
             self.events.remove(i);
             return;
         }
         loop {
-            let v = self.recv().await;
+            let v = self.recv();
             if v["method"] == method {
                 return;
             }
@@ -121,6 +116,9 @@ const INSPECT: &str = r#"JSON.stringify({
                : {drawn: false, text: f.textContent.trim()};
   }),
   links: [...document.querySelectorAll('a[href], link[href]')].map(a => a.href),
+  shares: [...document.querySelectorAll('table.figures td')].filter(td => td.textContent.includes("of this machine's bare-TCP")).length,
+  rooflines: document.querySelectorAll('section.roofline').length,
+  leads: [...document.querySelectorAll('h3.lead-run')].map(h => h.textContent + ' | ' + (h.nextElementSibling ? h.nextElementSibling.textContent : '')),
   title: document.title
 })"#;
 
@@ -147,8 +145,8 @@ fn problems(events: &[Value]) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn every_page_loads_in_chromium_without_errors() {
+#[test]
+fn every_page_loads_in_chromium_without_errors() {
     let dir = scratch("browser");
     let out = dir.join("site");
     let records = load::load(&root().join("results"));
@@ -164,9 +162,10 @@ async fn every_page_loads_in_chromium_without_errors() {
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);
 
     let (_browser, url) = start_chromium(&dir.join("profile"));
-    let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
-        .await
-        .unwrap();
+    let (ws, _) = tungstenite::connect(url.as_str()).unwrap();
+    if let tungstenite::stream::MaybeTlsStream::Plain(tcp) = ws.get_ref() {
+        tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    }
     let mut cdp = Cdp {
         ws,
         next_id: 0,
@@ -174,37 +173,44 @@ async fn every_page_loads_in_chromium_without_errors() {
         events: Vec::new(),
     };
     let target = cdp
-        .call("Target.createTarget", json!({"url": "about:blank"}))
-        .await;
+        .call("Target.createTarget", json!({"url": "about:blank"}));
     let session = cdp
         .call(
             "Target.attachToTarget",
             json!({"targetId": target["targetId"], "flatten": true}),
-        )
-        .await;
+        );
     cdp.session = Some(session["sessionId"].as_str().unwrap().to_string());
     for domain in ["Page.enable", "Runtime.enable", "Log.enable"] {
-        cdp.call(domain, json!({})).await;
+        cdp.call(domain, json!({}));
     }
     cdp.call(
         "Emulation.setDeviceMetricsOverride",
         json!({"width": 1400, "height": 1000, "deviceScaleFactor": 1, "mobile": false}),
-    )
-    .await;
+    );
 
+    // Every run page whose host has a roofline reads its figures against it.
+    let against_roofline: Vec<PathBuf> = records
+        .runs
+        .iter()
+        .filter(|r| r.summary.is_some() && records.roofline_for(r).is_some())
+        .map(|r| PathBuf::from(render::run_path(r)).join("index.html"))
+        .collect();
+    assert!(
+        records.rooflines.is_empty() || !against_roofline.is_empty(),
+        "a roofline is committed but no run is read against it"
+    );
     let mut failures = Vec::new();
     let mut charts_drawn = 0;
     for page in &report.pages {
         cdp.events.clear();
         let url = format!("file://{}", page.display());
-        cdp.call("Page.navigate", json!({"url": url})).await;
-        cdp.wait_event("Page.loadEventFired").await;
+        cdp.call("Page.navigate", json!({"url": url}));
+        cdp.wait_event("Page.loadEventFired");
         let r = cdp
             .call(
                 "Runtime.evaluate",
                 json!({"expression": INSPECT, "returnByValue": true}),
-            )
-            .await;
+            );
         let info: Value = serde_json::from_str(r["result"]["value"].as_str().unwrap()).unwrap();
         let name = page.strip_prefix(&out).unwrap().display().to_string();
         failures.extend(
@@ -212,6 +218,34 @@ async fn every_page_loads_in_chromium_without_errors() {
                 .into_iter()
                 .map(|p| format!("{name}: {p}")),
         );
+        let shares = info["shares"].as_u64().unwrap();
+        if against_roofline.iter().any(|p| out.join(p) == *page) && shares == 0 {
+            failures.push(format!("{name}: no figure read against this machine's roofline"));
+        }
+        // The index leads with the full-scale runs: idle-1m's headline is a
+        // run that held 1,000,000 connections, not the newest CI-sized one.
+        if name == "index.html" {
+            let leads: Vec<&str> = info["leads"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|l| l.as_str())
+                .collect();
+            if !leads
+                .iter()
+                .any(|l| l.contains("-no-ping") && l.contains("1,000,000 held"))
+            {
+                failures.push(format!("index.html: no idle-1m headline holding 1,000,000: {leads:?}"));
+            }
+        }
+        if name == "index.html" && !records.rooflines.is_empty() {
+            if info["rooflines"].as_u64() != Some(1) || shares == 0 {
+                failures.push(format!(
+                    "index.html: the roofline section or the headlines' shares of it are missing ({} section(s), {shares} share(s))",
+                    info["rooflines"]
+                ));
+            }
+        }
         let mut drawn_here = 0;
         for c in info["charts"].as_array().unwrap() {
             if c["drawn"] == true {
@@ -261,15 +295,13 @@ async fn every_page_loads_in_chromium_without_errors() {
     cdp.call(
         "Page.navigate",
         json!({"url": format!("file://{}", page.display())}),
-    )
-    .await;
-    cdp.wait_event("Page.loadEventFired").await;
+    );
+    cdp.wait_event("Page.loadEventFired");
     let shot = cdp
         .call(
             "Page.captureScreenshot",
             json!({"format": "png", "captureBeyondViewport": true}),
-        )
-        .await;
+        );
     let png = base64::engine::general_purpose::STANDARD
         .decode(shot["data"].as_str().unwrap())
         .unwrap();

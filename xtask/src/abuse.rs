@@ -121,7 +121,7 @@ fn abuse(server: &ServerProcess, seconds: f64) -> Result<(), String> {
     for h in hostile {
         let _ = h.join();
     }
-    let s = rtbench_loadgen::record::read_summary(&run_dir)?;
+    let s = rtbench_record::load::read_summary(&run_dir)?;
     let m = |name: &str| crate::server::metric(addr, name).unwrap_or(0);
     println!(
         "abuse: {seconds:.0} s, {EACH} hostile clients of each of {} kinds, {NORMAL} normal clients",

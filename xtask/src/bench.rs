@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rtbench_loadgen::record::{partial_dir, read_summary as read_load_summary};
-use rtbench_loadgen::target::expand_sources;
+use rtbench_record::load::{partial_dir, read_summary as read_load_summary};
+use rtbench_record::endpoint::expand_sources;
 use rtbench_protocol::time::{compact_utc, now_ns};
 
 use crate::preflight::{self, Needs};
@@ -23,6 +23,7 @@ use crate::record::{
 };
 use crate::sample::{self, Sample, Sampler};
 use crate::server::{RedisProcess, ServerProcess, die_with_parent};
+use crate::subject::Subject;
 use crate::suite::{self, Overrides, Suite, Variant};
 use crate::{dashboard, root, tuning};
 
@@ -41,6 +42,13 @@ pub struct Args {
     /// `--host-net`: with `--tune`, stay on the host's network stack instead
     /// of a namespace sized for the run.
     pub host_net: bool,
+    /// `--roofline`: measure this machine's roofline before the run (else
+    /// the record names the host's newest one).
+    pub roofline: bool,
+    /// `--server SPEC`: what is benchmarked (`subject.rs`), over the suite's.
+    pub server: Option<String>,
+    /// `--protocol raw|appwrite`: over the suite's `[load.target] protocol`.
+    pub protocol: Option<rtbench_record::scenario::Protocol>,
     pub dashboard: String,
     /// Run only this variant of the suite.
     pub variant: Option<String>,
@@ -100,7 +108,7 @@ impl Placement {
     }
 
     /// Where the workers run, when not here.
-    fn launch(&self) -> Result<Option<rtbench_loadgen::launch::Launch>, String> {
+    fn launch(&self) -> Result<Option<rtbench_record::launch::Launch>, String> {
         Ok(match self {
             Placement::Local => None,
             Placement::Containers(d) => Some(d.launch()),
@@ -149,6 +157,9 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
         out: None,
         tune: false,
         host_net: false,
+        roofline: false,
+        server: None,
+        protocol: None,
         dashboard: "127.0.0.1:8091".into(),
         variant: None,
         versus: None,
@@ -172,6 +183,15 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
             "--dashboard" => a.dashboard = value()?,
             "--tune" => a.tune = true,
             "--host-net" => a.host_net = true,
+            "--roofline" => a.roofline = true,
+            "--server" => a.server = Some(value()?),
+            "--protocol" => {
+                a.protocol = Some(match value()?.as_str() {
+                    "raw" => rtbench_record::scenario::Protocol::Raw,
+                    "appwrite" => rtbench_record::scenario::Protocol::Appwrite,
+                    p => return Err(format!("--protocol: `{p}` is not `raw` or `appwrite`")),
+                })
+            }
             "--variant" => a.variant = Some(value()?),
             "--versus" => a.versus = Some(value()?),
             "--pairs" => a.pairs = (num(value()?)? as usize).max(1),
@@ -194,7 +214,7 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
     Ok(a)
 }
 
-const USAGE: &str = "usage: cargo xtask bench <suite> [--scale F | --connections N] [--rate R] [--hold S] [--processes P] [--variant NAME] [--versus GIT_REF [--pairs N]] [--target containers [--limit ROLE.KEY=VALUE]... | --hosts HOSTS.toml] [--out DIR] [--tune [--host-net]] [--dashboard ADDR]";
+const USAGE: &str = "usage: cargo xtask bench <suite> [--scale F | --connections N] [--rate R] [--hold S] [--processes P] [--variant NAME] [--versus GIT_REF [--pairs N]] [--target containers [--limit ROLE.KEY=VALUE]... | --hosts HOSTS.toml] [--out DIR] [--tune [--host-net]] [--roofline] [--server rtbench|command:LINE|url:ws://...] [--protocol raw|appwrite] [--dashboard ADDR]";
 
 /// Runs every variant of a suite; exits 130 when interrupted.
 pub fn task(args: &[String]) -> Result<(), String> {
@@ -241,6 +261,21 @@ pub fn task(args: &[String]) -> Result<(), String> {
             return Err("--versus runs locally: both servers on this machine".into());
         }
         return crate::versus::run(git_ref, &suite, &name, v, &a, &state);
+    }
+    let needs = &suite.setup;
+    crate::setup::ensure_debian(&needs.apt, &format!("suite {name}"))?;
+    for p in &needs.pip {
+        crate::setup::ensure_python_module(&p.module, &p.package, &format!("suite {name}"))?;
+    }
+    for package in &needs.cargo {
+        crate::cargo(&["build", "--release", "--quiet", "-p", package])?;
+    }
+    if a.roofline {
+        let dir = crate::roofline::measure(&crate::roofline::Args {
+            host_net: a.host_net,
+            ..crate::roofline::Args::default()
+        })?;
+        eprintln!("xtask: roofline measured: {}", dir.display());
     }
     for v in variants {
         let (dir, complete) = run_one(&suite, &name, v, &a, &state, &Side::default())?;
@@ -290,10 +325,48 @@ pub fn run_one(
     let mut load = suite.load.clone();
     suite::apply(&a.overrides, &mut load)?;
     let total = load.total_arrivals();
-    let processes = a
-        .overrides
-        .processes
-        .unwrap_or_else(|| total.div_ceil(connections_per_process()).max(1));
+    let subject = Subject::parse(
+        a.server
+            .as_deref()
+            .or(variant.and_then(|v| v.server.as_deref()))
+            .or(suite.server.subject.as_deref())
+            .unwrap_or("rtbench"),
+    )?;
+    if let Some(v) = variant {
+        if let Some(p) = v.protocol {
+            load.target.protocol = p;
+        }
+        if let Some(e) = v.echo_interval_s {
+            load.session.echo_interval_s = e;
+        }
+    }
+    if let Some(p) = a.protocol {
+        load.target.protocol = p;
+    }
+    if load.target.protocol == rtbench_record::scenario::Protocol::Raw
+        && !load.publishers.is_empty()
+    {
+        eprintln!("xtask: protocol raw: the suite's publishers are left out (they publish Appwrite events)");
+        load.publishers.clear();
+    }
+    if !subject.is_rtbench() {
+        if a.target != Target::Local {
+            return Err(format!("{}: a server other than rtbench runs locally only", subject.label()));
+        }
+        if a.overrides.processes.is_some_and(|p| p > 1) || a.versus.is_some() {
+            return Err(format!(
+                "{}: --processes and --versus are for rtbench-server",
+                subject.label()
+            ));
+        }
+    }
+    let processes = if subject.is_rtbench() {
+        a.overrides
+            .processes
+            .unwrap_or_else(|| total.div_ceil(connections_per_process()).max(1))
+    } else {
+        1
+    };
     let mut server_args = suite.server.args.clone();
     // The server's cap as a whole, when the variant sets one.
     let mut cap: Option<u64> = None;
@@ -304,11 +377,17 @@ pub fn run_one(
         }
         cap = v.cap_fraction.map(|f| (total as f64 * f).ceil() as u64);
     }
+    if cap.is_some() && !subject.is_rtbench() {
+        return Err("a connection cap is rtbench-server's --max-connections: run it with --server rtbench".into());
+    }
     let label = match variant {
         Some(v) => format!("{name} ({})", v.name),
         None => name.to_string(),
     };
-    eprintln!("xtask: bench {label}: {total} connections, {processes} server process(es)");
+    eprintln!(
+        "xtask: bench {label}: {total} connections, {processes} server process(es), server {}",
+        subject.label()
+    );
 
     // Several processes share events over Redis, as Appwrite's do; so do
     // publishers that publish straight to the bus.
@@ -316,7 +395,7 @@ pub fn run_one(
         || load
             .publishers
             .iter()
-            .any(|p| p.via == rtbench_loadgen::scenario::Via::Bus);
+            .any(|p| p.via == rtbench_record::scenario::Via::Bus);
     if bus && a.target == Target::Local {
         crate::setup::ensure(&[crate::setup::REDIS])?;
     }
@@ -336,6 +415,11 @@ pub fn run_one(
         namespace: namespaced,
     });
     preflight::verdict(&checks)?;
+    // A run begins on a quiet machine, and says how busy it was: a large
+    // run waits up to 3 minutes for the last one's sockets to be torn down,
+    // a small one a few seconds.
+    let patience = Duration::from_secs((total / 5_000).clamp(3, 180));
+    let busy_before = sample::wait_until_quiet(20.0, patience);
     // Declared before every process of the run: dropped (removed) after them.
     let netns = if namespaced {
         let ns = crate::netns::Namespace::create(total, &suite.tuning)?;
@@ -378,7 +462,7 @@ pub fn run_one(
     std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
     record::write_json(&tmp.join("preflight.json"), &checks)?;
 
-    let redis = if bus {
+    let mut redis = if bus {
         Some(placement.start_redis()?)
     } else {
         None
@@ -391,7 +475,15 @@ pub fn run_one(
         server_args.extend(["--threads".into(), "1".into()]);
     }
     let mut servers = Vec::new();
-    for i in 0..processes {
+    let rtbench_processes = match &subject {
+        Subject::Rtbench => processes,
+        Subject::Command(line) => {
+            servers.push(ServerProcess::start_command(line)?);
+            0
+        }
+        Subject::Url(_) => 0,
+    };
+    for i in 0..rtbench_processes {
         let mut args = server_args.clone();
         if let Some(cap) = cap {
             // Split exactly: the first `cap % processes` take one more.
@@ -400,7 +492,10 @@ pub fn run_one(
         }
         servers.push(placement.start_server(side, i, &args)?);
     }
-    load.target.urls = servers.iter().map(|s| format!("ws://{}", s.addr)).collect();
+    load.target.urls = match &subject {
+        Subject::Url(url) => vec![url.clone()],
+        _ => servers.iter().map(|s| format!("ws://{}", s.addr)).collect(),
+    };
     let launch = placement.launch()?;
     if launch.is_some() {
         // Workers elsewhere connect from their own address.
@@ -408,7 +503,8 @@ pub fn run_one(
     }
     let mut resolved = suite.clone();
     resolved.load = load.clone();
-    resolved.server.args = servers[0].args.clone();
+    resolved.server.args = servers.first().map(|s| s.args.clone()).unwrap_or_default();
+    resolved.server.subject = Some(subject.label());
     std::fs::write(
         tmp.join("scenario.toml"),
         toml::to_string(&resolved).map_err(|e| e.to_string())?,
@@ -425,8 +521,11 @@ pub fn run_one(
         }
         None => None,
     };
-    let mut env = environment(&tuning, a, &servers[0], &suite.tuning, processes, side);
+    let server_args = servers.first().map(|s| s.args.clone()).unwrap_or_default();
+    let mut env = environment(&tuning, a, &server_args, &subject, &suite.tuning, processes, side);
     env.deployment = placement.deployment();
+    env.machine_busy_before_pct = busy_before;
+    env.roofline = rtbench_record::roofline::newest(&root().join("results"), &host()).map(|(n, _)| n);
     env.network_namespace = netns.as_ref().map(|ns| rtbench_record::NetworkNamespace {
         name: ns.name.clone(),
         ehash_buckets: ns.ehash_buckets,
@@ -459,7 +558,32 @@ pub fn run_one(
     let load_started = Instant::now();
     let load_offset_s = samples[0].t_s;
     let mut forwarded = false;
+    let mut exits: Vec<rtbench_record::ProcessExit> = Vec::new();
     let exit = loop {
+        // Every process the run started is watched: one that ends early is
+        // said at once and named in the record.
+        let t_s = load_offset_s + load_started.elapsed().as_secs_f64();
+        let mut ended: Vec<(String, u32, String)> = servers
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, s)| Some((format!("server {i}"), s.pid(), s.poll_exit()?)))
+            .collect();
+        if let Some(r) = redis.as_mut()
+            && let Some(status) = r.poll_exit()
+        {
+            ended.push(("redis".into(), r.pid(), status));
+        }
+        for (role, pid, status) in ended {
+            eprintln!(
+                "xtask: FAULT at {t_s:.1} s: {role} (pid {pid}) ended: {status}; the run goes on without it and is not complete"
+            );
+            exits.push(rtbench_record::ProcessExit {
+                t_s,
+                role,
+                pid,
+                status,
+            });
+        }
         std::thread::sleep(Duration::from_millis(250));
         let sig = INTERRUPTED.load(Ordering::SeqCst);
         if sig != 0 && !forwarded {
@@ -504,12 +628,7 @@ pub fn run_one(
     }
     drop(servers);
     drop(redis);
-    let server_csv: String = std::iter::once(sample::CSV_HEADER.to_string())
-        .chain(samples.iter().map(Sample::csv))
-        .collect::<Vec<_>>()
-        .join("\n")
-        + "\n";
-    std::fs::write(tmp.join("server.csv"), server_csv).map_err(|e| e.to_string())?;
+    rtbench_record::series::write_csv(&tmp.join(record::SERVER_CSV), &samples)?;
 
     let interrupted = INTERRUPTED.load(Ordering::SeqCst);
     let load_summary = read_load_summary(&load_dir).map_err(|e| {
@@ -538,6 +657,19 @@ pub fn run_one(
         totals,
     );
     summary.errors.lost = server_deliveries.map(|d| d as i64 - load_summary.events.received as i64);
+    summary.server_under_test = subject.label();
+    summary.unmeasured = subject.unmeasured();
+    let end_s = samples.last().map_or(0.0, |s| s.t_s);
+    exits.extend(load_summary.worker_exits.iter().map(|w| rtbench_record::ProcessExit {
+        t_s: end_s,
+        role: format!("worker {}", w.worker),
+        pid: w.pid,
+        status: w.status.clone(),
+    }));
+    if !exits.is_empty() {
+        summary.complete = false;
+    }
+    summary.process_exits = exits;
     record::write_json(&tmp.join("summary.json"), &summary)?;
     std::fs::rename(&tmp, &dir).map_err(|e| format!("moving {} into place: {e}", tmp.display()))?;
     print_headline(&summary);
@@ -590,7 +722,7 @@ fn summarize(
     variant: Option<&Variant>,
     suite: &Suite,
     a: &Args,
-    l: &rtbench_loadgen::record::Summary,
+    l: &rtbench_record::load::Summary,
     samples: &[Sample],
     hold: (f64, f64),
     interrupted: i32,
@@ -608,11 +740,12 @@ fn summarize(
     } else {
         in_hold.clone()
     };
-    let peak_conns = judged
-        .iter()
-        .map(|s| s.server_connections)
-        .max()
-        .unwrap_or(0);
+    // The server's own count; a server that exports none (not rtbench) is
+    // judged by the clients' count of open connections.
+    let peak_conns = match judged.iter().map(|s| s.server_connections).max() {
+        Some(n) if n > 0 => n,
+        _ => l.connections.peak_open,
+    };
     let rss_peak = judged.iter().map(|s| s.server_rss_kib).max().unwrap_or(0);
     let mem_peak = judged.iter().map(|s| s.mem_used_kib).max().unwrap_or(0);
     let holding: Vec<f64> = in_hold.iter().map(|s| s.server_cpu_pct).collect();
@@ -646,6 +779,7 @@ fn summarize(
         },
         connect_ms: record::latency(&l.connect_ms),
         delivery_ms: record::latency(&l.delivery_ms),
+        round_trip_ms: record::latency(&l.echo_ms),
         deliveries_per_s: l.events.per_second,
         server: ServerFigures {
             processes: samples.first().map_or(1, |s| s.per_process.len() as u64),
@@ -679,13 +813,16 @@ fn summarize(
             worker_cpu_max_pct: l.loadgen.worker_cpu_max_pct,
         },
         limit: limit(&in_hold, l),
+        server_under_test: "rtbench".into(),
+        unmeasured: Vec::new(),
+        process_exits: Vec::new(),
     }
 }
 
 /// What limited the run: the load generator (its self-check fired), the
 /// machine's CPU (busy over the hold while the client kept its schedule:
 /// the server's figures are its limit here), or nothing.
-fn limit(in_hold: &[&Sample], l: &rtbench_loadgen::record::Summary) -> Option<String> {
+fn limit(in_hold: &[&Sample], l: &rtbench_record::load::Summary) -> Option<String> {
     if l.client_bottleneck.bottleneck {
         return Some(format!(
             "the load generator: {}",
@@ -719,7 +856,7 @@ const SATURATED_PCT: f64 = 90.0;
 fn costs(
     in_hold: &[&Sample],
     totals: Option<[u64; 5]>,
-    l: &rtbench_loadgen::record::Summary,
+    l: &rtbench_record::load::Summary,
 ) -> rtbench_record::Costs {
     let cpu_pct = mean(in_hold.iter().skip(1).map(|s| s.server_cpu_pct));
     let per = |x: f64, n: f64| (n > 0.0).then(|| x / n);
@@ -781,7 +918,8 @@ fn per_process(samples: &[Sample], judged: &[&Sample]) -> Vec<ProcessFigures> {
 fn environment(
     tuning: &std::collections::BTreeMap<String, tuning::Setting>,
     a: &Args,
-    server: &ServerProcess,
+    server_args: &[String],
+    subject: &Subject,
     profile: &std::collections::BTreeMap<String, String>,
     processes: u64,
     side: &Side,
@@ -850,8 +988,12 @@ fn environment(
         // tree is dirty when a tracked file differs from the commit.
         git_dirty: side.commit.is_none()
             && !cmd("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty(),
-        server_version: cmd(side.server_bin.to_str().unwrap_or(""), &["--version"]),
-        server_args: server.args.clone(),
+        server_version: if subject.is_rtbench() {
+            cmd(side.server_bin.to_str().unwrap_or(""), &["--version"])
+        } else {
+            subject.label()
+        },
+        server_args: server_args.to_vec(),
         server_processes: processes,
         loadgen_version: cmd(
             root()
@@ -863,6 +1005,8 @@ fn environment(
         overrides: a.overrides.clone(),
         deployment: Default::default(),
         network_namespace: None,
+        roofline: None,
+        machine_busy_before_pct: None,
     }
 }
 
@@ -902,6 +1046,24 @@ fn print_headline(s: &BenchSummary) {
             )),
         s.system.kib_per_connection
     );
+    if s.round_trip_ms.count > 0 {
+        eprintln!(
+            "xtask: round trip (ping or echo) p50/p99/p99.9 {:.2}/{:.2}/{:.2} ms ({} samples)",
+            s.round_trip_ms.p50, s.round_trip_ms.p99, s.round_trip_ms.p999, s.round_trip_ms.count
+        );
+    }
+    if s.server_under_test != "rtbench" {
+        eprintln!("xtask: server under test: {}", s.server_under_test);
+    }
+    for u in &s.unmeasured {
+        eprintln!("xtask: not measured: {u}");
+    }
+    for e in &s.process_exits {
+        eprintln!(
+            "xtask: FAULT: {} (pid {}) ended at {:.1} s: {}",
+            e.role, e.pid, e.t_s, e.status
+        );
+    }
     let c = &s.costs;
     let show = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.2}"));
     if c.deliveries > 0 {

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use rtbench_loadgen::launch::{Launch, WorkerLaunch};
+use rtbench_record::launch::{Launch, WorkerLaunch};
 use rtbench_record::{Containers, Deployment, HostRecord, Limits};
 
 use crate::root;

@@ -26,7 +26,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use rtbench_loadgen::launch::{Launch, WorkerLaunch};
+use rtbench_record::launch::{Launch, WorkerLaunch};
 use rtbench_record::{Deployment, HostRecord, Setting};
 use serde::Deserialize;
 

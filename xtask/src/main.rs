@@ -5,15 +5,17 @@
 
 use std::process::ExitCode;
 
-use xtask::{abuse, bench, ci, fuzz, memprobe, site, tuning};
+use xtask::{abuse, bench, ci, fuzz, memprobe, roofline, site, tuning};
 
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  bench <suite> [--scale F | --connections N] [--rate R] [--hold S] [--out DIR] [--tune] [--dashboard ADDR]
+  bench <suite> [--scale F | --connections N] [--rate R] [--hold S] [--out DIR] [--tune] [--roofline] [--dashboard ADDR]
                               build, preflight, run a suite (suites/*.toml), write its record under results/
   tune <suite> [--apply]      show (or apply) a suite's OS tuning: current and wanted values
   tune --restore              put back every setting --tune changed
+  roofline [--pairs N] [--repeat R] [--seconds S] [--out DIR] [--host-net]
+                              this machine's limits with plain TCP (pairs, fan-out, round trips) as a record under results/roofline/
   memprobe [--connections N] [--rate R]
                               KiB per idle connection, server and load generator
   site [--out DIR]            render every record under results/ into a static site (default target/site)
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
         Some(cmd @ ("compare" | "regress")) => site::task(cmd, rest),
         Some("site") => site::task("render", rest),
         Some("memprobe") => memprobe::run(rest),
+        Some("roofline") => roofline::run(rest),
         Some("fuzz") => fuzz::run(rest),
         Some("abuse") => abuse::run(rest),
         Some("-h" | "--help") | None => {

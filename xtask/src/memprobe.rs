@@ -85,7 +85,7 @@ fn probe(server: &ServerProcess, n: u64, rate: u64) -> Result<(), String> {
             run_dir.display()
         ));
     }
-    let summary = rtbench_loadgen::record::read_summary(&run_dir)?;
+    let summary = rtbench_record::load::read_summary(&run_dir)?;
     let per = with.saturating_sub(before) as f64 / held as f64;
     println!(
         "memprobe: release rtbench-server, {held} idle connections (1 channel each, no traffic)"

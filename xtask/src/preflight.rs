@@ -123,7 +123,7 @@ pub fn run(n: &Needs) -> Vec<Check> {
             (!ok).then(|| "apt-get install -y redis-server".to_string()),
         ));
     }
-    let (lo, hi) = rtbench_loadgen::target::local_port_range();
+    let (lo, hi) = rtbench_record::endpoint::local_port_range();
     let ports = u64::from(hi.saturating_sub(lo)) + 1;
     let budget = ports * n.sources.max(1) as u64;
     out.push(check(

@@ -3,7 +3,7 @@
 
 pub use rtbench_record::*;
 
-pub fn latency(p: &rtbench_loadgen::stats::Percentiles) -> Latency {
+pub fn latency(p: &rtbench_record::load::Percentiles) -> Latency {
     Latency {
         p50: p.p50,
         p99: p.p99,
@@ -53,7 +53,7 @@ mod tests {
                 )
                 .unwrap();
                 assert!(env.cores > 0);
-                rtbench_loadgen::record::read_summary(&dir.join("loadgen")).unwrap();
+                rtbench_record::load::read_summary(&dir.join("loadgen")).unwrap();
                 n += 1;
             }
         }

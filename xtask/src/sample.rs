@@ -9,69 +9,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::preflight::meminfo;
 use crate::server;
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Sample {
-    pub t_s: f64,
-    /// Summed over the server processes.
-    pub server_connections: u64,
-    pub server_rss_kib: u64,
-    /// 100 = one core.
-    pub server_cpu_pct: f64,
-    pub redis_rss_kib: u64,
-    pub redis_cpu_pct: f64,
-    /// MemTotal − MemAvailable.
-    pub mem_used_kib: u64,
-    pub tcp_inuse: u64,
-    pub tcp_mem_kib: u64,
-    pub load1: f64,
-    /// The whole machine's CPU busy since the last sample (100 = every core).
-    pub machine_cpu_pct: f64,
-    /// Server processes whose /metrics answered within the sample; the
-    /// others' figures are their last known.
-    pub servers_answering: u64,
-    /// The servers' work so far, summed over the processes (cumulative):
-    /// read and write syscalls, reactor wake-ups, deliveries, pongs.
-    pub server_reads: u64,
-    pub server_writes: u64,
-    pub server_wakeups: u64,
-    pub server_deliveries: u64,
-    pub server_pongs: u64,
-    /// Each server process: (connections, RSS KiB, CPU seconds so far).
-    #[serde(skip)]
-    pub per_process: Vec<(u64, u64, f64)>,
-}
-
-pub const CSV_HEADER: &str = "t_s,server_connections,server_rss_kib,server_cpu_pct,redis_rss_kib,redis_cpu_pct,mem_used_kib,tcp_inuse,tcp_mem_kib,load1,machine_cpu_pct,servers_answering,server_reads,server_writes,server_wakeups,server_deliveries,server_pongs";
-
-impl Sample {
-    pub fn csv(&self) -> String {
-        format!(
-            "{:.1},{},{},{:.1},{},{:.1},{},{},{},{:.2},{:.1},{},{},{},{},{},{}",
-            self.t_s,
-            self.server_connections,
-            self.server_rss_kib,
-            self.server_cpu_pct,
-            self.redis_rss_kib,
-            self.redis_cpu_pct,
-            self.mem_used_kib,
-            self.tcp_inuse,
-            self.tcp_mem_kib,
-            self.load1,
-            self.machine_cpu_pct,
-            self.servers_answering,
-            self.server_reads,
-            self.server_writes,
-            self.server_wakeups,
-            self.server_deliveries,
-            self.server_pongs
-        )
-    }
-}
+/// One second of `server.csv`; its schema lives with the record's.
+pub use rtbench_record::series::ServerSample as Sample;
 
 const CONNECTIONS: &str = "rtbench_connections";
 /// The servers' cumulative work counters, in `Sample`'s order.
@@ -255,6 +197,40 @@ fn sockstat(pid: Option<u32>) -> (u64, u64) {
         0
     };
     (field("inuse"), field("mem"))
+}
+
+/// The whole machine's CPU busy over `over`, in % of all cores.
+pub fn machine_busy_pct(over: std::time::Duration) -> Option<f64> {
+    let (b0, t0) = machine_jiffies()?;
+    std::thread::sleep(over);
+    let (b1, t1) = machine_jiffies()?;
+    (t1 > t0).then(|| 100.0 * (b1 - b0) as f64 / (t1 - t0) as f64)
+}
+
+/// Waits, up to `limit`, until the machine's CPU is under `quiet_pct` busy
+/// over a second; returns the last reading. Why: the kernel tears a run's
+/// network namespace down after the run, in the background, and with a
+/// million sockets that takes a minute of CPU: a run started meanwhile
+/// would measure it.
+pub fn wait_until_quiet(quiet_pct: f64, limit: std::time::Duration) -> Option<f64> {
+    let t0 = std::time::Instant::now();
+    let mut said = false;
+    loop {
+        let busy = machine_busy_pct(std::time::Duration::from_secs(1))?;
+        if busy < quiet_pct || t0.elapsed() >= limit {
+            if said {
+                eprintln!("xtask: the machine is {busy:.0}% busy; starting");
+            }
+            return Some(busy);
+        }
+        if !said {
+            eprintln!(
+                "xtask: the machine is {busy:.0}% busy before the run (an earlier run's sockets still being torn down?): waiting up to {} s for it to settle under {quiet_pct:.0}%",
+                limit.as_secs()
+            );
+            said = true;
+        }
+    }
 }
 
 /// (busy, total) jiffies of all CPUs from /proc/stat's first line.

@@ -20,6 +20,31 @@ pub struct ServerProcess {
     pid: u32,
     pub addr: SocketAddr,
     pub args: Vec<String>,
+    /// Its exit was reported (`poll_exit`).
+    exit_seen: bool,
+}
+
+/// A child's end in words: `exit status: 1`, `signal 9 (SIGKILL)`.
+pub fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status.signal() {
+        Some(sig) => {
+            // SAFETY: strsignal returns a static or thread-local string.
+            let name = unsafe { std::ffi::CStr::from_ptr(libc::strsignal(sig)) };
+            format!("signal {sig} ({})", name.to_string_lossy())
+        }
+        None => status.to_string(),
+    }
+}
+
+/// The exit of `child`, once: None while it runs and after it was seen.
+fn poll_child(child: &mut Option<Child>, seen: &mut bool) -> Option<String> {
+    if *seen {
+        return None;
+    }
+    let status = child.as_mut()?.try_wait().ok()??;
+    *seen = true;
+    Some(describe_exit(status))
 }
 
 impl ServerProcess {
@@ -59,6 +84,7 @@ impl ServerProcess {
             addr: ([0, 0, 0, 0], 0).into(),
             args,
             child: None,
+            exit_seen: false,
         };
         let stderr = child.stderr.take().expect("piped");
         p.child = Some(child);
@@ -67,8 +93,87 @@ impl ServerProcess {
         Ok(p)
     }
 
+    /// Starts any server from a shell command line whose `{port}` is replaced
+    /// by a free loopback port; ready when that port accepts a connection.
+    /// Its stderr's last lines explain a server that never got there.
+    pub fn start_command(command_line: &str) -> Result<ServerProcess, String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        let line = command_line.replace("{port}", &port.to_string());
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &format!("exec {line}")]);
+        crate::netns::enter(&mut cmd);
+        // SAFETY: setrlimit is async-signal-safe: the server may hold as many
+        // descriptors as this machine lets one process have.
+        unsafe {
+            cmd.pre_exec(|| {
+                let mut lim = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+                    lim.rlim_cur = lim.rlim_max;
+                    libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+                }
+                Ok(())
+            });
+        }
+        let mut child = die_with_parent(&mut cmd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start `{line}`: {e}"))?;
+        let tail = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let keep = tail.clone();
+        let stderr = child.stderr.take().expect("piped");
+        std::thread::spawn(move || {
+            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut t = keep.lock().unwrap_or_else(|e| e.into_inner());
+                t.push(l);
+                if t.len() > 10 {
+                    t.remove(0);
+                }
+            }
+        });
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let t0 = Instant::now();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                let t = tail.lock().unwrap_or_else(|e| e.into_inner()).join("\n");
+                return Err(format!("`{line}` exited ({status}) before accepting on {addr}:\n{t}"));
+            }
+            if crate::netns::connect(&addr, Duration::from_millis(200)).is_ok() {
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                let t = tail.lock().unwrap_or_else(|e| e.into_inner()).join("\n");
+                return Err(format!("`{line}` did not accept on {addr} within 30 s:\n{t}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(ServerProcess {
+            pid: child.id(),
+            stdin: None,
+            addr,
+            args: vec![line],
+            child: Some(child),
+            exit_seen: false,
+        })
+    }
+
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// How it ended, the first time it is seen to have (a server that dies
+    /// during a run); None while it runs.
+    pub fn poll_exit(&mut self) -> Option<String> {
+        poll_child(&mut self.child, &mut self.exit_seen)
     }
 
     pub fn rss_kib(&self) -> Result<u64, String> {
@@ -148,6 +253,7 @@ pub struct RedisProcess {
     url: String,
     /// As for `ServerProcess`: 0 when on another machine.
     pid: u32,
+    exit_seen: bool,
 }
 
 /// redis-server's flags for the bus, after the address ones.
@@ -195,6 +301,7 @@ impl RedisProcess {
             pid,
             url: format!("redis://{addr}"),
             child: Some(child),
+            exit_seen: false,
         };
         let t0 = Instant::now();
         while crate::netns::connect(&addr, Duration::from_millis(500)).is_err() {
@@ -206,6 +313,11 @@ impl RedisProcess {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(r)
+    }
+
+    /// As `ServerProcess::poll_exit`.
+    pub fn poll_exit(&mut self) -> Option<String> {
+        poll_child(&mut self.child, &mut self.exit_seen)
     }
 
     pub fn url(&self) -> String {

@@ -50,6 +50,88 @@ pub const TEST_PACKAGES: [Package; 5] = [
     },
 ];
 
+/// What the `peers` suite's servers run on: Node's `ws` from Debian.
+pub const PEER_PACKAGES: [Package; 2] = [
+    Package {
+        debian: "nodejs",
+        provides: "node",
+        why: "the peers suite's Node `ws` server",
+    },
+    Package {
+        debian: "node-ws",
+        provides: "/usr/share/nodejs/ws/package.json",
+        why: "the peers suite's Node `ws` server",
+    },
+];
+
+/// Installs the Debian packages of `names` that dpkg does not list as
+/// installed (`why` says what needs them).
+pub fn ensure_debian(names: &[String], why: &str) -> Result<(), String> {
+    let installed = |n: &str| {
+        Command::new("dpkg-query")
+            .args(["-W", "-f", "${Status}", n])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+    };
+    let missing: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| !installed(n))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let command = format!("apt-get install -y {}", missing.join(" "));
+    eprintln!("xtask: setup: installing {} ({why})", missing.join(", "));
+    if !is_root() || !present("apt-get") {
+        return Err(format!(
+            "missing system packages: {}; install them with: sudo apt-get update && sudo {command}",
+            missing.join(", ")
+        ));
+    }
+    run_quiet(Command::new("apt-get").args(["update", "-qq"]))?;
+    run_quiet(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    match missing.iter().find(|n| !installed(n)) {
+        Some(n) => Err(format!("installed {} but {n} is still missing", missing.join(", "))),
+        None => Ok(()),
+    }
+}
+
+/// Installs a Python module from PyPI when `import` cannot find it.
+pub fn ensure_python_module(module: &str, package: &str, why: &str) -> Result<(), String> {
+    let importable = |m: &str| {
+        Command::new("python3")
+            .args(["-c", &format!("import {m}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if importable(module) {
+        return Ok(());
+    }
+    eprintln!("xtask: setup: pip install {package} ({why})");
+    run_quiet(Command::new("python3").args([
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+        "--root-user-action=ignore",
+        package,
+    ]))?;
+    if importable(module) {
+        Ok(())
+    } else {
+        Err(format!("installed {package} but `import {module}` still fails"))
+    }
+}
+
 /// Python tools from PyPI the workflow checks run: (package, command).
 pub const PYTHON_TOOLS: [(&str, &str); 2] = [
     ("check-jsonschema", "check-jsonschema"),

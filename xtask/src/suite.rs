@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use rtbench_loadgen::scenario::Scenario;
+use rtbench_record::scenario::Scenario;
 use serde::{Deserialize, Serialize};
 
 pub use rtbench_record::Overrides;
@@ -27,12 +27,41 @@ pub struct Suite {
     /// Resources for `--target containers`.
     #[serde(default)]
     pub containers: rtbench_record::Containers,
+    /// What the suite's servers need installed or built before it runs.
+    #[serde(default)]
+    pub setup: Setup,
     pub load: Scenario,
+}
+
+/// Installed or built by `bench` before the suite runs (`setup.rs`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Setup {
+    /// Debian packages.
+    #[serde(default)]
+    pub apt: Vec<String>,
+    /// PyPI packages, each with a module whose import proves it is there.
+    #[serde(default)]
+    pub pip: Vec<PipPackage>,
+    /// Workspace packages built in release mode.
+    #[serde(default)]
+    pub cargo: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipPackage {
+    pub package: String,
+    pub module: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSpec {
+    /// What is benchmarked (`subject.rs`): `rtbench` (default),
+    /// `command:LINE` or `url:ws://...`.
+    #[serde(default)]
+    pub subject: Option<String>,
     /// Extra `rtbench-server` flags.
     #[serde(default)]
     pub args: Vec<String>,
@@ -50,6 +79,16 @@ pub struct Variant {
     /// The server's `--max-connections` as a share of the arrivals.
     #[serde(default)]
     pub cap_fraction: Option<f64>,
+    /// Replaces the suite's server (`subject.rs`).
+    #[serde(default)]
+    pub server: Option<String>,
+    /// Replaces the load's protocol (`raw` for a server that does not speak
+    /// Appwrite's).
+    #[serde(default)]
+    pub protocol: Option<rtbench_record::scenario::Protocol>,
+    /// Replaces the session's echo interval (raw protocol).
+    #[serde(default)]
+    pub echo_interval_s: Option<f64>,
 }
 
 /// The suites directory of the workspace.
@@ -122,7 +161,7 @@ pub fn apply(o: &Overrides, sc: &mut Scenario) -> Result<(), String> {
             return Err(format!("--rate must be > 0, got {r}"));
         }
         for p in &mut sc.phases {
-            let n = rtbench_loadgen::scenario::phase_arrivals(p);
+            let n = rtbench_record::scenario::phase_arrivals(p);
             p.duration_s = (n as f64 + 0.5) / r;
             p.rate = r;
         }

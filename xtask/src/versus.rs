@@ -51,7 +51,7 @@ pub fn run(
     if dir.exists() {
         return Err(format!("{} exists already", dir.display()));
     }
-    let tmp = rtbench_loadgen::record::partial_dir(&dir);
+    let tmp = rtbench_record::load::partial_dir(&dir);
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
     let mut runs: Vec<VersusRun> = Vec::new();

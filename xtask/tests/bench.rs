@@ -93,7 +93,7 @@ fn bench_smoke_writes_a_complete_record() {
         csv.starts_with(xtask::sample::CSV_HEADER) && csv.lines().count() > 5,
         "{csv}"
     );
-    let load = rtbench_loadgen::record::read_summary(&out.join("loadgen")).unwrap();
+    let load = rtbench_record::load::read_summary(&out.join("loadgen")).unwrap();
     assert_eq!(load.connections.connected, 2000);
     assert!(
         our_processes().is_empty(),
@@ -282,7 +282,7 @@ fn a_preflight_refusal_names_the_limit_and_the_fix() {
         err.contains("fix: run fewer connections: --connections "),
         "{err}"
     );
-    assert!(!out.exists() && !rtbench_loadgen::record::partial_dir(&out).exists());
+    assert!(!out.exists() && !rtbench_record::load::partial_dir(&out).exists());
     assert!(our_processes().is_empty());
 }
 

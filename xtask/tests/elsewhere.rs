@@ -109,7 +109,7 @@ fn smoke_in_containers_writes_a_full_record_and_leaves_nothing() {
     );
     assert_eq!(d.hosts.iter().filter(|h| h.role == "client").count(), 2);
     // Both worker containers reported through their output stream.
-    let load = rtbench_loadgen::record::read_summary(&out.join("loadgen")).unwrap();
+    let load = rtbench_record::load::read_summary(&out.join("loadgen")).unwrap();
     assert_eq!(load.workers, 2);
     assert_no_container_or_network_left();
 }
@@ -176,7 +176,7 @@ fn a_missing_docker_engine_is_one_clear_line_before_anything_starts() {
         .find(|l| l.starts_with("xtask: --target containers"))
         .unwrap_or_else(|| panic!("{stderr}"));
     assert!(line.contains("no Docker engine answers"), "{line}");
-    assert!(!out.exists() && !rtbench_loadgen::record::partial_dir(&out).exists());
+    assert!(!out.exists() && !rtbench_record::load::partial_dir(&out).exists());
 }
 
 /// How fast the last host's clock runs (ns): its worker must correct it.
@@ -318,7 +318,7 @@ fn smoke_on_hosts_over_ssh_writes_a_full_record_and_cleans_up() {
         line.starts_with(&format!("xtask: client host `{net}.99` cannot be reached")),
         "{line}"
     );
-    assert!(!out.exists() && !rtbench_loadgen::record::partial_dir(&out).exists());
+    assert!(!out.exists() && !rtbench_record::load::partial_dir(&out).exists());
 
     let out = dir.join("record");
     let file = hosts.file(&[&format!("{net}.3"), &format!("{net}.4")]);
@@ -361,7 +361,7 @@ fn smoke_on_hosts_over_ssh_writes_a_full_record_and_cleans_up() {
         "delivery p99 {} ms",
         s.delivery_ms.p99
     );
-    let load = rtbench_loadgen::record::read_summary(&out.join("loadgen")).unwrap();
+    let load = rtbench_record::load::read_summary(&out.join("loadgen")).unwrap();
     assert_eq!(load.workers, 2);
     // Nothing left on the hosts (they share this filesystem): no run directory.
     let left: Vec<_> = std::fs::read_dir("/tmp")

@@ -353,10 +353,10 @@ impl Scenario {
             return Err(("urls", "at least one target URL is needed".into()));
         }
         for u in &self.target.urls {
-            crate::target::Endpoint::parse(u, self.target.protocol).map_err(|e| ("urls", e))?;
+            crate::endpoint::Endpoint::parse(u, self.target.protocol).map_err(|e| ("urls", e))?;
         }
         for s in &self.target.sources {
-            crate::target::expand_sources(std::slice::from_ref(s)).map_err(|e| ("sources", e))?;
+            crate::endpoint::expand_sources(std::slice::from_ref(s)).map_err(|e| ("sources", e))?;
         }
         if self.phases.is_empty() {
             return Err(("[[phases]]", "at least one arrival phase is needed".into()));

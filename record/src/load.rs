@@ -1,0 +1,303 @@
+//! The load generator's run directory: what a run leaves behind, in a
+//! documented, versioned format (`loadgen/README.md`, "Run directory").
+//! `Summary` is the schema; the load generator writes it and the xtask and
+//! the results site read it, all through these types.
+//!
+//! A record is written into `<dir>.partial` and renamed into place at the end,
+//! so a directory with the final name is always whole.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+
+/// Bumped on any change to what a reader must know.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    pub format_version: u32,
+    /// False when the run was interrupted (Ctrl-C, SIGTERM) or a worker died.
+    pub complete: bool,
+    pub stopped_by: Option<String>,
+    pub scenario: String,
+    pub description: String,
+    pub protocol: String,
+    pub targets: Vec<String>,
+    pub started_at: String,
+    /// When the arrival schedule's second 0 was (CLOCK_REALTIME ns): the
+    /// timeline every other figure's seconds count from.
+    #[serde(default)]
+    pub schedule_start_unix_ns: u64,
+    pub duration_s: f64,
+    pub workers: u64,
+    /// Publisher and receivers read one clock: this host's CLOCK_REALTIME.
+    pub clock: String,
+    pub connections: Connections,
+    pub connect_ms: Percentiles,
+    pub connect_attempt_ms: Percentiles,
+    pub delivery_ms: Percentiles,
+    /// Round trips: a raw echo's, or a ping's answered by its pong.
+    pub echo_ms: Percentiles,
+    pub events: Events,
+    pub counters: Counters,
+    pub loadgen: LoadgenSelf,
+    pub client_bottleneck: Bottleneck,
+    /// Workers that did not end cleanly (the run is then not complete).
+    #[serde(default)]
+    pub worker_exits: Vec<WorkerExit>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerExit {
+    pub worker: u64,
+    /// Its pid here (0 when it ran elsewhere or was never started).
+    pub pid: u32,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Connections {
+    /// Arrivals the scenario schedules.
+    pub target: u64,
+    pub attempted: u64,
+    pub connected: u64,
+    pub failed: u64,
+    pub peak_open: u64,
+    /// Open at the last second before closing began.
+    pub held: u64,
+    /// Seconds from the start until `target` connections were open at once.
+    pub time_to_target_s: Option<f64>,
+    /// Connections per second over the arrival phases.
+    pub connect_rate: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Events {
+    /// Events the publishers' schedules called for.
+    #[serde(default)]
+    pub scheduled: u64,
+    pub published: u64,
+    /// Deliveries the server reported handing to sockets.
+    pub server_deliveries: u64,
+    pub received: u64,
+    pub per_second: f64,
+    pub duplicates: u64,
+    pub misdelivered: u64,
+    /// Server-reported deliveries that no client received; unknown (null) when
+    /// the server did not report deliveries per event (a shared bus).
+    pub lost: Option<i64>,
+    pub publish_errors: BTreeMap<String, u64>,
+    pub publish_lag_max_ms: f64,
+    /// HTTP publishing: most requests in flight at once, and the cap.
+    #[serde(default)]
+    pub in_flight_max: u64,
+    #[serde(default)]
+    pub in_flight_cap: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LoadgenSelf {
+    /// Workers' RSS summed: before the first arrival, and at its highest.
+    pub start_rss_kib: u64,
+    pub peak_rss_kib: u64,
+    /// (peak RSS − start RSS) / peak open connections: what one more
+    /// connection costs, as the server's memprobe measures it.
+    pub kib_per_connection: f64,
+    pub cpu_s: f64,
+    pub worker_cpu_max_pct: f64,
+    pub arrival_lag_max_ms: f64,
+}
+
+/// Whether the load generator, not the server, limited the run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Bottleneck {
+    pub bottleneck: bool,
+    pub reasons: Vec<String>,
+}
+
+/// One row of `timeseries.csv`.
+#[derive(Debug, Clone, Default)]
+pub struct Row {
+    pub t: u64,
+    pub open: u64,
+    pub connecting: u64,
+    pub attempted: u64,
+    pub connected: u64,
+    pub failed: u64,
+    pub closed_by_server: u64,
+    pub deliveries: u64,
+    pub connect: Percentiles,
+    pub delivery: Percentiles,
+    pub lag_max_ms: f64,
+    pub worker_cpu_max_pct: f64,
+    pub rss_kib: u64,
+}
+
+/// One row of `timeseries.csv`, as written (`series.rs`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TimeseriesRow {
+    pub t_s: u64,
+    pub open: u64,
+    pub connecting: u64,
+    pub attempted: u64,
+    pub connected: u64,
+    pub failed: u64,
+    /// Connections opened in this second.
+    pub connect_rate: u64,
+    pub closed_by_server: u64,
+    pub deliveries: u64,
+    /// Deliveries in this second.
+    pub delivery_rate: u64,
+    pub connect_p50_ms: f64,
+    pub connect_p99_ms: f64,
+    pub delivery_p50_ms: f64,
+    pub delivery_p99_ms: f64,
+    pub arrival_lag_max_ms: f64,
+    pub worker_cpu_max_pct: f64,
+    pub loadgen_rss_kib: u64,
+}
+
+/// Three decimals are a microsecond: enough, and the files stay small.
+fn milli(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// The rows as `timeseries.csv` holds them (rates from consecutive rows).
+pub fn timeseries(rows: &[Row]) -> Vec<TimeseriesRow> {
+    let mut prev = Row::default();
+    rows.iter()
+        .map(|r| {
+            let out = TimeseriesRow {
+                t_s: r.t,
+                open: r.open,
+                connecting: r.connecting,
+                attempted: r.attempted,
+                connected: r.connected,
+                failed: r.failed,
+                connect_rate: r.connected.saturating_sub(prev.connected),
+                closed_by_server: r.closed_by_server,
+                deliveries: r.deliveries,
+                delivery_rate: r.deliveries.saturating_sub(prev.deliveries),
+                connect_p50_ms: milli(r.connect.p50),
+                connect_p99_ms: milli(r.connect.p99),
+                delivery_p50_ms: milli(r.delivery.p50),
+                delivery_p99_ms: milli(r.delivery.p99),
+                arrival_lag_max_ms: milli(r.lag_max_ms),
+                worker_cpu_max_pct: (r.worker_cpu_max_pct * 10.0).round() / 10.0,
+                loadgen_rss_kib: r.rss_kib,
+            };
+            prev = r.clone();
+            out
+        })
+        .collect()
+}
+
+/// Where a run is written while it runs.
+pub fn partial_dir(dir: &Path) -> PathBuf {
+    let mut p = dir.as_os_str().to_owned();
+    p.push(".partial");
+    PathBuf::from(p)
+}
+
+pub fn read_summary(dir: &Path) -> Result<Summary, String> {
+    let path = dir.join("summary.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Percentiles in milliseconds, for summaries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+/// Counters a worker keeps; the controller adds them up.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub attempted: u64,
+    pub connected: u64,
+    /// Connections open now (a gauge).
+    pub open: u64,
+    /// Failed connection attempts by reason (`refused`, `timeout`, `http_503`,
+    /// `error_frame_1008`, `closed_1013`, `ports_exhausted`, ...).
+    pub failed: BTreeMap<String, u64>,
+    /// Connections the server closed while they were held, by close code.
+    pub closed_by_server: BTreeMap<String, u64>,
+    /// `error` frames received, by code.
+    pub error_frames: BTreeMap<String, u64>,
+    pub reconnects: u64,
+    pub frames_in: u64,
+    pub bytes_in: u64,
+    pub frames_out: u64,
+    pub bytes_out: u64,
+    pub pings: u64,
+    /// Pings not sent because the socket would block (the client fell behind).
+    pub pings_skipped: u64,
+    pub pongs: u64,
+    pub deliveries: u64,
+    pub duplicates: u64,
+    /// Events a connection received that its channels and roles should have
+    /// kept from it. Must stay 0.
+    pub misdelivered: u64,
+    /// Raw protocol: echo messages sent, and received back (`echoes`).
+    #[serde(default)]
+    pub echoes_sent: u64,
+    pub echoes: u64,
+    /// Syscalls on held connections and the hold reactor's wake-ups, so a
+    /// record shows what each delivery and ping cost the client.
+    #[serde(default)]
+    pub reads: u64,
+    #[serde(default)]
+    pub writes: u64,
+    #[serde(default)]
+    pub wakeups: u64,
+}
+
+impl Counters {
+    pub fn add(&mut self, o: &Counters) {
+        self.attempted += o.attempted;
+        self.connected += o.connected;
+        self.open += o.open;
+        for (into, from) in [
+            (&mut self.failed, &o.failed),
+            (&mut self.closed_by_server, &o.closed_by_server),
+            (&mut self.error_frames, &o.error_frames),
+        ] {
+            for (k, v) in from {
+                *into.entry(k.clone()).or_default() += v;
+            }
+        }
+        self.reconnects += o.reconnects;
+        self.frames_in += o.frames_in;
+        self.bytes_in += o.bytes_in;
+        self.frames_out += o.frames_out;
+        self.bytes_out += o.bytes_out;
+        self.pings += o.pings;
+        self.pings_skipped += o.pings_skipped;
+        self.pongs += o.pongs;
+        self.deliveries += o.deliveries;
+        self.duplicates += o.duplicates;
+        self.misdelivered += o.misdelivered;
+        self.echoes += o.echoes;
+        self.echoes_sent += o.echoes_sent;
+        self.reads += o.reads;
+        self.writes += o.writes;
+        self.wakeups += o.wakeups;
+    }
+
+    pub fn failed_total(&self) -> u64 {
+        self.failed.values().sum()
+    }
+
+    pub fn fail(&mut self, reason: impl Into<String>) {
+        *self.failed.entry(reason.into()).or_default() += 1;
+    }
+}

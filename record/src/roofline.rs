@@ -1,0 +1,123 @@
+//! The roofline record: this machine's own limits with plain TCP sockets
+//! (`cargo xtask roofline`, measured by `rtbench-roofline`), the ceiling a
+//! bench's figures are read against (`results/roofline/<time>-<host>/`).
+
+use serde::{Deserialize, Serialize};
+
+use std::path::Path;
+
+/// Rooflines live in `results/<DIR>/<time>-<host>/<FILE>`.
+pub const DIR: &str = "roofline";
+pub const FILE: &str = "roofline.json";
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A figure measured several times.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub runs: Vec<f64>,
+}
+
+impl Spread {
+    pub fn of(mut runs: Vec<f64>) -> Spread {
+        runs.sort_by(f64::total_cmp);
+        let median = match runs.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => runs[n / 2],
+            n => (runs[n / 2 - 1] + runs[n / 2]) / 2.0,
+        };
+        Spread { median, min: runs.first().copied().unwrap_or(0.0), max: runs.last().copied().unwrap_or(0.0), runs }
+    }
+}
+
+/// Connection pairs opened between two sets of processes and held.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Pairs {
+    pub count: u64,
+    /// Pairs opened per second (every connecting process at once).
+    pub per_second: Spread,
+    /// The machine's memory in use per pair, both ends, less the processes'.
+    pub kernel_kib_per_pair: Spread,
+}
+
+/// One process writing to another over many connections.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Fanout {
+    /// Message size in bytes, and messages per `write`.
+    pub size: usize,
+    pub per_write: usize,
+    pub connections: u64,
+    /// Messages the reader received per second.
+    pub deliveries_per_s: Spread,
+}
+
+/// Request/response exchanges, one in flight per connection.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoundTrips {
+    pub connections: u64,
+    pub request_bytes: usize,
+    pub per_second: Spread,
+}
+
+/// What `rtbench-roofline run` measures.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Measured {
+    pub pairs: Pairs,
+    pub fanout: Vec<Fanout>,
+    pub round_trips: RoundTrips,
+}
+
+impl Measured {
+    /// The fan-out measured closest to `size`-byte messages, `per_write` to a write.
+    pub fn fanout_for(&self, size: usize, per_write: usize) -> Option<&Fanout> {
+        self.fanout
+            .iter()
+            .filter(|f| f.per_write == per_write)
+            .min_by_key(|f| f.size.abs_diff(size))
+    }
+}
+
+/// The record: the figures, and the machine they were measured on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Roofline {
+    pub format_version: u32,
+    pub host: String,
+    pub measured_at: String,
+    pub kernel: String,
+    pub cores: usize,
+    pub mem_total_kib: u64,
+    /// The network namespace it ran in (sized as a bench's would be), if any.
+    pub ehash_buckets: Option<u64>,
+    pub measured: Measured,
+}
+
+impl Roofline {
+    pub fn read(dir: &Path) -> Result<Roofline, String> {
+        let r: Roofline = crate::read_json(&dir.join(FILE))?;
+        if r.format_version > FORMAT_VERSION {
+            return Err(format!(
+                "{}: format_version {} is newer than this reads ({FORMAT_VERSION})",
+                dir.join(FILE).display(),
+                r.format_version
+            ));
+        }
+        Ok(r)
+    }
+}
+
+/// The newest roofline of `host` under `results`: its directory name and
+/// figures (names start with the UTC time, so the greatest is the newest).
+pub fn newest(results: &Path, host: &str) -> Option<(String, Roofline)> {
+    let mut dirs: Vec<_> = std::fs::read_dir(results.join(DIR))
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join(FILE).exists())
+        .collect();
+    dirs.sort();
+    dirs.into_iter().rev().find_map(|d| {
+        let r = Roofline::read(&d).ok().filter(|r| r.host == host)?;
+        Some((d.file_name()?.to_string_lossy().into_owned(), r))
+    })
+}

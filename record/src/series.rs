@@ -1,0 +1,137 @@
+//! The record's time series: one row a second, written and read as CSV
+//! through serde types, so the header, the writer and the readers cannot
+//! drift apart. `server.csv` is `ServerSample`s (the xtask's sampler);
+//! the load generator's `timeseries.csv` is `load::TimeseriesRow`s.
+//!
+//! A column a reader needs that a file lacks is an error naming the file,
+//! the line and the field; columns added after the first records are
+//! `#[serde(default)]`, so those records still read.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+/// One second of `server.csv`: the server processes and the machine.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ServerSample {
+    pub t_s: f64,
+    /// Summed over the server processes.
+    pub server_connections: u64,
+    pub server_rss_kib: u64,
+    /// 100 = one core.
+    pub server_cpu_pct: f64,
+    #[serde(default)]
+    pub redis_rss_kib: u64,
+    #[serde(default)]
+    pub redis_cpu_pct: f64,
+    /// MemTotal − MemAvailable.
+    pub mem_used_kib: u64,
+    pub tcp_inuse: u64,
+    pub tcp_mem_kib: u64,
+    pub load1: f64,
+    /// The whole machine's CPU busy since the last sample (100 = every core).
+    #[serde(default)]
+    pub machine_cpu_pct: f64,
+    /// Server processes whose /metrics answered within the sample; the
+    /// others' figures are their last known.
+    #[serde(default)]
+    pub servers_answering: u64,
+    /// The servers' work so far, summed over the processes (cumulative):
+    /// read and write syscalls, reactor wake-ups, deliveries, pongs.
+    #[serde(default)]
+    pub server_reads: u64,
+    #[serde(default)]
+    pub server_writes: u64,
+    #[serde(default)]
+    pub server_wakeups: u64,
+    #[serde(default)]
+    pub server_deliveries: u64,
+    #[serde(default)]
+    pub server_pongs: u64,
+    /// Each server process: (connections, RSS KiB, CPU seconds so far); kept
+    /// in the summary, not in the CSV.
+    #[serde(skip)]
+    pub per_process: Vec<(u64, u64, f64)>,
+}
+
+/// `rows` as CSV text: a header from the type's fields, one line each.
+pub fn to_csv<T: Serialize>(rows: &[T]) -> Result<String, String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in rows {
+        w.serialize(r).map_err(|e| e.to_string())?;
+    }
+    let bytes = w.into_inner().map_err(|e| e.to_string())?;
+    String::from_utf8(bytes).map_err(|e| e.to_string())
+}
+
+pub fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), String> {
+    let text = to_csv(rows).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Reads `text` as rows of `T`; an error says the line and the field.
+pub fn from_csv<T: DeserializeOwned>(text: &str) -> Result<Vec<T>, String> {
+    let mut r = csv::Reader::from_reader(text.as_bytes());
+    r.deserialize()
+        .map(|row| {
+            row.map_err(|e| match e.position() {
+                Some(p) => format!("line {}: {e}", p.line()),
+                None => e.to_string(),
+            })
+        })
+        .collect()
+}
+
+pub fn read_csv<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    from_csv(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::TimeseriesRow;
+
+    #[test]
+    fn rows_round_trip_and_a_renamed_column_fails_naming_the_field() {
+        let rows = vec![
+            ServerSample {
+                t_s: 1.0,
+                server_connections: 10,
+                server_rss_kib: 4096,
+                ..Default::default()
+            },
+            ServerSample {
+                t_s: 2.0,
+                server_connections: 20,
+                server_rss_kib: 5000,
+                ..Default::default()
+            },
+        ];
+        let text = to_csv(&rows).unwrap();
+        assert!(text.starts_with("t_s,server_connections,server_rss_kib,"), "{text}");
+        let back: Vec<ServerSample> = from_csv(&text).unwrap();
+        assert_eq!(
+            back.iter().map(|r| (r.server_connections, r.server_rss_kib)).collect::<Vec<_>>(),
+            vec![(10, 4096), (20, 5000)]
+        );
+        let renamed = text.replacen("server_rss_kib", "server_rss", 1);
+        let e = from_csv::<ServerSample>(&renamed).unwrap_err();
+        assert!(e.contains("missing field `server_rss_kib`"), "{e}");
+        let bad = text.replacen("4096", "many", 1);
+        let e = from_csv::<ServerSample>(&bad).unwrap_err();
+        assert!(e.starts_with("line 2:"), "{e}");
+    }
+
+    #[test]
+    fn the_first_records_columns_still_read() {
+        // server.csv as the first records wrote it (before Redis and the
+        // work counters were sampled).
+        let old = "t_s,server_connections,server_rss_kib,server_cpu_pct,mem_used_kib,tcp_inuse,tcp_mem_kib,load1\n0.0,0,4000,0.0,100000,5,1,0.10\n";
+        let rows: Vec<ServerSample> = from_csv(old).unwrap();
+        assert_eq!((rows[0].server_rss_kib, rows[0].redis_rss_kib), (4000, 0));
+        let ts = "t_s,open,connecting,attempted,connected,failed,connect_rate,closed_by_server,deliveries,delivery_rate,connect_p50_ms,connect_p99_ms,delivery_p50_ms,delivery_p99_ms,arrival_lag_max_ms,worker_cpu_max_pct,loadgen_rss_kib\n1,5,0,5,5,0,5,0,0,0,1.000,2.000,0.000,0.000,0.100,3.0,2048\n";
+        let rows: Vec<TimeseriesRow> = from_csv(ts).unwrap();
+        assert_eq!((rows[0].open, rows[0].loadgen_rss_kib), (5, 2048));
+    }
+}

@@ -1,0 +1,106 @@
+//! `rtbench-roofline`: what this machine does with plain TCP sockets and no
+//! WebSocket at all, the ceiling every WebSocket figure here sits under.
+//!
+//! `rtbench-roofline run` measures, with server-like and client-like sides
+//! as separate processes (as a bench runs them), each several times:
+//!
+//! - connection pairs: how many the machine opens per second, and the
+//!   kernel memory each holds (both ends);
+//! - fan-out: messages per second from one process to another over many
+//!   connections, one `write` per message and several per `write`;
+//! - round trips: request/response exchanges per second over many
+//!   connections (the path an application-level ping takes).
+//!
+//! It prints the figures as JSON (`rtbench_record::roofline::Roofline`);
+//! `cargo xtask roofline` writes them as a record. The other subcommands are
+//! the processes `run` starts.
+
+mod measure;
+mod roles;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let flags = match Flags::parse(&args[1..]) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("rtbench-roofline: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cmd.as_str() {
+        "run" => measure::run(&flags).map(|r| println!("{}", serde_json::to_string_pretty(&r).expect("serializes"))),
+        "listen" => roles::listen(),
+        "connect" => roles::connect(&flags),
+        "sink" => roles::sink(&flags),
+        "spray" => roles::spray(&flags),
+        "echo" => roles::echo(),
+        "ask" => roles::ask(&flags),
+        other => Err(format!("unknown command `{other}`")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rtbench-roofline: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const USAGE: &str = "usage: rtbench-roofline run [--pairs N] [--seconds S] [--repeat R] [--connections C]";
+
+/// The flags every subcommand reads (each takes the ones it needs).
+#[derive(Debug, Clone)]
+pub struct Flags {
+    /// Connection pairs to open (`run`), or connections to open (`connect`).
+    pub pairs: u64,
+    /// Seconds each throughput measurement lasts.
+    pub seconds: f64,
+    /// How many times each figure is measured.
+    pub repeat: u32,
+    /// Connections of the fan-out and round-trip measurements.
+    pub connections: u64,
+    /// Message size in bytes, and messages per write (`spray`).
+    pub size: usize,
+    pub batch: usize,
+    /// Where a client role connects, and from which source address.
+    pub to: Option<std::net::SocketAddr>,
+    pub from: Option<std::net::IpAddr>,
+}
+
+impl Flags {
+    fn parse(args: &[String]) -> Result<Flags, String> {
+        let mut f = Flags {
+            pairs: 100_000,
+            seconds: 5.0,
+            repeat: 3,
+            connections: 9_000,
+            size: 200,
+            batch: 1,
+            to: None,
+            from: None,
+        };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let v = it.next().ok_or(format!("{a} needs a value"))?;
+            let bad = || format!("{a}: `{v}` is not valid");
+            match a.as_str() {
+                "--pairs" => f.pairs = v.parse().map_err(|_| bad())?,
+                "--seconds" => f.seconds = v.parse().ok().filter(|s: &f64| *s > 0.0).ok_or_else(bad)?,
+                "--repeat" => f.repeat = v.parse().ok().filter(|r| *r > 0).ok_or_else(bad)?,
+                "--connections" => f.connections = v.parse().ok().filter(|c| *c > 0).ok_or_else(bad)?,
+                "--size" => f.size = v.parse().ok().filter(|s| *s > 0).ok_or_else(bad)?,
+                "--batch" => f.batch = v.parse().ok().filter(|b| *b > 0).ok_or_else(bad)?,
+                "--to" => f.to = Some(v.parse().map_err(|_| bad())?),
+                "--from" => f.from = Some(v.parse().map_err(|_| bad())?),
+                _ => return Err(format!("unknown flag `{a}`")),
+            }
+        }
+        Ok(f)
+    }
+}

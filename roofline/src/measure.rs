@@ -1,0 +1,227 @@
+//! `run`: every measurement, each repeated, with its sides in processes of
+//! their own (each holds at most what the open-files limit allows, so large
+//! counts use several).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+use rtbench_record::roofline::{Fanout, Measured, Pairs, RoundTrips, Spread};
+
+use crate::Flags;
+
+/// Connections one process takes (the open-files limit here is 20,000).
+const PER_PROCESS: u64 = 19_000;
+/// Source addresses the connecting sides use, so ports never run short.
+const SOURCES: u8 = 16;
+/// Fan-out: message sizes and messages per write.
+const FANOUT: [(usize, usize); 5] = [(200, 1), (200, 4), (200, 16), (400, 1), (400, 4)];
+/// Round trips: connections with a request in flight, request size.
+const ROUND_TRIP_CONNECTIONS: u64 = 1_000;
+const REQUEST_BYTES: usize = 16;
+
+/// A started side: its stdin (closing it stops it) and its lines.
+struct Side {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: std::io::Lines<BufReader<ChildStdout>>,
+}
+
+impl Side {
+    fn start(args: &[String]) -> Result<Side, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut child = Command::new(exe)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start `{}`: {e}", args.join(" ")))?;
+        let stdin = child.stdin.take();
+        let lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        Ok(Side { child, stdin, lines })
+    }
+
+    /// The next line's words after `word`.
+    fn expect(&mut self, word: &str) -> Result<Vec<String>, String> {
+        let line = self
+            .lines
+            .next()
+            .and_then(Result::ok)
+            .ok_or_else(|| format!("a side ended before saying `{word}`"))?;
+        let mut parts = line.split_whitespace().map(String::from);
+        match parts.next() {
+            Some(w) if w == word => Ok(parts.collect()),
+            _ => Err(format!("expected `{word} ...`, got `{line}`")),
+        }
+    }
+
+    fn port(&mut self) -> Result<SocketAddr, String> {
+        let p = self.expect("port")?;
+        let port: u16 = p.first().and_then(|p| p.parse().ok()).ok_or("a bad port line")?;
+        Ok(SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    fn say(&mut self, line: &str) -> Result<(), String> {
+        let stdin = self.stdin.as_mut().ok_or("stdin closed")?;
+        writeln!(stdin, "{line}").and_then(|_| stdin.flush()).map_err(|e| e.to_string())
+    }
+
+    /// Closes its stdin: it reports (if it does) and ends.
+    fn stop(&mut self) {
+        self.stdin.take();
+    }
+
+    fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:")?.split_whitespace().next()?.parse().ok()))
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Side {
+    fn drop(&mut self) {
+        self.stdin.take();
+        let _ = self.child.wait();
+    }
+}
+
+fn used_kib() -> u64 {
+    let m = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |name: &str| -> u64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    field("MemTotal").saturating_sub(field("MemAvailable"))
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+pub fn run(f: &Flags) -> Result<Measured, String> {
+    let mut opening = Vec::new();
+    let mut memory = Vec::new();
+    for _ in 0..f.repeat {
+        let (rate, kib) = pairs(f.pairs)?;
+        opening.push(rate);
+        memory.push(kib);
+        // Let the closed sockets go before the next measurement.
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let mut fanout = Vec::new();
+    for (size, batch) in FANOUT {
+        let mut runs = Vec::new();
+        for _ in 0..f.repeat {
+            runs.push(spray(f, size, batch)?);
+        }
+        fanout.push(Fanout { size, per_write: batch, connections: f.connections, deliveries_per_s: Spread::of(runs) });
+    }
+    let mut trips = Vec::new();
+    for _ in 0..f.repeat {
+        trips.push(round_trips(f)?);
+    }
+    Ok(Measured {
+        pairs: Pairs { count: f.pairs, per_second: Spread::of(opening), kernel_kib_per_pair: Spread::of(memory) },
+        fanout,
+        round_trips: RoundTrips {
+            connections: ROUND_TRIP_CONNECTIONS,
+            request_bytes: REQUEST_BYTES,
+            per_second: Spread::of(trips),
+        },
+    })
+}
+
+/// Opens `n` connection pairs: their rate, and the kernel memory each holds
+/// (the machine's memory in use, less what the processes hold).
+fn pairs(n: u64) -> Result<(f64, f64), String> {
+    let processes = n.div_ceil(PER_PROCESS).max(1);
+    let mut listeners = Vec::new();
+    let mut targets = Vec::new();
+    for _ in 0..processes {
+        let mut l = Side::start(&args(&["listen"]))?;
+        targets.push(l.port()?);
+        listeners.push(l);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let before = used_kib();
+    let base_rss: u64 = listeners.iter().map(Side::rss_kib).sum();
+    let mut connectors = Vec::new();
+    for (i, to) in targets.iter().enumerate() {
+        let count = n / processes + u64::from((i as u64) < n % processes);
+        let from = format!("127.0.0.{}", 2 + i as u8 % SOURCES);
+        connectors.push(Side::start(&args(&["connect", "--to", &to.to_string(), "--pairs", &count.to_string(), "--from", &from]))?);
+    }
+    let mut slowest = 0.0f64;
+    for c in &mut connectors {
+        let got = c.expect("opened")?;
+        slowest = slowest.max(got.get(1).and_then(|s| s.parse().ok()).ok_or("a bad opened line")?);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let after = used_kib();
+    let rss: u64 = listeners.iter().chain(&connectors).map(Side::rss_kib).sum::<u64>() - base_rss;
+    let kernel = after.saturating_sub(before).saturating_sub(rss) as f64 / n as f64;
+    for s in connectors.iter_mut().chain(listeners.iter_mut()) {
+        s.stop();
+    }
+    Ok((n as f64 / slowest.max(1e-9), kernel))
+}
+
+/// One process writes `size`-byte messages to another over
+/// `f.connections` connections, `batch` per write: messages per second.
+fn spray(f: &Flags, size: usize, batch: usize) -> Result<f64, String> {
+    let connections = f.connections.to_string();
+    let mut sink = Side::start(&args(&["sink", "--connections", &connections]))?;
+    let to = sink.port()?;
+    let mut sprayer = Side::start(&args(&[
+        "spray",
+        "--to",
+        &to.to_string(),
+        "--connections",
+        &connections,
+        "--size",
+        &size.to_string(),
+        "--batch",
+        &batch.to_string(),
+        "--seconds",
+        &f.seconds.to_string(),
+        "--from",
+        "127.0.0.2",
+    ]))?;
+    sprayer.expect("ready")?;
+    sprayer.say("go")?;
+    sprayer.expect("sent")?;
+    std::thread::sleep(Duration::from_millis(300));
+    sink.stop();
+    let got = sink.expect("received")?;
+    let bytes: f64 = got.first().and_then(|b| b.parse().ok()).ok_or("a bad received line")?;
+    let span: f64 = got.get(1).and_then(|s| s.parse().ok()).ok_or("a bad received line")?;
+    Ok(bytes / size as f64 / span.max(1e-9))
+}
+
+/// Request/response exchanges per second over `ROUND_TRIP_CONNECTIONS`.
+fn round_trips(f: &Flags) -> Result<f64, String> {
+    let mut echo = Side::start(&args(&["echo"]))?;
+    let to = echo.port()?;
+    let mut asker = Side::start(&args(&[
+        "ask",
+        "--to",
+        &to.to_string(),
+        "--connections",
+        &ROUND_TRIP_CONNECTIONS.to_string(),
+        "--size",
+        &REQUEST_BYTES.to_string(),
+        "--seconds",
+        &f.seconds.to_string(),
+        "--from",
+        "127.0.0.2",
+    ]))?;
+    let got = asker.expect("trips")?;
+    echo.stop();
+    let trips: f64 = got.first().and_then(|t| t.parse().ok()).ok_or("a bad trips line")?;
+    let secs: f64 = got.get(1).and_then(|s| s.parse().ok()).ok_or("a bad trips line")?;
+    Ok(trips / secs.max(1e-9))
+}

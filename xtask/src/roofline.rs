@@ -1,0 +1,192 @@
+//! `cargo xtask roofline [--pairs N] [--repeat R] [--seconds S] [--out DIR] [--host-net]`:
+//! this machine's limits with plain TCP sockets, the ceiling every bench
+//! figure is read against.
+//!
+//! Builds `rtbench-roofline`, runs it in a network namespace sized as a
+//! bench's would be for `--pairs` connections (unless `--host-net`), and
+//! writes `results/roofline/<UTC time>-<host>/roofline.json`. A bench record
+//! names the host's newest roofline (`Environment::roofline`); the site shows
+//! each headline as a share of it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use rtbench_protocol::time::{appwrite_timestamp, compact_utc, now_ns};
+use rtbench_record::roofline::{self, Measured, Roofline};
+
+use crate::{bench, netns, preflight, root};
+
+/// Defaults: 100,000 pairs (about 0.6 GiB of kernel memory, a few seconds to
+/// open), each figure measured 3 times, 5 s per throughput measurement.
+pub struct Args {
+    pub pairs: u64,
+    pub repeat: u32,
+    pub seconds: f64,
+    pub out: Option<PathBuf>,
+    pub host_net: bool,
+}
+
+impl Default for Args {
+    fn default() -> Args {
+        Args {
+            pairs: 100_000,
+            repeat: 3,
+            seconds: 5.0,
+            out: None,
+            host_net: false,
+        }
+    }
+}
+
+fn parse(args: &[String]) -> Result<Args, String> {
+    let mut a = Args::default();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().cloned().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--pairs" => a.pairs = positive(flag, &value()?)?,
+            "--repeat" => a.repeat = positive(flag, &value()?)? as u32,
+            "--seconds" => {
+                let v = value()?;
+                a.seconds = v
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| *s > 0.0 && s.is_finite())
+                    .ok_or(format!("{flag}: `{v}` is not a positive number"))?;
+            }
+            "--out" => a.out = Some(PathBuf::from(value()?)),
+            "--host-net" => a.host_net = true,
+            other => return Err(format!("roofline: unknown flag `{other}`")),
+        }
+    }
+    Ok(a)
+}
+
+fn positive(flag: &str, v: &str) -> Result<u64, String> {
+    v.parse()
+        .ok()
+        .filter(|n: &u64| *n > 0)
+        .ok_or(format!("{flag}: `{v}` is not a positive whole number"))
+}
+
+pub fn run(args: &[String]) -> Result<(), String> {
+    let a = parse(args)?;
+    let dir = measure(&a)?;
+    let r = Roofline::read(&dir)?;
+    print(&r);
+    println!("{}", dir.display());
+    Ok(())
+}
+
+/// Measures and writes a roofline record; returns its directory.
+pub fn measure(a: &Args) -> Result<PathBuf, String> {
+    crate::cargo(&["build", "--release", "--quiet", "-p", "rtbench-roofline"])?;
+    // Both ends of every pair are on this machine.
+    let kib_needed = a.pairs * 2 * 3 + 256 * 1024;
+    if let Some(avail) = preflight::meminfo("MemAvailable")
+        && kib_needed > avail
+    {
+        return Err(format!(
+            "{} pairs need about {} MiB of kernel memory; {} MiB available: use fewer --pairs",
+            a.pairs,
+            kib_needed / 1024,
+            avail / 1024
+        ));
+    }
+    let ns = if a.host_net {
+        None
+    } else {
+        netns::available()?;
+        Some(netns::Namespace::create(a.pairs, &BTreeMap::new())?)
+    };
+    let mut cmd = Command::new(root().join("target/release/rtbench-roofline"));
+    cmd.args([
+        "run",
+        "--pairs",
+        &a.pairs.to_string(),
+        "--repeat",
+        &a.repeat.to_string(),
+        "--seconds",
+        &a.seconds.to_string(),
+    ])
+    .stdin(Stdio::null())
+    .stderr(Stdio::inherit());
+    netns::enter(&mut cmd);
+    eprintln!(
+        "xtask: roofline: {} pairs, fan-out and round trips, each {} time(s){}",
+        a.pairs,
+        a.repeat,
+        ns.as_ref()
+            .map(|n| format!(", in namespace {} ({} buckets)", n.name, n.ehash_buckets))
+            .unwrap_or_default()
+    );
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run rtbench-roofline: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("rtbench-roofline failed ({})", out.status));
+    }
+    let measured: Measured = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("rtbench-roofline printed what is not its figures: {e}"))?;
+    let now = now_ns();
+    let host = bench::host();
+    let r = Roofline {
+        format_version: roofline::FORMAT_VERSION,
+        host: host.clone(),
+        measured_at: appwrite_timestamp(now),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        mem_total_kib: preflight::meminfo("MemTotal").unwrap_or(0),
+        ehash_buckets: ns.as_ref().map(|n| n.ehash_buckets),
+        measured,
+    };
+    let dir = a.out.clone().unwrap_or_else(|| {
+        root()
+            .join("results")
+            .join(roofline::DIR)
+            .join(format!("{}-{host}", compact_utc(now)))
+    });
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    rtbench_record::write_json(&dir.join(roofline::FILE), &r)?;
+    Ok(dir)
+}
+
+fn print(r: &Roofline) {
+    let m = &r.measured;
+    let spread = |s: &roofline::Spread, unit: &str| {
+        format!(
+            "{:.0}{unit} (min {:.0}, max {:.0}, {} runs)",
+            s.median,
+            s.min,
+            s.max,
+            s.runs.len()
+        )
+    };
+    println!(
+        "pairs: {} opened at {}; kernel {:.2} KiB per pair (min {:.2}, max {:.2})",
+        m.pairs.count,
+        spread(&m.pairs.per_second, "/s"),
+        m.pairs.kernel_kib_per_pair.median,
+        m.pairs.kernel_kib_per_pair.min,
+        m.pairs.kernel_kib_per_pair.max
+    );
+    for f in &m.fanout {
+        println!(
+            "fan-out: {} B x{} per write over {} connections: {}",
+            f.size,
+            f.per_write,
+            f.connections,
+            spread(&f.deliveries_per_s, " deliveries/s")
+        );
+    }
+    println!(
+        "round trips: {} B over {} connections: {}",
+        m.round_trips.request_bytes,
+        m.round_trips.connections,
+        spread(&m.round_trips.per_second, "/s")
+    );
+}
