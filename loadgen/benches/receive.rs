@@ -8,11 +8,11 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rtbench_loadgen::client::{Held, Receiver};
-use rtbench_record::scenario::{Protocol, Scenario};
 use rtbench_loadgen::stats::{Counters, Hists, new_hist};
 use rtbench_loadgen::users::Population;
 use rtbench_loadgen::{stamp, sys};
 use rtbench_protocol::frame;
+use rtbench_record::scenario::{Protocol, Scenario};
 
 const FRAMES: u64 = 1000;
 

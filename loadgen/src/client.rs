@@ -13,9 +13,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use rtbench_protocol::frame::{self, Sender};
 
-use rtbench_record::scenario::Protocol;
 use crate::stats::{self, Counters, Hists};
 use crate::users::{Population, mix};
+use rtbench_record::scenario::Protocol;
 
 /// Largest server frame a client accepts.
 const MAX_FRAME: usize = 16 << 20;

@@ -11,16 +11,18 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 
-use rtbench_record::launch::{Launch, WorkerLaunch};
 use crate::publisher::{self, Published};
-use rtbench_record::load::{self as record, Bottleneck, Connections, Events, LoadgenSelf, Row, Summary};
-use rtbench_record::scenario::{Protocol, Scenario};
 use crate::stats::{self, Counters, Hists, percentiles_ms};
 use crate::sys::{self, now_ns};
+use crate::worker::{Plan, Report};
 use rtbench_record::endpoint::{
     Endpoint, check_budget, expand_sources, local_port_range, port_search_warning,
 };
-use crate::worker::{Plan, Report};
+use rtbench_record::launch::{Launch, WorkerLaunch};
+use rtbench_record::load::{
+    self as record, Bottleneck, Connections, Events, LoadgenSelf, Row, Summary,
+};
+use rtbench_record::scenario::{Protocol, Scenario};
 
 /// Open files a worker keeps for itself beyond its connections.
 const WORKER_FD_HEADROOM: u64 = 1000;
@@ -366,7 +368,8 @@ async fn supervise(
             let status = match status {
                 Ok(Ok(s)) => {
                     use std::os::unix::process::ExitStatusExt;
-                    s.signal().map_or(s.to_string(), |sig| format!("signal {sig}"))
+                    s.signal()
+                        .map_or(s.to_string(), |sig| format!("signal {sig}"))
                 }
                 Ok(Err(e)) => format!("cannot be waited for: {e}"),
                 Err(_) => "still running 10 s after the end (killed)".into(),

@@ -26,11 +26,11 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use rtbench_record::scenario::{Publisher, ReadRole, Scenario, Via};
 use crate::stamp;
 use crate::sys::now_ns;
-use rtbench_record::endpoint::Endpoint;
 use crate::users::{Population, mix};
+use rtbench_record::endpoint::Endpoint;
+use rtbench_record::scenario::{Publisher, ReadRole, Scenario, Via};
 
 #[derive(Debug, Default, Clone)]
 pub struct Published {

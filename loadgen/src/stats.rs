@@ -46,7 +46,6 @@ pub fn merge(into: &mut Hist, from: &Hist) {
     into.add(from).expect("histograms share their bounds");
 }
 
-
 pub fn percentiles_ms(h: &Hist) -> Percentiles {
     if h.is_empty() {
         return Percentiles::default();
@@ -172,7 +171,6 @@ pub fn write_histograms(dir: &std::path::Path, hists: &Hists) -> std::io::Result
     }
     Ok(())
 }
-
 
 #[cfg(test)]
 mod tests {

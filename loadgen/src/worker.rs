@@ -24,12 +24,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::{self, Connecting, End, Extra, Held, Receiver, Step};
 use crate::hold::{self, Holds, Key, Readiness};
-use rtbench_record::scenario::{Protocol, Reconnect, Scenario};
 use crate::stats::{self, Counters, Hist, Hists};
 use crate::sys::now_ns;
-use rtbench_record::endpoint::{Endpoint, expand_sources};
 use crate::users::Population;
 use crate::{schedule, sys};
+use rtbench_record::endpoint::{Endpoint, expand_sources};
+use rtbench_record::scenario::{Protocol, Reconnect, Scenario};
 
 /// What the controller tells a worker (one JSON line on stdin).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-
 /// Bumped on any change to what a reader must know.
 pub const FORMAT_VERSION: u32 = 1;
 

@@ -28,7 +28,12 @@ impl Spread {
             n if n % 2 == 1 => runs[n / 2],
             n => (runs[n / 2 - 1] + runs[n / 2]) / 2.0,
         };
-        Spread { median, min: runs.first().copied().unwrap_or(0.0), max: runs.last().copied().unwrap_or(0.0), runs }
+        Spread {
+            median,
+            min: runs.first().copied().unwrap_or(0.0),
+            max: runs.last().copied().unwrap_or(0.0),
+            runs,
+        }
     }
 }
 

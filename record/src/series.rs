@@ -109,10 +109,15 @@ mod tests {
             },
         ];
         let text = to_csv(&rows).unwrap();
-        assert!(text.starts_with("t_s,server_connections,server_rss_kib,"), "{text}");
+        assert!(
+            text.starts_with("t_s,server_connections,server_rss_kib,"),
+            "{text}"
+        );
         let back: Vec<ServerSample> = from_csv(&text).unwrap();
         assert_eq!(
-            back.iter().map(|r| (r.server_connections, r.server_rss_kib)).collect::<Vec<_>>(),
+            back.iter()
+                .map(|r| (r.server_connections, r.server_rss_kib))
+                .collect::<Vec<_>>(),
             vec![(10, 4096), (20, 5000)]
         );
         let renamed = text.replacen("server_rss_kib", "server_rss", 1);

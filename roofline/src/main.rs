@@ -34,7 +34,8 @@ fn main() -> ExitCode {
         }
     };
     let result = match cmd.as_str() {
-        "run" => measure::run(&flags).map(|r| println!("{}", serde_json::to_string_pretty(&r).expect("serializes"))),
+        "run" => measure::run(&flags)
+            .map(|r| println!("{}", serde_json::to_string_pretty(&r).expect("serializes"))),
         "listen" => roles::listen(),
         "connect" => roles::connect(&flags),
         "sink" => roles::sink(&flags),
@@ -52,7 +53,8 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: rtbench-roofline run [--pairs N] [--seconds S] [--repeat R] [--connections C]";
+const USAGE: &str =
+    "usage: rtbench-roofline run [--pairs N] [--seconds S] [--repeat R] [--connections C]";
 
 /// The flags every subcommand reads (each takes the ones it needs).
 #[derive(Debug, Clone)]
@@ -91,9 +93,13 @@ impl Flags {
             let bad = || format!("{a}: `{v}` is not valid");
             match a.as_str() {
                 "--pairs" => f.pairs = v.parse().map_err(|_| bad())?,
-                "--seconds" => f.seconds = v.parse().ok().filter(|s: &f64| *s > 0.0).ok_or_else(bad)?,
+                "--seconds" => {
+                    f.seconds = v.parse().ok().filter(|s: &f64| *s > 0.0).ok_or_else(bad)?
+                }
                 "--repeat" => f.repeat = v.parse().ok().filter(|r| *r > 0).ok_or_else(bad)?,
-                "--connections" => f.connections = v.parse().ok().filter(|c| *c > 0).ok_or_else(bad)?,
+                "--connections" => {
+                    f.connections = v.parse().ok().filter(|c| *c > 0).ok_or_else(bad)?
+                }
                 "--size" => f.size = v.parse().ok().filter(|s| *s > 0).ok_or_else(bad)?,
                 "--batch" => f.batch = v.parse().ok().filter(|b| *b > 0).ok_or_else(bad)?,
                 "--to" => f.to = Some(v.parse().map_err(|_| bad())?),

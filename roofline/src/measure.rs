@@ -40,7 +40,11 @@ impl Side {
             .map_err(|e| format!("cannot start `{}`: {e}", args.join(" ")))?;
         let stdin = child.stdin.take();
         let lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-        Ok(Side { child, stdin, lines })
+        Ok(Side {
+            child,
+            stdin,
+            lines,
+        })
     }
 
     /// The next line's words after `word`.
@@ -59,13 +63,18 @@ impl Side {
 
     fn port(&mut self) -> Result<SocketAddr, String> {
         let p = self.expect("port")?;
-        let port: u16 = p.first().and_then(|p| p.parse().ok()).ok_or("a bad port line")?;
+        let port: u16 = p
+            .first()
+            .and_then(|p| p.parse().ok())
+            .ok_or("a bad port line")?;
         Ok(SocketAddr::from(([127, 0, 0, 1], port)))
     }
 
     fn say(&mut self, line: &str) -> Result<(), String> {
         let stdin = self.stdin.as_mut().ok_or("stdin closed")?;
-        writeln!(stdin, "{line}").and_then(|_| stdin.flush()).map_err(|e| e.to_string())
+        writeln!(stdin, "{line}")
+            .and_then(|_| stdin.flush())
+            .map_err(|e| e.to_string())
     }
 
     /// Closes its stdin: it reports (if it does) and ends.
@@ -76,7 +85,15 @@ impl Side {
     fn rss_kib(&self) -> u64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .ok()
-            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:")?.split_whitespace().next()?.parse().ok()))
+            .and_then(|s| {
+                s.lines().find_map(|l| {
+                    l.strip_prefix("VmRSS:")?
+                        .split_whitespace()
+                        .next()?
+                        .parse()
+                        .ok()
+                })
+            })
             .unwrap_or(0)
     }
 }
@@ -92,7 +109,14 @@ fn used_kib() -> u64 {
     let m = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let field = |name: &str| -> u64 {
         m.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.split_whitespace().next()?.parse().ok())
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(':')?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
             .unwrap_or(0)
     };
     field("MemTotal").saturating_sub(field("MemAvailable"))
@@ -118,14 +142,23 @@ pub fn run(f: &Flags) -> Result<Measured, String> {
         for _ in 0..f.repeat {
             runs.push(spray(f, size, batch)?);
         }
-        fanout.push(Fanout { size, per_write: batch, connections: f.connections, deliveries_per_s: Spread::of(runs) });
+        fanout.push(Fanout {
+            size,
+            per_write: batch,
+            connections: f.connections,
+            deliveries_per_s: Spread::of(runs),
+        });
     }
     let mut trips = Vec::new();
     for _ in 0..f.repeat {
         trips.push(round_trips(f)?);
     }
     Ok(Measured {
-        pairs: Pairs { count: f.pairs, per_second: Spread::of(opening), kernel_kib_per_pair: Spread::of(memory) },
+        pairs: Pairs {
+            count: f.pairs,
+            per_second: Spread::of(opening),
+            kernel_kib_per_pair: Spread::of(memory),
+        },
         fanout,
         round_trips: RoundTrips {
             connections: ROUND_TRIP_CONNECTIONS,
@@ -153,16 +186,33 @@ fn pairs(n: u64) -> Result<(f64, f64), String> {
     for (i, to) in targets.iter().enumerate() {
         let count = n / processes + u64::from((i as u64) < n % processes);
         let from = format!("127.0.0.{}", 2 + i as u8 % SOURCES);
-        connectors.push(Side::start(&args(&["connect", "--to", &to.to_string(), "--pairs", &count.to_string(), "--from", &from]))?);
+        connectors.push(Side::start(&args(&[
+            "connect",
+            "--to",
+            &to.to_string(),
+            "--pairs",
+            &count.to_string(),
+            "--from",
+            &from,
+        ]))?);
     }
     let mut slowest = 0.0f64;
     for c in &mut connectors {
         let got = c.expect("opened")?;
-        slowest = slowest.max(got.get(1).and_then(|s| s.parse().ok()).ok_or("a bad opened line")?);
+        slowest = slowest.max(
+            got.get(1)
+                .and_then(|s| s.parse().ok())
+                .ok_or("a bad opened line")?,
+        );
     }
     std::thread::sleep(Duration::from_secs(1));
     let after = used_kib();
-    let rss: u64 = listeners.iter().chain(&connectors).map(Side::rss_kib).sum::<u64>() - base_rss;
+    let rss: u64 = listeners
+        .iter()
+        .chain(&connectors)
+        .map(Side::rss_kib)
+        .sum::<u64>()
+        - base_rss;
     let kernel = after.saturating_sub(before).saturating_sub(rss) as f64 / n as f64;
     for s in connectors.iter_mut().chain(listeners.iter_mut()) {
         s.stop();
@@ -197,8 +247,14 @@ fn spray(f: &Flags, size: usize, batch: usize) -> Result<f64, String> {
     std::thread::sleep(Duration::from_millis(300));
     sink.stop();
     let got = sink.expect("received")?;
-    let bytes: f64 = got.first().and_then(|b| b.parse().ok()).ok_or("a bad received line")?;
-    let span: f64 = got.get(1).and_then(|s| s.parse().ok()).ok_or("a bad received line")?;
+    let bytes: f64 = got
+        .first()
+        .and_then(|b| b.parse().ok())
+        .ok_or("a bad received line")?;
+    let span: f64 = got
+        .get(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or("a bad received line")?;
     Ok(bytes / size as f64 / span.max(1e-9))
 }
 
@@ -221,7 +277,13 @@ fn round_trips(f: &Flags) -> Result<f64, String> {
     ]))?;
     let got = asker.expect("trips")?;
     echo.stop();
-    let trips: f64 = got.first().and_then(|t| t.parse().ok()).ok_or("a bad trips line")?;
-    let secs: f64 = got.get(1).and_then(|s| s.parse().ok()).ok_or("a bad trips line")?;
+    let trips: f64 = got
+        .first()
+        .and_then(|t| t.parse().ok())
+        .ok_or("a bad trips line")?;
+    let secs: f64 = got
+        .get(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or("a bad trips line")?;
     Ok(trips / secs.max(1e-9))
 }

@@ -33,7 +33,10 @@ fn say(line: &str) {
 
 /// Raises the open-files soft limit to the hard one.
 fn raise_open_files() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: get/setrlimit on a struct we own.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
@@ -46,9 +49,11 @@ fn raise_open_files() {
 /// A listener on an ephemeral loopback port with a deep backlog.
 fn bind() -> Result<TcpListener, String> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).map_err(|e| e.to_string())?;
+    let s =
+        Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).map_err(|e| e.to_string())?;
     s.set_reuse_address(true).map_err(|e| e.to_string())?;
-    s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).map_err(|e| e.to_string())?;
+    s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .map_err(|e| e.to_string())?;
     s.listen(65_535).map_err(|e| e.to_string())?;
     Ok(s.into())
 }
@@ -109,7 +114,11 @@ pub fn connect(f: &Flags) -> Result<(), String> {
     for _ in 0..f.pairs {
         held.push(dial(to, f.from).map_err(|e| format!("connect {to}: {e}"))?);
     }
-    say(&format!("opened {} {:.6}", held.len(), t0.elapsed().as_secs_f64()));
+    say(&format!(
+        "opened {} {:.6}",
+        held.len(),
+        t0.elapsed().as_secs_f64()
+    ));
     while !stop.load(Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -132,13 +141,16 @@ pub fn sink(f: &Flags) -> Result<(), String> {
     let mut poll = Poll::new().map_err(|e| e.to_string())?;
     for (i, s) in conns.iter().enumerate() {
         let fd = s.as_raw_fd();
-        poll.registry().register(&mut SourceFd(&fd), Token(i), Interest::READABLE).map_err(|e| e.to_string())?;
+        poll.registry()
+            .register(&mut SourceFd(&fd), Token(i), Interest::READABLE)
+            .map_err(|e| e.to_string())?;
     }
     let mut events = Events::with_capacity(1024);
     let mut buf = vec![0u8; 256 * 1024];
     let (mut bytes, mut first, mut last) = (0u64, None::<Instant>, Instant::now());
     while !stop.load(Relaxed) {
-        poll.poll(&mut events, Some(Duration::from_millis(100))).map_err(|e| e.to_string())?;
+        poll.poll(&mut events, Some(Duration::from_millis(100)))
+            .map_err(|e| e.to_string())?;
         for ev in events.iter() {
             let mut s = &conns[ev.token().0];
             loop {
@@ -202,19 +214,26 @@ pub fn echo() -> Result<(), String> {
     let stop = stop_on_stdin_end();
     let mut poll = Poll::new().map_err(|e| e.to_string())?;
     let lfd = l.as_raw_fd();
-    poll.registry().register(&mut SourceFd(&lfd), Token(usize::MAX), Interest::READABLE).map_err(|e| e.to_string())?;
+    poll.registry()
+        .register(&mut SourceFd(&lfd), Token(usize::MAX), Interest::READABLE)
+        .map_err(|e| e.to_string())?;
     let mut conns: Vec<TcpStream> = Vec::new();
     let mut events = Events::with_capacity(1024);
     let mut buf = vec![0u8; 64 * 1024];
     while !stop.load(Relaxed) {
-        poll.poll(&mut events, Some(Duration::from_millis(100))).map_err(|e| e.to_string())?;
+        poll.poll(&mut events, Some(Duration::from_millis(100)))
+            .map_err(|e| e.to_string())?;
         for ev in events.iter() {
             if ev.token() == Token(usize::MAX) {
                 while let Ok((s, _)) = l.accept() {
                     let _ = s.set_nonblocking(true);
                     let _ = s.set_nodelay(true);
                     let fd = s.as_raw_fd();
-                    let _ = poll.registry().register(&mut SourceFd(&fd), Token(conns.len()), Interest::READABLE);
+                    let _ = poll.registry().register(
+                        &mut SourceFd(&fd),
+                        Token(conns.len()),
+                        Interest::READABLE,
+                    );
                     conns.push(s);
                 }
                 continue;
@@ -243,7 +262,9 @@ pub fn ask(f: &Flags) -> Result<(), String> {
     for (i, s) in conns.iter().enumerate() {
         s.set_nonblocking(true).map_err(|e| e.to_string())?;
         let fd = s.as_raw_fd();
-        poll.registry().register(&mut SourceFd(&fd), Token(i), Interest::READABLE).map_err(|e| e.to_string())?;
+        poll.registry()
+            .register(&mut SourceFd(&fd), Token(i), Interest::READABLE)
+            .map_err(|e| e.to_string())?;
     }
     let request = vec![b'?'; f.size];
     let mut got = vec![0usize; conns.len()];
@@ -256,7 +277,8 @@ pub fn ask(f: &Flags) -> Result<(), String> {
     let until = t0 + Duration::from_secs_f64(f.seconds);
     let mut trips = 0u64;
     while Instant::now() < until {
-        poll.poll(&mut events, Some(Duration::from_millis(100))).map_err(|e| e.to_string())?;
+        poll.poll(&mut events, Some(Duration::from_millis(100)))
+            .map_err(|e| e.to_string())?;
         for ev in events.iter() {
             let i = ev.token().0;
             let mut s = &conns[i];

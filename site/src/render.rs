@@ -838,9 +838,15 @@ fn headline(run: &Run, roofline: Option<&(String, Roofline)>) -> Vec<Value> {
             .load
             .as_ref()
             .filter(|l| l.counters.frames_in > 0)
-            .map_or(200, |l| (l.counters.bytes_in / l.counters.frames_in) as usize);
+            .map_or(200, |l| {
+                (l.counters.bytes_in / l.counters.frames_in) as usize
+            });
         if let Some((name, r)) = roofline {
-            let at = |k: usize| r.measured.fanout_for(size, k).map(|f| (f.size, f.deliveries_per_s.median));
+            let at = |k: usize| {
+                r.measured
+                    .fanout_for(size, k)
+                    .map(|f| (f.size, f.deliveries_per_s.median))
+            };
             if let Some((bytes, one)) = at(1) {
                 value.push_str(&format!(
                     ": {} of this machine's bare-TCP limit at one write per delivery ({}/s, {bytes} B)",

@@ -172,13 +172,11 @@ fn every_page_loads_in_chromium_without_errors() {
         session: None,
         events: Vec::new(),
     };
-    let target = cdp
-        .call("Target.createTarget", json!({"url": "about:blank"}));
-    let session = cdp
-        .call(
-            "Target.attachToTarget",
-            json!({"targetId": target["targetId"], "flatten": true}),
-        );
+    let target = cdp.call("Target.createTarget", json!({"url": "about:blank"}));
+    let session = cdp.call(
+        "Target.attachToTarget",
+        json!({"targetId": target["targetId"], "flatten": true}),
+    );
     cdp.session = Some(session["sessionId"].as_str().unwrap().to_string());
     for domain in ["Page.enable", "Runtime.enable", "Log.enable"] {
         cdp.call(domain, json!({}));
@@ -206,11 +204,10 @@ fn every_page_loads_in_chromium_without_errors() {
         let url = format!("file://{}", page.display());
         cdp.call("Page.navigate", json!({"url": url}));
         cdp.wait_event("Page.loadEventFired");
-        let r = cdp
-            .call(
-                "Runtime.evaluate",
-                json!({"expression": INSPECT, "returnByValue": true}),
-            );
+        let r = cdp.call(
+            "Runtime.evaluate",
+            json!({"expression": INSPECT, "returnByValue": true}),
+        );
         let info: Value = serde_json::from_str(r["result"]["value"].as_str().unwrap()).unwrap();
         let name = page.strip_prefix(&out).unwrap().display().to_string();
         failures.extend(
@@ -220,7 +217,9 @@ fn every_page_loads_in_chromium_without_errors() {
         );
         let shares = info["shares"].as_u64().unwrap();
         if against_roofline.iter().any(|p| out.join(p) == *page) && shares == 0 {
-            failures.push(format!("{name}: no figure read against this machine's roofline"));
+            failures.push(format!(
+                "{name}: no figure read against this machine's roofline"
+            ));
         }
         // The index leads with the full-scale runs: idle-1m's headline is a
         // run that held 1,000,000 connections, not the newest CI-sized one.
@@ -235,16 +234,19 @@ fn every_page_loads_in_chromium_without_errors() {
                 .iter()
                 .any(|l| l.contains("-no-ping") && l.contains("1,000,000 held"))
             {
-                failures.push(format!("index.html: no idle-1m headline holding 1,000,000: {leads:?}"));
-            }
-        }
-        if name == "index.html" && !records.rooflines.is_empty() {
-            if info["rooflines"].as_u64() != Some(1) || shares == 0 {
                 failures.push(format!(
-                    "index.html: the roofline section or the headlines' shares of it are missing ({} section(s), {shares} share(s))",
-                    info["rooflines"]
+                    "index.html: no idle-1m headline holding 1,000,000: {leads:?}"
                 ));
             }
+        }
+        if name == "index.html"
+            && !records.rooflines.is_empty()
+            && (info["rooflines"].as_u64() != Some(1) || shares == 0)
+        {
+            failures.push(format!(
+                "index.html: the roofline section or the headlines' shares of it are missing ({} section(s), {shares} share(s))",
+                info["rooflines"]
+            ));
         }
         let mut drawn_here = 0;
         for c in info["charts"].as_array().unwrap() {
@@ -297,11 +299,10 @@ fn every_page_loads_in_chromium_without_errors() {
         json!({"url": format!("file://{}", page.display())}),
     );
     cdp.wait_event("Page.loadEventFired");
-    let shot = cdp
-        .call(
-            "Page.captureScreenshot",
-            json!({"format": "png", "captureBeyondViewport": true}),
-        );
+    let shot = cdp.call(
+        "Page.captureScreenshot",
+        json!({"format": "png", "captureBeyondViewport": true}),
+    );
     let png = base64::engine::general_purpose::STANDARD
         .decode(shot["data"].as_str().unwrap())
         .unwrap();

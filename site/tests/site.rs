@@ -44,7 +44,10 @@ fn renders_every_record_and_survives_a_corrupt_and_a_partial_one() {
 
     let records = load::load(&results);
     assert_eq!(records.warnings.len(), 1, "{:?}", records.warnings);
-    let problems = &records.find("smoke/2099-01-04T000000Z-vm").unwrap().problems;
+    let problems = &records
+        .find("smoke/2099-01-04T000000Z-vm")
+        .unwrap()
+        .problems;
     assert!(
         problems.len() == 1 && problems[0].contains("missing field `server_rss_kib`"),
         "{problems:?}"

@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rtbench_record::load::{partial_dir, read_summary as read_load_summary};
-use rtbench_record::endpoint::expand_sources;
 use rtbench_protocol::time::{compact_utc, now_ns};
+use rtbench_record::endpoint::expand_sources;
+use rtbench_record::load::{partial_dir, read_summary as read_load_summary};
 
 use crate::preflight::{self, Needs};
 use crate::record::{
@@ -346,12 +346,17 @@ pub fn run_one(
     if load.target.protocol == rtbench_record::scenario::Protocol::Raw
         && !load.publishers.is_empty()
     {
-        eprintln!("xtask: protocol raw: the suite's publishers are left out (they publish Appwrite events)");
+        eprintln!(
+            "xtask: protocol raw: the suite's publishers are left out (they publish Appwrite events)"
+        );
         load.publishers.clear();
     }
     if !subject.is_rtbench() {
         if a.target != Target::Local {
-            return Err(format!("{}: a server other than rtbench runs locally only", subject.label()));
+            return Err(format!(
+                "{}: a server other than rtbench runs locally only",
+                subject.label()
+            ));
         }
         if a.overrides.processes.is_some_and(|p| p > 1) || a.versus.is_some() {
             return Err(format!(
@@ -378,7 +383,10 @@ pub fn run_one(
         cap = v.cap_fraction.map(|f| (total as f64 * f).ceil() as u64);
     }
     if cap.is_some() && !subject.is_rtbench() {
-        return Err("a connection cap is rtbench-server's --max-connections: run it with --server rtbench".into());
+        return Err(
+            "a connection cap is rtbench-server's --max-connections: run it with --server rtbench"
+                .into(),
+        );
     }
     let label = match variant {
         Some(v) => format!("{name} ({})", v.name),
@@ -522,10 +530,19 @@ pub fn run_one(
         None => None,
     };
     let server_args = servers.first().map(|s| s.args.clone()).unwrap_or_default();
-    let mut env = environment(&tuning, a, &server_args, &subject, &suite.tuning, processes, side);
+    let mut env = environment(
+        &tuning,
+        a,
+        &server_args,
+        &subject,
+        &suite.tuning,
+        processes,
+        side,
+    );
     env.deployment = placement.deployment();
     env.machine_busy_before_pct = busy_before;
-    env.roofline = rtbench_record::roofline::newest(&root().join("results"), &host()).map(|(n, _)| n);
+    env.roofline =
+        rtbench_record::roofline::newest(&root().join("results"), &host()).map(|(n, _)| n);
     env.network_namespace = netns.as_ref().map(|ns| rtbench_record::NetworkNamespace {
         name: ns.name.clone(),
         ehash_buckets: ns.ehash_buckets,
@@ -660,12 +677,17 @@ pub fn run_one(
     summary.server_under_test = subject.label();
     summary.unmeasured = subject.unmeasured();
     let end_s = samples.last().map_or(0.0, |s| s.t_s);
-    exits.extend(load_summary.worker_exits.iter().map(|w| rtbench_record::ProcessExit {
-        t_s: end_s,
-        role: format!("worker {}", w.worker),
-        pid: w.pid,
-        status: w.status.clone(),
-    }));
+    exits.extend(
+        load_summary
+            .worker_exits
+            .iter()
+            .map(|w| rtbench_record::ProcessExit {
+                t_s: end_s,
+                role: format!("worker {}", w.worker),
+                pid: w.pid,
+                status: w.status.clone(),
+            }),
+    );
     if !exits.is_empty() {
         summary.complete = false;
     }

@@ -144,7 +144,9 @@ impl ServerProcess {
             if let Ok(Some(status)) = child.try_wait() {
                 std::thread::sleep(Duration::from_millis(100));
                 let t = tail.lock().unwrap_or_else(|e| e.into_inner()).join("\n");
-                return Err(format!("`{line}` exited ({status}) before accepting on {addr}:\n{t}"));
+                return Err(format!(
+                    "`{line}` exited ({status}) before accepting on {addr}:\n{t}"
+                ));
             }
             if crate::netns::connect(&addr, Duration::from_millis(200)).is_ok() {
                 break;
@@ -152,7 +154,9 @@ impl ServerProcess {
             if t0.elapsed() > Duration::from_secs(30) {
                 let _ = child.kill();
                 let t = tail.lock().unwrap_or_else(|e| e.into_inner()).join("\n");
-                return Err(format!("`{line}` did not accept on {addr} within 30 s:\n{t}"));
+                return Err(format!(
+                    "`{line}` did not accept on {addr} within 30 s:\n{t}"
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }

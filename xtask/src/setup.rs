@@ -97,7 +97,10 @@ pub fn ensure_debian(names: &[String], why: &str) -> Result<(), String> {
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )?;
     match missing.iter().find(|n| !installed(n)) {
-        Some(n) => Err(format!("installed {} but {n} is still missing", missing.join(", "))),
+        Some(n) => Err(format!(
+            "installed {} but {n} is still missing",
+            missing.join(", ")
+        )),
         None => Ok(()),
     }
 }
@@ -128,7 +131,9 @@ pub fn ensure_python_module(module: &str, package: &str, why: &str) -> Result<()
     if importable(module) {
         Ok(())
     } else {
-        Err(format!("installed {package} but `import {module}` still fails"))
+        Err(format!(
+            "installed {package} but `import {module}` still fails"
+        ))
     }
 }
 

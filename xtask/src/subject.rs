@@ -66,9 +66,9 @@ impl Subject {
     pub fn unmeasured(&self) -> Vec<String> {
         match self {
             Subject::Rtbench => Vec::new(),
-            Subject::Command(_) => vec![
-                "server deliveries and syscalls (it exports no rtbench /metrics)".into(),
-            ],
+            Subject::Command(_) => {
+                vec!["server deliveries and syscalls (it exports no rtbench /metrics)".into()]
+            }
             Subject::Url(_) => vec![
                 "server memory and CPU (a server given by URL: no process to sample)".into(),
                 "server deliveries and syscalls (it exports no rtbench /metrics)".into(),
@@ -95,7 +95,11 @@ mod tests {
         assert!(line.ends_with("/peer --port {port}") && !line.contains("{root}"));
         let e = Subject::parse("nginx").unwrap_err();
         assert!(e.contains("`nginx`") && e.contains("command:LINE"), "{e}");
-        assert!(Subject::parse("url:http://x").unwrap_err().contains("ws://"));
+        assert!(
+            Subject::parse("url:http://x")
+                .unwrap_err()
+                .contains("ws://")
+        );
         assert!(Subject::parse("command: ").is_err());
     }
 }

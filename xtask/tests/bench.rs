@@ -88,10 +88,13 @@ fn bench_smoke_writes_a_complete_record() {
             && env.cores > 0
             && env.tuning.contains_key("net.core.somaxconn")
     );
-    let csv = std::fs::read_to_string(out.join("server.csv")).unwrap();
-    assert!(
-        csv.starts_with(xtask::sample::CSV_HEADER) && csv.lines().count() > 5,
-        "{csv}"
+    let samples: Vec<xtask::sample::Sample> =
+        rtbench_record::series::read_csv(&out.join("server.csv")).unwrap();
+    assert!(samples.len() > 5, "{samples:?}");
+    assert_eq!(
+        samples.iter().map(|s| s.server_connections).max(),
+        Some(2000),
+        "the servers' count peaks at the run's connections"
     );
     let load = rtbench_record::load::read_summary(&out.join("loadgen")).unwrap();
     assert_eq!(load.connections.connected, 2000);

@@ -78,17 +78,23 @@ fn wait_for(what: &str, find: impl Fn() -> Option<u32>) -> u32 {
         if let Some(pid) = find() {
             return pid;
         }
-        assert!(t0.elapsed() < Duration::from_secs(600), "no {what} appeared");
+        assert!(
+            t0.elapsed() < Duration::from_secs(600),
+            "no {what} appeared"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
 /// Runs the bench, kills what `victim` finds once connections are open,
 /// and returns the record's exits and the bench's stderr.
-fn kill_during_run(name: &str, victim: impl Fn(u32) -> Option<u32>) -> (xtask::record::BenchSummary, String) {
+fn kill_during_run(
+    name: &str,
+    victim: impl Fn(u32) -> Option<u32>,
+) -> (xtask::record::BenchSummary, String) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = scratch(name);
-    let mut bench = start_bench(&out);
+    let bench = start_bench(&out);
     let xtask_pid = bench.id();
     let pid = wait_for(name, || victim(xtask_pid));
     // Into the arrivals (2 s of them), so the process held connections.
@@ -98,7 +104,10 @@ fn kill_during_run(name: &str, victim: impl Fn(u32) -> Option<u32>) -> (xtask::r
     let o = bench.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     let s = read_summary(&out).unwrap_or_else(|e| panic!("{e}\n{err}"));
-    assert!(!s.complete, "a run that lost a process is not complete:\n{err}");
+    assert!(
+        !s.complete,
+        "a run that lost a process is not complete:\n{err}"
+    );
     assert_eq!(s.stopped_by, None, "not an interruption:\n{err}");
     assert_eq!(s.process_exits.len(), 1, "{:?}\n{err}", s.process_exits);
     let e = &s.process_exits[0];
@@ -115,12 +124,17 @@ fn a_server_killed_mid_run_is_named_with_time_role_and_status() {
     let e = &s.process_exits[0];
     assert!(e.role == "server 0" || e.role == "server 1", "{e:?}");
     assert!(e.t_s > 0.0 && e.t_s < 60.0, "{e:?}");
-    assert!(err.contains(&format!("xtask: FAULT at")) && err.contains(&e.role), "{err}");
+    assert!(
+        err.contains("xtask: FAULT at") && err.contains(&e.role),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_redis_killed_mid_run_is_named() {
-    let (s, _) = kill_during_run("redis", |xtask| children(xtask, "redis-server").first().copied());
+    let (s, _) = kill_during_run("redis", |xtask| {
+        children(xtask, "redis-server").first().copied()
+    });
     assert_eq!(s.process_exits[0].role, "redis");
 }
 
@@ -130,5 +144,9 @@ fn a_worker_killed_mid_run_is_named() {
         let controller = *children(xtask, "rtbench-loadgen").first()?;
         children(controller, "rtbench-loadgen").first().copied()
     });
-    assert!(s.process_exits[0].role.starts_with("worker "), "{:?}", s.process_exits);
+    assert!(
+        s.process_exits[0].role.starts_with("worker "),
+        "{:?}",
+        s.process_exits
+    );
 }

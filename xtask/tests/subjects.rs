@@ -27,7 +27,13 @@ fn xtask(args: &[&str]) -> Command {
 
 fn peer_bin() -> PathBuf {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "--quiet", "-p", "rtbench-peer-tungstenite"])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "rtbench-peer-tungstenite",
+        ])
         .current_dir(xtask::root())
         .status()
         .unwrap();
@@ -78,7 +84,11 @@ fn a_server_started_from_a_command_line_is_benchmarked_sampled_and_stopped() {
     assert!(o.status.success(), "{err}");
     let s = read_summary(&out).unwrap();
     assert!(s.complete, "{s:?}");
-    assert_eq!((s.connections.peak, s.connections.failed), (500, 0), "{err}");
+    assert_eq!(
+        (s.connections.peak, s.connections.failed),
+        (500, 0),
+        "{err}"
+    );
     assert_eq!(
         s.server_under_test,
         format!("command: {} --port {{port}}", peer.display())
@@ -92,11 +102,7 @@ fn a_server_started_from_a_command_line_is_benchmarked_sampled_and_stopped() {
     );
     assert!(s.server.cpu_holding_pct.is_some(), "{:?}", s.server);
     assert_eq!(s.unmeasured.len(), 1, "{:?}", s.unmeasured);
-    assert!(
-        s.unmeasured[0].contains("/metrics"),
-        "{:?}",
-        s.unmeasured
-    );
+    assert!(s.unmeasured[0].contains("/metrics"), "{:?}", s.unmeasured);
     assert_eq!(running(&peer), before, "the bench stops what it started");
 }
 
@@ -117,7 +123,10 @@ fn a_server_given_by_url_is_benchmarked_and_the_record_names_what_it_could_not_m
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let t0 = Instant::now();
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "the peer never listened");
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the peer never listened"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = scratch("url");
@@ -130,12 +139,23 @@ fn a_server_given_by_url_is_benchmarked_and_the_record_names_what_it_could_not_m
     assert!(o.status.success(), "{err}");
     let s = read_summary(&out).unwrap();
     assert!(s.complete, "{s:?}");
-    assert_eq!((s.connections.peak, s.connections.failed), (500, 0), "{err}");
+    assert_eq!(
+        (s.connections.peak, s.connections.failed),
+        (500, 0),
+        "{err}"
+    );
     assert_eq!(s.server_under_test, format!("url: {url}"));
     assert_eq!(s.unmeasured.len(), 2, "{:?}", s.unmeasured);
-    assert!(s.unmeasured[0].starts_with("server memory and CPU"), "{:?}", s.unmeasured);
+    assert!(
+        s.unmeasured[0].starts_with("server memory and CPU"),
+        "{:?}",
+        s.unmeasured
+    );
     assert!(err.contains("not measured: server memory and CPU"), "{err}");
-    assert!(still_running, "a server given by URL is not the bench's to stop");
+    assert!(
+        still_running,
+        "a server given by URL is not the bench's to stop"
+    );
 }
 
 #[test]
