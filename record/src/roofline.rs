@@ -43,8 +43,14 @@ pub struct Pairs {
     pub count: u64,
     /// Pairs opened per second (every connecting process at once).
     pub per_second: Spread,
-    /// The machine's memory in use per pair, both ends, less the processes'.
+    /// The machine's memory in use per pair (MemTotal − MemAvailable, as a
+    /// bench's "machine memory" reads it), both ends, less the processes'.
     pub kernel_kib_per_pair: Spread,
+    /// The kernel's slab growth per pair (SReclaimable + SUnreclaim): the
+    /// socket objects themselves, part of which MemAvailable counts as
+    /// reclaimable, and steadier than it when other memory moves.
+    #[serde(default)]
+    pub slab_kib_per_pair: Spread,
 }
 
 /// One process writing to another over many connections.

@@ -105,7 +105,8 @@ impl Drop for Side {
     }
 }
 
-fn used_kib() -> u64 {
+/// (MemTotal − MemAvailable, Slab) in KiB.
+fn used_kib() -> (u64, u64) {
     let m = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let field = |name: &str| -> u64 {
         m.lines()
@@ -119,7 +120,10 @@ fn used_kib() -> u64 {
             })
             .unwrap_or(0)
     };
-    field("MemTotal").saturating_sub(field("MemAvailable"))
+    (
+        field("MemTotal").saturating_sub(field("MemAvailable")),
+        field("Slab"),
+    )
 }
 
 fn args(list: &[&str]) -> Vec<String> {
@@ -129,10 +133,12 @@ fn args(list: &[&str]) -> Vec<String> {
 pub fn run(f: &Flags) -> Result<Measured, String> {
     let mut opening = Vec::new();
     let mut memory = Vec::new();
+    let mut slab = Vec::new();
     for _ in 0..f.repeat {
-        let (rate, kib) = pairs(f.pairs)?;
+        let (rate, kib, slab_kib) = pairs(f.pairs)?;
         opening.push(rate);
         memory.push(kib);
+        slab.push(slab_kib);
         // Let the closed sockets go before the next measurement.
         std::thread::sleep(Duration::from_secs(2));
     }
@@ -158,6 +164,7 @@ pub fn run(f: &Flags) -> Result<Measured, String> {
             count: f.pairs,
             per_second: Spread::of(opening),
             kernel_kib_per_pair: Spread::of(memory),
+            slab_kib_per_pair: Spread::of(slab),
         },
         fanout,
         round_trips: RoundTrips {
@@ -169,8 +176,9 @@ pub fn run(f: &Flags) -> Result<Measured, String> {
 }
 
 /// Opens `n` connection pairs: their rate, and the kernel memory each holds
-/// (the machine's memory in use, less what the processes hold).
-fn pairs(n: u64) -> Result<(f64, f64), String> {
+/// (the machine's memory in use, MemTotal − MemAvailable as a bench's
+/// "machine memory" reads it, less what the processes hold).
+fn pairs(n: u64) -> Result<(f64, f64, f64), String> {
     let processes = n.div_ceil(PER_PROCESS).max(1);
     let mut listeners = Vec::new();
     let mut targets = Vec::new();
@@ -213,11 +221,12 @@ fn pairs(n: u64) -> Result<(f64, f64), String> {
         .map(Side::rss_kib)
         .sum::<u64>()
         - base_rss;
-    let kernel = after.saturating_sub(before).saturating_sub(rss) as f64 / n as f64;
+    let kernel = after.0.saturating_sub(before.0).saturating_sub(rss) as f64 / n as f64;
+    let slab = after.1.saturating_sub(before.1) as f64 / n as f64;
     for s in connectors.iter_mut().chain(listeners.iter_mut()) {
         s.stop();
     }
-    Ok((n as f64 / slowest.max(1e-9), kernel))
+    Ok((n as f64 / slowest.max(1e-9), kernel, slab))
 }
 
 /// One process writes `size`-byte messages to another over

@@ -85,16 +85,34 @@ fn dial(to: SocketAddr, from: Option<std::net::IpAddr>) -> std::io::Result<TcpSt
     Ok(s.into())
 }
 
-/// `listen`: accepts and holds every connection until stdin ends.
+/// Holds a socket the way an event-driven server does: registered in an
+/// epoll instance (the kernel keeps an entry per registration).
+fn hold(poll: &Poll, s: &TcpStream, token: usize) -> Result<(), String> {
+    let fd = s.as_raw_fd();
+    poll.registry()
+        .register(&mut SourceFd(&fd), Token(token), Interest::READABLE)
+        .map_err(|e| e.to_string())
+}
+
+/// `listen`: accepts every connection, answers its one-byte hello with one
+/// byte (as a server answers an upgrade), and holds it in epoll until stdin
+/// ends.
 pub fn listen() -> Result<(), String> {
     raise_open_files();
     let l = bind()?;
     say(&format!("port {}", port(&l)?));
     let stop = stop_on_stdin_end();
     std::thread::spawn(move || {
+        let Ok(poll) = Poll::new() else { return };
         let mut held = Vec::new();
-        while let Ok((s, _)) = l.accept() {
-            held.push(s);
+        while let Ok((mut s, _)) = l.accept() {
+            let mut hello = [0u8; 1];
+            if s.read_exact(&mut hello).is_err() || s.write_all(b"y").is_err() {
+                continue;
+            }
+            if hold(&poll, &s, held.len()).is_ok() {
+                held.push(s);
+            }
         }
     });
     while !stop.load(Relaxed) {
@@ -103,16 +121,25 @@ pub fn listen() -> Result<(), String> {
     Ok(())
 }
 
-/// `connect`: opens `--pairs` connections to `--to` as fast as it can,
-/// reports how long that took, holds them until stdin ends.
+/// `connect`: opens `--pairs` connections to `--to` as fast as it can, each
+/// with a one-byte hello answered by one byte (the smallest exchange an
+/// upgrade is), holds them in epoll, reports how long opening took, and
+/// keeps them until stdin ends.
 pub fn connect(f: &Flags) -> Result<(), String> {
     raise_open_files();
     let to = f.to.ok_or("connect needs --to")?;
     let stop = stop_on_stdin_end();
+    let poll = Poll::new().map_err(|e| e.to_string())?;
     let t0 = Instant::now();
     let mut held = Vec::with_capacity(f.pairs as usize);
-    for _ in 0..f.pairs {
-        held.push(dial(to, f.from).map_err(|e| format!("connect {to}: {e}"))?);
+    for i in 0..f.pairs as usize {
+        let mut s = dial(to, f.from).map_err(|e| format!("connect {to}: {e}"))?;
+        let mut answer = [0u8; 1];
+        s.write_all(b"x")
+            .and_then(|_| s.read_exact(&mut answer))
+            .map_err(|e| format!("hello over {to}: {e}"))?;
+        hold(&poll, &s, i)?;
+        held.push(s);
     }
     say(&format!(
         "opened {} {:.6}",

@@ -777,7 +777,8 @@ fn roofline_rows(r: &Roofline) -> Vec<Value> {
     };
     let mut rows = vec![
         json!({"label": "connection pairs opened", "value": format!("{} pairs at {}", metrics::group(m.pairs.count as i64), spread(&m.pairs.per_second, "/s"))}),
-        json!({"label": "kernel memory per pair (both ends)", "value": format!("{:.2} KiB ({:.2} to {:.2})", m.pairs.kernel_kib_per_pair.median, m.pairs.kernel_kib_per_pair.min, m.pairs.kernel_kib_per_pair.max)}),
+        json!({"label": "machine memory per pair (both ends, MemTotal − MemAvailable)", "value": format!("{:.2} KiB ({:.2} to {:.2})", m.pairs.kernel_kib_per_pair.median, m.pairs.kernel_kib_per_pair.min, m.pairs.kernel_kib_per_pair.max)}),
+        json!({"label": "kernel slab per pair (both ends)", "value": format!("{:.2} KiB ({:.2} to {:.2})", m.pairs.slab_kib_per_pair.median, m.pairs.slab_kib_per_pair.min, m.pairs.slab_kib_per_pair.max)}),
     ];
     for f in &m.fanout {
         rows.push(json!({"label": format!("fan-out, {} B, {} per write", f.size, f.per_write), "value": spread(&f.deliveries_per_s, " deliveries/s")}));

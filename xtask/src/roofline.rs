@@ -166,13 +166,14 @@ fn print(r: &Roofline) {
             s.runs.len()
         )
     };
+    let kib =
+        |s: &roofline::Spread| format!("{:.2} KiB (min {:.2}, max {:.2})", s.median, s.min, s.max);
     println!(
-        "pairs: {} opened at {}; kernel {:.2} KiB per pair (min {:.2}, max {:.2})",
+        "pairs: {} opened at {}; per pair, both ends: machine memory {}, kernel slab {}",
         m.pairs.count,
         spread(&m.pairs.per_second, "/s"),
-        m.pairs.kernel_kib_per_pair.median,
-        m.pairs.kernel_kib_per_pair.min,
-        m.pairs.kernel_kib_per_pair.max
+        kib(&m.pairs.kernel_kib_per_pair),
+        kib(&m.pairs.slab_kib_per_pair)
     );
     for f in &m.fanout {
         println!(
