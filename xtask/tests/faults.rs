@@ -103,7 +103,9 @@ fn kill_during_run(
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
     let o = bench.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    let s = read_summary(&out).unwrap_or_else(|e| panic!("{e}\n{err}"));
+    // A variant's record is `--out` with the variant's name appended.
+    let record = PathBuf::from(format!("{}-sdk-ping", out.display()));
+    let s = read_summary(&record).unwrap_or_else(|e| panic!("{e}\n{err}"));
     assert!(
         !s.complete,
         "a run that lost a process is not complete:\n{err}"
