@@ -1,6 +1,8 @@
 // A Node `ws` echo server as its README writes one: a peer rtbench-server is
 // benchmarked beside (`suites/peers.toml`). Usage: node server.js PORT
-// `ws` comes from Debian's node-ws package (/usr/share/nodejs).
+// `ws` comes from Debian's node-ws package (/usr/share/nodejs), which a Node
+// not built by Debian does not search by itself.
+module.paths.push('/usr/share/nodejs');
 const { WebSocketServer } = require('ws');
 const port = Number(process.argv[2]);
 if (!Number.isInteger(port) || port <= 0) {
