@@ -565,11 +565,7 @@ async fn ticker(w: Rc<Worker>) {
         let mut holds = w.holds.borrow_mut();
         let mut c = w.counters.borrow_mut();
         if let Some(k) = ping_every {
-            {
-                let mut sent = w.ping_sent_ns.borrow_mut();
-                sent.resize(k, 0);
-                sent[n % k] = clock_ns();
-            }
+            let start = clock_ns();
             for held in holds.every_mut(n % k, k) {
                 if held.try_send(frame::OP_TEXT, br#"{"type":"ping"}"#, &mut c) {
                     c.pings += 1;
@@ -577,6 +573,11 @@ async fn ticker(w: Rc<Worker>) {
                     c.pings_skipped += 1;
                 }
             }
+            // The group's pings left over the loop: their round trips are
+            // timed from its middle (no pong is read before the loop ends).
+            let mut sent = w.ping_sent_ns.borrow_mut();
+            sent.resize(k, 0);
+            sent[n % k] = start + (clock_ns() - start) / 2;
         }
         if let Some(k) = echo_every {
             for held in holds.every_mut(n % k, k) {

@@ -21,7 +21,9 @@ fn main() {
             "--port" => port = args.next().and_then(|p| p.parse::<u16>().ok()),
             "--small" => small = true,
             other => {
-                eprintln!("rtbench-peer-tungstenite: unknown argument `{other}`\nusage: rtbench-peer-tungstenite --port N [--small]");
+                eprintln!(
+                    "rtbench-peer-tungstenite: unknown argument `{other}`\nusage: rtbench-peer-tungstenite --port N [--small]"
+                );
                 std::process::exit(2);
             }
         }
@@ -55,8 +57,7 @@ fn main() {
                 continue;
             };
             tokio::spawn(async move {
-                let Ok(mut ws) =
-                    tokio_tungstenite::accept_async_with_config(stream, config).await
+                let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(stream, config).await
                 else {
                     return;
                 };
