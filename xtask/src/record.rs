@@ -36,6 +36,14 @@ mod tests {
             if suite.ends_with("reference") {
                 continue; // published runs rtbench did not make: not this schema
             }
+            if suite.ends_with(rtbench_record::roofline::DIR) {
+                for dir in std::fs::read_dir(&suite).unwrap() {
+                    let r = rtbench_record::roofline::Roofline::read(&dir.unwrap().path()).unwrap();
+                    assert!(r.measured.pairs.count > 0 && !r.measured.fanout.is_empty());
+                    n += 1;
+                }
+                continue;
+            }
             let mut dirs = Vec::new();
             for run in std::fs::read_dir(suite).unwrap() {
                 let dir = run.unwrap().path();
@@ -54,6 +62,12 @@ mod tests {
                 .unwrap();
                 assert!(env.cores > 0);
                 rtbench_record::load::read_summary(&dir.join("loadgen")).unwrap();
+                // The time series read through their schemas, old columns and all.
+                let samples: Vec<rtbench_record::series::ServerSample> =
+                    rtbench_record::series::read_csv(&dir.join(SERVER_CSV)).unwrap();
+                let rows: Vec<rtbench_record::load::TimeseriesRow> =
+                    rtbench_record::series::read_csv(&dir.join("loadgen/timeseries.csv")).unwrap();
+                assert!(!samples.is_empty() && !rows.is_empty(), "{}", dir.display());
                 n += 1;
             }
         }
