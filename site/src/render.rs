@@ -288,6 +288,21 @@ impl Site<'_> {
             "Memory per connection",
             "no connections were held",
         ));
+        // The original's results had a load chart: runnable (and
+        // uninterruptible) tasks, the machine's queue beside its CPU.
+        let cores = run.cores().unwrap_or(1.0);
+        let load = vec![
+            Series::new("load average, 1 min", sv.xy("t_s", "load1", |v| v)),
+            Series::new(
+                "machine CPU busy, in cores",
+                sv.xy("t_s", "machine_cpu_pct", |v| v * cores / 100.0),
+            ),
+        ];
+        push(self.chart(
+            chart::lines("Load", "s", "tasks / cores", &load),
+            "Load",
+            "no samples",
+        ));
         charts
     }
 
