@@ -81,6 +81,7 @@ impl Namespace {
         connections: u64,
         profile: &std::collections::BTreeMap<String, String>,
     ) -> Result<Namespace, String> {
+        remove_stale();
         let name = format!("rtbench-{}", std::process::id());
         let _ = ip(&["netns", "del", &name]);
         let want = buckets_for(connections);
@@ -203,6 +204,21 @@ pub fn available() -> Result<(), String> {
         return Err("making a network namespace needs root".into());
     }
     ip(&["netns", "list"]).map(|_| ())
+}
+
+/// Removes namespaces of runs whose xtask is gone (killed before it could
+/// clean up): `rtbench-<pid>` with no such process.
+pub fn remove_stale() {
+    for name in leftovers() {
+        let owner_alive = name
+            .strip_prefix("rtbench-")
+            .and_then(|p| p.parse::<u32>().ok())
+            .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+        if !owner_alive {
+            eprintln!("xtask: removing network namespace {name}, left by a run that was killed");
+            let _ = ip(&["netns", "del", &name]);
+        }
+    }
 }
 
 /// Namespaces this tool made that are still there (a run killed hard).

@@ -135,6 +135,14 @@ fn scale_is_applied_and_recorded() {
 fn tune_runs_inside_a_network_namespace_sized_for_the_run_and_removes_it() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = scratch("netns");
+    // One left by a run killed before it could clean up: no process has
+    // this pid (above the kernel's largest).
+    let stale = "rtbench-4194305";
+    let made = Command::new("ip")
+        .args(["netns", "add", stale])
+        .status()
+        .unwrap();
+    assert!(made.success());
     let o = xtask(&[
         "bench",
         "smoke",
@@ -164,6 +172,10 @@ fn tune_runs_inside_a_network_namespace_sized_for_the_run_and_removes_it() {
         ns.sysctls.get("net.core.somaxconn"),
         Some(&Some("4096".to_string())),
         "the suite's setting was applied inside: {ns:?}"
+    );
+    assert!(
+        !xtask::netns::leftovers().contains(&stale.to_string()),
+        "a killed run's namespace is removed by the next"
     );
     assert!(
         !xtask::netns::leftovers().contains(&ns.name),
