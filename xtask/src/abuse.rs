@@ -14,13 +14,12 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use crate::root;
-use crate::server::{ServerProcess, die_with_parent};
+use crate::server::ServerProcess;
 
 /// Hostile clients of each kind.
 const EACH: usize = 8;
@@ -96,17 +95,10 @@ fn abuse(server: &ServerProcess, seconds: f64) -> Result<(), String> {
     let file = dir.join("normal.toml");
     std::fs::write(&file, scenario).map_err(|e| e.to_string())?;
     let run_dir = dir.join("run");
-    let mut loadgen = die_with_parent(&mut Command::new(
-        root().join("target/release/rtbench-loadgen"),
-    ))
-    .arg("run")
-    .arg(&file)
-    .arg("--out")
-    .arg(&run_dir)
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .map_err(|e| format!("cannot start the load generator: {e}"))?;
+    let mut loadgen = crate::loadgen_run(&file, &run_dir)
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start the load generator: {e}"))?;
     let t0 = Instant::now();
     let mut rss_max = rss_before;
     while loadgen.try_wait().map_err(|e| e.to_string())?.is_none() {

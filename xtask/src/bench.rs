@@ -7,7 +7,7 @@
 //! failure; write the record (`record.rs`) atomically.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ use crate::record::{
     SystemFigures,
 };
 use crate::sample::{self, Sample, Sampler};
-use crate::server::{RedisProcess, ServerProcess, die_with_parent};
+use crate::server::{RedisProcess, ServerProcess};
 use crate::subject::Subject;
 use crate::suite::{self, Overrides, Suite, Variant};
 use crate::{dashboard, root, tuning};
@@ -703,21 +703,11 @@ fn sampler_due(last: &Sample, started: Instant, offset: f64) -> bool {
 }
 
 fn start_loadgen(scenario: &Path, out: &Path, launch: Option<&Path>) -> Result<Child, String> {
-    let mut cmd = Command::new(root().join("target/release/rtbench-loadgen"));
-    crate::netns::enter(&mut cmd);
-    die_with_parent(&mut cmd)
-        .arg("run")
-        .arg(scenario)
-        .arg("--out")
-        .arg(out)
-        .args(
-            launch
-                .map(|l| [std::ffi::OsStr::new("--launch"), l.as_os_str()])
-                .into_iter()
-                .flatten(),
-        )
-        .stdout(Stdio::null())
-        .spawn()
+    let mut cmd = crate::loadgen_run(scenario, out);
+    if let Some(l) = launch {
+        cmd.arg("--launch").arg(l);
+    }
+    cmd.spawn()
         .map_err(|e| format!("cannot start the load generator: {e}"))
 }
 

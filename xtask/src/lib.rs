@@ -35,6 +35,21 @@ pub fn server_bin() -> std::path::PathBuf {
     root().join("target/release/rtbench-server")
 }
 
+/// `rtbench-loadgen run SCENARIO --out DIR` from this checkout's release
+/// build: inside the run's namespace if there is one, ended with the xtask,
+/// stdout (its progress bars) discarded. Callers add flags and spawn.
+pub fn loadgen_run(scenario: &std::path::Path, out: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(root().join("target/release/rtbench-loadgen"));
+    netns::enter(&mut cmd);
+    server::die_with_parent(&mut cmd)
+        .arg("run")
+        .arg(scenario)
+        .arg("--out")
+        .arg(out)
+        .stdout(std::process::Stdio::null());
+    cmd
+}
+
 /// Copies a file, creating the destination's directory.
 pub fn copy_file(from: &std::path::Path, to: &std::path::Path) -> Result<(), String> {
     std::fs::create_dir_all(to.parent().expect("has a parent"))

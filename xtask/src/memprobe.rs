@@ -7,11 +7,10 @@
 //! (RSS with N − RSS before) / N is the server's headline figure. The load
 //! generator's record gives its own figure, measured the same way.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::root;
-use crate::server::{ServerProcess, die_with_parent};
+use crate::server::ServerProcess;
 
 pub fn run(args: &[String]) -> Result<(), String> {
     let (mut n, mut rate) = (10_000u64, 5_000u64);
@@ -53,17 +52,10 @@ fn probe(server: &ServerProcess, n: u64, rate: u64) -> Result<(), String> {
     let scenario_file = dir.join("memprobe.toml");
     std::fs::write(&scenario_file, scenario).map_err(|e| e.to_string())?;
     let run_dir = dir.join("run");
-    let mut loadgen = die_with_parent(&mut Command::new(
-        root().join("target/release/rtbench-loadgen"),
-    ))
-    .arg("run")
-    .arg(&scenario_file)
-    .arg("--out")
-    .arg(&run_dir)
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .map_err(|e| format!("cannot start the load generator: {e}"))?;
+    let mut loadgen = crate::loadgen_run(&scenario_file, &run_dir)
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start the load generator: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs_f64(arrivals_s + 30.0);
     while server.metric("rtbench_connections")? < n {
         if Instant::now() > deadline || loadgen.try_wait().map_err(|e| e.to_string())?.is_some() {

@@ -81,21 +81,8 @@ pub fn ensure_debian(names: &[String], why: &str) -> Result<(), String> {
     if missing.is_empty() {
         return Ok(());
     }
-    let command = format!("apt-get install -y {}", missing.join(" "));
     eprintln!("xtask: setup: installing {} ({why})", missing.join(", "));
-    if !is_root() || !present("apt-get") {
-        return Err(format!(
-            "missing system packages: {}; install them with: sudo apt-get update && sudo {command}",
-            missing.join(", ")
-        ));
-    }
-    run_quiet(Command::new("apt-get").args(["update", "-qq"]))?;
-    run_quiet(
-        Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
+    apt_install(&missing)?;
     match missing.iter().find(|n| !installed(n)) {
         Some(n) => Err(format!(
             "installed {} but {n} is still missing",
@@ -175,6 +162,24 @@ fn run_quiet(cmd: &mut Command) -> Result<(), String> {
     }
 }
 
+/// `apt-get install`s `names` as root, or says the one command that would.
+fn apt_install(names: &[&str]) -> Result<(), String> {
+    if !is_root() || !present("apt-get") {
+        return Err(format!(
+            "missing system packages: {}; install them with: sudo apt-get update && sudo apt-get install -y {}",
+            names.join(", "),
+            names.join(" ")
+        ));
+    }
+    run_quiet(Command::new("apt-get").args(["update", "-qq"]))?;
+    run_quiet(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(names)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
 /// Installs the missing ones of `packages` with apt-get, or explains how.
 pub fn ensure(packages: &[Package]) -> Result<(), String> {
     let missing: Vec<&Package> = packages.iter().filter(|p| !present(p.provides)).collect();
@@ -182,23 +187,10 @@ pub fn ensure(packages: &[Package]) -> Result<(), String> {
         return Ok(());
     }
     let names: Vec<&str> = missing.iter().map(|p| p.debian).collect();
-    let command = format!("apt-get install -y {}", names.join(" "));
     for p in &missing {
         eprintln!("xtask: setup: installing {} ({})", p.debian, p.why);
     }
-    if !is_root() || !present("apt-get") {
-        return Err(format!(
-            "missing system packages: {}; install them with: sudo apt-get update && sudo {command}",
-            names.join(", ")
-        ));
-    }
-    run_quiet(Command::new("apt-get").args(["update", "-qq"]))?;
-    run_quiet(
-        Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&names)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
+    apt_install(&names)?;
     let still: Vec<&str> = missing
         .iter()
         .filter(|p| !present(p.provides))

@@ -2,29 +2,15 @@
 //! release server and load generator and writes a record that reads back
 //! through the types that define it.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::{ONE_AT_A_TIME, scratch, xtask};
 use xtask::record::{Environment, read_summary};
-
-/// Runs share the machine, the dashboard port and process checks: one at a time.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rtbench-xtask-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("record")
-}
-
-fn xtask(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    c.args(args).current_dir(xtask::root());
-    c
-}
 
 /// Processes running the workspace's release binaries.
 fn our_processes() -> Vec<String> {

@@ -3,21 +3,14 @@
 //! generator worker, each killed with SIGKILL by the test while the real
 //! xtask runs a two-process bench.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{ONE_AT_A_TIME, scratch, xtask};
 use xtask::record::read_summary;
-
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rtbench-fault-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("record")
-}
 
 /// (pid, parent pid, command name) of every process.
 fn processes() -> Vec<(u32, u32, String)> {
@@ -45,30 +38,28 @@ fn children(parent: u32, comm: &str) -> Vec<u32> {
 }
 
 fn start_bench(out: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args([
-            "bench",
-            "idle-1m",
-            "--variant",
-            "sdk-ping",
-            "--connections",
-            "2000",
-            "--rate",
-            "1000",
-            "--processes",
-            "2",
-            "--hold",
-            "6",
-            "--out",
-            out.to_str().unwrap(),
-            "--dashboard",
-            "127.0.0.1:0",
-        ])
-        .current_dir(xtask::root())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    xtask(&[
+        "bench",
+        "idle-1m",
+        "--variant",
+        "sdk-ping",
+        "--connections",
+        "2000",
+        "--rate",
+        "1000",
+        "--processes",
+        "2",
+        "--hold",
+        "6",
+        "--out",
+        out.to_str().unwrap(),
+        "--dashboard",
+        "127.0.0.1:0",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap()
 }
 
 /// Waits until `find` names a pid (the bench has built and started it).

@@ -2,28 +2,15 @@
 //! line or already running at a URL, benchmarked by the real xtask. The peer
 //! is the workspace's tokio-tungstenite echo server, a real process.
 
+mod common;
+
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::{ONE_AT_A_TIME, scratch, xtask};
 use xtask::record::read_summary;
-
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rtbench-subject-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("record")
-}
-
-fn xtask(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    c.args(args).current_dir(xtask::root());
-    c
-}
 
 fn peer_bin() -> PathBuf {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
@@ -73,6 +60,24 @@ fn smoke_against(server: &str, out: &std::path::Path) -> std::process::Output {
     .unwrap()
 }
 
+/// The run's record, having checked it succeeded, is complete and held
+/// every one of smoke's 500 connections at a quarter scale; and its stderr.
+fn complete_smoke(
+    o: &std::process::Output,
+    out: &std::path::Path,
+) -> (xtask::record::BenchSummary, String) {
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    let s = read_summary(out).unwrap();
+    assert!(s.complete, "{s:?}");
+    assert_eq!(
+        (s.connections.peak, s.connections.failed),
+        (500, 0),
+        "{err}"
+    );
+    (s, err)
+}
+
 #[test]
 fn a_server_started_from_a_command_line_is_benchmarked_sampled_and_stopped() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -80,15 +85,7 @@ fn a_server_started_from_a_command_line_is_benchmarked_sampled_and_stopped() {
     let before = running(&peer);
     let out = scratch("command");
     let o = smoke_against(&format!("command:{} --port {{port}}", peer.display()), &out);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{err}");
-    let s = read_summary(&out).unwrap();
-    assert!(s.complete, "{s:?}");
-    assert_eq!(
-        (s.connections.peak, s.connections.failed),
-        (500, 0),
-        "{err}"
-    );
+    let (s, _) = complete_smoke(&o, &out);
     assert_eq!(
         s.server_under_test,
         format!("command: {} --port {{port}}", peer.display())
@@ -135,15 +132,7 @@ fn a_server_given_by_url_is_benchmarked_and_the_record_names_what_it_could_not_m
     let still_running = server.try_wait().unwrap().is_none();
     let _ = server.kill();
     let _ = server.wait();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{err}");
-    let s = read_summary(&out).unwrap();
-    assert!(s.complete, "{s:?}");
-    assert_eq!(
-        (s.connections.peak, s.connections.failed),
-        (500, 0),
-        "{err}"
-    );
+    let (s, err) = complete_smoke(&o, &out);
     assert_eq!(s.server_under_test, format!("url: {url}"));
     assert_eq!(s.unmeasured.len(), 2, "{:?}", s.unmeasured);
     assert!(
