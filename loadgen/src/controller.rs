@@ -23,6 +23,7 @@ use rtbench_record::load::{
     self as record, Bottleneck, Connections, Events, LoadgenSelf, Row, Summary,
 };
 use rtbench_record::scenario::{Protocol, Scenario};
+use rtbench_record::series::HostSample;
 
 /// Open files a worker keeps for itself beyond its connections.
 const WORKER_FD_HEADROOM: u64 = 1000;
@@ -31,6 +32,14 @@ const CPU_SATURATED_PCT: f64 = 90.0;
 const CPU_SATURATED_SECONDS: usize = 3;
 /// Arrivals or publishing this late mean the client fell behind its schedule.
 const LAG_LIMIT_MS: f64 = 100.0;
+/// How long every worker has to start, reach its targets and say `ready`
+/// (a container's or a remote host's start included) before the run is
+/// refused, naming the worker's host.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// A worker silent this long once the schedule started (its heartbeat is
+/// its tick line, once a second) is declared lost: it is killed, the run
+/// goes on without it and is not complete.
+const LOST_AFTER: Duration = Duration::from_secs(15);
 
 pub struct RunArgs {
     pub scenario: PathBuf,
@@ -144,6 +153,15 @@ struct Merge {
     /// Seconds each worker spent at or above CPU_SATURATED_PCT.
     saturated: BTreeMap<u64, usize>,
     cpu_max: f64,
+    /// Workers that will report no more (lost, or their output ended):
+    /// seconds no longer wait for them.
+    gone: std::collections::BTreeSet<u64>,
+    /// The newest second each worker reported.
+    last_t: BTreeMap<u64, u64>,
+    /// Each worker's host, as the launch plan names it.
+    hosts: Vec<String>,
+    /// `hosts.csv`: each host's second, from the worker that samples it.
+    host_rows: Vec<HostSample>,
 }
 
 struct Second {
@@ -155,9 +173,13 @@ struct Second {
 }
 
 impl Merge {
-    fn new(workers: u64) -> Merge {
+    fn new(hosts: Vec<String>) -> Merge {
         Merge {
-            workers,
+            workers: hosts.len() as u64,
+            hosts,
+            gone: Default::default(),
+            last_t: BTreeMap::new(),
+            host_rows: Vec::new(),
             open: BTreeMap::new(),
             rows: Vec::new(),
             latest: BTreeMap::new(),
@@ -178,11 +200,17 @@ impl Merge {
             cpu_pct,
             rss_kib,
             interval,
+            host,
             ..
         } = r
         else {
             return None;
         };
+        self.last_t.insert(w, t);
+        if let Some(mut h) = host {
+            h.host = self.hosts.get(w as usize).cloned().unwrap_or_default();
+            self.host_rows.push(h);
+        }
         self.cpu_max = self.cpu_max.max(cpu_pct);
         if cpu_pct >= CPU_SATURATED_PCT {
             *self.saturated.entry(w).or_default() += 1;
@@ -207,16 +235,31 @@ impl Merge {
                 stats::merge(h, &x);
             }
         }
+        self.close_seconds()
+    }
+
+    /// Completes every leading second each worker has reported or will
+    /// never report; returns the newest.
+    fn close_seconds(&mut self) -> Option<Row> {
         let mut done = None;
-        while self
-            .open
-            .first_key_value()
-            .is_some_and(|(_, s)| s.by_worker.len() as u64 >= self.workers)
-        {
+        while self.open.first_key_value().is_some_and(|(_, s)| {
+            (0..self.workers).all(|w| s.by_worker.contains_key(&w) || self.gone.contains(&w))
+        }) {
             let (t, sec) = self.open.pop_first().expect("checked");
             done = Some(self.complete(t, sec));
         }
         done
+    }
+
+    /// The newest second worker `w` reported (0: none yet).
+    fn latest_second(&self, w: u64) -> u64 {
+        self.last_t.get(&w).copied().unwrap_or(0)
+    }
+
+    /// Worker `w` reports no more: seconds stop waiting for it.
+    fn gone(&mut self, w: u64) -> Option<Row> {
+        self.gone.insert(w);
+        self.close_seconds()
     }
 
     /// Completes the seconds some worker never reported (it ended first):
@@ -246,6 +289,8 @@ impl Merge {
             failed: sum.failed_total(),
             closed_by_server: sum.closed_by_server.values().sum(),
             deliveries: sum.deliveries,
+            bytes_in: sum.bytes_in,
+            bytes_out: sum.bytes_out,
             connect: percentiles_ms(&sec.connect),
             delivery: percentiles_ms(&sec.delivery),
             lag_max_ms: sec.lag_max_ms,
@@ -281,12 +326,12 @@ async fn supervise(
     let sc = Rc::new(sc);
     let started_at = rtbench_protocol::time::appwrite_timestamp(now_ns());
     let workers = launch.workers.len() as u64;
-    let start_ns = now_ns() + 1_000_000_000 + workers * 20_000_000;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, String)>();
+    // Lines from the workers; `None` when a worker's output ended.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Option<String>)>();
     let mut children: Vec<(Child, Option<ChildStdin>)> = Vec::new();
+    let mut sampled_hosts = std::collections::BTreeSet::new();
     for (w, how) in (0u64..).zip(&launch.workers) {
-        let log = std::fs::File::create(dir.join(format!("workers/worker-{w}.log")))
-            .map_err(|e| e.to_string())?;
+        let log = std::fs::File::create(worker_log(&dir, w)).map_err(|e| e.to_string())?;
         let mut child = Command::new(&how.argv[0])
             .args(&how.argv[1..])
             .stdin(Stdio::piped())
@@ -299,8 +344,9 @@ async fn supervise(
             scenario: (*sc).clone(),
             worker: w,
             workers,
-            start_unix_ns: start_ns,
+            start_unix_ns: 0,
             clock_offset_ns: how.clock_offset_ns,
+            sample_host: sampled_hosts.insert(how.host.clone()),
         };
         let mut stdin = child.stdin.take().expect("piped");
         let line = serde_json::to_string(&plan).expect("plan serializes") + "\n";
@@ -313,37 +359,135 @@ async fn supervise(
         tokio::task::spawn_local(async move {
             let mut lines = BufReader::new(stdout).lines();
             while let Ok(Some(l)) = lines.next_line().await {
-                let _ = tx.send((w, l));
+                let _ = tx.send((w, Some(l)));
             }
+            let _ = tx.send((w, None));
         });
         children.push((child, Some(stdin)));
     }
     drop(tx);
+    let hosts: Vec<String> = launch.workers.iter().map(|l| l.host.clone()).collect();
+
+    // The ready barrier: the schedule starts only once every worker runs,
+    // has reached its targets and says so.
+    let mut ready = std::collections::BTreeSet::new();
+    let ready_by = tokio::time::Instant::now() + READY_TIMEOUT;
+    let mut why_not: Option<(u64, String)> = None;
+    while (ready.len() as u64) < workers && why_not.is_none() {
+        tokio::select! {
+            line = rx.recv() => match line {
+                Some((w, Some(l))) => {
+                    if matches!(serde_json::from_str::<Report>(&l), Ok(Report::Ready { .. })) {
+                        ready.insert(w);
+                    }
+                }
+                Some((w, None)) => why_not = Some((w, "ended before it was ready".into())),
+                None => break,
+            },
+            _ = tokio::time::sleep_until(ready_by) => {
+                let w = (0..workers).find(|w| !ready.contains(w)).unwrap_or(0);
+                why_not = Some((w, format!("was not ready within {} s", READY_TIMEOUT.as_secs())));
+            }
+        }
+    }
+    if let Some((w, why)) = why_not {
+        for (child, stdin) in &mut children {
+            stdin.take();
+            let _ = child.start_kill();
+        }
+        let log = log_tail(&worker_log(&dir, w));
+        return Err(format!(
+            "worker {w} on {} {why}; the run did not start{}",
+            hosts[w as usize],
+            if log.is_empty() {
+                String::new()
+            } else {
+                format!(": {log}")
+            }
+        ));
+    }
+    // Every worker gets the start well before it is due.
+    let start_ns = now_ns() + 300_000_000 + workers * 2_000_000;
+    let start = serde_json::to_string(&crate::worker::Start {
+        start_unix_ns: start_ns,
+    })
+    .expect("start serializes")
+        + "\n";
+    for (w, (_, stdin)) in children.iter_mut().enumerate() {
+        if let Some(s) = stdin {
+            s.write_all(start.as_bytes())
+                .await
+                .map_err(|e| format!("worker {w}: {e}"))?;
+        }
+    }
 
     let stop = Rc::new(Cell::new(false));
     let publishing = tokio::task::spawn_local(publisher::run(sc.clone(), start_ns, stop.clone()));
     let mut stopped_by: Option<String> = None;
-    let mut merge = Merge::new(workers);
+    let mut merge = Merge::new(hosts.clone());
     let mut progress = crate::progress::Progress::new(sc.total_arrivals());
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(|e| e.to_string())?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;
+    // Heartbeats: when each worker was last heard from (the first tick is
+    // due a second after the start).
+    let first_tick = tokio::time::Instant::now()
+        + Duration::from_nanos(start_ns.saturating_sub(now_ns()))
+        + Duration::from_secs(1);
+    let mut heard = vec![first_tick; workers as usize];
+    let mut lost: BTreeMap<u64, String> = BTreeMap::new();
+    let mut watch = tokio::time::interval(Duration::from_secs(1));
+    let mut live = Live::default();
     loop {
         tokio::select! {
             line = rx.recv() => match line {
                 None => break,
-                Some((w, l)) => match serde_json::from_str::<Report>(&l) {
-                    Ok(r @ Report::Tick { .. }) => {
-                        if let Some(row) = merge.tick(w, r) {
-                            progress.update(&row);
-                            write_live(&dir, &row, sc.total_arrivals());
-                        }
+                Some((w, None)) => {
+                    if let Some(row) = merge.gone(w) {
+                        live.update(&dir, &row, &sc, &merge);
                     }
-                    Ok(r @ Report::Final { .. }) => { merge.finals.insert(w, r); }
-                    Err(_) => merge.bad_lines += 1,
-                },
+                }
+                Some((w, Some(l))) => {
+                    heard[w as usize] = tokio::time::Instant::now();
+                    match serde_json::from_str::<Report>(&l) {
+                        Ok(r @ Report::Tick { .. }) => {
+                            if let Some(row) = merge.tick(w, r) {
+                                progress.update(&row);
+                                live.update(&dir, &row, &sc, &merge);
+                            }
+                        }
+                        Ok(r @ Report::Final { .. }) => {
+                            merge.finals.insert(w, r);
+                        }
+                        Ok(Report::Ready { .. }) => {}
+                        Err(_) => merge.bad_lines += 1,
+                    }
+                }
             },
+            _ = watch.tick() => {
+                let now = tokio::time::Instant::now();
+                for w in 0..workers {
+                    let silent = now.saturating_duration_since(heard[w as usize]);
+                    if silent < LOST_AFTER || merge.gone.contains(&w) || merge.finals.contains_key(&w) {
+                        continue;
+                    }
+                    let last = merge.latest_second(w);
+                    let status = format!(
+                        "lost: no report for {} s after second {last} (killed)",
+                        LOST_AFTER.as_secs()
+                    );
+                    eprintln!("rtbench-loadgen: worker {w} on {}: {status}", hosts[w as usize]);
+                    let (child, stdin) = &mut children[w as usize];
+                    stdin.take();
+                    let _ = child.start_kill();
+                    lost.insert(w, status);
+                    live.lost.push(format!("worker {w} on {} lost after second {last}", hosts[w as usize]));
+                    if let Some(row) = merge.gone(w) {
+                        live.update(&dir, &row, &sc, &merge);
+                    }
+                }
+            }
             _ = sigint.recv(), if stopped_by.is_none() => stopped_by = Some("SIGINT".into()),
             _ = sigterm.recv(), if stopped_by.is_none() => stopped_by = Some("SIGTERM".into()),
         }
@@ -363,24 +507,32 @@ async fn supervise(
     for (w, (mut child, _)) in children.into_iter().enumerate() {
         let pid = child.id().unwrap_or(0);
         let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
-        if !matches!(status, Ok(Ok(s)) if s.success()) {
-            let _ = child.kill().await;
-            let status = match status {
-                Ok(Ok(s)) => {
-                    use std::os::unix::process::ExitStatusExt;
-                    s.signal()
-                        .map_or(s.to_string(), |sig| format!("signal {sig}"))
+        let status = match lost.remove(&(w as u64)) {
+            Some(why) => why,
+            None if matches!(status, Ok(Ok(s)) if s.success()) => continue,
+            None => {
+                let _ = child.kill().await;
+                match status {
+                    Ok(Ok(s)) => {
+                        use std::os::unix::process::ExitStatusExt;
+                        s.signal()
+                            .map_or(s.to_string(), |sig| format!("signal {sig}"))
+                    }
+                    Ok(Err(e)) => format!("cannot be waited for: {e}"),
+                    Err(_) => "still running 10 s after the end (killed)".into(),
                 }
-                Ok(Err(e)) => format!("cannot be waited for: {e}"),
-                Err(_) => "still running 10 s after the end (killed)".into(),
-            };
-            died.push(format!("worker {w} (pid {pid}) ended: {status}"));
-            worker_exits.push(rtbench_record::load::WorkerExit {
-                worker: w as u64,
-                pid,
-                status,
-            });
-        }
+            }
+        };
+        died.push(format!(
+            "worker {w} (pid {pid}, {}) ended: {status}",
+            hosts[w]
+        ));
+        worker_exits.push(rtbench_record::load::WorkerExit {
+            worker: w as u64,
+            pid,
+            host: hosts[w].clone(),
+            status,
+        });
     }
     progress.finish();
     let complete = stopped_by.is_none() && died.is_empty() && merge.finals.len() as u64 == workers;
@@ -407,19 +559,64 @@ async fn supervise(
     Ok(summary.complete)
 }
 
-/// `live.json`: the latest second, replaced whole each second while the run
-/// goes on (for dashboards; gone from the finished record).
-fn write_live(dir: &Path, r: &Row, target: u64) {
-    let live = serde_json::json!({
-        "t": r.t, "target": target, "open": r.open, "connecting": r.connecting, "attempted": r.attempted,
-        "connected": r.connected, "failed": r.failed, "closed_by_server": r.closed_by_server,
-        "deliveries": r.deliveries, "connect_p50_ms": r.connect.p50, "connect_p99_ms": r.connect.p99,
-        "delivery_p50_ms": r.delivery.p50, "delivery_p99_ms": r.delivery.p99,
-        "worker_cpu_max_pct": r.worker_cpu_max_pct, "loadgen_rss_kib": r.rss_kib,
-    });
-    let tmp = dir.join("live.json.tmp");
-    if std::fs::write(&tmp, live.to_string()).is_ok() {
-        let _ = std::fs::rename(&tmp, dir.join("live.json"));
+fn worker_log(dir: &Path, w: u64) -> PathBuf {
+    dir.join(format!("workers/worker-{w}.log"))
+}
+
+/// The last lines of a worker's log, on one line, for an error message.
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(3)..].join(" | ")
+}
+
+/// `live.json`: the latest second and the self-check's warnings so far,
+/// replaced whole each second while the run goes on (for the live page;
+/// gone from the finished record).
+#[derive(Default)]
+struct Live {
+    /// Workers declared lost, as the live page says it.
+    lost: Vec<String>,
+    /// The latest arrival lag so far (ms).
+    lag_max_ms: f64,
+}
+
+impl Live {
+    fn update(&mut self, dir: &Path, r: &Row, sc: &Scenario, merge: &Merge) {
+        self.lag_max_ms = self.lag_max_ms.max(r.lag_max_ms);
+        let mut warnings = self.lost.clone();
+        if self.lag_max_ms > LAG_LIMIT_MS {
+            warnings.push(format!(
+                "arrivals started up to {:.0} ms behind schedule (limit {LAG_LIMIT_MS} ms)",
+                self.lag_max_ms
+            ));
+        }
+        for (w, secs) in &merge.saturated {
+            if *secs >= CPU_SATURATED_SECONDS {
+                warnings.push(format!(
+                    "worker {w} used >= {CPU_SATURATED_PCT}% of a core for {secs} s"
+                ));
+            }
+        }
+        let prev = merge.rows.iter().rev().nth(1);
+        let per_s = |now: u64, before: Option<u64>| now.saturating_sub(before.unwrap_or(0));
+        let live = serde_json::json!({
+            "t": r.t, "target": sc.total_arrivals(), "open": r.open, "connecting": r.connecting,
+            "attempted": r.attempted, "connected": r.connected, "failed": r.failed,
+            "closed_by_server": r.closed_by_server, "deliveries": r.deliveries,
+            "deliveries_per_s": per_s(r.deliveries, prev.map(|p| p.deliveries)),
+            "received_bytes_per_s": per_s(r.bytes_in, prev.map(|p| p.bytes_in)),
+            "sent_bytes_per_s": per_s(r.bytes_out, prev.map(|p| p.bytes_out)),
+            "connect_p50_ms": r.connect.p50, "connect_p99_ms": r.connect.p99,
+            "delivery_p50_ms": r.delivery.p50, "delivery_p99_ms": r.delivery.p99,
+            "arrival_lag_max_ms": r.lag_max_ms,
+            "worker_cpu_max_pct": r.worker_cpu_max_pct, "loadgen_rss_kib": r.rss_kib,
+            "warnings": warnings,
+        });
+        let tmp = dir.join("live.json.tmp");
+        if std::fs::write(&tmp, live.to_string()).is_ok() {
+            let _ = std::fs::rename(&tmp, dir.join("live.json"));
+        }
     }
 }
 
@@ -594,6 +791,7 @@ fn write(dir: &Path, merge: &Merge, summary: &Summary) -> Result<(), String> {
         &dir.join("timeseries.csv"),
         &record::timeseries(&merge.rows),
     )?;
+    rtbench_record::series::write_csv(&dir.join(record::HOSTS_CSV), &merge.host_rows)?;
     let mut hists = Hists::default();
     for r in merge.finals.values() {
         if let Report::Final { hists: h, .. } = r {

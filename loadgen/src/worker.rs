@@ -37,13 +37,29 @@ pub struct Plan {
     pub scenario: Scenario,
     pub worker: u64,
     pub workers: u64,
-    /// When arrival offsets start counting (CLOCK_REALTIME ns).
+    /// When arrival offsets start counting (CLOCK_REALTIME ns). Left 0 in
+    /// the plan: it comes in the `Start` line once every worker is ready.
+    #[serde(default)]
     pub start_unix_ns: u64,
     /// This machine's clock minus the controller's: every time the worker
     /// takes is moved onto the controller's clock (`clock_ns`).
     #[serde(default)]
     pub clock_offset_ns: i64,
+    /// Whether this worker reports its machine's memory, CPU, load and
+    /// sockets each second (one worker per host does).
+    #[serde(default)]
+    pub sample_host: bool,
 }
+
+/// The controller's second line, once every worker has said `ready`: when
+/// the schedule starts (the ready barrier).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Start {
+    pub start_unix_ns: u64,
+}
+
+/// A machine's state in one second, as a worker on it reads it.
+pub use rtbench_record::series::HostSample;
 
 /// The controller's clock as this worker estimates it: schedules, stamps and
 /// latencies all read it, so a worker on another machine measures what a
@@ -58,6 +74,8 @@ fn clock_ns() -> u64 {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Report {
+    /// Set up and able to reach every target: waiting for `Start`.
+    Ready { worker: u64 },
     /// Every second: cumulative counters, the second's own latency histograms.
     Tick {
         worker: u64,
@@ -69,6 +87,9 @@ pub enum Report {
         cpu_pct: f64,
         rss_kib: u64,
         interval: BTreeMap<String, String>,
+        /// The machine's figures, from the worker that samples its host.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<HostSample>,
     },
     /// Once, at the end: everything.
     Final {
@@ -110,14 +131,15 @@ struct Worker {
     interrupted: Arc<AtomicBool>,
 }
 
-/// `rtbench-loadgen worker`: reads the plan from stdin and runs it.
+/// `rtbench-loadgen worker`: reads the plan from stdin, gets ready, says so,
+/// waits for the start time and runs the plan.
 pub fn main() -> Result<(), String> {
+    let mut stdin = std::io::stdin().lock();
     let mut line = String::new();
-    std::io::stdin()
-        .lock()
+    stdin
         .read_line(&mut line)
         .map_err(|e| format!("reading the plan: {e}"))?;
-    let plan: Plan =
+    let mut plan: Plan =
         serde_json::from_str(&line).map_err(|e| format!("the plan on stdin is not valid: {e}"))?;
     CLOCK_OFFSET_NS.store(plan.clock_offset_ns, Ordering::Relaxed);
     // The log names the process, so whoever reads it can check it is gone.
@@ -128,6 +150,29 @@ pub fn main() -> Result<(), String> {
     );
     sys::raise_open_files();
     sys::raise_priority();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let _entered = rt.enter();
+    let (holds, readiness) = hold::new(plan_capacity(&plan))
+        .map_err(|e| format!("cannot make the hold reactor: {e}"))?;
+    reach_targets(&plan.scenario)?;
+    emit(&Report::Ready {
+        worker: plan.worker,
+    });
+    line.clear();
+    if stdin
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the start: {e}"))?
+        == 0
+    {
+        return Ok(()); // the controller gave up before the start
+    }
+    let start: Start =
+        serde_json::from_str(&line).map_err(|e| format!("the start on stdin is not valid: {e}"))?;
+    plan.start_unix_ns = start.start_unix_ns;
+    drop(stdin);
     let interrupted = Arc::new(AtomicBool::new(false));
     {
         // Stdin closing is the controller's stop signal.
@@ -137,16 +182,31 @@ pub fn main() -> Result<(), String> {
             flag.store(true, Ordering::Relaxed);
         });
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let _entered = rt.enter();
-    let (holds, readiness) = hold::new(plan_capacity(&plan))
-        .map_err(|e| format!("cannot make the hold reactor: {e}"))?;
     let w = Rc::new(Worker::new(plan, holds, interrupted)?);
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, run(w, readiness));
+    Ok(())
+}
+
+/// How long a worker tries to reach a target before it refuses to start.
+const REACH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The ready barrier's check: a TCP connection to every target address
+/// (closed at once), so a worker that cannot reach the server says so
+/// before the schedule starts rather than failing every arrival.
+fn reach_targets(sc: &Scenario) -> Result<(), String> {
+    let mut addrs: Vec<std::net::SocketAddr> = sc
+        .target
+        .urls
+        .iter()
+        .map(|u| Endpoint::parse(u, sc.target.protocol).map(|e| e.addr))
+        .collect::<Result<_, _>>()?;
+    addrs.sort();
+    addrs.dedup();
+    for a in addrs {
+        std::net::TcpStream::connect_timeout(&a, REACH_TIMEOUT)
+            .map_err(|e| format!("cannot reach the target {a} from {}: {e}", sys::hostname()))?;
+    }
     Ok(())
 }
 
@@ -595,6 +655,10 @@ async fn ticker(w: Rc<Worker>) {
 /// Every second (aligned to the run's start): one `tick` line.
 async fn reporter(w: Rc<Worker>) {
     let mut t = 1u64;
+    let mut host = w
+        .plan
+        .sample_host
+        .then(rtbench_record::host::HostSampler::default);
     let mut cpu_before = sys::cpu_seconds();
     let mut wall_before = clock_ns();
     loop {
@@ -627,6 +691,7 @@ async fn reporter(w: Rc<Worker>) {
             cpu_pct,
             rss_kib: sys::rss_kib(),
             interval,
+            host: host.as_mut().map(|h| h.sample(t)),
         });
         t += 1;
     }

@@ -40,11 +40,7 @@ impl TestServer {
     fn metric(&self, name: &str) -> u64 {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(self.addr).unwrap();
-        write!(
-            s,
-            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
+        s.write_all(METRICS_REQUEST).unwrap();
         let mut text = String::new();
         s.read_to_string(&mut text).unwrap();
         text.lines()
@@ -52,6 +48,9 @@ impl TestServer {
             .unwrap()
     }
 }
+
+/// What `TestServer::metric` sends: the server counts it among the bytes it read.
+const METRICS_REQUEST: &[u8] = b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
 
 /// A redis-server of the test's own on a free loopback port.
 struct Redis {
@@ -193,6 +192,39 @@ channels = ["files"]
     assert!(s.connect_ms.p50 > 0.0);
     assert_eq!(s.workers, 2);
     assert_eq!(server.metric("rtbench_connections_total"), 1000);
+    // Traffic: every byte one end wrote, the other read (the clients count
+    // theirs, the server its own; the ready barrier's probes send none).
+    let server_out = server.metric("rtbench_bytes_out_total");
+    let server_in = server.metric("rtbench_bytes_in_total");
+    assert_eq!(
+        (server_out, s.counters.bytes_in),
+        (s.counters.bytes_in, server_out),
+        "{:?}",
+        s.counters
+    );
+    // Beside the clients' bytes, the server read this test's earlier two
+    // requests, and the one it is answering if its reactor has already
+    // added that turn's counts.
+    let l = METRICS_REQUEST.len() as u64;
+    assert!(
+        [2 * l, 3 * l].contains(&server_in.wrapping_sub(s.counters.bytes_out)),
+        "server read {server_in}, clients sent {}",
+        s.counters.bytes_out
+    );
+    let traffic: u64 = rtbench_record::series::read_csv::<rtbench_record::load::TimeseriesRow>(
+        &out.join("timeseries.csv"),
+    )
+    .unwrap()
+    .iter()
+    .map(|r| r.received_bytes_per_s)
+    .sum();
+    // The per-second traffic adds up to all of it but the servers' close
+    // frames (4 bytes each), which may arrive after the last second.
+    assert!(
+        (s.counters.bytes_in - 4 * 1000..=s.counters.bytes_in).contains(&traffic),
+        "{traffic} of {} bytes in the per-second rows",
+        s.counters.bytes_in
+    );
     // One write per connection for its upgrade request and one for its close.
     assert_eq!(s.counters.writes, 2000, "{:?}", s.counters);
     assert!(
@@ -582,16 +614,12 @@ fn a_bad_scenario_names_file_line_and_field() {
 }
 
 #[test]
-fn unreachable_targets_fail_within_the_connect_timeout() {
+fn silent_targets_fail_within_the_connect_timeout() {
     // A listener that completes TCP handshakes but never answers HTTP.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let refused = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
-    let dir = scratch("unreachable");
+    let dir = scratch("silent");
     let sc = format!(
-        "[target]\nurls=[\"ws://{}\", \"ws://{refused}\"]\nconnect_timeout_s=1\n[[phases]]\nduration_s=1\nrate=10\n[session]\nchannels=[\"files\"]\n",
+        "[target]\nurls=[\"ws://{}\"]\nconnect_timeout_s=1\n[[phases]]\nduration_s=1\nrate=10\n[session]\nchannels=[\"files\"]\n",
         silent.local_addr().unwrap()
     );
     let t0 = Instant::now();
@@ -601,17 +629,41 @@ fn unreachable_targets_fail_within_the_connect_timeout() {
     assert_eq!(s.connections.connected, 0);
     assert_eq!(
         s.counters.failed.get("timeout"),
-        Some(&5),
-        "{:?}",
-        s.counters.failed
-    );
-    assert_eq!(
-        s.counters.failed.get("refused"),
-        Some(&5),
+        Some(&10),
         "{:?}",
         s.counters.failed
     );
     // Bounded: 1 s of arrivals, a 1 s timeout, start-up and close; never a hang.
     assert!(elapsed < Duration::from_secs(20), "took {elapsed:?}");
     drop(silent);
+}
+
+#[test]
+fn a_target_no_worker_can_reach_refuses_the_run_before_it_starts() {
+    let server = TestServer::start();
+    let refused = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let dir = scratch("unreachable");
+    let sc = format!(
+        "[target]\nurls=[\"ws://{}\", \"ws://{refused}\"]\n[[phases]]\nduration_s=1\nrate=10\n[session]\nchannels=[\"files\"]\n",
+        server.addr
+    );
+    let (output, out) = run(&dir, &sc, &["--workers", "2"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    // The ready barrier names the worker, its host and the target.
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("the run did not start"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        line.contains("on localhost ended before it was ready")
+            && line.contains(&format!("cannot reach the target {refused}")),
+        "{line}"
+    );
+    assert!(!out.exists());
+    // Nothing was attempted against the reachable server either.
+    assert_eq!(server.metric("rtbench_connections_total"), 0);
 }

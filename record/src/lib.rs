@@ -41,6 +41,7 @@ pub const VERSUS: &str = "versus.json";
 pub const REFERENCE: &str = "reference.json";
 
 pub mod endpoint;
+pub mod host;
 pub mod launch;
 pub mod load;
 pub mod metrics;

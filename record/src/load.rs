@@ -53,8 +53,17 @@ pub struct WorkerExit {
     pub worker: u64,
     /// Its pid here (0 when it ran elsewhere or was never started).
     pub pid: u32,
+    /// Where it ran, as the launch plan names the host.
+    #[serde(default)]
+    pub host: String,
+    /// How it ended (`signal 9`, `exit status: 1`), or `lost: ...` when it
+    /// fell silent and was killed.
     pub status: String,
 }
+
+/// Each worker host's memory, CPU, load and sockets per second
+/// (`series::HostSample` rows).
+pub const HOSTS_CSV: &str = "hosts.csv";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Connections {
@@ -127,6 +136,9 @@ pub struct Row {
     pub failed: u64,
     pub closed_by_server: u64,
     pub deliveries: u64,
+    /// Bytes the clients received and sent so far (frames and handshakes).
+    pub bytes_in: u64,
+    pub bytes_out: u64,
     pub connect: Percentiles,
     pub delivery: Percentiles,
     pub lag_max_ms: f64,
@@ -156,6 +168,11 @@ pub struct TimeseriesRow {
     pub arrival_lag_max_ms: f64,
     pub worker_cpu_max_pct: f64,
     pub loadgen_rss_kib: u64,
+    /// Client traffic in this second (bytes; absent from early records).
+    #[serde(default)]
+    pub received_bytes_per_s: u64,
+    #[serde(default)]
+    pub sent_bytes_per_s: u64,
 }
 
 /// Three decimals are a microsecond: enough, and the files stay small.
@@ -186,6 +203,8 @@ pub fn timeseries(rows: &[Row]) -> Vec<TimeseriesRow> {
                 arrival_lag_max_ms: milli(r.lag_max_ms),
                 worker_cpu_max_pct: (r.worker_cpu_max_pct * 10.0).round() / 10.0,
                 loadgen_rss_kib: r.rss_kib,
+                received_bytes_per_s: r.bytes_in.saturating_sub(prev.bytes_in),
+                sent_bytes_per_s: r.bytes_out.saturating_sub(prev.bytes_out),
             };
             prev = r.clone();
             out

@@ -48,10 +48,34 @@ pub struct ServerSample {
     pub server_deliveries: u64,
     #[serde(default)]
     pub server_pongs: u64,
+    /// Bytes the servers read from and wrote to their connections
+    /// (cumulative; 0 for a server that does not report them).
+    #[serde(default)]
+    pub server_bytes_in: u64,
+    #[serde(default)]
+    pub server_bytes_out: u64,
     /// Each server process: (connections, RSS KiB, CPU seconds so far); kept
     /// in the summary, not in the CSV.
     #[serde(skip)]
     pub per_process: Vec<(u64, u64, f64)>,
+}
+
+/// One second of a machine the run used, as a worker on it read it: the
+/// load generator's `hosts.csv` (one row per host and second), so a run
+/// across machines shows each one's memory and CPU, not only the
+/// controller's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostSample {
+    pub t_s: u64,
+    /// The host as the launch plan names it (`localhost` for local workers).
+    pub host: String,
+    /// MemTotal − MemAvailable.
+    pub mem_used_kib: u64,
+    /// The machine's CPU busy over the second (100 = every core).
+    pub cpu_pct: f64,
+    pub load1: f64,
+    /// TCP sockets in use in the worker's network namespace.
+    pub tcp_inuse: u64,
 }
 
 /// `rows` as CSV text: a header from the type's fields, one line each.

@@ -109,6 +109,8 @@ pub struct Metrics {
     pub frames_in: AtomicU64,
     pub frames_out: AtomicU64,
     pub bytes_out: AtomicU64,
+    /// Bytes read from connections (request heads and frames).
+    pub bytes_in: AtomicU64,
     pub events_in: AtomicU64,
     pub events_invalid: AtomicU64,
     pub deliveries: AtomicU64,
@@ -145,12 +147,6 @@ impl Metrics {
         self.limits[limit as usize].fetch_add(1, Relaxed);
     }
 
-    /// Counts `frames` frames of `bytes` bytes in all handed to sockets.
-    pub fn sent(&self, frames: u64, bytes: u64) {
-        self.frames_out.fetch_add(frames, Relaxed);
-        self.bytes_out.fetch_add(bytes, Relaxed);
-    }
-
     /// The Prometheus text exposition of every counter.
     pub fn render(&self, connections: usize) -> String {
         let mut s = String::with_capacity(2048);
@@ -168,7 +164,13 @@ impl Metrics {
         );
         one("rtbench_frames_in_total", "counter", "WebSocket frames received.", c(&self.frames_in));
         one("rtbench_frames_out_total", "counter", "WebSocket frames sent or queued.", c(&self.frames_out));
-        one("rtbench_bytes_out_total", "counter", "WebSocket bytes sent or queued.", c(&self.bytes_out));
+        one(
+            "rtbench_bytes_out_total",
+            "counter",
+            "Bytes written or queued to connections (upgrade answers, frames, closes).",
+            c(&self.bytes_out),
+        );
+        one("rtbench_bytes_in_total", "counter", "Bytes read from connections.", c(&self.bytes_in));
         one("rtbench_events_in_total", "counter", "Events accepted for fan-out.", c(&self.events_in));
         one(
             "rtbench_events_invalid_total",

@@ -222,6 +222,7 @@ pub struct Stats {
     pub frames_in: u64,
     pub frames_out: u64,
     pub bytes_out: u64,
+    pub bytes_in: u64,
     pub deliveries: u64,
     pub slow_consumers: u64,
     pub pongs: u64,
@@ -530,6 +531,7 @@ impl Reactor {
             match (&*sock).read(buf) {
                 Ok(0) => return self.release(id),
                 Ok(n) => {
+                    self.stats.bytes_in += n as u64;
                     self.ingest(id, &mut buf[..n]);
                     if n < buf.len() || !self.current(id, generation) {
                         // A short read drained the socket: the next byte
@@ -623,9 +625,11 @@ impl Reactor {
         self.leave_handshake(id);
         let c = &mut self.conns[id as usize];
         let before = c.queued_bytes() as i64;
+        let len = last.len() as u64;
         if c.sock.is_none() || !c.begin_close(last) {
             return;
         }
+        self.stats.bytes_out += len;
         self.stats.queued += c.queued_bytes() as i64 - before;
         self.unfile(id);
         self.set_deadline(id, CLOSE_FLUSH);
@@ -870,6 +874,7 @@ impl Reactor {
         add(&m.frames_in, s.frames_in);
         add(&m.frames_out, s.frames_out);
         add(&m.bytes_out, s.bytes_out);
+        add(&m.bytes_in, s.bytes_in);
         add(&m.deliveries, s.deliveries);
         add(&m.slow_consumers_closed, s.slow_consumers);
         add(&m.pongs, s.pongs);

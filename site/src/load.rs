@@ -23,6 +23,8 @@ pub struct Run {
     pub load: Option<LoadSummary>,
     pub server: Option<Table>,
     pub timeseries: Option<Table>,
+    /// Each worker host's seconds (`hosts.csv`; none in early records).
+    pub hosts: Vec<record::series::HostSample>,
     /// (1/(1-q), value ms) from the histograms' percentile tables.
     pub delivery_percentiles: Vec<(f64, f64)>,
     pub connect_percentiles: Vec<(f64, f64)>,
@@ -249,6 +251,12 @@ fn load_run(scenario: &str, name: String, dir: &Path, in_versus: bool) -> Result
         &mut problems,
         typed_table::<record::load::TimeseriesRow>(&loadgen.join("timeseries.csv")),
     );
+    let hosts_csv = loadgen.join(record::load::HOSTS_CSV);
+    let hosts = if hosts_csv.exists() {
+        optional(&mut problems, record::series::read_csv(&hosts_csv)).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let hist = loadgen.join("histograms");
     let delivery_percentiles = percentile_points(&hist.join("delivery.txt"));
     let connect_percentiles = percentile_points(&hist.join("connect.txt"));
@@ -261,6 +269,7 @@ fn load_run(scenario: &str, name: String, dir: &Path, in_versus: bool) -> Result
         load,
         server,
         timeseries,
+        hosts,
         delivery_percentiles,
         connect_percentiles,
         in_versus,

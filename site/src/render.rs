@@ -303,6 +303,69 @@ impl Site<'_> {
             "Load",
             "no samples",
         ));
+        // The original's traffic chart: bytes each way per second, the
+        // clients' and (when the server reports them) the server's.
+        let mib = |v: f64| v / 1048576.0;
+        let mut traffic = vec![
+            Series::new(
+                "clients received",
+                ts.xy("t_s", "received_bytes_per_s", mib),
+            ),
+            Series::new("clients sent", ts.xy("t_s", "sent_bytes_per_s", mib)),
+            Series::new(
+                "server received",
+                per_second(&sv.xy("t_s", "server_bytes_in", mib)),
+            ),
+            Series::new(
+                "server sent",
+                per_second(&sv.xy("t_s", "server_bytes_out", mib)),
+            ),
+        ];
+        traffic.retain(|s| s.points.iter().any(|p| p.1 > 0.0));
+        push(self.chart(
+            chart::lines("Traffic", "s", "MiB/s", &traffic),
+            "Traffic",
+            "no traffic recorded (a record from before it was counted)",
+        ));
+        // Each worker host's own machine, as its workers read it.
+        let hosts: std::collections::BTreeSet<&str> =
+            run.hosts.iter().map(|h| h.host.as_str()).collect();
+        let by_host = |f: &dyn Fn(&rtbench_record::series::HostSample) -> f64| -> Vec<Series> {
+            hosts
+                .iter()
+                .map(|name| {
+                    let pts = run
+                        .hosts
+                        .iter()
+                        .filter(|h| h.host == *name)
+                        .map(|h| (h.t_s as f64, f(h)))
+                        .collect();
+                    Series::new(*name, pts)
+                })
+                .collect()
+        };
+        if !hosts.is_empty() {
+            push(self.chart(
+                chart::lines(
+                    "Load generator hosts: memory used",
+                    "s",
+                    "MiB",
+                    &by_host(&|h| h.mem_used_kib as f64 / 1024.0),
+                ),
+                "Hosts' memory",
+                "no host samples",
+            ));
+            push(self.chart(
+                chart::lines(
+                    "Load generator hosts: CPU busy (100 = every core)",
+                    "s",
+                    "%",
+                    &by_host(&|h| h.cpu_pct),
+                ),
+                "Hosts' CPU",
+                "no host samples",
+            ));
+        }
         charts
     }
 

@@ -231,7 +231,7 @@ pub fn task(args: &[String]) -> Result<(), String> {
     }
     crate::build_release()?;
     // One live page for the whole invocation, whichever variant is running.
-    let state: dashboard::State = Arc::new(Mutex::new(String::from("{}")));
+    let state: dashboard::State = Arc::new(Mutex::new(dashboard::History::default()));
     match dashboard::serve(&a.dashboard, state.clone()) {
         Ok(addr) => eprintln!("xtask: live dashboard: http://{addr}/"),
         Err(e) => eprintln!("xtask: no live dashboard: {e}"),
@@ -392,6 +392,9 @@ pub fn run_one(
         Some(v) => format!("{name} ({})", v.name),
         None => name.to_string(),
     };
+    if let Ok(mut h) = state.lock() {
+        h.reset();
+    }
     eprintln!(
         "xtask: bench {label}: {total} connections, {processes} server process(es), server {}",
         subject.label()
@@ -619,7 +622,7 @@ pub fn run_one(
             .is_none_or(|s| sampler_due(s, load_started, load_offset_s))
         {
             let s = sampler.sample();
-            publish_state(state, &s, &partial_dir(&load_dir), &label);
+            publish_state(state, &s, &partial_dir(&load_dir), &label, &exits);
             samples.push(s);
         }
     };
@@ -627,7 +630,7 @@ pub fn run_one(
     // The servers' work over the whole run, read once the load has stopped
     // (every process answers then): deliveries to set against what the
     // clients received, syscalls and wake-ups for the costs.
-    let totals: Option<[u64; 5]> = servers
+    let totals: Option<sample::Work> = servers
         .iter()
         .map(|s| {
             let v = crate::server::metrics_within(s.addr, &sample::WORK, Duration::from_secs(5))
@@ -635,10 +638,13 @@ pub fn run_one(
             let v: Option<Vec<u64>> = v.into_iter().collect();
             v?.try_into().ok()
         })
-        .try_fold([0u64; 5], |acc, v: Option<[u64; 5]>| {
-            let v = v?;
-            Some(std::array::from_fn(|k| acc[k] + v[k]))
-        });
+        .try_fold(
+            [0u64; sample::WORK.len()],
+            |acc, v: Option<sample::Work>| {
+                let v = v?;
+                Some(std::array::from_fn(|k| acc[k] + v[k]))
+            },
+        );
     let server_deliveries = totals.map(|t| t[3]);
     for s in &mut servers {
         s.stop(Duration::from_secs(15));
@@ -683,7 +689,10 @@ pub fn run_one(
             .iter()
             .map(|w| rtbench_record::ProcessExit {
                 t_s: end_s,
-                role: format!("worker {}", w.worker),
+                role: match w.host.as_str() {
+                    "" | "localhost" => format!("worker {}", w.worker),
+                    host => format!("worker {} on {host}", w.worker),
+                },
                 pid: w.pid,
                 status: w.status.clone(),
             }),
@@ -712,19 +721,42 @@ fn start_loadgen(scenario: &Path, out: &Path, launch: Option<&Path>) -> Result<C
 }
 
 /// Merges the load generator's latest second with the server sample.
-fn publish_state(state: &dashboard::State, s: &Sample, load_partial: &Path, label: &str) {
+fn publish_state(
+    state: &dashboard::State,
+    s: &Sample,
+    load_partial: &Path,
+    label: &str,
+    exits: &[rtbench_record::ProcessExit],
+) {
     let mut v: serde_json::Value = std::fs::read_to_string(load_partial.join("live.json"))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_else(|| serde_json::json!({}));
+    let t = v.get("t").and_then(serde_json::Value::as_u64);
     if let (Some(obj), Ok(serde_json::Value::Object(sv))) =
         (v.as_object_mut(), serde_json::to_value(s))
     {
         obj.extend(sv);
         obj.insert("scenario".into(), label.into());
+        obj.insert(
+            "cores".into(),
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .into(),
+        );
+        let faults: Vec<String> = exits
+            .iter()
+            .map(|e| {
+                format!(
+                    "FAULT at {:.1} s: {} (pid {}) ended: {}",
+                    e.t_s, e.role, e.pid, e.status
+                )
+            })
+            .collect();
+        obj.insert("faults".into(), faults.into());
     }
     if let Ok(mut g) = state.lock() {
-        *g = v.to_string();
+        g.update(t, v.to_string());
     }
 }
 
@@ -738,7 +770,7 @@ fn summarize(
     samples: &[Sample],
     hold: (f64, f64),
     interrupted: i32,
-    totals: Option<[u64; 5]>,
+    totals: Option<sample::Work>,
 ) -> BenchSummary {
     let before = samples.first().cloned().unwrap_or_default();
     // Memory is judged while the connections are held: closing allocates too
@@ -862,12 +894,12 @@ const SATURATED_PCT: f64 = 90.0;
 /// What the work cost. Per delivery: the servers' CPU over the hold
 /// divided by the deliveries the clients received per second, and their
 /// syscalls and wake-ups over the whole run divided by their deliveries
-/// (`totals`: reads, writes, wake-ups, deliveries, pongs, read at the end).
+/// (`totals`: `sample::WORK`'s counters, read at the end).
 /// In a run without events, the same per ping, over the hold. The load
 /// generator's syscalls are divided the same way over its whole run.
 fn costs(
     in_hold: &[&Sample],
-    totals: Option<[u64; 5]>,
+    totals: Option<sample::Work>,
     l: &rtbench_record::load::Summary,
 ) -> rtbench_record::Costs {
     let cpu_pct = mean(in_hold.iter().skip(1).map(|s| s.server_cpu_pct));
@@ -878,7 +910,7 @@ fn costs(
     if l.events.received > 0 {
         out.deliveries = totals.map_or(l.events.received, |t| t[3]);
         out.server_cpu_us_per_delivery = cpu_pct.and_then(|p| per(p * 1e4, l.events.per_second));
-        if let Some([reads, writes, wakeups, deliveries, _]) = totals {
+        if let Some([reads, writes, wakeups, deliveries, ..]) = totals {
             out.server_syscalls_per_delivery = per((reads + writes) as f64, deliveries as f64);
             out.server_wakeups_per_delivery = per(wakeups as f64, deliveries as f64);
         }

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::tuning;
+pub use rtbench_record::host::meminfo;
 
 /// Kernel memory per idle loopback TCP socket (measured here: 2,000,000
 /// plain loopback connections, both ends, in 11.8 GiB).
@@ -198,19 +199,6 @@ pub fn run(n: &Needs) -> Vec<Check> {
         }),
     ));
     out
-}
-
-/// A `/proc/meminfo` field in KiB.
-pub fn meminfo(field: &str) -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
-    s.lines().find_map(|l| {
-        l.strip_prefix(field)?
-            .strip_prefix(':')?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    })
 }
 
 /// Prints the checks; an error naming every failed one, with its fix.

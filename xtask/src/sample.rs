@@ -9,21 +9,26 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::preflight::meminfo;
 use crate::server;
+use rtbench_record::host;
 
 /// One second of `server.csv`; its schema lives with the record's.
 pub use rtbench_record::series::ServerSample as Sample;
 
 const CONNECTIONS: &str = "rtbench_connections";
 /// The servers' cumulative work counters, in `Sample`'s order.
-pub const WORK: [&str; 5] = [
+pub const WORK: [&str; 7] = [
     "rtbench_read_syscalls_total",
     "rtbench_write_syscalls_total",
     "rtbench_wakeups_total",
     "rtbench_deliveries_total",
     "rtbench_pongs_total",
+    "rtbench_bytes_in_total",
+    "rtbench_bytes_out_total",
 ];
+
+/// The servers' work counters, in `WORK`'s order.
+pub type Work = [u64; WORK.len()];
 
 /// Samples every server process (by pid and address) and Redis, if any.
 pub struct Sampler {
@@ -134,18 +139,16 @@ impl Sampler {
             })
             .collect();
         let work = |k: usize| self.known.iter().map(|w| w[1 + k]).sum::<u64>();
-        let machine = machine_jiffies();
-        let machine_cpu_pct = match (self.machine, machine) {
-            (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => {
-                100.0 * (b1 - b0) as f64 / (t1 - t0) as f64
-            }
-            _ => 0.0,
-        };
+        let machine = host::cpu_jiffies();
+        let machine_cpu_pct = host::busy_pct(self.machine, machine);
         self.machine = machine;
         // The servers' own network namespace's sockets (the host's, or the
         // run's namespace): read through the first local server's /proc.
         let local = self.servers.iter().map(|s| s.0).find(|&p| p != 0);
-        let (tcp_inuse, tcp_mem_pages) = sockstat(local);
+        let (tcp_inuse, tcp_mem_pages) =
+            host::tcp_sockstat(&local.map_or("/proc/net/sockstat".into(), |p| {
+                format!("/proc/{p}/net/sockstat")
+            }));
         let s = Sample {
             t_s: t,
             server_connections: per_process.iter().map(|p| p.0).sum(),
@@ -153,13 +156,10 @@ impl Sampler {
             server_cpu_pct: pct[..n].iter().sum(),
             redis_rss_kib: self.redis.map_or(0, |p| server::rss_kib(p).unwrap_or(0)),
             redis_cpu_pct: pct.get(n).copied().unwrap_or(0.0),
-            mem_used_kib: system_used_kib(),
+            mem_used_kib: host::mem_used_kib(),
             tcp_inuse,
             tcp_mem_kib: tcp_mem_pages * 4,
-            load1: std::fs::read_to_string("/proc/loadavg")
-                .ok()
-                .and_then(|s| s.split_whitespace().next()?.parse().ok())
-                .unwrap_or(0.0),
+            load1: host::load1(),
             machine_cpu_pct,
             servers_answering: answering,
             server_reads: work(0),
@@ -167,6 +167,8 @@ impl Sampler {
             server_wakeups: work(2),
             server_deliveries: work(3),
             server_pongs: work(4),
+            server_bytes_in: work(5),
+            server_bytes_out: work(6),
             per_process,
         };
         self.last = Some((t, cpu));
@@ -174,37 +176,12 @@ impl Sampler {
     }
 }
 
-pub fn system_used_kib() -> u64 {
-    meminfo("MemTotal")
-        .unwrap_or(0)
-        .saturating_sub(meminfo("MemAvailable").unwrap_or(0))
-}
-
-/// (TCP sockets in use, TCP buffer pages) from `pid`'s network namespace's sockstat.
-fn sockstat(pid: Option<u32>) -> (u64, u64) {
-    let path = pid.map_or("/proc/net/sockstat".to_string(), |p| {
-        format!("/proc/{p}/net/sockstat")
-    });
-    let s = std::fs::read_to_string(path).unwrap_or_default();
-    let tcp = s.lines().find(|l| l.starts_with("TCP:")).unwrap_or("");
-    let field = |name: &str| {
-        let mut w = tcp.split_whitespace();
-        while let Some(x) = w.next() {
-            if x == name {
-                return w.next().and_then(|v| v.parse().ok()).unwrap_or(0);
-            }
-        }
-        0
-    };
-    (field("inuse"), field("mem"))
-}
-
 /// The whole machine's CPU busy over `over`, in % of all cores.
 pub fn machine_busy_pct(over: std::time::Duration) -> Option<f64> {
-    let (b0, t0) = machine_jiffies()?;
+    let before = host::cpu_jiffies()?;
     std::thread::sleep(over);
-    let (b1, t1) = machine_jiffies()?;
-    (t1 > t0).then(|| 100.0 * (b1 - b0) as f64 / (t1 - t0) as f64)
+    let after = host::cpu_jiffies()?;
+    (after.1 > before.1).then(|| host::busy_pct(Some(before), Some(after)))
 }
 
 /// Waits, up to `limit`, until the machine's CPU is under `quiet_pct` busy
@@ -231,20 +208,4 @@ pub fn wait_until_quiet(quiet_pct: f64, limit: std::time::Duration) -> Option<f6
             said = true;
         }
     }
-}
-
-/// (busy, total) jiffies of all CPUs from /proc/stat's first line.
-fn machine_jiffies() -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let f: Vec<u64> = stat
-        .lines()
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    let total: u64 = f.iter().take(8).sum();
-    // idle and iowait are not busy.
-    let idle = f.get(3)? + f.get(4).copied().unwrap_or(0);
-    Some((total - idle, total))
 }
