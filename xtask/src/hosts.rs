@@ -361,7 +361,8 @@ impl Fleet {
 }
 
 impl Drop for Fleet {
-    /// Stops whatever still runs from the run's directory and removes it.
+    /// Kills whatever still runs from the run's directory (a frozen worker
+    /// ignores anything but SIGKILL) and removes it.
     fn drop(&mut self) {
         for (_, h) in self.all() {
             // `[/]tmp/...` matches the run's processes but not this command.
@@ -369,7 +370,7 @@ impl Drop for Fleet {
             let _ = self.ssh_output(
                 &h.ssh,
                 &["-o", "ConnectTimeout=5"],
-                &format!("pkill -f '{pattern}'; rm -rf {}", self.dir),
+                &format!("pkill -KILL -f '{pattern}'; rm -rf {}", self.dir),
             );
         }
     }

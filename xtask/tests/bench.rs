@@ -2,6 +2,9 @@
 //! release server and load generator and writes a record that reads back
 //! through the types that define it.
 
+// One Chromium driver for the site's browser test and this one.
+#[path = "../../site/tests/chromium/mod.rs"]
+mod chromium;
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -229,6 +232,7 @@ fn ctrl_c_leaves_an_incomplete_record_and_no_processes() {
     write!(s, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     s.read_to_string(&mut html).unwrap();
     assert!(html.contains("EventSource(\"events\")"));
+    live_page_charts_grow(&format!("http://{page}/"), &out);
 
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -337,4 +341,58 @@ fn a_bench_across_several_server_processes_completes_without_failures() {
         "left running: {:?}",
         our_processes()
     );
+}
+
+/// What the live page has drawn: each chart's id and its points per line.
+const CHARTS: &str = r#"JSON.stringify([...document.querySelectorAll('#charts svg')].map(s =>
+  [s.id, [...s.querySelectorAll('polyline')].map(p => p.getAttribute('points').split(' ').filter(x => x).length)]))"#;
+
+/// The live page in Chromium while the run goes on: the run's charts are
+/// drawn from its first second, and they grow as seconds pass.
+fn live_page_charts_grow(url: &str, dir: &Path) {
+    let (_browser, mut cdp) = chromium::Cdp::open(&dir.with_extension("profile"));
+    cdp.call("Page.navigate", serde_json::json!({ "url": url }));
+    cdp.wait_event("Page.loadEventFired");
+    let points = |cdp: &mut chromium::Cdp| -> Vec<(String, Vec<u64>)> {
+        serde_json::from_value(cdp.eval_json(CHARTS)).unwrap()
+    };
+    let t0 = Instant::now();
+    let before = loop {
+        let p = points(&mut cdp);
+        if p.iter()
+            .any(|(id, l)| id == "chart-connections" && l.iter().any(|&n| n >= 2))
+        {
+            break p;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no chart drawn: {p:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let ids: Vec<&str> = before.iter().map(|(id, _)| id.as_str()).collect();
+    for want in [
+        "chart-connections",
+        "chart-connect",
+        "chart-memory",
+        "chart-cpu",
+        "chart-traffic",
+    ] {
+        assert!(ids.contains(&want), "{want} missing from {ids:?}");
+    }
+    let count = |p: &[(String, Vec<u64>)]| p.iter().flat_map(|(_, l)| l).sum::<u64>();
+    let t0 = Instant::now();
+    loop {
+        let after = points(&mut cdp);
+        if count(&after) > count(&before) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the charts did not grow: {before:?} then {after:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let problems = chromium::problems(&cdp.events);
+    assert!(problems.is_empty(), "{problems:?}");
 }

@@ -6,26 +6,21 @@
 //! Both are real runs: the record must be complete and say where each part
 //! ran; nothing may be left behind (containers, networks, remote files).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use xtask::record::{Environment, read_summary};
+use common::{ONE_AT_A_TIME, xtask};
+use xtask::record::{BenchSummary, Environment, read_summary};
 
-/// Runs share the machine: one at a time.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
+/// A fresh scratch directory for one test.
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rtbench-elsewhere-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn xtask(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    c.args(args).current_dir(xtask::root());
-    c
+    common::scratch(name)
+        .parent()
+        .expect("scratch is <dir>/record")
+        .to_path_buf()
 }
 
 fn environment(dir: &Path) -> Environment {
@@ -297,6 +292,69 @@ impl Drop for Hosts {
     }
 }
 
+/// Runs smoke on the hosts with a long hold, freezes the second client
+/// host's worker once connections are held, and returns the record, the
+/// bench's stderr and the frozen pid.
+fn frozen_worker_run(out: &Path, hosts: &Path) -> (BenchSummary, String, i32) {
+    use std::io::BufRead;
+    let mut child = xtask(&[
+        "bench",
+        "smoke",
+        "--hold",
+        "30",
+        "--out",
+        out.to_str().unwrap(),
+        "--dashboard",
+        "127.0.0.1:0",
+        "--hosts",
+    ])
+    .arg(hosts)
+    .stderr(Stdio::piped())
+    .stdout(Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let held = line.starts_with("t=3s");
+        seen.push(line);
+        if held {
+            break;
+        }
+    }
+    // The worker's log (its ssh session's stderr) names its pid on its host,
+    // which here shares this machine's process table.
+    let log =
+        rtbench_record::load::partial_dir(&rtbench_record::load::partial_dir(out).join("loadgen"))
+            .join("workers/worker-1.log");
+    let text = std::fs::read_to_string(&log)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{}", log.display(), seen.join("\n")));
+    let pid: i32 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("rtbench-loadgen worker 1: pid "))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {text}"));
+    // SAFETY: signalling a process of this test's run.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    // The run must end on its own: a frozen worker may not hang it.
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            let _ = child.wait();
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("the run hung on its frozen worker:\n{}", seen.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    seen.extend(rest.join().unwrap());
+    let s = read_summary(out).unwrap_or_else(|e| panic!("{e}\n{}", seen.join("\n")));
+    (s, seen.join("\n"), pid)
+}
+
 #[test]
 fn smoke_on_hosts_over_ssh_writes_a_full_record_and_cleans_up() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -363,6 +421,57 @@ fn smoke_on_hosts_over_ssh_writes_a_full_record_and_cleans_up() {
     );
     let load = rtbench_record::load::read_summary(&out.join("loadgen")).unwrap();
     assert_eq!(load.workers, 2);
+    // Each client host's own machine, sampled every second by its worker.
+    let rows: Vec<rtbench_record::series::HostSample> = rtbench_record::series::read_csv(
+        &out.join("loadgen").join(rtbench_record::load::HOSTS_CSV),
+    )
+    .unwrap();
+    for host in [format!("{net}.3"), format!("{net}.4")] {
+        let seconds: Vec<u64> = rows
+            .iter()
+            .filter(|r| r.host == host)
+            .map(|r| r.t_s)
+            .collect();
+        // Two seconds of arrivals and five of hold, each second once.
+        assert!(seconds.len() >= 7, "{host}: {seconds:?}");
+        assert_eq!(
+            seconds,
+            (1..=seconds.len() as u64).collect::<Vec<_>>(),
+            "{host}"
+        );
+    }
+    assert_eq!(
+        rows.iter()
+            .filter(|r| !r.host.ends_with(".3") && !r.host.ends_with(".4"))
+            .count(),
+        0
+    );
+
+    // A worker host that freezes mid-run (SIGSTOP): its worker falls silent,
+    // is declared lost, and the run ends on its own, not complete, naming it.
+    let frozen = frozen_worker_run(&dir.join("frozen"), &file);
+    let (s, stderr, pid) = (frozen.0, frozen.1, frozen.2);
+    assert!(!s.complete, "{stderr}");
+    assert_eq!(s.stopped_by, None);
+    assert_eq!(s.process_exits.len(), 1, "{:?}\n{stderr}", s.process_exits);
+    let e = &s.process_exits[0];
+    assert_eq!(e.role, format!("worker 1 on {net}.4"), "{e:?}");
+    assert!(e.status.starts_with("lost: no report for 15 s"), "{e:?}");
+    assert!(
+        stderr.contains(&format!("worker 1 on {net}.4: lost")),
+        "{stderr}"
+    );
+    // The other host's worker held its share to the end.
+    assert_eq!(s.connections.failed, 0, "{stderr}");
+    // Nothing left: the frozen process was killed on its host.
+    let t0 = Instant::now();
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "frozen worker {pid} left running"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // Nothing left on the hosts (they share this filesystem): no run directory.
     let left: Vec<_> = std::fs::read_dir("/tmp")
         .unwrap()
