@@ -13,7 +13,7 @@ use base64::Engine;
 use chromium::{Cdp, problems};
 use common::*;
 use rtbench_site::{load, render};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const INSPECT: &str = r#"JSON.stringify({
   charts: [...document.querySelectorAll('figure.chart')].map(f => {
