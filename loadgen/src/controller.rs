@@ -40,6 +40,11 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// its tick line, once a second) is declared lost: it is killed, the run
 /// goes on without it and is not complete.
 const LOST_AFTER: Duration = Duration::from_secs(15);
+/// Once the hold ends, a worker closes every connection in one go and may
+/// be silent while it does (a million sockets closing at once stall the
+/// machine for many seconds): it has the scenario's close timeout and
+/// this much more before it is lost.
+const CLOSING_GRACE: Duration = Duration::from_secs(60);
 
 pub struct RunArgs {
     pub scenario: PathBuf,
@@ -436,6 +441,9 @@ async fn supervise(
         + Duration::from_nanos(start_ns.saturating_sub(now_ns()))
         + Duration::from_secs(1);
     let mut heard = vec![first_tick; workers as usize];
+    let hold_end = first_tick - Duration::from_secs(1) + Duration::from_secs_f64(sc.hold_end_s());
+    let closing_silence =
+        LOST_AFTER + CLOSING_GRACE + Duration::from_secs_f64(sc.hold.close_timeout_s);
     let mut lost: BTreeMap<u64, String> = BTreeMap::new();
     let mut watch = tokio::time::interval(Duration::from_secs(1));
     let mut live = Live::default();
@@ -443,39 +451,25 @@ async fn supervise(
         tokio::select! {
             line = rx.recv() => match line {
                 None => break,
-                Some((w, None)) => {
-                    if let Some(row) = merge.gone(w) {
-                        live.update(&dir, &row, &sc, &merge);
-                    }
-                }
-                Some((w, Some(l))) => {
-                    heard[w as usize] = tokio::time::Instant::now();
-                    match serde_json::from_str::<Report>(&l) {
-                        Ok(r @ Report::Tick { .. }) => {
-                            if let Some(row) = merge.tick(w, r) {
-                                progress.update(&row);
-                                live.update(&dir, &row, &sc, &merge);
-                            }
-                        }
-                        Ok(r @ Report::Final { .. }) => {
-                            merge.finals.insert(w, r);
-                        }
-                        Ok(Report::Ready { .. }) => {}
-                        Err(_) => merge.bad_lines += 1,
-                    }
-                }
+                Some((w, line)) => hear(w, line, &mut merge, &mut heard, &mut progress, &mut live, &dir, &sc),
             },
             _ = watch.tick() => {
+                // Lines already waiting are heard first: a controller that
+                // was itself kept from running must not blame the workers.
+                while let Ok((w, line)) = rx.try_recv() {
+                    hear(w, line, &mut merge, &mut heard, &mut progress, &mut live, &dir, &sc);
+                }
                 let now = tokio::time::Instant::now();
+                let allowed = if now < hold_end { LOST_AFTER } else { closing_silence };
                 for w in 0..workers {
                     let silent = now.saturating_duration_since(heard[w as usize]);
-                    if silent < LOST_AFTER || merge.gone.contains(&w) || merge.finals.contains_key(&w) {
+                    if silent < allowed || merge.gone.contains(&w) || merge.finals.contains_key(&w) {
                         continue;
                     }
                     let last = merge.latest_second(w);
                     let status = format!(
                         "lost: no report for {} s after second {last} (killed)",
-                        LOST_AFTER.as_secs()
+                        allowed.as_secs()
                     );
                     eprintln!("rtbench-loadgen: worker {w} on {}: {status}", hosts[w as usize]);
                     let (child, stdin) = &mut children[w as usize];
@@ -557,6 +551,38 @@ async fn supervise(
     let _ = std::fs::remove_file(dir.join("live.json"));
     print_summary(&summary);
     Ok(summary.complete)
+}
+
+/// Takes one line from worker `w` (`None`: its output ended).
+#[allow(clippy::too_many_arguments)]
+fn hear(
+    w: u64,
+    line: Option<String>,
+    merge: &mut Merge,
+    heard: &mut [tokio::time::Instant],
+    progress: &mut crate::progress::Progress,
+    live: &mut Live,
+    dir: &Path,
+    sc: &Scenario,
+) {
+    heard[w as usize] = tokio::time::Instant::now();
+    let row = match line.map(|l| serde_json::from_str::<Report>(&l)) {
+        None => merge.gone(w),
+        Some(Ok(r @ Report::Tick { .. })) => merge.tick(w, r),
+        Some(Ok(r @ Report::Final { .. })) => {
+            merge.finals.insert(w, r);
+            None
+        }
+        Some(Ok(Report::Ready { .. })) => None,
+        Some(Err(_)) => {
+            merge.bad_lines += 1;
+            None
+        }
+    };
+    if let Some(row) = row {
+        progress.update(&row);
+        live.update(dir, &row, sc, merge);
+    }
 }
 
 fn worker_log(dir: &Path, w: u64) -> PathBuf {

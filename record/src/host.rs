@@ -75,6 +75,51 @@ pub fn tcp_sockstat(path: &str) -> (u64, u64) {
     (field("inuse"), field("mem"))
 }
 
+/// The kernel's TCP counters that say why connections were slow or lost:
+/// a full accept or SYN queue (the server not keeping up), SYN cookies,
+/// retransmitted SYNs and segments (clients waiting on timers), resets.
+pub const TCP_COUNTERS: [&str; 10] = [
+    "TcpExt.ListenOverflows",
+    "TcpExt.ListenDrops",
+    "TcpExt.TCPReqQFullDrop",
+    "TcpExt.SyncookiesSent",
+    "TcpExt.TCPSynRetrans",
+    "TcpExt.TCPTimeouts",
+    "TcpExt.TCPBacklogDrop",
+    "Tcp.RetransSegs",
+    "Tcp.AttemptFails",
+    "Tcp.EstabResets",
+];
+
+/// `TCP_COUNTERS` as a network namespace's `netstat` and `snmp` files
+/// hold them (`dir`: `/proc/net`, or `/proc/<pid>/net` for a process's
+/// namespace). Missing files or fields read as absent.
+pub fn tcp_counters(dir: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut all = std::collections::BTreeMap::new();
+    for file in ["netstat", "snmp"] {
+        let text = std::fs::read_to_string(format!("{dir}/{file}")).unwrap_or_default();
+        // Pairs of lines: `Prefix: names...` then `Prefix: values...`.
+        let lines: Vec<&str> = text.lines().collect();
+        for pair in lines.chunks(2) {
+            let [names, values] = pair else { continue };
+            let (Some((prefix, names)), Some((_, values))) =
+                (names.split_once(": "), values.split_once(": "))
+            else {
+                continue;
+            };
+            for (n, v) in names.split_whitespace().zip(values.split_whitespace()) {
+                let key = format!("{prefix}.{n}");
+                if TCP_COUNTERS.contains(&key.as_str())
+                    && let Ok(v) = v.parse()
+                {
+                    all.insert(key, v);
+                }
+            }
+        }
+    }
+    all
+}
+
 /// Reads this machine once a second as a `HostSample`.
 pub struct HostSampler {
     last: Option<(u64, u64)>,

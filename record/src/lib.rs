@@ -97,6 +97,11 @@ pub struct BenchSummary {
     /// or a load generator worker that died): such a run is not complete.
     #[serde(default)]
     pub process_exits: Vec<ProcessExit>,
+    /// The kernel's TCP counters in the servers' network namespace over the
+    /// run (`host::TCP_COUNTERS`, increases only): accept-queue overflows,
+    /// SYN retransmits and the like, which say why connects were slow.
+    #[serde(default)]
+    pub kernel_tcp: std::collections::BTreeMap<String, u64>,
 }
 
 /// A process of the run that ended before the bench stopped it.

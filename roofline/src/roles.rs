@@ -62,10 +62,16 @@ fn port(l: &TcpListener) -> Result<u16, String> {
     Ok(l.local_addr().map_err(|e| e.to_string())?.port())
 }
 
-/// A connection to `to` from `from` (any port of it, chosen at connect).
-fn dial(to: SocketAddr, from: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+/// A connection to `to` from `from` (any port of it, chosen at connect);
+/// with `nonblocking`, the connect is started and left in progress.
+fn dial(
+    to: SocketAddr,
+    from: Option<std::net::IpAddr>,
+    nonblocking: bool,
+) -> std::io::Result<TcpStream> {
     use socket2::{Domain, Protocol, Socket, Type};
     let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    s.set_nonblocking(nonblocking)?;
     if let Some(ip) = from {
         let one: libc::c_int = 1;
         // SAFETY: setsockopt with a valid fd and an int value.
@@ -80,7 +86,10 @@ fn dial(to: SocketAddr, from: Option<std::net::IpAddr>) -> std::io::Result<TcpSt
         }
         s.bind(&SocketAddr::new(ip, 0).into())?;
     }
-    s.connect(&to.into())?;
+    match s.connect(&to.into()) {
+        Err(e) if nonblocking && e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        r => r?,
+    }
     let _ = s.set_tcp_nodelay(true);
     Ok(s.into())
 }
@@ -96,50 +105,107 @@ fn hold(poll: &Poll, s: &TcpStream, token: usize) -> Result<(), String> {
 
 /// `listen`: accepts every connection, answers its one-byte hello with one
 /// byte (as a server answers an upgrade), and holds it in epoll until stdin
-/// ends.
+/// ends. Event-driven, like a server: many connections are in progress at
+/// once, so the opening rate measures the machine, not one round trip.
 pub fn listen() -> Result<(), String> {
     raise_open_files();
     let l = bind()?;
+    l.set_nonblocking(true).map_err(|e| e.to_string())?;
     say(&format!("port {}", port(&l)?));
     let stop = stop_on_stdin_end();
-    std::thread::spawn(move || {
-        let Ok(poll) = Poll::new() else { return };
-        let mut held = Vec::new();
-        while let Ok((mut s, _)) = l.accept() {
-            let mut hello = [0u8; 1];
-            if s.read_exact(&mut hello).is_err() || s.write_all(b"y").is_err() {
+    let mut poll = Poll::new().map_err(|e| e.to_string())?;
+    const LISTENER: Token = Token(usize::MAX);
+    let lfd = l.as_raw_fd();
+    poll.registry()
+        .register(&mut SourceFd(&lfd), LISTENER, Interest::READABLE)
+        .map_err(|e| e.to_string())?;
+    let mut held: Vec<(TcpStream, bool)> = Vec::new();
+    let mut events = Events::with_capacity(1024);
+    while !stop.load(Relaxed) {
+        poll.poll(&mut events, Some(Duration::from_millis(50)))
+            .map_err(|e| e.to_string())?;
+        for ev in &events {
+            if ev.token() == LISTENER {
+                while let Ok((s, _)) = l.accept() {
+                    if s.set_nonblocking(true).is_ok() && hold(&poll, &s, held.len()).is_ok() {
+                        held.push((s, false));
+                    }
+                }
                 continue;
             }
-            if hold(&poll, &s, held.len()).is_ok() {
-                held.push(s);
+            let Some((s, answered)) = held.get_mut(ev.token().0) else {
+                continue;
+            };
+            let mut hello = [0u8; 16];
+            if !*answered && matches!((&*s).read(&mut hello), Ok(n) if n > 0) {
+                *answered = (&*s).write(b"y").is_ok();
             }
         }
-    });
-    while !stop.load(Relaxed) {
-        std::thread::sleep(Duration::from_millis(50));
     }
     Ok(())
 }
 
-/// `connect`: opens `--pairs` connections to `--to` as fast as it can, each
-/// with a one-byte hello answered by one byte (the smallest exchange an
-/// upgrade is), holds them in epoll, reports how long opening took, and
-/// keeps them until stdin ends.
+/// Connection attempts a connector keeps in progress at once.
+const IN_FLIGHT: usize = 256;
+
+/// `connect`: opens `--pairs` connections to `--to` as fast as it can,
+/// `IN_FLIGHT` at a time, each with a one-byte hello answered by one byte
+/// (the smallest exchange an upgrade is), holds them in epoll, reports how
+/// long opening took, and keeps them until stdin ends.
 pub fn connect(f: &Flags) -> Result<(), String> {
     raise_open_files();
     let to = f.to.ok_or("connect needs --to")?;
     let stop = stop_on_stdin_end();
-    let poll = Poll::new().map_err(|e| e.to_string())?;
+    let mut poll = Poll::new().map_err(|e| e.to_string())?;
     let t0 = Instant::now();
-    let mut held = Vec::with_capacity(f.pairs as usize);
-    for i in 0..f.pairs as usize {
-        let mut s = dial(to, f.from).map_err(|e| format!("connect {to}: {e}"))?;
-        let mut answer = [0u8; 1];
-        s.write_all(b"x")
-            .and_then(|_| s.read_exact(&mut answer))
-            .map_err(|e| format!("hello over {to}: {e}"))?;
-        hold(&poll, &s, i)?;
-        held.push(s);
+    let pairs = f.pairs as usize;
+    // Each connection: its socket and whether its answer came.
+    let mut held: Vec<(TcpStream, bool)> = Vec::with_capacity(pairs);
+    let (mut in_flight, mut done) = (0usize, 0usize);
+    let mut events = Events::with_capacity(1024);
+    while done < pairs {
+        while in_flight < IN_FLIGHT && held.len() < pairs {
+            let s = dial(to, f.from, true).map_err(|e| format!("connect {to}: {e}"))?;
+            let fd = s.as_raw_fd();
+            poll.registry()
+                .register(
+                    &mut SourceFd(&fd),
+                    Token(held.len()),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .map_err(|e| e.to_string())?;
+            held.push((s, false));
+            in_flight += 1;
+        }
+        poll.poll(&mut events, Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        for ev in &events {
+            let Some((s, answered)) = held.get_mut(ev.token().0) else {
+                continue;
+            };
+            if *answered {
+                continue;
+            }
+            if ev.is_error() {
+                return Err(format!("connect {to}: {:?}", s.take_error()));
+            }
+            if ev.is_writable() {
+                // Connected: the hello, once (writable edges repeat).
+                let fd = s.as_raw_fd();
+                poll.registry()
+                    .reregister(&mut SourceFd(&fd), ev.token(), Interest::READABLE)
+                    .map_err(|e| e.to_string())?;
+                (&*s)
+                    .write_all(b"x")
+                    .map_err(|e| format!("hello over {to}: {e}"))?;
+            }
+            let mut answer = [0u8; 1];
+            if ev.is_readable() && matches!((&*s).read(&mut answer), Ok(1)) {
+                *answered = true;
+                in_flight -= 1;
+                done += 1;
+            }
+        }
     }
     say(&format!(
         "opened {} {:.6}",
@@ -208,7 +274,7 @@ pub fn spray(f: &Flags) -> Result<(), String> {
     let to = f.to.ok_or("spray needs --to")?;
     let mut conns = Vec::new();
     for _ in 0..f.connections {
-        conns.push(dial(to, f.from).map_err(|e| format!("connect {to}: {e}"))?);
+        conns.push(dial(to, f.from, false).map_err(|e| format!("connect {to}: {e}"))?);
     }
     say("ready");
     // Wait for the go (one line on stdin) so the sink has every connection.
@@ -283,7 +349,7 @@ pub fn ask(f: &Flags) -> Result<(), String> {
     let to = f.to.ok_or("ask needs --to")?;
     let mut conns = Vec::new();
     for _ in 0..f.connections {
-        conns.push(dial(to, f.from).map_err(|e| format!("connect {to}: {e}"))?);
+        conns.push(dial(to, f.from, false).map_err(|e| format!("connect {to}: {e}"))?);
     }
     let mut poll = Poll::new().map_err(|e| e.to_string())?;
     for (i, s) in conns.iter().enumerate() {

@@ -573,6 +573,14 @@ pub fn run_one(
         redis.as_ref().map(RedisProcess::pid),
     );
     let mut samples: Vec<Sample> = vec![sampler.sample()];
+    // The kernel's TCP counters where the servers' sockets live (their
+    // network namespace when they run in one), before and after the load.
+    let net_dir = servers
+        .iter()
+        .map(|s| s.pid())
+        .find(|&p| p != 0)
+        .map_or("/proc/net".to_string(), |p| format!("/proc/{p}/net"));
+    let tcp_before = rtbench_record::host::tcp_counters(&net_dir);
     let load_dir = tmp.join("loadgen");
     let mut loadgen = start_loadgen(&load_file, &load_dir, launch_file.as_deref())?;
     let load_started = Instant::now();
@@ -627,6 +635,7 @@ pub fn run_one(
         }
     };
     samples.push(sampler.sample());
+    let tcp_after = rtbench_record::host::tcp_counters(&net_dir);
     // The servers' work over the whole run, read once the load has stopped
     // (every process answers then): deliveries to set against what the
     // clients received, syscalls and wake-ups for the costs.
@@ -680,6 +689,24 @@ pub fn run_one(
         totals,
     );
     summary.errors.lost = server_deliveries.map(|d| d as i64 - load_summary.events.received as i64);
+    summary.kernel_tcp = tcp_after
+        .iter()
+        .filter_map(|(k, v)| {
+            let d = v.saturating_sub(tcp_before.get(k).copied().unwrap_or(*v));
+            (d > 0).then(|| (k.clone(), d))
+        })
+        .collect();
+    // Connection attempts the kernel dropped at a full accept queue wait
+    // for a SYN retransmit (1 s, then 3 s, ...): connect latency then
+    // measures the server's accepting, not its work.
+    if let Some(&dropped) = summary.kernel_tcp.get("TcpExt.ListenOverflows")
+        && !summary.client_bottleneck.bottleneck
+    {
+        summary.limit = Some(format!(
+            "the servers' accept queues: the kernel dropped {dropped} connection attempts at a full queue (ListenOverflows), each retried after a SYN timeout; {}",
+            summary.limit.take().unwrap_or_default()
+        ));
+    }
     summary.server_under_test = subject.label();
     summary.unmeasured = subject.unmeasured();
     let end_s = samples.last().map_or(0.0, |s| s.t_s);
@@ -860,6 +887,7 @@ fn summarize(
         server_under_test: "rtbench".into(),
         unmeasured: Vec::new(),
         process_exits: Vec::new(),
+        kernel_tcp: Default::default(),
     }
 }
 
@@ -1124,6 +1152,17 @@ fn print_headline(s: &BenchSummary) {
             show(c.server_cpu_us_per_ping),
             show(c.server_syscalls_per_ping),
             show(c.loadgen_syscalls_per_ping)
+        );
+    }
+    if !s.kernel_tcp.is_empty() {
+        let counts: Vec<String> = s
+            .kernel_tcp
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        eprintln!(
+            "xtask: kernel TCP counters over the run: {}",
+            counts.join(", ")
         );
     }
     if let Some(l) = &s.limit {

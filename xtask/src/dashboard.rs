@@ -114,8 +114,9 @@ const PAGE: &str = r##"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>rtbench: live run</title>
 <style>
 body{font:14px system-ui,sans-serif;margin:2em;color:#222;max-width:1560px}
-h1{font-size:1.3em} table{border-collapse:collapse} td{padding:.2em 1em .2em 0}
-td.v{font-variant-numeric:tabular-nums;text-align:right;font-weight:600}
+h1{font-size:1.3em}
+#stats{display:flex;flex-wrap:wrap;gap:4px 18px;margin:10px 0} #stats div{font-size:12px;color:#555}
+#stats b{display:block;font-size:16px;color:#222;font-variant-numeric:tabular-nums}
 .bar{height:14px;background:#eee;width:420px} .bar div{height:14px;background:#3a7}
 #warnings{color:#b00;font-weight:600} #warnings:empty{display:none}
 .charts{display:flex;flex-wrap:wrap;gap:8px} .charts svg{background:#fff;border:1px solid #eee}
@@ -123,19 +124,21 @@ td.v{font-variant-numeric:tabular-nums;text-align:right;font-weight:600}
 <h1>rtbench: <span id="scenario">waiting for the run</span></h1>
 <div class="bar"><div id="bar" style="width:0"></div></div>
 <ul id="warnings"></ul>
+<div id="stats"></div>
 <div class="charts" id="charts"></div>
-<table id="t"></table>
 <script>
 // The site's palette and chart size (site/src/chart.rs).
 const PALETTE=["#1f77b4","#d62728","#2ca02c","#ff7f0e","#9467bd","#8c564b","#e377c2","#7f7f7f"];
 const W=760,H=320,L=70,R=12,T=36,B=36;
-const MiB=v=>v/1024, cores=d=>(d.cores||1)*100;
+const MiB=v=>v/1024;
+// A latency of 0 means no sample that second: no point, not a dip to 0.
+const ms=v=>v>0?v:null;
 // Each chart: id, title, y axis, [label, value of a second], shown only when needed.
 const CHARTS=[
  ["connections","Connections","connections",[["target",d=>d.target],["open",d=>d.open],["connecting",d=>d.connecting],["failed",d=>d.failed]]],
- ["connect","Connect latency (this second)","ms",[["p50",d=>d.connect_p50_ms],["p99",d=>d.connect_p99_ms]]],
+ ["connect","Connect latency (this second)","ms",[["p50",d=>ms(d.connect_p50_ms)],["p99",d=>ms(d.connect_p99_ms)]]],
  ["deliveries","Deliveries per second","deliveries/s",[["deliveries/s",d=>d.deliveries_per_s]],d=>d.deliveries>0],
- ["delivery","Delivery latency (this second)","ms",[["p50",d=>d.delivery_p50_ms],["p99",d=>d.delivery_p99_ms]],d=>d.deliveries>0],
+ ["delivery","Delivery latency (this second)","ms",[["p50",d=>ms(d.delivery_p50_ms)],["p99",d=>ms(d.delivery_p99_ms)]],d=>d.deliveries>0],
  ["memory","Memory","MiB",[["server RSS",d=>MiB(d.server_rss_kib)],["machine used",d=>MiB(d.mem_used_kib)],["load generator RSS",d=>MiB(d.loadgen_rss_kib)]]],
  ["cpu","CPU","% of a core",[["server",d=>d.server_cpu_pct],["busiest load generator worker",d=>d.worker_cpu_max_pct],["machine",d=>d.machine_cpu_pct*(d.cores||1)]]],
  ["traffic","Client traffic","MiB/s",[["received",d=>d.received_bytes_per_s/1048576],["sent",d=>d.sent_bytes_per_s/1048576]]],
@@ -145,10 +148,10 @@ const rows=[["t","elapsed s"],["open","connections open"],["target","target"],["
 ["connect_p99_ms","connect p99 ms (this second)"],["deliveries","deliveries"],["delivery_p99_ms","delivery p99 ms (this second)"],
 ["server_rss_kib","server RSS KiB"],["server_cpu_pct","server CPU %"],["mem_used_kib","system memory used KiB"],
 ["worker_cpu_max_pct","busiest load generator worker CPU %"]];
-const t=document.getElementById("t");
-for(const [k,label] of rows){const tr=t.insertRow();tr.insertCell().textContent=label;const c=tr.insertCell();c.className="v";c.id=k;}
+const stats=document.getElementById("stats");
+for(const [k,label] of rows){const box=document.createElement("div");const b=document.createElement("b");b.id=k;box.append(b,label);stats.appendChild(box);}
 let points=[];
-const short=v=>{const a=Math.abs(v);return a>=1e6?(v/1e6).toFixed(1)+"M":a>=1e3?(v/1e3).toFixed(1)+"k":a>=10?v.toFixed(0):v.toFixed(2);};
+const short=v=>{const a=Math.abs(v);return a>=1e6?(v/1e6).toFixed(1)+"M":a>=1e3?(v/1e3).toFixed(1)+"k":a>=10||v===0?v.toFixed(0):v.toFixed(2);};
 function svg(tag,attrs,text){const e=document.createElementNS("http://www.w3.org/2000/svg",tag);for(const k in attrs)e.setAttribute(k,attrs[k]);if(text!==undefined)e.textContent=text;return e;}
 function draw(){
  const box=document.getElementById("charts");
@@ -164,7 +167,7 @@ function draw(){
   el.appendChild(svg("text",{x:W/2,y:22,"text-anchor":"middle","font-family":"sans-serif","font-size":17},title));
   for(let i=0;i<=4;i++){const y=y1*i/4;el.appendChild(svg("line",{x1:L,x2:W-R,y1:py(y),y2:py(y),stroke:"#eee"}));
    el.appendChild(svg("text",{x:L-6,y:py(y)+4,"text-anchor":"end","font-family":"sans-serif","font-size":11},short(y)));}
-  for(let i=0;i<=5;i++){const x=x0+(x1-x0)*i/5;el.appendChild(svg("text",{x:px(x),y:H-B+16,"text-anchor":"middle","font-family":"sans-serif","font-size":11},short(x)));}
+  for(let i=0;i<=5;i++){const x=Math.round(x0+(x1-x0)*i/5);el.appendChild(svg("text",{x:px(x),y:H-B+16,"text-anchor":"middle","font-family":"sans-serif","font-size":11},short(x)));}
   el.appendChild(svg("text",{x:W/2,y:H-4,"text-anchor":"middle","font-family":"sans-serif","font-size":12},"seconds"));
   el.appendChild(svg("text",{x:14,y:H/2,"text-anchor":"middle","font-family":"sans-serif","font-size":12,transform:`rotate(-90 14 ${H/2})`},ydesc));
   el.appendChild(svg("rect",{x:L,y:T,width:W-L-R,height:H-T-B,fill:"none",stroke:"#000"}));
