@@ -91,11 +91,14 @@ pub const TCP_COUNTERS: [&str; 10] = [
     "Tcp.EstabResets",
 ];
 
-/// `TCP_COUNTERS` as a network namespace's `netstat` and `snmp` files
-/// hold them (`dir`: `/proc/net`, or `/proc/<pid>/net` for a process's
+/// `TCP_COUNTERS` (and `softnet.dropped`, machine-wide) as a network
+/// namespace's `netstat` and `snmp` files hold them (`dir`: `/proc/net`, or `/proc/<pid>/net` for a process's
 /// namespace). Missing files or fields read as absent.
 pub fn tcp_counters(dir: &str) -> std::collections::BTreeMap<String, u64> {
     let mut all = std::collections::BTreeMap::new();
+    if let Some(d) = softnet_dropped() {
+        all.insert("softnet.dropped".to_string(), d);
+    }
     for file in ["netstat", "snmp"] {
         let text = std::fs::read_to_string(format!("{dir}/{file}")).unwrap_or_default();
         // Pairs of lines: `Prefix: names...` then `Prefix: values...`.
@@ -118,6 +121,19 @@ pub fn tcp_counters(dir: &str) -> std::collections::BTreeMap<String, u64> {
         }
     }
     all
+}
+
+/// Packets the kernel dropped at a CPU's input queue (machine-wide: the
+/// second column of /proc/net/softnet_stat, summed). On loopback every
+/// packet passes that queue (`net.core.netdev_max_backlog` long); one
+/// dropped there is retransmitted after 200 ms or more, a SYN after 1 s.
+pub fn softnet_dropped() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/softnet_stat").ok()?;
+    Some(
+        text.lines()
+            .filter_map(|l| u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok())
+            .sum(),
+    )
 }
 
 /// Reads this machine once a second as a `HostSample`.

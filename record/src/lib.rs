@@ -99,7 +99,8 @@ pub struct BenchSummary {
     pub process_exits: Vec<ProcessExit>,
     /// The kernel's TCP counters in the servers' network namespace over the
     /// run (`host::TCP_COUNTERS`, increases only): accept-queue overflows,
-    /// SYN retransmits and the like, which say why connects were slow.
+    /// SYN retransmits, packets dropped at a CPU's input queue
+    /// (`softnet.dropped`) and the like, which say why connects were slow.
     #[serde(default)]
     pub kernel_tcp: std::collections::BTreeMap<String, u64>,
 }

@@ -696,6 +696,23 @@ pub fn run_one(
             (d > 0).then(|| (k.clone(), d))
         })
         .collect();
+    // A machine saturated while connections arrive makes connect latency
+    // a measure of the machine: the limit says so, whatever the hold did.
+    let arrivals_busy = mean(
+        samples
+            .iter()
+            .filter(|s| s.t_s >= schedule_s + 1.0 && s.t_s <= schedule_s + load.arrivals_end_s())
+            .map(|s| s.machine_cpu_pct),
+    );
+    if let Some(busy) = arrivals_busy.filter(|b| *b >= SATURATED_PCT)
+        && !summary.client_bottleneck.bottleneck
+    {
+        summary.limit = Some(format!(
+            "the machine's CPU while connections arrived: {busy:.0}% busy at {:.0} arrivals/s (the servers' and the clients' kernel share it); connect latency is the saturated machine's; over the hold, {}",
+            load_summary.connections.connect_rate,
+            summary.limit.take().unwrap_or_default()
+        ));
+    }
     // Connection attempts the kernel dropped at a full accept queue wait
     // for a SYN retransmit (1 s, then 3 s, ...): connect latency then
     // measures the server's accepting, not its work.

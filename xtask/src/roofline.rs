@@ -8,7 +8,6 @@
 //! names the host's newest roofline (`Environment::roofline`); the site shows
 //! each headline as a share of it.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -98,7 +97,10 @@ pub fn measure(a: &Args) -> Result<PathBuf, String> {
         None
     } else {
         netns::available()?;
-        Some(netns::Namespace::create(a.pairs, &BTreeMap::new())?)
+        // The network settings a bench's namespace gets (the largest
+        // suite's: port range, queues), so the limits compare like with like.
+        let suite = crate::suite::load(&root().join("suites/idle-1m.toml"))?;
+        Some(netns::Namespace::create(a.pairs, &suite.tuning)?)
     };
     let mut cmd = Command::new(root().join("target/release/rtbench-roofline"));
     cmd.args([
