@@ -770,6 +770,7 @@ fn summarize(
         connect_attempt_ms: percentiles_ms(&hists.connect_attempt),
         delivery_ms: percentiles_ms(&hists.delivery),
         echo_ms: percentiles_ms(&hists.echo),
+        reconnect_ms: percentiles_ms(&hists.reconnect),
         events: Events {
             scheduled: published.scheduled,
             published: published.events,

@@ -103,6 +103,9 @@ pub struct Hists {
     pub delivery: Hist,
     /// Raw protocol: echo round trip.
     pub echo: Hist,
+    /// From a connection's loss (or failed attempt) to its reconnection
+    /// being open: backoff and connect, as a client waits through it.
+    pub reconnect: Hist,
 }
 
 impl Default for Hists {
@@ -112,18 +115,26 @@ impl Default for Hists {
             connect_attempt: new_hist(),
             delivery: new_hist(),
             echo: new_hist(),
+            reconnect: new_hist(),
         }
     }
 }
 
 impl Hists {
-    pub const NAMES: [&'static str; 4] = ["connect", "connect_attempt", "delivery", "echo"];
+    pub const NAMES: [&'static str; 5] = [
+        "connect",
+        "connect_attempt",
+        "delivery",
+        "echo",
+        "reconnect",
+    ];
 
     pub fn get(&self, name: &str) -> &Hist {
         match name {
             "connect" => &self.connect,
             "connect_attempt" => &self.connect_attempt,
             "delivery" => &self.delivery,
+            "reconnect" => &self.reconnect,
             _ => &self.echo,
         }
     }
@@ -133,6 +144,7 @@ impl Hists {
             "connect" => &mut self.connect,
             "connect_attempt" => &mut self.connect_attempt,
             "delivery" => &mut self.delivery,
+            "reconnect" => &mut self.reconnect,
             _ => &mut self.echo,
         }
     }

@@ -387,14 +387,21 @@ fn drive_connect(w: &Rc<Worker>, key: Key, buf: &mut [u8]) {
                 }
             };
             w.connecting.set(w.connecting.get() - 1);
+            let retry = w.holds.borrow_mut().get(key).is_some_and(|h| h.attempt > 0);
             {
                 let mut h = w.hists.borrow_mut();
-                stats::record_ns(&mut h.connect, now.saturating_sub(c.scheduled_ns));
+                // An arrival's connect counts from its scheduled time; a
+                // retry's wait counts from the loss it repairs.
+                if retry {
+                    stats::record_ns(&mut h.reconnect, now.saturating_sub(c.scheduled_ns));
+                } else {
+                    stats::record_ns(&mut h.connect, now.saturating_sub(c.scheduled_ns));
+                    stats::record_ns(
+                        &mut w.interval_connect.borrow_mut(),
+                        now.saturating_sub(c.scheduled_ns),
+                    );
+                }
                 stats::record_ns(&mut h.connect_attempt, now.saturating_sub(c.attempt_ns));
-                stats::record_ns(
-                    &mut w.interval_connect.borrow_mut(),
-                    now.saturating_sub(c.scheduled_ns),
-                );
                 let mut counters = w.counters.borrow_mut();
                 counters.connected += 1;
                 counters.open += 1;
@@ -584,16 +591,30 @@ fn sdk_backoff(attempt: u32) -> Duration {
     })
 }
 
+/// A draw in [0, 1) from (arrival, try): reproducible run to run.
+fn unit(arrival: u64, tries: u32) -> f64 {
+    // splitmix64's finalizer.
+    let mut z = arrival.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(tries);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) as f64 / (u64::MAX as f64 + 1.0)
+}
+
 fn reconnect_later(w: &Rc<Worker>, arrival: u64, tries: u32, fatal: bool) {
-    if w.plan.scenario.session.reconnect != Reconnect::Sdk || fatal || w.stopping.get() {
-        return;
-    }
+    let wait = match w.plan.scenario.session.reconnect {
+        _ if fatal || w.stopping.get() => return,
+        Reconnect::None => return,
+        Reconnect::Sdk => sdk_backoff(tries + 1),
+        Reconnect::SdkJitter => sdk_backoff(tries + 1).mul_f64(2.0 * unit(arrival, tries)),
+    };
     w.counters.borrow_mut().reconnects += 1;
+    // The retry's wait is timed from now: the loss it repairs.
+    let lost_ns = clock_ns();
     let w = w.clone();
     tokio::task::spawn_local(async move {
-        tokio::time::sleep(sdk_backoff(tries + 1)).await;
+        tokio::time::sleep(wait).await;
         if !w.stopping.get() {
-            attempt(&w, arrival, clock_ns(), tries + 1);
+            attempt(&w, arrival, lost_ns, tries + 1);
         }
     });
 }

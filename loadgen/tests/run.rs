@@ -667,3 +667,74 @@ fn a_target_no_worker_can_reach_refuses_the_run_before_it_starts() {
     // Nothing was attempted against the reachable server either.
     assert_eq!(server.metric("rtbench_connections_total"), 0);
 }
+
+/// A server shut down mid-hold (every client closed with 1001) while a
+/// second one shares its port (SO_REUSEPORT, as behind a load balancer):
+/// each client comes back once, on the SDK's schedule (1 s after its loss)
+/// or with full jitter (0 to 2 s), and the record times each return.
+#[test]
+fn clients_come_back_on_the_sdk_schedule_or_spread_by_jitter() {
+    for mode in ["sdk", "sdk-jitter"] {
+        let first = TestServer::with(|c| c.reuse_port = true);
+        let addr = first.addr;
+        let dir = scratch(&format!("reconnect-{mode}"));
+        let file = dir.join("scenario.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[target]\nurls = [\"ws://{addr}\"]\n[[phases]]\nduration_s = 1\nrate = 200\n[hold]\nduration_s = 6\n[session]\nchannels = [\"files\"]\nreconnect = \"{mode}\"\n"
+            ),
+        )
+        .unwrap();
+        let out = dir.join("run");
+        let child = loadgen(&[
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+        // Into the hold: every connection open on the first server.
+        let t0 = Instant::now();
+        while first.metric("rtbench_connections") < 200 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "{mode}: the clients never arrived"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let second = TestServer::with(|c| {
+            c.listen = addr;
+            c.reuse_port = true;
+        });
+        drop(first);
+        let s = summary_of(&child.wait_with_output().unwrap(), &out);
+        assert_eq!(
+            s.counters.closed_by_server.get("1001"),
+            Some(&200),
+            "{mode}: {:?}",
+            s.counters
+        );
+        assert_eq!(
+            (
+                s.counters.reconnects,
+                s.reconnect_ms.count,
+                s.connections.failed
+            ),
+            (200, 200, 0),
+            "{mode}: {:?}",
+            s.counters
+        );
+        assert_eq!(second.metric("rtbench_connections_total"), 200, "{mode}");
+        // Arrivals are timed as arrivals, returns as returns.
+        assert_eq!(s.connect_ms.count, 200, "{mode}");
+        let r = s.reconnect_ms;
+        match mode {
+            "sdk" => assert!(r.p50 >= 1000.0 && r.p90 < 1300.0, "{mode}: {r:?}"),
+            _ => assert!(r.p50 < 1300.0 && r.p90 > 1500.0, "{mode}: {r:?}"),
+        }
+    }
+}

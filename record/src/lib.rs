@@ -70,6 +70,10 @@ pub struct BenchSummary {
     /// (absent from records made before they were measured).
     #[serde(default)]
     pub round_trip_ms: Latency,
+    /// Reconnections (scenarios that reconnect): from a connection's loss to
+    /// its being open again, the backoff included.
+    #[serde(default)]
+    pub reconnect_ms: Latency,
     pub deliveries_per_s: f64,
     pub server: ServerFigures,
     pub system: SystemFigures,

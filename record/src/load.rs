@@ -39,6 +39,10 @@ pub struct Summary {
     pub delivery_ms: Percentiles,
     /// Round trips: a raw echo's, or a ping's answered by its pong.
     pub echo_ms: Percentiles,
+    /// Reconnections: from the loss (or failed attempt) to open again,
+    /// backoff included.
+    #[serde(default)]
+    pub reconnect_ms: Percentiles,
     pub events: Events,
     pub counters: Counters,
     pub loadgen: LoadgenSelf,

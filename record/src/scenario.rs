@@ -166,6 +166,10 @@ pub enum Reconnect {
     /// As Appwrite's SDKs: after 1 s (5 tries), 5 s (to 15), 10 s (to 100),
     /// then 60 s; never after an error frame with code 1008.
     Sdk,
+    /// The SDKs' schedule with full jitter: each wait drawn uniformly from
+    /// 0 to twice the SDK's (the same mean), so a storm spreads out.
+    #[serde(rename = "sdk-jitter")]
+    SdkJitter,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -130,22 +130,47 @@ fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
+/// Waits (up to a minute) until the machine's CPU is under 10% busy over
+/// a second. Why: the kernel frees a measurement's closed sockets in the
+/// background, for seconds after 100,000 pairs; the next measurement
+/// would share the machine with that teardown (and see its memory come
+/// back mid-run).
+fn settle() {
+    use rtbench_record::host::{busy_pct, cpu_jiffies};
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < Duration::from_secs(60) {
+        let before = cpu_jiffies();
+        std::thread::sleep(Duration::from_secs(1));
+        if busy_pct(before, cpu_jiffies()) < 10.0 {
+            break;
+        }
+    }
+    // Freed sockets stay in the slab caches' partly empty slabs, which
+    // MemAvailable counts as used: the next run's pairs would reuse them and
+    // look free. SLUB gives empty slabs back when asked (root only).
+    if let Ok(caches) = std::fs::read_dir("/sys/kernel/slab") {
+        for c in caches.flatten() {
+            let _ = std::fs::write(c.path().join("shrink"), "1");
+        }
+    }
+}
+
 pub fn run(f: &Flags) -> Result<Measured, String> {
     let mut opening = Vec::new();
     let mut memory = Vec::new();
     let mut slab = Vec::new();
     for _ in 0..f.repeat {
+        settle();
         let (rate, kib, slab_kib) = pairs(f.pairs)?;
         opening.push(rate);
         memory.push(kib);
         slab.push(slab_kib);
-        // Let the closed sockets go before the next measurement.
-        std::thread::sleep(Duration::from_secs(2));
     }
     let mut fanout = Vec::new();
     for (size, batch) in FANOUT {
         let mut runs = Vec::new();
         for _ in 0..f.repeat {
+            settle();
             runs.push(spray(f, size, batch)?);
         }
         fanout.push(Fanout {
@@ -157,6 +182,7 @@ pub fn run(f: &Flags) -> Result<Measured, String> {
     }
     let mut trips = Vec::new();
     for _ in 0..f.repeat {
+        settle();
         trips.push(round_trips(f)?);
     }
     Ok(Measured {

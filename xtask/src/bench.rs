@@ -868,6 +868,7 @@ fn summarize(
         connect_ms: record::latency(&l.connect_ms),
         delivery_ms: record::latency(&l.delivery_ms),
         round_trip_ms: record::latency(&l.echo_ms),
+        reconnect_ms: record::latency(&l.reconnect_ms),
         deliveries_per_s: l.events.per_second,
         server: ServerFigures {
             processes: samples.first().map_or(1, |s| s.per_process.len() as u64),
@@ -1135,6 +1136,12 @@ fn print_headline(s: &BenchSummary) {
             )),
         s.system.kib_per_connection
     );
+    if s.reconnect_ms.count > 0 {
+        eprintln!(
+            "xtask: reconnect (loss to open again) p50/p99/p99.9 {:.2}/{:.2}/{:.2} ms ({} reconnections)",
+            s.reconnect_ms.p50, s.reconnect_ms.p99, s.reconnect_ms.p999, s.reconnect_ms.count
+        );
+    }
     if s.round_trip_ms.count > 0 {
         eprintln!(
             "xtask: round trip (ping or echo) p50/p99/p99.9 {:.2}/{:.2}/{:.2} ms ({} samples)",

@@ -97,10 +97,19 @@ pub fn measure(a: &Args) -> Result<PathBuf, String> {
         None
     } else {
         netns::available()?;
-        // The network settings a bench's namespace gets (the largest
-        // suite's: port range, queues), so the limits compare like with like.
+        // A bench's port range and queues (the largest suite's), so opening
+        // rates compare like with like; not its socket buffers, which would
+        // change what fan-out measures.
         let suite = crate::suite::load(&root().join("suites/idle-1m.toml"))?;
-        Some(netns::Namespace::create(a.pairs, &suite.tuning)?)
+        let keep = [
+            "net.ipv4.ip_local_port_range",
+            "net.core.somaxconn",
+            "net.ipv4.tcp_max_syn_backlog",
+            "net.core.netdev_max_backlog",
+        ];
+        let mut settings = suite.tuning.clone();
+        settings.retain(|k, _| keep.contains(&k.as_str()));
+        Some(netns::Namespace::create(a.pairs, &settings)?)
     };
     let mut cmd = Command::new(root().join("target/release/rtbench-roofline"));
     cmd.args([
