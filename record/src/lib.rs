@@ -107,6 +107,55 @@ pub struct BenchSummary {
     /// (`softnet.dropped`) and the like, which say why connects were slow.
     #[serde(default)]
     pub kernel_tcp: std::collections::BTreeMap<String, u64>,
+    /// The faults the suite's plan made happen, in order (planned exits are
+    /// not `process_exits`).
+    #[serde(default)]
+    pub faults_injected: Vec<FaultDone>,
+    /// A run with a fault plan: the storm it caused.
+    #[serde(default)]
+    pub failover: Option<Failover>,
+}
+
+/// A fault the suite's plan made happen (`[[faults]]`): what, to whom, when.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FaultDone {
+    /// When the plan said, in seconds of the load generator's schedule.
+    pub at_s: f64,
+    /// When it was done, on the record's timeline (`server.csv`).
+    pub t_s: f64,
+    /// `kill`, `restart`, `pause`, `resume`.
+    pub action: String,
+    /// `server 1`, `redis`.
+    pub target: String,
+    /// The process it was done to (a restart: the new one).
+    pub pid: u32,
+}
+
+/// What a run with a fault plan measured: the storm and what it cost.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Failover {
+    /// Connections open the second before the first fault.
+    pub open_before: u64,
+    /// The fewest open after it: `open_before` minus these were lost.
+    pub open_lowest: u64,
+    pub connections_lost: u64,
+    /// Seconds from the first fault until as many were open again (None:
+    /// never, within the run).
+    pub recovered_after_s: Option<f64>,
+    /// Reconnections made, and their time from loss to open again.
+    pub reconnects: u64,
+    pub reconnect_ms: Latency,
+    /// Server processes' CPU (100 = one core) and RSS, summed, at their
+    /// highest from the first fault to the end of the hold.
+    pub servers_cpu_peak_pct: f64,
+    pub servers_rss_peak_kib: u64,
+    /// Every subscriber is sent every event: events published times
+    /// subscribers, against what they received. Appwrite's protocol has no
+    /// replay, so events published to a client while it reconnects are lost.
+    pub events_expected: u64,
+    pub events_received: u64,
+    pub events_missed: u64,
+    pub duplicates: u64,
 }
 
 /// A process of the run that ended before the bench stopped it.

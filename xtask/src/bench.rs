@@ -339,6 +339,9 @@ pub fn run_one(
         if let Some(e) = v.echo_interval_s {
             load.session.echo_interval_s = e;
         }
+        if let Some(r) = v.reconnect {
+            load.session.reconnect = r;
+        }
     }
     if let Some(p) = a.protocol {
         load.target.protocol = p;
@@ -365,13 +368,23 @@ pub fn run_one(
             ));
         }
     }
+    // A plan that kills servers gets as many spare processes, so the
+    // survivors can hold every connection.
     let processes = if subject.is_rtbench() {
-        a.overrides
-            .processes
-            .unwrap_or_else(|| total.div_ceil(connections_per_process()).max(1))
+        a.overrides.processes.unwrap_or_else(|| {
+            total.div_ceil(connections_per_process()).max(1) + crate::faults::spares(&suite.faults)
+        })
     } else {
         1
     };
+    if (suite.server.shared_port || !suite.faults.is_empty())
+        && (a.target != Target::Local || !subject.is_rtbench())
+    {
+        return Err(
+            "a shared port and a fault plan need rtbench-server processes started here (no --target, no --hosts, --server rtbench)"
+                .into(),
+        );
+    }
     let mut server_args = suite.server.args.clone();
     // The server's cap as a whole, when the variant sets one.
     let mut cap: Option<u64> = None;
@@ -410,6 +423,8 @@ pub fn run_one(
     if bus && a.target == Target::Local {
         crate::setup::ensure(&[crate::setup::REDIS])?;
     }
+    // Checked before anything starts: targets exist, restarts follow kills.
+    let mut plan = crate::faults::Plan::new(suite.faults.clone(), processes, bus)?;
     let (tuning, tune_errors) = tuning::run(&suite.tuning, a.tune);
     if !tune_errors.is_empty() {
         return Err(format!(
@@ -486,6 +501,25 @@ pub fn run_one(
         server_args.extend(["--threads".into(), "1".into()]);
     }
     let mut servers = Vec::new();
+    // One port for every process (SO_REUSEPORT) when the suite says so.
+    let shared_port = if suite.server.shared_port {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        server_args.splice(
+            0..0,
+            [
+                "--listen".to_string(),
+                format!("127.0.0.1:{port}"),
+                "--reuse-port".into(),
+            ],
+        );
+        Some(port)
+    } else {
+        None
+    };
+    let mut args_of: Vec<Vec<String>> = Vec::new();
     let rtbench_processes = match &subject {
         Subject::Rtbench => processes,
         Subject::Command(line) => {
@@ -502,9 +536,11 @@ pub fn run_one(
             args.extend(["--max-connections".into(), share.to_string()]);
         }
         servers.push(placement.start_server(side, i, &args)?);
+        args_of.push(args);
     }
     load.target.urls = match &subject {
         Subject::Url(url) => vec![url.clone()],
+        _ if shared_port.is_some() => vec![format!("ws://{}", servers[0].addr)],
         _ => servers.iter().map(|s| format!("ws://{}", s.addr)).collect(),
     };
     let launch = placement.launch()?;
@@ -587,6 +623,7 @@ pub fn run_one(
     let load_offset_s = samples[0].t_s;
     let mut forwarded = false;
     let mut exits: Vec<rtbench_record::ProcessExit> = Vec::new();
+    let mut schedule_origin: Option<Instant> = None;
     let exit = loop {
         // Every process the run started is watched: one that ends early is
         // said at once and named in the record.
@@ -595,6 +632,8 @@ pub fn run_one(
             .iter_mut()
             .enumerate()
             .filter_map(|(i, s)| Some((format!("server {i}"), s.pid(), s.poll_exit()?)))
+            // A process the plan killed ended as planned.
+            .filter(|(_, pid, _)| !plan.killed.contains(pid))
             .collect();
         if let Some(r) = redis.as_mut()
             && let Some(status) = r.poll_exit()
@@ -611,6 +650,22 @@ pub fn run_one(
                 pid,
                 status,
             });
+        }
+        // The schedule's clock: from the load generator's first second on,
+        // this process's own (a paused process must not stop the plan).
+        if schedule_origin.is_none()
+            && let Some(t) = schedule_second(&partial_dir(&load_dir))
+        {
+            schedule_origin = Some(Instant::now() - Duration::from_secs_f64(t));
+        }
+        if let Some(origin) = schedule_origin {
+            let t = origin.elapsed().as_secs_f64();
+            plan.step(t, t_s, &mut servers, redis.as_ref(), |i| {
+                placement.start_server(side, i as u64, &args_of[i])
+            })?;
+            for (i, s) in servers.iter().enumerate() {
+                sampler.set_server(i, s.pid(), s.addr, !plan.killed.contains(&s.pid()));
+            }
         }
         std::thread::sleep(Duration::from_millis(250));
         let sig = INTERRUPTED.load(Ordering::SeqCst);
@@ -634,6 +689,7 @@ pub fn run_one(
             samples.push(s);
         }
     };
+    plan.finish();
     samples.push(sampler.sample());
     let tcp_after = rtbench_record::host::tcp_counters(&net_dir);
     // The servers' work over the whole run, read once the load has stopped
@@ -724,6 +780,19 @@ pub fn run_one(
             summary.limit.take().unwrap_or_default()
         ));
     }
+    if !plan.done.is_empty() {
+        let rows: Vec<rtbench_record::load::TimeseriesRow> =
+            rtbench_record::series::read_csv(&load_dir.join("timeseries.csv")).unwrap_or_default();
+        summary.failover = crate::faults::failover(
+            &plan.done,
+            &rows,
+            &samples,
+            schedule_s,
+            load.hold_end_s(),
+            &load_summary,
+        );
+    }
+    summary.faults_injected = std::mem::take(&mut plan.done);
     summary.server_under_test = subject.label();
     summary.unmeasured = subject.unmeasured();
     let end_s = samples.last().map_or(0.0, |s| s.t_s);
@@ -765,6 +834,12 @@ fn start_loadgen(scenario: &Path, out: &Path, launch: Option<&Path>) -> Result<C
 }
 
 /// Merges the load generator's latest second with the server sample.
+/// The load generator's current schedule second, from its live file.
+fn schedule_second(load_partial: &Path) -> Option<f64> {
+    let text = std::fs::read_to_string(load_partial.join("live.json")).ok()?;
+    serde_json::from_str::<serde_json::Value>(&text).ok()?["t"].as_f64()
+}
+
 fn publish_state(
     state: &dashboard::State,
     s: &Sample,
@@ -906,6 +981,8 @@ fn summarize(
         unmeasured: Vec::new(),
         process_exits: Vec::new(),
         kernel_tcp: Default::default(),
+        faults_injected: Vec::new(),
+        failover: None,
     }
 }
 

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod ci;
 pub mod containers;
 pub mod dashboard;
+pub mod faults;
 pub mod fuzz;
 pub mod hosts;
 pub mod memprobe;

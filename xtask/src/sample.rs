@@ -60,6 +60,17 @@ impl Sampler {
         }
     }
 
+    /// Server process `i` is now `pid` at `addr` (a restart), or is gone
+    /// (`alive` false: its last known figures are forgotten, not carried).
+    pub fn set_server(&mut self, i: usize, pid: u32, addr: SocketAddr, alive: bool) {
+        if let Some(s) = self.servers.get_mut(i) {
+            *s = (pid, addr);
+        }
+        if !alive && let Some(k) = self.known.get_mut(i) {
+            *k = [0; 1 + WORK.len()];
+        }
+    }
+
     pub fn sample(&mut self) -> Sample {
         let t = self.start.elapsed().as_secs_f64();
         let pids: Vec<u32> = self
@@ -108,7 +119,8 @@ impl Sampler {
             Some((t0, c0)) if t > *t0 => cpu
                 .iter()
                 .zip(c0)
-                .map(|(c, c0)| 100.0 * (c - c0) / (t - t0))
+                // A process gone (killed by a fault plan) reads 0: no CPU.
+                .map(|(c, c0)| (100.0 * (c - c0) / (t - t0)).max(0.0))
                 .collect(),
             _ => vec![0.0; cpu.len()],
         };

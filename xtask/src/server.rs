@@ -50,7 +50,12 @@ fn poll_child(child: &mut Option<Child>, seen: &mut bool) -> Option<String> {
 impl ServerProcess {
     /// Starts the server binary `bin` on an ephemeral loopback port with `args`.
     pub fn start(bin: &std::path::Path, args: &[String]) -> Result<ServerProcess, String> {
-        let mut full = vec!["--listen".to_string(), "127.0.0.1:0".into()];
+        // An ephemeral port unless the caller chose one.
+        let mut full = if args.iter().any(|a| a == "--listen") {
+            Vec::new()
+        } else {
+            vec!["--listen".to_string(), "127.0.0.1:0".into()]
+        };
         full.extend_from_slice(args);
         let mut cmd = Command::new(bin);
         crate::netns::enter(cmd.args(&full));

@@ -30,6 +30,9 @@ pub struct Suite {
     /// What the suite's servers need installed or built before it runs.
     #[serde(default)]
     pub setup: Setup,
+    /// What the bench does to the run's processes mid-run (`faults.rs`).
+    #[serde(default)]
+    pub faults: Vec<crate::faults::Fault>,
     pub load: Scenario,
 }
 
@@ -65,6 +68,10 @@ pub struct ServerSpec {
     /// Extra `rtbench-server` flags.
     #[serde(default)]
     pub args: Vec<String>,
+    /// Every server process on one port (SO_REUSEPORT), as behind a load
+    /// balancer: a client that reconnects may land on any of them.
+    #[serde(default)]
+    pub shared_port: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -89,6 +96,9 @@ pub struct Variant {
     /// Replaces the session's echo interval (raw protocol).
     #[serde(default)]
     pub echo_interval_s: Option<f64>,
+    /// How clients reconnect (`none`, `sdk`, `sdk-jitter`).
+    #[serde(default)]
+    pub reconnect: Option<rtbench_record::scenario::Reconnect>,
 }
 
 /// The suites directory of the workspace.

@@ -143,3 +143,101 @@ fn a_worker_killed_mid_run_is_named() {
         s.process_exits
     );
 }
+
+/// A fault plan on a shared port: server 1 of two is killed at 5 s and
+/// started again at 9 s while its clients reconnect onto server 0 on the
+/// SDK's schedule and one event a second goes to every subscriber.
+const PLAN: &str = r#"
+description = "a fault plan, small"
+[server]
+args = []
+shared_port = true
+[[faults]]
+at_s = 5
+action = "kill"
+target = "server 1"
+[[faults]]
+at_s = 9
+action = "restart"
+target = "server 1"
+[load.target]
+sources = ["127.0.0.2/30"]
+[[load.phases]]
+duration_s = 2
+rate = 1000
+[load.hold]
+duration_s = 12
+[load.session]
+channels = ["files"]
+reconnect = "sdk"
+[[load.publishers]]
+via = "bus"
+rate = 1
+roles = [{ role = "any", weight = 1 }]
+"#;
+
+#[test]
+fn a_fault_plan_kills_and_restarts_a_server_and_the_record_measures_the_storm() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = scratch("plan");
+    let suite = out.with_file_name("failover-small.toml");
+    std::fs::write(&suite, PLAN).unwrap();
+    let o = xtask(&[
+        "bench",
+        suite.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--dashboard",
+        "127.0.0.1:0",
+    ])
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    let s = read_summary(&out).unwrap_or_else(|e| panic!("{e}\n{err}"));
+    // The plan's exits are not faults of the run.
+    assert!(
+        s.complete && s.process_exits.is_empty(),
+        "{:?}\n{err}",
+        s.process_exits
+    );
+    assert_eq!(s.server.processes, 2, "one needed, one spare");
+    let done: Vec<(f64, &str, &str)> = s
+        .faults_injected
+        .iter()
+        .map(|f| (f.at_s, f.action.as_str(), f.target.as_str()))
+        .collect();
+    assert_eq!(
+        done,
+        [(5.0, "kill", "server 1"), (9.0, "restart", "server 1")],
+        "{err}"
+    );
+    assert_ne!(s.faults_injected[0].pid, s.faults_injected[1].pid);
+    let f = s
+        .failover
+        .as_ref()
+        .unwrap_or_else(|| panic!("no failover figures\n{err}"));
+    // Every client of the killed process (the kernel spreads them over the
+    // two listeners) was lost once and came back once, after the SDK's 1 s.
+    assert_eq!(f.open_before, 2000, "{f:?}");
+    assert!(f.connections_lost > 0 && f.connections_lost < 2000, "{f:?}");
+    assert_eq!(f.open_lowest + f.connections_lost, 2000, "{f:?}");
+    assert_eq!(
+        (f.reconnects, f.reconnect_ms.count),
+        (f.connections_lost, f.connections_lost),
+        "{f:?}"
+    );
+    assert!(f.reconnect_ms.p50 >= 1000.0, "{f:?}");
+    assert!(f.recovered_after_s.is_some_and(|t| t <= 3.0), "{f:?}");
+    assert_eq!(s.connections.held, 2000, "{err}");
+    // Every subscriber is sent every event: what was missed is counted.
+    assert_eq!(
+        f.events_missed,
+        f.events_expected - f.events_received,
+        "{f:?}"
+    );
+    assert!(f.events_expected > 0 && f.duplicates == 0, "{f:?}");
+    assert!(
+        err.contains("xtask: fault plan at 5 s: kill server 1"),
+        "{err}"
+    );
+}

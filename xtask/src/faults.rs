@@ -1,0 +1,297 @@
+//! A suite's fault plan (`[[faults]]`): what the bench does to the run's own
+//! processes while the load goes on (kill a server process, start it again,
+//! pause a server or Redis for a while), at seconds of the load generator's
+//! schedule, and what the storm that follows cost (`Failover`).
+//!
+//! Why in the bench: a deploy or a crash is the moment realtime servers are
+//! judged by, and only the process that started the servers can stop and
+//! restart them at a known time. A planned exit is not a fault of the run:
+//! it is listed in `faults_injected`, not `process_exits`.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::server::{RedisProcess, ServerProcess};
+use rtbench_record::load::TimeseriesRow;
+use rtbench_record::series::ServerSample;
+use rtbench_record::{Failover, FaultDone, Latency};
+
+/// One step of a plan.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// Seconds of the schedule (0: the first arrival).
+    pub at_s: f64,
+    pub action: Action,
+    /// `server N` (0-based, N below the run's server processes) or `redis`.
+    pub target: String,
+    /// `pause`: for how long (SIGSTOP, then SIGCONT).
+    #[serde(default)]
+    pub for_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// SIGKILL: the process is gone, its clients reconnect elsewhere.
+    Kill,
+    /// Start a killed server process again, on the same port.
+    Restart,
+    /// SIGSTOP for `for_s`, then SIGCONT: a process that hangs.
+    Pause,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Server(usize),
+    Redis,
+}
+
+fn target(s: &str) -> Result<Target, String> {
+    if s == "redis" {
+        return Ok(Target::Redis);
+    }
+    s.strip_prefix("server ")
+        .and_then(|n| n.parse().ok())
+        .map(Target::Server)
+        .ok_or_else(|| format!("fault target `{s}`: expected `server N` or `redis`"))
+}
+
+/// Server processes the plan kills: the run starts this many more, so the
+/// survivors can hold every connection.
+pub fn spares(plan: &[Fault]) -> u64 {
+    plan.iter()
+        .filter(|f| f.action == Action::Kill)
+        .map(|f| f.target.as_str())
+        .collect::<BTreeSet<_>>()
+        .len() as u64
+}
+
+/// A plan being carried out.
+pub struct Plan {
+    pending: Vec<Fault>,
+    /// Paused pids and when (schedule seconds) they resume.
+    resumes: Vec<(f64, u32, String)>,
+    pub done: Vec<FaultDone>,
+    /// Pids the plan killed: their exits are planned.
+    pub killed: BTreeSet<u32>,
+}
+
+impl Plan {
+    /// Checks the plan against the run: targets exist, a pause has a
+    /// duration, a restart follows a kill of the same server.
+    pub fn new(mut faults: Vec<Fault>, servers: u64, redis: bool) -> Result<Plan, String> {
+        faults.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
+        let mut dead = BTreeSet::new();
+        for f in &faults {
+            let where_ = format!("fault at {} s ({:?} {})", f.at_s, f.action, f.target);
+            match target(&f.target).map_err(|e| format!("{where_}: {e}"))? {
+                Target::Server(i) if i as u64 >= servers => {
+                    return Err(format!(
+                        "{where_}: this run has {servers} server process(es)"
+                    ));
+                }
+                Target::Redis if !redis => {
+                    return Err(format!(
+                        "{where_}: this run has no Redis (one server process, no bus)"
+                    ));
+                }
+                Target::Redis if f.action != Action::Pause => {
+                    return Err(format!("{where_}: Redis can only be paused"));
+                }
+                t => match f.action {
+                    Action::Kill => {
+                        dead.insert(t_key(t));
+                    }
+                    Action::Restart if !dead.remove(&t_key(t)) => {
+                        return Err(format!("{where_}: a restart needs a kill of it before"));
+                    }
+                    Action::Pause if f.for_s.is_none_or(|d| d <= 0.0) => {
+                        return Err(format!("{where_}: a pause needs for_s > 0"));
+                    }
+                    _ => {}
+                },
+            }
+        }
+        Ok(Plan {
+            pending: faults,
+            resumes: Vec::new(),
+            done: Vec::new(),
+            killed: BTreeSet::new(),
+        })
+    }
+
+    /// Does what is due at schedule second `t` (`t_s` on the record's
+    /// timeline); `restart` starts server process `i` again.
+    pub fn step(
+        &mut self,
+        t: f64,
+        t_s: f64,
+        servers: &mut [ServerProcess],
+        redis: Option<&RedisProcess>,
+        mut restart: impl FnMut(usize) -> Result<ServerProcess, String>,
+    ) -> Result<(), String> {
+        while let Some(&(at, pid, ref who)) = self.resumes.first()
+            && at <= t
+        {
+            signal(pid, libc::SIGCONT);
+            self.note(at, t_s, "resume", &who.clone(), pid);
+            self.resumes.remove(0);
+        }
+        while self.pending.first().is_some_and(|f| f.at_s <= t) {
+            let f = self.pending.remove(0);
+            let who = target(&f.target)?;
+            let pid = match who {
+                Target::Server(i) => servers[i].pid(),
+                Target::Redis => redis.map_or(0, RedisProcess::pid),
+            };
+            let pid = match f.action {
+                Action::Kill => {
+                    self.killed.insert(pid);
+                    signal(pid, libc::SIGKILL);
+                    pid
+                }
+                Action::Restart => {
+                    let Target::Server(i) = who else {
+                        unreachable!("checked in new")
+                    };
+                    servers[i] = restart(i)?;
+                    servers[i].pid()
+                }
+                Action::Pause => {
+                    signal(pid, libc::SIGSTOP);
+                    let until = f.at_s + f.for_s.unwrap_or(0.0);
+                    self.resumes.push((until, pid, f.target.clone()));
+                    self.resumes.sort_by(|a, b| a.0.total_cmp(&b.0));
+                    pid
+                }
+            };
+            let action = format!("{:?}", f.action).to_lowercase();
+            eprintln!(
+                "xtask: fault plan at {:.0} s: {action} {} (pid {pid})",
+                f.at_s, f.target
+            );
+            self.note(f.at_s, t_s, &action, &f.target, pid);
+        }
+        Ok(())
+    }
+
+    fn note(&mut self, at_s: f64, t_s: f64, action: &str, target: &str, pid: u32) {
+        self.done.push(FaultDone {
+            at_s,
+            t_s,
+            action: action.into(),
+            target: target.into(),
+            pid,
+        });
+    }
+
+    /// Resumes whatever is still paused (the run is ending).
+    pub fn finish(&mut self) {
+        for (_, pid, _) in self.resumes.drain(..) {
+            signal(pid, libc::SIGCONT);
+        }
+    }
+}
+
+fn t_key(t: Target) -> i64 {
+    match t {
+        Target::Server(i) => i as i64,
+        Target::Redis => -1,
+    }
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    if pid != 0 {
+        // SAFETY: signalling a process this bench started.
+        unsafe { libc::kill(pid as i32, sig) };
+    }
+}
+
+/// The storm after the first fault, from the load generator's seconds
+/// (`rows`, on the schedule's clock), the servers' samples (`samples`, on
+/// the record's; `schedule_s` is the schedule's start there) and the load
+/// generator's summary.
+pub fn failover(
+    done: &[FaultDone],
+    rows: &[TimeseriesRow],
+    samples: &[ServerSample],
+    schedule_s: f64,
+    hold_end_s: f64,
+    load: &rtbench_record::load::Summary,
+) -> Option<Failover> {
+    let first = done.first()?.at_s;
+    let before = rows.iter().rev().find(|r| (r.t_s as f64) < first)?;
+    let after: Vec<&TimeseriesRow> = rows
+        .iter()
+        .filter(|r| r.t_s as f64 >= first && (r.t_s as f64) < hold_end_s)
+        .collect();
+    let lowest = after.iter().map(|r| r.open).min().unwrap_or(before.open);
+    // Back to the count before, after the lowest point.
+    let recovered = if lowest < before.open {
+        after
+            .iter()
+            .skip_while(|r| r.open > lowest)
+            .find(|r| r.open >= before.open)
+            .map(|r| r.t_s as f64 - first)
+    } else {
+        Some(0.0)
+    };
+    let storm: Vec<&ServerSample> = samples
+        .iter()
+        .filter(|s| s.t_s >= schedule_s + first && s.t_s <= schedule_s + hold_end_s)
+        .collect();
+    let subscribers = load.connections.target;
+    let expected = load.events.published * subscribers;
+    let r = &load.reconnect_ms;
+    Some(Failover {
+        open_before: before.open,
+        open_lowest: lowest,
+        connections_lost: before.open.saturating_sub(lowest),
+        recovered_after_s: recovered,
+        reconnects: load.counters.reconnects,
+        reconnect_ms: Latency {
+            p50: r.p50,
+            p99: r.p99,
+            p999: r.p999,
+            count: r.count,
+        },
+        servers_cpu_peak_pct: storm.iter().map(|s| s.server_cpu_pct).fold(0.0, f64::max),
+        servers_rss_peak_kib: storm.iter().map(|s| s.server_rss_kib).max().unwrap_or(0),
+        events_expected: expected,
+        events_received: load.events.received,
+        events_missed: expected.saturating_sub(load.events.received),
+        duplicates: load.events.duplicates,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(at_s: f64, action: Action, target: &str) -> Fault {
+        Fault {
+            at_s,
+            action,
+            target: target.into(),
+            for_s: None,
+        }
+    }
+
+    #[test]
+    fn a_plan_is_checked_against_the_run() {
+        let ok = vec![
+            fault(30.0, Action::Restart, "server 1"),
+            fault(10.0, Action::Kill, "server 1"),
+        ];
+        assert!(Plan::new(ok.clone(), 3, true).is_ok());
+        assert_eq!(spares(&ok), 1);
+        let e = |plan: Vec<Fault>| Plan::new(plan, 3, true).err().unwrap();
+        assert!(e(vec![fault(1.0, Action::Kill, "server 3")]).contains("3 server process(es)"));
+        assert!(e(vec![fault(1.0, Action::Restart, "server 0")]).contains("needs a kill"));
+        assert!(e(vec![fault(1.0, Action::Pause, "redis")]).contains("for_s > 0"));
+        assert!(e(vec![fault(1.0, Action::Kill, "redis")]).contains("only be paused"));
+        assert!(e(vec![fault(1.0, Action::Kill, "db 1")]).contains("expected `server N`"));
+    }
+}
