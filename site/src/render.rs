@@ -303,6 +303,31 @@ impl Site<'_> {
             "Load",
             "no samples",
         ));
+        // A fault plan's storm, close up: from a few seconds before the
+        // first fault to the end, the connections open and arriving again.
+        if let Some(first) = run
+            .summary
+            .as_ref()
+            .and_then(|s| s.faults_injected.first())
+            .map(|f| f.at_s)
+        {
+            let near = |pts: Vec<(f64, f64)>| -> Vec<(f64, f64)> {
+                pts.into_iter().filter(|p| p.0 >= first - 5.0).collect()
+            };
+            let storm = vec![
+                Series::new("open (load generator)", near(ts.xy("t_s", "open", |v| v))),
+                Series::new("connecting", near(ts.xy("t_s", "connecting", |v| v))),
+                Series::new(
+                    "closed by server, per second",
+                    near(per_second(&ts.xy("t_s", "closed_by_server", |v| v))),
+                ),
+            ];
+            push(self.chart(
+                chart::lines("Failover: the storm after the first fault", "s", "connections", &storm),
+                "Failover storm",
+                "no time series",
+            ));
+        }
         // The original's traffic chart: bytes each way per second, the
         // clients' and (when the server reports them) the server's.
         let mib = |v: f64| v / 1048576.0;
@@ -890,6 +915,41 @@ fn headline(run: &Run, roofline: Option<&(String, Roofline)>) -> Vec<Value> {
     }
     if !s.unmeasured.is_empty() {
         h.push(json!({"label": "not measured", "value": s.unmeasured.join("; ")}));
+    }
+    if !s.faults_injected.is_empty() {
+        let list: Vec<String> = s
+            .faults_injected
+            .iter()
+            .map(|f| format!("{} {} at {} s (pid {})", f.action, f.target, f.at_s, f.pid))
+            .collect();
+        h.push(json!({"label": "faults injected (the suite's plan)", "value": list.join("; ")}));
+    }
+    if let Some(f) = &s.failover {
+        h.push(json!({"label": "failover: connections lost", "value": format!(
+            "{} of {}, all back after {}",
+            metrics::group(f.connections_lost as i64),
+            metrics::group(f.open_before as i64),
+            f.recovered_after_s.map_or("never, within the run".into(), |t| metrics::format(t, "s"))
+        )}));
+        h.push(json!({"label": "failover: each client's wait, loss to open again (p50 / p99 / p99.9)", "value": format!(
+            "{} / {} / {} ms ({} reconnections)",
+            fmt_ms(f.reconnect_ms.p50),
+            fmt_ms(f.reconnect_ms.p99),
+            fmt_ms(f.reconnect_ms.p999),
+            metrics::group(f.reconnects as i64)
+        )}));
+        h.push(json!({"label": "failover: events missed (no replay in the protocol)", "value": format!(
+            "{} of {} sent to subscribers ({:.3}%), {} duplicates",
+            metrics::group(f.events_missed as i64),
+            metrics::group(f.events_expected as i64),
+            100.0 * f.events_missed as f64 / (f.events_expected.max(1)) as f64,
+            metrics::group(f.duplicates as i64)
+        )}));
+        h.push(json!({"label": "failover: servers at their peak, from the fault on", "value": format!(
+            "{:.0}% of a core, {} RSS",
+            f.servers_cpu_peak_pct,
+            metrics::format(f.servers_rss_peak_kib as f64 / 1024.0, "MiB")
+        )}));
     }
     h.push(json!({"label": "time to target", "value": s.connections.time_to_target_s.map_or("not reached".into(), |t| metrics::format(t, "s"))}));
     if let Some(l) = &run.load {
