@@ -136,8 +136,9 @@ pub struct FaultDone {
 pub struct Failover {
     /// Connections open the second before the first fault.
     pub open_before: u64,
-    /// The fewest open after it: `open_before` minus these were lost.
+    /// The fewest open in any second after it.
     pub open_lowest: u64,
+    /// Connections the server side closed from the first fault on.
     pub connections_lost: u64,
     /// Seconds from the first fault until as many were open again (None:
     /// never, within the run).

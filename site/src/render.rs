@@ -323,7 +323,12 @@ impl Site<'_> {
                 ),
             ];
             push(self.chart(
-                chart::lines("Failover: the storm after the first fault", "s", "connections", &storm),
+                chart::lines(
+                    "Failover: the storm after the first fault",
+                    "s",
+                    "connections",
+                    &storm,
+                ),
                 "Failover storm",
                 "no time series",
             ));
@@ -938,18 +943,22 @@ fn headline(run: &Run, roofline: Option<&(String, Roofline)>) -> Vec<Value> {
             fmt_ms(f.reconnect_ms.p999),
             metrics::group(f.reconnects as i64)
         )}));
-        h.push(json!({"label": "failover: events missed (no replay in the protocol)", "value": format!(
-            "{} of {} sent to subscribers ({:.3}%), {} duplicates",
-            metrics::group(f.events_missed as i64),
-            metrics::group(f.events_expected as i64),
-            100.0 * f.events_missed as f64 / (f.events_expected.max(1)) as f64,
-            metrics::group(f.duplicates as i64)
-        )}));
-        h.push(json!({"label": "failover: servers at their peak, from the fault on", "value": format!(
-            "{:.0}% of a core, {} RSS",
-            f.servers_cpu_peak_pct,
-            metrics::format(f.servers_rss_peak_kib as f64 / 1024.0, "MiB")
-        )}));
+        h.push(
+            json!({"label": "failover: events missed (no replay in the protocol)", "value": format!(
+                "{} of {} sent to subscribers ({:.3}%), {} duplicates",
+                metrics::group(f.events_missed as i64),
+                metrics::group(f.events_expected as i64),
+                100.0 * f.events_missed as f64 / (f.events_expected.max(1)) as f64,
+                metrics::group(f.duplicates as i64)
+            )}),
+        );
+        h.push(
+            json!({"label": "failover: servers at their peak, from the fault on", "value": format!(
+                "{:.0}% of a core, {} RSS",
+                f.servers_cpu_peak_pct,
+                metrics::format(f.servers_rss_peak_kib as f64 / 1024.0, "MiB")
+            )}),
+        );
     }
     h.push(json!({"label": "time to target", "value": s.connections.time_to_target_s.map_or("not reached".into(), |t| metrics::format(t, "s"))}));
     if let Some(l) = &run.load {

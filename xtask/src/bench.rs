@@ -792,6 +792,11 @@ pub fn run_one(
             &load_summary,
         );
     }
+    if !plan.killed.is_empty() {
+        // A killed process's delivery count died with it: the servers'
+        // deliveries against the clients' would be meaningless.
+        summary.errors.lost = None;
+    }
     summary.faults_injected = std::mem::take(&mut plan.done);
     summary.server_under_test = subject.label();
     summary.unmeasured = subject.unmeasured();

@@ -228,6 +228,10 @@ pub fn failover(
         .filter(|r| r.t_s as f64 >= first && (r.t_s as f64) < hold_end_s)
         .collect();
     let lowest = after.iter().map(|r| r.open).min().unwrap_or(before.open);
+    // Clients the faults disconnected: the server closes counted from the
+    // first fault on (many are back within the second they were lost in,
+    // so the per-second low undercounts them).
+    let closed_after = rows.last().map_or(0, |r| r.closed_by_server);
     // Back to the count before, after the lowest point.
     let recovered = if lowest < before.open {
         after
@@ -248,7 +252,7 @@ pub fn failover(
     Some(Failover {
         open_before: before.open,
         open_lowest: lowest,
-        connections_lost: before.open.saturating_sub(lowest),
+        connections_lost: closed_after.saturating_sub(before.closed_by_server),
         recovered_after_s: recovered,
         reconnects: load.counters.reconnects,
         reconnect_ms: Latency {
