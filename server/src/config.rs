@@ -46,6 +46,12 @@ pub struct Config {
     #[arg(long, env = "RTBENCH_REUSE_PORT")]
     pub reuse_port: bool,
 
+    /// A second address of this process alone, answering plain HTTP only
+    /// (`/metrics`, `/health`, `POST /v1/events`): processes sharing a port
+    /// can each be asked for their own figures. Default: none.
+    #[arg(long, env = "RTBENCH_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+
     /// Bytes a connection may have queued before it is closed as a slow consumer (1013).
     #[arg(long, env = "RTBENCH_MAX_OUTBOUND_BYTES", default_value_t = 1 << 20)]
     pub max_outbound_bytes: usize,

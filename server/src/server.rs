@@ -26,8 +26,13 @@ impl Server {
         crate::metrics::count_panics();
         let listener = bind(config.listen, config.reuse_port)?;
         let local_addr = listener.local_addr()?;
+        let admin = config.admin_listen;
         let shared = Arc::new(Shared::new(config)?);
         shared.reactors.spawn(&shared, Arc::new(listener))?;
+        if let Some(addr) = admin {
+            let admin = tokio::net::TcpListener::bind(addr).await?;
+            tokio::spawn(serve_admin(admin, shared.clone()));
+        }
         Ok(Server { local_addr, shared })
     }
 
@@ -52,6 +57,25 @@ impl Server {
         })
         .await;
         live.load(Relaxed)
+    }
+}
+
+/// The admin address: plain HTTP requests, under the same limit on HTTP
+/// connections as the main listener's.
+async fn serve_admin(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+    use crate::metrics::Limit;
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let m = &shared.metrics;
+        if m.http_connections.load(Relaxed) >= shared.config.max_http_connections as u64 {
+            m.hit(Limit::HttpConnections);
+            continue; // dropped: closed
+        }
+        m.http_connections.fetch_add(1, Relaxed);
+        tokio::spawn(crate::http::serve(stream, peer, shared.clone(), Vec::new()));
     }
 }
 

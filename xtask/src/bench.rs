@@ -530,6 +530,14 @@ pub fn run_one(
     };
     for i in 0..rtbench_processes {
         let mut args = server_args.clone();
+        if shared_port.is_some() {
+            // Each process's own address for its /metrics: the shared port
+            // answers from whichever process the kernel picks.
+            let admin = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_err(|e| format!("no free port: {e}"))?;
+            args.extend(["--admin-listen".into(), admin.to_string()]);
+        }
         if let Some(cap) = cap {
             // Split exactly: the first `cap % processes` take one more.
             let share = cap / processes + u64::from(i < cap % processes);
@@ -605,7 +613,7 @@ pub fn run_one(
     record::write_json(&tmp.join("environment.json"), &env)?;
 
     let mut sampler = Sampler::new(
-        servers.iter().map(|s| (s.pid(), s.addr)).collect(),
+        servers.iter().map(|s| (s.pid(), s.metrics_addr)).collect(),
         redis.as_ref().map(RedisProcess::pid),
     );
     let mut samples: Vec<Sample> = vec![sampler.sample()];
@@ -664,7 +672,7 @@ pub fn run_one(
                 placement.start_server(side, i as u64, &args_of[i])
             })?;
             for (i, s) in servers.iter().enumerate() {
-                sampler.set_server(i, s.pid(), s.addr, !plan.killed.contains(&s.pid()));
+                sampler.set_server(i, s.pid(), s.metrics_addr, !plan.killed.contains(&s.pid()));
             }
         }
         std::thread::sleep(Duration::from_millis(250));
@@ -698,8 +706,12 @@ pub fn run_one(
     let totals: Option<sample::Work> = servers
         .iter()
         .map(|s| {
-            let v = crate::server::metrics_within(s.addr, &sample::WORK, Duration::from_secs(5))
-                .ok()?;
+            let v = crate::server::metrics_within(
+                s.metrics_addr,
+                &sample::WORK,
+                Duration::from_secs(5),
+            )
+            .ok()?;
             let v: Option<Vec<u64>> = v.into_iter().collect();
             v?.try_into().ok()
         })

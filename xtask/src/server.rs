@@ -19,9 +19,18 @@ pub struct ServerProcess {
     /// (then RSS and CPU come from its /metrics).
     pid: u32,
     pub addr: SocketAddr,
+    /// Where this process alone answers /metrics: `addr`, unless the port
+    /// is shared with other processes (then its `--admin-listen`).
+    pub metrics_addr: SocketAddr,
     pub args: Vec<String>,
     /// Its exit was reported (`poll_exit`).
     exit_seen: bool,
+}
+
+/// The `--admin-listen` address among a server's arguments.
+fn admin_address(args: &[String]) -> Option<SocketAddr> {
+    let i = args.iter().position(|a| a == "--admin-listen")?;
+    args.get(i + 1)?.parse().ok()
 }
 
 /// A child's end in words: `exit status: 1`, `signal 9 (SIGKILL)`.
@@ -87,6 +96,7 @@ impl ServerProcess {
             pid: child.id(),
             stdin,
             addr: ([0, 0, 0, 0], 0).into(),
+            metrics_addr: ([0, 0, 0, 0], 0).into(),
             args,
             child: None,
             exit_seen: false,
@@ -95,6 +105,7 @@ impl ServerProcess {
         p.child = Some(child);
         let reported = listening_address(stderr)?;
         (p.addr, p.pid) = resolve(reported, p.pid)?;
+        p.metrics_addr = admin_address(&p.args).unwrap_or(p.addr);
         Ok(p)
     }
 
@@ -169,6 +180,7 @@ impl ServerProcess {
             pid: child.id(),
             stdin: None,
             addr,
+            metrics_addr: addr,
             args: vec![line],
             child: Some(child),
             exit_seen: false,
@@ -193,7 +205,7 @@ impl ServerProcess {
     }
 
     pub fn metric(&self, name: &str) -> Result<u64, String> {
-        metric(self.addr, name)
+        metric(self.metrics_addr, name)
     }
 
     /// SIGTERM (or, over ssh, the end of its stdin), then SIGKILL if it has

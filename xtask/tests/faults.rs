@@ -244,4 +244,10 @@ fn a_fault_plan_kills_and_restarts_a_server_and_the_record_measures_the_storm() 
         err.contains("xtask: fault plan at 5 s: kill server 1"),
         "{err}"
     );
+    // Each process was asked for its own figures (its admin address), not
+    // whichever process the shared port picked: never more than there are.
+    let samples: Vec<rtbench_record::series::ServerSample> =
+        rtbench_record::series::read_csv(&out.join("server.csv")).unwrap();
+    let most = samples.iter().map(|s| s.server_connections).max();
+    assert_eq!(most, Some(2000), "{err}");
 }
