@@ -168,8 +168,9 @@ urls = ["ws://{}"]
 [[phases]]
 duration_s = 1
 rate = 1000
+# Two seconds: a whole second in which all are open, whatever the timing.
 [hold]
-duration_s = 1
+duration_s = 2
 [session]
 channels = ["files"]
 "#,
