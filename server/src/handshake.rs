@@ -250,6 +250,9 @@ impl Reactor {
         let Some(stream) = self.vacate(id) else { return };
         let peer = peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         let shared = self.shared.clone();
+        // This turn's counts first: a /metrics request then counts its own
+        // head's read, whichever thread answers it first.
+        self.flush_stats();
         self.shared.runtime.spawn(async move {
             if let Ok(stream) = tokio::net::TcpStream::from_std(stream) {
                 http::serve(stream, peer, shared, bytes).await;

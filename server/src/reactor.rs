@@ -860,7 +860,7 @@ impl Reactor {
         }
     }
 
-    fn flush_stats(&mut self) {
+    pub(crate) fn flush_stats(&mut self) {
         let s = std::mem::take(&mut self.stats);
         let m = &self.shared.metrics;
         let add = |a: &AtomicU64, v: u64| {
