@@ -91,9 +91,13 @@ fn kill_during_run(
     // Into the arrivals (2 s of them), so the process held connections.
     std::thread::sleep(Duration::from_millis(1500));
     // SAFETY: signalling a process of our own test run.
-    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    let killed = unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     let o = bench.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(
+        killed, 0,
+        "{name} (pid {pid}) was gone before the kill:\n{err}"
+    );
     // A variant's record is `--out` with the variant's name appended.
     let record = PathBuf::from(format!("{}-sdk-ping", out.display()));
     let s = read_summary(&record).unwrap_or_else(|e| panic!("{e}\n{err}"));
