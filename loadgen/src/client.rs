@@ -430,6 +430,9 @@ pub struct Receiver<'a> {
     /// trip is measured from it. Pings go out by slot group on a fixed
     /// tick, so the worker keeps one time per group, not one per slot.
     pub ping_sent_ns: u64,
+    /// Events this connection's subscriber has received over the run (all
+    /// its connections), when the scenario publishes.
+    pub received: Option<&'a mut u32>,
 }
 
 /// Duplicate detection: the highest sequence seen and a bitmap of the 64
@@ -518,6 +521,9 @@ impl Receiver<'_> {
                 return;
             }
             self.counters.deliveries += 1;
+            if let Some(r) = self.received.as_deref_mut() {
+                *r += 1;
+            }
             if !self
                 .population
                 .may_read(u64::from(held.user), s.channel, s.to)

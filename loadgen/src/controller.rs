@@ -662,6 +662,7 @@ fn summarize(
     let mut counters = Counters::default();
     let mut hists = Hists::default();
     let (mut cpu_s, mut start_rss_kib, mut peak_rss_kib, mut lag_max_ms) = (0.0, 0, 0, 0.0f64);
+    let mut by_subscriber: BTreeMap<u32, u64> = BTreeMap::new();
     for r in merge.finals.values() {
         if let Report::Final {
             counters: c,
@@ -670,9 +671,13 @@ fn summarize(
             rss_start_kib: rss0,
             peak_rss_kib: rss,
             lag_max_ms: lag,
+            received_by_subscriber: by,
             ..
         } = r
         {
+            for (k, n) in by {
+                *by_subscriber.entry(*k).or_default() += n;
+            }
             start_rss_kib += rss0;
             counters.add(c);
             hists.add_encoded(h)?;
@@ -785,6 +790,7 @@ fn summarize(
             publish_lag_max_ms: publish_lag_ms,
             in_flight_max: published.in_flight_max,
             in_flight_cap: published.in_flight_cap,
+            received_by_subscriber: by_subscriber,
         },
         loadgen: LoadgenSelf {
             start_rss_kib,

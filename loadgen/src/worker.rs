@@ -102,6 +102,11 @@ pub enum Report {
         rss_start_kib: u64,
         peak_rss_kib: u64,
         lag_max_ms: f64,
+        /// How many of this worker's subscribers received how many events
+        /// (events received, subscribers), when the scenario publishes; pairs,
+        /// not a map: an internally tagged enum cannot read integer keys.
+        #[serde(default)]
+        received_by_subscriber: Vec<(u32, u64)>,
     },
 }
 
@@ -122,6 +127,8 @@ struct Worker {
     /// When each ping group (slot index mod the ping period in ticks) was
     /// last pinged: the start of its pongs' round trips.
     ping_sent_ns: RefCell<Vec<u64>>,
+    /// Events received per subscriber (local arrival index), over the run.
+    received_by_user: RefCell<Vec<u32>>,
     /// Attempts in progress by deadline (all share one timeout).
     deadlines: RefCell<std::collections::VecDeque<(u64, Key)>>,
     /// No new arrivals or reconnects.
@@ -253,7 +260,21 @@ async fn run(w: Rc<Worker>, readiness: Readiness) {
         rss_start_kib,
         peak_rss_kib: peak_rss_kib(),
         lag_max_ms: w.lag_max_total_ns.get() as f64 / 1e6,
+        received_by_subscriber: received_by_subscriber(&w),
     });
+}
+
+/// This worker's subscribers (its arrivals: every `workers`-th from its
+/// index) by the events each received.
+fn received_by_subscriber(w: &Worker) -> Vec<(u32, u64)> {
+    let by_user = w.received_by_user.borrow();
+    let (total, n) = (w.plan.scenario.total_arrivals(), w.plan.workers.max(1));
+    let mine = (total + n - 1 - w.plan.worker.min(n - 1)) / n;
+    let mut out = BTreeMap::new();
+    for &r in by_user.iter().take(mine as usize) {
+        *out.entry(r).or_default() += 1;
+    }
+    out.into_iter().collect()
 }
 
 fn emit(r: &Report) {
@@ -462,7 +483,9 @@ fn receive(w: &Worker, key: Key, bytes: &mut [u8]) -> Option<End> {
         0 => 0,
         k => groups[key.id as usize % k],
     };
+    let mut by_user = w.received_by_user.borrow_mut();
     let mut r = Receiver {
+        received: by_user.get_mut((u64::from(held.arrival) / w.plan.workers.max(1)) as usize),
         population: &pop,
         protocol: w.plan.scenario.target.protocol,
         counters: &mut counters,
@@ -728,6 +751,12 @@ impl Worker {
             .map(|u| Endpoint::parse(u, sc.target.protocol))
             .collect::<Result<Vec<_>, _>>()?;
         let sources = expand_sources(&sc.target.sources)?;
+        // Only a scenario that publishes counts events per subscriber.
+        let per_subscriber = if sc.publishers.is_empty() {
+            0
+        } else {
+            sc.total_arrivals().div_ceil(plan.workers.max(1)) as usize
+        };
         Ok(Worker {
             plan,
             targets,
@@ -746,6 +775,8 @@ impl Worker {
             closing: Cell::new(false),
             interrupted,
             ping_sent_ns: RefCell::new(Vec::new()),
+            // Only a scenario that publishes counts events per subscriber.
+            received_by_user: RefCell::new(vec![0; per_subscriber]),
         })
     }
 }

@@ -156,6 +156,12 @@ pub struct Failover {
     pub events_expected: u64,
     pub events_received: u64,
     pub events_missed: u64,
+    /// Subscribers that missed at least one event, and the most one missed
+    /// (from each subscriber's own count).
+    #[serde(default)]
+    pub subscribers_missing_events: u64,
+    #[serde(default)]
+    pub most_missed_by_one: u64,
     pub duplicates: u64,
 }
 

@@ -107,6 +107,10 @@ pub struct Events {
     pub in_flight_max: u64,
     #[serde(default)]
     pub in_flight_cap: u64,
+    /// Subscribers by the events each received over the run (events ->
+    /// subscribers), all its connections counted; empty without events.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub received_by_subscriber: BTreeMap<u32, u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -953,6 +953,14 @@ fn headline(run: &Run, roofline: Option<&(String, Roofline)>) -> Vec<Value> {
             )}),
         );
         h.push(
+            json!({"label": "failover: subscribers who missed events", "value": format!(
+                "{} of {}, at most {} missed by one",
+                metrics::group(f.subscribers_missing_events as i64),
+                metrics::group(f.open_before as i64),
+                metrics::group(f.most_missed_by_one as i64)
+            )}),
+        );
+        h.push(
             json!({"label": "failover: servers at their peak, from the fault on", "value": format!(
                 "{:.0}% of a core, {} RSS",
                 f.servers_cpu_peak_pct,

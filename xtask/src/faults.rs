@@ -247,7 +247,15 @@ pub fn failover(
         .filter(|s| s.t_s >= schedule_s + first && s.t_s <= schedule_s + hold_end_s)
         .collect();
     let subscribers = load.connections.target;
-    let expected = load.events.published * subscribers;
+    let published = load.events.published;
+    let expected = published * subscribers;
+    let by = &load.events.received_by_subscriber;
+    let short: u64 = by
+        .iter()
+        .filter(|(r, _)| u64::from(**r) < published)
+        .map(|(_, n)| n)
+        .sum();
+    let fewest = by.keys().next().map_or(published, |r| u64::from(*r));
     let r = &load.reconnect_ms;
     Some(Failover {
         open_before: before.open,
@@ -266,6 +274,8 @@ pub fn failover(
         events_expected: expected,
         events_received: load.events.received,
         events_missed: expected.saturating_sub(load.events.received),
+        subscribers_missing_events: short,
+        most_missed_by_one: published.saturating_sub(fewest),
         duplicates: load.events.duplicates,
     })
 }
