@@ -44,6 +44,7 @@ fn receive(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("receive");
     group.throughput(Throughput::Elements(FRAMES));
+    let mut received = 0u32;
     group.bench_function("event_frames", |b| {
         b.iter(|| {
             held.seqs = Default::default();
@@ -55,6 +56,8 @@ fn receive(c: &mut Criterion) {
                 delivery_interval: &mut interval,
                 now_ns: sys::now_ns(),
                 ping_sent_ns: 0,
+                // As a worker's receive path does when events are published.
+                received: Some(&mut received),
             };
             black_box(r.frames(&mut held, black_box(&mut wire)).unwrap())
         })
