@@ -305,17 +305,27 @@ impl Site<'_> {
         ));
         // A fault plan's storm, close up: from a few seconds before the
         // first fault to the end, the connections open and arriving again.
-        if let Some(first) = run
-            .summary
-            .as_ref()
-            .and_then(|s| s.faults_injected.first())
-            .map(|f| f.at_s)
-        {
+        if let Some((first, last, before)) = run.summary.as_ref().and_then(|s| {
+            Some((
+                s.faults_injected.first()?.at_s,
+                s.faults_injected.last()?.at_s,
+                s.failover.as_ref()?.open_before as f64,
+            ))
+        }) {
+            // From 5 s before the first fault to 20 s after the last: not
+            // the end of the run, whose closing would dwarf the storm.
             let near = |pts: Vec<(f64, f64)>| -> Vec<(f64, f64)> {
-                pts.into_iter().filter(|p| p.0 >= first - 5.0).collect()
+                pts.into_iter()
+                    .filter(|p| p.0 >= first - 5.0 && p.0 <= last + 20.0)
+                    .collect()
             };
+            // On the storm's own scale: the clients missing, not the
+            // 100,000 open around them.
             let storm = vec![
-                Series::new("open (load generator)", near(ts.xy("t_s", "open", |v| v))),
+                Series::new(
+                    "clients not connected (of those open before the fault)",
+                    near(ts.xy("t_s", "open", |v| (before - v).max(0.0))),
+                ),
                 Series::new("connecting", near(ts.xy("t_s", "connecting", |v| v))),
                 Series::new(
                     "closed by server, per second",
@@ -1143,10 +1153,18 @@ fn deployment_label(d: &rtbench_record::Deployment) -> String {
 }
 
 /// (t, v) counters into (t, per second).
+/// Rates from a cumulative counter. A counter summed over processes drops
+/// when one of them dies (its count goes with it): that second reads 0, not
+/// a negative rate.
 fn per_second(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
     points
         .windows(2)
-        .map(|w| (w[1].0, (w[1].1 - w[0].1) / (w[1].0 - w[0].0).max(1e-9)))
+        .map(|w| {
+            (
+                w[1].0,
+                ((w[1].1 - w[0].1) / (w[1].0 - w[0].0).max(1e-9)).max(0.0),
+            )
+        })
         .collect()
 }
 
