@@ -163,6 +163,8 @@ struct Merge {
     gone: std::collections::BTreeSet<u64>,
     /// The newest second each worker reported.
     last_t: BTreeMap<u64, u64>,
+    /// Workers declared lost: their connections are gone with them.
+    lost: std::collections::BTreeSet<u64>,
     /// Each worker's host, as the launch plan names it.
     hosts: Vec<String>,
     /// `hosts.csv`: each host's second, from the worker that samples it.
@@ -184,6 +186,7 @@ impl Merge {
             hosts,
             gone: Default::default(),
             last_t: BTreeMap::new(),
+            lost: Default::default(),
             host_rows: Vec::new(),
             open: BTreeMap::new(),
             rows: Vec::new(),
@@ -280,9 +283,17 @@ impl Merge {
         let (mut connecting, mut rss_kib) = (0, 0);
         for w in 0..self.workers {
             if let Some((c, conn, rss)) = sec.by_worker.get(&w).or_else(|| self.latest.get(&w)) {
-                sum.add(c);
-                connecting += conn;
-                rss_kib += rss;
+                if self.lost.contains(&w) {
+                    // Killed: its counts stand, its connections and memory do not.
+                    sum.add(&Counters {
+                        open: 0,
+                        ..c.clone()
+                    });
+                } else {
+                    sum.add(c);
+                    connecting += conn;
+                    rss_kib += rss;
+                }
             }
         }
         let row = Row {
@@ -460,7 +471,12 @@ async fn supervise(
                     hear(w, line, &mut merge, &mut heard, &mut progress, &mut live, &dir, &sc);
                 }
                 let now = tokio::time::Instant::now();
-                let allowed = if now < hold_end { LOST_AFTER } else { closing_silence };
+                // Closing (after the hold, or stopped early) may be silent longer.
+                let allowed = if now < hold_end && stopped_by.is_none() {
+                    LOST_AFTER
+                } else {
+                    closing_silence
+                };
                 for w in 0..workers {
                     let silent = now.saturating_duration_since(heard[w as usize]);
                     if silent < allowed || merge.gone.contains(&w) || merge.finals.contains_key(&w) {
@@ -476,6 +492,7 @@ async fn supervise(
                     stdin.take();
                     let _ = child.start_kill();
                     lost.insert(w, status);
+                    merge.lost.insert(w);
                     live.lost.push(format!("worker {w} on {} lost after second {last}", hosts[w as usize]));
                     if let Some(row) = merge.gone(w) {
                         live.update(&dir, &row, &sc, &merge);
@@ -566,6 +583,9 @@ fn hear(
     sc: &Scenario,
 ) {
     heard[w as usize] = tokio::time::Instant::now();
+    if merge.lost.contains(&w) {
+        return; // killed as lost: whatever it still wrote is not counted
+    }
     let row = match line.map(|l| serde_json::from_str::<Report>(&l)) {
         None => merge.gone(w),
         Some(Ok(r @ Report::Tick { .. })) => merge.tick(w, r),

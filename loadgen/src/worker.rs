@@ -333,7 +333,16 @@ fn attempt(w: &Rc<Worker>, arrival: u64, scheduled_ns: u64, attempt: u32) {
     let attempt_ns = clock_ns();
     let sock = match client::open(t.addr, source) {
         Ok(s) => s,
-        Err(reason) => return failed(w, arrival, attempt, reason),
+        // A retry's chain is timed from its loss (`scheduled_ns` then).
+        Err(reason) => {
+            return failed(
+                w,
+                arrival,
+                attempt,
+                reason,
+                (attempt > 0).then_some(scheduled_ns),
+            );
+        }
     };
     let path = match sc.target.protocol {
         Protocol::Appwrite => format!("{}?{}", t.path, pop.query(user)),
@@ -361,15 +370,25 @@ fn attempt(w: &Rc<Worker>, arrival: u64, scheduled_ns: u64, attempt: u32) {
             arrival,
             attempt,
             format!("io_{:?}", e.kind()).to_lowercase(),
+            (attempt > 0).then_some(scheduled_ns),
         ),
     }
 }
 
 /// An attempt failed: count why, and reconnect if the scenario says so.
-fn failed(w: &Rc<Worker>, arrival: u64, attempt: u32, reason: client::Failure) {
+fn failed(w: &Rc<Worker>, arrival: u64, attempt: u32, reason: client::Failure, since: Option<u64>) {
     let fatal = reason == "error_frame_1008";
     w.counters.borrow_mut().fail(reason);
-    reconnect_later(w, arrival, attempt, fatal);
+    reconnect_later(w, arrival, attempt, fatal, since);
+}
+
+/// When a failing retry's chain began (the loss it repairs), so a client's
+/// wait is timed through every failed try, not from the last.
+fn lost_at(held: &Held) -> Option<u64> {
+    match held.extra.as_deref() {
+        Some(Extra::Connecting(c)) if held.attempt > 0 => Some(c.scheduled_ns),
+        _ => None,
+    }
 }
 
 /// Moves a connecting slot on; when it opens, records the connect latency
@@ -394,7 +413,13 @@ fn drive_connect(w: &Rc<Worker>, key: Key, buf: &mut [u8]) {
         Step::Failed(reason) => {
             if let Some(held) = w.holds.borrow_mut().remove(key) {
                 w.connecting.set(w.connecting.get() - 1);
-                failed(w, u64::from(held.arrival), held.attempt, reason);
+                failed(
+                    w,
+                    u64::from(held.arrival),
+                    held.attempt,
+                    reason,
+                    lost_at(&held),
+                );
             }
         }
         Step::Open(leftover) => {
@@ -464,7 +489,13 @@ fn expire_attempts(w: &Rc<Worker>) {
             .is_some_and(|h| h.is_connecting());
         if still && let Some(held) = w.holds.borrow_mut().remove(key) {
             w.connecting.set(w.connecting.get() - 1);
-            failed(w, u64::from(held.arrival), held.attempt, "timeout".into());
+            failed(
+                w,
+                u64::from(held.arrival),
+                held.attempt,
+                "timeout".into(),
+                lost_at(&held),
+            );
         }
     }
 }
@@ -600,7 +631,7 @@ fn finish(w: &Rc<Worker>, key: Key, end: End) {
     };
     drop(c);
     if let Some(fatal) = lost {
-        reconnect_later(w, u64::from(held.arrival), held.attempt, fatal);
+        reconnect_later(w, u64::from(held.arrival), held.attempt, fatal, None);
     }
 }
 
@@ -623,7 +654,7 @@ fn unit(arrival: u64, tries: u32) -> f64 {
     (z ^ (z >> 31)) as f64 / (u64::MAX as f64 + 1.0)
 }
 
-fn reconnect_later(w: &Rc<Worker>, arrival: u64, tries: u32, fatal: bool) {
+fn reconnect_later(w: &Rc<Worker>, arrival: u64, tries: u32, fatal: bool, since: Option<u64>) {
     let wait = match w.plan.scenario.session.reconnect {
         _ if fatal || w.stopping.get() => return,
         Reconnect::None => return,
@@ -631,8 +662,9 @@ fn reconnect_later(w: &Rc<Worker>, arrival: u64, tries: u32, fatal: bool) {
         Reconnect::SdkJitter => sdk_backoff(tries + 1).mul_f64(2.0 * unit(arrival, tries)),
     };
     w.counters.borrow_mut().reconnects += 1;
-    // The retry's wait is timed from now: the loss it repairs.
-    let lost_ns = clock_ns();
+    // The retry's wait is timed from the loss it repairs: now, or when a
+    // chain of failed retries began.
+    let lost_ns = since.unwrap_or_else(clock_ns);
     let w = w.clone();
     tokio::task::spawn_local(async move {
         tokio::time::sleep(wait).await;

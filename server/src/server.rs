@@ -26,11 +26,14 @@ impl Server {
         crate::metrics::count_panics();
         let listener = bind(config.listen, config.reuse_port)?;
         let local_addr = listener.local_addr()?;
-        let admin = config.admin_listen;
+        // Bound before the reactors start: a bad address leaves nothing running.
+        let admin = match config.admin_listen {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
+            None => None,
+        };
         let shared = Arc::new(Shared::new(config)?);
         shared.reactors.spawn(&shared, Arc::new(listener))?;
-        if let Some(addr) = admin {
-            let admin = tokio::net::TcpListener::bind(addr).await?;
+        if let Some(admin) = admin {
             tokio::spawn(serve_admin(admin, shared.clone()));
         }
         Ok(Server { local_addr, shared })

@@ -424,7 +424,12 @@ pub fn run_one(
         crate::setup::ensure(&[crate::setup::REDIS])?;
     }
     // Checked before anything starts: targets exist, restarts follow kills.
-    let mut plan = crate::faults::Plan::new(suite.faults.clone(), processes, bus)?;
+    let mut plan = crate::faults::Plan::new(
+        suite.faults.clone(),
+        processes,
+        bus,
+        suite.server.shared_port,
+    )?;
     let (tuning, tune_errors) = tuning::run(&suite.tuning, a.tune);
     if !tune_errors.is_empty() {
         return Err(format!(
@@ -619,9 +624,12 @@ pub fn run_one(
     let mut samples: Vec<Sample> = vec![sampler.sample()];
     // The kernel's TCP counters where the servers' sockets live (their
     // network namespace when they run in one), before and after the load.
-    let net_dir = servers
-        .iter()
-        .map(|s| s.pid())
+    // Redis first: a fault plan may kill any server, never Redis.
+    let net_dir = redis
+        .as_ref()
+        .map(RedisProcess::pid)
+        .into_iter()
+        .chain(servers.iter().map(|s| s.pid()))
         .find(|&p| p != 0)
         .map_or("/proc/net".to_string(), |p| format!("/proc/{p}/net"));
     let tcp_before = rtbench_record::host::tcp_counters(&net_dir);
@@ -775,10 +783,13 @@ pub fn run_one(
     if let Some(busy) = arrivals_busy.filter(|b| *b >= SATURATED_PCT)
         && !summary.client_bottleneck.bottleneck
     {
+        let over_hold = summary
+            .limit
+            .take()
+            .map_or(String::new(), |l| format!("; over the hold, {l}"));
         summary.limit = Some(format!(
-            "the machine's CPU while connections arrived: {busy:.0}% busy at {:.0} arrivals/s (the servers' and the clients' kernel share it); connect latency is the saturated machine's; over the hold, {}",
+            "the machine's CPU while connections arrived: {busy:.0}% busy at {:.0} arrivals/s (the servers' and the clients' kernel share it); connect latency is the saturated machine's{over_hold}",
             load_summary.connections.connect_rate,
-            summary.limit.take().unwrap_or_default()
         ));
     }
     // Connection attempts the kernel dropped at a full accept queue wait
@@ -787,9 +798,12 @@ pub fn run_one(
     if let Some(&dropped) = summary.kernel_tcp.get("TcpExt.ListenOverflows")
         && !summary.client_bottleneck.bottleneck
     {
+        let rest = summary
+            .limit
+            .take()
+            .map_or(String::new(), |l| format!("; {l}"));
         summary.limit = Some(format!(
-            "the servers' accept queues: the kernel dropped {dropped} connection attempts at a full queue (ListenOverflows), each retried after a SYN timeout; {}",
-            summary.limit.take().unwrap_or_default()
+            "the servers' accept queues: the kernel dropped {dropped} connection attempts at a full queue (ListenOverflows), each retried after a SYN timeout{rest}"
         ));
     }
     if !plan.done.is_empty() {

@@ -80,8 +80,15 @@ pub struct Plan {
 
 impl Plan {
     /// Checks the plan against the run: targets exist, a pause has a
-    /// duration, a restart follows a kill of the same server.
-    pub fn new(mut faults: Vec<Fault>, servers: u64, redis: bool) -> Result<Plan, String> {
+    /// duration, a restart follows a kill of the same server and has a
+    /// shared port to come back on (on a new port its clients, which keep
+    /// the old address, would never find it).
+    pub fn new(
+        mut faults: Vec<Fault>,
+        servers: u64,
+        redis: bool,
+        shared_port: bool,
+    ) -> Result<Plan, String> {
         faults.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
         let mut dead = BTreeSet::new();
         for f in &faults {
@@ -106,6 +113,11 @@ impl Plan {
                     }
                     Action::Restart if !dead.remove(&t_key(t)) => {
                         return Err(format!("{where_}: a restart needs a kill of it before"));
+                    }
+                    Action::Restart if !shared_port => {
+                        return Err(format!(
+                            "{where_}: a restart needs [server] shared_port = true"
+                        ));
                     }
                     Action::Pause if f.for_s.is_none_or(|d| d <= 0.0) => {
                         return Err(format!("{where_}: a pause needs for_s > 0"));
@@ -299,9 +311,14 @@ mod tests {
             fault(30.0, Action::Restart, "server 1"),
             fault(10.0, Action::Kill, "server 1"),
         ];
-        assert!(Plan::new(ok.clone(), 3, true).is_ok());
+        assert!(Plan::new(ok.clone(), 3, true, true).is_ok());
+        let own_ports = Plan::new(ok.clone(), 3, true, false).err().unwrap();
+        assert!(
+            own_ports.contains("needs [server] shared_port"),
+            "{own_ports}"
+        );
         assert_eq!(spares(&ok), 1);
-        let e = |plan: Vec<Fault>| Plan::new(plan, 3, true).err().unwrap();
+        let e = |plan: Vec<Fault>| Plan::new(plan, 3, true, true).err().unwrap();
         assert!(e(vec![fault(1.0, Action::Kill, "server 3")]).contains("3 server process(es)"));
         assert!(e(vec![fault(1.0, Action::Restart, "server 0")]).contains("needs a kill"));
         assert!(e(vec![fault(1.0, Action::Pause, "redis")]).contains("for_s > 0"));

@@ -237,12 +237,6 @@ fn a_fault_plan_kills_and_restarts_a_server_and_the_record_measures_the_storm() 
     assert!(f.reconnect_ms.p50 >= 1000.0, "{f:?}");
     assert!(f.recovered_after_s.is_some_and(|t| t <= 3.0), "{f:?}");
     assert_eq!(s.connections.held, 2000, "{err}");
-    // Every subscriber is sent every event: what was missed is counted.
-    assert_eq!(
-        f.events_missed,
-        f.events_expected - f.events_received,
-        "{f:?}"
-    );
     assert!(f.events_expected > 0 && f.duplicates == 0, "{f:?}");
     // Per subscriber, from each one's own count: the misses add up to the
     // total, and only a client the fault disconnected missed any.
@@ -251,7 +245,10 @@ fn a_fault_plan_kills_and_restarts_a_server_and_the_record_measures_the_storm() 
     assert_eq!(by.values().sum::<u64>(), 2000, "{by:?}");
     let missed: u64 = by
         .iter()
-        .map(|(r, n)| (load.events.published - u64::from(*r)) * n)
+        .map(|(r, n)| {
+            let short = load.events.published.checked_sub(u64::from(*r));
+            short.expect("no subscriber receives more events than were published") * n
+        })
         .sum();
     assert_eq!(missed, f.events_missed, "{by:?}");
     assert!(f.subscribers_missing_events <= f.connections_lost, "{f:?}");
