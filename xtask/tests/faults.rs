@@ -229,11 +229,10 @@ fn a_fault_plan_kills_and_restarts_a_server_and_the_record_measures_the_storm() 
         s.errors.lost, None,
         "a killed server's deliveries are unknown"
     );
-    assert_eq!(
-        (f.reconnects, f.reconnect_ms.count),
-        (f.connections_lost, f.connections_lost),
-        "{f:?}"
-    );
+    // Each lost client came back exactly once (a retry that met the dying
+    // listener is one more attempt, not one more return).
+    assert_eq!(f.reconnect_ms.count, f.connections_lost, "{f:?}");
+    assert!(f.reconnects >= f.connections_lost, "{f:?}");
     assert!(f.reconnect_ms.p50 >= 1000.0, "{f:?}");
     assert!(f.recovered_after_s.is_some_and(|t| t <= 3.0), "{f:?}");
     assert_eq!(s.connections.held, 2000, "{err}");
