@@ -238,7 +238,7 @@ fn a_fault_plan_kills_and_restarts_a_server_and_the_record_measures_the_storm() 
     assert_eq!(s.connections.held, 2000, "{err}");
     assert!(f.events_expected > 0 && f.duplicates == 0, "{f:?}");
     // Per subscriber, from each one's own count: the misses add up to the
-    // total, and only a client the fault disconnected missed any.
+    // total.
     let load = rtbench_record::load::read_summary(&out.join("loadgen")).unwrap();
     let by = &load.events.received_by_subscriber;
     assert_eq!(by.values().sum::<u64>(), 2000, "{by:?}");
@@ -250,7 +250,8 @@ fn a_fault_plan_kills_and_restarts_a_server_and_the_record_measures_the_storm() 
         })
         .sum();
     assert_eq!(missed, f.events_missed, "{by:?}");
-    assert!(f.subscribers_missing_events <= f.connections_lost, "{f:?}");
+    // (Not asserted: that only disconnected clients miss. An event published
+    // in the hold's last moment can miss a client the close reached first.)
     assert!(
         err.contains("xtask: fault plan at 5 s: kill server 1"),
         "{err}"
