@@ -783,14 +783,14 @@ pub fn run_one(
     if let Some(busy) = arrivals_busy.filter(|b| *b >= SATURATED_PCT)
         && !summary.client_bottleneck.bottleneck
     {
-        let over_hold = summary
-            .limit
-            .take()
-            .map_or(String::new(), |l| format!("; over the hold, {l}"));
-        summary.limit = Some(format!(
-            "the machine's CPU while connections arrived: {busy:.0}% busy at {:.0} arrivals/s (the servers' and the clients' kernel share it); connect latency is the saturated machine's{over_hold}",
-            load_summary.connections.connect_rate,
-        ));
+        lead_limit(
+            &mut summary.limit,
+            format!(
+                "the machine's CPU while connections arrived: {busy:.0}% busy at {:.0} arrivals/s (the servers' and the clients' kernel share it); connect latency is the saturated machine's",
+                load_summary.connections.connect_rate,
+            ),
+            "; over the hold, ",
+        );
     }
     // Connection attempts the kernel dropped at a full accept queue wait
     // for a SYN retransmit (1 s, then 3 s, ...): connect latency then
@@ -798,13 +798,13 @@ pub fn run_one(
     if let Some(&dropped) = summary.kernel_tcp.get("TcpExt.ListenOverflows")
         && !summary.client_bottleneck.bottleneck
     {
-        let rest = summary
-            .limit
-            .take()
-            .map_or(String::new(), |l| format!("; {l}"));
-        summary.limit = Some(format!(
-            "the servers' accept queues: the kernel dropped {dropped} connection attempts at a full queue (ListenOverflows), each retried after a SYN timeout{rest}"
-        ));
+        lead_limit(
+            &mut summary.limit,
+            format!(
+                "the servers' accept queues: the kernel dropped {dropped} connection attempts at a full queue (ListenOverflows), each retried after a SYN timeout"
+            ),
+            "; ",
+        );
     }
     if !plan.done.is_empty() {
         let rows: Vec<rtbench_record::load::TimeseriesRow> =
@@ -865,6 +865,14 @@ fn start_loadgen(scenario: &Path, out: &Path, launch: Option<&Path>) -> Result<C
 }
 
 /// Merges the load generator's latest second with the server sample.
+/// Puts `head` before the limit found so far, joined by `joiner`.
+fn lead_limit(limit: &mut Option<String>, head: String, joiner: &str) {
+    *limit = Some(match limit.take() {
+        Some(rest) => format!("{head}{joiner}{rest}"),
+        None => head,
+    });
+}
+
 /// The load generator's current schedule second, from its live file.
 fn schedule_second(load_partial: &Path) -> Option<f64> {
     let text = std::fs::read_to_string(load_partial.join("live.json")).ok()?;
