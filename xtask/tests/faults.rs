@@ -87,9 +87,17 @@ fn kill_during_run(
     let out = scratch(name);
     let bench = start_bench(&out);
     let xtask_pid = bench.id();
-    let pid = wait_for(name, || victim(xtask_pid));
     // Into the arrivals (2 s of them), so the process held connections.
-    std::thread::sleep(Duration::from_millis(1500));
+    // The pid must still be the victim after that wait: a short-lived
+    // process of the same name (the preflight's `redis-server --version`)
+    // is not the one the run depends on.
+    let pid = loop {
+        let pid = wait_for(name, || victim(xtask_pid));
+        std::thread::sleep(Duration::from_millis(1500));
+        if victim(xtask_pid) == Some(pid) {
+            break pid;
+        }
+    };
     // SAFETY: signalling a process of our own test run.
     let killed = unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     let o = bench.wait_with_output().unwrap();
