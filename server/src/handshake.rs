@@ -139,7 +139,7 @@ impl Reactor {
         let token = token(id, c.generation);
         let fd = stream.as_raw_fd();
         let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(e) = self.poll.registry().register(&mut SourceFd(&fd), token, interest) {
+        if let Err(e) = self.registry.register(&mut SourceFd(&fd), token, interest) {
             eprintln!("rtbench-server: reactor: cannot watch a connection: {e}");
             self.free.push(id);
             return None;
@@ -245,7 +245,7 @@ impl Reactor {
         };
         if let Some(s) = &c.sock {
             let fd = s.as_raw_fd();
-            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            let _ = self.registry.deregister(&mut SourceFd(&fd));
         }
         let Some(stream) = self.vacate(id) else { return };
         let peer = peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));

@@ -33,6 +33,16 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        // Watched before "listening" is printed: a signal sent as soon as
+        // that line is read must find the handler, not kill the process
+        // without its close frames.
+        let signalled = match shutdown_signal() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("rtbench-server: cannot watch signals: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let server = match Server::start(config).await {
             Ok(s) => s,
             Err(e) => {
@@ -41,9 +51,7 @@ fn main() -> ExitCode {
             }
         };
         eprintln!("rtbench-server: listening on {} with {threads} threads", server.local_addr());
-        if let Err(e) = shutdown_signal().await {
-            eprintln!("rtbench-server: cannot watch signals: {e}");
-        }
+        signalled.await;
         eprintln!("rtbench-server: shutting down: closing {} connections with 1001", server.shared().connections());
         let left = server.shutdown().await;
         eprintln!("rtbench-server: stopped ({left} connections did not close in time)");
@@ -51,13 +59,16 @@ fn main() -> ExitCode {
     })
 }
 
-async fn shutdown_signal() -> std::io::Result<()> {
+/// Installs the SIGTERM and SIGINT handlers now; the future ends at the
+/// first of them.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }

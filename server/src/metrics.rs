@@ -129,6 +129,10 @@ pub struct Metrics {
     pub read_syscalls: AtomicU64,
     pub write_syscalls: AtomicU64,
     pub wakeups: AtomicU64,
+    /// Bus events a reactor wrote to an idle reactor's connections itself.
+    pub fanout_on_behalf: AtomicU64,
+    /// Bus events queued on another reactor's inbox (it was busy, or this one was).
+    pub fanout_handed_over: AtomicU64,
     /// `{"type":"ping"}` messages answered.
     pub pongs: AtomicU64,
 }
@@ -219,6 +223,18 @@ impl Metrics {
             c(&self.write_syscalls),
         );
         one("rtbench_wakeups_total", "counter", "Reactor wake-ups (epoll_wait returns).", c(&self.wakeups));
+        one(
+            "rtbench_fanout_on_behalf_total",
+            "counter",
+            "Bus events fanned out on an idle reactor's connections by the bus reactor, without waking it.",
+            c(&self.fanout_on_behalf),
+        );
+        one(
+            "rtbench_fanout_handed_over_total",
+            "counter",
+            "Bus events queued on another reactor's inbox: it was busy, or the bus reactor was.",
+            c(&self.fanout_handed_over),
+        );
         one("rtbench_pongs_total", "counter", "Ping messages answered with pong.", c(&self.pongs));
         one("rtbench_panics_total", "counter", "Panics in this process (each is a bug).", PANICS.load(Relaxed));
         one("rtbench_process_resident_memory_bytes", "gauge", "Resident set size of the server process.", rss_bytes());

@@ -5,13 +5,20 @@
 //! few reactor threads, each an epoll loop over a slab of `Conn` slots
 //! (`conn.rs`), with its own subscription index and name table, and a timer
 //! wheel for the few connections that have a deadline. Nothing on the
-//! per-connection path takes a lock.
+//! per-connection path takes a lock but the reactor's own state lock, taken
+//! once per turn and uncontended but for the case below.
 //!
 //! Everything else reaches a reactor through its inbox: admitted connections,
 //! events to fan out, shutdown. One eventfd wake-up per batch, however much
 //! was queued. Events that queue up while a reactor is busy are fanned out
 //! together, and the frames one connection gets from a batch go out in one
 //! `writev`: under load the reactor does fewer syscalls per delivery, not more.
+//!
+//! At low load the opposite holds: waking a sleeping reactor for a bus event
+//! with a handful of receivers (an eventfd write, two context switches) costs
+//! more than writing the frames. So the bus reactor, while not busy itself,
+//! borrows an idle reactor's state (it sleeps without holding it) and writes
+//! that reactor's share of the event in its place (`Reactors::share`).
 
 use std::io::{self, Read};
 use std::sync::atomic::Ordering::Relaxed;
@@ -22,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
 use crate::conn::{Conn, FIN_SENT, Flush, HANDSHAKE, Ids, Sent, User};
 use crate::event::Event;
@@ -59,6 +66,12 @@ struct Inbox {
     stop: bool,
 }
 
+impl Inbox {
+    fn is_empty(&self) -> bool {
+        !self.notified && self.conns.is_empty() && self.events.is_empty() && !self.close_all && !self.stop
+    }
+}
+
 /// An event to fan out, and where to report how many received it.
 pub struct Delivery {
     pub event: Arc<Event>,
@@ -87,6 +100,11 @@ impl Tally {
 struct Handle {
     inbox: Mutex<Inbox>,
     waker: Waker,
+    /// The reactor's state: its thread holds it for a whole turn and lets
+    /// go while it sleeps in epoll, so an idle reactor's state can be
+    /// borrowed by the bus reactor to write an event itself (see `share`).
+    /// `None` before the thread starts and after it stopped.
+    state: Mutex<Option<Reactor>>,
 }
 
 impl Handle {
@@ -116,7 +134,7 @@ impl Reactors {
         for _ in 0..n.max(1) {
             let poll = Poll::new()?;
             let waker = Waker::new(poll.registry(), WAKER)?;
-            handles.push(Arc::new(Handle { inbox: Mutex::default(), waker }));
+            handles.push(Arc::new(Handle { inbox: Mutex::default(), waker, state: Mutex::default() }));
             polls.push(poll);
         }
         Ok(Reactors { handles, polls: Mutex::new(polls), threads: Mutex::default(), next: AtomicUsize::new(0) })
@@ -130,7 +148,7 @@ impl Reactors {
         for (i, (poll, handle)) in polls.into_iter().zip(&self.handles).enumerate() {
             let fd = std::os::fd::AsRawFd::as_raw_fd(&*listener);
             poll.registry().register(&mut SourceFd(&fd), LISTENER, Interest::READABLE)?;
-            let mut r = Reactor::new(shared.clone(), handle.clone(), poll);
+            let mut r = Reactor::new(shared.clone(), handle.clone(), poll.registry().try_clone()?);
             r.listener = Some(listener.clone());
             r.number = i;
             if i == 0
@@ -138,7 +156,9 @@ impl Reactors {
             {
                 r.subscriber = Some(Subscriber::new(url).map_err(io::Error::other)?);
             }
-            threads.push(std::thread::Builder::new().name(format!("reactor-{i}")).spawn(move || r.run())?);
+            *handle.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+            let handle = handle.clone();
+            threads.push(std::thread::Builder::new().name(format!("reactor-{i}")).spawn(move || run(&handle, poll))?);
         }
         Ok(())
     }
@@ -159,12 +179,41 @@ impl Reactors {
     }
 
     /// Queues `event` on every reactor but number `except`.
-    fn forward(&self, event: &Arc<Event>, except: usize) {
+    /// Fans `batch` out on every reactor but `from` (the caller, which
+    /// fans it out itself). An idle reactor (asleep in epoll, nothing in
+    /// its inbox) is not woken: unless `from` is busy itself, it writes
+    /// the frames to that reactor's connections in its place, as one thread
+    /// would. Waking a sleeping thread for a few writes costs more than the
+    /// writes (two context switches and an eventfd write per event); a
+    /// busy caller hands the work over, so under load every reactor does
+    /// its own share.
+    fn share(&self, batch: &[Delivery], from: &mut Reactor) {
+        let help = !from.load.busy();
         for (i, h) in self.handles.iter().enumerate() {
-            if i != except {
-                let d = Delivery { event: event.clone(), tally: None };
-                h.push(|b| b.events.push(d));
+            if i == from.number {
+                continue;
             }
+            if help
+                && let Ok(mut state) = h.state.try_lock()
+                && let Some(other) = state.as_mut()
+                && h.inbox.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+            {
+                // Nothing queued before these: publishing order holds.
+                let deadlines = other.wheel.len();
+                other.fan_out(batch);
+                other.flush_stats();
+                from.stats.on_behalf += batch.len() as u64;
+                if other.wheel.len() > deadlines {
+                    // A deadline its sleep did not count on (a slow
+                    // consumer closed): let it set its timeout again.
+                    let _ = h.waker.wake();
+                }
+                continue;
+            }
+            let copies: Vec<Delivery> =
+                batch.iter().map(|d| Delivery { event: d.event.clone(), tally: None }).collect();
+            h.push(|b| b.events.extend(copies));
+            from.stats.handed_over += batch.len() as u64;
         }
     }
 
@@ -228,13 +277,22 @@ pub struct Stats {
     pub pongs: u64,
     /// Change of the bytes queued for slow connections.
     pub queued: i64,
+    /// Bus events this reactor wrote on an idle reactor's behalf.
+    pub on_behalf: u64,
+    /// Bus events this reactor queued on another reactor's inbox.
+    pub handed_over: u64,
 }
 
 /// One reactor thread's state.
 pub struct Reactor {
     pub(crate) shared: Arc<Shared>,
     handle: Arc<Handle>,
-    pub(crate) poll: Poll,
+    /// Registers this reactor's sockets with its epoll (the thread holds
+    /// the `Poll` itself: it sleeps in it without the state).
+    pub(crate) registry: Registry,
+    /// How busy the thread was of late: whether it may take on an idle
+    /// reactor's writes.
+    load: Load,
     pub(crate) conns: Vec<Conn>,
     pub(crate) free: Vec<ConnId>,
     /// The listening socket, until shutdown.
@@ -263,23 +321,100 @@ pub(crate) fn token(id: ConnId, generation: u32) -> Token {
     Token((u64::from(generation) << 32 | u64::from(id)) as usize)
 }
 
+/// A reactor thread: sleeps in epoll without its state, and holds the
+/// state for each turn.
+fn run(handle: &Handle, mut poll: Poll) {
+    let lock = || handle.state.lock().unwrap_or_else(|e| e.into_inner());
+    let mut events = Events::with_capacity(1024);
+    let mut buf = vec![0u8; READ_BUF];
+    let mut timeout = {
+        let mut state = lock();
+        let Some(r) = state.as_mut() else { return };
+        r.bus_connect();
+        r.timeout()
+    };
+    loop {
+        if let Err(e) = poll.poll(&mut events, timeout) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            eprintln!("rtbench-server: reactor: epoll failed: {e}");
+            break;
+        }
+        let mut state = lock();
+        let Some(r) = state.as_mut() else { return };
+        r.load.awake();
+        if r.turn(&events, &mut buf) {
+            break;
+        }
+        timeout = r.timeout();
+        r.load.asleep();
+    }
+    if let Some(r) = lock().take() {
+        r.finish();
+    }
+}
+
+/// How busy a reactor thread has been over its last window: the share of
+/// wall time it spent in turns rather than asleep in epoll.
+struct Load {
+    window_start: Instant,
+    awake_since: Instant,
+    busy_in_window: Duration,
+    busy: bool,
+}
+
+impl Load {
+    /// The window over which busyness is judged.
+    const WINDOW: Duration = Duration::from_millis(100);
+    /// Busier than this, a reactor leaves other reactors' writes to them.
+    const BUSY_SHARE: f64 = 0.5;
+
+    fn awake(&mut self) {
+        self.awake_since = Instant::now();
+    }
+
+    fn asleep(&mut self) {
+        let now = Instant::now();
+        self.busy_in_window += now - self.awake_since;
+        let window = now - self.window_start;
+        if window >= Self::WINDOW {
+            self.busy = self.busy_in_window.as_secs_f64() > Self::BUSY_SHARE * window.as_secs_f64();
+            self.window_start = now;
+            self.busy_in_window = Duration::ZERO;
+        }
+    }
+
+    fn busy(&self) -> bool {
+        self.busy
+    }
+}
+
+impl Default for Load {
+    fn default() -> Load {
+        let now = Instant::now();
+        Load { window_start: now, awake_since: now, busy_in_window: Duration::ZERO, busy: false }
+    }
+}
+
 impl Reactor {
     /// A reactor with no thread, driven by its caller (the fuzz harness).
     pub(crate) fn standalone(shared: Arc<Shared>) -> io::Result<Reactor> {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
-        let handle = Arc::new(Handle { inbox: Mutex::default(), waker });
-        Ok(Reactor::new(shared, handle, poll))
+        let handle = Arc::new(Handle { inbox: Mutex::default(), waker, state: Mutex::default() });
+        Ok(Reactor::new(shared, handle, poll.registry().try_clone()?))
     }
 
-    fn new(shared: Arc<Shared>, handle: Arc<Handle>, poll: Poll) -> Reactor {
+    fn new(shared: Arc<Shared>, handle: Arc<Handle>, registry: Registry) -> Reactor {
         // Sized once for this reactor's share of the process's capacity:
         // untouched capacity costs address space, not memory.
         let share = shared.config.max_connections.min(1 << 22) / shared.reactors.len() + 1;
         Reactor {
             shared,
             handle,
-            poll,
+            registry,
+            load: Load::default(),
             conns: Vec::with_capacity(share),
             free: Vec::new(),
             listener: None,
@@ -298,87 +433,84 @@ impl Reactor {
         }
     }
 
-    fn run(mut self) {
-        let mut events = Events::with_capacity(1024);
-        let mut buf = vec![0u8; READ_BUF];
-        self.bus_connect();
-        loop {
-            let now = Instant::now();
-            let timeout = if !self.ready.is_empty() || self.accept_more {
-                Some(Duration::ZERO)
-            } else {
-                let due = [self.accept_retry, self.subscriber.as_ref().and_then(|s| s.due)]
-                    .into_iter()
-                    .flatten()
-                    .map(|t| t.saturating_duration_since(now))
-                    .min();
-                match (self.wheel.timeout(now), due) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }
-            };
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                eprintln!("rtbench-server: reactor: epoll failed: {e}");
-                break;
-            }
-            self.stats.wakeups += 1;
-            // Queued events first: an event published before a client's
-            // message was read goes out before the answer to it.
-            if events.iter().any(|ev| ev.token() == WAKER) && self.take_inbox() {
-                break;
-            }
-            for ev in events.iter() {
-                if ev.token() == WAKER {
-                    continue;
-                }
-                if ev.token() == LISTENER {
-                    self.accept_more = true;
-                    continue;
-                }
-                if ev.token() == BUS {
-                    self.on_bus(&mut buf);
-                    continue;
-                }
-                let (id, generation) = (ev.token().0 as u32, (ev.token().0 >> 32) as u32);
-                let (writable, readable) = (ev.is_writable(), ev.is_readable() || ev.is_read_closed() || ev.is_error());
-                self.guarded(id, |r| {
-                    if writable && r.current(id, generation) {
-                        r.on_writable(id);
-                    }
-                    if readable && r.current(id, generation) {
-                        r.on_readable(id, &mut buf);
-                    }
-                });
-            }
-            for (id, generation) in std::mem::take(&mut self.ready) {
-                self.guarded(id, |r| {
-                    if r.current(id, generation) {
-                        r.on_readable(id, &mut buf);
-                    }
-                });
-            }
-            if self.accept_retry.is_some_and(|t| t <= Instant::now()) {
-                self.accept_retry = None;
-                self.accept_more = true;
-            }
-            if self.accept_more {
-                self.accept_more = self.accept_all();
-            }
-            if self.subscriber.as_ref().and_then(|s| s.due).is_some_and(|t| t <= Instant::now()) {
-                // Reconnect, or give up a connect that hangs.
-                if self.subscriber.as_ref().is_some_and(|s| s.sock.is_some()) {
-                    self.bus_lost("subscribing timed out".into());
-                } else {
-                    self.bus_connect();
-                }
-            }
-            self.expire(Instant::now());
-            self.flush_stats();
+    /// How long the thread may sleep in epoll before it has work.
+    fn timeout(&self) -> Option<Duration> {
+        let now = Instant::now();
+        if !self.ready.is_empty() || self.accept_more {
+            return Some(Duration::ZERO);
         }
-        // Stopped: drop every socket.
+        let due = [self.accept_retry, self.subscriber.as_ref().and_then(|s| s.due)]
+            .into_iter()
+            .flatten()
+            .map(|t| t.saturating_duration_since(now))
+            .min();
+        match (self.wheel.timeout(now), due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// One turn: handles what epoll reported and what is due; true when
+    /// told to stop.
+    fn turn(&mut self, events: &Events, buf: &mut [u8]) -> bool {
+        self.stats.wakeups += 1;
+        // Queued events first: an event published before a client's
+        // message was read goes out before the answer to it.
+        if events.iter().any(|ev| ev.token() == WAKER) && self.take_inbox() {
+            return true;
+        }
+        for ev in events.iter() {
+            if ev.token() == WAKER {
+                continue;
+            }
+            if ev.token() == LISTENER {
+                self.accept_more = true;
+                continue;
+            }
+            if ev.token() == BUS {
+                self.on_bus(buf);
+                continue;
+            }
+            let (id, generation) = (ev.token().0 as u32, (ev.token().0 >> 32) as u32);
+            let (writable, readable) = (ev.is_writable(), ev.is_readable() || ev.is_read_closed() || ev.is_error());
+            self.guarded(id, |r| {
+                if writable && r.current(id, generation) {
+                    r.on_writable(id);
+                }
+                if readable && r.current(id, generation) {
+                    r.on_readable(id, buf);
+                }
+            });
+        }
+        for (id, generation) in std::mem::take(&mut self.ready) {
+            self.guarded(id, |r| {
+                if r.current(id, generation) {
+                    r.on_readable(id, buf);
+                }
+            });
+        }
+        if self.accept_retry.is_some_and(|t| t <= Instant::now()) {
+            self.accept_retry = None;
+            self.accept_more = true;
+        }
+        if self.accept_more {
+            self.accept_more = self.accept_all();
+        }
+        if self.subscriber.as_ref().and_then(|s| s.due).is_some_and(|t| t <= Instant::now()) {
+            // Reconnect, or give up a connect that hangs.
+            if self.subscriber.as_ref().is_some_and(|s| s.sock.is_some()) {
+                self.bus_lost("subscribing timed out".into());
+            } else {
+                self.bus_connect();
+            }
+        }
+        self.expire(Instant::now());
+        self.flush_stats();
+        false
+    }
+
+    /// Stopped: drops every socket.
+    fn finish(mut self) {
         let held = self.conns.iter().filter(|c| c.sock.is_some()).count();
         self.conns.clear();
         self.shared.live.fetch_sub(held, Relaxed);
@@ -415,7 +547,7 @@ impl Reactor {
             // Stop accepting: the listener closes once every reactor lets go.
             if let Some(l) = self.listener.take() {
                 let fd = std::os::fd::AsRawFd::as_raw_fd(&*l);
-                let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+                let _ = self.registry.deregister(&mut SourceFd(&fd));
             }
             self.accept_more = false;
             self.accept_retry = None;
@@ -785,7 +917,7 @@ impl Reactor {
         let Some(sub) = &mut self.subscriber else { return };
         let registered = sub.connect().and_then(|sock| {
             let fd = std::os::fd::AsRawFd::as_raw_fd(sock);
-            self.poll.registry().register(&mut SourceFd(&fd), BUS, Interest::READABLE | Interest::WRITABLE)
+            self.registry.register(&mut SourceFd(&fd), BUS, Interest::READABLE | Interest::WRITABLE)
         });
         if let Err(e) = registered {
             self.bus_lost(format!("cannot connect: {e}"));
@@ -840,7 +972,6 @@ impl Reactor {
                         sub.last_seq = ev.seq.max(sub.last_seq);
                     }
                     let ev = Arc::new(ev);
-                    self.shared.reactors.forward(&ev, self.number);
                     m.bus_events_in.fetch_add(1, Relaxed);
                     m.events_in.fetch_add(1, Relaxed);
                     batch.push(Delivery { event: ev, tally: None });
@@ -856,6 +987,8 @@ impl Reactor {
             self.bus_lost(why);
         }
         if !batch.is_empty() {
+            let shared = self.shared.clone();
+            shared.reactors.share(&batch, self);
             self.fan_out(&batch);
         }
     }
@@ -871,6 +1004,8 @@ impl Reactor {
         add(&m.read_syscalls, s.reads);
         add(&m.write_syscalls, s.writes);
         add(&m.wakeups, s.wakeups);
+        add(&m.fanout_on_behalf, s.on_behalf);
+        add(&m.fanout_handed_over, s.handed_over);
         add(&m.frames_in, s.frames_in);
         add(&m.frames_out, s.frames_out);
         add(&m.bytes_out, s.bytes_out);

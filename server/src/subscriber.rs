@@ -118,10 +118,12 @@ impl Subscriber {
     /// `Err` means the connection is lost.
     pub fn ready(&mut self, read_buf: &mut [u8], mut on: impl FnMut(Got<'_>)) -> Result<(), String> {
         let Some(sock) = &self.sock else { return Ok(()) };
-        if let Ok(Some(e)) | Err(e) = sock.take_error() {
-            return Err(e.to_string());
-        }
         if self.state == State::Connecting {
+            // A connect that failed shows here; once connected, a failure
+            // shows as a read's error (one syscall less per message).
+            if let Ok(Some(e)) | Err(e) = sock.take_error() {
+                return Err(e.to_string());
+            }
             let cmd = format!("*2\r\n$9\r\nSUBSCRIBE\r\n${}\r\n{CHANNEL}\r\n", CHANNEL.len());
             match (&*sock).write(cmd.as_bytes()) {
                 Ok(n) if n == cmd.len() => self.state = State::Subscribing,

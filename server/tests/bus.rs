@@ -195,3 +195,47 @@ async fn numbered_events_that_never_arrived_are_counted() {
     wait_for(addr, "rtbench_bus_events_in_total", 4).await;
     assert_eq!(metric(addr, "rtbench_bus_events_missed_total").await, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bus_events_reach_every_reactors_clients_once_in_order_whoever_writes_them() {
+    // Four reactors: the bus reactor writes an idle one's share itself or
+    // queues it on that reactor's inbox; either way every client gets every
+    // event once, in publishing order.
+    let redis = Redis::start();
+    let bus = redis.url();
+    let server = start(move |c| {
+        c.bus = Some(bus);
+        c.threads = Some(4);
+    })
+    .await;
+    let addr = server.local_addr();
+    wait_for(addr, "rtbench_bus_up", 1).await;
+    let mut clients = Vec::new();
+    for _ in 0..24 {
+        clients.push(connect_ok(addr, "project=p1&channels[]=files").await.0);
+    }
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    const EVENTS: u64 = 300;
+    for seq in 1..=EVENTS {
+        let doc = json!({"rtbenchSeq": seq, "project": "p1", "roles": ["any"],
+            "data": {"events": [], "channels": ["files"], "payload": {"i": seq}}});
+        let _: u64 = redis::cmd("PUBLISH").arg("realtime").arg(doc.to_string()).query_async(&mut conn).await.unwrap();
+        if seq % 100 == 0 {
+            // Pauses let the reactors fall asleep: the next events find
+            // them idle and are written on their behalf.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    wait_for(addr, "rtbench_bus_events_in_total", EVENTS).await;
+    let want: Vec<u64> = (1..=EVENTS).collect();
+    for ws in &mut clients {
+        let got: Vec<u64> = drain(ws).await.iter().map(|e| e["data"]["payload"]["i"].as_u64().unwrap()).collect();
+        assert_eq!(got, want);
+    }
+    // Each event went to each of the three other reactors one way or the other.
+    let on_behalf = metric(addr, "rtbench_fanout_on_behalf_total").await;
+    let handed = metric(addr, "rtbench_fanout_handed_over_total").await;
+    assert_eq!(on_behalf + handed, EVENTS * 3, "on behalf {on_behalf}, handed over {handed}");
+    assert_eq!(metric(addr, "rtbench_deliveries_total").await, EVENTS * 24);
+}
