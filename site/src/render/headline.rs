@@ -2,10 +2,12 @@
 //! is one ("67% of this machine's bare-TCP limit"): the table that leads
 //! both the run's own page and, for each variant's headline run, the index.
 
+use rtbench_record::BenchSummary;
 use rtbench_record::metrics;
 use rtbench_record::roofline::Roofline;
 use serde_json::{Value, json};
 
+use crate::figures::{self, Figure};
 use crate::load::Run;
 
 /// A figure as a share of the machine's limit: "67% of ...".
@@ -51,9 +53,9 @@ pub fn headline(run: &Run, roofline: Option<&(String, Roofline)>) -> Vec<Value> 
         )}));
         h.push(json!({"label": "failover: each client's wait, loss to open again (p50 / p99 / p99.9)", "value": format!(
             "{} / {} / {} ms ({} reconnections)",
-            fmt_ms(f.reconnect_ms.p50),
-            fmt_ms(f.reconnect_ms.p99),
-            fmt_ms(f.reconnect_ms.p999),
+            figures::ms(f.reconnect_ms.p50),
+            figures::ms(f.reconnect_ms.p99),
+            figures::ms(f.reconnect_ms.p999),
             metrics::group(f.reconnects as i64)
         )}));
         h.push(
@@ -81,75 +83,47 @@ pub fn headline(run: &Run, roofline: Option<&(String, Roofline)>) -> Vec<Value> 
             )}),
         );
     }
-    h.push(json!({"label": "time to target", "value": s.connections.time_to_target_s.map_or("not reached".into(), |t| metrics::format(t, "s"))}));
+    h.push(json!({"label": "time to target", "value": figures::by_key("time_to_target_s", s).text("s")}));
     if let Some(l) = &run.load {
         let mb = |b: u64| metrics::format(b as f64 / 1e6, "MB");
         h.push(json!({"label": "total traffic (client side)", "value": format!("{} received, {} sent", mb(l.counters.bytes_in), mb(l.counters.bytes_out))}));
     }
-    let lat = |l: &rtbench_record::Latency| {
-        format!(
-            "{} / {} / {} ms ({} samples)",
-            fmt_ms(l.p50),
-            fmt_ms(l.p99),
-            fmt_ms(l.p999),
-            metrics::group(l.count as i64)
-        )
+    // Every figure is shown, absent ones saying so (`figures`): an idle
+    // run's delivery is "none", not a missing row a reader must notice.
+    h.push(json!({"label": "connect p50 / p99 / p99.9", "value": figures::latency(&s.connect_ms)}));
+    h.push(json!({"label": "round trip p50 / p99 / p99.9 (ping or echo)", "value": figures::latency(&s.round_trip_ms)}));
+    h.push(
+        json!({"label": "delivery p50 / p99 / p99.9", "value": figures::latency(&s.delivery_ms)}),
+    );
+    h.push(json!({"label": "deliveries", "value": deliveries(run, s, roofline)}));
+    let server_memory = match figures::by_key("server_kib_per_conn", s) {
+        Figure::Value(v) => format!(
+            "{v:.2} KiB ({} process(es), peak RSS {})",
+            s.server.processes,
+            metrics::format(s.server.rss_peak_kib as f64 / 1024.0, "MiB")
+        ),
+        absent => absent.text("KiB"),
     };
-    h.push(json!({"label": "connect p50 / p99 / p99.9", "value": lat(&s.connect_ms)}));
-    if s.round_trip_ms.count > 0 {
-        h.push(json!({"label": "round trip p50 / p99 / p99.9 (ping or echo)", "value": lat(&s.round_trip_ms)}));
-    }
-    if s.delivery_ms.count > 0 {
-        h.push(json!({"label": "delivery p50 / p99 / p99.9", "value": lat(&s.delivery_ms)}));
-        let mut value = metrics::format(s.deliveries_per_s, "/s");
-        // Read against the bare-TCP fan-out for the frames this run received.
-        let size = run
-            .load
-            .as_ref()
-            .filter(|l| l.counters.frames_in > 0)
-            .map_or(200, |l| {
-                (l.counters.bytes_in / l.counters.frames_in) as usize
-            });
-        if let Some((name, r)) = roofline {
-            let at = |k: usize| {
-                r.measured
-                    .fanout_for(size, k)
-                    .map(|f| (f.size, f.deliveries_per_s.median))
-            };
-            if let Some((bytes, one)) = at(1) {
-                value.push_str(&format!(
-                    ": {} of this machine's bare-TCP limit at one write per delivery ({}/s, {bytes} B)",
-                    share(s.deliveries_per_s, one),
-                    metrics::group(one.round() as i64)
-                ));
-                if let Some((_, four)) = at(4) {
-                    value.push_str(&format!(
-                        ", {} of it at 4 per write ({}/s)",
-                        share(s.deliveries_per_s, four),
-                        metrics::group(four.round() as i64)
+    h.push(json!({"label": "server memory per connection", "value": server_memory}));
+    let machine = match figures::by_key("system_kib_per_conn", s) {
+        Figure::Value(v) => {
+            let mut machine = format!("{v:.2} KiB (kernel, server and load generator)");
+            if let Some((name, r)) = roofline {
+                let bare = r.measured.pairs.kernel_kib_per_pair.median;
+                if bare > 0.0 {
+                    machine.push_str(&format!(
+                        ": {} of this machine's bare-TCP connection pair ({bare:.2} KiB) [roofline {name}]",
+                        share(v, bare)
                     ));
                 }
-                value.push_str(&format!(" [roofline {name}]"));
             }
+            machine
         }
-        h.push(json!({"label": "deliveries", "value": value}));
-    }
-    h.push(json!({"label": "server memory per connection", "value": format!("{:.2} KiB ({} process(es), peak RSS {})", s.server.kib_per_connection, s.server.processes, metrics::format(s.server.rss_peak_kib as f64 / 1024.0, "MiB"))}));
-    let mut machine = format!(
-        "{:.2} KiB (kernel, server and load generator)",
-        s.system.kib_per_connection
-    );
-    if let Some((name, r)) = roofline {
-        let bare = r.measured.pairs.kernel_kib_per_pair.median;
-        if bare > 0.0 {
-            machine.push_str(&format!(
-                ": {} of this machine's bare-TCP connection pair ({bare:.2} KiB) [roofline {name}]",
-                share(s.system.kib_per_connection, bare)
-            ));
-        }
-    }
+        absent => absent.text("KiB"),
+    };
     h.push(json!({"label": "machine memory per connection", "value": machine}));
-    h.push(json!({"label": "server CPU while holding", "value": s.server.cpu_holding_pct.map_or("no sample in the hold".into(), |c| format!("{c:.1}% of a core"))}));
+    let cpu = figures::by_key("server_cpu_pct", s);
+    h.push(json!({"label": "server CPU while holding", "value": cpu.text("% of a core")}));
     let e = &s.errors;
     let n = |m: &std::collections::BTreeMap<String, u64>| m.values().sum::<u64>();
     h.push(json!({"label": "errors", "value": format!(
@@ -159,12 +133,42 @@ pub fn headline(run: &Run, roofline: Option<&(String, Roofline)>) -> Vec<Value> 
     h
 }
 
-pub fn fmt_ms(v: f64) -> String {
-    if v >= 100.0 {
-        format!("{v:.0}")
-    } else if v >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
+/// Deliveries per second, read against the bare-TCP fan-out for the frames
+/// this run received; "none" for a run that published no events.
+fn deliveries(run: &Run, s: &BenchSummary, roofline: Option<&(String, Roofline)>) -> String {
+    let figure = figures::by_key("deliveries_per_s", s);
+    let Figure::Value(per_s) = figure else {
+        return figure.text("/s");
+    };
+    let mut value = metrics::format(per_s, "/s");
+    let size = run
+        .load
+        .as_ref()
+        .filter(|l| l.counters.frames_in > 0)
+        .map_or(200, |l| {
+            (l.counters.bytes_in / l.counters.frames_in) as usize
+        });
+    if let Some((name, r)) = roofline {
+        let at = |k: usize| {
+            r.measured
+                .fanout_for(size, k)
+                .map(|f| (f.size, f.deliveries_per_s.median))
+        };
+        if let Some((bytes, one)) = at(1) {
+            value.push_str(&format!(
+                ": {} of this machine's bare-TCP limit at one write per delivery ({}/s, {bytes} B)",
+                share(per_s, one),
+                metrics::group(one.round() as i64)
+            ));
+            if let Some((_, four)) = at(4) {
+                value.push_str(&format!(
+                    ", {} of it at 4 per write ({}/s)",
+                    share(per_s, four),
+                    metrics::group(four.round() as i64)
+                ));
+            }
+            value.push_str(&format!(" [roofline {name}]"));
+        }
     }
+    value
 }

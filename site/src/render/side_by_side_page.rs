@@ -5,9 +5,9 @@
 use rtbench_record::metrics;
 use serde_json::{Value, json};
 
-use super::headline::fmt_ms;
 use super::runs::{run_path, side_by_side};
 use super::writer::Site;
+use crate::figures;
 
 /// The page, when the scenario has at least two variants to set side by side.
 pub(super) fn page(site: &mut Site, scenario: &str) -> Result<(), String> {
@@ -20,24 +20,17 @@ pub(super) fn page(site: &mut Site, scenario: &str) -> Result<(), String> {
     let table: Vec<Value> = rows
         .iter()
         .map(|(run, s)| {
-            let pair = |l: &rtbench_record::Latency| {
-                if l.count == 0 {
-                    "none".to_string()
-                } else {
-                    format!("{} / {}", fmt_ms(l.p50), fmt_ms(l.p99))
-                }
-            };
-            let unmeasured = s.unmeasured.iter().any(|u| u.starts_with("server memory"));
+            let kib = |key: &str| figures::by_key(key, s).cell(|v| format!("{v:.2}"));
             json!({
                 "variant": s.variant,
                 "server": s.server_under_test,
                 "held": metrics::group(s.connections.held as i64),
                 "failed": metrics::group(s.connections.failed as i64),
-                "server_kib": if unmeasured { "not measured".to_string() } else { format!("{:.2}", s.server.kib_per_connection) },
-                "machine_kib": format!("{:.2}", s.system.kib_per_connection),
-                "connect": pair(&s.connect_ms),
-                "round_trip": pair(&s.round_trip_ms),
-                "cpu": match s.server.cpu_holding_pct { Some(c) if !unmeasured => format!("{c:.1}%"), _ => "not measured".into() },
+                "server_kib": kib("server_kib_per_conn"),
+                "machine_kib": kib("system_kib_per_conn"),
+                "connect": figures::latency_pair(&s.connect_ms),
+                "round_trip": figures::latency_pair(&s.round_trip_ms),
+                "cpu": figures::by_key("server_cpu_pct", s).cell(|c| format!("{c:.1}%")),
                 "href": format!("{}/index.html", run_path(run)),
                 "name": run.name,
             })
