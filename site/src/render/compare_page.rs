@@ -1,46 +1,88 @@
 //! `scenarios/<scenario>/compare.html`: runs of a scenario side by side,
 //! the scenario's versus records and their ratios, and the published
 //! reference run drawn beside ours for scale.
+//!
+//! Only comparable runs share a table: the same variant and the same size
+//! (target connections). A run of 19,000 connections set beside one of
+//! 1,000,000 reads as a 97.6% drop; each size and variant gets its own
+//! group instead, and a run alone in its group is listed, not compared.
 
 use rtbench_record::metrics::{self, METRICS};
 use serde_json::{Value, json};
 
-use super::runs::run_info;
+use super::runs::{run_info, size_label};
 use super::writer::Site;
 use crate::chart::{self, Series};
-use crate::load::Run;
+use crate::figures;
+use crate::load::{Records, Run};
 
-pub(super) fn page(site: &mut Site, scenario: &str) -> Result<(), String> {
-    // The newest complete run of each configuration, newest first.
-    let mut chosen: Vec<&Run> = Vec::new();
-    for r in site
-        .records
+/// Runs of one scenario that may be compared: one variant, one size.
+pub struct Group<'a> {
+    pub variant: Option<String>,
+    pub target: u64,
+    /// The newest complete run of each configuration (host, overrides,
+    /// deployment) within the group, newest first.
+    pub runs: Vec<&'a Run>,
+}
+
+/// Columns in one group's table at most.
+const RUNS_PER_GROUP: usize = 6;
+/// Groups drawn in the charts at most (each by its newest run).
+const CHARTED_GROUPS: usize = 6;
+
+/// `scenario`'s complete runs (versus runs aside) in comparable groups,
+/// the largest size first, then variants in the order they first appear.
+pub fn groups<'a>(records: &'a Records, scenario: &str) -> Vec<Group<'a>> {
+    let mut groups: Vec<Group> = Vec::new();
+    let runs: Vec<&Run> = records
         .of(scenario)
         .filter(|r| r.complete() && !r.in_versus)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-    {
-        if chosen.len() < 6 && !chosen.iter().any(|c| c.config_key() == r.config_key()) {
-            chosen.push(r);
+        .collect();
+    for r in runs.into_iter().rev() {
+        let Some(s) = r.summary.as_ref() else {
+            continue;
+        };
+        let group = match groups
+            .iter_mut()
+            .position(|g| g.variant == s.variant && g.target == s.connections.target)
+        {
+            Some(i) => &mut groups[i],
+            None => {
+                groups.push(Group {
+                    variant: s.variant.clone(),
+                    target: s.connections.target,
+                    runs: Vec::new(),
+                });
+                groups.last_mut().expect("just pushed")
+            }
+        };
+        if group.runs.len() < RUNS_PER_GROUP
+            && !group.runs.iter().any(|c| c.config_key() == r.config_key())
+        {
+            group.runs.push(r);
         }
     }
-    let reference = site
-        .records
-        .references
-        .iter()
-        .find(|r| r.info.compare_with.iter().any(|s| s == scenario));
-    let first = chosen.first().and_then(|r| r.summary.as_ref());
+    // Stable: variants keep their order of appearance within a size.
+    groups.sort_by_key(|g| std::cmp::Reverse(g.target));
+    groups
+}
+
+/// One group's table: each metric for each run, with its change against
+/// the group's first (newest) run where both have a value.
+fn group_table(g: &Group) -> Value {
+    let first = g.runs.first().and_then(|r| r.summary.as_ref());
     let rows: Vec<Value> = METRICS
         .iter()
         .map(|m| {
-            let base = first.and_then(|s| (m.get)(s));
-            let cells: Vec<Value> = chosen
+            let base = first.and_then(|s| figures::of(m, s).value());
+            let cells: Vec<Value> = g
+                .runs
                 .iter()
                 .map(|r| {
-                    let v = r.summary.as_ref().and_then(|s| (m.get)(s));
+                    let figure = r.summary.as_ref().map(|s| figures::of(m, s));
+                    let v = figure.as_ref().and_then(|f| f.value());
                     json!({
-                        "value": v.map(|v| metrics::format(v, m.unit)),
+                        "value": figure.map(|f| f.text(m.unit)),
                         "delta": match (v, base) { (Some(v), Some(b)) if b != 0.0 && v != b => Some(format!("{:+.1}%", 100.0 * (v - b) / b)), _ => None },
                     })
                 })
@@ -48,8 +90,59 @@ pub(super) fn page(site: &mut Site, scenario: &str) -> Result<(), String> {
             json!({"label": m.label, "cells": cells})
         })
         .collect();
+    json!({
+        "label": size_label(g.variant.as_deref(), g.target),
+        "runs": g.runs.iter().map(|r| run_info(r)).collect::<Vec<_>>(),
+        "rows": rows,
+    })
+}
+
+/// Chart legends: variant and size, and the run's time only where two
+/// charted runs share both.
+fn legend(charted: &[&Run]) -> Vec<String> {
+    let base = |r: &Run| {
+        let s = r.summary.as_ref();
+        size_label(
+            s.and_then(|s| s.variant.as_deref()),
+            s.map_or(0, |s| s.connections.target),
+        )
+    };
+    charted
+        .iter()
+        .map(|r| {
+            let label = base(r);
+            if charted.iter().filter(|o| base(o) == label).count() > 1 {
+                let time = r.name.split('-').next().unwrap_or(&r.name);
+                format!("{label} · {time}")
+            } else {
+                label
+            }
+        })
+        .collect()
+}
+
+pub(super) fn page(site: &mut Site, scenario: &str) -> Result<(), String> {
+    let groups = groups(site.records, scenario);
+    let reference = site
+        .records
+        .references
+        .iter()
+        .find(|r| r.info.compare_with.iter().any(|s| s == scenario));
+    let tables: Vec<Value> = groups.iter().map(group_table).collect();
+    let chosen: Vec<&Run> = groups
+        .iter()
+        .take(CHARTED_GROUPS)
+        .filter_map(|g| g.runs.first().copied())
+        .collect();
+    let labels = legend(&chosen);
+    let label = |r: &Run| {
+        let i = chosen
+            .iter()
+            .position(|c| std::ptr::eq(*c, r))
+            .expect("a charted run");
+        labels[i].clone()
+    };
     let mut charts = Vec::new();
-    let label = |r: &Run| r.name.clone();
     let users: Vec<Series> = chosen
         .iter()
         .map(|r| {
@@ -143,8 +236,7 @@ pub(super) fn page(site: &mut Site, scenario: &str) -> Result<(), String> {
     let ctx = json!({
         "title": format!("{scenario}: compare"),
         "scenario": scenario,
-        "runs": chosen.iter().map(|r| run_info(r)).collect::<Vec<_>>(),
-        "rows": rows,
+        "groups": tables,
         "charts": charts,
         "versus": versus,
         "reference": reference.map(|r| json!({"name": r.name, "info": r.info})),

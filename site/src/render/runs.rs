@@ -97,3 +97,13 @@ pub fn config_label(key: &str) -> String {
         f.get(2).unwrap_or(&"")
     )
 }
+
+/// A run's variant and size, as legends and group headings name it:
+/// "sdk-ping · 1,000,000", or "100,000 connections" without a variant.
+pub fn size_label(variant: Option<&str>, target: u64) -> String {
+    let n = rtbench_record::metrics::group(target as i64);
+    match variant {
+        Some(v) => format!("{v} · {n}"),
+        None => format!("{n} connections"),
+    }
+}
