@@ -298,3 +298,122 @@ fn micro_benchmarks_read_criterion_output() {
         "{problems:?}"
     );
 }
+
+/// The text of each `<td>` after a `<th>` reading exactly `label` on `page`.
+fn figure_cells<'a>(page: &'a str, label: &str) -> Vec<&'a str> {
+    let th = format!("<th>{}</th><td>", label.replace('/', "&#x2F;"));
+    page.match_indices(&th)
+        .map(|(i, _)| {
+            let rest = &page[i + th.len()..];
+            &rest[..rest.find("</td>").unwrap()]
+        })
+        .collect()
+}
+
+/// Two runs of one scenario, one of 2,000 connections and one of
+/// 1,000,000: two groups on the compare page, each its own table holding
+/// its one run, and no delta between them.
+#[test]
+fn compare_page_keeps_runs_of_different_sizes_apart() {
+    let dir = scratch("compare-sizes");
+    let results = dir.join("results");
+    let small = "2099-01-01T000000Z-vm";
+    let large = "2099-01-02T000000Z-vm";
+    copy_dir(&smoke_record(), &results.join("smoke").join(small));
+    copy_dir(&smoke_record(), &results.join("smoke").join(large));
+    edit_summary(&results.join("smoke").join(large), |s| {
+        s["connections"]["target"] = 1_000_000.into();
+        s["connections"]["held"] = 1_000_000.into();
+    });
+    let records = load::load(&results);
+    let out = dir.join("site");
+    render::render(
+        &records,
+        &render::Options {
+            out: out.clone(),
+            criterion: None,
+            thresholds: thresholds(),
+        },
+    )
+    .unwrap();
+    let page = std::fs::read_to_string(out.join("scenarios/smoke/compare.html")).unwrap();
+    let groups: Vec<&str> = page
+        .match_indices("<h2 class=\"group\">")
+        .map(|(i, h)| {
+            let rest = &page[i + h.len()..];
+            &rest[..rest.find("</h2>").unwrap()]
+        })
+        .collect();
+    assert_eq!(
+        groups,
+        ["1,000,000 connections", "2,000 connections"],
+        "largest first"
+    );
+    let tables: Vec<&str> = page
+        .split("<table class=\"compare\">")
+        .skip(1)
+        .map(|t| &t[..t.find("</table>").unwrap()])
+        .collect();
+    assert_eq!(tables.len(), 2);
+    assert!(tables[0].contains(large) && !tables[0].contains(small));
+    assert!(tables[1].contains(small) && !tables[1].contains(large));
+    assert!(
+        !page.contains("%)"),
+        "a delta between runs of different sizes"
+    );
+}
+
+/// An idle record (no events published): its page says "none" for the
+/// delivery figures, not "0.00 ms" or "0/s"; a machine memory figure that
+/// did not grow is within noise; server CPU read as exactly 0 while
+/// connections were held was not measured.
+#[test]
+fn an_idle_record_says_none_where_a_figure_does_not_apply() {
+    let dir = scratch("idle-none");
+    let results = dir.join("results");
+    let idle = results.join("idle-1m/2099-01-01T000000Z-vm-no-ping");
+    let mut committed: Vec<_> = std::fs::read_dir(root().join("results/idle-1m"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("summary.json").exists())
+        .collect();
+    committed.sort();
+    copy_dir(&committed[0], &idle);
+    edit_summary(&idle, |s| {
+        assert_eq!(s["delivery_ms"]["count"], 0, "an idle record");
+        s["system"]["mem_used_peak_kib"] = s["system"]["mem_used_before_kib"].clone();
+        s["system"]["kib_per_connection"] = 0.0.into();
+        s["server"]["cpu_holding_pct"] = 0.0.into();
+    });
+    let records = load::load(&results);
+    let out = dir.join("site");
+    render::render(
+        &records,
+        &render::Options {
+            out: out.clone(),
+            criterion: None,
+            thresholds: thresholds(),
+        },
+    )
+    .unwrap();
+    let page =
+        std::fs::read_to_string(out.join("runs/idle-1m/2099-01-01T000000Z-vm-no-ping/index.html"))
+            .unwrap();
+    assert_eq!(figure_cells(&page, "delivery p50 / p99 / p99.9"), ["none"]);
+    assert_eq!(figure_cells(&page, "deliveries"), ["none"]);
+    assert_eq!(
+        figure_cells(&page, "machine memory per connection"),
+        ["none (within noise)"]
+    );
+    let cpu = figure_cells(&page, "server CPU while holding");
+    assert!(
+        cpu.len() == 1 && cpu[0].starts_with("not measured ("),
+        "{cpu:?}"
+    );
+    // The compare page's cells follow the same rule.
+    let compare = std::fs::read_to_string(out.join("scenarios/idle-1m/compare.html")).unwrap();
+    for label in ["delivery p99", "deliveries&#x2F;s"] {
+        let row = format!("<tr><th>{label}</th><td class=\"num\">none</td></tr>");
+        assert!(compare.contains(&row), "{label}");
+    }
+}
