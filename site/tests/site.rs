@@ -310,17 +310,23 @@ fn figure_cells<'a>(page: &'a str, label: &str) -> Vec<&'a str> {
         .collect()
 }
 
-/// Two runs of one scenario, one of 2,000 connections and one of
-/// 1,000,000: two groups on the compare page, each its own table holding
-/// its one run, and no delta between them.
+/// Three runs of one scenario: two of 2,000 connections (configurations
+/// differing by `--rate`) and one of 1,000,000. The two of one size share
+/// the page's one comparison table; the large one is listed alone, in no
+/// table, with no delta against the others.
 #[test]
 fn compare_page_keeps_runs_of_different_sizes_apart() {
     let dir = scratch("compare-sizes");
     let results = dir.join("results");
     let small = "2099-01-01T000000Z-vm";
-    let large = "2099-01-02T000000Z-vm";
-    copy_dir(&smoke_record(), &results.join("smoke").join(small));
-    copy_dir(&smoke_record(), &results.join("smoke").join(large));
+    let small_rate = "2099-01-02T000000Z-vm";
+    let large = "2099-01-03T000000Z-vm";
+    for name in [small, small_rate, large] {
+        copy_dir(&smoke_record(), &results.join("smoke").join(name));
+    }
+    edit_summary(&results.join("smoke").join(small_rate), |s| {
+        s["overrides"]["rate"] = 1000.0.into();
+    });
     edit_summary(&results.join("smoke").join(large), |s| {
         s["connections"]["target"] = 1_000_000.into();
         s["connections"]["held"] = 1_000_000.into();
@@ -337,29 +343,28 @@ fn compare_page_keeps_runs_of_different_sizes_apart() {
     )
     .unwrap();
     let page = std::fs::read_to_string(out.join("scenarios/smoke/compare.html")).unwrap();
-    let groups: Vec<&str> = page
-        .match_indices("<h2 class=\"group\">")
-        .map(|(i, h)| {
-            let rest = &page[i + h.len()..];
-            &rest[..rest.find("</h2>").unwrap()]
-        })
-        .collect();
+    let between = |open: &str, close: &str| -> Vec<String> {
+        page.split(open)
+            .skip(1)
+            .map(|t| t[..t.find(close).unwrap()].to_string())
+            .collect()
+    };
     assert_eq!(
-        groups,
-        ["1,000,000 connections", "2,000 connections"],
-        "largest first"
+        between("<h2 class=\"group\">", "</h2>"),
+        ["2,000 connections", "Alone at their variant and size"]
     );
-    let tables: Vec<&str> = page
-        .split("<table class=\"compare\">")
-        .skip(1)
-        .map(|t| &t[..t.find("</table>").unwrap()])
-        .collect();
-    assert_eq!(tables.len(), 2);
-    assert!(tables[0].contains(large) && !tables[0].contains(small));
-    assert!(tables[1].contains(small) && !tables[1].contains(large));
+    let tables = between("<table class=\"compare\">", "</table>");
+    assert_eq!(tables.len(), 1);
+    assert!(tables[0].contains(small) && tables[0].contains(small_rate));
+    assert!(!tables[0].contains(large), "{}", tables[0]);
+    let alone = between("<ul class=\"alone\">", "</ul>");
+    assert_eq!(alone.len(), 1);
     assert!(
-        !page.contains("%)"),
-        "a delta between runs of different sizes"
+        alone[0].starts_with("<li><strong>1,000,000 connections</strong>")
+            && alone[0].contains(large)
+            && !alone[0].contains(small),
+        "{}",
+        alone[0]
     );
 }
 
@@ -385,6 +390,10 @@ fn an_idle_record_says_none_where_a_figure_does_not_apply() {
         s["system"]["kib_per_connection"] = 0.0.into();
         s["server"]["cpu_holding_pct"] = 0.0.into();
     });
+    // A second configuration of its size, so the compare page has a table.
+    let other = results.join("idle-1m/2099-01-02T000000Z-vm-no-ping");
+    copy_dir(&idle, &other);
+    edit_summary(&other, |s| s["overrides"]["rate"] = 1000.0.into());
     let records = load::load(&results);
     let out = dir.join("site");
     render::render(
@@ -413,7 +422,9 @@ fn an_idle_record_says_none_where_a_figure_does_not_apply() {
     // The compare page's cells follow the same rule.
     let compare = std::fs::read_to_string(out.join("scenarios/idle-1m/compare.html")).unwrap();
     for label in ["delivery p99", "deliveries&#x2F;s"] {
-        let row = format!("<tr><th>{label}</th><td class=\"num\">none</td></tr>");
+        let row = format!(
+            "<tr><th>{label}</th><td class=\"num\">none</td><td class=\"num\">none</td></tr>"
+        );
         assert!(compare.contains(&row), "{label}");
     }
 }

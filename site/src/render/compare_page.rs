@@ -236,6 +236,7 @@ pub(super) fn page(site: &mut Site, scenario: &str) -> Result<(), String> {
     let ctx = json!({
         "title": format!("{scenario}: compare"),
         "scenario": scenario,
+        "alone": tables.iter().filter(|t| t["runs"].as_array().is_some_and(|r| r.len() < 2)).collect::<Vec<_>>(),
         "groups": tables,
         "charts": charts,
         "versus": versus,
