@@ -4,6 +4,8 @@
 use rtbench_record::BenchSummary;
 use rtbench_record::metrics::{self, Better, METRICS};
 
+use crate::figures;
+
 pub fn table(a_name: &str, a: &BenchSummary, b_name: &str, b: &BenchSummary) -> String {
     let mut rows = vec![[
         "metric".to_string(),
@@ -14,8 +16,9 @@ pub fn table(a_name: &str, a: &BenchSummary, b_name: &str, b: &BenchSummary) -> 
         String::new(),
     ]];
     for m in METRICS {
-        let (va, vb) = ((m.get)(a), (m.get)(b));
-        let cell = |v: Option<f64>| v.map_or("–".to_string(), |v| metrics::format(v, m.unit));
+        // An absent figure says why ("none", "not measured"), and has no delta.
+        let (fa, fb) = (figures::of(m, a), figures::of(m, b));
+        let (va, vb) = (fa.value(), fb.value());
         let (delta, ratio, verdict) = match (va, vb) {
             (Some(x), Some(y)) => {
                 let ratio = if x != 0.0 {
@@ -35,8 +38,8 @@ pub fn table(a_name: &str, a: &BenchSummary, b_name: &str, b: &BenchSummary) -> 
         };
         rows.push([
             m.label.to_string(),
-            cell(va),
-            cell(vb),
+            fa.text(m.unit),
+            fb.text(m.unit),
             delta,
             ratio,
             verdict.to_string(),

@@ -3,6 +3,7 @@
 
 pub mod chart;
 pub mod compare;
+pub mod figures;
 pub mod load;
 pub mod micro;
 pub mod regress;

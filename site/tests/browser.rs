@@ -25,6 +25,7 @@ const INSPECT: &str = r#"JSON.stringify({
   shares: [...document.querySelectorAll('table.figures td')].filter(td => td.textContent.includes("of this machine's bare-TCP")).length,
   rooflines: document.querySelectorAll('section.roofline').length,
   leads: [...document.querySelectorAll('h3.lead-run')].map(h => h.textContent + ' | ' + (h.nextElementSibling ? h.nextElementSibling.textContent : '')),
+  legend: [...document.querySelectorAll('figure.chart svg text')].map(t => t.textContent.trim()),
   title: document.title
 })"#;
 
@@ -97,6 +98,25 @@ fn every_page_loads_in_chromium_without_errors() {
                 failures.push(format!(
                     "index.html: no idle-1m headline holding 1,000,000: {leads:?}"
                 ));
+            }
+        }
+        // A compare page's legends name a run by variant and size, as the
+        // browser draws them, not by its directory's timestamp.
+        if name == "scenarios/idle-1m/compare.html" {
+            let legend: Vec<&str> = info["legend"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|t| t.as_str())
+                .collect();
+            if !legend.contains(&"sdk-ping · 1,000,000") || !legend.contains(&"no-ping · 1,000,000")
+            {
+                failures.push(format!(
+                    "{name}: no legend naming variant and size: {legend:?}"
+                ));
+            }
+            if let Some(t) = legend.iter().find(|t| t.contains("Z-vm")) {
+                failures.push(format!("{name}: a legend names a run's directory: {t}"));
             }
         }
         if name == "index.html"

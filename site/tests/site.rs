@@ -298,3 +298,133 @@ fn micro_benchmarks_read_criterion_output() {
         "{problems:?}"
     );
 }
+
+/// The text of each `<td>` after a `<th>` reading exactly `label` on `page`.
+fn figure_cells<'a>(page: &'a str, label: &str) -> Vec<&'a str> {
+    let th = format!("<th>{}</th><td>", label.replace('/', "&#x2F;"));
+    page.match_indices(&th)
+        .map(|(i, _)| {
+            let rest = &page[i + th.len()..];
+            &rest[..rest.find("</td>").unwrap()]
+        })
+        .collect()
+}
+
+/// Three runs of one scenario: two of 2,000 connections (configurations
+/// differing by `--rate`) and one of 1,000,000. The two of one size share
+/// the page's one comparison table; the large one is listed alone, in no
+/// table, with no delta against the others.
+#[test]
+fn compare_page_keeps_runs_of_different_sizes_apart() {
+    let dir = scratch("compare-sizes");
+    let results = dir.join("results");
+    let small = "2099-01-01T000000Z-vm";
+    let small_rate = "2099-01-02T000000Z-vm";
+    let large = "2099-01-03T000000Z-vm";
+    for name in [small, small_rate, large] {
+        copy_dir(&smoke_record(), &results.join("smoke").join(name));
+    }
+    edit_summary(&results.join("smoke").join(small_rate), |s| {
+        s["overrides"]["rate"] = 1000.0.into();
+    });
+    edit_summary(&results.join("smoke").join(large), |s| {
+        s["connections"]["target"] = 1_000_000.into();
+        s["connections"]["held"] = 1_000_000.into();
+    });
+    let records = load::load(&results);
+    let out = dir.join("site");
+    render::render(
+        &records,
+        &render::Options {
+            out: out.clone(),
+            criterion: None,
+            thresholds: thresholds(),
+        },
+    )
+    .unwrap();
+    let page = std::fs::read_to_string(out.join("scenarios/smoke/compare.html")).unwrap();
+    let between = |open: &str, close: &str| -> Vec<String> {
+        page.split(open)
+            .skip(1)
+            .map(|t| t[..t.find(close).unwrap()].to_string())
+            .collect()
+    };
+    assert_eq!(
+        between("<h2 class=\"group\">", "</h2>"),
+        ["2,000 connections", "Alone at their variant and size"]
+    );
+    let tables = between("<table class=\"compare\">", "</table>");
+    assert_eq!(tables.len(), 1);
+    assert!(tables[0].contains(small) && tables[0].contains(small_rate));
+    assert!(!tables[0].contains(large), "{}", tables[0]);
+    let alone = between("<ul class=\"alone\">", "</ul>");
+    assert_eq!(alone.len(), 1);
+    assert!(
+        alone[0].starts_with("<li><strong>1,000,000 connections</strong>")
+            && alone[0].contains(large)
+            && !alone[0].contains(small),
+        "{}",
+        alone[0]
+    );
+}
+
+/// An idle record (no events published): its page says "none" for the
+/// delivery figures, not "0.00 ms" or "0/s"; a machine memory figure that
+/// did not grow is within noise; server CPU read as exactly 0 while
+/// connections were held was not measured.
+#[test]
+fn an_idle_record_says_none_where_a_figure_does_not_apply() {
+    let dir = scratch("idle-none");
+    let results = dir.join("results");
+    let idle = results.join("idle-1m/2099-01-01T000000Z-vm-no-ping");
+    let mut committed: Vec<_> = std::fs::read_dir(root().join("results/idle-1m"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("summary.json").exists())
+        .collect();
+    committed.sort();
+    copy_dir(&committed[0], &idle);
+    edit_summary(&idle, |s| {
+        assert_eq!(s["delivery_ms"]["count"], 0, "an idle record");
+        s["system"]["mem_used_peak_kib"] = s["system"]["mem_used_before_kib"].clone();
+        s["system"]["kib_per_connection"] = 0.0.into();
+        s["server"]["cpu_holding_pct"] = 0.0.into();
+    });
+    // A second configuration of its size, so the compare page has a table.
+    let other = results.join("idle-1m/2099-01-02T000000Z-vm-no-ping");
+    copy_dir(&idle, &other);
+    edit_summary(&other, |s| s["overrides"]["rate"] = 1000.0.into());
+    let records = load::load(&results);
+    let out = dir.join("site");
+    render::render(
+        &records,
+        &render::Options {
+            out: out.clone(),
+            criterion: None,
+            thresholds: thresholds(),
+        },
+    )
+    .unwrap();
+    let page =
+        std::fs::read_to_string(out.join("runs/idle-1m/2099-01-01T000000Z-vm-no-ping/index.html"))
+            .unwrap();
+    assert_eq!(figure_cells(&page, "delivery p50 / p99 / p99.9"), ["none"]);
+    assert_eq!(figure_cells(&page, "deliveries"), ["none"]);
+    assert_eq!(
+        figure_cells(&page, "machine memory per connection"),
+        ["none (within noise)"]
+    );
+    let cpu = figure_cells(&page, "server CPU while holding");
+    assert!(
+        cpu.len() == 1 && cpu[0].starts_with("not measured ("),
+        "{cpu:?}"
+    );
+    // The compare page's cells follow the same rule.
+    let compare = std::fs::read_to_string(out.join("scenarios/idle-1m/compare.html")).unwrap();
+    for label in ["delivery p99", "deliveries&#x2F;s"] {
+        let row = format!(
+            "<tr><th>{label}</th><td class=\"num\">none</td><td class=\"num\">none</td></tr>"
+        );
+        assert!(compare.contains(&row), "{label}");
+    }
+}

@@ -1,0 +1,174 @@
+//! A run's headline figures, read against its host's roofline where there
+//! is one ("67% of this machine's bare-TCP limit"): the table that leads
+//! both the run's own page and, for each variant's headline run, the index.
+
+use rtbench_record::BenchSummary;
+use rtbench_record::metrics;
+use rtbench_record::roofline::Roofline;
+use serde_json::{Value, json};
+
+use crate::figures::{self, Figure};
+use crate::load::Run;
+
+/// A figure as a share of the machine's limit: "67% of ...".
+fn share(value: f64, limit: f64) -> String {
+    format!("{:.0}%", 100.0 * value / limit)
+}
+
+pub fn headline(run: &Run, roofline: Option<&(String, Roofline)>) -> Vec<Value> {
+    let Some(s) = run.summary.as_ref() else {
+        return Vec::new();
+    };
+    let mut h = vec![
+        json!({"label": "connected users", "value": format!("{} held, {} peak, of {}", metrics::group(s.connections.held as i64), metrics::group(s.connections.peak as i64), metrics::group(s.connections.target as i64))}),
+    ];
+    if s.server_under_test != "rtbench" {
+        h.push(json!({"label": "server under test", "value": s.server_under_test}));
+    }
+    if !s.process_exits.is_empty() {
+        let list: Vec<String> = s
+            .process_exits
+            .iter()
+            .map(|e| format!("{} (pid {}) at {:.1} s: {}", e.role, e.pid, e.t_s, e.status))
+            .collect();
+        h.push(json!({"label": "processes that died during the run", "value": list.join("; ")}));
+    }
+    if !s.unmeasured.is_empty() {
+        h.push(json!({"label": "not measured", "value": s.unmeasured.join("; ")}));
+    }
+    if !s.faults_injected.is_empty() {
+        let list: Vec<String> = s
+            .faults_injected
+            .iter()
+            .map(|f| format!("{} {} at {} s (pid {})", f.action, f.target, f.at_s, f.pid))
+            .collect();
+        h.push(json!({"label": "faults injected (the suite's plan)", "value": list.join("; ")}));
+    }
+    if let Some(f) = &s.failover {
+        h.push(json!({"label": "failover: connections lost", "value": format!(
+            "{} of {}, all back after {}",
+            metrics::group(f.connections_lost as i64),
+            metrics::group(f.open_before as i64),
+            f.recovered_after_s.map_or("never, within the run".into(), |t| metrics::format(t, "s"))
+        )}));
+        h.push(json!({"label": "failover: each client's wait, loss to open again (p50 / p99 / p99.9)", "value": format!(
+            "{} / {} / {} ms ({} reconnections)",
+            figures::ms(f.reconnect_ms.p50),
+            figures::ms(f.reconnect_ms.p99),
+            figures::ms(f.reconnect_ms.p999),
+            metrics::group(f.reconnects as i64)
+        )}));
+        h.push(
+            json!({"label": "failover: events missed (no replay in the protocol)", "value": format!(
+                "{} of {} sent to subscribers ({:.3}%), {} duplicates",
+                metrics::group(f.events_missed as i64),
+                metrics::group(f.events_expected as i64),
+                100.0 * f.events_missed as f64 / (f.events_expected.max(1)) as f64,
+                metrics::group(f.duplicates as i64)
+            )}),
+        );
+        h.push(
+            json!({"label": "failover: subscribers who missed events", "value": format!(
+                "{} of {}, at most {} missed by one",
+                metrics::group(f.subscribers_missing_events as i64),
+                metrics::group(f.open_before as i64),
+                metrics::group(f.most_missed_by_one as i64)
+            )}),
+        );
+        h.push(
+            json!({"label": "failover: servers at their peak, from the fault on", "value": format!(
+                "{:.0}% of a core, {} RSS",
+                f.servers_cpu_peak_pct,
+                metrics::format(f.servers_rss_peak_kib as f64 / 1024.0, "MiB")
+            )}),
+        );
+    }
+    h.push(json!({"label": "time to target", "value": figures::by_key("time_to_target_s", s).text("s")}));
+    if let Some(l) = &run.load {
+        let mb = |b: u64| metrics::format(b as f64 / 1e6, "MB");
+        h.push(json!({"label": "total traffic (client side)", "value": format!("{} received, {} sent", mb(l.counters.bytes_in), mb(l.counters.bytes_out))}));
+    }
+    // Every figure is shown, absent ones saying so (`figures`): an idle
+    // run's delivery is "none", not a missing row a reader must notice.
+    h.push(json!({"label": "connect p50 / p99 / p99.9", "value": figures::latency(&s.connect_ms)}));
+    h.push(json!({"label": "round trip p50 / p99 / p99.9 (ping or echo)", "value": figures::latency(&s.round_trip_ms)}));
+    h.push(
+        json!({"label": "delivery p50 / p99 / p99.9", "value": figures::latency(&s.delivery_ms)}),
+    );
+    h.push(json!({"label": "deliveries", "value": deliveries(run, s, roofline)}));
+    let server_memory = match figures::by_key("server_kib_per_conn", s) {
+        Figure::Value(v) => format!(
+            "{v:.2} KiB ({} process(es), peak RSS {})",
+            s.server.processes,
+            metrics::format(s.server.rss_peak_kib as f64 / 1024.0, "MiB")
+        ),
+        absent => absent.text("KiB"),
+    };
+    h.push(json!({"label": "server memory per connection", "value": server_memory}));
+    let machine = match figures::by_key("system_kib_per_conn", s) {
+        Figure::Value(v) => {
+            let mut machine = format!("{v:.2} KiB (kernel, server and load generator)");
+            if let Some((name, r)) = roofline {
+                let bare = r.measured.pairs.kernel_kib_per_pair.median;
+                if bare > 0.0 {
+                    machine.push_str(&format!(
+                        ": {} of this machine's bare-TCP connection pair ({bare:.2} KiB) [roofline {name}]",
+                        share(v, bare)
+                    ));
+                }
+            }
+            machine
+        }
+        absent => absent.text("KiB"),
+    };
+    h.push(json!({"label": "machine memory per connection", "value": machine}));
+    let cpu = figures::by_key("server_cpu_pct", s);
+    h.push(json!({"label": "server CPU while holding", "value": cpu.text("% of a core")}));
+    let e = &s.errors;
+    let n = |m: &std::collections::BTreeMap<String, u64>| m.values().sum::<u64>();
+    h.push(json!({"label": "errors", "value": format!(
+        "{} failed connects, {} closed by server, {} error frames, {} misdelivered, {} duplicates, {} lost",
+        n(&e.failed), n(&e.closed_by_server), n(&e.error_frames), e.misdelivered, e.duplicates,
+        e.lost.map_or("unknown".into(), |l| l.to_string()))}));
+    h
+}
+
+/// Deliveries per second, read against the bare-TCP fan-out for the frames
+/// this run received; "none" for a run that published no events.
+fn deliveries(run: &Run, s: &BenchSummary, roofline: Option<&(String, Roofline)>) -> String {
+    let figure = figures::by_key("deliveries_per_s", s);
+    let Figure::Value(per_s) = figure else {
+        return figure.text("/s");
+    };
+    let mut value = metrics::format(per_s, "/s");
+    let size = run
+        .load
+        .as_ref()
+        .filter(|l| l.counters.frames_in > 0)
+        .map_or(200, |l| {
+            (l.counters.bytes_in / l.counters.frames_in) as usize
+        });
+    if let Some((name, r)) = roofline {
+        let at = |k: usize| {
+            r.measured
+                .fanout_for(size, k)
+                .map(|f| (f.size, f.deliveries_per_s.median))
+        };
+        if let Some((bytes, one)) = at(1) {
+            value.push_str(&format!(
+                ": {} of this machine's bare-TCP limit at one write per delivery ({}/s, {bytes} B)",
+                share(per_s, one),
+                metrics::group(one.round() as i64)
+            ));
+            if let Some((_, four)) = at(4) {
+                value.push_str(&format!(
+                    ", {} of it at 4 per write ({}/s)",
+                    share(per_s, four),
+                    metrics::group(four.round() as i64)
+                ));
+            }
+            value.push_str(&format!(" [roofline {name}]"));
+        }
+    }
+    value
+}

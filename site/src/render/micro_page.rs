@@ -1,0 +1,15 @@
+//! `micro.html`: criterion's micro-benchmarks, when they have run.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use super::writer::Site;
+use crate::micro;
+
+pub(super) fn page(site: &mut Site, criterion: Option<&Path>) -> Result<(), String> {
+    let (benches, problems) = criterion.map(micro::read).unwrap_or_default();
+    site.report.warnings.extend(problems);
+    let ctx = json!({"title": "Micro-benchmarks", "benches": benches, "dir": criterion.map(|p| p.display().to_string())});
+    site.write("micro.html", "micro.html", ctx)
+}

@@ -1,0 +1,109 @@
+//! What a run is called and which runs go together: its page's path, the
+//! facts every page shows about it, labels of its overrides and of a
+//! configuration, and each variant's headline run. Shared by the pages so
+//! that a run reads the same wherever it appears.
+
+use rtbench_record::BenchSummary;
+use serde_json::{Value, json};
+
+use crate::load::{Records, Run};
+
+/// Each variant's best complete run of `scenario` at full scale (no
+/// `--scale` or `--connections`; no variant counts as one) on the host of the
+/// newest such run, in order of first appearance. Best: not limited by the
+/// load generator, then the most connections held, then the newest.
+pub fn side_by_side<'a>(records: &'a Records, scenario: &str) -> Vec<(&'a Run, &'a BenchSummary)> {
+    let full: Vec<(&Run, &BenchSummary)> = records
+        .of(scenario)
+        .filter(|r| r.complete() && !r.in_versus)
+        .filter_map(|r| Some((r, r.summary.as_ref()?)))
+        .filter(|(_, s)| s.overrides.scale.is_none() && s.overrides.connections.is_none())
+        .collect();
+    let Some(host) = full.last().map(|(_, s)| s.host.clone()) else {
+        return Vec::new();
+    };
+    let rank = |s: &BenchSummary| (!s.client_bottleneck.bottleneck, s.connections.held);
+    let mut out: Vec<(&Run, &BenchSummary)> = Vec::new();
+    for (r, s) in full.into_iter().filter(|(_, s)| s.host == host) {
+        match out.iter_mut().find(|(_, o)| o.variant == s.variant) {
+            // Runs come oldest first: an equal one is newer.
+            Some(slot) if rank(s) >= rank(slot.1) => *slot = (r, s),
+            Some(_) => {}
+            None => out.push((r, s)),
+        }
+    }
+    out
+}
+
+pub fn run_path(run: &Run) -> String {
+    format!("runs/{}/{}", run.scenario, run.name)
+}
+
+pub fn run_info(run: &Run) -> Value {
+    let s = run.summary.as_ref();
+    json!({
+        "id": run.id(),
+        "name": run.name,
+        "scenario": run.scenario,
+        "href": format!("{}/index.html", run_path(run)),
+        "complete": run.complete(),
+        "stopped_by": s.and_then(|s| s.stopped_by.clone()),
+        "variant": s.and_then(|s| s.variant.clone()),
+        "started_at": s.map(|s| s.started_at.clone()),
+        "host": s.map(|s| s.host.clone()),
+        "commit": run.environment.as_ref().map(|e| format!("{}{}", &e.git_commit[..e.git_commit.len().min(10)], if e.git_dirty { "+" } else { "" })),
+        "overrides": s.map(|s| overrides_label(&s.overrides)),
+    })
+}
+
+pub fn overrides_label(o: &rtbench_record::Overrides) -> String {
+    let mut v = Vec::new();
+    if let Some(x) = o.scale {
+        v.push(format!("--scale {x}"));
+    }
+    if let Some(x) = o.connections {
+        v.push(format!("--connections {x}"));
+    }
+    if let Some(x) = o.rate {
+        v.push(format!("--rate {x}"));
+    }
+    if let Some(x) = o.hold_s {
+        v.push(format!("--hold {x}"));
+    }
+    if let Some(x) = o.processes {
+        v.push(format!("--processes {x}"));
+    }
+    if v.is_empty() {
+        "as written".into()
+    } else {
+        v.join(" ")
+    }
+}
+
+pub fn config_label(key: &str) -> String {
+    let f: Vec<&str> = key.split('|').collect();
+    let o: rtbench_record::Overrides = f
+        .get(3)
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    let variant = f
+        .get(1)
+        .filter(|v| !v.is_empty())
+        .map(|v| format!("{v}, "))
+        .unwrap_or_default();
+    format!(
+        "{variant}{} on {}",
+        overrides_label(&o),
+        f.get(2).unwrap_or(&"")
+    )
+}
+
+/// A run's variant and size, as legends and group headings name it:
+/// "sdk-ping · 1,000,000", or "100,000 connections" without a variant.
+pub fn size_label(variant: Option<&str>, target: u64) -> String {
+    let n = rtbench_record::metrics::group(target as i64);
+    match variant {
+        Some(v) => format!("{v} · {n}"),
+        None => format!("{n} connections"),
+    }
+}
