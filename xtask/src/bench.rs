@@ -25,7 +25,7 @@ use crate::sample::{self, Sample, Sampler};
 use crate::server::{RedisProcess, ServerProcess};
 use crate::subject::Subject;
 use crate::suite::{self, Overrides, Suite, Variant};
-use crate::{dashboard, root, tuning};
+use crate::{dashboard, flags, root, tuning};
 
 /// The signal that interrupted the run (0: none).
 static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
@@ -34,32 +34,121 @@ extern "C" fn on_signal(sig: libc::c_int) {
     INTERRUPTED.store(sig, Ordering::SeqCst);
 }
 
+/// `cargo xtask bench`'s command line; a run reads its options from it.
+#[derive(Debug, Clone, clap::Args)]
+// `-5` reaches the value's parser, which says what is wrong with it.
+#[command(allow_negative_numbers = true)]
 pub struct Args {
+    /// A suite under suites/ (smoke, idle-1m, fanout, ...) or a suite file
+    #[arg(value_name = "SUITE")]
     pub suite: String,
-    pub overrides: Overrides,
-    pub out: Option<PathBuf>,
-    pub tune: bool,
-    /// `--host-net`: with `--tune`, stay on the host's network stack instead
-    /// of a namespace sized for the run.
-    pub host_net: bool,
-    /// `--roofline`: measure this machine's roofline before the run (else
-    /// the record names the host's newest one).
-    pub roofline: bool,
-    /// `--server SPEC`: what is benchmarked (`subject.rs`), over the suite's.
-    pub server: Option<String>,
-    /// `--protocol raw|appwrite`: over the suite's `[load.target] protocol`.
-    pub protocol: Option<rtbench_record::scenario::Protocol>,
-    pub dashboard: String,
-    /// Run only this variant of the suite.
+    #[command(flatten)]
+    pub size: Size,
+    /// Run only this variant [default: every variant in turn]
+    #[arg(long, value_name = "NAME")]
     pub variant: Option<String>,
-    /// `--versus REF`: alternate this checkout's server with REF's.
+    /// The record's directory [default: results/<suite>/<time>-<host>]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Apply the suite's sysctls, run in a sized namespace [default: off]
+    #[arg(long)]
+    pub tune: bool,
+    /// With --tune, stay on the host's network stack [default: off]
+    #[arg(long)]
+    pub host_net: bool,
+    /// Measure this machine's roofline first [default: off]
+    #[arg(long)]
+    pub roofline: bool,
+    /// rtbench, command:LINE or url:ws://... [default: the suite's]
+    #[arg(long, value_name = "SPEC", value_parser = server_spec)]
+    pub server: Option<String>,
+    /// The clients' protocol [default: the suite's]
+    #[arg(long, value_name = "PROTOCOL", value_parser = protocol())]
+    pub protocol: Option<rtbench_record::scenario::Protocol>,
+    /// Where the live page is served
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8091")]
+    pub dashboard: String,
+    /// This checkout's server against GIT_REF's, A B A B ... [default: off]
+    #[arg(long, value_name = "GIT_REF")]
     pub versus: Option<String>,
-    /// A B pairs a versus run makes.
+    /// A B pairs a --versus run makes
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = flags::whole_number_from_1::<usize>)]
     pub pairs: usize,
-    /// Where the parts run: here (default), `--target containers`, `--hosts FILE`.
-    pub target: Target,
-    /// `--limit ROLE.KEY=VALUE`: container resources over the suite's `[containers]`.
+    /// Where the parts run (ssh hosts: --hosts)
+    #[arg(long = "target", value_name = "WHERE", value_enum, default_value_t = TargetFlag::Local, conflicts_with = "hosts")]
+    pub target_flag: TargetFlag,
+    /// Machines over ssh, listed as xtask/src/hosts.rs says [default: none]
+    #[arg(long, value_name = "HOSTS.toml")]
+    pub hosts: Option<PathBuf>,
+    /// A container resource, repeatable [default: the suite's]
+    #[arg(long = "limit", value_name = "ROLE.KEY=VALUE")]
     pub limits: Vec<String>,
+}
+
+/// How big the run is, over the suite's own figures; recorded with the run
+/// (`Overrides`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Size {
+    /// The suite's arrivals times F, rates kept [default: 1]
+    #[arg(long, value_name = "F", value_parser = flags::positive_number, conflicts_with = "connections")]
+    pub scale: Option<f64>,
+    /// Arrivals in all, exactly N [default: the suite's]
+    #[arg(long, value_name = "N", value_parser = flags::whole_number_from_1::<u64>)]
+    pub connections: Option<u64>,
+    /// Arrivals per second, every phase [default: the suite's]
+    #[arg(long, value_name = "R", value_parser = flags::positive_number)]
+    pub rate: Option<f64>,
+    /// Seconds the connections are held [default: the suite's]
+    #[arg(long, value_name = "S", value_parser = flags::number_from_0)]
+    pub hold: Option<f64>,
+    /// Server processes [default: as many as open-files limits need]
+    #[arg(long, value_name = "P", value_parser = flags::whole_number_from_1::<u64>)]
+    pub processes: Option<u64>,
+}
+
+impl Args {
+    /// The run's size as recorded.
+    pub fn overrides(&self) -> Overrides {
+        let s = &self.size;
+        Overrides {
+            scale: s.scale,
+            connections: s.connections,
+            rate: s.rate,
+            hold_s: s.hold,
+            processes: s.processes,
+        }
+    }
+
+    /// Where the parts run: `--hosts` or `--target`.
+    pub fn target(&self) -> Target {
+        match (&self.hosts, self.target_flag) {
+            (Some(file), _) => Target::Hosts(file.clone()),
+            (None, TargetFlag::Local) => Target::Local,
+            (None, TargetFlag::Containers) => Target::Containers,
+        }
+    }
+}
+
+/// `--target`'s values. Remote hosts need a file, so they are `--hosts FILE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TargetFlag {
+    Local,
+    Containers,
+}
+
+/// `--server`'s value, refused while parsing when `Subject` would refuse it.
+fn server_spec(spec: &str) -> Result<String, String> {
+    Subject::parse(spec).map(|_| spec.to_string())
+}
+
+/// `--protocol`'s value; the help lists the two.
+fn protocol() -> impl clap::builder::TypedValueParser<Value = rtbench_record::scenario::Protocol> {
+    use clap::builder::TypedValueParser;
+    use rtbench_record::scenario::Protocol;
+    clap::builder::PossibleValuesParser::new(["appwrite", "raw"]).map(|p| match p.as_str() {
+        "raw" => Protocol::Raw,
+        _ => Protocol::Appwrite,
+    })
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -79,7 +168,7 @@ pub enum Placement {
 
 impl Placement {
     fn new(a: &Args, suite: &Suite, bus: bool) -> Result<Placement, String> {
-        Ok(match &a.target {
+        Ok(match &a.target() {
             Target::Local => Placement::Local,
             Target::Containers => {
                 let spec = crate::containers::with_limits(&suite.containers, &a.limits)?;
@@ -144,81 +233,8 @@ impl Default for Side {
     }
 }
 
-pub fn parse(args: &[String]) -> Result<Args, String> {
-    let mut it = args.iter();
-    let suite = it
-        .next()
-        .filter(|s| !s.starts_with('-'))
-        .ok_or(USAGE)?
-        .clone();
-    let mut a = Args {
-        suite,
-        overrides: Overrides::default(),
-        out: None,
-        tune: false,
-        host_net: false,
-        roofline: false,
-        server: None,
-        protocol: None,
-        dashboard: "127.0.0.1:8091".into(),
-        variant: None,
-        versus: None,
-        pairs: 2,
-        target: Target::Local,
-        limits: Vec::new(),
-    };
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().cloned().ok_or(format!("{flag} needs a value"));
-        let num = |v: String| {
-            v.parse::<f64>()
-                .map_err(|_| format!("{flag}: `{v}` is not a number"))
-        };
-        match flag.as_str() {
-            "--scale" => a.overrides.scale = Some(num(value()?)?),
-            "--connections" => a.overrides.connections = Some(num(value()?)? as u64),
-            "--rate" => a.overrides.rate = Some(num(value()?)?),
-            "--hold" => a.overrides.hold_s = Some(num(value()?)?),
-            "--processes" => a.overrides.processes = Some((num(value()?)? as u64).max(1)),
-            "--out" => a.out = Some(PathBuf::from(value()?)),
-            "--dashboard" => a.dashboard = value()?,
-            "--tune" => a.tune = true,
-            "--host-net" => a.host_net = true,
-            "--roofline" => a.roofline = true,
-            "--server" => a.server = Some(value()?),
-            "--protocol" => {
-                a.protocol = Some(match value()?.as_str() {
-                    "raw" => rtbench_record::scenario::Protocol::Raw,
-                    "appwrite" => rtbench_record::scenario::Protocol::Appwrite,
-                    p => return Err(format!("--protocol: `{p}` is not `raw` or `appwrite`")),
-                })
-            }
-            "--variant" => a.variant = Some(value()?),
-            "--versus" => a.versus = Some(value()?),
-            "--pairs" => a.pairs = (num(value()?)? as usize).max(1),
-            "--target" => {
-                a.target = match value()?.as_str() {
-                    "local" => Target::Local,
-                    "containers" => Target::Containers,
-                    t => {
-                        return Err(format!(
-                            "--target: `{t}` is not `local` or `containers` (remote hosts: --hosts FILE)"
-                        ));
-                    }
-                }
-            }
-            "--hosts" => a.target = Target::Hosts(PathBuf::from(value()?)),
-            "--limit" => a.limits.push(value()?),
-            other => return Err(format!("unknown flag `{other}`\n{USAGE}")),
-        }
-    }
-    Ok(a)
-}
-
-const USAGE: &str = "usage: cargo xtask bench <suite> [--scale F | --connections N] [--rate R] [--hold S] [--processes P] [--variant NAME] [--versus GIT_REF [--pairs N]] [--target containers [--limit ROLE.KEY=VALUE]... | --hosts HOSTS.toml] [--out DIR] [--tune [--host-net]] [--roofline] [--server rtbench|command:LINE|url:ws://...] [--protocol raw|appwrite] [--dashboard ADDR]";
-
 /// Runs every variant of a suite; exits 130 when interrupted.
-pub fn task(args: &[String]) -> Result<(), String> {
-    let a = parse(args)?;
+pub fn task(a: Args) -> Result<(), String> {
     let path = suite::resolve(&a.suite)?;
     let suite = suite::load(&path)?;
     let name = path
@@ -257,7 +273,7 @@ pub fn task(args: &[String]) -> Result<(), String> {
                 variants.len()
             ));
         };
-        if a.target != Target::Local {
+        if a.target() != Target::Local {
             return Err("--versus runs locally: both servers on this machine".into());
         }
         return crate::versus::run(git_ref, &suite, &name, v, &a, &state);
@@ -323,7 +339,7 @@ pub fn run_one(
     side: &Side,
 ) -> Result<(PathBuf, bool), String> {
     let mut load = suite.load.clone();
-    suite::apply(&a.overrides, &mut load)?;
+    suite::apply(&a.overrides(), &mut load)?;
     let total = load.total_arrivals();
     let subject = Subject::parse(
         a.server
@@ -355,13 +371,13 @@ pub fn run_one(
         load.publishers.clear();
     }
     if !subject.is_rtbench() {
-        if a.target != Target::Local {
+        if a.target() != Target::Local {
             return Err(format!(
                 "{}: a server other than rtbench runs locally only",
                 subject.label()
             ));
         }
-        if a.overrides.processes.is_some_and(|p| p > 1) || a.versus.is_some() {
+        if a.size.processes.is_some_and(|p| p > 1) || a.versus.is_some() {
             return Err(format!(
                 "{}: --processes and --versus are for rtbench-server",
                 subject.label()
@@ -371,14 +387,14 @@ pub fn run_one(
     // A plan that kills servers gets as many spare processes, so the
     // survivors can hold every connection.
     let processes = if subject.is_rtbench() {
-        a.overrides.processes.unwrap_or_else(|| {
+        a.size.processes.unwrap_or_else(|| {
             total.div_ceil(connections_per_process()).max(1) + crate::faults::spares(&suite.faults)
         })
     } else {
         1
     };
     if (suite.server.shared_port || !suite.faults.is_empty())
-        && (a.target != Target::Local || !subject.is_rtbench())
+        && (a.target() != Target::Local || !subject.is_rtbench())
     {
         return Err(
             "a shared port and a fault plan need rtbench-server processes started here (no --target, no --hosts, --server rtbench)"
@@ -420,7 +436,7 @@ pub fn run_one(
             .publishers
             .iter()
             .any(|p| p.via == rtbench_record::scenario::Via::Bus);
-    if bus && a.target == Target::Local {
+    if bus && a.target() == Target::Local {
         crate::setup::ensure(&[crate::setup::REDIS])?;
     }
     // Checked before anything starts: targets exist, restarts follow kills.
@@ -438,7 +454,7 @@ pub fn run_one(
         ));
     }
     // `--tune` runs here in a network namespace sized for the run.
-    let namespaced = a.tune && !a.host_net && a.target == Target::Local;
+    let namespaced = a.tune && !a.host_net && a.target() == Target::Local;
     let checks = preflight::run(&Needs {
         connections: total,
         sources: expand_sources(&load.target.sources)?.len(),
@@ -469,7 +485,7 @@ pub fn run_one(
 
     let stamp = compact_utc(now_ns());
     // Runs elsewhere are their own history: `-containers`, `-hosts`.
-    let placed = match a.target {
+    let placed = match a.target() {
         Target::Local => "",
         Target::Containers => "-containers",
         Target::Hosts(_) => "-hosts",
@@ -971,7 +987,7 @@ fn summarize(
         },
         started_at: l.started_at.clone(),
         host: host(),
-        overrides: a.overrides.clone(),
+        overrides: a.overrides(),
         connections: Connections {
             target: l.connections.target,
             peak: l.connections.peak_open,
@@ -1208,7 +1224,7 @@ fn environment(
                 .unwrap_or(""),
             &["--version"],
         ),
-        overrides: a.overrides.clone(),
+        overrides: a.overrides(),
         deployment: Default::default(),
         network_namespace: None,
         roofline: None,
