@@ -233,8 +233,20 @@ impl Default for Side {
     }
 }
 
-/// Runs every variant of a suite; exits 130 when interrupted.
-pub fn task(a: Args) -> Result<(), String> {
+/// What every bench invocation sets up before its runs, versus or not.
+pub struct Prepared {
+    pub suite: Suite,
+    /// The suite's name: its file's stem.
+    pub name: String,
+    /// The variants to run; `[None]` for a suite without variants.
+    pub variants: Vec<Option<Variant>>,
+    /// One live page for the whole invocation, whichever run is going.
+    pub live: dashboard::State,
+}
+
+/// Reads the suite, makes Ctrl-C end a run rather than the xtask, builds
+/// the release binaries, serves the live page, and picks the variants.
+pub fn prepare(a: &Args) -> Result<Prepared, String> {
     let path = suite::resolve(&a.suite)?;
     let suite = suite::load(&path)?;
     let name = path
@@ -246,15 +258,14 @@ pub fn task(a: Args) -> Result<(), String> {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
     crate::build_release()?;
-    // One live page for the whole invocation, whichever variant is running.
-    let state: dashboard::State = Arc::new(Mutex::new(dashboard::History::default()));
-    match dashboard::serve(&a.dashboard, state.clone()) {
+    let live: dashboard::State = Arc::new(Mutex::new(dashboard::History::default()));
+    match dashboard::serve(&a.dashboard, live.clone()) {
         Ok(addr) => eprintln!("xtask: live dashboard: http://{addr}/"),
         Err(e) => eprintln!("xtask: no live dashboard: {e}"),
     }
-    let variants: Vec<Option<&Variant>> = match &a.variant {
+    let variants: Vec<Option<Variant>> = match &a.variant {
         Some(want) => match suite.variants.iter().find(|v| v.name == *want) {
-            Some(v) => vec![Some(v)],
+            Some(v) => vec![Some(v.clone())],
             None => {
                 let names: Vec<&str> = suite.variants.iter().map(|v| v.name.as_str()).collect();
                 return Err(format!(
@@ -264,20 +275,25 @@ pub fn task(a: Args) -> Result<(), String> {
             }
         },
         None if suite.variants.is_empty() => vec![None],
-        None => suite.variants.iter().map(Some).collect(),
+        None => suite.variants.iter().cloned().map(Some).collect(),
     };
-    if let Some(git_ref) = &a.versus {
-        let [v] = variants[..] else {
-            return Err(format!(
-                "--versus runs one variant: name it with --variant (suite `{name}` has {})",
-                variants.len()
-            ));
-        };
-        if a.target() != Target::Local {
-            return Err("--versus runs locally: both servers on this machine".into());
-        }
-        return crate::versus::run(git_ref, &suite, &name, v, &a, &state);
-    }
+    Ok(Prepared {
+        suite,
+        name,
+        variants,
+        live,
+    })
+}
+
+/// Runs every variant of a suite; exits 130 when interrupted. (`--versus`
+/// is `versus::task`'s.)
+pub fn task(a: Args) -> Result<(), String> {
+    let Prepared {
+        suite,
+        name,
+        variants,
+        live: state,
+    } = prepare(&a)?;
     let needs = &suite.setup;
     crate::setup::ensure_debian(&needs.apt, &format!("suite {name}"))?;
     for p in &needs.pip {
@@ -293,35 +309,14 @@ pub fn task(a: Args) -> Result<(), String> {
         })?;
         eprintln!("xtask: roofline measured: {}", dir.display());
     }
-    for v in variants {
-        let (dir, complete) = run_one(&suite, &name, v, &a, &state, &Side::default())?;
+    for v in &variants {
+        let (dir, complete) = run_one(&suite, &name, v.as_ref(), &a, &state, &Side::default())?;
         println!("{}", dir.display());
         if !complete && INTERRUPTED.load(Ordering::SeqCst) != 0 {
             std::process::exit(130);
         }
     }
     Ok(())
-}
-
-/// The host id that names records and groups a history: `RTBENCH_HOST`, or
-/// the hostname. Machines whose runs form one history under changing
-/// hostnames (CI runners) set the same `RTBENCH_HOST`.
-pub fn host() -> String {
-    let h = std::env::var("RTBENCH_HOST")
-        .ok()
-        .filter(|h| !h.trim().is_empty())
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .unwrap_or_else(|| "host".into());
-    h.trim()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 /// Connections a server process is given at most: its open-files capacity
@@ -496,8 +491,8 @@ pub fn run_one(
             (Some(o), None) => o.clone(),
             (Some(o), Some(v)) => PathBuf::from(format!("{}-{}", o.display(), v.name)),
             (None, v) => root().join("results").join(name).join(match v {
-                Some(v) => format!("{stamp}-{}-{}{placed}", host(), v.name),
-                None => format!("{stamp}-{}{placed}", host()),
+                Some(v) => format!("{stamp}-{}-{}{placed}", crate::record::host_id(), v.name),
+                None => format!("{stamp}-{}{placed}", crate::record::host_id()),
             }),
         },
     };
@@ -610,7 +605,8 @@ pub fn run_one(
     env.deployment = placement.deployment();
     env.machine_busy_before_pct = busy_before;
     env.roofline =
-        rtbench_record::roofline::newest(&root().join("results"), &host()).map(|(n, _)| n);
+        rtbench_record::roofline::newest(&root().join("results"), &crate::record::host_id())
+            .map(|(n, _)| n);
     env.network_namespace = netns.as_ref().map(|ns| rtbench_record::NetworkNamespace {
         name: ns.name.clone(),
         ehash_buckets: ns.ehash_buckets,
@@ -986,7 +982,7 @@ fn summarize(
             _ => Some("SIGTERM".into()),
         },
         started_at: l.started_at.clone(),
-        host: host(),
+        host: crate::record::host_id(),
         overrides: a.overrides(),
         connections: Connections {
             target: l.connections.target,
@@ -1182,7 +1178,7 @@ fn environment(
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     Environment {
         format_version: record::FORMAT_VERSION,
-        host: host(),
+        host: crate::record::host_id(),
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .unwrap_or_default()
             .trim()

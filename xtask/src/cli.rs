@@ -5,7 +5,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::{abuse, bench, ci, fuzz, memprobe, roofline, site, tuning};
+use crate::{abuse, bench, ci, fuzz, memprobe, roofline, site, tuning, versus};
 
 /// Project tasks, run as `cargo xtask <task>`.
 #[derive(Debug, Parser)]
@@ -42,6 +42,9 @@ pub enum Task {
 /// Runs one task.
 pub fn run(task: Task) -> Result<(), String> {
     match task {
+        // `--versus` is a bench flag with a task of its own: versus depends
+        // on bench, so bench, knowing nothing of versus, cannot dispatch it.
+        Task::Bench(a) if a.versus.is_some() => versus::task(a),
         Task::Bench(a) => bench::task(a),
         Task::Tune(a) => tuning::task(a),
         Task::Roofline(a) => roofline::run(a),

@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use rtbench_protocol::time::{appwrite_timestamp, compact_utc, now_ns};
 use rtbench_record::roofline::{self, Measured, Roofline};
 
-use crate::{bench, flags, netns, preflight, root};
+use crate::{flags, netns, preflight, root};
 
 /// `cargo xtask roofline`'s command line; `bench --roofline` uses the
 /// defaults. 100,000 pairs are about 0.6 GiB of kernel memory and a few
@@ -123,7 +123,7 @@ pub fn measure(a: &Args) -> Result<PathBuf, String> {
     let measured: Measured = serde_json::from_slice(&out.stdout)
         .map_err(|e| format!("rtbench-roofline printed what is not its figures: {e}"))?;
     let now = now_ns();
-    let host = bench::host();
+    let host = crate::record::host_id();
     let r = Roofline {
         format_version: roofline::FORMAT_VERSION,
         host: host.clone(),
