@@ -106,3 +106,32 @@ pub fn task(a: Args) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    /// ARCHITECTURE.md's invariant for the bench, read off its sources:
+    /// bench never reaches versus (versus depends on bench), and the
+    /// judgement and the console touch no process, only what was measured.
+    #[test]
+    fn bench_never_uses_versus_and_its_judgement_no_process() {
+        let dir = crate::root().join("xtask/src/bench");
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            // Spelled in two halves so this test does not find itself.
+            let versus = concat!("crate::", "versus");
+            assert!(!text.contains(versus), "{} uses versus", path.display());
+            let name = path.file_name().unwrap().to_str().unwrap();
+            if name == "verdict.rs" || name == "console.rs" {
+                for process in [
+                    "std::process",
+                    "crate::server",
+                    "super::run",
+                    "super::placement",
+                ] {
+                    assert!(!text.contains(process), "{name} uses {process}");
+                }
+            }
+        }
+    }
+}
