@@ -28,22 +28,26 @@ const NORMAL: u64 = 1_000;
 /// Messages per connection per minute the server allows (Appwrite: 32).
 const MESSAGE_RATE: u32 = 120;
 
-pub fn run(args: &[String]) -> Result<(), String> {
-    let mut seconds = 30.0;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--seconds" => {
-                let v = it.next().ok_or("--seconds needs a number")?;
-                seconds = v
-                    .parse()
-                    .ok()
-                    .filter(|s: &f64| *s >= 5.0)
-                    .ok_or(format!("--seconds: `{v}` is not a number >= 5"))?;
-            }
-            other => return Err(format!("abuse: unknown argument `{other}`")),
-        }
-    }
+/// `cargo xtask abuse`'s command line.
+#[derive(Debug, Clone, clap::Args)]
+// `-5` reaches the value's parser, which says what is wrong with it.
+#[command(allow_negative_numbers = true)]
+pub struct Args {
+    /// Seconds the hostile clients keep at it, 5 or more
+    #[arg(long, value_name = "N", default_value_t = 30.0, value_parser = five_seconds_or_more)]
+    pub seconds: f64,
+}
+
+/// Under 5 s the normal load has not finished arriving.
+fn five_seconds_or_more(v: &str) -> Result<f64, String> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 5.0)
+        .ok_or_else(|| "not a number of 5 or more".to_string())
+}
+
+pub fn run(a: Args) -> Result<(), String> {
+    let seconds = a.seconds;
     crate::build_release()?;
     // Appwrite's abuse protection on (messages per connection per minute):
     // without it a ping flood is work the server must do.

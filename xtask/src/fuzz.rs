@@ -2,27 +2,34 @@
 //! (`fuzz/`) for a while, release-built; prints the cases each ran and every
 //! finding with its input, and fails when there is one.
 
-use crate::cargo;
+use crate::{cargo, flags};
 
-pub fn run(args: &[String]) -> Result<(), String> {
-    let mut pass: Vec<&str> = vec!["run", "--release", "--quiet", "-p", "rtbench-fuzz", "--"];
-    let mut it = args.iter();
-    let mut seconds = "60".to_string();
-    while let Some(a) = it.next() {
-        let value = it.next().ok_or(format!("{a} needs a value"))?;
-        match a.as_str() {
-            "--seconds" => {
-                value
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|s| *s > 0.0)
-                    .ok_or(format!("--seconds: `{value}` is not a positive number"))?;
-                seconds = value.clone();
-            }
-            "--target" | "--seed" => pass.extend([a.as_str(), value.as_str()]),
-            other => return Err(format!("fuzz: unknown argument `{other}`")),
-        }
+/// `cargo xtask fuzz`'s command line, passed on to `rtbench-fuzz`.
+#[derive(Debug, Clone, clap::Args)]
+// `-5` reaches the value's parser, which says what is wrong with it.
+#[command(allow_negative_numbers = true)]
+pub struct Args {
+    /// Seconds of fuzzing, shared by the targets
+    #[arg(long, value_name = "N", default_value_t = 60.0, value_parser = flags::positive_number)]
+    pub seconds: f64,
+    /// Fuzz only this target [default: every target]
+    #[arg(long, value_name = "NAME")]
+    pub target: Option<String>,
+    /// The mutations' seed [default: rtbench-fuzz's, 1]
+    #[arg(long, value_name = "S", value_parser = flags::whole_number)]
+    pub seed: Option<u64>,
+}
+
+pub fn run(a: Args) -> Result<(), String> {
+    let mut pass: Vec<String> = ["run", "--release", "--quiet", "-p", "rtbench-fuzz", "--"]
+        .map(String::from)
+        .into();
+    if let Some(t) = a.target {
+        pass.extend(["--target".into(), t]);
     }
-    pass.extend(["--seconds", &seconds]);
-    cargo(&pass)
+    if let Some(s) = a.seed {
+        pass.extend(["--seed".into(), s.to_string()]);
+    }
+    pass.extend(["--seconds".into(), a.seconds.to_string()]);
+    cargo(&pass.iter().map(String::as_str).collect::<Vec<_>>())
 }

@@ -4,9 +4,11 @@
 pub mod abuse;
 pub mod bench;
 pub mod ci;
+pub mod cli;
 pub mod containers;
 pub mod dashboard;
 pub mod faults;
+pub mod flags;
 pub mod fuzz;
 pub mod hosts;
 pub mod memprobe;

@@ -10,29 +10,30 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::flags;
 use crate::server::ServerProcess;
 
-pub fn run(args: &[String]) -> Result<(), String> {
-    let (mut n, mut rate) = (10_000u64, 5_000u64);
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut number = |flag: &str| -> Result<u64, String> {
-            let v = it.next().ok_or(format!("{flag} needs a number"))?;
-            v.parse()
-                .map_err(|_| format!("{flag}: `{v}` is not a number"))
-        };
-        match a.as_str() {
-            "--connections" => n = number("--connections")?,
-            "--rate" => rate = number("--rate")?,
-            other => return Err(format!("memprobe: unknown argument `{other}`")),
-        }
-    }
+/// `cargo xtask memprobe`'s command line.
+#[derive(Debug, Clone, clap::Args)]
+// `-5` reaches the value's parser, which says what is wrong with it.
+#[command(allow_negative_numbers = true)]
+pub struct Args {
+    /// Idle connections held while the server's RSS is read
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = flags::whole_number_from_1::<u64>)]
+    pub connections: u64,
+    /// Connections opened per second
+    #[arg(long, value_name = "R", default_value_t = 5_000, value_parser = flags::whole_number_from_1::<u64>)]
+    pub rate: u64,
+}
+
+pub fn run(a: Args) -> Result<(), String> {
+    let (n, rate) = (a.connections, a.rate);
     crate::build_release()?;
     let mut server = ServerProcess::start(
         &crate::server_bin(),
         &["--projects".into(), "console".into()],
     )?;
-    let result = probe(&server, n, rate.max(1));
+    let result = probe(&server, n, rate);
     server.stop(Duration::from_secs(10));
     result
 }

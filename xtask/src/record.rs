@@ -3,6 +3,27 @@
 
 pub use rtbench_record::*;
 
+/// The host id that names records and groups a history: `RTBENCH_HOST`, or
+/// the hostname. Machines whose runs form one history under changing
+/// hostnames (CI runners) set the same `RTBENCH_HOST`.
+pub fn host_id() -> String {
+    let h = std::env::var("RTBENCH_HOST")
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .unwrap_or_else(|| "host".into());
+    h.trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 pub fn latency(p: &rtbench_record::load::Percentiles) -> Latency {
     Latency {
         p50: p.p50,

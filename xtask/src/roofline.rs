@@ -14,15 +14,29 @@ use std::process::{Command, Stdio};
 use rtbench_protocol::time::{appwrite_timestamp, compact_utc, now_ns};
 use rtbench_record::roofline::{self, Measured, Roofline};
 
-use crate::{bench, netns, preflight, root};
+use crate::{flags, netns, preflight, root};
 
-/// Defaults: 100,000 pairs (about 0.6 GiB of kernel memory, a few seconds to
-/// open), each figure measured 3 times, 5 s per throughput measurement.
+/// `cargo xtask roofline`'s command line; `bench --roofline` uses the
+/// defaults. 100,000 pairs are about 0.6 GiB of kernel memory and a few
+/// seconds to open.
+#[derive(Debug, Clone, clap::Args)]
+// `-5` reaches the value's parser, which says what is wrong with it.
+#[command(allow_negative_numbers = true)]
 pub struct Args {
+    /// Connection pairs held open (the namespace is sized for them)
+    #[arg(long, value_name = "N", default_value_t = Args::default().pairs, value_parser = flags::whole_number_from_1::<u64>)]
     pub pairs: u64,
+    /// Times each figure is measured
+    #[arg(long, value_name = "R", default_value_t = Args::default().repeat, value_parser = flags::whole_number_from_1::<u32>)]
     pub repeat: u32,
+    /// Seconds per throughput measurement
+    #[arg(long, value_name = "S", default_value_t = Args::default().seconds, value_parser = flags::positive_number)]
     pub seconds: f64,
+    /// The record's directory [default: results/roofline/<UTC time>-<host>]
+    #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Stay on the host's network stack, no namespace [default: off]
+    #[arg(long)]
     pub host_net: bool,
 }
 
@@ -38,39 +52,7 @@ impl Default for Args {
     }
 }
 
-fn parse(args: &[String]) -> Result<Args, String> {
-    let mut a = Args::default();
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().cloned().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--pairs" => a.pairs = positive(flag, &value()?)?,
-            "--repeat" => a.repeat = positive(flag, &value()?)? as u32,
-            "--seconds" => {
-                let v = value()?;
-                a.seconds = v
-                    .parse()
-                    .ok()
-                    .filter(|s: &f64| *s > 0.0 && s.is_finite())
-                    .ok_or(format!("{flag}: `{v}` is not a positive number"))?;
-            }
-            "--out" => a.out = Some(PathBuf::from(value()?)),
-            "--host-net" => a.host_net = true,
-            other => return Err(format!("roofline: unknown flag `{other}`")),
-        }
-    }
-    Ok(a)
-}
-
-fn positive(flag: &str, v: &str) -> Result<u64, String> {
-    v.parse()
-        .ok()
-        .filter(|n: &u64| *n > 0)
-        .ok_or(format!("{flag}: `{v}` is not a positive whole number"))
-}
-
-pub fn run(args: &[String]) -> Result<(), String> {
-    let a = parse(args)?;
+pub fn run(a: Args) -> Result<(), String> {
     let dir = measure(&a)?;
     let r = Roofline::read(&dir)?;
     print(&r);
@@ -141,7 +123,7 @@ pub fn measure(a: &Args) -> Result<PathBuf, String> {
     let measured: Measured = serde_json::from_slice(&out.stdout)
         .map_err(|e| format!("rtbench-roofline printed what is not its figures: {e}"))?;
     let now = now_ns();
-    let host = bench::host();
+    let host = crate::record::host_id();
     let r = Roofline {
         format_version: roofline::FORMAT_VERSION,
         host: host.clone(),

@@ -151,9 +151,23 @@ pub fn run(
     (out, errors)
 }
 
+/// `cargo xtask tune`'s command line.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// The suite whose tuning is shown: a name under suites/ or a TOML file
+    #[arg(value_name = "SUITE", required_unless_present = "restore")]
+    pub suite: Option<String>,
+    /// Set the wanted values, as bench --tune does [default: off: only show them]
+    #[arg(long)]
+    pub apply: bool,
+    /// Put back every setting --tune changed, instead of showing a suite's [default: off]
+    #[arg(long, conflicts_with_all = ["suite", "apply"])]
+    pub restore: bool,
+}
+
 /// `cargo xtask tune <suite> [--apply]` or `cargo xtask tune --restore`.
-pub fn task(args: &[String]) -> Result<(), String> {
-    if args.first().map(String::as_str) == Some("--restore") {
+pub fn task(a: Args) -> Result<(), String> {
+    if a.restore {
         let restored = restore()?;
         if restored.is_empty() {
             println!("nothing to restore: no --tune changed this machine since the last restore");
@@ -163,11 +177,11 @@ pub fn task(args: &[String]) -> Result<(), String> {
         }
         return Ok(());
     }
-    let name = args
-        .first()
+    let name = a
+        .suite
         .ok_or("usage: cargo xtask tune <suite> [--apply] | cargo xtask tune --restore")?;
-    let apply = args.iter().any(|a| a == "--apply");
-    let suite = crate::suite::load(&crate::suite::resolve(name)?)?;
+    let apply = a.apply;
+    let suite = crate::suite::load(&crate::suite::resolve(&name)?)?;
     let (settings, errors) = run(&suite.tuning, apply);
     println!("{:<34} {:<30} {:<30}", "sysctl", "current", "wanted");
     for (name, s) in &settings {

@@ -18,7 +18,28 @@ use crate::bench::{self, Args, Side};
 use crate::suite::{Suite, Variant};
 use crate::{dashboard, root};
 
-pub fn run(
+/// `bench --versus`: the bench's set-up, then one variant's pairs, locally.
+pub fn task(a: Args) -> Result<(), String> {
+    let git_ref = a.versus.clone().expect("dispatched on --versus");
+    let bench::Prepared {
+        suite,
+        name,
+        variants,
+        live,
+    } = bench::prepare(&a)?;
+    let [v] = &variants[..] else {
+        return Err(format!(
+            "--versus runs one variant: name it with --variant (suite `{name}` has {})",
+            variants.len()
+        ));
+    };
+    if a.target() != bench::Target::Local {
+        return Err("--versus runs locally: both servers on this machine".into());
+    }
+    run(&git_ref, &suite, &name, v.as_ref(), &a, &live)
+}
+
+fn run(
     git_ref: &str,
     suite: &Suite,
     name: &str,
@@ -43,10 +64,10 @@ pub fn run(
         .collect();
     let dir = a.out.clone().unwrap_or_else(|| {
         let variant = variant.map_or(String::new(), |v| format!("-{}", v.name));
-        root()
-            .join("results")
-            .join(name)
-            .join(format!("{stamp}-{}{variant}-versus-{label}", bench::host()))
+        root().join("results").join(name).join(format!(
+            "{stamp}-{}{variant}-versus-{label}",
+            crate::record::host_id()
+        ))
     });
     if dir.exists() {
         return Err(format!("{} exists already", dir.display()));
@@ -99,7 +120,7 @@ pub fn run(
             .first()
             .map(|(_, s)| s.started_at.clone())
             .unwrap_or_default(),
-        host: bench::host(),
+        host: crate::record::host_id(),
         a: Revision {
             git_ref: "HEAD".into(),
             commit: a_commit,

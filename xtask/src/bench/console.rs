@@ -1,0 +1,102 @@
+//! What a finished run prints on stderr: the headline figures, faults, the
+//! limit and any client bottleneck, read from the summary as recorded, so
+//! the console never says what the record does not.
+
+use crate::record::BenchSummary;
+
+pub fn print_headline(s: &BenchSummary) {
+    let c = &s.connections;
+    eprintln!(
+        "xtask: {}{} {}: peak {} / {} connections, held {}, failed {}, time to target {}",
+        s.scenario,
+        s.variant
+            .as_ref()
+            .map_or(String::new(), |v| format!(" ({v})")),
+        if s.complete { "complete" } else { "INCOMPLETE" },
+        c.peak,
+        c.target,
+        c.held,
+        c.failed,
+        c.time_to_target_s
+            .map_or("not reached".into(), |t| format!("{t:.0} s")),
+    );
+    eprintln!(
+        "xtask: connect p50/p99/p99.9 {:.2}/{:.2}/{:.2} ms; delivery p50/p99/p99.9 {:.2}/{:.2}/{:.2} ms, {:.0} deliveries/s",
+        s.connect_ms.p50,
+        s.connect_ms.p99,
+        s.connect_ms.p999,
+        s.delivery_ms.p50,
+        s.delivery_ms.p99,
+        s.delivery_ms.p999,
+        s.deliveries_per_s
+    );
+    eprintln!(
+        "xtask: server {:.2} KiB/connection, CPU while holding {}; whole machine {:.2} KiB/connection",
+        s.server.kib_per_connection,
+        s.server
+            .cpu_holding_pct
+            .map_or("unknown (no sample in the hold)".into(), |c| format!(
+                "{c:.1}%"
+            )),
+        s.system.kib_per_connection
+    );
+    if s.reconnect_ms.count > 0 {
+        eprintln!(
+            "xtask: reconnect (loss to open again) p50/p99/p99.9 {:.2}/{:.2}/{:.2} ms ({} reconnections)",
+            s.reconnect_ms.p50, s.reconnect_ms.p99, s.reconnect_ms.p999, s.reconnect_ms.count
+        );
+    }
+    if s.round_trip_ms.count > 0 {
+        eprintln!(
+            "xtask: round trip (ping or echo) p50/p99/p99.9 {:.2}/{:.2}/{:.2} ms ({} samples)",
+            s.round_trip_ms.p50, s.round_trip_ms.p99, s.round_trip_ms.p999, s.round_trip_ms.count
+        );
+    }
+    if s.server_under_test != "rtbench" {
+        eprintln!("xtask: server under test: {}", s.server_under_test);
+    }
+    for u in &s.unmeasured {
+        eprintln!("xtask: not measured: {u}");
+    }
+    for e in &s.process_exits {
+        eprintln!(
+            "xtask: FAULT: {} (pid {}) ended at {:.1} s: {}",
+            e.role, e.pid, e.t_s, e.status
+        );
+    }
+    let c = &s.costs;
+    let show = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.2}"));
+    if c.deliveries > 0 {
+        eprintln!(
+            "xtask: per delivery: server {} us CPU, {} syscalls, {} wake-ups; load generator {} syscalls",
+            show(c.server_cpu_us_per_delivery),
+            show(c.server_syscalls_per_delivery),
+            show(c.server_wakeups_per_delivery),
+            show(c.loadgen_syscalls_per_delivery)
+        );
+    } else if c.pings > 0 {
+        eprintln!(
+            "xtask: per ping: server {} us CPU, {} syscalls; load generator {} syscalls",
+            show(c.server_cpu_us_per_ping),
+            show(c.server_syscalls_per_ping),
+            show(c.loadgen_syscalls_per_ping)
+        );
+    }
+    if !s.kernel_tcp.is_empty() {
+        let counts: Vec<String> = s
+            .kernel_tcp
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        eprintln!(
+            "xtask: kernel TCP counters over the run: {}",
+            counts.join(", ")
+        );
+    }
+    if let Some(l) = &s.limit {
+        eprintln!("xtask: limit: {l}");
+    }
+    for r in &s.client_bottleneck.reasons {
+        eprintln!("xtask: CLIENT BOTTLENECK: {r}");
+    }
+}

@@ -1,0 +1,137 @@
+//! `cargo xtask bench <suite>`: one command from source to record.
+//!
+//! Build the release binaries; preflight (and `--tune`); start the server;
+//! run the load generator while sampling the server and the machine every
+//! second and serving the live page; stop everything, also on Ctrl-C or
+//! failure; write the record (`record.rs`) atomically. This module is the
+//! task: the set-up every invocation shares (`prepare`, also `versus`'s) and
+//! the loop over a suite's variants; each concern of a run has a module.
+
+mod args;
+mod console;
+mod environment;
+mod placement;
+mod record_dir;
+mod run;
+mod signals;
+mod verdict;
+
+use std::sync::{Arc, Mutex};
+
+pub use args::{Args, Size, Target, TargetFlag};
+pub use placement::Side;
+pub use run::run_one;
+
+use crate::dashboard;
+use crate::suite::{self, Suite, Variant};
+
+/// What every bench invocation sets up before its runs, versus or not.
+pub struct Prepared {
+    pub suite: Suite,
+    /// The suite's name: its file's stem.
+    pub name: String,
+    /// The variants to run; `[None]` for a suite without variants.
+    pub variants: Vec<Option<Variant>>,
+    /// One live page for the whole invocation, whichever run is going.
+    pub live: dashboard::State,
+}
+
+/// Reads the suite, makes Ctrl-C end a run rather than the xtask, builds
+/// the release binaries, serves the live page, and picks the variants.
+pub fn prepare(a: &Args) -> Result<Prepared, String> {
+    let path = suite::resolve(&a.suite)?;
+    let suite = suite::load(&path)?;
+    let name = path
+        .file_stem()
+        .map_or("suite".into(), |s| s.to_string_lossy().into_owned());
+    signals::install();
+    crate::build_release()?;
+    let live: dashboard::State = Arc::new(Mutex::new(dashboard::History::default()));
+    match dashboard::serve(&a.dashboard, live.clone()) {
+        Ok(addr) => eprintln!("xtask: live dashboard: http://{addr}/"),
+        Err(e) => eprintln!("xtask: no live dashboard: {e}"),
+    }
+    let variants: Vec<Option<Variant>> = match &a.variant {
+        Some(want) => match suite.variants.iter().find(|v| v.name == *want) {
+            Some(v) => vec![Some(v.clone())],
+            None => {
+                let names: Vec<&str> = suite.variants.iter().map(|v| v.name.as_str()).collect();
+                return Err(format!(
+                    "suite `{name}` has no variant `{want}`; variants: {}",
+                    names.join(", ")
+                ));
+            }
+        },
+        None if suite.variants.is_empty() => vec![None],
+        None => suite.variants.iter().cloned().map(Some).collect(),
+    };
+    Ok(Prepared {
+        suite,
+        name,
+        variants,
+        live,
+    })
+}
+
+/// Runs every variant of a suite; exits 130 when interrupted. (`--versus`
+/// is `versus::task`'s.)
+pub fn task(a: Args) -> Result<(), String> {
+    let Prepared {
+        suite,
+        name,
+        variants,
+        live: state,
+    } = prepare(&a)?;
+    let needs = &suite.setup;
+    crate::setup::ensure_debian(&needs.apt, &format!("suite {name}"))?;
+    for p in &needs.pip {
+        crate::setup::ensure_python_module(&p.module, &p.package, &format!("suite {name}"))?;
+    }
+    for package in &needs.cargo {
+        crate::cargo(&["build", "--release", "--quiet", "-p", package])?;
+    }
+    if a.roofline {
+        let dir = crate::roofline::measure(&crate::roofline::Args {
+            host_net: a.host_net,
+            ..crate::roofline::Args::default()
+        })?;
+        eprintln!("xtask: roofline measured: {}", dir.display());
+    }
+    for v in &variants {
+        let (dir, complete) = run_one(&suite, &name, v.as_ref(), &a, &state, &Side::default())?;
+        println!("{}", dir.display());
+        if !complete && signals::received() != 0 {
+            std::process::exit(130);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// ARCHITECTURE.md's invariant for the bench, read off its sources:
+    /// bench never reaches versus (versus depends on bench), and the
+    /// judgement and the console touch no process, only what was measured.
+    #[test]
+    fn bench_never_uses_versus_and_its_judgement_no_process() {
+        let dir = crate::root().join("xtask/src/bench");
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            // Spelled in two halves so this test does not find itself.
+            let versus = concat!("crate::", "versus");
+            assert!(!text.contains(versus), "{} uses versus", path.display());
+            let name = path.file_name().unwrap().to_str().unwrap();
+            if name == "verdict.rs" || name == "console.rs" {
+                for process in [
+                    "std::process",
+                    "crate::server",
+                    "super::run",
+                    "super::placement",
+                ] {
+                    assert!(!text.contains(process), "{name} uses {process}");
+                }
+            }
+        }
+    }
+}

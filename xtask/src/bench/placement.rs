@@ -1,0 +1,90 @@
+//! Where a run's processes are and which server it starts: the one place
+//! that tells local processes, containers and ssh hosts apart, so the run
+//! driver starts a server or Redis the same way wherever it runs.
+
+use std::path::PathBuf;
+
+use crate::server::{RedisProcess, ServerProcess};
+use crate::suite::Suite;
+
+use super::args::{Args, Target};
+
+/// Where a run's server, Redis and load generator workers run. Dropped
+/// after everything it started, it removes what it made.
+pub enum Placement {
+    Local,
+    Containers(crate::containers::Docker),
+    Hosts(crate::hosts::Fleet),
+}
+
+impl Placement {
+    pub(super) fn new(a: &Args, suite: &Suite, bus: bool) -> Result<Placement, String> {
+        Ok(match &a.target() {
+            Target::Local => Placement::Local,
+            Target::Containers => {
+                let spec = crate::containers::with_limits(&suite.containers, &a.limits)?;
+                Placement::Containers(crate::containers::Docker::setup(&spec, bus)?)
+            }
+            Target::Hosts(file) => {
+                Placement::Hosts(crate::hosts::Fleet::setup(file, &suite.tuning, a.tune)?)
+            }
+        })
+    }
+
+    pub(super) fn start_redis(&self) -> Result<RedisProcess, String> {
+        match self {
+            Placement::Local => RedisProcess::start(),
+            Placement::Containers(d) => d.start_redis(),
+            Placement::Hosts(f) => f.start_redis(),
+        }
+    }
+
+    pub(super) fn start_server(
+        &self,
+        side: &Side,
+        i: u64,
+        args: &[String],
+    ) -> Result<ServerProcess, String> {
+        match self {
+            Placement::Local => ServerProcess::start(&side.server_bin, args),
+            Placement::Containers(d) => d.start_server(i, args),
+            Placement::Hosts(f) => f.start_server(i, args),
+        }
+    }
+
+    /// Where the workers run, when not here.
+    pub(super) fn launch(&self) -> Result<Option<rtbench_record::launch::Launch>, String> {
+        Ok(match self {
+            Placement::Local => None,
+            Placement::Containers(d) => Some(d.launch()),
+            Placement::Hosts(f) => Some(f.launch()?),
+        })
+    }
+
+    pub(super) fn deployment(&self) -> rtbench_record::Deployment {
+        match self {
+            Placement::Local => rtbench_record::Deployment::default(),
+            Placement::Containers(d) => d.deployment(),
+            Placement::Hosts(f) => f.deployment(),
+        }
+    }
+}
+
+/// Which server a run starts, and where its record goes.
+pub struct Side {
+    pub server_bin: PathBuf,
+    /// The commit the server was built from, when not this checkout's.
+    pub commit: Option<String>,
+    /// The record's directory, used as given.
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for Side {
+    fn default() -> Side {
+        Side {
+            server_bin: crate::server_bin(),
+            commit: None,
+            dir: None,
+        }
+    }
+}

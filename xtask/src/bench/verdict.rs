@@ -1,0 +1,270 @@
+//! The judgement of a run: from the load generator's record and the
+//! server samples, the figures the bench record states (memory and CPU over
+//! the hold, costs per delivery or ping) and `limit`, what limited the run.
+//! Pure functions of what was measured, apart from the host id, so that a
+//! verdict can be read without a run's processes.
+
+use crate::record::{
+    self, BenchSummary, Connections, ProcessFigures, RedisFigures, ServerFigures, SystemFigures,
+};
+use crate::sample::{self, Sample};
+use crate::suite::{Suite, Variant};
+
+use super::args::Args;
+
+#[allow(clippy::too_many_arguments)]
+pub fn summarize(
+    name: &str,
+    variant: Option<&Variant>,
+    suite: &Suite,
+    a: &Args,
+    l: &rtbench_record::load::Summary,
+    samples: &[Sample],
+    hold: (f64, f64),
+    interrupted: i32,
+    totals: Option<sample::Work>,
+) -> BenchSummary {
+    let before = samples.first().cloned().unwrap_or_default();
+    // Memory is judged while the connections are held: closing allocates too
+    // (close frames, timers), and that is not what holding a connection costs.
+    let in_hold: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.t_s >= hold.0 && s.t_s <= hold.1)
+        .collect();
+    let judged: Vec<&Sample> = if in_hold.is_empty() {
+        samples.iter().collect()
+    } else {
+        in_hold.clone()
+    };
+    // The server's own count; a server that exports none (not rtbench) is
+    // judged by the clients' count of open connections.
+    let peak_conns = match judged.iter().map(|s| s.server_connections).max() {
+        Some(n) if n > 0 => n,
+        _ => l.connections.peak_open,
+    };
+    let rss_peak = judged.iter().map(|s| s.server_rss_kib).max().unwrap_or(0);
+    let mem_peak = judged.iter().map(|s| s.mem_used_kib).max().unwrap_or(0);
+    let holding: Vec<f64> = in_hold.iter().map(|s| s.server_cpu_pct).collect();
+    let per = |delta: u64| {
+        if peak_conns > 0 {
+            delta as f64 / peak_conns as f64
+        } else {
+            0.0
+        }
+    };
+    BenchSummary {
+        format_version: record::FORMAT_VERSION,
+        scenario: name.to_string(),
+        variant: variant.map(|v| v.name.clone()),
+        description: suite.description.trim().to_string(),
+        complete: l.complete && interrupted == 0,
+        stopped_by: match interrupted {
+            0 => l.stopped_by.clone(),
+            libc::SIGINT => Some("SIGINT".into()),
+            _ => Some("SIGTERM".into()),
+        },
+        started_at: l.started_at.clone(),
+        host: crate::record::host_id(),
+        overrides: a.overrides(),
+        connections: Connections {
+            target: l.connections.target,
+            peak: l.connections.peak_open,
+            held: l.connections.held,
+            failed: l.connections.failed,
+            time_to_target_s: l.connections.time_to_target_s,
+        },
+        connect_ms: record::latency(&l.connect_ms),
+        delivery_ms: record::latency(&l.delivery_ms),
+        round_trip_ms: record::latency(&l.echo_ms),
+        reconnect_ms: record::latency(&l.reconnect_ms),
+        deliveries_per_s: l.events.per_second,
+        server: ServerFigures {
+            processes: samples.first().map_or(1, |s| s.per_process.len() as u64),
+            per_process: per_process(samples, &judged),
+            redis: samples
+                .iter()
+                .any(|s| s.redis_rss_kib > 0)
+                .then(|| RedisFigures {
+                    rss_peak_kib: judged.iter().map(|s| s.redis_rss_kib).max().unwrap_or(0),
+                    cpu_holding_pct: mean(in_hold.iter().map(|s| s.redis_cpu_pct)),
+                }),
+            rss_before_kib: before.server_rss_kib,
+            rss_peak_kib: rss_peak,
+            kib_per_connection: per(rss_peak.saturating_sub(before.server_rss_kib)),
+            cpu_holding_pct: mean(holding.iter().copied()),
+        },
+        system: SystemFigures {
+            mem_used_before_kib: before.mem_used_kib,
+            mem_used_peak_kib: mem_peak,
+            kib_per_connection: per(mem_peak.saturating_sub(before.mem_used_kib)),
+            tcp_mem_peak_kib: judged.iter().map(|s| s.tcp_mem_kib).max().unwrap_or(0),
+        },
+        errors: record::errors(l),
+        client_bottleneck: l.client_bottleneck.clone(),
+        costs: costs(&in_hold, totals, l),
+        loadgen: rtbench_record::LoadgenFigures {
+            kib_per_connection: (l.connections.peak_open > 0)
+                .then_some(l.loadgen.kib_per_connection),
+            workers: l.workers,
+            cpu_s: l.loadgen.cpu_s,
+            worker_cpu_max_pct: l.loadgen.worker_cpu_max_pct,
+        },
+        limit: limit(&in_hold, l),
+        server_under_test: "rtbench".into(),
+        unmeasured: Vec::new(),
+        process_exits: Vec::new(),
+        kernel_tcp: Default::default(),
+        faults_injected: Vec::new(),
+        failover: None,
+    }
+}
+
+/// What limited the run: the load generator (its self-check fired), the
+/// machine's CPU (busy over the hold while the client kept its schedule:
+/// the server's figures are its limit here), or nothing.
+fn limit(in_hold: &[&Sample], l: &rtbench_record::load::Summary) -> Option<String> {
+    if l.client_bottleneck.bottleneck {
+        return Some(format!(
+            "the load generator: {}",
+            l.client_bottleneck.reasons.join("; ")
+        ));
+    }
+    let busy = mean(in_hold.iter().skip(1).map(|s| s.machine_cpu_pct))?;
+    let server = mean(in_hold.iter().skip(1).map(|s| s.server_cpu_pct)).unwrap_or(0.0);
+    Some(if busy >= SATURATED_PCT {
+        format!(
+            "the machine's CPU: {busy:.0}% busy over the hold (the servers {:.2} cores) while the load generator kept its schedule; the server's figures are its limit on this machine",
+            server / 100.0
+        )
+    } else {
+        format!(
+            "none: the machine's CPU was {busy:.0}% busy over the hold (the servers {:.2} cores); more load would find more",
+            server / 100.0
+        )
+    })
+}
+
+/// Machine CPU busy (100 = every core) from which a run is CPU-bound.
+const SATURATED_PCT: f64 = 90.0;
+
+/// What the work cost. Per delivery: the servers' CPU over the hold
+/// divided by the deliveries the clients received per second, and their
+/// syscalls and wake-ups over the whole run divided by their deliveries
+/// (`totals`: `sample::WORK`'s counters, read at the end).
+/// In a run without events, the same per ping, over the hold. The load
+/// generator's syscalls are divided the same way over its whole run.
+fn costs(
+    in_hold: &[&Sample],
+    totals: Option<sample::Work>,
+    l: &rtbench_record::load::Summary,
+) -> rtbench_record::Costs {
+    let cpu_pct = mean(in_hold.iter().skip(1).map(|s| s.server_cpu_pct));
+    let per = |x: f64, n: f64| (n > 0.0).then(|| x / n);
+    let c = &l.counters;
+    let loadgen_syscalls = (c.reads + c.writes) as f64;
+    let mut out = rtbench_record::Costs::default();
+    if l.events.received > 0 {
+        out.deliveries = totals.map_or(l.events.received, |t| t[3]);
+        out.server_cpu_us_per_delivery = cpu_pct.and_then(|p| per(p * 1e4, l.events.per_second));
+        if let Some([reads, writes, wakeups, deliveries, ..]) = totals {
+            out.server_syscalls_per_delivery = per((reads + writes) as f64, deliveries as f64);
+            out.server_wakeups_per_delivery = per(wakeups as f64, deliveries as f64);
+        }
+        out.loadgen_syscalls_per_delivery = per(loadgen_syscalls, l.events.received as f64);
+    } else if let (Some(first), Some(last)) = (in_hold.first(), in_hold.last()) {
+        let pings = last.server_pongs.saturating_sub(first.server_pongs);
+        let span = last.t_s - first.t_s;
+        let syscalls = (last.server_reads + last.server_writes)
+            .saturating_sub(first.server_reads + first.server_writes);
+        out.pings = pings;
+        out.server_cpu_us_per_ping = cpu_pct.and_then(|p| per(p * 1e4, pings as f64 / span));
+        out.server_syscalls_per_ping = per(syscalls as f64, pings as f64);
+        out.loadgen_syscalls_per_ping = per(loadgen_syscalls, c.pongs as f64);
+    }
+    out
+}
+
+fn mean(xs: impl Iterator<Item = f64>) -> Option<f64> {
+    let (n, sum) = xs.fold((0usize, 0.0), |(n, s), x| (n + 1, s + x));
+    (n > 0).then(|| sum / n as f64)
+}
+
+/// Each server process: its peak connections and RSS while holding, and the
+/// CPU it used over the whole run.
+fn per_process(samples: &[Sample], judged: &[&Sample]) -> Vec<ProcessFigures> {
+    let n = samples.first().map_or(0, |s| s.per_process.len());
+    (0..n)
+        .map(|i| ProcessFigures {
+            connections_peak: judged
+                .iter()
+                .filter_map(|s| s.per_process.get(i))
+                .map(|p| p.0)
+                .max()
+                .unwrap_or(0),
+            rss_peak_kib: judged
+                .iter()
+                .filter_map(|s| s.per_process.get(i))
+                .map(|p| p.1)
+                .max()
+                .unwrap_or(0),
+            cpu_s: samples
+                .last()
+                .and_then(|s| s.per_process.get(i))
+                .map_or(0.0, |p| p.2),
+        })
+        .collect()
+}
+
+/// What limited the connecting, put before what limited the hold: a machine
+/// saturated while connections arrived (`arrivals`: that span on the
+/// sampler's clock), or connection attempts dropped at full accept queues.
+/// Neither is said when the load generator was the bottleneck.
+pub fn judge_connecting(
+    summary: &mut BenchSummary,
+    samples: &[Sample],
+    arrivals: (f64, f64),
+    connect_rate: f64,
+) {
+    // A machine saturated while connections arrive makes connect latency
+    // a measure of the machine: the limit says so, whatever the hold did.
+    let arrivals_busy = mean(
+        samples
+            .iter()
+            .filter(|s| s.t_s >= arrivals.0 && s.t_s <= arrivals.1)
+            .map(|s| s.machine_cpu_pct),
+    );
+    if let Some(busy) = arrivals_busy.filter(|b| *b >= SATURATED_PCT)
+        && !summary.client_bottleneck.bottleneck
+    {
+        lead_limit(
+            &mut summary.limit,
+            format!(
+                "the machine's CPU while connections arrived: {busy:.0}% busy at {:.0} arrivals/s (the servers' and the clients' kernel share it); connect latency is the saturated machine's",
+                connect_rate,
+            ),
+            "; over the hold, ",
+        );
+    }
+    // Connection attempts the kernel dropped at a full accept queue wait
+    // for a SYN retransmit (1 s, then 3 s, ...): connect latency then
+    // measures the server's accepting, not its work.
+    if let Some(&dropped) = summary.kernel_tcp.get("TcpExt.ListenOverflows")
+        && !summary.client_bottleneck.bottleneck
+    {
+        lead_limit(
+            &mut summary.limit,
+            format!(
+                "the servers' accept queues: the kernel dropped {dropped} connection attempts at a full queue (ListenOverflows), each retried after a SYN timeout"
+            ),
+            "; ",
+        );
+    }
+}
+
+/// Puts `head` before the limit found so far, joined by `joiner`.
+fn lead_limit(limit: &mut Option<String>, head: String, joiner: &str) {
+    *limit = Some(match limit.take() {
+        Some(rest) => format!("{head}{joiner}{rest}"),
+        None => head,
+    });
+}
