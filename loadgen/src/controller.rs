@@ -14,7 +14,7 @@ use tokio::process::{Child, ChildStdin, Command};
 use crate::publisher::{self, Published};
 use crate::stats::{self, Counters, Hists, percentiles_ms};
 use crate::sys::{self, now_ns};
-use crate::worker::{Plan, Report};
+use crate::wire::{Plan, Report, Start};
 use rtbench_record::endpoint::{
     Endpoint, check_budget, expand_sources, local_port_range, port_search_warning,
 };
@@ -424,7 +424,7 @@ async fn supervise(
     }
     // Every worker gets the start well before it is due.
     let start_ns = now_ns() + 300_000_000 + workers * 2_000_000;
-    let start = serde_json::to_string(&crate::worker::Start {
+    let start = serde_json::to_string(&Start {
         start_unix_ns: start_ns,
     })
     .expect("start serializes")

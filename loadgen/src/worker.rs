@@ -19,47 +19,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rtbench_protocol::frame;
-use serde::{Deserialize, Serialize};
-
 use crate::client::{self, Connecting, End, Extra, Held, Receiver, Step};
 use crate::hold::{self, Holds, Key, Readiness};
 use crate::stats::{self, Counters, Hist, Hists};
 use crate::sys::now_ns;
 use crate::users::Population;
+use crate::wire::{Plan, Report, Start};
 use crate::{schedule, sys};
+use rtbench_protocol::frame;
 use rtbench_record::endpoint::{Endpoint, expand_sources};
 use rtbench_record::scenario::{Protocol, Reconnect, Scenario};
-
-/// What the controller tells a worker (one JSON line on stdin).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Plan {
-    pub scenario: Scenario,
-    pub worker: u64,
-    pub workers: u64,
-    /// When arrival offsets start counting (CLOCK_REALTIME ns). Left 0 in
-    /// the plan: it comes in the `Start` line once every worker is ready.
-    #[serde(default)]
-    pub start_unix_ns: u64,
-    /// This machine's clock minus the controller's: every time the worker
-    /// takes is moved onto the controller's clock (`clock_ns`).
-    #[serde(default)]
-    pub clock_offset_ns: i64,
-    /// Whether this worker reports its machine's memory, CPU, load and
-    /// sockets each second (one worker per host does).
-    #[serde(default)]
-    pub sample_host: bool,
-}
-
-/// The controller's second line, once every worker has said `ready`: when
-/// the schedule starts (the ready barrier).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Start {
-    pub start_unix_ns: u64,
-}
-
-/// A machine's state in one second, as a worker on it reads it.
-pub use rtbench_record::series::HostSample;
 
 /// The controller's clock as this worker estimates it: schedules, stamps and
 /// latencies all read it, so a worker on another machine measures what a
@@ -68,46 +37,6 @@ static CLOCK_OFFSET_NS: std::sync::atomic::AtomicI64 = std::sync::atomic::Atomic
 
 fn clock_ns() -> u64 {
     (now_ns() as i64 - CLOCK_OFFSET_NS.load(Ordering::Relaxed)) as u64
-}
-
-/// The JSON lines a worker writes on stdout.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum Report {
-    /// Set up and able to reach every target: waiting for `Start`.
-    Ready { worker: u64 },
-    /// Every second: cumulative counters, the second's own latency histograms.
-    Tick {
-        worker: u64,
-        t: u64,
-        counters: Counters,
-        connecting: u64,
-        /// How late the latest-started arrival of this second was.
-        lag_max_ms: f64,
-        cpu_pct: f64,
-        rss_kib: u64,
-        interval: BTreeMap<String, String>,
-        /// The machine's figures, from the worker that samples its host.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        host: Option<HostSample>,
-    },
-    /// Once, at the end: everything.
-    Final {
-        worker: u64,
-        complete: bool,
-        counters: Counters,
-        hists: BTreeMap<String, String>,
-        cpu_s: f64,
-        /// RSS before the first arrival, and at its highest.
-        rss_start_kib: u64,
-        peak_rss_kib: u64,
-        lag_max_ms: f64,
-        /// How many of this worker's subscribers received how many events
-        /// (events received, subscribers), when the scenario publishes; pairs,
-        /// not a map: an internally tagged enum cannot read integer keys.
-        #[serde(default)]
-        received_by_subscriber: Vec<(u32, u64)>,
-    },
 }
 
 struct Worker {
