@@ -13,4 +13,5 @@ pub mod stamp;
 pub mod stats;
 pub mod sys;
 pub mod users;
+pub mod wire;
 pub mod worker;

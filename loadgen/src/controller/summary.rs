@@ -1,0 +1,212 @@
+//! The run's summary: the workers' final reports added up, the seconds'
+//! rows read for peak, held and time to target, what was published set
+//! against what was received, and the self-check's verdict; then the lines
+//! a person reads at the end of a run.
+
+use std::collections::BTreeMap;
+
+use rtbench_record::load::{Bottleneck, Connections, Events, FORMAT_VERSION, LoadgenSelf, Summary};
+use rtbench_record::scenario::{Protocol, Scenario};
+
+use super::merge::Merge;
+use super::selfcheck;
+use crate::publisher::Published;
+use crate::stats::{Counters, Hists, percentiles_ms};
+use crate::sys::{self, now_ns};
+use crate::wire::Report;
+
+/// The headline figures of a run (`summary.json`), `worker_exits` left for
+/// the caller.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn summarize(
+    sc: &Scenario,
+    name: &str,
+    workers: u64,
+    merge: &Merge,
+    published: &Published,
+    started_at: String,
+    start_ns: u64,
+    complete: bool,
+    stopped_by: Option<String>,
+    client_limits: &[String],
+) -> Result<Summary, String> {
+    let mut counters = Counters::default();
+    let mut hists = Hists::default();
+    let (mut cpu_s, mut start_rss_kib, mut peak_rss_kib, mut lag_max_ms) = (0.0, 0, 0, 0.0f64);
+    let mut by_subscriber: BTreeMap<u32, u64> = BTreeMap::new();
+    for r in merge.finals.values() {
+        if let Report::Final {
+            counters: c,
+            hists: h,
+            cpu_s: cs,
+            rss_start_kib: rss0,
+            peak_rss_kib: rss,
+            lag_max_ms: lag,
+            received_by_subscriber: by,
+            ..
+        } = r
+        {
+            for (k, n) in by {
+                *by_subscriber.entry(*k).or_default() += n;
+            }
+            start_rss_kib += rss0;
+            counters.add(c);
+            hists.add_encoded(h)?;
+            cpu_s += cs;
+            peak_rss_kib += rss;
+            lag_max_ms = lag_max_ms.max(*lag);
+        }
+    }
+    let rows = &merge.rows;
+    let target = sc.total_arrivals();
+    let peak_open = rows.iter().map(|r| r.open).max().unwrap_or(0);
+    // The last whole second before closing starts (closing begins at hold_end_s).
+    let hold_end = (sc.hold_end_s() - 1.0).floor().max(0.0) as u64;
+    let held = rows
+        .iter()
+        .rev()
+        .find(|r| r.t <= hold_end)
+        .map_or(0, |r| r.open);
+    let time_to_target_s = rows
+        .iter()
+        .find(|r| r.open >= target && target > 0)
+        .map(|r| r.t as f64);
+    let cpu_max = merge.cpu_max;
+    let mut reasons = selfcheck::cpu_reasons(&merge.saturated, Some(cpu_max));
+    reasons.extend(selfcheck::arrival_lag_reason(lag_max_ms));
+    let publish_lag_ms = published.lag_max_ns as f64 / 1e6;
+    reasons.extend(selfcheck::publish_lag_reason(publish_lag_ms));
+    let sent = published.events + published.errors.values().sum::<u64>();
+    if complete && sent < published.scheduled {
+        reasons.push(format!(
+            "{sent} of {} scheduled events were sent",
+            published.scheduled
+        ));
+    }
+    if counters.pings_skipped > 0 {
+        reasons.push(format!(
+            "{} pings or echoes not sent: sockets would block",
+            counters.pings_skipped
+        ));
+    }
+    if merge.bad_lines > 0 {
+        reasons.push(format!(
+            "{} worker lines could not be read",
+            merge.bad_lines
+        ));
+    }
+    reasons.extend(client_limits.iter().cloned());
+    let arrivals_s = sc.arrivals_end_s();
+    let duration_s = now_ns().saturating_sub(start_ns) as f64 / 1e9;
+    Ok(Summary {
+        format_version: FORMAT_VERSION,
+        complete,
+        stopped_by,
+        scenario: name.to_string(),
+        description: sc.description.clone(),
+        protocol: match sc.target.protocol {
+            Protocol::Appwrite => "appwrite".into(),
+            Protocol::Raw => "raw".into(),
+        },
+        targets: sc.target.urls.clone(),
+        started_at,
+        schedule_start_unix_ns: start_ns,
+        duration_s,
+        workers,
+        clock: format!(
+            "CLOCK_REALTIME of {}: publisher and receivers on one host",
+            sys::hostname()
+        ),
+        connections: Connections {
+            target,
+            attempted: counters.attempted,
+            connected: counters.connected,
+            failed: counters.failed_total(),
+            peak_open,
+            held,
+            time_to_target_s,
+            connect_rate: counters.connected.min(target) as f64 / arrivals_s,
+        },
+        connect_ms: percentiles_ms(&hists.connect),
+        connect_attempt_ms: percentiles_ms(&hists.connect_attempt),
+        delivery_ms: percentiles_ms(&hists.delivery),
+        echo_ms: percentiles_ms(&hists.echo),
+        reconnect_ms: percentiles_ms(&hists.reconnect),
+        events: Events {
+            scheduled: published.scheduled,
+            published: published.events,
+            server_deliveries: published.server_deliveries,
+            received: counters.deliveries,
+            per_second: counters.deliveries as f64 / sc.hold.duration_s.max(1.0),
+            duplicates: counters.duplicates,
+            misdelivered: counters.misdelivered,
+            lost: (published.unreported == 0)
+                .then(|| published.server_deliveries as i64 - counters.deliveries as i64),
+            publish_errors: published.errors.clone(),
+            publish_lag_max_ms: publish_lag_ms,
+            in_flight_max: published.in_flight_max,
+            in_flight_cap: published.in_flight_cap,
+            received_by_subscriber: by_subscriber,
+        },
+        loadgen: LoadgenSelf {
+            start_rss_kib,
+            peak_rss_kib,
+            kib_per_connection: if peak_open > 0 {
+                peak_rss_kib.saturating_sub(start_rss_kib) as f64 / peak_open as f64
+            } else {
+                0.0
+            },
+            cpu_s,
+            worker_cpu_max_pct: cpu_max,
+            arrival_lag_max_ms: lag_max_ms,
+        },
+        client_bottleneck: Bottleneck {
+            bottleneck: !reasons.is_empty(),
+            reasons,
+        },
+        counters,
+        worker_exits: Vec::new(),
+    })
+}
+
+/// The summary in a few lines on stderr.
+pub(super) fn print_summary(s: &Summary) {
+    let c = &s.connections;
+    eprintln!(
+        "rtbench-loadgen: {} connected {}/{} (peak {}, held {}), failed {}, connect p50 {:.2} ms p99 {:.2} ms",
+        if s.complete {
+            "complete:"
+        } else {
+            "INCOMPLETE:"
+        },
+        c.connected,
+        c.target,
+        c.peak_open,
+        c.held,
+        c.failed,
+        s.connect_ms.p50,
+        s.connect_ms.p99
+    );
+    if s.events.scheduled > 0 {
+        eprintln!(
+            "rtbench-loadgen: events {} of {} scheduled published (lag max {:.1} ms), {} received ({:.0}/s), delivery p50 {:.2} ms p99 {:.2} ms p99.9 {:.2} ms, duplicates {}, misdelivered {}",
+            s.events.published,
+            s.events.scheduled,
+            s.events.publish_lag_max_ms,
+            s.events.received,
+            s.events.per_second,
+            s.delivery_ms.p50,
+            s.delivery_ms.p99,
+            s.delivery_ms.p999,
+            s.events.duplicates,
+            s.events.misdelivered
+        );
+    }
+    eprintln!(
+        "rtbench-loadgen: load generator: {:.2} KiB/connection, peak worker CPU {:.0}%",
+        s.loadgen.kib_per_connection, s.loadgen.worker_cpu_max_pct
+    );
+    for r in &s.client_bottleneck.reasons {
+        eprintln!("rtbench-loadgen: CLIENT BOTTLENECK: {r}");
+    }
+}

@@ -1,0 +1,88 @@
+//! A worker process: makes its share of the arrivals, holds the connections,
+//! and reports on stdout.
+//!
+//! A worker is a plain process that talks only through stdin and stdout (its
+//! plan in, JSON lines out), so the same worker runs under the local
+//! controller, over SSH or in a container. It is single-threaded on purpose:
+//! scale comes from more workers (the open-files limit forces that anyway),
+//! and one thread means no locks on the receive path and a CPU figure that
+//! says plainly when the worker is saturated. Stdin closing, SIGINT or SIGTERM
+//! stop it early: arrivals stop, connections close, the final report is still
+//! written, marked incomplete.
+
+mod clock;
+mod connect;
+mod reactor;
+mod ready;
+mod reconnect;
+mod report;
+mod run;
+mod state;
+mod ticker;
+
+use std::io::BufRead;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::hold;
+use crate::sys;
+use crate::wire::{Plan, Report, Start};
+use state::Worker;
+
+/// `rtbench-loadgen worker`: reads the plan from stdin, gets ready, says so,
+/// waits for the start time and runs the plan.
+pub fn main() -> Result<(), String> {
+    let mut stdin = std::io::stdin().lock();
+    let mut line = String::new();
+    stdin
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the plan: {e}"))?;
+    let mut plan: Plan =
+        serde_json::from_str(&line).map_err(|e| format!("the plan on stdin is not valid: {e}"))?;
+    clock::set_offset(plan.clock_offset_ns);
+    // The log names the process, so whoever reads it can check it is gone.
+    eprintln!(
+        "rtbench-loadgen worker {}: pid {}",
+        plan.worker,
+        std::process::id()
+    );
+    sys::raise_open_files();
+    sys::raise_priority();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let _entered = rt.enter();
+    let (holds, readiness) = hold::new(state::plan_capacity(&plan))
+        .map_err(|e| format!("cannot make the hold reactor: {e}"))?;
+    ready::reach_targets(&plan.scenario)?;
+    report::emit(&Report::Ready {
+        worker: plan.worker,
+    });
+    line.clear();
+    if stdin
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the start: {e}"))?
+        == 0
+    {
+        return Ok(()); // the controller gave up before the start
+    }
+    let start: Start =
+        serde_json::from_str(&line).map_err(|e| format!("the start on stdin is not valid: {e}"))?;
+    plan.start_unix_ns = start.start_unix_ns;
+    drop(stdin);
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        // Stdin closing is the controller's stop signal.
+        let flag = interrupted.clone();
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            flag.store(true, Ordering::Relaxed);
+        });
+    }
+    let w = Rc::new(Worker::new(plan, holds, interrupted)?);
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, run::run(w, readiness));
+    Ok(())
+}

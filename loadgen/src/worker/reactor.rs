@@ -1,0 +1,159 @@
+//! The hold reactor: reads every connection the poller says is ready, drives
+//! handshakes on (`connect.rs`), runs held connections' frames through the
+//! receive path (`client::Receiver`), and counts how each connection ended.
+//! It owns the worker's one read buffer: nothing is allocated per frame.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use rtbench_protocol::frame;
+
+use super::clock::clock_ns;
+use super::connect;
+use super::state::Worker;
+use crate::client::{End, Extra, Receiver};
+use crate::hold::{Key, Readiness};
+use crate::users::Population;
+
+/// The hold reactor: reads every ready connection until its socket is
+/// drained (edge-triggered readiness), for as long as the worker runs.
+pub(super) async fn serve(w: Rc<Worker>, mut readiness: Readiness) {
+    let mut ready = Vec::new();
+    loop {
+        if readiness.next(&mut ready).await.is_err() {
+            return;
+        }
+        w.counters.borrow_mut().wakeups += 1;
+        for &key in &ready {
+            let connecting = w.holds.borrow_mut().get(key).map(|h| h.is_connecting());
+            match connecting {
+                Some(true) => {
+                    let leftover =
+                        READ_BUF.with_borrow_mut(|buf| connect::drive_connect(&w, key, buf));
+                    if let Some(mut leftover) = leftover.filter(|l| !l.is_empty())
+                        && let Some(end) = receive(&w, key, &mut leftover)
+                    {
+                        finish(&w, key, end);
+                    }
+                }
+                Some(false) => {
+                    if let Some(end) = drain(&w, key) {
+                        finish(&w, key, end);
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+/// Runs the frames in `bytes` (after any kept partial frame) through the
+/// receive path; keeps an incomplete tail. `Some` when the connection ended.
+fn receive(w: &Worker, key: Key, bytes: &mut [u8]) -> Option<End> {
+    let mut holds = w.holds.borrow_mut();
+    let held = holds.get(key)?;
+    let pop = Population::new(&w.plan.scenario);
+    let mut counters = w.counters.borrow_mut();
+    let mut hists = w.hists.borrow_mut();
+    let mut interval = w.interval_delivery.borrow_mut();
+    let groups = w.ping_sent_ns.borrow();
+    let ping_sent_ns = match groups.len() {
+        0 => 0,
+        k => groups[key.id as usize % k],
+    };
+    let mut by_user = w.received_by_user.borrow_mut();
+    let mut r = Receiver {
+        received: by_user.get_mut((u64::from(held.arrival) / w.plan.workers.max(1)) as usize),
+        population: &pop,
+        protocol: w.plan.scenario.target.protocol,
+        counters: &mut counters,
+        hists: &mut hists,
+        delivery_interval: &mut interval,
+        now_ns: clock_ns(),
+        ping_sent_ns,
+    };
+    let result = match held.extra.take().map(|e| *e) {
+        Some(Extra::Partial(mut p)) => {
+            p.extend_from_slice(bytes);
+            r.frames(held, &mut p).map(|used| {
+                p.drain(..used);
+                p
+            })
+        }
+        other => {
+            held.extra = other.map(Box::new);
+            r.frames(held, bytes).map(|used| bytes[used..].to_vec())
+        }
+    };
+    match result {
+        Ok(rest) => {
+            if !rest.is_empty() {
+                held.extra = Some(Box::new(Extra::Partial(rest)));
+            }
+            None
+        }
+        Err(end) => Some(end),
+    }
+}
+
+thread_local! {
+    /// The worker's one read buffer.
+    static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; 64 * 1024]);
+}
+
+/// Reads one connection until a short read; `Some` when it ended.
+fn drain(w: &Worker, key: Key) -> Option<End> {
+    READ_BUF.with_borrow_mut(|buf| {
+        loop {
+            let read = {
+                let mut holds = w.holds.borrow_mut();
+                let sock = holds.get(key)?.sock.as_ref()?;
+                w.counters.borrow_mut().reads += 1;
+                std::io::Read::read(&mut &*sock, buf)
+            };
+            match read {
+                Ok(0) => return Some(End::Closed),
+                Ok(n) => {
+                    if let Some(end) = receive(w, key, &mut buf[..n]) {
+                        return Some(end);
+                    }
+                    if n < buf.len() {
+                        // A short read drained the socket: the next byte
+                        // brings a new edge.
+                        return None;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return Some(End::Broken),
+            }
+        }
+    })
+}
+
+/// A held connection ended: count how, free its slot, reconnect if the
+/// scenario says so.
+fn finish(w: &Rc<Worker>, key: Key, end: End) {
+    let Some(held) = w.holds.borrow_mut().remove(key) else {
+        return;
+    };
+    let mut c = w.counters.borrow_mut();
+    c.open -= 1;
+    let lost = match end {
+        End::ServerClosed(code) => {
+            *c.closed_by_server.entry(code.to_string()).or_default() += 1;
+            Some(code == frame::close::POLICY_VIOLATION)
+        }
+        End::Broken | End::Closed if !held.closing => {
+            *c.closed_by_server
+                .entry("no_close_frame".into())
+                .or_default() += 1;
+            Some(false)
+        }
+        _ => None,
+    };
+    drop(c);
+    if let Some(fatal) = lost {
+        connect::reconnect_later(w, u64::from(held.arrival), held.attempt, fatal, None);
+    }
+}
