@@ -9,7 +9,16 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 
-use crate::scenario::Protocol;
+/// What the clients speak once connected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Appwrite's Realtime: `connected` frame, channels, tokens, events.
+    #[default]
+    Appwrite,
+    /// Any WebSocket server: connect, hold, optionally echo.
+    Raw,
+}
 
 /// A parsed `ws://` target.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -78,7 +78,7 @@ pub fn tcp_sockstat(path: &str) -> (u64, u64) {
 /// The kernel's TCP counters that say why connections were slow or lost:
 /// a full accept or SYN queue (the server not keeping up), SYN cookies,
 /// retransmitted SYNs and segments (clients waiting on timers), resets.
-pub const TCP_COUNTERS: [&str; 10] = [
+pub const TCP_COUNTERS: [&str; 13] = [
     "TcpExt.ListenOverflows",
     "TcpExt.ListenDrops",
     "TcpExt.TCPReqQFullDrop",
@@ -89,6 +89,11 @@ pub const TCP_COUNTERS: [&str; 10] = [
     "Tcp.RetransSegs",
     "Tcp.AttemptFails",
     "Tcp.EstabResets",
+    // Socket memory over `net.ipv4.tcp_mem`'s pressure mark: the kernel
+    // shrinks buffers and prunes queues, which stalls busy sockets.
+    "TcpExt.TCPMemoryPressures",
+    "TcpExt.PruneCalled",
+    "TcpExt.TCPAbortOnMemory",
 ];
 
 /// `TCP_COUNTERS` (and `softnet.dropped`, machine-wide) as a network

@@ -58,15 +58,8 @@ pub struct Target {
     pub bus: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    /// Appwrite's Realtime: `connected` frame, channels, tokens, events.
-    #[default]
-    Appwrite,
-    /// Any WebSocket server: connect, hold, optionally echo.
-    Raw,
-}
+/// What the clients speak: defined with the endpoints they reach.
+pub use crate::endpoint::Protocol;
 
 /// An arrival phase, as Tsung's: `rate` new connections per second for
 /// `duration_s`, at most `max_users` of them.
