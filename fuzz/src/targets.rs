@@ -3,9 +3,10 @@
 use rtbench_protocol::frame::{self, Sender, encode_masked};
 use rtbench_protocol::jwt::{self, Claims, Team};
 use rtbench_server::fuzzing::SessionHarness;
+use rtbench_server::reactor::handshake;
 use rtbench_server::request::{Head, parse_head};
 use rtbench_server::subs::{Limits, Subs, Subscription, effective};
-use rtbench_server::{Config, event, handshake};
+use rtbench_server::{Config, event};
 
 use crate::engine::Target;
 

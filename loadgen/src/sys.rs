@@ -28,21 +28,7 @@ pub fn rss_kib() -> u64 {
 
 /// Raises the soft open-files limit to the hard one; returns the new limit.
 pub fn raise_open_files() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain syscalls on a struct we own.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 1024;
-        }
-        lim.rlim_cur = lim.rlim_max;
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        }
-    }
-    lim.rlim_cur
+    rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024)
 }
 
 pub fn hostname() -> String {

@@ -33,17 +33,7 @@ fn say(line: &str) {
 
 /// Raises the open-files soft limit to the hard one.
 fn raise_open_files() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: get/setrlimit on a struct we own.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
 }
 
 /// A listener on an ephemeral loopback port with a deep backlog.

@@ -12,9 +12,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use bytes::Bytes;
 use serde_json::json;
 
+use crate::messages::{URL_SUBSCRIPTION, effective_channels, error_frame, message, user_json};
 use crate::metrics::{Limit, Rejected};
 use crate::request::Request;
-use crate::session::{URL_SUBSCRIPTION, effective_channels, error_frame, message, user_json};
 use crate::shared::Shared;
 use crate::subs::Subscription;
 use rtbench_protocol::frame::{self, close};

@@ -8,9 +8,9 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::handshake::Incoming;
 use crate::index::ConnId;
-use crate::reactor::Reactor;
+use crate::reactor::{Reactor, Reactors};
+use crate::request::Incoming;
 use crate::shared::Shared;
 
 /// A reactor holding one connection whose bytes the caller supplies.
@@ -33,7 +33,10 @@ impl SessionHarness {
         let runtime = tokio::runtime::Builder::new_current_thread().build()?;
         let _entered = runtime.enter();
         let shared = Arc::new(Shared::new(config)?);
-        let mut reactor = Reactor::standalone(shared)?;
+        // No HTTP side: a plain request's connection is dropped.
+        let (to_http, _) = tokio::sync::mpsc::unbounded_channel();
+        let reactors = Arc::new(Reactors::new(1, to_http)?);
+        let mut reactor = Reactor::standalone(shared, reactors)?;
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let client = TcpStream::connect(listener.local_addr()?)?;
         client.set_nonblocking(true)?;

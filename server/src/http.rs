@@ -15,49 +15,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::event;
-use crate::handshake::Incoming;
 use crate::metrics::Limit;
-use crate::request::{Head, Request, parse_head};
+use crate::reactor::Reactors;
+use crate::request::{Head, Incoming, Request, parse_head};
+use crate::response::{json_error, response_head};
 use crate::shared::Shared;
-
-/// The status line and headers of an answer; `extra` are whole header
-/// lines (`Allow: GET\r\n`).
-pub fn response_head(status: u16, content_type: &str, len: usize, keep_alive: bool, extra: &str) -> String {
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        411 => "Length Required",
-        413 => "Content Too Large",
-        426 => "Upgrade Required",
-        431 => "Request Header Fields Too Large",
-        501 => "Not Implemented",
-        503 => "Service Unavailable",
-        _ => "Error",
-    };
-    let extra = match status {
-        426 => "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n".to_string() + extra,
-        _ => extra.to_string(),
-    };
-    let conn = if keep_alive { "keep-alive" } else { "close" };
-    format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\nConnection: {conn}\r\n{extra}\r\n"
-    )
-}
-
-/// A whole answer: head and body.
-pub fn response_bytes(status: u16, content_type: &str, body: &[u8], keep_alive: bool) -> Vec<u8> {
-    let mut out = response_head(status, content_type, body.len(), keep_alive, "").into_bytes();
-    out.extend_from_slice(body);
-    out
-}
-
-pub fn json_error(message: &str) -> Vec<u8> {
-    serde_json::json!({ "message": message }).to_string().into_bytes()
-}
 
 /// An answer to one request.
 struct Answer {
@@ -105,6 +67,27 @@ impl Answer {
     }
 }
 
+/// Serves every plain HTTP connection the reactors hand over, each in a
+/// task of its own, until the reactors are gone.
+pub async fn serve_handed_over(
+    mut from_reactors: tokio::sync::mpsc::UnboundedReceiver<Incoming>,
+    shared: Arc<Shared>,
+    reactors: std::sync::Weak<Reactors>,
+) {
+    while let Some(Incoming { stream, peer, bytes }) = from_reactors.recv().await {
+        let Some(reactors) = reactors.upgrade() else { return };
+        match TcpStream::from_std(stream) {
+            Ok(stream) => {
+                tokio::spawn(serve(stream, peer, shared.clone(), reactors, bytes));
+            }
+            // Counted by the reactor that handed it over.
+            Err(_) => {
+                shared.metrics.http_connections.fetch_sub(1, Relaxed);
+            }
+        }
+    }
+}
+
 /// Counts a plain HTTP connection for as long as its task serves it.
 struct Served<'a>(&'a Shared);
 
@@ -117,7 +100,13 @@ impl Drop for Served<'_> {
 /// Serves plain requests on one connection until it closes, starting with
 /// the bytes a reactor read from it (which counted it in
 /// `metrics.http_connections`). An upgrade goes back to a reactor.
-pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, mut buf: Vec<u8>) {
+pub async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    reactors: Arc<Reactors>,
+    mut buf: Vec<u8>,
+) {
     let _served = Served(&shared);
     let timeout = Duration::from_millis(shared.config.request_timeout_ms);
     loop {
@@ -153,7 +142,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>,
         if (req.method.as_str(), req.path.as_str()) == ("GET", "/v1/realtime") {
             // The reactors answer upgrades: hand the connection back, head included.
             if let Ok(stream) = stream.into_std() {
-                shared.reactors.adopt(Incoming { stream, peer, bytes: buf });
+                reactors.adopt(Incoming { stream, peer, bytes: buf });
             }
             return;
         }
@@ -161,7 +150,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>,
         let deadline = tokio::time::Instant::now() + timeout;
         let answer = match req.body_length() {
             Err((status, msg)) => Answer::error(status, msg).closing(),
-            Ok(body_len) => route(&mut stream, &req, body_len, &mut buf, &shared, deadline).await,
+            Ok(body_len) => route(&mut stream, &req, body_len, &mut buf, &shared, &reactors, deadline).await,
         };
         let keep_alive = req.keep_alive() && !answer.close;
         if stream.write_all(&answer.bytes(keep_alive)).await.is_err() || !keep_alive {
@@ -185,12 +174,13 @@ async fn route(
     body_len: usize,
     buf: &mut Vec<u8>,
     shared: &Shared,
+    reactors: &Reactors,
     deadline: tokio::time::Instant,
 ) -> Answer {
     let head_only = req.method == "HEAD";
     let method = if head_only { "GET" } else { req.method.as_str() };
     let mut answer = match (method, req.path.as_str()) {
-        ("POST", "/v1/events") => return publish(stream, req, body_len, buf, shared, deadline).await,
+        ("POST", "/v1/events") => return publish(stream, req, body_len, buf, shared, reactors, deadline).await,
         ("GET", "/health") => Answer::ok("application/json", br#"{"status":"pass"}"#.to_vec()),
         ("GET", "/metrics") => {
             Answer::ok("text/plain; version=0.0.4", shared.metrics.render(shared.connections()).into_bytes())
@@ -221,6 +211,7 @@ async fn publish(
     len: usize,
     buf: &mut Vec<u8>,
     shared: &Shared,
+    reactors: &Reactors,
     deadline: tokio::time::Instant,
 ) -> Answer {
     let key_ok = req
@@ -265,7 +256,7 @@ async fn publish(
             },
             None => {
                 shared.metrics.events_in.fetch_add(1, Relaxed);
-                let n = shared.reactors.publish_counted(Arc::new(ev)).await.unwrap_or(0);
+                let n = reactors.publish_counted(Arc::new(ev)).await.unwrap_or(0);
                 Answer::ok("application/json", format!(r#"{{"deliveries":{n}}}"#).into_bytes())
             }
         },

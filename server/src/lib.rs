@@ -11,16 +11,16 @@ pub mod event;
 mod fasthash;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod handshake;
 pub mod http;
 pub mod index;
 pub mod intern;
 pub mod limits;
+pub mod messages;
 pub mod metrics;
 pub mod reactor;
 pub mod request;
+pub mod response;
 pub mod server;
-pub mod session;
 pub mod shared;
 pub mod subs;
 pub mod subscriber;

@@ -11,6 +11,8 @@ use std::io;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
+use rlimit::Resource;
+
 /// Descriptors kept for the listener, logs, /proc reads and HTTP clients.
 pub const RESERVED_FDS: u64 = 64;
 
@@ -30,18 +32,9 @@ impl OpenFiles {
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit.
 pub fn raise_open_files() -> io::Result<OpenFiles> {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let soft_before = lim.rlim_cur;
-    lim.rlim_cur = lim.rlim_max;
-    // SAFETY: setrlimit reads the struct we own.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(OpenFiles { soft_before, soft: lim.rlim_max, hard: lim.rlim_max })
+    let (soft_before, hard) = Resource::NOFILE.get()?;
+    Resource::NOFILE.set(hard, hard)?;
+    Ok(OpenFiles { soft_before, soft: hard, hard })
 }
 
 /// A fixed one-minute window counter.
@@ -101,25 +94,16 @@ mod tests {
         assert!(w.allow(180, 3));
     }
 
-    fn read_limit() -> libc::rlimit {
-        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        // SAFETY: getrlimit writes into the struct we own.
-        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
-        lim
-    }
-
     #[test]
     fn raising_open_files_reaches_the_hard_limit() {
         // Lower the soft limit first, so raising it has something to do.
-        let mut lim = read_limit();
-        let lowered = (lim.rlim_max / 2).max(64);
-        lim.rlim_cur = lowered;
-        // SAFETY: setrlimit reads the struct we own.
-        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+        let (_, hard) = Resource::NOFILE.get().unwrap();
+        let lowered = (hard / 2).max(64);
+        Resource::NOFILE.set(lowered, hard).unwrap();
         let l = raise_open_files().unwrap();
-        let now = read_limit();
+        let (soft_now, hard_now) = Resource::NOFILE.get().unwrap();
         assert_eq!(l.soft_before, lowered);
-        assert_eq!((now.rlim_cur, l.soft, l.hard), (now.rlim_max, now.rlim_max, now.rlim_max));
-        assert_eq!(l.connection_capacity(), now.rlim_max - RESERVED_FDS);
+        assert_eq!((soft_now, l.soft, l.hard), (hard_now, hard_now, hard_now));
+        assert_eq!(l.connection_capacity(), hard_now - RESERVED_FDS);
     }
 }

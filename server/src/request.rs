@@ -1,5 +1,14 @@
 //! An HTTP/1.1 request head, owned, as the router and admission read it,
-//! and the one parser both the reactors and the HTTP tasks use.
+//! and the one parser both the reactors and the HTTP tasks use; and a
+//! connection on its way between them (`Incoming`).
+
+/// A connection handed to a reactor, or from a reactor to the HTTP side,
+/// with what was read from it so far.
+pub struct Incoming {
+    pub stream: std::net::TcpStream,
+    pub peer: std::net::SocketAddr,
+    pub bytes: Vec<u8>,
+}
 
 /// Largest request head accepted.
 pub const MAX_HEAD: usize = 16 * 1024;

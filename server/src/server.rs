@@ -12,11 +12,13 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
+use crate::reactor::Reactors;
 pub use crate::shared::Shared;
 
 pub struct Server {
     local_addr: SocketAddr,
     shared: Arc<Shared>,
+    reactors: Arc<Reactors>,
 }
 
 impl Server {
@@ -32,11 +34,14 @@ impl Server {
             None => None,
         };
         let shared = Arc::new(Shared::new(config)?);
-        shared.reactors.spawn(&shared, Arc::new(listener))?;
+        let (to_http, from_reactors) = tokio::sync::mpsc::unbounded_channel();
+        let reactors = Arc::new(Reactors::new(shared.threads(), to_http)?);
+        tokio::spawn(crate::http::serve_handed_over(from_reactors, shared.clone(), Arc::downgrade(&reactors)));
+        reactors.spawn(&shared, Arc::new(listener))?;
         if let Some(admin) = admin {
-            tokio::spawn(serve_admin(admin, shared.clone()));
+            tokio::spawn(serve_admin(admin, shared.clone(), reactors.clone()));
         }
-        Ok(Server { local_addr, shared })
+        Ok(Server { local_addr, shared, reactors })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -50,7 +55,7 @@ impl Server {
     /// Stops accepting, closes every connection with 1001 and waits for them
     /// to end, at most the configured grace. Returns the connections left.
     pub async fn shutdown(self) -> usize {
-        self.shared.reactors.close_all();
+        self.reactors.close_all();
         let live = &self.shared.live;
         let grace = Duration::from_millis(self.shared.config.shutdown_grace_ms);
         let _ = tokio::time::timeout(grace, async {
@@ -65,7 +70,7 @@ impl Server {
 
 /// The admin address: plain HTTP requests, under the same limit on HTTP
 /// connections as the main listener's.
-async fn serve_admin(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+async fn serve_admin(listener: tokio::net::TcpListener, shared: Arc<Shared>, reactors: Arc<Reactors>) {
     use crate::metrics::Limit;
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
@@ -78,14 +83,14 @@ async fn serve_admin(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
             continue; // dropped: closed
         }
         m.http_connections.fetch_add(1, Relaxed);
-        tokio::spawn(crate::http::serve(stream, peer, shared.clone(), Vec::new()));
+        tokio::spawn(crate::http::serve(stream, peer, shared.clone(), reactors.clone(), Vec::new()));
     }
 }
 
 impl Drop for Server {
     /// The reactors end with the server (they hold the shared state).
     fn drop(&mut self) {
-        self.shared.reactors.stop();
+        self.reactors.stop();
     }
 }
 

@@ -1,4 +1,7 @@
-//! What the accept loop, the handshakes, the bus and the reactors share.
+//! What the reactors, the HTTP tasks and the bus share: configuration,
+//! metrics, limits and counters. The reactors themselves are not in it
+//! (`Reactors`, held beside it): nothing here depends on how connections
+//! are held.
 
 use std::io;
 use std::sync::atomic::AtomicUsize;
@@ -8,14 +11,12 @@ use crate::bus::Bus;
 use crate::config::Config;
 use crate::limits::ConnectLimiter;
 use crate::metrics::Metrics;
-use crate::reactor::Reactors;
 
 pub struct Shared {
     pub config: Config,
     pub metrics: Metrics,
     pub connect_limiter: Option<ConnectLimiter>,
     pub bus: Option<Bus>,
-    pub reactors: Reactors,
     /// The runtime the HTTP tasks and the bus run on.
     pub runtime: tokio::runtime::Handle,
     /// WebSocket connections admitted and not closing: the
@@ -30,17 +31,20 @@ impl Shared {
     /// Call inside the tokio runtime the HTTP tasks are to run on.
     pub fn new(config: Config) -> io::Result<Shared> {
         let bus = config.bus.as_deref().map(Bus::new).transpose().map_err(io::Error::other)?;
-        let threads = config.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         Ok(Shared {
             metrics: Metrics::default(),
             connect_limiter: config.connect_rate.map(ConnectLimiter::new),
             bus,
-            reactors: Reactors::new(threads)?,
             runtime: tokio::runtime::Handle::current(),
             open: AtomicUsize::new(0),
             live: AtomicUsize::new(0),
             config,
         })
+    }
+
+    /// Reactor threads: `--threads`, or one per core.
+    pub fn threads(&self) -> usize {
+        self.config.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
     }
 
     pub fn jwt_secret(&self) -> &[u8] {

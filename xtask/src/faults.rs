@@ -10,37 +10,11 @@
 
 use std::collections::BTreeSet;
 
-use serde::{Deserialize, Serialize};
-
 use crate::server::{RedisProcess, ServerProcess};
+use crate::suite::{Action, Fault};
 use rtbench_record::load::TimeseriesRow;
 use rtbench_record::series::ServerSample;
 use rtbench_record::{Failover, FaultDone, Latency};
-
-/// One step of a plan.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Fault {
-    /// Seconds of the schedule (0: the first arrival).
-    pub at_s: f64,
-    pub action: Action,
-    /// `server N` (0-based, N below the run's server processes) or `redis`.
-    pub target: String,
-    /// `pause`: for how long (SIGSTOP, then SIGCONT).
-    #[serde(default)]
-    pub for_s: Option<f64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    /// SIGKILL: the process is gone, its clients reconnect elsewhere.
-    Kill,
-    /// Start a killed server process again, on the same port.
-    Restart,
-    /// SIGSTOP for `for_s`, then SIGCONT: a process that hangs.
-    Pause,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
@@ -56,16 +30,6 @@ fn target(s: &str) -> Result<Target, String> {
         .and_then(|n| n.parse().ok())
         .map(Target::Server)
         .ok_or_else(|| format!("fault target `{s}`: expected `server N` or `redis`"))
-}
-
-/// Server processes the plan kills: the run starts this many more, so the
-/// survivors can hold every connection.
-pub fn spares(plan: &[Fault]) -> u64 {
-    plan.iter()
-        .filter(|f| f.action == Action::Kill)
-        .map(|f| f.target.as_str())
-        .collect::<BTreeSet<_>>()
-        .len() as u64
 }
 
 /// A plan being carried out.
@@ -317,7 +281,7 @@ mod tests {
             own_ports.contains("needs [server] shared_port"),
             "{own_ports}"
         );
-        assert_eq!(spares(&ok), 1);
+        assert_eq!(crate::suite::spares(&ok), 1);
         let e = |plan: Vec<Fault>| Plan::new(plan, 3, true, true).err().unwrap();
         assert!(e(vec![fault(1.0, Action::Kill, "server 3")]).contains("3 server process(es)"));
         assert!(e(vec![fault(1.0, Action::Restart, "server 0")]).contains("needs a kill"));

@@ -60,13 +60,7 @@ fn num(name: &str) -> Option<u64> {
 
 /// The open-files hard limit of a process started from here.
 pub fn nofile_hard() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit fills the struct we own.
-    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    lim.rlim_max
+    rlimit::Resource::NOFILE.get().map_or(0, |(_, hard)| hard)
 }
 
 /// Connections one server process can hold here.

@@ -121,18 +121,12 @@ impl ServerProcess {
         let mut cmd = Command::new("sh");
         cmd.args(["-c", &format!("exec {line}")]);
         crate::netns::enter(&mut cmd);
-        // SAFETY: setrlimit is async-signal-safe: the server may hold as many
-        // descriptors as this machine lets one process have.
+        // SAFETY: get/setrlimit are async-signal-safe and allocate nothing:
+        // the server may hold as many descriptors as this machine lets one
+        // process have.
         unsafe {
             cmd.pre_exec(|| {
-                let mut lim = libc::rlimit {
-                    rlim_cur: 0,
-                    rlim_max: 0,
-                };
-                if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-                    lim.rlim_cur = lim.rlim_max;
-                    libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-                }
+                let _ = rlimit::increase_nofile_limit(u64::MAX);
                 Ok(())
             });
         }

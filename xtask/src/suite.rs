@@ -4,7 +4,7 @@
 //! The scenario part is the load generator's own schema, under `[load]`, so it
 //! is defined once; the runner fills in the target address.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use rtbench_record::scenario::Scenario;
@@ -30,10 +30,46 @@ pub struct Suite {
     /// What the suite's servers need installed or built before it runs.
     #[serde(default)]
     pub setup: Setup,
-    /// What the bench does to the run's processes mid-run (`faults.rs`).
+    /// What the bench does to the run's processes mid-run (`faults.rs`
+    /// carries it out).
     #[serde(default)]
-    pub faults: Vec<crate::faults::Fault>,
+    pub faults: Vec<Fault>,
     pub load: Scenario,
+}
+
+/// One step of a fault plan (`[[faults]]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// Seconds of the schedule (0: the first arrival).
+    pub at_s: f64,
+    pub action: Action,
+    /// `server N` (0-based, N below the run's server processes) or `redis`.
+    pub target: String,
+    /// `pause`: for how long (SIGSTOP, then SIGCONT).
+    #[serde(default)]
+    pub for_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// SIGKILL: the process is gone, its clients reconnect elsewhere.
+    Kill,
+    /// Start a killed server process again, on the same port.
+    Restart,
+    /// SIGSTOP for `for_s`, then SIGCONT: a process that hangs.
+    Pause,
+}
+
+/// Server processes the plan kills: the run starts this many more, so the
+/// survivors can hold every connection.
+pub fn spares(plan: &[Fault]) -> u64 {
+    plan.iter()
+        .filter(|f| f.action == Action::Kill)
+        .map(|f| f.target.as_str())
+        .collect::<BTreeSet<_>>()
+        .len() as u64
 }
 
 /// Installed or built by `bench` before the suite runs (`setup.rs`).

@@ -48,12 +48,7 @@ pub fn of_run(
     for k in profile.keys() {
         sysctls.insert(k.clone(), tuning::read(k));
     }
-    let mut soft = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit fills the struct we own.
-    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut soft) };
+    let (nofile_soft, nofile_hard) = rlimit::Resource::NOFILE.get().unwrap_or((0, 0));
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     Environment {
         format_version: record::FORMAT_VERSION,
@@ -70,8 +65,8 @@ pub fn of_run(
             .to_string(),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         mem_total_kib: preflight::meminfo("MemTotal").unwrap_or(0),
-        nofile_soft: soft.rlim_cur,
-        nofile_hard: soft.rlim_max,
+        nofile_soft,
+        nofile_hard,
         sysctls,
         tuning: tuning.clone(),
         tuning_applied: a.tune,

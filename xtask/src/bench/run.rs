@@ -87,7 +87,7 @@ pub fn run_one(
     // survivors can hold every connection.
     let processes = if subject.is_rtbench() {
         a.size.processes.unwrap_or_else(|| {
-            total.div_ceil(connections_per_process()).max(1) + crate::faults::spares(&suite.faults)
+            total.div_ceil(connections_per_process()).max(1) + crate::suite::spares(&suite.faults)
         })
     } else {
         1

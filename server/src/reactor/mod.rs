@@ -1,8 +1,8 @@
 //! Reactors: the threads that hold the WebSocket connections.
 //!
-//! A connection costs no task, no future and no runtime registration: after
-//! its handshake (a short tokio task, `http.rs`) its socket moves to one of a
-//! few reactor threads, each an epoll loop over a slab of `Conn` slots
+//! A connection costs no task, no future and no runtime registration: it
+//! lives in one of a few reactor threads from accept to close (its handshake
+//! in `handshake.rs`, its messages in `session.rs`), each an epoll loop over a slab of `Conn` slots
 //! (`conn.rs`), with its own subscription index and name table, and a timer
 //! wheel for the few connections that have a deadline. Nothing on the
 //! per-connection path takes a lock but the reactor's own state lock, taken
@@ -33,20 +33,23 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
 use crate::conn::{Conn, FIN_SENT, Flush, HANDSHAKE, Ids, Sent, User};
 use crate::event::Event;
-use crate::handshake::Incoming;
 use crate::index::{ConnId, Index};
 use crate::intern::{Id, Interner};
+use crate::request::Incoming;
 use crate::shared::Shared;
 use crate::subscriber::{Got, Subscriber};
 use crate::wheel::{Entry, Wheel};
 use rtbench_protocol::frame::{self, close};
+
+pub mod handshake;
+mod session;
 
 /// How long a closing connection gets to take its close frame.
 const CLOSE_FLUSH: Duration = Duration::from_secs(5);
 /// How long to wait for the client's side of the TCP close.
 const LINGER: Duration = Duration::from_secs(1);
 /// The reactor's read buffer: a whole largest frame plus its header fits.
-pub const READ_BUF: usize = crate::session::MAX_MESSAGE + 16;
+pub const READ_BUF: usize = crate::messages::MAX_MESSAGE + 16;
 /// Full reads (of the whole buffer) of one connection before the others
 /// get their turn: one, so a client that floods costs the others at most
 /// one buffer's worth of handling per turn.
@@ -125,10 +128,14 @@ pub struct Reactors {
     polls: Mutex<Vec<Poll>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     next: AtomicUsize,
+    /// Where connections whose request is not an upgrade go (`http.rs`
+    /// serves them): a channel, so the reactors never call the HTTP side.
+    pub(crate) plain_http: tokio::sync::mpsc::UnboundedSender<Incoming>,
 }
 
 impl Reactors {
-    pub fn new(n: usize) -> io::Result<Reactors> {
+    /// `n` reactors; plain HTTP requests they read go to `plain_http`.
+    pub fn new(n: usize, plain_http: tokio::sync::mpsc::UnboundedSender<Incoming>) -> io::Result<Reactors> {
         let mut handles = Vec::new();
         let mut polls = Vec::new();
         for _ in 0..n.max(1) {
@@ -137,18 +144,24 @@ impl Reactors {
             handles.push(Arc::new(Handle { inbox: Mutex::default(), waker, state: Mutex::default() }));
             polls.push(poll);
         }
-        Ok(Reactors { handles, polls: Mutex::new(polls), threads: Mutex::default(), next: AtomicUsize::new(0) })
+        Ok(Reactors {
+            handles,
+            polls: Mutex::new(polls),
+            threads: Mutex::default(),
+            next: AtomicUsize::new(0),
+            plain_http,
+        })
     }
 
     /// Starts the threads, each accepting from `listener`; they hold
     /// `shared` until `stop`.
-    pub fn spawn(&self, shared: &Arc<Shared>, listener: Arc<std::net::TcpListener>) -> io::Result<()> {
+    pub fn spawn(self: &Arc<Self>, shared: &Arc<Shared>, listener: Arc<std::net::TcpListener>) -> io::Result<()> {
         let polls = std::mem::take(&mut *self.polls.lock().unwrap_or_else(|e| e.into_inner()));
         let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
         for (i, (poll, handle)) in polls.into_iter().zip(&self.handles).enumerate() {
             let fd = std::os::fd::AsRawFd::as_raw_fd(&*listener);
             poll.registry().register(&mut SourceFd(&fd), LISTENER, Interest::READABLE)?;
-            let mut r = Reactor::new(shared.clone(), handle.clone(), poll.registry().try_clone()?);
+            let mut r = Reactor::new(shared.clone(), self.clone(), handle.clone(), poll.registry().try_clone()?);
             r.listener = Some(listener.clone());
             r.number = i;
             if i == 0
@@ -286,6 +299,9 @@ pub struct Stats {
 /// One reactor thread's state.
 pub struct Reactor {
     pub(crate) shared: Arc<Shared>,
+    /// The process's reactors, this one among them: the bus reactor fans
+    /// events out to the others through them.
+    reactors: Arc<Reactors>,
     handle: Arc<Handle>,
     /// Registers this reactor's sockets with its epoll (the thread holds
     /// the `Poll` itself: it sleeps in it without the state).
@@ -399,19 +415,20 @@ impl Default for Load {
 
 impl Reactor {
     /// A reactor with no thread, driven by its caller (the fuzz harness).
-    pub(crate) fn standalone(shared: Arc<Shared>) -> io::Result<Reactor> {
+    pub(crate) fn standalone(shared: Arc<Shared>, reactors: Arc<Reactors>) -> io::Result<Reactor> {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
         let handle = Arc::new(Handle { inbox: Mutex::default(), waker, state: Mutex::default() });
-        Ok(Reactor::new(shared, handle, poll.registry().try_clone()?))
+        Ok(Reactor::new(shared, reactors, handle, poll.registry().try_clone()?))
     }
 
-    fn new(shared: Arc<Shared>, handle: Arc<Handle>, registry: Registry) -> Reactor {
+    fn new(shared: Arc<Shared>, reactors: Arc<Reactors>, handle: Arc<Handle>, registry: Registry) -> Reactor {
         // Sized once for this reactor's share of the process's capacity:
         // untouched capacity costs address space, not memory.
-        let share = shared.config.max_connections.min(1 << 22) / shared.reactors.len() + 1;
+        let share = shared.config.max_connections.min(1 << 22) / reactors.len() + 1;
         Reactor {
             shared,
+            reactors,
             handle,
             registry,
             load: Load::default(),
@@ -811,7 +828,7 @@ impl Reactor {
             if c.generation == e.generation && c.sock.is_some() && c.deadline == e.due {
                 if c.flags & HANDSHAKE != 0 {
                     self.shared.metrics.hit(crate::metrics::Limit::RequestTimeout);
-                    let answer = crate::http::response_bytes(408, "text/plain", b"request head timeout\n", false);
+                    let answer = crate::response::response_bytes(408, "text/plain", b"request head timeout\n", false);
                     self.close_with(e.slot, Bytes::from(answer));
                 } else {
                     self.release(e.slot);
@@ -987,8 +1004,8 @@ impl Reactor {
             self.bus_lost(why);
         }
         if !batch.is_empty() {
-            let shared = self.shared.clone();
-            shared.reactors.share(&batch, self);
+            let reactors = self.reactors.clone();
+            reactors.share(&batch, self);
             self.fan_out(&batch);
         }
     }

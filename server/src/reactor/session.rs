@@ -1,6 +1,6 @@
 //! The Realtime protocol on an open connection: frames, messages, answers.
 //!
-//! The reactor (`reactor.rs`) reads a connection's bytes into its own buffer
+//! The reactor (`reactor/mod.rs`) reads a connection's bytes into its own buffer
 //! and hands them here: whole frames are handled in place, fragments are
 //! assembled, and the messages of Appwrite's protocol (`ping`,
 //! `authentication`, `subscribe`, `unsubscribe`) change what the connection is
@@ -12,65 +12,19 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::Reactor;
 use crate::conn::User;
 use crate::index::ConnId;
+use crate::messages::{MAX_MESSAGE, URL_SUBSCRIPTION, error_frame, message, user_json};
 use crate::metrics::Limit;
-use crate::reactor::Reactor;
 use crate::subs::{Subs, Subscription};
 use rtbench_protocol::frame::{self, close};
-use rtbench_protocol::jwt::{self, Claims};
-
-/// Largest client message, as in Appwrite.
-pub const MAX_MESSAGE: usize = 64_000;
-/// The subscription id of the channels given in the connect URL.
-pub const URL_SUBSCRIPTION: &str = "default";
+use rtbench_protocol::jwt;
 
 /// The SDK's ping, byte for byte as the SDKs send it.
 const PING: &[u8] = br#"{"type":"ping"}"#;
 /// Its answer, framed once for every connection.
 static PONG: Bytes = Bytes::from_static(b"\x81\x0f{\"type\":\"pong\"}");
-
-/// The channels a connection is filed under: its subscriptions' channels,
-/// each once, with `account` rewritten to `account.<userId>` (and dropped for
-/// a guest).
-pub fn effective_channels<'a>(subs: impl IntoIterator<Item = &'a str>, user: Option<&Claims>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for c in subs {
-        let c = match (c, user) {
-            ("account", Some(u)) => format!("account.{}", u.sub),
-            ("account", None) => continue,
-            _ => c.to_string(),
-        };
-        if !out.contains(&c) {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// The `user` field of `connected` and `response` frames.
-pub fn user_json(user: Option<&Claims>) -> Value {
-    match user {
-        Some(u) => json!({"$id": u.sub, "labels": u.labels}),
-        None => Value::Null,
-    }
-}
-
-/// A protocol message, `{"type":..,"data":..}` with `type` first, as
-/// Appwrite writes it (clients may look at the start of a frame).
-pub fn message(kind: &str, data: Value) -> Bytes {
-    #[derive(serde::Serialize)]
-    struct Message<'a> {
-        #[serde(rename = "type")]
-        kind: &'a str,
-        data: Value,
-    }
-    frame::text(&serde_json::to_vec(&Message { kind, data }).expect("a message serializes"))
-}
-
-pub fn error_frame(code: u16, message_text: &str) -> Bytes {
-    message("error", json!({"code": code, "message": message_text}))
-}
 
 impl Reactor {
     fn respond(&mut self, id: ConnId, data: Value) {
@@ -362,12 +316,5 @@ mod tests {
         }
         assert_eq!(close_reply(&[3]).unwrap_err().0, 1002);
         assert_eq!(close_reply(&with(1000, b"\xff\xfe")).unwrap_err().0, 1007);
-    }
-
-    #[test]
-    fn account_is_rewritten_for_users_and_dropped_for_guests() {
-        let u = Claims { sub: "u1".into(), exp: 0, teams: vec![], labels: vec![] };
-        assert_eq!(effective_channels(["files", "account", "files"], Some(&u)), vec!["files", "account.u1"]);
-        assert_eq!(effective_channels(["files", "account"], None), vec!["files"]);
     }
 }

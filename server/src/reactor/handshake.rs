@@ -5,7 +5,8 @@
 //! the 101 and the `connected` greeting in one `writev`. A connection never
 //! touches tokio on its way in: one accept, one epoll registration, one read,
 //! one write. Requests that are not upgrades (`POST /v1/events`, `/metrics`,
-//! `/health`) go to a tokio task (`http.rs`), with the bytes read so far.
+//! `/health`) go to a tokio task (`http.rs`), with the bytes read so far,
+//! over a channel: the reactors never call into the HTTP side.
 
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -17,26 +18,19 @@ use bytes::Bytes;
 use mio::Interest;
 use mio::unix::SourceFd;
 
+use super::{Reactor, token};
 use crate::admission;
 use crate::conn::{Conn, FILED, HANDSHAKE, Ids, User};
-use crate::http;
 use crate::index::ConnId;
 use crate::intern::Id;
 use crate::metrics::Limit;
-use crate::reactor::{Reactor, token};
-use crate::request::{Head, Request, parse_head};
+use crate::request::{Head, Incoming, Request, parse_head};
+use crate::response::{json_error, response_bytes};
 
 /// Connections accepted per turn before the others get theirs.
 const ACCEPTS_PER_TURN: usize = 64;
 /// After an accept failure (out of descriptors), wait this long.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
-
-/// A connection handed to a reactor with what was read from it so far.
-pub struct Incoming {
-    pub stream: std::net::TcpStream,
-    pub peer: SocketAddr,
-    pub bytes: Vec<u8>,
-}
 
 /// Checks an upgrade request as RFC 6455 4.2.1 has it; returns the
 /// `Sec-WebSocket-Accept` value.
@@ -104,12 +98,7 @@ impl Reactor {
         if m.handshakes.load(Relaxed) >= self.shared.config.max_handshakes as u64 {
             // Too many clients mid-handshake: answer without a slot.
             m.hit(Limit::Handshakes);
-            let answer = http::response_bytes(
-                503,
-                "application/json",
-                &http::json_error("too many handshakes in progress"),
-                false,
-            );
+            let answer = response_bytes(503, "application/json", &json_error("too many handshakes in progress"), false);
             let _ = (&inc.stream).write(&answer);
             return;
         }
@@ -226,8 +215,8 @@ impl Reactor {
 
     /// An HTTP error answer, then the connection closes.
     fn reply_and_close(&mut self, id: ConnId, status: u16, msg: &str) {
-        let body = http::json_error(msg);
-        self.close_with(id, Bytes::from(http::response_bytes(status, "application/json", &body, false)));
+        let body = json_error(msg);
+        self.close_with(id, Bytes::from(response_bytes(status, "application/json", &body, false)));
     }
 
     /// Gives a plain HTTP request, with the bytes read so far, to a tokio task.
@@ -249,15 +238,13 @@ impl Reactor {
         }
         let Some(stream) = self.vacate(id) else { return };
         let peer = peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let shared = self.shared.clone();
         // This turn's counts first: a /metrics request then counts its own
         // head's read, whichever thread answers it first.
         self.flush_stats();
-        self.shared.runtime.spawn(async move {
-            if let Ok(stream) = tokio::net::TcpStream::from_std(stream) {
-                http::serve(stream, peer, shared, bytes).await;
-            }
-        });
+        if self.reactors.plain_http.send(Incoming { stream, peer, bytes }).is_err() {
+            // Nobody serves plain HTTP (the fuzz harness): the connection closes.
+            self.shared.metrics.http_connections.fetch_sub(1, Relaxed);
+        }
     }
 
     /// The connection is past its request head (upgraded, answered or gone).
