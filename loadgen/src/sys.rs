@@ -37,9 +37,13 @@ pub fn hostname() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// Niceness a worker asks for: the instrument keeps its schedule ahead of
-/// the processes it measures when the machine is saturated (both share its
-/// cores). Only root may lower niceness; elsewhere the worker stays at 0.
+/// Niceness the instrument's processes ask for, workers and controller
+/// alike: the instrument keeps its schedule ahead of the processes it
+/// measures when the machine is saturated (both share its cores), and the
+/// controller (publisher, heartbeat watch) is not starved by its own
+/// workers: at 0 beside fifty workers at -10 it went unscheduled long enough
+/// to declare live workers lost. Only root may lower niceness; elsewhere the
+/// process stays at 0.
 pub const WORKER_NICE: i32 = -10;
 
 /// Applies `WORKER_NICE` to this process; returns the niceness it now has.

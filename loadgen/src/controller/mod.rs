@@ -109,6 +109,7 @@ pub fn run(args: RunArgs) -> Result<(PathBuf, bool), String> {
         ))
     });
     let tmp = run_dir::prepare(&out, &sc)?;
+    crate::sys::raise_priority();
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -18,14 +18,28 @@ use crate::schedule;
 use crate::stats;
 use crate::users::Population;
 
+/// Arrivals started back to back, when behind schedule, before the worker's
+/// other tasks get a turn.
+const ARRIVALS_PER_TURN: u32 = 32;
+
 /// Starts this worker's arrivals at their scheduled times.
 pub(super) async fn arrivals(w: Rc<Worker>) {
+    let mut without_yield = 0;
     for a in schedule::arrivals(&w.plan.scenario.phases, w.plan.worker, w.plan.workers) {
         let due = w.plan.start_unix_ns + a.offset_ns;
         let now = clock_ns();
         if due > now {
             tokio::time::sleep(Duration::from_nanos(due - now)).await;
+            without_yield = 0;
+        } else if without_yield == ARRIVALS_PER_TURN {
+            // Behind schedule, every arrival is due at once: the hold
+            // reactor (handshakes under way) and the ticker (the heartbeat)
+            // still get their turns, or a saturated machine makes the
+            // worker silent for seconds and its connects slower still.
+            tokio::task::yield_now().await;
+            without_yield = 0;
         }
+        without_yield += 1;
         if w.stopping.get() {
             return;
         }
