@@ -49,7 +49,7 @@ pub const FIN_SENT: u8 = 2;
 /// Filed in the index (and holding its names): from registration to the
 /// start of its close.
 pub const FILED: u8 = 4;
-/// Still an HTTP request: its head is being read (`handshake.rs`).
+/// Still an HTTP request: its head is being read (`reactor/handshake.rs`).
 pub const HANDSHAKE: u8 = 8;
 
 /// A signed-in session: its claims and the roles they grant, interned.

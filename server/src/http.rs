@@ -1,7 +1,7 @@
 //! The HTTP/1.1 side: one listener serves the WebSocket upgrade and the plain
 //! endpoints (`POST /v1/events`, `/health`, `/metrics`).
 //!
-//! New connections start in a reactor (`handshake.rs`), which answers
+//! New connections start in a reactor (`reactor/handshake.rs`), which answers
 //! upgrades itself; a plain request comes here, to a tokio task, with the
 //! bytes read so far. A hand-written reader instead of a framework keeps the
 //! build small.
