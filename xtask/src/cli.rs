@@ -82,8 +82,8 @@ mod tests {
         assert_eq!(a.overrides(), Default::default());
         assert_eq!(a.dashboard, "127.0.0.1:8091");
         assert_eq!(
-            (a.pairs, a.target(), a.tune),
-            (2, bench::Target::Local, false)
+            (a.pairs, a.runs_on(), a.tune),
+            (2, bench::RunsOn::Local, false)
         );
 
         let a = bench("bench idle-1m --variant no-ping --connections 19000 --hold 10");
@@ -106,13 +106,12 @@ mod tests {
         let a = bench("bench smoke --versus main --pairs 3");
         assert_eq!((a.versus.as_deref(), a.pairs), (Some("main"), 3));
 
-        let a =
-            bench("bench smoke --target containers --limit server.cpus=2 --limit worker.memory=1g");
-        assert_eq!(a.target(), bench::Target::Containers);
+        let a = bench("bench smoke --on containers --limit server.cpus=2 --limit worker.memory=1g");
+        assert_eq!(a.runs_on(), bench::RunsOn::Containers);
         assert_eq!(a.limits, ["server.cpus=2", "worker.memory=1g"]);
 
         let a = bench("bench smoke --hosts HOSTS.toml");
-        assert_eq!(a.target(), bench::Target::Hosts("HOSTS.toml".into()));
+        assert_eq!(a.runs_on(), bench::RunsOn::Hosts("HOSTS.toml".into()));
 
         let a = bench("bench smoke --server url:ws://127.0.0.1:9000/ --protocol raw");
         assert_eq!(a.server.as_deref(), Some("url:ws://127.0.0.1:9000/"));
@@ -185,7 +184,7 @@ mod tests {
             ("bench smoke --processes 0", "--processes"),
             ("bench smoke --pairs -1", "--pairs"),
             ("bench smoke --protocol http", "--protocol"),
-            ("bench smoke --target cloud", "--target"),
+            ("bench smoke --on cloud", "--on"),
             ("bench smoke --server nginx", "--server"),
             ("roofline --repeat 0", "--repeat"),
             ("roofline --seconds nan", "--seconds"),
@@ -206,7 +205,7 @@ mod tests {
     fn contradictions_and_unknowns_are_refused() {
         for line in [
             "bench smoke --scale 2 --connections 100",
-            "bench smoke --target containers --hosts h.toml",
+            "bench smoke --on containers --hosts h.toml",
             "bench smoke --conections 100",
             "bench",
             "tune",

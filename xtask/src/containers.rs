@@ -1,4 +1,4 @@
-//! `cargo xtask bench <suite> --target containers`: the server, Redis and
+//! `cargo xtask bench <suite> --on containers`: the server, Redis and
 //! every load generator worker as containers on a private (internal) Docker
 //! network, each with fixed resources, so a run is the same on a laptop and a
 //! CI runner. The load generator's controller stays on this machine and
@@ -39,10 +39,10 @@ pub fn check_engine() -> Result<(), String> {
     let out = Command::new("docker")
         .args(["version", "--format", "{{.Server.Version}}"])
         .output()
-        .map_err(|e| format!("--target containers needs the docker command: {e}"))?;
+        .map_err(|e| format!("--on containers needs the docker command: {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "--target containers: no Docker engine answers ({})",
+            "--on containers: no Docker engine answers ({})",
             String::from_utf8_lossy(&out.stderr)
                 .trim()
                 .lines()
@@ -72,7 +72,7 @@ impl Docker {
             ],
         )?;
         let redis_image = if redis {
-            let bin = which("redis-server").ok_or("--target containers: the Redis image is built from Debian's redis-server: apt-get install -y redis-server")?;
+            let bin = which("redis-server").ok_or("--on containers: the Redis image is built from Debian's redis-server: apt-get install -y redis-server")?;
             Some(build_image("rtbench/redis", &[(bin, "redis-server")])?)
         } else {
             None

@@ -17,18 +17,18 @@ use rtbench_record::series::ServerSample;
 use rtbench_record::{Failover, FaultDone, Latency};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
+enum Victim {
     Server(usize),
     Redis,
 }
 
-fn target(s: &str) -> Result<Target, String> {
+fn victim(s: &str) -> Result<Victim, String> {
     if s == "redis" {
-        return Ok(Target::Redis);
+        return Ok(Victim::Redis);
     }
     s.strip_prefix("server ")
         .and_then(|n| n.parse().ok())
-        .map(Target::Server)
+        .map(Victim::Server)
         .ok_or_else(|| format!("fault target `{s}`: expected `server N` or `redis`"))
 }
 
@@ -57,25 +57,25 @@ impl Plan {
         let mut dead = BTreeSet::new();
         for f in &faults {
             let where_ = format!("fault at {} s ({:?} {})", f.at_s, f.action, f.target);
-            match target(&f.target).map_err(|e| format!("{where_}: {e}"))? {
-                Target::Server(i) if i as u64 >= servers => {
+            match victim(&f.target).map_err(|e| format!("{where_}: {e}"))? {
+                Victim::Server(i) if i as u64 >= servers => {
                     return Err(format!(
                         "{where_}: this run has {servers} server process(es)"
                     ));
                 }
-                Target::Redis if !redis => {
+                Victim::Redis if !redis => {
                     return Err(format!(
                         "{where_}: this run has no Redis (one server process, no bus)"
                     ));
                 }
-                Target::Redis if f.action != Action::Pause => {
+                Victim::Redis if f.action != Action::Pause => {
                     return Err(format!("{where_}: Redis can only be paused"));
                 }
                 t => match f.action {
                     Action::Kill => {
-                        dead.insert(t_key(t));
+                        dead.insert(victim_key(t));
                     }
-                    Action::Restart if !dead.remove(&t_key(t)) => {
+                    Action::Restart if !dead.remove(&victim_key(t)) => {
                         return Err(format!("{where_}: a restart needs a kill of it before"));
                     }
                     Action::Restart if !shared_port => {
@@ -117,10 +117,10 @@ impl Plan {
         }
         while self.pending.first().is_some_and(|f| f.at_s <= t) {
             let f = self.pending.remove(0);
-            let who = target(&f.target)?;
+            let who = victim(&f.target)?;
             let pid = match who {
-                Target::Server(i) => servers[i].pid(),
-                Target::Redis => redis.map_or(0, RedisProcess::pid),
+                Victim::Server(i) => servers[i].pid(),
+                Victim::Redis => redis.map_or(0, RedisProcess::pid),
             };
             let pid = match f.action {
                 Action::Kill => {
@@ -129,7 +129,7 @@ impl Plan {
                     pid
                 }
                 Action::Restart => {
-                    let Target::Server(i) = who else {
+                    let Victim::Server(i) = who else {
                         unreachable!("checked in new")
                     };
                     servers[i] = restart(i)?;
@@ -171,10 +171,10 @@ impl Plan {
     }
 }
 
-fn t_key(t: Target) -> i64 {
+fn victim_key(t: Victim) -> i64 {
     match t {
-        Target::Server(i) => i as i64,
-        Target::Redis => -1,
+        Victim::Server(i) => i as i64,
+        Victim::Redis => -1,
     }
 }
 

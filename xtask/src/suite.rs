@@ -24,7 +24,7 @@ pub struct Suite {
     /// Runs of the same scenario that differ in one thing; none means one run.
     #[serde(default)]
     pub variants: Vec<Variant>,
-    /// Resources for `--target containers`.
+    /// Resources for `--on containers`.
     #[serde(default)]
     pub containers: rtbench_record::Containers,
     /// What the suite's servers need installed or built before it runs.

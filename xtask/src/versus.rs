@@ -33,7 +33,7 @@ pub fn task(a: Args) -> Result<(), String> {
             variants.len()
         ));
     };
-    if a.target() != bench::Target::Local {
+    if a.runs_on() != bench::RunsOn::Local {
         return Err("--versus runs locally: both servers on this machine".into());
     }
     run(&git_ref, &suite, &name, v.as_ref(), &a, &live)

@@ -72,7 +72,7 @@ fn smoke_in_containers_writes_a_full_record_and_leaves_nothing() {
     let o = xtask(&[
         "bench",
         "smoke",
-        "--target",
+        "--on",
         "containers",
         "--limit",
         "worker.cpus=0.75",
@@ -117,7 +117,7 @@ fn ctrl_c_in_containers_writes_an_incomplete_record_and_leaves_nothing() {
     let mut child = xtask(&[
         "bench",
         "smoke",
-        "--target",
+        "--on",
         "containers",
         "--out",
         out.to_str().unwrap(),
@@ -154,7 +154,7 @@ fn a_missing_docker_engine_is_one_clear_line_before_anything_starts() {
     let o = xtask(&[
         "bench",
         "smoke",
-        "--target",
+        "--on",
         "containers",
         "--out",
         out.to_str().unwrap(),
@@ -168,7 +168,7 @@ fn a_missing_docker_engine_is_one_clear_line_before_anything_starts() {
     assert!(!o.status.success());
     let line = stderr
         .lines()
-        .find(|l| l.starts_with("xtask: --target containers"))
+        .find(|l| l.starts_with("xtask: --on containers"))
         .unwrap_or_else(|| panic!("{stderr}"));
     assert!(line.contains("no Docker engine answers"), "{line}");
     assert!(!out.exists() && !rtbench_record::load::partial_dir(&out).exists());

@@ -49,8 +49,8 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = flags::whole_number_from_1::<usize>)]
     pub pairs: usize,
     /// Where the parts run (ssh hosts: --hosts)
-    #[arg(long = "target", value_name = "WHERE", value_enum, default_value_t = TargetFlag::Local, conflicts_with = "hosts")]
-    pub target_flag: TargetFlag,
+    #[arg(long, value_name = "WHERE", value_enum, default_value_t = OnFlag::Local, conflicts_with = "hosts")]
+    pub on: OnFlag,
     /// Machines over ssh, listed as xtask/src/hosts.rs says [default: none]
     #[arg(long, value_name = "HOSTS.toml")]
     pub hosts: Option<PathBuf>,
@@ -93,19 +93,21 @@ impl Args {
         }
     }
 
-    /// Where the parts run: `--hosts` or `--target`.
-    pub fn target(&self) -> Target {
-        match (&self.hosts, self.target_flag) {
-            (Some(file), _) => Target::Hosts(file.clone()),
-            (None, TargetFlag::Local) => Target::Local,
-            (None, TargetFlag::Containers) => Target::Containers,
+    /// Where the parts run: `--hosts` or `--on`.
+    pub fn runs_on(&self) -> RunsOn {
+        match (&self.hosts, self.on) {
+            (Some(file), _) => RunsOn::Hosts(file.clone()),
+            (None, OnFlag::Local) => RunsOn::Local,
+            (None, OnFlag::Containers) => RunsOn::Containers,
         }
     }
 }
 
-/// `--target`'s values. Remote hosts need a file, so they are `--hosts FILE`.
+/// `--on`'s values. Remote hosts need a file, so they are `--hosts FILE`.
+/// (Not `--target`: in this project a target is what the load is aimed at,
+/// the scenario's `[load.target]`.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum TargetFlag {
+pub enum OnFlag {
     Local,
     Containers,
 }
@@ -125,8 +127,9 @@ fn protocol() -> impl clap::builder::TypedValueParser<Value = rtbench_record::sc
     })
 }
 
+/// Where a bench's processes run.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Target {
+pub enum RunsOn {
     Local,
     Containers,
     Hosts(PathBuf),

@@ -18,7 +18,7 @@ mod verdict;
 
 use std::sync::{Arc, Mutex};
 
-pub use args::{Args, Size, Target, TargetFlag};
+pub use args::{Args, OnFlag, RunsOn, Size};
 pub use placement::Side;
 pub use run::run_one;
 

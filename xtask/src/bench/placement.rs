@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use crate::server::{RedisProcess, ServerProcess};
 use crate::suite::Suite;
 
-use super::args::{Args, Target};
+use super::args::{Args, RunsOn};
 
 /// Where a run's server, Redis and load generator workers run. Dropped
 /// after everything it started, it removes what it made.
@@ -19,13 +19,13 @@ pub enum Placement {
 
 impl Placement {
     pub(super) fn new(a: &Args, suite: &Suite, bus: bool) -> Result<Placement, String> {
-        Ok(match &a.target() {
-            Target::Local => Placement::Local,
-            Target::Containers => {
+        Ok(match &a.runs_on() {
+            RunsOn::Local => Placement::Local,
+            RunsOn::Containers => {
                 let spec = crate::containers::with_limits(&suite.containers, &a.limits)?;
                 Placement::Containers(crate::containers::Docker::setup(&spec, bus)?)
             }
-            Target::Hosts(file) => {
+            RunsOn::Hosts(file) => {
                 Placement::Hosts(crate::hosts::Fleet::setup(file, &suite.tuning, a.tune)?)
             }
         })

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use rtbench_protocol::time::{compact_utc, now_ns};
 use rtbench_record::load::partial_dir;
 
-use super::args::Target;
+use super::args::RunsOn;
 use super::placement::Side;
 use crate::root;
 
@@ -18,16 +18,16 @@ use crate::root;
 pub fn choose(
     name: &str,
     variant: Option<&crate::suite::Variant>,
-    target: &Target,
+    runs_on: &RunsOn,
     out: Option<&Path>,
     side: &Side,
 ) -> PathBuf {
     let stamp = compact_utc(now_ns());
     // Runs elsewhere are their own history: `-containers`, `-hosts`.
-    let placed = match target {
-        Target::Local => "",
-        Target::Containers => "-containers",
-        Target::Hosts(_) => "-hosts",
+    let placed = match runs_on {
+        RunsOn::Local => "",
+        RunsOn::Containers => "-containers",
+        RunsOn::Hosts(_) => "-hosts",
     };
     match (&side.dir, out, variant) {
         (Some(d), _, _) => d.clone(),

@@ -19,7 +19,7 @@ use crate::subject::Subject;
 use crate::suite::{self, Suite, Variant};
 use crate::{dashboard, root, tuning};
 
-use super::args::{Args, Target};
+use super::args::{Args, RunsOn};
 use super::placement::{Placement, Side};
 use super::{console, environment, record_dir, signals, verdict};
 
@@ -70,7 +70,7 @@ pub fn run_one(
         load.publishers.clear();
     }
     if !subject.is_rtbench() {
-        if a.target() != Target::Local {
+        if a.runs_on() != RunsOn::Local {
             return Err(format!(
                 "{}: a server other than rtbench runs locally only",
                 subject.label()
@@ -93,10 +93,10 @@ pub fn run_one(
         1
     };
     if (suite.server.shared_port || !suite.faults.is_empty())
-        && (a.target() != Target::Local || !subject.is_rtbench())
+        && (a.runs_on() != RunsOn::Local || !subject.is_rtbench())
     {
         return Err(
-            "a shared port and a fault plan need rtbench-server processes started here (no --target, no --hosts, --server rtbench)"
+            "a shared port and a fault plan need rtbench-server processes started here (no --on containers, no --hosts, --server rtbench)"
                 .into(),
         );
     }
@@ -135,7 +135,7 @@ pub fn run_one(
             .publishers
             .iter()
             .any(|p| p.via == rtbench_record::scenario::Via::Bus);
-    if bus && a.target() == Target::Local {
+    if bus && a.runs_on() == RunsOn::Local {
         crate::setup::ensure(&[crate::setup::REDIS])?;
     }
     // Checked before anything starts: targets exist, restarts follow kills.
@@ -153,7 +153,7 @@ pub fn run_one(
         ));
     }
     // `--tune` runs here in a network namespace sized for the run.
-    let namespaced = a.tune && !a.host_net && a.target() == Target::Local;
+    let namespaced = a.tune && !a.host_net && a.runs_on() == RunsOn::Local;
     let checks = preflight::run(&Needs {
         connections: total,
         sources: expand_sources(&load.target.sources)?.len(),
@@ -182,7 +182,7 @@ pub fn run_one(
     // dropped (and removes what it made) after them.
     let placement = Placement::new(a, suite, bus)?;
 
-    let dir = record_dir::choose(name, variant, &a.target(), a.out.as_deref(), side);
+    let dir = record_dir::choose(name, variant, &a.runs_on(), a.out.as_deref(), side);
     let tmp = record_dir::begin(&dir)?;
     record::write_json(&tmp.join("preflight.json"), &checks)?;
 
