@@ -28,7 +28,9 @@ pub fn rss_kib() -> u64 {
 
 /// Raises the soft open-files limit to the hard one; returns the new limit.
 pub fn raise_open_files() -> u64 {
-    rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024)
+    rlimit::increase_nofile_limit(u64::MAX)
+        .or_else(|_| rlimit::Resource::NOFILE.get().map(|(soft, _)| soft))
+        .unwrap_or(1024)
 }
 
 pub fn hostname() -> String {

@@ -75,16 +75,23 @@ pub async fn serve_handed_over(
     reactors: std::sync::Weak<Reactors>,
 ) {
     while let Some(Incoming { stream, peer, bytes }) = from_reactors.recv().await {
-        let Some(reactors) = reactors.upgrade() else { return };
-        match TcpStream::from_std(stream) {
-            Ok(stream) => {
-                tokio::spawn(serve(stream, peer, shared.clone(), reactors, bytes));
+        // Counted by the reactor that handed it over: served, or uncounted
+        // here when it cannot be (the server is shutting down).
+        let Some(reactors) = reactors.upgrade() else {
+            shared.metrics.http_connections.fetch_sub(1, Relaxed);
+            continue;
+        };
+        let shared = shared.clone();
+        // Registered with tokio in its own task: the hand-over stays one
+        // channel read per connection.
+        tokio::spawn(async move {
+            match TcpStream::from_std(stream) {
+                Ok(stream) => serve(stream, peer, shared, reactors, bytes).await,
+                Err(_) => {
+                    shared.metrics.http_connections.fetch_sub(1, Relaxed);
+                }
             }
-            // Counted by the reactor that handed it over.
-            Err(_) => {
-                shared.metrics.http_connections.fetch_sub(1, Relaxed);
-            }
-        }
+        });
     }
 }
 

@@ -17,8 +17,6 @@ pub struct Shared {
     pub metrics: Metrics,
     pub connect_limiter: Option<ConnectLimiter>,
     pub bus: Option<Bus>,
-    /// The runtime the HTTP tasks and the bus run on.
-    pub runtime: tokio::runtime::Handle,
     /// WebSocket connections admitted and not closing: the
     /// `rtbench_connections` gauge, held under `--max-connections`.
     pub open: AtomicUsize,
@@ -28,14 +26,12 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Call inside the tokio runtime the HTTP tasks are to run on.
     pub fn new(config: Config) -> io::Result<Shared> {
         let bus = config.bus.as_deref().map(Bus::new).transpose().map_err(io::Error::other)?;
         Ok(Shared {
             metrics: Metrics::default(),
             connect_limiter: config.connect_rate.map(ConnectLimiter::new),
             bus,
-            runtime: tokio::runtime::Handle::current(),
             open: AtomicUsize::new(0),
             live: AtomicUsize::new(0),
             config,

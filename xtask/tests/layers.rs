@@ -1,113 +1,252 @@
 //! The layering ARCHITECTURE.md states, checked on the sources of every
 //! crate in the workspace: no import circle among a crate's modules, and
 //! the load generator's controller and worker apart, speaking only through
-//! `wire`. Read from the text (`crate::m` and `super::m` paths), so a new
+//! `wire`. Read from the text (`crate::`, `super::` and `self::` paths, use
+//! trees with nested braces, names the crate root re-exports), so a new
 //! circle fails here before anyone has to find it.
 //!
-//! A module's use of its own ancestors is not an edge: a submodule is a part
-//! of its parent (`server`'s `reactor/session.rs` is the `impl Reactor` for
-//! a connection's messages).
+//! A module contains its submodules: what `reactor::handshake` uses,
+//! `reactor` uses, so a circle through a submodule is a circle. A module's
+//! use of its own ancestors or descendants is not an edge: a submodule is a
+//! part of its parent (`server`'s `reactor/session.rs` is the `impl Reactor`
+//! for a connection's messages).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+/// A module path inside a crate, `["reactor", "handshake"]`; the crate root
+/// is empty.
+type Module = Vec<String>;
+
 /// Every crate's `src/`, found from the workspace's members.
 fn crate_sources() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
     let line = manifest.lines().find(|l| l.starts_with("members")).unwrap();
     let members: Vec<PathBuf> = line
         .split('"')
         .skip(1)
         .step_by(2)
-        .map(|m| root.join(m).join("src"))
+        .map(|m| root().join(m).join("src"))
         .collect();
     assert!(members.len() >= 8, "{line}");
     members
 }
 
-/// Each module of the crate at `src` (`worker::connect`, `stats`, ...) and
-/// the modules it names.
-fn dependencies(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
-    let mut files = Vec::new();
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+/// The crate's modules, each with its source text (tests and comments
+/// removed); the crate root's files (`lib.rs`, `main.rs`) under `[]`.
+fn modules(src: &Path) -> BTreeMap<Module, String> {
+    let mut out: BTreeMap<Module, String> = BTreeMap::new();
     let mut dirs = vec![src.to_path_buf()];
     while let Some(d) = dirs.pop() {
         for e in std::fs::read_dir(&d).unwrap() {
             let p = e.unwrap().path();
             if p.is_dir() {
                 dirs.push(p);
-            } else if p.extension().is_some_and(|x| x == "rs") {
-                files.push(p);
+                continue;
             }
+            if p.extension().is_none_or(|x| x != "rs") {
+                continue;
+            }
+            let rel = p.strip_prefix(src).unwrap().with_extension("");
+            let mut parts: Module = rel.iter().map(|s| s.to_string_lossy().into()).collect();
+            // Separate binaries sit above every module.
+            if parts[0] == "bin" {
+                continue;
+            }
+            if parts.last().is_some_and(|l| l == "mod") {
+                parts.pop();
+            }
+            if parts == ["lib"] || parts == ["main"] {
+                parts.clear();
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            // Test modules may reach anywhere: only what ships is layered.
+            let text = text.split("#[cfg(test)]").next().unwrap();
+            let code: String = text
+                .lines()
+                .map(|l| l.split("//").next().unwrap())
+                .collect::<Vec<_>>()
+                .join("\n");
+            out.entry(parts).or_default().push_str(&code);
         }
     }
-    let mut graph = BTreeMap::new();
-    for f in files {
-        let rel = f.strip_prefix(src).unwrap().with_extension("");
-        let mut parts: Vec<String> = rel.iter().map(|s| s.to_string_lossy().into()).collect();
-        if parts.last().is_some_and(|l| l == "mod") {
-            parts.pop();
-        }
-        let name = parts.join("::");
-        // The crate roots and separate binaries sit above every module.
-        if name == "lib" || name == "main" || parts[0] == "bin" {
-            continue;
-        }
-        let parent = parts[..parts.len() - 1].join("::");
-        let ancestors: BTreeSet<String> = (1..parts.len()).map(|i| parts[..i].join("::")).collect();
-        // Test modules may reach anywhere: only what ships is layered.
-        let text = std::fs::read_to_string(&f).unwrap();
-        let text = text.split("#[cfg(test)]").next().unwrap();
-        let mut deps = BTreeSet::new();
-        for (prefix, base) in [("crate::", String::new()), ("super::", parent.clone())] {
-            for (i, _) in text.match_indices(prefix) {
-                let rest = &text[i + prefix.len()..];
-                let names: Vec<&str> = match rest.strip_prefix('{') {
-                    Some(list) => list[..list.find('}').unwrap()].split(',').collect(),
-                    None => vec![rest],
-                };
-                for n in names {
-                    let n: String = n
-                        .trim()
-                        .chars()
-                        .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
-                        .collect();
-                    if n.is_empty() || n == "self" {
-                        continue;
+    out
+}
+
+/// The paths a use tree or path expression at the start of `s` names, each
+/// as its segments: `a::{b::C, d}` gives `[a, b, C]` and `[a, d]`.
+fn paths(s: &str) -> Vec<Vec<String>> {
+    fn tree(s: &str, at: &mut usize, prefix: &[String], out: &mut Vec<Vec<String>>) {
+        let b = s.as_bytes();
+        let mut path = prefix.to_vec();
+        loop {
+            while *at < b.len() && b[*at].is_ascii_whitespace() {
+                *at += 1;
+            }
+            if *at < b.len() && b[*at] == b'{' {
+                *at += 1;
+                loop {
+                    tree(s, at, &path, out);
+                    while *at < b.len() && b[*at].is_ascii_whitespace() {
+                        *at += 1;
                     }
-                    let m = if base.is_empty() {
-                        n
-                    } else {
-                        format!("{base}::{n}")
-                    };
-                    if m != name && !ancestors.contains(&m) {
-                        deps.insert(m);
+                    match b.get(*at) {
+                        Some(b',') => *at += 1,
+                        Some(b'}') => {
+                            *at += 1;
+                            return;
+                        }
+                        _ => return,
+                    }
+                    while *at < b.len() && b[*at].is_ascii_whitespace() {
+                        *at += 1;
+                    }
+                    if b.get(*at) == Some(&b'}') {
+                        *at += 1;
+                        return;
                     }
                 }
             }
+            let start = *at;
+            while *at < b.len() && (b[*at].is_ascii_alphanumeric() || b[*at] == b'_') {
+                *at += 1;
+            }
+            if *at == start {
+                break;
+            }
+            path.push(s[start..*at].to_string());
+            if s[*at..].starts_with("::") {
+                *at += 2;
+            } else {
+                break;
+            }
         }
-        graph.insert(name, deps);
+        out.push(path);
+    }
+    let mut out = Vec::new();
+    tree(s, &mut 0, &[], &mut out);
+    out
+}
+
+/// Each module and the modules it uses, resolved to the longest module a
+/// path names (`crate::reactor::Reactors` is `reactor`); uses of its own
+/// ancestors and descendants left out.
+fn dependencies(src: &Path) -> BTreeMap<Module, BTreeSet<Module>> {
+    let mods = modules(src);
+    // Names the crate root re-exports: `pub use config::Config;`.
+    let mut reexports: BTreeMap<String, Module> = BTreeMap::new();
+    for (i, _) in mods[&Vec::new()].match_indices("pub use ") {
+        for p in paths(&mods[&Vec::new()][i + "pub use ".len()..]) {
+            if let Some(name) = p.last() {
+                reexports.insert(name.clone(), p[..p.len() - 1].to_vec());
+            }
+        }
+    }
+    let resolve = |mut full: Module| -> Option<Module> {
+        if let Some(m) = full.first().and_then(|f| reexports.get(f)) {
+            full = m.clone();
+        }
+        (1..=full.len())
+            .rev()
+            .map(|n| full[..n].to_vec())
+            .find(|m| mods.contains_key(m))
+    };
+    let mut graph = BTreeMap::new();
+    for (name, text) in &mods {
+        if name.is_empty() {
+            continue;
+        }
+        let mut deps = BTreeSet::new();
+        for (i, _) in text.match_indices("::") {
+            // The start of the path this `::` continues, if it starts here.
+            let head_start = text[..i]
+                .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+                .map_or(0, |j| j + 1);
+            if head_start + text[head_start..i].find("::").unwrap_or(i - head_start) != i {
+                continue; // not the path's first `::`
+            }
+            let head = &text[head_start..i];
+            let base: Module = match head {
+                "crate" => Vec::new(),
+                "self" => name.clone(),
+                "super" => {
+                    // `super::super::x`: one level up per `super`.
+                    let mut up = 1;
+                    let mut rest = &text[i + 2..];
+                    while let Some(r) = rest.strip_prefix("super::") {
+                        up += 1;
+                        rest = r;
+                    }
+                    name[..name.len().saturating_sub(up)].to_vec()
+                }
+                _ => continue,
+            };
+            let mut rest = &text[i + 2..];
+            while let Some(r) = rest.strip_prefix("super::") {
+                rest = r;
+            }
+            for p in paths(rest) {
+                let full: Module = base.iter().cloned().chain(p).collect();
+                if let Some(m) = resolve(full)
+                    && !m.starts_with(name)
+                    && !name.starts_with(&m)
+                {
+                    deps.insert(m);
+                }
+            }
+        }
+        graph.insert(name.clone(), deps);
     }
     graph
 }
 
+/// The import circles among the children of each module (and of the crate
+/// root): a child stands for everything inside it.
+fn circles(graph: &BTreeMap<Module, BTreeSet<Module>>) -> Vec<Vec<Module>> {
+    let mut containers: BTreeSet<Module> =
+        graph.keys().map(|m| m[..m.len() - 1].to_vec()).collect();
+    containers.insert(Vec::new());
+    let mut found = Vec::new();
+    for c in containers {
+        let child = |m: &Module| -> Option<Module> {
+            (m.len() > c.len() && m.starts_with(&c)).then(|| m[..=c.len()].to_vec())
+        };
+        let mut level: BTreeMap<Module, BTreeSet<Module>> = BTreeMap::new();
+        for (from, deps) in graph {
+            let Some(a) = child(from) else { continue };
+            for to in deps {
+                if let Some(b) = child(to)
+                    && a != b
+                {
+                    level.entry(a.clone()).or_default().insert(b);
+                }
+            }
+        }
+        for start in level.keys() {
+            if let Some(c) = circle_through(&level, start) {
+                found.push(c);
+            }
+        }
+    }
+    found
+}
+
 /// A path from `start` back to itself, if there is one.
 fn circle_through(
-    graph: &BTreeMap<String, BTreeSet<String>>,
-    start: &String,
-) -> Option<Vec<String>> {
-    let mut stack: Vec<Vec<&String>> = vec![vec![start]];
+    graph: &BTreeMap<Module, BTreeSet<Module>>,
+    start: &Module,
+) -> Option<Vec<Module>> {
+    let mut stack: Vec<Vec<&Module>> = vec![vec![start]];
     let mut seen = BTreeSet::new();
     while let Some(path) = stack.pop() {
         let last = *path.last().unwrap();
         for d in graph.get(last).into_iter().flatten() {
             if d == start {
-                return Some(
-                    path.iter()
-                        .map(|s| s.to_string())
-                        .chain([d.clone()])
-                        .collect(),
-                );
+                return Some(path.iter().map(|m| m.to_vec()).chain([d.clone()]).collect());
             }
             if seen.insert(d) {
                 let mut next = path.clone();
@@ -119,58 +258,99 @@ fn circle_through(
     None
 }
 
+fn show(c: &[Module]) -> String {
+    c.iter()
+        .map(|m| m.join("::"))
+        .collect::<Vec<_>>()
+        .join(" -> ")
+}
+
+fn module(path: &str) -> Module {
+    path.split("::").map(String::from).collect()
+}
+
 #[test]
 fn no_module_of_any_crate_reaches_itself_through_its_imports() {
-    let mut circles = Vec::new();
+    let mut all = Vec::new();
     for src in crate_sources() {
-        let graph = dependencies(&src);
-        for start in graph.keys() {
-            if let Some(c) = circle_through(&graph, start) {
-                circles.push(format!("{}: {}", src.display(), c.join(" -> ")));
-            }
+        for c in circles(&dependencies(&src)) {
+            all.push(format!("{}: {}", src.display(), show(&c)));
         }
     }
+    assert!(all.is_empty(), "import circles:\n{}", all.join("\n"));
+}
+
+#[test]
+fn the_reader_sees_nested_trees_supers_and_reexports() {
+    assert_eq!(
+        paths("a::{b::{C, d}, e}, rest"),
+        [vec!["a", "b", "C"], vec!["a", "b", "d"], vec!["a", "e"]]
+    );
+    let server = dependencies(&root().join("server/src"));
+    // `use crate::reactor::Reactors;` is the module `reactor`.
     assert!(
-        circles.is_empty(),
-        "import circles:\n{}",
-        circles.join("\n")
+        server[&module("http")].contains(&module("reactor")),
+        "{:?}",
+        server[&module("http")]
+    );
+    // `super::{Reactor, token}` from a submodule is its parent: no edge.
+    assert!(!server[&module("reactor::handshake")].contains(&module("reactor")));
+    let loadgen = dependencies(&root().join("loadgen/src"));
+    assert!(
+        loadgen.contains_key(&module("worker::connect")),
+        "{loadgen:?}"
     );
 }
 
 #[test]
-fn the_checker_sees_modules_and_finds_a_planted_circle() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let server = dependencies(&root.join("server/src"));
-    assert!(server["http"].contains("reactor"), "{:?}", server["http"]);
-    assert!(server.contains_key("reactor::session"), "{server:?}");
-    // Add the edge the server's layering forbids: the circle is found.
+fn a_circle_through_a_submodule_is_found() {
+    let server = dependencies(&root().join("server/src"));
+    assert!(circles(&server).is_empty());
+    // The circle this layering removed: the handshake calling the HTTP side,
+    // which reaches the reactors.
     let mut planted = server.clone();
-    planted.get_mut("shared").unwrap().insert("reactor".into());
-    let c = circle_through(&planted, &"shared".to_string()).expect("a circle");
-    assert_eq!(
-        (c.first().unwrap().as_str(), c.last().unwrap().as_str()),
-        ("shared", "shared"),
-        "{c:?}"
+    planted
+        .get_mut(&module("reactor::handshake"))
+        .unwrap()
+        .insert(module("http"));
+    let found = circles(&planted);
+    assert!(
+        found
+            .iter()
+            .any(|c| c.contains(&module("http")) && c.contains(&module("reactor"))),
+        "{found:?}"
     );
+    // And between two parts of one module.
+    let mut planted = server.clone();
+    planted
+        .get_mut(&module("reactor::handshake"))
+        .unwrap()
+        .insert(module("reactor::session"));
+    planted
+        .get_mut(&module("reactor::session"))
+        .unwrap()
+        .insert(module("reactor::handshake"));
+    assert!(!circles(&planted).is_empty());
 }
 
 #[test]
 fn the_controller_and_the_worker_meet_only_in_wire() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let graph = dependencies(&root.join("loadgen/src"));
-    assert!(graph.contains_key("worker::connect"), "{graph:?}");
+    let graph = dependencies(&root().join("loadgen/src"));
     for (m, deps) in &graph {
         for d in deps {
-            let side = |x: &str| x.split("::").next().unwrap().to_string();
-            let (from, to) = (side(m), side(d));
+            let (from, to) = (m[0].as_str(), d[0].as_str());
             if from != to && (to == "controller" || to == "worker") {
-                panic!("{m} depends on {d}: only main.rs may use the controller or the worker");
+                panic!(
+                    "{} depends on {}: only main.rs may use the controller or the worker",
+                    m.join("::"),
+                    d.join("::")
+                );
             }
         }
     }
-    let wire = &graph["wire"];
+    let wire = &graph[&module("wire")];
     assert!(
-        wire.iter().all(|d| d == "stats"),
+        wire.iter().all(|d| *d == module("stats")),
         "wire depends on {wire:?}"
     );
 }
