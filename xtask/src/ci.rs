@@ -2,15 +2,22 @@
 //! (toolchain components, system packages, the workflow linters), the
 //! workflow checks, fmt, clippy and every test (xtask/tests/bench.rs runs a
 //! real smoke bench).
+//!
+//! The heavy tests (real benches, Docker, network namespaces and sshd,
+//! Chromium) are `#[ignore]`d with the reason, so a plain `cargo test` is a
+//! quick loop; this task runs them too (`--include-ignored`) unless
+//! `RTBENCH_QUICK=1`, which also skips installing what only they need.
 
 use crate::{cargo, root, setup};
 
 pub fn run() -> Result<(), String> {
+    let quick = std::env::var("RTBENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
     setup::ensure_rust_components()?;
     // `CHROMIUM` names another browser build (GitHub's runners ship Chrome).
     let packages: Vec<setup::Package> = setup::TEST_PACKAGES
         .into_iter()
         .filter(|p| p.debian != "chromium" || std::env::var_os("CHROMIUM").is_none())
+        .filter(|p| !quick || p.debian == setup::REDIS.debian)
         .collect();
     setup::ensure(&packages)?;
     setup::ensure_python_tools()?;
@@ -24,7 +31,12 @@ pub fn run() -> Result<(), String> {
         "-D",
         "warnings",
     ])?;
-    cargo(&["test", "--workspace"])?;
+    if quick {
+        eprintln!("xtask: RTBENCH_QUICK: the heavy tests are skipped (listed as ignored)");
+        cargo(&["test", "--workspace"])?;
+    } else {
+        cargo(&["test", "--workspace", "--", "--include-ignored"])?;
+    }
     // The fuzz targets for a bounded number of cases, counted and printed
     // (the test above runs them too; this says how many).
     cargo(&[

@@ -35,6 +35,7 @@ fn environment(dir: &Path) -> Environment {
 }
 
 #[test]
+#[ignore = "heavy (cargo xtask ci runs it; RTBENCH_QUICK=1 skips it): a real bench"]
 fn bench_smoke_writes_a_complete_record() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = scratch("smoke");
@@ -95,6 +96,7 @@ fn bench_smoke_writes_a_complete_record() {
 }
 
 #[test]
+#[ignore = "heavy (cargo xtask ci runs it; RTBENCH_QUICK=1 skips it): a real bench"]
 fn scale_is_applied_and_recorded() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = scratch("scale");
@@ -121,6 +123,7 @@ fn scale_is_applied_and_recorded() {
 }
 
 #[test]
+#[ignore = "heavy (cargo xtask ci runs it; RTBENCH_QUICK=1 skips it): a bench in a network namespace"]
 fn tune_runs_inside_a_network_namespace_sized_for_the_run_and_removes_it() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = scratch("netns");
@@ -180,6 +183,7 @@ fn tune_runs_inside_a_network_namespace_sized_for_the_run_and_removes_it() {
 }
 
 #[test]
+#[ignore = "heavy (cargo xtask ci runs it; RTBENCH_QUICK=1 skips it): a bench and Chromium"]
 fn ctrl_c_leaves_an_incomplete_record_and_no_processes() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = scratch("ctrlc");
@@ -292,6 +296,7 @@ fn a_preflight_refusal_names_the_limit_and_the_fix() {
 }
 
 #[test]
+#[ignore = "heavy (cargo xtask ci runs it; RTBENCH_QUICK=1 skips it): a multi-process bench"]
 fn a_bench_across_several_server_processes_completes_without_failures() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = scratch("processes");

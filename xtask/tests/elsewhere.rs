@@ -66,6 +66,7 @@ fn sh(line: &str) {
 }
 
 #[test]
+#[ignore = "heavy (cargo xtask ci runs it; RTBENCH_QUICK=1 skips it): Docker"]
 fn smoke_in_containers_writes_a_full_record_and_leaves_nothing() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = scratch("containers").join("record");
@@ -110,6 +111,7 @@ fn smoke_in_containers_writes_a_full_record_and_leaves_nothing() {
 }
 
 #[test]
+#[ignore = "heavy (cargo xtask ci runs it; RTBENCH_QUICK=1 skips it): Docker"]
 fn ctrl_c_in_containers_writes_an_incomplete_record_and_leaves_nothing() {
     use std::io::BufRead;
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -356,6 +358,7 @@ fn frozen_worker_run(out: &Path, hosts: &Path) -> (BenchSummary, String, i32) {
 }
 
 #[test]
+#[ignore = "heavy (cargo xtask ci runs it; RTBENCH_QUICK=1 skips it): network namespaces and sshd"]
 fn smoke_on_hosts_over_ssh_writes_a_full_record_and_cleans_up() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = scratch("hosts");

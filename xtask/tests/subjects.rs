@@ -79,6 +79,7 @@ fn complete_smoke(
 }
 
 #[test]
+#[ignore = "heavy (cargo xtask ci runs it; RTBENCH_QUICK=1 skips it): a real bench"]
 fn a_server_started_from_a_command_line_is_benchmarked_sampled_and_stopped() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let peer = peer_bin();
@@ -104,6 +105,7 @@ fn a_server_started_from_a_command_line_is_benchmarked_sampled_and_stopped() {
 }
 
 #[test]
+#[ignore = "heavy (cargo xtask ci runs it; RTBENCH_QUICK=1 skips it): a real bench"]
 fn a_server_given_by_url_is_benchmarked_and_the_record_names_what_it_could_not_measure() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let peer = peer_bin();
