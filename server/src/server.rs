@@ -39,7 +39,7 @@ impl Server {
         tokio::spawn(crate::http::serve_handed_over(from_reactors, shared.clone(), Arc::downgrade(&reactors)));
         reactors.spawn(&shared, Arc::new(listener))?;
         if let Some(admin) = admin {
-            tokio::spawn(serve_admin(admin, shared.clone(), reactors.clone()));
+            tokio::spawn(serve_admin(admin, shared.clone(), Arc::downgrade(&reactors)));
         }
         Ok(Server { local_addr, shared, reactors })
     }
@@ -70,20 +70,23 @@ impl Server {
 
 /// The admin address: plain HTTP requests, under the same limit on HTTP
 /// connections as the main listener's.
-async fn serve_admin(listener: tokio::net::TcpListener, shared: Arc<Shared>, reactors: Arc<Reactors>) {
+/// Ends with the reactors (it holds them weakly): a stopped server's admin
+/// address accepts nothing more.
+async fn serve_admin(listener: tokio::net::TcpListener, shared: Arc<Shared>, reactors: std::sync::Weak<Reactors>) {
     use crate::metrics::Limit;
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
+        let Some(reactors) = reactors.upgrade() else { return };
         let m = &shared.metrics;
         if m.http_connections.load(Relaxed) >= shared.config.max_http_connections as u64 {
             m.hit(Limit::HttpConnections);
             continue; // dropped: closed
         }
         m.http_connections.fetch_add(1, Relaxed);
-        tokio::spawn(crate::http::serve(stream, peer, shared.clone(), reactors.clone(), Vec::new()));
+        tokio::spawn(crate::http::serve(stream, peer, shared.clone(), reactors, Vec::new()));
     }
 }
 
