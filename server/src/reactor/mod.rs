@@ -191,7 +191,6 @@ impl Reactors {
         self.handles[i].push(|b| b.conns.push(a));
     }
 
-    /// Queues `event` on every reactor but number `except`.
     /// Fans `batch` out on every reactor but `from` (the caller, which
     /// fans it out itself). An idle reactor (asleep in epoll, nothing in
     /// its inbox) is not woken: unless `from` is busy itself, it writes
@@ -414,12 +413,13 @@ impl Default for Load {
 }
 
 impl Reactor {
-    /// A reactor with no thread, driven by its caller (the fuzz harness).
+    /// Reactor 0 of `reactors`, with no thread: driven by its caller (the
+    /// fuzz harness).
     pub(crate) fn standalone(shared: Arc<Shared>, reactors: Arc<Reactors>) -> io::Result<Reactor> {
-        let poll = Poll::new()?;
-        let waker = Waker::new(poll.registry(), WAKER)?;
-        let handle = Arc::new(Handle { inbox: Mutex::default(), waker, state: Mutex::default() });
-        Ok(Reactor::new(shared, reactors, handle, poll.registry().try_clone()?))
+        let poll = reactors.polls.lock().unwrap_or_else(|e| e.into_inner()).swap_remove(0);
+        let handle = reactors.handles[0].clone();
+        let registry = poll.registry().try_clone()?;
+        Ok(Reactor::new(shared, reactors, handle, registry))
     }
 
     fn new(shared: Arc<Shared>, reactors: Arc<Reactors>, handle: Arc<Handle>, registry: Registry) -> Reactor {
