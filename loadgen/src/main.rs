@@ -32,14 +32,21 @@ enum Cmd {
         /// Worker processes (default: enough to stay under the open-files limit).
         #[arg(long)]
         workers: Option<u64>,
-        /// Where each worker runs: a JSON file of command lines (`docker run -i ...`,
-        /// `ssh HOST ...`); default: local processes.
+        /// Where each worker runs: a JSON file of command lines (`ssh HOST ...`) or
+        /// addresses of workers listening for their controller (in containers);
+        /// default: local processes.
         #[arg(long)]
         launch: Option<PathBuf>,
     },
     /// A worker process: reads its plan on stdin, reports JSON lines on stdout.
     #[command(hide = true)]
-    Worker,
+    Worker {
+        /// Instead of stdin and stdout, wait for the controller's one TCP
+        /// connection at this address and talk over it (a worker that someone
+        /// else started, as in a container). Default: stdin and stdout.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
     /// Answers each line on stdin with this machine's CLOCK_REALTIME in ns:
     /// the controller estimates a remote worker's clock offset through it.
     #[command(hide = true)]
@@ -90,7 +97,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Cmd::Worker => match worker::main() {
+        Cmd::Worker { listen } => match worker::main(listen) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("rtbench-loadgen worker: {e}");

@@ -741,3 +741,92 @@ fn clients_come_back_on_the_sdk_schedule_or_spread_by_jitter() {
         }
     }
 }
+
+/// Workers that someone else started (`worker --listen`, as the xtask
+/// starts them in containers) are reached over TCP: the run is the same as
+/// with started ones, and each worker ends when its controller is done.
+#[test]
+fn workers_listening_for_their_controller_run_the_plan_over_tcp() {
+    let server = TestServer::start();
+    let dir = scratch("listening");
+    let mut workers = Vec::new();
+    let mut launch = Vec::new();
+    for w in 0..2 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = dir.join(format!("started-{w}.log"));
+        let child = loadgen(&["worker", "--listen", &format!("127.0.0.1:{port}")])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        workers.push(child);
+        launch.push(serde_json::json!({
+            "host": format!("listener-{w}"),
+            "connect": format!("127.0.0.1:{port}"),
+            "log": log,
+        }));
+    }
+    let launch_file = dir.join("launch.json");
+    std::fs::write(
+        &launch_file,
+        serde_json::json!({ "workers": launch }).to_string(),
+    )
+    .unwrap();
+    let sc = format!(
+        "[target]\nurls=[\"ws://{}\"]\n[[phases]]\nduration_s=1\nrate=500\n[hold]\nduration_s=1\n[session]\nchannels=[\"files\"]\n",
+        server.addr
+    );
+    let (output, out) = run(&dir, &sc, &["--launch", launch_file.to_str().unwrap()]);
+    let s = summary_of(&output, &out);
+    assert!(s.complete, "{s:?}");
+    assert_eq!(
+        (s.connections.connected, s.connections.failed, s.workers),
+        (500, 0, 2)
+    );
+    assert_eq!(server.metric("rtbench_connections_total"), 500);
+    // The controller's end was each worker's stop: both exit, and well.
+    for (w, mut child) in workers.into_iter().enumerate() {
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "worker {w} still runs after its controller ended"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(status.code(), Some(0), "worker {w}");
+        let log = std::fs::read_to_string(dir.join(format!("started-{w}.log"))).unwrap();
+        assert!(log.contains("controller 127.0.0.1:"), "{log}");
+    }
+}
+
+/// A launch entry names exactly one way to reach its worker.
+#[test]
+fn a_launch_entry_with_both_argv_and_connect_is_refused() {
+    let dir = scratch("launch-both");
+    let launch_file = dir.join("launch.json");
+    std::fs::write(
+        &launch_file,
+        r#"{"workers":[{"host":"h","argv":["rtbench-loadgen","worker"],"connect":"127.0.0.1:9"}]}"#,
+    )
+    .unwrap();
+    let (output, _) = run(
+        &dir,
+        "[target]\nurls=[\"ws://127.0.0.1:9\"]\n[[phases]]\nduration_s=1\nrate=10\n[session]\nchannels=[\"files\"]\n",
+        &["--launch", launch_file.to_str().unwrap()],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        err.contains("workers[0] needs exactly one of `argv` and `connect`"),
+        "{err}"
+    );
+}

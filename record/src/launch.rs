@@ -1,12 +1,14 @@
 //! Where workers run. By default each worker is this binary started locally
-//! (`rtbench-loadgen worker`); `run --launch FILE` names instead the command
-//! line that starts each worker elsewhere: `docker run -i ...` in a container,
-//! `ssh HOST ...` on another machine. The protocol is the same everywhere:
-//! the plan on the worker's stdin, JSON lines back on its stdout, stdin's end
-//! as the stop signal. So a container or remote worker needs nothing but a
-//! pipe.
+//! (`rtbench-loadgen worker`); `run --launch FILE` names instead, for each
+//! worker, either the command line that starts it elsewhere (`ssh HOST ...`)
+//! or the address of a worker already started that waits for its controller
+//! there (`rtbench-loadgen worker --listen ADDR`, as in a container). The
+//! protocol is the same both ways: the plan in, JSON lines back, the end of
+//! the controller's side as the stop signal; only the channel differs (the
+//! process's stdin and stdout, or one TCP connection).
 
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -21,8 +23,19 @@ pub struct Launch {
 pub struct WorkerLaunch {
     /// The machine (or container) it runs on: workers on one share its ports.
     pub host: String,
-    /// The command that starts the worker, ending in `... rtbench-loadgen worker`.
+    /// The command that starts the worker, ending in `... rtbench-loadgen
+    /// worker`; empty when the worker is reached at `connect` instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub argv: Vec<String>,
+    /// A worker started by someone else, listening for its controller
+    /// (`rtbench-loadgen worker --listen`): its control address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect: Option<SocketAddr>,
+    /// Where that someone writes the worker's stderr, when the controller
+    /// does not hold it (a `connect` worker): read to explain a failure. A
+    /// relative path is from the launch file's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<PathBuf>,
     /// That machine's clock minus this one's (CLOCK_REALTIME), as estimated:
     /// the worker corrects every timestamp it takes by it.
     #[serde(default)]
@@ -32,13 +45,28 @@ pub struct WorkerLaunch {
 impl Launch {
     pub fn read(path: &Path) -> Result<Launch, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let l: Launch =
+        let mut l: Launch =
             serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let here = path.parent().unwrap_or(Path::new("."));
+        for w in &mut l.workers {
+            if let Some(log) = &mut w.log
+                && log.is_relative()
+            {
+                *log = here.join(&*log);
+            }
+        }
         if l.workers.is_empty() {
             return Err(format!("{}: `workers` is empty", path.display()));
         }
-        if let Some(i) = l.workers.iter().position(|w| w.argv.is_empty()) {
-            return Err(format!("{}: workers[{i}].argv is empty", path.display()));
+        if let Some(i) = l
+            .workers
+            .iter()
+            .position(|w| w.argv.is_empty() == w.connect.is_none())
+        {
+            return Err(format!(
+                "{}: workers[{i}] needs exactly one of `argv` and `connect`",
+                path.display()
+            ));
         }
         Ok(l)
     }

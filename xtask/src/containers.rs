@@ -1,63 +1,205 @@
 //! `cargo xtask bench <suite> --on containers`: the server, Redis and
 //! every load generator worker as containers on a private (internal) Docker
 //! network, each with fixed resources, so a run is the same on a laptop and a
-//! CI runner. The load generator's controller stays on this machine and
-//! starts each worker with `docker run -i` (`rtbench-loadgen run --launch`):
-//! the plan goes in on the container's stdin, its JSON lines come back on
-//! the container's output stream.
+//! CI runner. The containers are made and removed with `testcontainers`; the
+//! engine's API (`bollard`, which it carries) does the little it does not:
+//! the run's internal network, a container's pid and state.
+//!
+//! The load generator's controller stays on this machine. Each worker
+//! container runs `rtbench-loadgen worker --listen`, and the launch plan
+//! names its address: the controller connects, sends the plan, reads the
+//! JSON lines, and closes its side to stop it.
 //!
 //! Images are built here, from the release binaries and the shared libraries
 //! they load (`FROM scratch`), so nothing needs a registry; Redis's image is
 //! built the same way from Debian's redis-server. Every container and the
-//! network carry the label `rtbench.run=<id>` and are removed when the run
-//! ends, also on failure and Ctrl-C (`Drop`).
+//! network carry the label `rtbench.run=<xtask pid>-<n>`. They are removed
+//! when the run ends, also on failure and Ctrl-C (`Drop`); what a killed
+//! xtask left behind, the next run removes (`sweep`). Each container's
+//! output is kept in the record, under `containers/`.
 
-use std::net::SocketAddr;
+use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rtbench_record::launch::{Launch, WorkerLaunch};
 use rtbench_record::{Containers, Deployment, HostRecord, Limits};
+use testcontainers::bollard;
+use testcontainers::core::WaitFor;
+use testcontainers::core::logs::LogFrame;
+use testcontainers::runners::{SyncBuilder, SyncRunner};
+use testcontainers::{Container, ContainerRequest, GenericBuildableImage, GenericImage, ImageExt};
 
 use crate::root;
-use crate::server::{REDIS_ARGS, RedisProcess, ServerProcess};
+use crate::server::{Elsewhere, REDIS_ARGS, RedisProcess, ServerProcess};
 
 const SERVER_PORT: u16 = 8080;
 const REDIS_PORT: u16 = 6379;
+/// Where a worker container waits for its controller.
+const WORKER_PORT: u16 = 7700;
+/// Every container and network of a run carries it, valued with the run.
+const LABEL: &str = "rtbench.run";
+/// The record's folder of container output.
+const LOGS: &str = "containers";
+/// How long a container has to say it is up (its first log line) after it
+/// starts.
+const STARTUP: Duration = Duration::from_secs(30);
 
 pub struct Docker {
     run: String,
     network: String,
-    image: String,
-    redis_image: Option<String>,
+    image: GenericImage,
+    redis_image: Option<GenericImage>,
     spec: Containers,
-    hosts: std::cell::RefCell<Vec<HostRecord>>,
+    hosts: RefCell<Vec<HostRecord>>,
+    engine: Arc<Engine>,
+    /// Where each container's output is written, once the record exists.
+    logs: OnceCell<PathBuf>,
+    /// The worker containers, removed with the run.
+    workers: RefCell<Vec<Container<GenericImage>>>,
 }
 
-/// Checks the engine answers: one clear line before anything starts.
-pub fn check_engine() -> Result<(), String> {
-    let out = Command::new("docker")
-        .args(["version", "--format", "{{.Server.Version}}"])
-        .output()
-        .map_err(|e| format!("--on containers needs the docker command: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "--on containers: no Docker engine answers ({})",
-            String::from_utf8_lossy(&out.stderr)
-                .trim()
-                .lines()
-                .last()
-                .unwrap_or("docker version failed")
-        ));
+/// `name:tag`, as the record names an image.
+fn descriptor(image: &GenericImage) -> String {
+    use testcontainers::Image;
+    format!("{}:{}", image.name(), image.tag())
+}
+
+/// The engine's API, for what testcontainers leaves out, with a runtime of
+/// its own (the xtask is not async).
+struct Engine {
+    api: bollard::Docker,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Engine {
+    fn connect() -> Result<Engine, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let api = bollard::Docker::connect_with_local_defaults()
+            .map_err(|e| format!("--on containers: no Docker engine answers ({e})"))?;
+        let engine = Engine { api, rt };
+        engine
+            .rt
+            .block_on(engine.api.version())
+            .map_err(|e| format!("--on containers: no Docker engine answers ({e})"))?;
+        Ok(engine)
     }
-    Ok(())
+
+    /// The run's network: internal (no route off this machine), labelled.
+    fn create_network(&self, name: &str, run: &str) -> Result<(), String> {
+        let request = bollard::models::NetworkCreateRequest {
+            name: name.into(),
+            internal: Some(true),
+            labels: Some(HashMap::from([(LABEL.to_string(), run.to_string())])),
+            ..Default::default()
+        };
+        self.rt
+            .block_on(self.api.create_network(request))
+            .map(drop)
+            .map_err(|e| format!("creating network {name}: {e}"))
+    }
+
+    /// A container's state: (address on `network`, pid in this machine's
+    /// /proc, how it ended when it has).
+    fn inspect(
+        &self,
+        name: &str,
+        network: &str,
+    ) -> Result<(Option<IpAddr>, u32, Option<String>), String> {
+        let c = self
+            .rt
+            .block_on(self.api.inspect_container(name, None))
+            .map_err(|e| format!("{name}: {e}"))?;
+        let ip = c
+            .network_settings
+            .and_then(|n| n.networks?.remove(network)?.ip_address)
+            .and_then(|ip| ip.parse().ok());
+        let state = c.state.unwrap_or_default();
+        let ended = (state.running == Some(false)).then(|| {
+            let mut why = format!("exit status: {}", state.exit_code.unwrap_or(-1));
+            if state.oom_killed == Some(true) {
+                why.push_str(" (killed by the kernel's OOM killer: its memory limit)");
+            }
+            why
+        });
+        Ok((ip, state.pid.unwrap_or(0).max(0) as u32, ended))
+    }
+
+    /// Removes the containers and networks labelled with a run for which
+    /// `gone(run)` holds.
+    fn remove_runs(&self, gone: impl Fn(&str) -> bool) {
+        use bollard::query_parameters::{
+            ListContainersOptions, ListNetworksOptions, RemoveContainerOptions,
+        };
+        let filters = HashMap::from([("label".to_string(), vec![LABEL.to_string()])]);
+        let label_of = |labels: Option<HashMap<String, String>>| {
+            labels.and_then(|mut l| l.remove(LABEL)).unwrap_or_default()
+        };
+        self.rt.block_on(async {
+            let containers = self
+                .api
+                .list_containers(Some(ListContainersOptions {
+                    all: true,
+                    filters: Some(filters.clone()),
+                    ..Default::default()
+                }))
+                .await
+                .unwrap_or_default();
+            for c in containers {
+                if gone(&label_of(c.labels))
+                    && let Some(id) = c.id
+                {
+                    let _ = self
+                        .api
+                        .remove_container(
+                            &id,
+                            Some(RemoveContainerOptions {
+                                force: true,
+                                v: true,
+                                ..Default::default()
+                            }),
+                        )
+                        .await;
+                }
+            }
+            let networks = self
+                .api
+                .list_networks(Some(ListNetworksOptions {
+                    filters: Some(filters),
+                }))
+                .await
+                .unwrap_or_default();
+            for n in networks {
+                if gone(&label_of(n.labels))
+                    && let Some(name) = n.name
+                {
+                    let _ = self.api.remove_network(&name).await;
+                }
+            }
+        });
+    }
 }
 
 impl Docker {
     /// Builds the images and creates the network. `redis`: the run has
     /// several server processes and needs the bus.
     pub fn setup(spec: &Containers, redis: bool) -> Result<Docker, String> {
-        check_engine()?;
+        let engine = Arc::new(Engine::connect()?);
+        // What a killed xtask left: runs whose xtask is gone.
+        engine.remove_runs(|run| {
+            run.split('-')
+                .next()
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        });
         let run = format!(
             "{}-{}",
             std::process::id(),
@@ -78,14 +220,7 @@ impl Docker {
             None
         };
         let network = format!("rtbench-{run}");
-        docker(&[
-            "network",
-            "create",
-            "--internal",
-            "--label",
-            &format!("rtbench.run={run}"),
-            &network,
-        ])?;
+        engine.create_network(&network, &run)?;
         Ok(Docker {
             run,
             network,
@@ -93,59 +228,82 @@ impl Docker {
             redis_image,
             spec: spec.clone(),
             hosts: Default::default(),
+            engine,
+            logs: OnceCell::new(),
+            workers: Default::default(),
         })
     }
 
-    /// `docker run` options every container of the run gets, with `limits`.
-    fn run_args(&self, name: &str, limits: &Limits) -> Vec<String> {
-        let mut a: Vec<String> = vec![
-            "run".into(),
-            "--rm".into(),
-            "--name".into(),
-            name.into(),
-            "--network".into(),
-            self.network.clone(),
-            "--label".into(),
-            format!("rtbench.run={}", self.run),
-            "--ulimit".into(),
-            format!("nofile={0}:{0}", self.spec.nofile),
-        ];
-        if let Some(c) = limits.cpus {
-            a.extend(["--cpus".into(), c.to_string()]);
+    /// Each container's output goes to `dir/containers/<role>.log` from now
+    /// on; `dir` is where the launch file is written too.
+    pub fn keep_logs_in(&self, dir: &Path) {
+        let _ = self.logs.set(dir.join(LOGS));
+    }
+
+    /// A container of the run: `image` running `cmd`, named `name`, with
+    /// `limits`, on the run's network, up once `up` appears in its output.
+    fn start(
+        &self,
+        image: &GenericImage,
+        name: &str,
+        role: &str,
+        limits: &Limits,
+        cmd: Vec<String>,
+        up: WaitFor,
+    ) -> Result<(Container<GenericImage>, IpAddr, u32), String> {
+        let nofile = self.spec.nofile as i64;
+        let cpus = limits.cpus;
+        let memory = limits.memory.as_deref().map(memory_bytes).transpose()?;
+        let sysctls: HashMap<String, String> = self.spec.sysctls.clone().into_iter().collect();
+        let mut request: ContainerRequest<GenericImage> = image
+            .clone()
+            .with_wait_for(up)
+            .with_cmd(cmd)
+            .with_container_name(name)
+            .with_network(&self.network)
+            .with_label(LABEL, &self.run)
+            .with_ulimit("nofile", nofile, Some(nofile))
+            .with_startup_timeout(STARTUP)
+            .with_host_config_modifier(move |h| {
+                h.nano_cpus = cpus.map(|c| (c * 1e9) as i64);
+                h.memory = memory;
+                h.sysctls = (!sysctls.is_empty()).then(|| sysctls.clone());
+            });
+        if let Some(dir) = self.logs.get() {
+            request = request.with_log_consumer(log_file(&dir.join(format!("{role}.log")))?);
         }
-        if let Some(m) = &limits.memory {
-            a.extend(["--memory".into(), m.clone()]);
-        }
-        for (k, v) in &self.spec.sysctls {
-            a.extend(["--sysctl".into(), format!("{k}={v}")]);
-        }
-        a
+        let container = request
+            .start()
+            .map_err(|e| format!("container {name}: {e}"))?;
+        let (ip, pid, _) = self.engine.inspect(name, &self.network)?;
+        let ip = ip.ok_or(format!("{name} has no address on {}", self.network))?;
+        self.hosts
+            .borrow_mut()
+            .push(host_record(role_of(role), &format!("{name} {ip}")));
+        Ok((container, ip, pid))
     }
 
     pub fn start_server(&self, i: u64, args: &[String]) -> Result<ServerProcess, String> {
         let name = format!("rtbench-{}-server-{i}", self.run);
         let mut full = vec!["--listen".to_string(), format!("0.0.0.0:{SERVER_PORT}")];
         full.extend_from_slice(args);
-        let mut cmd = Command::new("docker");
-        cmd.args(self.run_args(&name, &self.spec.server))
-            .arg(&self.image)
-            .arg("/bin/rtbench-server")
-            .args(&full);
-        let hosts = &self.hosts;
-        ServerProcess::start_via(cmd, full, false, |_, _| {
-            let (ip, pid) = inspect(&name)?;
-            hosts
-                .borrow_mut()
-                .push(host_record("server", &format!("{name} {ip}")));
-            Ok((
-                SocketAddr::new(
-                    ip.parse()
-                        .map_err(|_| format!("{name}: bad address {ip}"))?,
-                    SERVER_PORT,
-                ),
-                pid,
-            ))
-        })
+        let cmd = std::iter::once("/bin/rtbench-server".to_string())
+            .chain(full.iter().cloned())
+            .collect();
+        let (container, ip, pid) = self.start(
+            &self.image,
+            &name,
+            &format!("server-{i}"),
+            &self.spec.server,
+            cmd,
+            WaitFor::message_on_stderr("rtbench-server: listening on"),
+        )?;
+        Ok(ServerProcess::held_elsewhere(
+            self.held(container, &name),
+            SocketAddr::new(ip, SERVER_PORT),
+            pid,
+            full,
+        ))
     }
 
     pub fn start_redis(&self) -> Result<RedisProcess, String> {
@@ -154,77 +312,84 @@ impl Docker {
             .as_ref()
             .ok_or("no Redis image was built")?;
         let name = format!("rtbench-{}-redis", self.run);
-        let mut cmd = Command::new("docker");
-        cmd.args(self.run_args(&name, &self.spec.redis))
-            .arg(image)
-            .args([
-                "/bin/redis-server",
-                "--port",
-                &REDIS_PORT.to_string(),
-                "--bind",
-                "0.0.0.0",
-                "--protected-mode",
-                "no",
-            ])
-            .args(REDIS_ARGS);
-        let child = crate::server::die_with_parent(&mut cmd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("docker run {name}: {e}"))?;
-        // The address is known once the container exists.
-        let t0 = std::time::Instant::now();
-        let (ip, pid) = loop {
-            match inspect(&name) {
-                Ok(v) if !v.0.is_empty() => break v,
-                _ if t0.elapsed() > std::time::Duration::from_secs(20) => {
-                    return Err(format!("{name} did not start within 20 s"));
-                }
-                _ => std::thread::sleep(std::time::Duration::from_millis(100)),
-            }
-        };
-        self.hosts
-            .borrow_mut()
-            .push(host_record("redis", &format!("{name} {ip}")));
-        let addr = SocketAddr::new(
-            ip.parse()
-                .map_err(|_| format!("{name}: bad address {ip}"))?,
-            REDIS_PORT,
-        );
-        RedisProcess::adopt(child, addr, pid)
+        let cmd = [
+            "/bin/redis-server",
+            "--port",
+            &REDIS_PORT.to_string(),
+            "--bind",
+            "0.0.0.0",
+            "--protected-mode",
+            "no",
+        ]
+        .into_iter()
+        .chain(REDIS_ARGS)
+        .map(String::from)
+        .collect();
+        let (container, ip, pid) = self.start(
+            image,
+            &name,
+            "redis",
+            &self.spec.redis,
+            cmd,
+            WaitFor::message_on_stdout("Ready to accept connections"),
+        )?;
+        RedisProcess::held_elsewhere(
+            self.held(container, &name),
+            SocketAddr::new(ip, REDIS_PORT),
+            pid,
+        )
     }
 
-    /// One `docker run -i` command line per worker container.
-    pub fn launch(&self) -> Launch {
-        let workers = (0..self.spec.workers.max(1))
-            .map(|w| {
-                let name = format!("rtbench-{}-worker-{w}", self.run);
-                self.hosts.borrow_mut().push(host_record("client", &name));
-                let mut argv = vec!["docker".to_string()];
-                argv.extend(self.run_args(&name, &self.spec.worker));
-                argv.insert(2, "-i".into());
-                argv.extend([
-                    self.image.clone(),
-                    "/bin/rtbench-loadgen".into(),
-                    "worker".into(),
-                ]);
-                WorkerLaunch {
-                    host: name,
-                    argv,
-                    clock_offset_ns: 0,
-                }
-            })
-            .collect();
-        Launch { workers }
+    fn held(&self, container: Container<GenericImage>, name: &str) -> Box<dyn Elsewhere> {
+        Box::new(Held {
+            container: Some(container),
+            name: name.into(),
+            network: self.network.clone(),
+            engine: self.engine.clone(),
+        })
+    }
+
+    /// Starts one worker container each, waiting for its controller; the
+    /// launch plan names their addresses.
+    pub fn launch(&self) -> Result<Launch, String> {
+        let mut workers = Vec::new();
+        for w in 0..self.spec.workers.max(1) {
+            let name = format!("rtbench-{}-worker-{w}", self.run);
+            let role = format!("worker-{w}");
+            let cmd = [
+                "/bin/rtbench-loadgen".to_string(),
+                "worker".into(),
+                "--listen".into(),
+                format!("0.0.0.0:{WORKER_PORT}"),
+            ]
+            .into();
+            let (container, ip, _) = self.start(
+                &self.image,
+                &name,
+                &role,
+                &self.spec.worker,
+                cmd,
+                WaitFor::message_on_stderr("waiting for its controller"),
+            )?;
+            self.workers.borrow_mut().push(container);
+            workers.push(WorkerLaunch {
+                host: name,
+                argv: Vec::new(),
+                connect: Some(SocketAddr::new(ip, WORKER_PORT)),
+                // Relative to the launch file, which is in the record too.
+                log: Some(PathBuf::from(format!("{LOGS}/{role}.log"))),
+                clock_offset_ns: 0,
+            });
+        }
+        Ok(Launch { workers })
     }
 
     pub fn deployment(&self) -> Deployment {
         Deployment {
             kind: "containers".into(),
             containers: Some(self.spec.clone()),
-            images: std::iter::once(self.image.clone())
-                .chain(self.redis_image.clone())
+            images: std::iter::once(descriptor(&self.image))
+                .chain(self.redis_image.as_ref().map(descriptor))
                 .collect(),
             hosts: self.hosts.borrow().clone(),
         }
@@ -234,30 +399,77 @@ impl Docker {
 impl Drop for Docker {
     /// Removes every container and the network of the run, whatever happened.
     fn drop(&mut self) {
-        let label = format!("label=rtbench.run={}", self.run);
-        if let Ok(out) = Command::new("docker")
-            .args(["ps", "-aq", "--filter", &label])
-            .output()
-        {
-            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-                .split_whitespace()
-                .map(String::from)
-                .collect();
-            if !ids.is_empty() {
-                let _ = Command::new("docker")
-                    .args(["rm", "-f"])
-                    .args(&ids)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-            }
-        }
-        let _ = Command::new("docker")
-            .args(["network", "rm", &self.network])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        self.workers.borrow_mut().clear();
+        self.engine.remove_runs(|run| run == self.run);
     }
+}
+
+/// A server or Redis container as the run holds it.
+struct Held {
+    container: Option<Container<GenericImage>>,
+    name: String,
+    network: String,
+    engine: Arc<Engine>,
+}
+
+impl Elsewhere for Held {
+    fn exit(&mut self) -> Option<String> {
+        self.container.as_ref()?;
+        match self.engine.inspect(&self.name, &self.network) {
+            Ok((_, _, ended)) => ended,
+            Err(e) => Some(format!("its container is gone ({e})")),
+        }
+    }
+
+    fn stop(&mut self, grace: Duration) {
+        if let Some(c) = self.container.take() {
+            let _ = c.stop_with_timeout(Some(grace.as_secs().max(1) as i32));
+            // Dropped: removed.
+        }
+    }
+}
+
+/// The host record's role for a container's: `server-0` is a server.
+fn role_of(role: &str) -> &str {
+    match role.split('-').next() {
+        Some("worker") => "client",
+        Some(r) => r,
+        None => role,
+    }
+}
+
+/// Writes what a container prints (stdout and stderr, as they come) to `path`.
+fn log_file(path: &Path) -> Result<impl Fn(&LogFrame) + Send + Sync + 'static, String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file = Mutex::new(file);
+    Ok(move |frame: &LogFrame| {
+        let mut f = file.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = f.write_all(frame.bytes());
+    })
+}
+
+/// Docker's memory sizes: `512m`, `1g`, `65536k`, or bytes.
+fn memory_bytes(size: &str) -> Result<i64, String> {
+    let s = size.trim().to_ascii_lowercase();
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s.as_str(), ""),
+    };
+    let shift = match unit.trim_end_matches('b') {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        _ => return Err(format!("memory `{size}`: the unit is not b, k, m or g")),
+    };
+    let n: i64 = digits
+        .parse()
+        .map_err(|_| format!("memory `{size}` is not a number with a unit (512m, 1g)"))?;
+    n.checked_mul(1 << shift)
+        .ok_or(format!("memory `{size}` is too large"))
 }
 
 /// Containers share this kernel's clock: no offset to estimate.
@@ -271,58 +483,31 @@ fn host_record(role: &str, address: &str) -> HostRecord {
     }
 }
 
-/// (IP on the run's network, pid in this machine's /proc).
-fn inspect(name: &str) -> Result<(String, u32), String> {
-    let out = docker(&[
-        "inspect",
-        "-f",
-        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}} {{.State.Pid}}",
-        name,
-    ])?;
-    let mut f = out.split_whitespace();
-    match (f.next(), f.next().and_then(|p| p.parse().ok())) {
-        (Some(ip), Some(pid)) => Ok((ip.to_string(), pid)),
-        _ => Ok((String::new(), 0)),
-    }
-}
-
 /// Builds `FROM scratch` with the binaries under /bin and every library
-/// they load (as `ldd` lists them) at its own path. Returns `name:tag`.
-fn build_image(name: &str, bins: &[(PathBuf, &str)]) -> Result<String, String> {
-    let ctx = root()
-        .join("target/containers")
-        .join(name.replace('/', "-"));
-    let _ = std::fs::remove_dir_all(&ctx);
-    let rootfs = ctx.join("rootfs");
+/// they load (as `ldd` lists them) at its own path.
+fn build_image(name: &str, bins: &[(PathBuf, &str)]) -> Result<GenericImage, String> {
+    let mut build = GenericBuildableImage::new(name, "latest")
+        .with_dockerfile_string("FROM scratch\nCOPY rootfs/ /\n");
     for (bin, as_name) in bins {
-        crate::copy_file(bin, &rootfs.join("bin").join(as_name))?;
+        if !bin.is_file() {
+            return Err(format!("{}: not built", bin.display()));
+        }
+        build = build.with_file(bin, format!("rootfs/bin/{as_name}"));
         for lib in libraries(bin)? {
-            crate::copy_file(&lib, &rootfs.join(lib.strip_prefix("/").unwrap_or(&lib)))?;
+            let inside = format!("rootfs{}", lib.display());
+            build = build.with_file(lib, inside);
         }
     }
-    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY rootfs/ /\n")
-        .map_err(|e| e.to_string())?;
-    let tag = "latest";
-    let image = format!("{name}:{tag}");
     eprintln!(
-        "xtask: building image {image} from {}",
+        "xtask: building image {name}:latest from {}",
         bins.iter()
             .map(|b| b.0.display().to_string())
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let out = Command::new("docker")
-        .args(["build", "-q", "-t", &image])
-        .arg(&ctx)
-        .output()
-        .map_err(|e| format!("docker build: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "docker build {image}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(image)
+    build
+        .build_image()
+        .map_err(|e| format!("building image {name}: {e}"))
 }
 
 /// The shared libraries `bin` loads, the dynamic loader among them.
@@ -344,22 +529,6 @@ fn which(bin: &str) -> Option<PathBuf> {
         .split(':')
         .map(|d| Path::new(d).join(bin))
         .find(|p| p.is_file())
-}
-
-fn docker(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .map_err(|e| format!("docker: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(format!(
-            "docker {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
 }
 
 /// The suite's `[containers]` with `--limit` applied: `server.cpus=1`,
@@ -412,6 +581,17 @@ pub fn with_limits(spec: &Containers, limits: &[String]) -> Result<Containers, S
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn memory_sizes_read_as_docker_reads_them() {
+        assert_eq!(super::memory_bytes("512m"), Ok(512 << 20));
+        assert_eq!(super::memory_bytes("1G"), Ok(1 << 30));
+        assert_eq!(super::memory_bytes("65536k"), Ok(65536 << 10));
+        assert_eq!(super::memory_bytes("1000"), Ok(1000));
+        let e = super::memory_bytes("1t").unwrap_err();
+        assert!(e.contains("not b, k, m or g"), "{e}");
+        assert!(super::memory_bytes("m").is_err());
+    }
+
     #[test]
     fn limits_apply_and_name_a_bad_one() {
         let c = super::with_limits(

@@ -343,6 +343,8 @@ impl Fleet {
                 workers.push(WorkerLaunch {
                     host: h.ssh.clone(),
                     argv,
+                    connect: None,
+                    log: None,
                     clock_offset_ns: self.offset_of(&h.ssh),
                 });
             }

@@ -8,10 +8,21 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A server process of the run: local, or held through the client that
-/// started it elsewhere (`docker run` attached to a container, `ssh`).
+/// A process this one did not start as a child, held through whoever runs
+/// it (a container, through the Docker engine).
+pub trait Elsewhere {
+    /// How it ended, once it has (asked again after, it may say again);
+    /// None while it runs.
+    fn exit(&mut self) -> Option<String>;
+    /// Asks it to stop (SIGTERM), kills it after `grace`, and removes it.
+    fn stop(&mut self, grace: Duration);
+}
+
+/// A server process of the run: local, held through the client that
+/// started it elsewhere (`ssh`), or through the engine of its container.
 pub struct ServerProcess {
     child: Option<Child>,
+    elsewhere: Option<Box<dyn Elsewhere>>,
     /// Closing it stops a process started over ssh (its remote shell waits
     /// for stdin's end, then stops the server); None: stop with SIGTERM.
     stdin: Option<ChildStdin>,
@@ -46,14 +57,23 @@ pub fn describe_exit(status: std::process::ExitStatus) -> String {
     }
 }
 
-/// The exit of `child`, once: None while it runs and after it was seen.
-fn poll_child(child: &mut Option<Child>, seen: &mut bool) -> Option<String> {
+/// The exit of `child` or of the process `elsewhere` holds, once: None
+/// while it runs and after it was seen.
+fn poll_exit(
+    child: &mut Option<Child>,
+    elsewhere: &mut Option<Box<dyn Elsewhere>>,
+    seen: &mut bool,
+) -> Option<String> {
     if *seen {
         return None;
     }
-    let status = child.as_mut()?.try_wait().ok()??;
+    let status = match (child, elsewhere) {
+        (Some(child), _) => describe_exit(child.try_wait().ok()??),
+        (None, Some(held)) => held.exit()?,
+        (None, None) => return None,
+    };
     *seen = true;
-    Some(describe_exit(status))
+    Some(status)
 }
 
 impl ServerProcess {
@@ -94,6 +114,7 @@ impl ServerProcess {
         let stdin = child.stdin.take();
         let mut p = ServerProcess {
             pid: child.id(),
+            elsewhere: None,
             stdin,
             addr: ([0, 0, 0, 0], 0).into(),
             metrics_addr: ([0, 0, 0, 0], 0).into(),
@@ -172,6 +193,7 @@ impl ServerProcess {
         }
         Ok(ServerProcess {
             pid: child.id(),
+            elsewhere: None,
             stdin: None,
             addr,
             metrics_addr: addr,
@@ -181,6 +203,26 @@ impl ServerProcess {
         })
     }
 
+    /// A server that `held` runs (a container): it listens at `addr` and
+    /// has `pid` in this machine's /proc.
+    pub fn held_elsewhere(
+        held: Box<dyn Elsewhere>,
+        addr: SocketAddr,
+        pid: u32,
+        args: Vec<String>,
+    ) -> ServerProcess {
+        ServerProcess {
+            child: None,
+            elsewhere: Some(held),
+            stdin: None,
+            pid,
+            addr,
+            metrics_addr: admin_address(&args).unwrap_or(addr),
+            args,
+            exit_seen: false,
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.pid
     }
@@ -188,7 +230,7 @@ impl ServerProcess {
     /// How it ended, the first time it is seen to have (a server that dies
     /// during a run); None while it runs.
     pub fn poll_exit(&mut self) -> Option<String> {
-        poll_child(&mut self.child, &mut self.exit_seen)
+        poll_exit(&mut self.child, &mut self.elsewhere, &mut self.exit_seen)
     }
 
     pub fn rss_kib(&self) -> Result<u64, String> {
@@ -205,6 +247,9 @@ impl ServerProcess {
     /// SIGTERM (or, over ssh, the end of its stdin), then SIGKILL if it has
     /// not exited within `grace`.
     pub fn stop(&mut self, grace: Duration) {
+        if let Some(mut held) = self.elsewhere.take() {
+            held.stop(grace);
+        }
         let Some(mut child) = self.child.take() else {
             return;
         };
@@ -264,6 +309,7 @@ fn listening_address(stderr: impl Read + Send + 'static) -> Result<SocketAddr, S
 /// started it elsewhere, like `ServerProcess`.
 pub struct RedisProcess {
     child: Option<Child>,
+    elsewhere: Option<Box<dyn Elsewhere>>,
     stdin: Option<ChildStdin>,
     url: String,
     /// As for `ServerProcess`: 0 when on another machine.
@@ -311,13 +357,37 @@ impl RedisProcess {
 
     /// Holds a started redis (its client process `child`) once it listens at `addr`.
     pub fn adopt(mut child: Child, addr: SocketAddr, pid: u32) -> Result<RedisProcess, String> {
-        let r = RedisProcess {
+        RedisProcess {
             stdin: child.stdin.take(),
             pid,
             url: format!("redis://{addr}"),
             child: Some(child),
+            elsewhere: None,
             exit_seen: false,
-        };
+        }
+        .listening_at(addr)
+    }
+
+    /// Holds a redis that `held` runs (a container), once it listens at `addr`.
+    pub fn held_elsewhere(
+        held: Box<dyn Elsewhere>,
+        addr: SocketAddr,
+        pid: u32,
+    ) -> Result<RedisProcess, String> {
+        RedisProcess {
+            stdin: None,
+            pid,
+            url: format!("redis://{addr}"),
+            child: None,
+            elsewhere: Some(held),
+            exit_seen: false,
+        }
+        .listening_at(addr)
+    }
+
+    /// Itself once it accepts connections at `addr` (within 10 s).
+    fn listening_at(self, addr: SocketAddr) -> Result<RedisProcess, String> {
+        let r = self;
         let t0 = Instant::now();
         while crate::netns::connect(&addr, Duration::from_millis(500)).is_err() {
             if t0.elapsed() > Duration::from_secs(10) {
@@ -332,7 +402,7 @@ impl RedisProcess {
 
     /// As `ServerProcess::poll_exit`.
     pub fn poll_exit(&mut self) -> Option<String> {
-        poll_child(&mut self.child, &mut self.exit_seen)
+        poll_exit(&mut self.child, &mut self.elsewhere, &mut self.exit_seen)
     }
 
     pub fn url(&self) -> String {
@@ -346,6 +416,9 @@ impl RedisProcess {
 
 impl Drop for RedisProcess {
     fn drop(&mut self) {
+        if let Some(mut held) = self.elsewhere.take() {
+            held.stop(Duration::from_secs(5));
+        }
         if let Some(mut c) = self.child.take() {
             if self.stdin.take().is_some() {
                 // Over ssh: the end of stdin stops it; give it a moment.

@@ -104,15 +104,34 @@ fn smoke_in_containers_writes_a_full_record_and_leaves_nothing() {
         (Some(1.0), Some("256m"), Some(0.75))
     );
     assert_eq!(d.hosts.iter().filter(|h| h.role == "client").count(), 2);
-    // Both worker containers reported through their output stream.
+    // Both worker containers waited for the controller, which reached each
+    // over the run's network, as the launch plan says.
     let load = rtbench_record::load::read_summary(&out.join("loadgen")).unwrap();
     assert_eq!(load.workers, 2);
+    let launch = rtbench_record::launch::Launch::read(&out.join("launch.json")).unwrap();
+    for (w, l) in launch.workers.iter().enumerate() {
+        assert!(l.argv.is_empty() && l.connect.is_some(), "{l:?}");
+        let log = std::fs::read_to_string(l.log.as_ref().unwrap()).unwrap();
+        assert!(
+            log.contains(&format!("rtbench-loadgen worker {w}: pid"))
+                && log.contains("controller ")
+                && log.contains(" connected"),
+            "worker {w}'s container output: {log}"
+        );
+    }
+    // Each container's output is in the record.
+    let server_log = std::fs::read_to_string(out.join("containers/server-0.log")).unwrap();
+    assert!(
+        server_log.contains("rtbench-server: listening on 0.0.0.0:8080"),
+        "{server_log}"
+    );
     assert_no_container_or_network_left();
 }
 
 #[test]
 #[ignore = "heavy (cargo xtask ci runs it; RTBENCH_QUICK=1 skips it): Docker"]
 fn ctrl_c_in_containers_writes_an_incomplete_record_and_leaves_nothing() {
+    // Also: a worker container killed mid-run is named in the record.
     use std::io::BufRead;
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = scratch("containers-ctrl-c").join("record");
@@ -131,9 +150,25 @@ fn ctrl_c_in_containers_writes_an_incomplete_record_and_leaves_nothing() {
     .spawn()
     .unwrap();
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    // Interrupt while the connections are held.
+    // While the connections are held: kill worker 1's container, then
+    // interrupt the run.
+    let mut killed = false;
     for line in lines.by_ref() {
-        if line.unwrap().starts_with("t=3s") {
+        let line = line.unwrap();
+        if line.starts_with("t=2s") && !killed {
+            let id = run(Command::new("docker").args([
+                "ps",
+                "-q",
+                "--filter",
+                "label=rtbench.run",
+                "--filter",
+                "name=-worker-1$",
+            ]));
+            assert_eq!(id.trim().lines().count(), 1, "worker 1's container: {id}");
+            run(Command::new("docker").args(["kill", id.trim()]));
+            killed = true;
+        }
+        if line.starts_with("t=4s") {
             break;
         }
     }
@@ -146,6 +181,18 @@ fn ctrl_c_in_containers_writes_an_incomplete_record_and_leaves_nothing() {
     assert!(
         !s.complete && s.stopped_by.as_deref() == Some("SIGINT"),
         "{s:?}"
+    );
+    let load = rtbench_record::load::read_summary(&out.join("loadgen")).unwrap();
+    let exits: Vec<(u64, &str)> = load
+        .worker_exits
+        .iter()
+        .map(|e| (e.worker, e.status.as_str()))
+        .collect();
+    assert_eq!(
+        exits,
+        [(1, "its connection ended before its final report")],
+        "{}",
+        rest.join("\n")
     );
     assert_no_container_or_network_left();
 }

@@ -139,7 +139,7 @@ async fn supervise(
     let started_at = rtbench_protocol::time::appwrite_timestamp(now_ns());
     let workers = launch.workers.len() as u64;
     let (mut procs, mut rx) = Workers::start(&launch, &sc, &dir).await?;
-    procs.await_ready(&mut rx, &dir).await?;
+    procs.await_ready(&mut rx).await?;
     // Every worker gets the start well before it is due.
     let start_ns = now_ns() + 300_000_000 + workers * 2_000_000;
     procs.send_start(start_ns).await?;
@@ -203,7 +203,7 @@ async fn supervise(
     merge.finish();
     stop.set(true);
     let published = publishing.await.unwrap_or_default();
-    let (died, worker_exits) = procs.reap(lost).await;
+    let (died, worker_exits) = procs.reap(lost, |w| merge.finals.contains_key(&w)).await;
     progress.finish();
     let complete = stopped_by.is_none() && died.is_empty() && merge.finals.len() as u64 == workers;
     let client_limits: Vec<String> = died.into_iter().chain(port_warning).collect();

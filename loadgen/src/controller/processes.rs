@@ -1,36 +1,59 @@
 //! The worker processes as the controller holds them: started from their
-//! command lines (local, `docker run -i`, `ssh`), each given its plan on
-//! stdin with its stdout read line by line into one channel; the ready
-//! barrier; the start line; stopping (stdin closed), killing, and reaping
-//! each exit into the record's `worker_exits`.
+//! command lines (local, `ssh`) with the plan on stdin and stdout read line
+//! by line, or reached over TCP where someone else started them
+//! (`rtbench-loadgen worker --listen`, in a container); both kinds' lines go
+//! into one channel. Then the ready barrier; the start line; stopping (the
+//! controller's side closed), killing, and reaping each end into the
+//! record's `worker_exits`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use rtbench_record::launch::{Launch, WorkerLaunch};
 use rtbench_record::load::WorkerExit;
 use rtbench_record::scenario::Scenario;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::oneshot;
 
 use super::run_dir;
 use crate::wire::{Plan, Report, Start};
 
 /// How long every worker has to start, reach its targets and say `ready`
 /// (a container's or a remote host's start included) before the run is
-/// refused, naming the worker's host.
+/// refused, naming the worker's host. A `connect` worker must also accept
+/// the controller's connection within it.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Lines from the workers, by worker; `None` when a worker's output ended.
 pub(super) type Lines = UnboundedReceiver<(u64, Option<String>)>;
 
-/// The started workers: each child with its stdin (closing it is the
-/// worker's stop signal, so it is dropped to stop one), and its host.
+/// What the controller writes to a worker: its stdin or its connection.
+type Input = Box<dyn AsyncWrite + Unpin>;
+
+/// One started worker.
+struct Held {
+    /// The process, when this controller started it; None for a `connect`
+    /// worker, whose process belongs to whoever started it.
+    child: Option<Child>,
+    /// Dropped to stop it: the end of this side is the worker's stop signal.
+    input: Option<Input>,
+    /// Fires when its output ends.
+    output_ended: Option<oneshot::Receiver<()>>,
+    /// The task reading its output: aborted to kill a `connect` worker's
+    /// connection whole.
+    reader: tokio::task::AbortHandle,
+    /// Its stderr: the controller's file, or where its starter writes it.
+    log: PathBuf,
+}
+
+/// The started workers and their hosts.
 pub(super) struct Workers {
-    children: Vec<(Child, Option<ChildStdin>)>,
+    held: Vec<Held>,
     /// Each worker's host, as the launch plan names it.
     pub(super) hosts: Vec<String>,
 }
@@ -43,6 +66,8 @@ pub(super) fn local_launch(workers: u64) -> Launch {
             .map(|_| WorkerLaunch {
                 host: "localhost".into(),
                 argv: vec![exe.clone(), "worker".into()],
+                connect: None,
+                log: None,
                 clock_offset_ns: 0,
             })
             .collect(),
@@ -50,8 +75,9 @@ pub(super) fn local_launch(workers: u64) -> Launch {
 }
 
 impl Workers {
-    /// Starts every worker, its stderr to its log in `dir`, and sends it its
-    /// plan. One worker per host samples that host.
+    /// Starts (or connects to) every worker and sends it its plan. A started
+    /// worker's stderr goes to its log in `dir`. One worker per host samples
+    /// that host.
     pub(super) async fn start(
         launch: &Launch,
         sc: &Scenario,
@@ -59,19 +85,10 @@ impl Workers {
     ) -> Result<(Workers, Lines), String> {
         let workers = launch.workers.len() as u64;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Option<String>)>();
-        let mut children: Vec<(Child, Option<ChildStdin>)> = Vec::new();
+        let mut held = Vec::new();
         let mut sampled_hosts = BTreeSet::new();
+        let ready_by = tokio::time::Instant::now() + READY_TIMEOUT;
         for (w, how) in (0u64..).zip(&launch.workers) {
-            let log =
-                std::fs::File::create(run_dir::worker_log(dir, w)).map_err(|e| e.to_string())?;
-            let mut child = Command::new(&how.argv[0])
-                .args(&how.argv[1..])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(log)
-                .kill_on_drop(true)
-                .spawn()
-                .map_err(|e| format!("cannot start worker {w} (`{}`): {e}", how.argv.join(" ")))?;
             let plan = Plan {
                 scenario: sc.clone(),
                 worker: w,
@@ -80,33 +97,48 @@ impl Workers {
                 clock_offset_ns: how.clock_offset_ns,
                 sample_host: sampled_hosts.insert(how.host.clone()),
             };
-            let mut stdin = child.stdin.take().expect("piped");
             let line = serde_json::to_string(&plan).expect("plan serializes") + "\n";
-            stdin
+            let (child, mut input, output, log): (_, Input, Box<dyn AsyncRead + Unpin>, _) =
+                match how.connect {
+                    Some(addr) => {
+                        let conn = connect(w, how, addr, ready_by).await?;
+                        let (read, write) = conn.into_split();
+                        let log = how.log.clone().unwrap_or_default();
+                        (None, Box::new(write), Box::new(read), log)
+                    }
+                    None => {
+                        let log = run_dir::worker_log(dir, w);
+                        let mut child = spawn(w, how, &log)?;
+                        let stdin = child.stdin.take().expect("piped");
+                        let stdout = child.stdout.take().expect("piped");
+                        (Some(child), Box::new(stdin), Box::new(stdout), log)
+                    }
+                };
+            input
                 .write_all(line.as_bytes())
                 .await
-                .map_err(|e| format!("worker {w}: {e}"))?;
-            let stdout = child.stdout.take().expect("piped");
-            let tx = tx.clone();
-            tokio::task::spawn_local(async move {
-                let mut lines = BufReader::new(stdout).lines();
-                while let Ok(Some(l)) = lines.next_line().await {
-                    let _ = tx.send((w, Some(l)));
-                }
-                let _ = tx.send((w, None));
+                .map_err(|e| format!("worker {w} on {}: {e}", how.host))?;
+            let (ended_tx, ended_rx) = oneshot::channel();
+            let reader = tokio::task::spawn_local(forward_lines(w, output, tx.clone(), ended_tx))
+                .abort_handle();
+            held.push(Held {
+                child,
+                input: Some(input),
+                output_ended: Some(ended_rx),
+                reader,
+                log,
             });
-            children.push((child, Some(stdin)));
         }
         let hosts = launch.workers.iter().map(|l| l.host.clone()).collect();
-        Ok((Workers { children, hosts }, rx))
+        Ok((Workers { held, hosts }, rx))
     }
 
     /// The ready barrier: the schedule starts only once every worker runs,
     /// has reached its targets and says so. Otherwise every worker is
     /// killed and the run refused, naming the worker, its host and the end
     /// of its log.
-    pub(super) async fn await_ready(&mut self, rx: &mut Lines, dir: &Path) -> Result<(), String> {
-        let workers = self.children.len() as u64;
+    pub(super) async fn await_ready(&mut self, rx: &mut Lines) -> Result<(), String> {
+        let workers = self.held.len() as u64;
         let mut ready = BTreeSet::new();
         let ready_by = tokio::time::Instant::now() + READY_TIMEOUT;
         let mut why_not: Option<(u64, String)> = None;
@@ -133,7 +165,7 @@ impl Workers {
         for w in 0..workers {
             self.kill(w);
         }
-        let log = run_dir::log_tail(&run_dir::worker_log(dir, w));
+        let log = run_dir::log_tail(&self.held[w as usize].log);
         Err(format!(
             "worker {w} on {} {why}; the run did not start{}",
             self.hosts[w as usize],
@@ -152,8 +184,8 @@ impl Workers {
         })
         .expect("start serializes")
             + "\n";
-        for (w, (_, stdin)) in self.children.iter_mut().enumerate() {
-            if let Some(s) = stdin {
+        for (w, h) in self.held.iter_mut().enumerate() {
+            if let Some(s) = &mut h.input {
                 s.write_all(start.as_bytes())
                     .await
                     .map_err(|e| format!("worker {w}: {e}"))?;
@@ -162,50 +194,81 @@ impl Workers {
         Ok(())
     }
 
-    /// Asks every worker to stop: closing a worker's stdin is its stop signal.
+    /// Asks every worker to stop: the end of the controller's side (stdin,
+    /// or the connection's write half) is its stop signal.
     pub(super) fn stop(&mut self) {
-        for (_, stdin) in &mut self.children {
-            stdin.take();
+        for h in &mut self.held {
+            if let Some(mut input) = h.input.take() {
+                // A connection's half is closed only by a shutdown; stdin by
+                // its drop.
+                tokio::task::spawn_local(async move {
+                    let _ = input.shutdown().await;
+                });
+            }
         }
     }
 
-    /// Kills worker `w` (lost, or the run refused), its stdin closed first.
+    /// Kills worker `w` (lost, or the run refused): its process, or, for a
+    /// `connect` worker, its connection (its starter ends the process).
     pub(super) fn kill(&mut self, w: u64) {
-        let (child, stdin) = &mut self.children[w as usize];
-        stdin.take();
-        let _ = child.start_kill();
+        let h = &mut self.held[w as usize];
+        h.input.take();
+        h.reader.abort();
+        if let Some(child) = &mut h.child {
+            let _ = child.start_kill();
+        }
     }
 
-    /// Waits for every worker to exit (10 s each at most, then killed) and
+    /// Waits for every worker to end (10 s each at most, then killed) and
     /// names each that did not end well: the lost ones with the status they
-    /// were given (`lost`), the others with their exit. Returns the lines
-    /// for the record's reasons and its `worker_exits`.
+    /// were given (`lost`), the others with their exit. A `connect` worker
+    /// ended well when its output ended after its final report
+    /// (`reported(w)`). Returns the lines for the record's reasons and its
+    /// `worker_exits`.
     pub(super) async fn reap(
         self,
         mut lost: BTreeMap<u64, String>,
+        reported: impl Fn(u64) -> bool,
     ) -> (Vec<String>, Vec<WorkerExit>) {
         let hosts = self.hosts;
         let mut died = Vec::new();
         let mut worker_exits = Vec::new();
-        for (w, (mut child, _)) in self.children.into_iter().enumerate() {
-            let pid = child.id().unwrap_or(0);
-            let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
-            let status = match lost.remove(&(w as u64)) {
-                Some(why) => why,
-                None if matches!(status, Ok(Ok(s)) if s.success()) => continue,
-                None => {
-                    let _ = child.kill().await;
+        for (w, mut h) in self.held.into_iter().enumerate() {
+            let pid = h.child.as_ref().and_then(Child::id).unwrap_or(0);
+            let status = match (&mut h.child, h.output_ended.take()) {
+                (Some(child), _) => {
+                    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
                     match status {
+                        Ok(Ok(s)) if s.success() => None,
                         Ok(Ok(s)) => {
                             use std::os::unix::process::ExitStatusExt;
-                            s.signal()
-                                .map_or(s.to_string(), |sig| format!("signal {sig}"))
+                            Some(
+                                s.signal()
+                                    .map_or(s.to_string(), |sig| format!("signal {sig}")),
+                            )
                         }
-                        Ok(Err(e)) => format!("cannot be waited for: {e}"),
-                        Err(_) => "still running 10 s after the end (killed)".into(),
+                        Ok(Err(e)) => Some(format!("cannot be waited for: {e}")),
+                        Err(_) => Some("still running 10 s after the end (killed)".into()),
                     }
                 }
+                (None, Some(ended)) => {
+                    match tokio::time::timeout(Duration::from_secs(10), ended).await {
+                        Ok(_) if reported(w as u64) => None,
+                        Ok(_) => Some("its connection ended before its final report".into()),
+                        Err(_) => Some("still connected 10 s after the end (cut off)".into()),
+                    }
+                }
+                (None, None) => None,
             };
+            let status = match (lost.remove(&(w as u64)), status) {
+                (Some(why), _) => why,
+                (None, None) => continue,
+                (None, Some(status)) => status,
+            };
+            if let Some(child) = &mut h.child {
+                let _ = child.kill().await;
+            }
+            h.reader.abort();
             died.push(format!(
                 "worker {w} (pid {pid}, {}) ended: {status}",
                 hosts[w]
@@ -219,4 +282,59 @@ impl Workers {
         }
         (died, worker_exits)
     }
+}
+
+/// Starts worker `w` from its command line, its stderr to `log`.
+fn spawn(w: u64, how: &WorkerLaunch, log: &Path) -> Result<Child, String> {
+    let log = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    Command::new(&how.argv[0])
+        .args(&how.argv[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start worker {w} (`{}`): {e}", how.argv.join(" ")))
+}
+
+/// Connects to a `connect` worker, trying again until `ready_by`: its
+/// starter may still be bringing it up.
+async fn connect(
+    w: u64,
+    how: &WorkerLaunch,
+    addr: SocketAddr,
+    ready_by: tokio::time::Instant,
+) -> Result<tokio::net::TcpStream, String> {
+    loop {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(conn) => {
+                let _ = conn.set_nodelay(true);
+                return Ok(conn);
+            }
+            Err(e) if tokio::time::Instant::now() >= ready_by => {
+                return Err(format!(
+                    "worker {w} on {} did not accept the controller at {addr} within {} s ({e}); the run did not start",
+                    how.host,
+                    READY_TIMEOUT.as_secs()
+                ));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Sends each line of worker `w`'s output on `tx`, then `None`, and fires
+/// `ended`.
+async fn forward_lines(
+    w: u64,
+    output: Box<dyn AsyncRead + Unpin>,
+    tx: UnboundedSender<(u64, Option<String>)>,
+    ended: oneshot::Sender<()>,
+) {
+    let mut lines = BufReader::new(output).lines();
+    while let Ok(Some(l)) = lines.next_line().await {
+        let _ = tx.send((w, Some(l)));
+    }
+    let _ = tx.send((w, None));
+    let _ = ended.send(());
 }

@@ -2,11 +2,12 @@
 //! and reports on stdout.
 //!
 //! A worker is a plain process that talks only through stdin and stdout (its
-//! plan in, JSON lines out), so the same worker runs under the local
-//! controller, over SSH or in a container. It is single-threaded on purpose:
+//! plan in, JSON lines out), or through one TCP connection it waits for
+//! (`--listen`), so the same worker runs under the local controller, over
+//! SSH or in a container. It is single-threaded on purpose:
 //! scale comes from more workers (the open-files limit forces that anyway),
 //! and one thread means no locks on the receive path and a CPU figure that
-//! says plainly when the worker is saturated. Stdin closing, SIGINT or SIGTERM
+//! says plainly when the worker is saturated. The controller's side closing, SIGINT or SIGTERM
 //! stop it early: arrivals stop, connections close, the final report is still
 //! written, marked incomplete.
 
@@ -20,7 +21,8 @@ mod run;
 mod state;
 mod ticker;
 
-use std::io::BufRead;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,16 +32,18 @@ use crate::sys;
 use crate::wire::{Plan, Report, Start};
 use state::Worker;
 
-/// `rtbench-loadgen worker`: reads the plan from stdin, gets ready, says so,
-/// waits for the start time and runs the plan.
-pub fn main() -> Result<(), String> {
-    let mut stdin = std::io::stdin().lock();
+/// `rtbench-loadgen worker`: reads the plan from its controller, gets
+/// ready, says so, waits for the start time and runs the plan. `listen`:
+/// the controller connects over TCP there instead of holding stdin and
+/// stdout.
+pub fn main(listen: Option<SocketAddr>) -> Result<(), String> {
+    let mut input = controller_channel(listen)?;
     let mut line = String::new();
-    stdin
+    input
         .read_line(&mut line)
         .map_err(|e| format!("reading the plan: {e}"))?;
-    let mut plan: Plan =
-        serde_json::from_str(&line).map_err(|e| format!("the plan on stdin is not valid: {e}"))?;
+    let mut plan: Plan = serde_json::from_str(&line)
+        .map_err(|e| format!("the plan from the controller is not valid: {e}"))?;
     clock::set_offset(plan.clock_offset_ns);
     // The log names the process, so whoever reads it can check it is gone.
     eprintln!(
@@ -61,23 +65,22 @@ pub fn main() -> Result<(), String> {
         worker: plan.worker,
     });
     line.clear();
-    if stdin
+    if input
         .read_line(&mut line)
         .map_err(|e| format!("reading the start: {e}"))?
         == 0
     {
         return Ok(()); // the controller gave up before the start
     }
-    let start: Start =
-        serde_json::from_str(&line).map_err(|e| format!("the start on stdin is not valid: {e}"))?;
+    let start: Start = serde_json::from_str(&line)
+        .map_err(|e| format!("the start from the controller is not valid: {e}"))?;
     plan.start_unix_ns = start.start_unix_ns;
-    drop(stdin);
     let interrupted = Arc::new(AtomicBool::new(false));
     {
-        // Stdin closing is the controller's stop signal.
+        // The controller's side closing is its stop signal.
         let flag = interrupted.clone();
         std::thread::spawn(move || {
-            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            let _ = std::io::copy(&mut input, &mut std::io::sink());
             flag.store(true, Ordering::Relaxed);
         });
     }
@@ -85,4 +88,28 @@ pub fn main() -> Result<(), String> {
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, run::run(w, readiness));
     Ok(())
+}
+
+/// What the controller says, as lines: stdin, or the one connection
+/// accepted at `listen` (whose other half then carries the reports).
+fn controller_channel(listen: Option<SocketAddr>) -> Result<Box<dyn BufRead + Send>, String> {
+    let Some(addr) = listen else {
+        return Ok(Box::new(BufReader::new(std::io::stdin())));
+    };
+    let listener = TcpListener::bind(addr).map_err(|e| format!("--listen {addr}: {e}"))?;
+    // Whoever started the worker waits for this line before naming it to
+    // the controller.
+    eprintln!("rtbench-loadgen worker: waiting for its controller on {addr}");
+    let (conn, peer) = listener
+        .accept()
+        .map_err(|e| format!("--listen {addr}: {e}"))?;
+    drop(listener);
+    eprintln!("rtbench-loadgen worker: controller {peer} connected");
+    // Ticks are heartbeats: each goes out when written.
+    let _ = conn.set_nodelay(true);
+    let out = conn
+        .try_clone()
+        .map_err(|e| format!("--listen {addr}: {e}"))?;
+    report::report_to(Box::new(out));
+    Ok(Box::new(BufReader::new(conn)))
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use super::clock::clock_ns;
@@ -14,13 +15,30 @@ use crate::stats;
 use crate::sys;
 use crate::wire::Report;
 
+/// Where reports go: stdout unless `report_to` named the controller's
+/// connection.
+static OUTPUT: OnceLock<Mutex<Box<dyn Write + Send>>> = OnceLock::new();
+
+/// Sends every report to `out` from now on (set once, before the first).
+pub(super) fn report_to(out: Box<dyn Write + Send>) {
+    let _ = OUTPUT.set(Mutex::new(out));
+}
+
 /// Writes one report as one line, flushed at once: the controller times
 /// heartbeats by these lines.
 pub(super) fn emit(r: &Report) {
-    let mut out = std::io::stdout().lock();
-    let _ = serde_json::to_writer(&mut out, r);
-    let _ = out.write_all(b"\n");
-    let _ = out.flush();
+    let mut line = serde_json::to_vec(r).expect("a report serializes");
+    line.push(b'\n');
+    let _ = match OUTPUT.get() {
+        Some(out) => {
+            let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
+            out.write_all(&line).and_then(|()| out.flush())
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&line).and_then(|()| out.flush())
+        }
+    };
 }
 
 /// Every second (aligned to the run's start): one `tick` line.

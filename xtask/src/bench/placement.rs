@@ -13,7 +13,7 @@ use super::args::{Args, RunsOn};
 /// after everything it started, it removes what it made.
 pub enum Placement {
     Local,
-    Containers(crate::containers::Docker),
+    Containers(Box<crate::containers::Docker>),
     Hosts(crate::hosts::Fleet),
 }
 
@@ -23,12 +23,20 @@ impl Placement {
             RunsOn::Local => Placement::Local,
             RunsOn::Containers => {
                 let spec = crate::containers::with_limits(&suite.containers, &a.limits)?;
-                Placement::Containers(crate::containers::Docker::setup(&spec, bus)?)
+                Placement::Containers(Box::new(crate::containers::Docker::setup(&spec, bus)?))
             }
             RunsOn::Hosts(file) => {
                 Placement::Hosts(crate::hosts::Fleet::setup(file, &suite.tuning, a.tune)?)
             }
         })
+    }
+
+    /// The record's directory exists: what its processes print elsewhere
+    /// (a container's output) goes there from now on.
+    pub(super) fn keep_logs_in(&self, dir: &std::path::Path) {
+        if let Placement::Containers(d) = self {
+            d.keep_logs_in(dir);
+        }
     }
 
     pub(super) fn start_redis(&self) -> Result<RedisProcess, String> {
@@ -56,7 +64,7 @@ impl Placement {
     pub(super) fn launch(&self) -> Result<Option<rtbench_record::launch::Launch>, String> {
         Ok(match self {
             Placement::Local => None,
-            Placement::Containers(d) => Some(d.launch()),
+            Placement::Containers(d) => Some(d.launch()?),
             Placement::Hosts(f) => Some(f.launch()?),
         })
     }

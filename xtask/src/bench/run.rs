@@ -184,6 +184,7 @@ pub fn run_one(
 
     let dir = record_dir::choose(name, variant, &a.runs_on(), a.out.as_deref(), side);
     let tmp = record_dir::begin(&dir)?;
+    placement.keep_logs_in(&tmp);
     record::write_json(&tmp.join("preflight.json"), &checks)?;
 
     let mut redis = if bus {
