@@ -270,6 +270,19 @@ pub struct SystemFigures {
     pub tcp_mem_peak_kib: u64,
 }
 
+impl SystemFigures {
+    /// `kib_per_connection`, unless the machine's memory moved less than the
+    /// server's alone (or not at all): then it is inside the noise of
+    /// everything else on the machine, and None.
+    pub fn kib_per_connection_measured(&self, server_kib_per_connection: f64) -> Option<f64> {
+        let k = self.kib_per_connection;
+        (self.mem_used_peak_kib > self.mem_used_before_kib
+            && k > 0.0
+            && k >= server_kib_per_connection)
+            .then_some(k)
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Errors {
     pub failed: BTreeMap<String, u64>,

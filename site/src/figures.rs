@@ -82,18 +82,10 @@ pub fn of(metric: &Metric, s: &BenchSummary) -> Figure {
             ),
             Some(c) => Figure::Value(c),
         },
-        "system_kib_per_conn" if held => {
-            let machine = s.system.kib_per_connection;
-            let server = s.server.kib_per_connection;
-            if s.system.mem_used_peak_kib <= s.system.mem_used_before_kib
-                || machine <= 0.0
-                || machine < server
-            {
-                Figure::WithinNoise
-            } else {
-                Figure::Value(machine)
-            }
-        }
+        "system_kib_per_conn" if held => s
+            .system
+            .kib_per_connection_measured(s.server.kib_per_connection)
+            .map_or(Figure::WithinNoise, Figure::Value),
         "time_to_target_s" => (metric.get)(s).map_or(Figure::NotReached, Figure::Value),
         "loadgen_kib_per_conn" if held => (metric.get)(s).map_or(
             Figure::NotMeasured("not in records this old".into()),

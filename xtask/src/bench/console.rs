@@ -31,14 +31,18 @@ pub fn print_headline(s: &BenchSummary) {
         s.deliveries_per_s
     );
     eprintln!(
-        "xtask: server {:.2} KiB/connection, CPU while holding {}; whole machine {:.2} KiB/connection",
+        "xtask: server {:.2} KiB/connection, CPU while holding {}; whole machine {}",
         s.server.kib_per_connection,
         s.server
             .cpu_holding_pct
             .map_or("unknown (no sample in the hold)".into(), |c| format!(
                 "{c:.1}%"
             )),
-        s.system.kib_per_connection
+        s.system
+            .kib_per_connection_measured(s.server.kib_per_connection)
+            .map_or("none (its memory moved within noise)".into(), |k| format!(
+                "{k:.2} KiB/connection"
+            ))
     );
     if s.reconnect_ms.count > 0 {
         eprintln!(
