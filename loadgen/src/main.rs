@@ -38,7 +38,8 @@ enum Cmd {
         #[arg(long)]
         launch: Option<PathBuf>,
     },
-    /// A worker process: reads its plan on stdin, reports JSON lines on stdout.
+    /// A worker process: reads its plan on stdin, reports JSON lines on stdout
+    /// (or both over one TCP connection, with --listen).
     #[command(hide = true)]
     Worker {
         /// Instead of stdin and stdout, wait for the controller's one TCP

@@ -1,7 +1,8 @@
 //! The controller's and workers' line protocol, in one place because both
 //! sides speak it and neither should depend on the other for it: the plan
-//! and the start go down a worker's stdin, reports come up its stdout, one
-//! JSON object a line. A worker over SSH or in a container reads and writes
+//! and the start go down to a worker, reports come up, one JSON object a
+//! line, over its stdin and stdout or the one TCP connection it accepts
+//! (`worker --listen`). A worker over SSH or in a container reads and writes
 //! exactly these lines, so changing a field here changes the wire format.
 
 use std::collections::BTreeMap;
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::stats::Counters;
 
-/// What the controller tells a worker (one JSON line on stdin).
+/// What the controller tells a worker (its first JSON line).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
     pub scenario: Scenario,

@@ -747,27 +747,46 @@ fn clients_come_back_on_the_sdk_schedule_or_spread_by_jitter() {
 /// with started ones, and each worker ends when its controller is done.
 #[test]
 fn workers_listening_for_their_controller_run_the_plan_over_tcp() {
+    /// Killed with the test, whatever happens to it.
+    struct Started(std::process::Child);
+    impl Drop for Started {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let server = TestServer::start();
     let dir = scratch("listening");
     let mut workers = Vec::new();
     let mut launch = Vec::new();
     for w in 0..2 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let log = dir.join(format!("started-{w}.log"));
-        let child = loadgen(&["worker", "--listen", &format!("127.0.0.1:{port}")])
+        let child = loadgen(&["worker", "--listen", "127.0.0.1:0"])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        workers.push(child);
+        workers.push(Started(child));
+        // The address it took, as it says once it waits.
+        let t0 = Instant::now();
+        let addr = loop {
+            let text = std::fs::read_to_string(&log).unwrap();
+            if let Some(a) = text
+                .lines()
+                .find_map(|l| l.strip_prefix(rtbench_record::launch::WAITING_FOR_CONTROLLER))
+            {
+                break a.trim().to_string();
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "worker {w} never said where it waits: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
         launch.push(serde_json::json!({
             "host": format!("listener-{w}"),
-            "connect": format!("127.0.0.1:{port}"),
+            "connect": addr,
             "log": log,
         }));
     }
@@ -790,10 +809,10 @@ fn workers_listening_for_their_controller_run_the_plan_over_tcp() {
     );
     assert_eq!(server.metric("rtbench_connections_total"), 500);
     // The controller's end was each worker's stop: both exit, and well.
-    for (w, mut child) in workers.into_iter().enumerate() {
+    for (w, mut started) in workers.into_iter().enumerate() {
         let t0 = Instant::now();
         let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
+            if let Some(s) = started.0.try_wait().unwrap() {
                 break s;
             }
             assert!(
@@ -808,25 +827,34 @@ fn workers_listening_for_their_controller_run_the_plan_over_tcp() {
     }
 }
 
-/// A launch entry names exactly one way to reach its worker.
+/// A launch entry names exactly one way to reach its worker, and a `log`
+/// only for a worker the controller does not start.
 #[test]
-fn a_launch_entry_with_both_argv_and_connect_is_refused() {
-    let dir = scratch("launch-both");
+fn a_launch_entry_that_is_not_exactly_argv_or_connect_is_refused() {
+    let dir = scratch("launch-entries");
     let launch_file = dir.join("launch.json");
-    std::fs::write(
-        &launch_file,
-        r#"{"workers":[{"host":"h","argv":["rtbench-loadgen","worker"],"connect":"127.0.0.1:9"}]}"#,
-    )
-    .unwrap();
-    let (output, _) = run(
-        &dir,
-        "[target]\nurls=[\"ws://127.0.0.1:9\"]\n[[phases]]\nduration_s=1\nrate=10\n[session]\nchannels=[\"files\"]\n",
-        &["--launch", launch_file.to_str().unwrap()],
-    );
-    assert_eq!(output.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        err.contains("workers[0] needs exactly one of `argv` and `connect`"),
-        "{err}"
-    );
+    for (entry, why) in [
+        (
+            r#"{"host":"h","argv":["rtbench-loadgen","worker"],"connect":"127.0.0.1:9"}"#,
+            "workers[0] needs exactly one of `argv` and `connect`",
+        ),
+        (
+            r#"{"host":"h"}"#,
+            "workers[0] needs exactly one of `argv` and `connect`",
+        ),
+        (
+            r#"{"host":"h","argv":["rtbench-loadgen","worker"],"log":"w.log"}"#,
+            "workers[0]: `log` is for a `connect` worker",
+        ),
+    ] {
+        std::fs::write(&launch_file, format!(r#"{{"workers":[{entry}]}}"#)).unwrap();
+        let (output, _) = run(
+            &dir,
+            "[target]\nurls=[\"ws://127.0.0.1:9\"]\n[[phases]]\nduration_s=1\nrate=10\n[session]\nchannels=[\"files\"]\n",
+            &["--launch", launch_file.to_str().unwrap()],
+        );
+        assert_eq!(output.status.code(), Some(1), "{entry}");
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert!(err.contains(why), "{entry}: {err}");
+    }
 }

@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+/// What a `worker --listen` prints on stderr, followed by its address,
+/// once it waits for its controller: its starter waits for this line.
+pub const WAITING_FOR_CONTROLLER: &str = "rtbench-loadgen worker: waiting for its controller on";
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Launch {
@@ -65,6 +69,16 @@ impl Launch {
         {
             return Err(format!(
                 "{}: workers[{i}] needs exactly one of `argv` and `connect`",
+                path.display()
+            ));
+        }
+        if let Some(i) = l
+            .workers
+            .iter()
+            .position(|w| w.connect.is_none() && w.log.is_some())
+        {
+            return Err(format!(
+                "{}: workers[{i}]: `log` is for a `connect` worker (a started one's stderr is the controller's)",
                 path.display()
             ));
         }

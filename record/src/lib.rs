@@ -557,9 +557,9 @@ fn nofile() -> u64 {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
-    /// `docker run --cpus`.
+    /// CPUs the container may use (Docker's NanoCpus / 1e9), e.g. `1.5`.
     pub cpus: Option<f64>,
-    /// `docker run --memory` (e.g. `512m`).
+    /// Its memory limit, as Docker writes sizes (e.g. `512m`, `1.5g`).
     pub memory: Option<String>,
 }
 

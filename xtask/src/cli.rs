@@ -5,7 +5,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::{abuse, bench, ci, fuzz, memprobe, roofline, site, tuning, versus};
+use crate::{abuse, bench, ci, containers, fuzz, memprobe, roofline, site, tuning, versus};
 
 /// Project tasks, run as `cargo xtask <task>`.
 #[derive(Debug, Parser)]
@@ -37,6 +37,12 @@ pub enum Task {
     Fuzz(fuzz::Args),
     /// Set-up, fmt check, clippy (warnings denied), every test (a smoke bench among them)
     Ci,
+    /// Started by `bench --on containers`: once its stdin ends, removes the run's containers
+    #[command(hide = true)]
+    ContainersReaper {
+        /// The run's `rtbench.run` label.
+        run: String,
+    },
 }
 
 /// Runs one task.
@@ -55,6 +61,7 @@ pub fn run(task: Task) -> Result<(), String> {
         Task::Abuse(a) => abuse::run(a),
         Task::Fuzz(a) => fuzz::run(a),
         Task::Ci => ci::run(),
+        Task::ContainersReaper { run } => containers::reaper(&run),
     }
 }
 

@@ -13,10 +13,12 @@
 //! Images are built here, from the release binaries and the shared libraries
 //! they load (`FROM scratch`), so nothing needs a registry; Redis's image is
 //! built the same way from Debian's redis-server. Every container and the
-//! network carry the label `rtbench.run=<xtask pid>-<n>`. They are removed
-//! when the run ends, also on failure and Ctrl-C (`Drop`); what a killed
-//! xtask left behind, the next run removes (`sweep`). Each container's
-//! output is kept in the record, under `containers/`.
+//! network carry the label `rtbench.run=<xtask pid>-<n>` and their owner
+//! (`rtbench.owner`). They are removed when the run ends, also on failure
+//! and Ctrl-C (`Drop`); if the xtask is killed, by its reaper, a process of
+//! its own session that waits for the xtask's end (`reaper`); and whatever
+//! both missed, by the next run, when its owner is gone (`owner_gone`).
+//! Each container's output is kept in the record, under `containers/`.
 
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
@@ -44,6 +46,8 @@ const REDIS_PORT: u16 = 6379;
 const WORKER_PORT: u16 = 7700;
 /// Every container and network of a run carries it, valued with the run.
 const LABEL: &str = "rtbench.run";
+/// And this, valued with the xtask that made them (`this_owner`).
+const OWNER: &str = "rtbench.owner";
 /// The record's folder of container output.
 const LOGS: &str = "containers";
 /// How long a container has to say it is up (its first log line) after it
@@ -52,6 +56,10 @@ const STARTUP: Duration = Duration::from_secs(30);
 
 pub struct Docker {
     run: String,
+    /// What every container and the network carry: the run, and its owner.
+    labels: HashMap<String, String>,
+    /// Removes the run if this process ends without doing so (`Drop`).
+    reaper: Option<std::process::Child>,
     network: String,
     image: GenericImage,
     redis_image: Option<GenericImage>,
@@ -94,11 +102,11 @@ impl Engine {
     }
 
     /// The run's network: internal (no route off this machine), labelled.
-    fn create_network(&self, name: &str, run: &str) -> Result<(), String> {
+    fn create_network(&self, name: &str, labels: &HashMap<String, String>) -> Result<(), String> {
         let request = bollard::models::NetworkCreateRequest {
             name: name.into(),
             internal: Some(true),
-            labels: Some(HashMap::from([(LABEL.to_string(), run.to_string())])),
+            labels: Some(labels.clone()),
             ..Default::default()
         };
         self.rt
@@ -113,11 +121,8 @@ impl Engine {
         &self,
         name: &str,
         network: &str,
-    ) -> Result<(Option<IpAddr>, u32, Option<String>), String> {
-        let c = self
-            .rt
-            .block_on(self.api.inspect_container(name, None))
-            .map_err(|e| format!("{name}: {e}"))?;
+    ) -> Result<(Option<IpAddr>, u32, Option<String>), bollard::errors::Error> {
+        let c = self.rt.block_on(self.api.inspect_container(name, None))?;
         let ip = c
             .network_settings
             .and_then(|n| n.networks?.remove(network)?.ip_address)
@@ -133,16 +138,14 @@ impl Engine {
         Ok((ip, state.pid.unwrap_or(0).max(0) as u32, ended))
     }
 
-    /// Removes the containers and networks labelled with a run for which
-    /// `gone(run)` holds.
-    fn remove_runs(&self, gone: impl Fn(&str) -> bool) {
+    /// Removes the containers and networks of every run whose labels
+    /// `gone` holds for.
+    fn remove_runs(&self, gone: impl Fn(&HashMap<String, String>) -> bool) {
         use bollard::query_parameters::{
             ListContainersOptions, ListNetworksOptions, RemoveContainerOptions,
         };
         let filters = HashMap::from([("label".to_string(), vec![LABEL.to_string()])]);
-        let label_of = |labels: Option<HashMap<String, String>>| {
-            labels.and_then(|mut l| l.remove(LABEL)).unwrap_or_default()
-        };
+        let label_of = |labels: Option<HashMap<String, String>>| gone(&labels.unwrap_or_default());
         self.rt.block_on(async {
             let containers = self
                 .api
@@ -154,7 +157,7 @@ impl Engine {
                 .await
                 .unwrap_or_default();
             for c in containers {
-                if gone(&label_of(c.labels))
+                if label_of(c.labels)
                     && let Some(id) = c.id
                 {
                     let _ = self
@@ -178,7 +181,7 @@ impl Engine {
                 .await
                 .unwrap_or_default();
             for n in networks {
-                if gone(&label_of(n.labels))
+                if label_of(n.labels)
                     && let Some(name) = n.name
                 {
                     let _ = self.api.remove_network(&name).await;
@@ -193,18 +196,20 @@ impl Docker {
     /// several server processes and needs the bus.
     pub fn setup(spec: &Containers, redis: bool) -> Result<Docker, String> {
         let engine = Arc::new(Engine::connect()?);
-        // What a killed xtask left: runs whose xtask is gone.
-        engine.remove_runs(|run| {
-            run.split('-')
-                .next()
-                .and_then(|pid| pid.parse::<u32>().ok())
-                .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
-        });
+        // What a killed xtask (and its reaper) left: runs of this machine
+        // whose xtask is gone.
+        engine.remove_runs(|labels| labels.get(OWNER).is_some_and(|o| owner_gone(o)));
         let run = format!(
             "{}-{}",
             std::process::id(),
             rtbench_protocol::time::now_ns() % 1_000_000
         );
+        let labels = HashMap::from([
+            (LABEL.to_string(), run.clone()),
+            (OWNER.to_string(), this_owner()),
+        ]);
+        // From here on, whatever happens to this process, the run goes.
+        let reaper = start_reaper(&run)?;
         let release = root().join("target/release");
         let image = build_image(
             "rtbench/bench",
@@ -220,9 +225,11 @@ impl Docker {
             None
         };
         let network = format!("rtbench-{run}");
-        engine.create_network(&network, &run)?;
+        engine.create_network(&network, &labels)?;
         Ok(Docker {
             run,
+            labels,
+            reaper: Some(reaper),
             network,
             image,
             redis_image,
@@ -261,7 +268,7 @@ impl Docker {
             .with_cmd(cmd)
             .with_container_name(name)
             .with_network(&self.network)
-            .with_label(LABEL, &self.run)
+            .with_labels(self.labels.clone())
             .with_ulimit("nofile", nofile, Some(nofile))
             .with_startup_timeout(STARTUP)
             .with_host_config_modifier(move |h| {
@@ -275,7 +282,10 @@ impl Docker {
         let container = request
             .start()
             .map_err(|e| format!("container {name}: {e}"))?;
-        let (ip, pid, _) = self.engine.inspect(name, &self.network)?;
+        let (ip, pid, _) = self
+            .engine
+            .inspect(name, &self.network)
+            .map_err(|e| format!("{name}: {e}"))?;
         let ip = ip.ok_or(format!("{name} has no address on {}", self.network))?;
         self.hosts
             .borrow_mut()
@@ -369,7 +379,7 @@ impl Docker {
                 &role,
                 &self.spec.worker,
                 cmd,
-                WaitFor::message_on_stderr("waiting for its controller"),
+                WaitFor::message_on_stderr(rtbench_record::launch::WAITING_FOR_CONTROLLER),
             )?;
             self.workers.borrow_mut().push(container);
             workers.push(WorkerLaunch {
@@ -400,7 +410,13 @@ impl Drop for Docker {
     /// Removes every container and the network of the run, whatever happened.
     fn drop(&mut self) {
         self.workers.borrow_mut().clear();
-        self.engine.remove_runs(|run| run == self.run);
+        self.engine
+            .remove_runs(|labels| labels.get(LABEL) == Some(&self.run));
+        if let Some(mut reaper) = self.reaper.take() {
+            // Its stdin's end: it looks once more, finds nothing, and exits.
+            drop(reaper.stdin.take());
+            let _ = reaper.wait();
+        }
     }
 }
 
@@ -417,7 +433,11 @@ impl Elsewhere for Held {
         self.container.as_ref()?;
         match self.engine.inspect(&self.name, &self.network) {
             Ok((_, _, ended)) => ended,
-            Err(e) => Some(format!("its container is gone ({e})")),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Some("its container is gone".into()),
+            // The engine did not answer this time: asked again next sample.
+            Err(_) => None,
         }
     }
 
@@ -427,6 +447,90 @@ impl Elsewhere for Held {
             // Dropped: removed.
         }
     }
+}
+
+/// `cargo xtask containers-reaper RUN`: waits for its stdin to end (the
+/// xtask that started it ending, however it ends), then removes every
+/// container and network of RUN.
+pub fn reaper(run: &str) -> Result<(), String> {
+    let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+    Engine::connect()?.remove_runs(|labels| labels.get(LABEL).map(String::as_str) == Some(run));
+    Ok(())
+}
+
+/// Starts this binary as the run's reaper, in a session of its own (a
+/// Ctrl-C or a kill of this process group leaves it), holding the write end
+/// of its stdin.
+fn start_reaper(run: &str) -> Result<std::process::Child, String> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().map_err(|e| format!("the reaper: {e}"))?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["containers-reaper", run])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: setsid is async-signal-safe and touches nothing of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    cmd.spawn()
+        .map_err(|e| format!("starting the containers' reaper: {e}"))
+}
+
+/// This process as a run's owner: the boot, the pid namespace, the pid and
+/// its start time, so that a pid reused later, or one seen from another
+/// namespace or machine, is never taken for it.
+fn this_owner() -> String {
+    let pid = std::process::id();
+    format!(
+        "{} {} {pid} {}",
+        boot_id(),
+        pid_namespace(),
+        process_start(pid).unwrap_or(0)
+    )
+}
+
+/// An owner (`this_owner`) that was this machine's and namespace's and
+/// whose process has ended. Anything else (another machine sharing the
+/// engine, another namespace) is left alone.
+fn owner_gone(owner: &str) -> bool {
+    let f: Vec<&str> = owner.split(' ').collect();
+    let [boot, ns, pid, start] = f[..] else {
+        return false;
+    };
+    if boot != boot_id() || ns != pid_namespace() {
+        return false;
+    }
+    match pid.parse::<u32>() {
+        Ok(pid) => process_start(pid).map(|s| s.to_string()) != Some(start.to_string()),
+        Err(_) => false,
+    }
+}
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn pid_namespace() -> String {
+    std::fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+/// A process's start time (clock ticks after boot), None when it is gone.
+fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; starttime is field 22.
+    stat[stat.rfind(')')? + 2..]
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
 }
 
 /// The host record's role for a container's: `server-0` is a server.
@@ -451,25 +555,38 @@ fn log_file(path: &Path) -> Result<impl Fn(&LogFrame) + Send + Sync + 'static, S
     })
 }
 
-/// Docker's memory sizes: `512m`, `1g`, `65536k`, or bytes.
+/// A memory size as Docker reads one (`512m`, `1.5g`, `2GiB`, `65536k`,
+/// plain bytes): a number, then optionally k, m, g, t or p (powers of 1024),
+/// `i` and `b`.
 fn memory_bytes(size: &str) -> Result<i64, String> {
-    let s = size.trim().to_ascii_lowercase();
-    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s.as_str(), ""),
+    let bad = || format!("memory `{size}` is not a size such as 512m, 1.5g or 2GiB");
+    let s = size.trim();
+    let end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(end);
+    let number: f64 = number.parse().map_err(|_| bad())?;
+    let mut unit = unit.trim_start().chars().peekable();
+    let shift = match unit.peek().map(char::to_ascii_lowercase) {
+        Some('k') => 10,
+        Some('m') => 20,
+        Some('g') => 30,
+        Some('t') => 40,
+        Some('p') => 50,
+        _ => 0,
     };
-    let shift = match unit.trim_end_matches('b') {
-        "" => 0,
-        "k" => 10,
-        "m" => 20,
-        "g" => 30,
-        _ => return Err(format!("memory `{size}`: the unit is not b, k, m or g")),
-    };
-    let n: i64 = digits
-        .parse()
-        .map_err(|_| format!("memory `{size}` is not a number with a unit (512m, 1g)"))?;
-    n.checked_mul(1 << shift)
-        .ok_or(format!("memory `{size}` is too large"))
+    if shift > 0 {
+        unit.next();
+    }
+    let rest: String = unit.collect::<String>().to_ascii_lowercase();
+    if !matches!(rest.as_str(), "" | "b" | "ib" | "i") {
+        return Err(bad());
+    }
+    let bytes = number * (1u64 << shift) as f64;
+    if !(1.0..9.2e18).contains(&bytes) {
+        return Err(format!("memory `{size}` is out of range"));
+    }
+    Ok(bytes as i64)
 }
 
 /// Containers share this kernel's clock: no offset to estimate.
@@ -561,7 +678,10 @@ pub fn with_limits(spec: &Containers, limits: &[String]) -> Result<Containers, S
                 };
                 match field {
                     "cpus" => limits.cpus = Some(num(value)?),
-                    "memory" => limits.memory = Some(value.into()),
+                    "memory" => {
+                        memory_bytes(value).map_err(|e| format!("--limit {l}: {e}"))?;
+                        limits.memory = Some(value.into());
+                    }
                     f => return Err(format!("--limit {l}: `{f}` is not cpus or memory")),
                 }
             }
@@ -585,11 +705,21 @@ mod tests {
     fn memory_sizes_read_as_docker_reads_them() {
         assert_eq!(super::memory_bytes("512m"), Ok(512 << 20));
         assert_eq!(super::memory_bytes("1G"), Ok(1 << 30));
+        assert_eq!(super::memory_bytes("1.5g"), Ok(3 << 29));
+        assert_eq!(super::memory_bytes("2GiB"), Ok(2 << 30));
+        assert_eq!(super::memory_bytes("64 mb"), Ok(64 << 20));
         assert_eq!(super::memory_bytes("65536k"), Ok(65536 << 10));
+        assert_eq!(super::memory_bytes("1t"), Ok(1 << 40));
         assert_eq!(super::memory_bytes("1000"), Ok(1000));
-        let e = super::memory_bytes("1t").unwrap_err();
-        assert!(e.contains("not b, k, m or g"), "{e}");
-        assert!(super::memory_bytes("m").is_err());
+        for bad in ["m", "1x", "1gg", "", "0"] {
+            assert!(super::memory_bytes(bad).is_err(), "{bad}");
+        }
+        // Refused where the flag is read, before anything is built.
+        let e = super::with_limits(&Default::default(), &["worker.memory=1x".into()]).unwrap_err();
+        assert!(
+            e.contains("--limit worker.memory=1x: memory `1x` is not a size"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -69,6 +69,30 @@ fn sh(line: &str) {
 #[ignore = "heavy (cargo xtask ci runs it; RTBENCH_QUICK=1 skips it): Docker"]
 fn smoke_in_containers_writes_a_full_record_and_leaves_nothing() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // What a killed xtask of this machine left (its pid is past pid_max, so
+    // gone) is swept; what another machine's xtask made is left alone.
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let ns = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    let left_here = format!("{} {} 4194305 1", boot.trim(), ns.display());
+    let elsewhere = format!("not-this-boot {} 4194305 1", ns.display());
+    for (name, owner) in [
+        ("rtbench-left-here", &left_here),
+        ("rtbench-elsewhere", &elsewhere),
+    ] {
+        let _ = Command::new("docker")
+            .args(["network", "rm", name])
+            .output();
+        run(Command::new("docker").args([
+            "network",
+            "create",
+            "--internal",
+            "--label",
+            &format!("rtbench.run={name}"),
+            "--label",
+            &format!("rtbench.owner={owner}"),
+            name,
+        ]));
+    }
     let out = scratch("containers").join("record");
     let o = xtask(&[
         "bench",
@@ -125,6 +149,19 @@ fn smoke_in_containers_writes_a_full_record_and_leaves_nothing() {
         server_log.contains("rtbench-server: listening on 0.0.0.0:8080"),
         "{server_log}"
     );
+    let other = run(Command::new("docker").args([
+        "network",
+        "ls",
+        "-q",
+        "--filter",
+        "name=rtbench-elsewhere",
+    ]));
+    assert_eq!(
+        other.trim().lines().count(),
+        1,
+        "another machine's run was swept"
+    );
+    run(Command::new("docker").args(["network", "rm", "rtbench-elsewhere"]));
     assert_no_container_or_network_left();
 }
 
@@ -195,6 +232,56 @@ fn ctrl_c_in_containers_writes_an_incomplete_record_and_leaves_nothing() {
         rest.join("\n")
     );
     assert_no_container_or_network_left();
+}
+
+#[test]
+#[ignore = "heavy (cargo xtask ci runs it; RTBENCH_QUICK=1 skips it): Docker"]
+fn a_killed_xtask_leaves_no_container_behind() {
+    use std::io::BufRead;
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = scratch("containers-kill").join("record");
+    let mut child = xtask(&[
+        "bench",
+        "smoke",
+        "--on",
+        "containers",
+        "--out",
+        out.to_str().unwrap(),
+        "--dashboard",
+        "127.0.0.1:0",
+    ])
+    .stderr(Stdio::piped())
+    .stdout(Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().starts_with("t=2s") {
+            break;
+        }
+    }
+    // No handler runs: its reaper, which outlives it, removes the run.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let t0 = Instant::now();
+    loop {
+        let left = run(Command::new("docker").args(["ps", "-aq", "--filter", "label=rtbench.run"]))
+            + &run(Command::new("docker").args([
+                "network",
+                "ls",
+                "-q",
+                "--filter",
+                "label=rtbench.run",
+            ]));
+        if left.trim().is_empty() {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "left 30 s after the xtask was killed: {left}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]

@@ -18,15 +18,14 @@ use rtbench_record::scenario::Scenario;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
-use tokio::sync::oneshot;
 
 use super::run_dir;
 use crate::wire::{Plan, Report, Start};
 
 /// How long every worker has to start, reach its targets and say `ready`
 /// (a container's or a remote host's start included) before the run is
-/// refused, naming the worker's host. A `connect` worker must also accept
-/// the controller's connection within it.
+/// refused, naming the worker's host; and, before that, how long a
+/// `connect` worker has to accept the controller's connection.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Lines from the workers, by worker; `None` when a worker's output ended.
@@ -42,8 +41,6 @@ struct Held {
     child: Option<Child>,
     /// Dropped to stop it: the end of this side is the worker's stop signal.
     input: Option<Input>,
-    /// Fires when its output ends.
-    output_ended: Option<oneshot::Receiver<()>>,
     /// The task reading its output: aborted to kill a `connect` worker's
     /// connection whole.
     reader: tokio::task::AbortHandle,
@@ -118,13 +115,11 @@ impl Workers {
                 .write_all(line.as_bytes())
                 .await
                 .map_err(|e| format!("worker {w} on {}: {e}", how.host))?;
-            let (ended_tx, ended_rx) = oneshot::channel();
-            let reader = tokio::task::spawn_local(forward_lines(w, output, tx.clone(), ended_tx))
-                .abort_handle();
+            let reader =
+                tokio::task::spawn_local(forward_lines(w, output, tx.clone())).abort_handle();
             held.push(Held {
                 child,
                 input: Some(input),
-                output_ended: Some(ended_rx),
                 reader,
                 log,
             });
@@ -209,7 +204,9 @@ impl Workers {
     }
 
     /// Kills worker `w` (lost, or the run refused): its process, or, for a
-    /// `connect` worker, its connection (its starter ends the process).
+    /// `connect` worker, its connection. A connected worker that still runs
+    /// stops when its connection ends; one that cannot (frozen) is its
+    /// starter's to end (the xtask removes its containers when the run ends).
     pub(super) fn kill(&mut self, w: u64) {
         let h = &mut self.held[w as usize];
         h.input.take();
@@ -219,11 +216,12 @@ impl Workers {
         }
     }
 
-    /// Waits for every worker to end (10 s each at most, then killed) and
-    /// names each that did not end well: the lost ones with the status they
-    /// were given (`lost`), the others with their exit. A `connect` worker
-    /// ended well when its output ended after its final report
-    /// (`reported(w)`). Returns the lines for the record's reasons and its
+    /// Called once every worker's output has ended: waits for each started
+    /// worker to exit (10 s each at most, then killed) and names each that
+    /// did not end well: the lost ones with the status they were given
+    /// (`lost`), the others with their exit. A `connect` worker ended well
+    /// when it sent its final report (`reported(w)`); its exit is its
+    /// starter's to see. Returns the lines for the record's reasons and its
     /// `worker_exits`.
     pub(super) async fn reap(
         self,
@@ -235,8 +233,8 @@ impl Workers {
         let mut worker_exits = Vec::new();
         for (w, mut h) in self.held.into_iter().enumerate() {
             let pid = h.child.as_ref().and_then(Child::id).unwrap_or(0);
-            let status = match (&mut h.child, h.output_ended.take()) {
-                (Some(child), _) => {
+            let status = match &mut h.child {
+                Some(child) => {
                     let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
                     match status {
                         Ok(Ok(s)) if s.success() => None,
@@ -251,14 +249,8 @@ impl Workers {
                         Err(_) => Some("still running 10 s after the end (killed)".into()),
                     }
                 }
-                (None, Some(ended)) => {
-                    match tokio::time::timeout(Duration::from_secs(10), ended).await {
-                        Ok(_) if reported(w as u64) => None,
-                        Ok(_) => Some("its connection ended before its final report".into()),
-                        Err(_) => Some("still connected 10 s after the end (cut off)".into()),
-                    }
-                }
-                (None, None) => None,
+                None => (!reported(w as u64))
+                    .then(|| "its connection ended before its final report".to_string()),
             };
             let status = match (lost.remove(&(w as u64)), status) {
                 (Some(why), _) => why,
@@ -269,8 +261,13 @@ impl Workers {
                 let _ = child.kill().await;
             }
             h.reader.abort();
+            let process = if pid == 0 {
+                "connected".to_string()
+            } else {
+                format!("pid {pid}")
+            };
             died.push(format!(
-                "worker {w} (pid {pid}, {}) ended: {status}",
+                "worker {w} ({process}, {}) ended: {status}",
                 hosts[w]
             ));
             worker_exits.push(WorkerExit {
@@ -298,43 +295,56 @@ fn spawn(w: u64, how: &WorkerLaunch, log: &Path) -> Result<Child, String> {
 }
 
 /// Connects to a `connect` worker, trying again until `ready_by`: its
-/// starter may still be bringing it up.
+/// starter may still be bringing it up. A refusal names the worker, its
+/// host and the end of its log.
 async fn connect(
     w: u64,
     how: &WorkerLaunch,
     addr: SocketAddr,
     ready_by: tokio::time::Instant,
 ) -> Result<tokio::net::TcpStream, String> {
-    loop {
-        match tokio::net::TcpStream::connect(addr).await {
-            Ok(conn) => {
-                let _ = conn.set_nodelay(true);
-                return Ok(conn);
+    let attempts = async {
+        loop {
+            match tokio::net::TcpStream::connect(addr).await {
+                Ok(conn) => return conn,
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
-            Err(e) if tokio::time::Instant::now() >= ready_by => {
-                return Err(format!(
-                    "worker {w} on {} did not accept the controller at {addr} within {} s ({e}); the run did not start",
-                    how.host,
-                    READY_TIMEOUT.as_secs()
-                ));
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    match tokio::time::timeout_at(ready_by, attempts).await {
+        Ok(conn) => {
+            let _ = conn.set_nodelay(true);
+            Ok(conn)
+        }
+        Err(_) => {
+            let log = how
+                .log
+                .as_deref()
+                .map(run_dir::log_tail)
+                .unwrap_or_default();
+            Err(format!(
+                "worker {w} on {} did not accept the controller at {addr} within {} s; the run did not start{}",
+                how.host,
+                READY_TIMEOUT.as_secs(),
+                if log.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {log}")
+                }
+            ))
         }
     }
 }
 
-/// Sends each line of worker `w`'s output on `tx`, then `None`, and fires
-/// `ended`.
+/// Sends each line of worker `w`'s output on `tx`, then `None`.
 async fn forward_lines(
     w: u64,
     output: Box<dyn AsyncRead + Unpin>,
     tx: UnboundedSender<(u64, Option<String>)>,
-    ended: oneshot::Sender<()>,
 ) {
     let mut lines = BufReader::new(output).lines();
     while let Ok(Some(l)) = lines.next_line().await {
         let _ = tx.send((w, Some(l)));
     }
     let _ = tx.send((w, None));
-    let _ = ended.send(());
 }

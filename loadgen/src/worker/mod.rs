@@ -1,5 +1,5 @@
 //! A worker process: makes its share of the arrivals, holds the connections,
-//! and reports on stdout.
+//! and reports to its controller.
 //!
 //! A worker is a plain process that talks only through stdin and stdout (its
 //! plan in, JSON lines out), or through one TCP connection it waits for
@@ -26,6 +26,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use rtbench_record::launch::WAITING_FOR_CONTROLLER;
 
 use crate::hold;
 use crate::sys;
@@ -97,9 +99,12 @@ fn controller_channel(listen: Option<SocketAddr>) -> Result<Box<dyn BufRead + Se
         return Ok(Box::new(BufReader::new(std::io::stdin())));
     };
     let listener = TcpListener::bind(addr).map_err(|e| format!("--listen {addr}: {e}"))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("--listen {addr}: {e}"))?;
     // Whoever started the worker waits for this line before naming it to
-    // the controller.
-    eprintln!("rtbench-loadgen worker: waiting for its controller on {addr}");
+    // the controller. It waits for as long as its starter lets it.
+    eprintln!("{WAITING_FOR_CONTROLLER} {addr}");
     let (conn, peer) = listener
         .accept()
         .map_err(|e| format!("--listen {addr}: {e}"))?;

@@ -86,8 +86,8 @@ pub(super) async fn ticks(w: Rc<Worker>) {
     }
 }
 
-/// The `final` line: everything, over the whole run. Complete unless stdin
-/// closed or a signal came first.
+/// The `final` line: everything, over the whole run. Complete unless the
+/// controller's side closed or a signal came first.
 pub(super) fn final_report(w: &Worker, rss_start_kib: u64) -> Report {
     let complete = !w.interrupted.load(Ordering::Relaxed);
     Report::Final {

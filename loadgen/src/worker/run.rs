@@ -1,6 +1,7 @@
 //! A worker's run from the start time to its final report: the tasks that
 //! make arrivals, serve the hold and report, stopped by the end of the hold,
-//! stdin closing or a signal; then the close, within its timeout.
+//! the controller's side closing or a signal; then the close, within its
+//! timeout.
 
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
