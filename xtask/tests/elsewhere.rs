@@ -37,13 +37,62 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// The containers and networks labelled by a run, as ids (empty: none).
+fn labelled_left() -> (String, String) {
+    let containers =
+        run(Command::new("docker").args(["ps", "-aq", "--filter", "label=rtbench.run"]));
+    let networks =
+        run(Command::new("docker").args(["network", "ls", "-q", "--filter", "label=rtbench.run"]));
+    (containers.trim().into(), networks.trim().into())
+}
+
 /// Nothing labelled by a run survives it.
 fn assert_no_container_or_network_left() {
-    let left = run(Command::new("docker").args(["ps", "-aq", "--filter", "label=rtbench.run"]));
-    assert!(left.trim().is_empty(), "containers left: {left}");
-    let nets =
-        run(Command::new("docker").args(["network", "ls", "-q", "--filter", "label=rtbench.run"]));
-    assert!(nets.trim().is_empty(), "networks left: {nets}");
+    let (containers, networks) = labelled_left();
+    assert!(containers.is_empty(), "containers left: {containers}");
+    assert!(networks.is_empty(), "networks left: {networks}");
+}
+
+/// `cargo xtask bench smoke --on containers --out OUT`.
+fn smoke_in_containers(out: &Path) -> Command {
+    xtask(&[
+        "bench",
+        "smoke",
+        "--on",
+        "containers",
+        "--out",
+        out.to_str().unwrap(),
+        "--dashboard",
+        "127.0.0.1:0",
+    ])
+}
+
+/// `cargo xtask bench smoke --on containers --out <scratch>/record` started,
+/// and its stderr read up to the line of second `t` of the load: the
+/// record's path, the xtask and the rest of its stderr.
+fn smoke_in_containers_at(
+    name: &str,
+    t: u64,
+) -> (
+    PathBuf,
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+) {
+    use std::io::BufRead;
+    let out = scratch(name).join("record");
+    let mut child = smoke_in_containers(&out)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let second = format!("t={t}s");
+    for line in lines.by_ref() {
+        if line.unwrap().starts_with(&second) {
+            break;
+        }
+    }
+    (out, child, lines)
 }
 
 /// `cargo xtask bench smoke --out OUT` with `extra` flags, its output.
@@ -169,43 +218,22 @@ fn smoke_in_containers_writes_a_full_record_and_leaves_nothing() {
 #[ignore = "heavy (cargo xtask ci runs it; RTBENCH_QUICK=1 skips it): Docker"]
 fn ctrl_c_in_containers_writes_an_incomplete_record_and_leaves_nothing() {
     // Also: a worker container killed mid-run is named in the record.
-    use std::io::BufRead;
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let out = scratch("containers-ctrl-c").join("record");
-    let mut child = xtask(&[
-        "bench",
-        "smoke",
-        "--on",
-        "containers",
-        "--out",
-        out.to_str().unwrap(),
-        "--dashboard",
-        "127.0.0.1:0",
-    ])
-    .stderr(Stdio::piped())
-    .stdout(Stdio::null())
-    .spawn()
-    .unwrap();
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
     // While the connections are held: kill worker 1's container, then
     // interrupt the run.
-    let mut killed = false;
+    let (out, mut child, mut lines) = smoke_in_containers_at("containers-ctrl-c", 2);
+    let id = run(Command::new("docker").args([
+        "ps",
+        "-q",
+        "--filter",
+        "label=rtbench.run",
+        "--filter",
+        "name=-worker-1$",
+    ]));
+    assert_eq!(id.trim().lines().count(), 1, "worker 1's container: {id}");
+    run(Command::new("docker").args(["kill", id.trim()]));
     for line in lines.by_ref() {
-        let line = line.unwrap();
-        if line.starts_with("t=2s") && !killed {
-            let id = run(Command::new("docker").args([
-                "ps",
-                "-q",
-                "--filter",
-                "label=rtbench.run",
-                "--filter",
-                "name=-worker-1$",
-            ]));
-            assert_eq!(id.trim().lines().count(), 1, "worker 1's container: {id}");
-            run(Command::new("docker").args(["kill", id.trim()]));
-            killed = true;
-        }
-        if line.starts_with("t=4s") {
+        if line.unwrap().starts_with("t=4s") {
             break;
         }
     }
@@ -237,48 +265,20 @@ fn ctrl_c_in_containers_writes_an_incomplete_record_and_leaves_nothing() {
 #[test]
 #[ignore = "heavy (cargo xtask ci runs it; RTBENCH_QUICK=1 skips it): Docker"]
 fn a_killed_xtask_leaves_no_container_behind() {
-    use std::io::BufRead;
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let out = scratch("containers-kill").join("record");
-    let mut child = xtask(&[
-        "bench",
-        "smoke",
-        "--on",
-        "containers",
-        "--out",
-        out.to_str().unwrap(),
-        "--dashboard",
-        "127.0.0.1:0",
-    ])
-    .stderr(Stdio::piped())
-    .stdout(Stdio::null())
-    .spawn()
-    .unwrap();
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().starts_with("t=2s") {
-            break;
-        }
-    }
+    let (_, mut child, _) = smoke_in_containers_at("containers-kill", 2);
     // No handler runs: its reaper, which outlives it, removes the run.
     child.kill().unwrap();
     child.wait().unwrap();
     let t0 = Instant::now();
     loop {
-        let left = run(Command::new("docker").args(["ps", "-aq", "--filter", "label=rtbench.run"]))
-            + &run(Command::new("docker").args([
-                "network",
-                "ls",
-                "-q",
-                "--filter",
-                "label=rtbench.run",
-            ]));
-        if left.trim().is_empty() {
+        let left = labelled_left();
+        if left == Default::default() {
             break;
         }
         assert!(
             t0.elapsed() < Duration::from_secs(30),
-            "left 30 s after the xtask was killed: {left}"
+            "left 30 s after the xtask was killed: {left:?}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -287,19 +287,10 @@ fn a_killed_xtask_leaves_no_container_behind() {
 #[test]
 fn a_missing_docker_engine_is_one_clear_line_before_anything_starts() {
     let out = scratch("no-engine").join("record");
-    let o = xtask(&[
-        "bench",
-        "smoke",
-        "--on",
-        "containers",
-        "--out",
-        out.to_str().unwrap(),
-        "--dashboard",
-        "127.0.0.1:0",
-    ])
-    .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    .output()
-    .unwrap();
+    let o = smoke_in_containers(&out)
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     let line = stderr
