@@ -160,6 +160,11 @@ impl Workers {
         for w in 0..workers {
             self.kill(w);
         }
+        if self.held[w as usize].child.is_none() {
+            // A connected worker's log is written by its starter as the
+            // output comes: give its last lines a moment to land.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
         let log = run_dir::log_tail(&self.held[w as usize].log);
         Err(format!(
             "worker {w} on {} {why}; the run did not start{}",
