@@ -351,7 +351,7 @@ impl Docker {
     }
 
     fn held(&self, container: Container<GenericImage>, name: &str) -> Box<dyn Elsewhere> {
-        Box::new(Held {
+        Box::new(RunningContainer {
             container: Some(container),
             name: name.into(),
             network: self.network.clone(),
@@ -421,14 +421,14 @@ impl Drop for Docker {
 }
 
 /// A server or Redis container as the run holds it.
-struct Held {
+struct RunningContainer {
     container: Option<Container<GenericImage>>,
     name: String,
     network: String,
     engine: Arc<Engine>,
 }
 
-impl Elsewhere for Held {
+impl Elsewhere for RunningContainer {
     fn exit(&mut self) -> Option<String> {
         self.container.as_ref()?;
         match self.engine.inspect(&self.name, &self.network) {

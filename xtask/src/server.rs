@@ -341,7 +341,7 @@ impl RedisProcess {
         stop_by_stdin: bool,
         pid: impl FnOnce(u32) -> Result<u32, String>,
     ) -> Result<RedisProcess, String> {
-        let child = die_with_parent(&mut cmd)
+        let mut child = die_with_parent(&mut cmd)
             .stdin(if stop_by_stdin {
                 Stdio::piped()
             } else {
@@ -352,14 +352,9 @@ impl RedisProcess {
             .spawn()
             .map_err(|e| format!("cannot start redis-server ({e})"))?;
         let own = child.id();
-        RedisProcess::adopt(child, addr, pid(own)?)
-    }
-
-    /// Holds a started redis (its client process `child`) once it listens at `addr`.
-    pub fn adopt(mut child: Child, addr: SocketAddr, pid: u32) -> Result<RedisProcess, String> {
         RedisProcess {
             stdin: child.stdin.take(),
-            pid,
+            pid: pid(own)?,
             url: format!("redis://{addr}"),
             child: Some(child),
             elsewhere: None,

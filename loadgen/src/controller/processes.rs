@@ -34,8 +34,9 @@ pub(super) type Lines = UnboundedReceiver<(u64, Option<String>)>;
 /// What the controller writes to a worker: its stdin or its connection.
 type Input = Box<dyn AsyncWrite + Unpin>;
 
-/// One started worker.
-struct Held {
+/// One worker as the controller holds it (not `client::Held`, a
+/// connection's slot).
+struct WorkerLink {
     /// The process, when this controller started it; None for a `connect`
     /// worker, whose process belongs to whoever started it.
     child: Option<Child>,
@@ -50,7 +51,7 @@ struct Held {
 
 /// The started workers and their hosts.
 pub(super) struct Workers {
-    held: Vec<Held>,
+    held: Vec<WorkerLink>,
     /// Each worker's host, as the launch plan names it.
     pub(super) hosts: Vec<String>,
 }
@@ -117,7 +118,7 @@ impl Workers {
                 .map_err(|e| format!("worker {w} on {}: {e}", how.host))?;
             let reader =
                 tokio::task::spawn_local(forward_lines(w, output, tx.clone())).abort_handle();
-            held.push(Held {
+            held.push(WorkerLink {
                 child,
                 input: Some(input),
                 reader,
@@ -165,15 +166,10 @@ impl Workers {
             // output comes: give its last lines a moment to land.
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        let log = run_dir::log_tail(&self.held[w as usize].log);
         Err(format!(
             "worker {w} on {} {why}; the run did not start{}",
             self.hosts[w as usize],
-            if log.is_empty() {
-                String::new()
-            } else {
-                format!(": {log}")
-            }
+            quoted_tail(&self.held[w as usize].log)
         ))
     }
 
@@ -321,23 +317,23 @@ async fn connect(
             let _ = conn.set_nodelay(true);
             Ok(conn)
         }
-        Err(_) => {
-            let log = how
-                .log
-                .as_deref()
-                .map(run_dir::log_tail)
-                .unwrap_or_default();
-            Err(format!(
-                "worker {w} on {} did not accept the controller at {addr} within {} s; the run did not start{}",
-                how.host,
-                READY_TIMEOUT.as_secs(),
-                if log.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {log}")
-                }
-            ))
-        }
+        Err(_) => Err(format!(
+            "worker {w} on {} did not accept the controller at {addr} within {} s; the run did not start{}",
+            how.host,
+            READY_TIMEOUT.as_secs(),
+            how.log.as_deref().map(quoted_tail).unwrap_or_default()
+        )),
+    }
+}
+
+/// `: <the log's last lines>` for an error message, or nothing when the log
+/// is empty or missing.
+fn quoted_tail(log: &Path) -> String {
+    let tail = run_dir::log_tail(log);
+    if tail.is_empty() {
+        tail
+    } else {
+        format!(": {tail}")
     }
 }
 

@@ -16,10 +16,10 @@ use crate::sys;
 use crate::wire::Report;
 
 /// Where reports go: stdout unless `report_to` named the controller's
-/// connection.
+/// connection first.
 static OUTPUT: OnceLock<Mutex<Box<dyn Write + Send>>> = OnceLock::new();
 
-/// Sends every report to `out` from now on (set once, before the first).
+/// Sends every report to `out` (called before the first report).
 pub(super) fn report_to(out: Box<dyn Write + Send>) {
     let _ = OUTPUT.set(Mutex::new(out));
 }
@@ -29,16 +29,11 @@ pub(super) fn report_to(out: Box<dyn Write + Send>) {
 pub(super) fn emit(r: &Report) {
     let mut line = serde_json::to_vec(r).expect("a report serializes");
     line.push(b'\n');
-    let _ = match OUTPUT.get() {
-        Some(out) => {
-            let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
-            out.write_all(&line).and_then(|()| out.flush())
-        }
-        None => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(&line).and_then(|()| out.flush())
-        }
-    };
+    let mut out = OUTPUT
+        .get_or_init(|| Mutex::new(Box::new(std::io::stdout())))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let _ = out.write_all(&line).and_then(|()| out.flush());
 }
 
 /// Every second (aligned to the run's start): one `tick` line.
