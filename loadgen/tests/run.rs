@@ -547,7 +547,7 @@ fn ctrl_c_leaves_an_incomplete_record_and_no_workers() {
     assert_eq!(status.code(), Some(130));
     let s = read_summary(&out).unwrap();
     assert!(!s.complete);
-    assert_eq!(s.stopped_by.as_deref(), Some("SIGINT"));
+    assert_eq!(s.stopped_by, Some(rtbench_record::StopCause::Sigint));
     assert_eq!(s.connections.connected, 200);
     // Workers closed their connections and exited.
     let t0 = Instant::now();

@@ -23,10 +23,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-pub use load::Bottleneck;
+pub use load::{Bottleneck, StopCause};
+pub use role::{HostRole, Role};
 use serde::{Deserialize, Serialize};
 
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: `limit` is its causes (`limit::Causes`), not a sentence.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// File names inside a record directory.
 pub const SUMMARY: &str = "summary.json";
@@ -43,8 +45,11 @@ pub const REFERENCE: &str = "reference.json";
 pub mod endpoint;
 pub mod host;
 pub mod launch;
+pub mod limit;
+pub mod live;
 pub mod load;
 pub mod metrics;
+pub mod role;
 pub mod roofline;
 pub mod scenario;
 pub mod series;
@@ -58,7 +63,7 @@ pub struct BenchSummary {
     /// False when interrupted or when a part failed; the figures then cover
     /// what ran.
     pub complete: bool,
-    pub stopped_by: Option<String>,
+    pub stopped_by: Option<StopCause>,
     pub started_at: String,
     pub host: String,
     /// The user's overrides (`--scale`, `--connections`, `--rate`, `--hold`).
@@ -86,7 +91,7 @@ pub struct BenchSummary {
     /// What limited the run, judged from the client's self-check and the
     /// machine's CPU over the hold (absent from older records).
     #[serde(default)]
-    pub limit: Option<String>,
+    pub limit: Option<limit::Causes>,
     /// The load generator's own cost (absent from older records).
     #[serde(default)]
     pub loadgen: LoadgenFigures,
@@ -125,8 +130,7 @@ pub struct FaultDone {
     pub t_s: f64,
     /// `kill`, `restart`, `pause`, `resume`.
     pub action: String,
-    /// `server 1`, `redis`.
-    pub target: String,
+    pub target: Role,
     /// The process it was done to (a restart: the new one).
     pub pid: u32,
 }
@@ -170,8 +174,7 @@ pub struct Failover {
 pub struct ProcessExit {
     /// When it was noticed, in seconds on the record's timeline (`server.csv`).
     pub t_s: f64,
-    /// `server 3`, `redis`, `worker 12`.
-    pub role: String,
+    pub role: Role,
     /// Its pid here (0: on another machine, or not known).
     pub pid: u32,
     /// `exit status: 1`, `signal 9 (Killed)`.

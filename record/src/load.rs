@@ -14,12 +14,30 @@ use serde::{Deserialize, Serialize};
 /// Bumped on any change to what a reader must know.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// The signal that ended a run before its schedule did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StopCause {
+    #[serde(rename = "SIGINT")]
+    Sigint,
+    #[serde(rename = "SIGTERM")]
+    Sigterm,
+}
+
+impl std::fmt::Display for StopCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StopCause::Sigint => "SIGINT",
+            StopCause::Sigterm => "SIGTERM",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
     pub format_version: u32,
     /// False when the run was interrupted (Ctrl-C, SIGTERM) or a worker died.
     pub complete: bool,
-    pub stopped_by: Option<String>,
+    pub stopped_by: Option<StopCause>,
     pub scenario: String,
     pub description: String,
     pub protocol: String,

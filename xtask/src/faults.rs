@@ -14,29 +14,24 @@ use crate::server::{RedisProcess, ServerProcess};
 use crate::suite::{Action, Fault};
 use rtbench_record::load::TimeseriesRow;
 use rtbench_record::series::ServerSample;
-use rtbench_record::{Failover, FaultDone, Latency};
+use rtbench_record::{Failover, FaultDone, Latency, Role};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Victim {
-    Server(usize),
-    Redis,
-}
-
-fn victim(s: &str) -> Result<Victim, String> {
-    if s == "redis" {
-        return Ok(Victim::Redis);
+/// A fault's target: a server process or Redis (workers are the load, not
+/// the subject).
+fn victim(s: &str) -> Result<Role, String> {
+    match s.parse::<Role>() {
+        Ok(r @ (Role::Server(_) | Role::Redis)) => Ok(r),
+        _ => Err(format!(
+            "fault target `{s}`: expected `server N` or `redis`"
+        )),
     }
-    s.strip_prefix("server ")
-        .and_then(|n| n.parse().ok())
-        .map(Victim::Server)
-        .ok_or_else(|| format!("fault target `{s}`: expected `server N` or `redis`"))
 }
 
 /// A plan being carried out.
 pub struct Plan {
     pending: Vec<Fault>,
     /// Paused pids and when (schedule seconds) they resume.
-    resumes: Vec<(f64, u32, String)>,
+    resumes: Vec<(f64, u32, Role)>,
     pub done: Vec<FaultDone>,
     /// Pids the plan killed: their exits are planned.
     pub killed: BTreeSet<u32>,
@@ -58,24 +53,24 @@ impl Plan {
         for f in &faults {
             let where_ = format!("fault at {} s ({:?} {})", f.at_s, f.action, f.target);
             match victim(&f.target).map_err(|e| format!("{where_}: {e}"))? {
-                Victim::Server(i) if i as u64 >= servers => {
+                Role::Server(i) if i >= servers => {
                     return Err(format!(
                         "{where_}: this run has {servers} server process(es)"
                     ));
                 }
-                Victim::Redis if !redis => {
+                Role::Redis if !redis => {
                     return Err(format!(
                         "{where_}: this run has no Redis (one server process, no bus)"
                     ));
                 }
-                Victim::Redis if f.action != Action::Pause => {
+                Role::Redis if f.action != Action::Pause => {
                     return Err(format!("{where_}: Redis can only be paused"));
                 }
                 t => match f.action {
                     Action::Kill => {
-                        dead.insert(victim_key(t));
+                        dead.insert(t);
                     }
-                    Action::Restart if !dead.remove(&victim_key(t)) => {
+                    Action::Restart if !dead.remove(&t) => {
                         return Err(format!("{where_}: a restart needs a kill of it before"));
                     }
                     Action::Restart if !shared_port => {
@@ -111,16 +106,17 @@ impl Plan {
         while let Some(&(at, pid, ref who)) = self.resumes.first()
             && at <= t
         {
+            let who = who.clone();
             signal(pid, libc::SIGCONT);
-            self.note(at, t_s, "resume", &who.clone(), pid);
+            self.note(at, t_s, "resume", who, pid);
             self.resumes.remove(0);
         }
         while self.pending.first().is_some_and(|f| f.at_s <= t) {
             let f = self.pending.remove(0);
             let who = victim(&f.target)?;
             let pid = match who {
-                Victim::Server(i) => servers[i].pid(),
-                Victim::Redis => redis.map_or(0, RedisProcess::pid),
+                Role::Server(i) => servers[i as usize].pid(),
+                _ => redis.map_or(0, RedisProcess::pid),
             };
             let pid = match f.action {
                 Action::Kill => {
@@ -129,16 +125,17 @@ impl Plan {
                     pid
                 }
                 Action::Restart => {
-                    let Victim::Server(i) = who else {
+                    let Role::Server(i) = who else {
                         unreachable!("checked in new")
                     };
+                    let i = i as usize;
                     servers[i] = restart(i)?;
                     servers[i].pid()
                 }
                 Action::Pause => {
                     signal(pid, libc::SIGSTOP);
                     let until = f.at_s + f.for_s.unwrap_or(0.0);
-                    self.resumes.push((until, pid, f.target.clone()));
+                    self.resumes.push((until, pid, who.clone()));
                     self.resumes.sort_by(|a, b| a.0.total_cmp(&b.0));
                     pid
                 }
@@ -148,17 +145,17 @@ impl Plan {
                 "xtask: fault plan at {:.0} s: {action} {} (pid {pid})",
                 f.at_s, f.target
             );
-            self.note(f.at_s, t_s, &action, &f.target, pid);
+            self.note(f.at_s, t_s, &action, who, pid);
         }
         Ok(())
     }
 
-    fn note(&mut self, at_s: f64, t_s: f64, action: &str, target: &str, pid: u32) {
+    fn note(&mut self, at_s: f64, t_s: f64, action: &str, target: Role, pid: u32) {
         self.done.push(FaultDone {
             at_s,
             t_s,
             action: action.into(),
-            target: target.into(),
+            target,
             pid,
         });
     }
@@ -168,13 +165,6 @@ impl Plan {
         for (_, pid, _) in self.resumes.drain(..) {
             signal(pid, libc::SIGCONT);
         }
-    }
-}
-
-fn victim_key(t: Victim) -> i64 {
-    match t {
-        Victim::Server(i) => i as i64,
-        Victim::Redis => -1,
     }
 }
 

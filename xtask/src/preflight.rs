@@ -37,6 +37,7 @@ pub struct Check {
     pub fix: Option<String>,
 }
 
+#[derive(Debug, Clone)]
 pub struct Needs {
     pub connections: u64,
     pub sources: usize,

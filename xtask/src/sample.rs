@@ -16,19 +16,116 @@ use rtbench_record::host;
 pub use rtbench_record::series::ServerSample as Sample;
 
 const CONNECTIONS: &str = "rtbench_connections";
-/// The servers' cumulative work counters, in `Sample`'s order.
-pub const WORK: [&str; 7] = [
-    "rtbench_read_syscalls_total",
-    "rtbench_write_syscalls_total",
-    "rtbench_wakeups_total",
-    "rtbench_deliveries_total",
-    "rtbench_pongs_total",
-    "rtbench_bytes_in_total",
-    "rtbench_bytes_out_total",
-];
+/// What a server on another machine reports of its own process (no /proc here).
+const REMOTE_RSS: &str = "rtbench_process_resident_memory_bytes";
+const REMOTE_CPU: &str = "rtbench_process_cpu_milliseconds_total";
 
-/// The servers' work counters, in `WORK`'s order.
-pub type Work = [u64; WORK.len()];
+/// The servers' cumulative work counters, from their /metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Work {
+    pub reads: u64,
+    pub writes: u64,
+    pub wakeups: u64,
+    pub deliveries: u64,
+    pub pongs: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// A `Work` field, reached by name.
+type Field = fn(&mut Work) -> &mut u64;
+
+impl Work {
+    /// Each counter's /metrics name and its field: the one place they meet.
+    const COUNTERS: [(&'static str, Field); 7] = [
+        ("rtbench_read_syscalls_total", |w| &mut w.reads),
+        ("rtbench_write_syscalls_total", |w| &mut w.writes),
+        ("rtbench_wakeups_total", |w| &mut w.wakeups),
+        ("rtbench_deliveries_total", |w| &mut w.deliveries),
+        ("rtbench_pongs_total", |w| &mut w.pongs),
+        ("rtbench_bytes_in_total", |w| &mut w.bytes_in),
+        ("rtbench_bytes_out_total", |w| &mut w.bytes_out),
+    ];
+
+    fn names() -> impl Iterator<Item = &'static str> {
+        Self::COUNTERS.iter().map(|(name, _)| *name)
+    }
+
+    /// Takes every value read (in `names()` order) over the one known.
+    fn update(&mut self, values: &[Option<u64>]) {
+        for ((_, field), v) in Self::COUNTERS.iter().zip(values) {
+            if let Some(v) = v {
+                *field(self) = *v;
+            }
+        }
+    }
+
+    /// One server's counters, read once within `limit`; None unless it
+    /// answered with all of them.
+    pub fn read(addr: SocketAddr, limit: Duration) -> Option<Work> {
+        let names: Vec<&str> = Self::names().collect();
+        let values = server::metrics_within(addr, &names, limit).ok()?;
+        if values.iter().any(Option::is_none) {
+            return None;
+        }
+        let mut w = Work::default();
+        w.update(&values);
+        Some(w)
+    }
+
+    fn add(mut self, other: &Work) -> Work {
+        for (_, field) in Self::COUNTERS {
+            let mut o = *other;
+            *field(&mut self) += *field(&mut o);
+        }
+        self
+    }
+
+    /// Summed over the servers.
+    pub fn total<'a>(each: impl IntoIterator<Item = &'a Work>) -> Work {
+        each.into_iter().fold(Work::default(), |acc, w| acc.add(w))
+    }
+}
+
+/// One server's /metrics, read for a sample.
+#[derive(Debug, Default)]
+struct Reading {
+    connections: Option<u64>,
+    work: Vec<Option<u64>>,
+    /// A server on another machine's own RSS and CPU.
+    rss_bytes: Option<u64>,
+    cpu_ms: Option<u64>,
+    /// It answered at all.
+    answered: bool,
+}
+
+impl Reading {
+    fn take(addr: SocketAddr, remote: bool, limit: Duration) -> Reading {
+        let mut names = vec![CONNECTIONS];
+        names.extend(Work::names());
+        if remote {
+            names.extend([REMOTE_RSS, REMOTE_CPU]);
+        }
+        let Ok(v) = server::metrics_within(addr, &names, limit) else {
+            return Reading::default();
+        };
+        let n = Work::COUNTERS.len();
+        Reading {
+            connections: v[0],
+            work: v[1..1 + n].to_vec(),
+            rss_bytes: v.get(1 + n).copied().flatten(),
+            cpu_ms: v.get(2 + n).copied().flatten(),
+            answered: true,
+        }
+    }
+}
+
+/// One server's /metrics figures as last known.
+#[derive(Debug, Clone, Copy, Default)]
+struct Known {
+    connections: u64,
+    work: Work,
+}
 
 /// Samples every server process (by pid and address) and Redis, if any.
 pub struct Sampler {
@@ -42,7 +139,7 @@ pub struct Sampler {
     /// Each server's /metrics figures as last read (connections, then the
     /// work counters): a process too busy to answer within the sample keeps
     /// its last figures, so neither the connection count nor the sums dip.
-    known: Vec<[u64; 1 + WORK.len()]>,
+    known: Vec<Known>,
     /// /proc/stat's (busy, total) jiffies at the last sample.
     machine: Option<(u64, u64)>,
 }
@@ -67,7 +164,7 @@ impl Sampler {
             *s = (pid, addr);
         }
         if !alive && let Some(k) = self.known.get_mut(i) {
-            *k = [0; 1 + WORK.len()];
+            *k = Known::default();
         }
     }
 
@@ -82,36 +179,27 @@ impl Sampler {
         // All servers at once, each with a short timeout: a busy server must
         // not stretch one sample over many seconds. A server on another
         // machine (pid 0) reports its own RSS and CPU there.
-        let metrics: Vec<Vec<Option<u64>>> = std::thread::scope(|scope| {
+        let readings: Vec<Reading> = std::thread::scope(|scope| {
             let handles: Vec<_> = self
                 .servers
                 .iter()
                 .map(|&(pid, addr)| {
-                    scope.spawn(move || {
-                        let mut names = vec![CONNECTIONS];
-                        names.extend(WORK);
-                        if pid == 0 {
-                            names.extend([
-                                "rtbench_process_resident_memory_bytes",
-                                "rtbench_process_cpu_milliseconds_total",
-                            ]);
-                        }
-                        let names = &names[..];
-                        server::metrics_within(addr, names, Duration::from_millis(800))
-                    })
+                    scope.spawn(move || Reading::take(addr, pid == 0, Duration::from_millis(800)))
                 })
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().ok().and_then(Result::ok).unwrap_or_default())
+                .map(|h| h.join().unwrap_or_default())
                 .collect()
         });
-        let remote = |i: usize, k: usize| metrics.get(i).and_then(|m| m.get(k)).copied().flatten();
         let cpu: Vec<f64> = pids
             .iter()
             .enumerate()
             .map(|(i, &p)| match p {
-                0 => remote(i, 2 + WORK.len()).map_or(0.0, |ms| ms as f64 / 1000.0),
+                0 => readings
+                    .get(i)
+                    .and_then(|r| r.cpu_ms)
+                    .map_or(0.0, |ms| ms as f64 / 1000.0),
                 p => server::cpu_seconds(p).unwrap_or(0.0),
             })
             .collect();
@@ -125,18 +213,14 @@ impl Sampler {
             _ => vec![0.0; cpu.len()],
         };
         let n = self.servers.len();
-        self.known.resize(n, [0; 1 + WORK.len()]);
-        let mut answering = 0;
-        for (i, w) in self.known.iter_mut().enumerate() {
-            if metrics.get(i).is_some_and(|m| !m.is_empty()) {
-                answering += 1;
+        self.known.resize(n, Known::default());
+        for (k, r) in self.known.iter_mut().zip(&readings) {
+            if let Some(c) = r.connections {
+                k.connections = c;
             }
-            for (k, v) in w.iter_mut().enumerate() {
-                if let Some(x) = remote(i, k) {
-                    *v = x;
-                }
-            }
+            k.work.update(&r.work);
         }
+        let answering = readings.iter().filter(|r| r.answered).count() as u64;
         let per_process: Vec<(u64, u64, f64)> = self
             .servers
             .iter()
@@ -144,13 +228,13 @@ impl Sampler {
             .enumerate()
             .map(|(i, ((pid, _), c))| {
                 let rss = match pid {
-                    0 => remote(i, 1 + WORK.len()).unwrap_or(0) / 1024,
+                    0 => readings.get(i).and_then(|r| r.rss_bytes).unwrap_or(0) / 1024,
                     p => server::rss_kib(*p).unwrap_or(0),
                 };
-                (self.known[i][0], rss, *c)
+                (self.known[i].connections, rss, *c)
             })
             .collect();
-        let work = |k: usize| self.known.iter().map(|w| w[1 + k]).sum::<u64>();
+        let work = Work::total(self.known.iter().map(|k| &k.work));
         let machine = host::cpu_jiffies();
         let machine_cpu_pct = host::busy_pct(self.machine, machine);
         self.machine = machine;
@@ -174,13 +258,13 @@ impl Sampler {
             load1: host::load1(),
             machine_cpu_pct,
             servers_answering: answering,
-            server_reads: work(0),
-            server_writes: work(1),
-            server_wakeups: work(2),
-            server_deliveries: work(3),
-            server_pongs: work(4),
-            server_bytes_in: work(5),
-            server_bytes_out: work(6),
+            server_reads: work.reads,
+            server_writes: work.writes,
+            server_wakeups: work.wakeups,
+            server_deliveries: work.deliveries,
+            server_pongs: work.pongs,
+            server_bytes_in: work.bytes_in,
+            server_bytes_out: work.bytes_out,
             per_process,
         };
         self.last = Some((t, cpu));

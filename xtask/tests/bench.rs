@@ -254,7 +254,7 @@ fn ctrl_c_leaves_an_incomplete_record_and_no_processes() {
     assert_eq!(status.code(), Some(130));
     let s = read_summary(&out).unwrap();
     assert!(!s.complete);
-    assert_eq!(s.stopped_by.as_deref(), Some("SIGINT"));
+    assert_eq!(s.stopped_by, Some(rtbench_record::StopCause::Sigint));
     assert_eq!(s.connections.peak, 2000);
     assert!(
         our_processes().is_empty(),

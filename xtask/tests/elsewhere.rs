@@ -244,7 +244,7 @@ fn ctrl_c_in_containers_writes_an_incomplete_record_and_leaves_nothing() {
     assert_eq!(status.code(), Some(130), "{}", rest.join("\n"));
     let s = read_summary(&out).unwrap();
     assert!(
-        !s.complete && s.stopped_by.as_deref() == Some("SIGINT"),
+        !s.complete && s.stopped_by == Some(rtbench_record::StopCause::Sigint),
         "{s:?}"
     );
     let load = rtbench_record::load::read_summary(&out.join("loadgen")).unwrap();
@@ -583,7 +583,7 @@ fn smoke_on_hosts_over_ssh_writes_a_full_record_and_cleans_up() {
     assert_eq!(s.stopped_by, None);
     assert_eq!(s.process_exits.len(), 1, "{:?}\n{stderr}", s.process_exits);
     let e = &s.process_exits[0];
-    assert_eq!(e.role, format!("worker 1 on {net}.4"), "{e:?}");
+    assert_eq!(e.role.to_string(), format!("worker 1 on {net}.4"), "{e:?}");
     assert!(e.status.starts_with("lost: no report for 15 s"), "{e:?}");
     assert!(
         stderr.contains(&format!("worker 1 on {net}.4: lost")),

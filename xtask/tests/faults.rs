@@ -10,7 +10,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{ONE_AT_A_TIME, scratch, xtask};
-use xtask::record::read_summary;
+use xtask::record::{Role, read_summary};
 
 /// (pid, parent pid, command name) of every process.
 fn processes() -> Vec<(u32, u32, String)> {
@@ -128,10 +128,10 @@ fn a_server_killed_mid_run_is_named_with_time_role_and_status() {
         children(xtask, "rtbench-server").into_iter().max()
     });
     let e = &s.process_exits[0];
-    assert!(e.role == "server 0" || e.role == "server 1", "{e:?}");
+    assert!(matches!(e.role, Role::Server(0 | 1)), "{e:?}");
     assert!(e.t_s > 0.0 && e.t_s < 60.0, "{e:?}");
     assert!(
-        err.contains("xtask: FAULT at") && err.contains(&e.role),
+        err.contains("xtask: FAULT at") && err.contains(&e.role.to_string()),
         "{err}"
     );
 }
@@ -142,7 +142,7 @@ fn a_redis_killed_mid_run_is_named() {
     let (s, _) = kill_during_run("redis", |xtask| {
         children(xtask, "redis-server").first().copied()
     });
-    assert_eq!(s.process_exits[0].role, "redis");
+    assert_eq!(s.process_exits[0].role, Role::Redis);
 }
 
 #[test]
@@ -153,7 +153,7 @@ fn a_worker_killed_mid_run_is_named() {
         children(controller, "rtbench-loadgen").first().copied()
     });
     assert!(
-        s.process_exits[0].role.starts_with("worker "),
+        matches!(s.process_exits[0].role, Role::Worker { .. }),
         "{:?}",
         s.process_exits
     );
@@ -217,14 +217,17 @@ fn a_fault_plan_kills_and_restarts_a_server_and_the_record_measures_the_storm() 
         s.process_exits
     );
     assert_eq!(s.server.processes, 2, "one needed, one spare");
-    let done: Vec<(f64, &str, &str)> = s
+    let done: Vec<(f64, &str, &Role)> = s
         .faults_injected
         .iter()
-        .map(|f| (f.at_s, f.action.as_str(), f.target.as_str()))
+        .map(|f| (f.at_s, f.action.as_str(), &f.target))
         .collect();
     assert_eq!(
         done,
-        [(5.0, "kill", "server 1"), (9.0, "restart", "server 1")],
+        [
+            (5.0, "kill", &Role::Server(1)),
+            (9.0, "restart", &Role::Server(1))
+        ],
         "{err}"
     );
     assert_ne!(s.faults_injected[0].pid, s.faults_injected[1].pid);

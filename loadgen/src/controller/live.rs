@@ -1,10 +1,11 @@
-//! `live.json`: the latest second and the self-check's warnings so far,
+//! `live.json` (`rtbench_record::live::LiveSecond`): the latest second and the self-check's warnings so far,
 //! replaced whole each second while the run goes on, for the live page
 //! (`cargo xtask bench` serves it). It is gone from the finished record:
 //! the summary and the time series say everything it said.
 
 use std::path::Path;
 
+use rtbench_record::live::{LIVE_JSON, LiveSecond};
 use rtbench_record::load::Row;
 use rtbench_record::scenario::Scenario;
 
@@ -30,27 +31,39 @@ impl Live {
         warnings.extend(selfcheck::cpu_reasons(&merge.saturated, None));
         let prev = merge.rows.iter().rev().nth(1);
         let per_s = |now: u64, before: Option<u64>| now.saturating_sub(before.unwrap_or(0));
-        let live = serde_json::json!({
-            "t": r.t, "target": sc.total_arrivals(), "open": r.open, "connecting": r.connecting,
-            "attempted": r.attempted, "connected": r.connected, "failed": r.failed,
-            "closed_by_server": r.closed_by_server, "deliveries": r.deliveries,
-            "deliveries_per_s": per_s(r.deliveries, prev.map(|p| p.deliveries)),
-            "received_bytes_per_s": per_s(r.bytes_in, prev.map(|p| p.bytes_in)),
-            "sent_bytes_per_s": per_s(r.bytes_out, prev.map(|p| p.bytes_out)),
-            "connect_p50_ms": r.connect.p50, "connect_p99_ms": r.connect.p99,
-            "delivery_p50_ms": r.delivery.p50, "delivery_p99_ms": r.delivery.p99,
-            "arrival_lag_max_ms": r.lag_max_ms,
-            "worker_cpu_max_pct": r.worker_cpu_max_pct, "loadgen_rss_kib": r.rss_kib,
-            "warnings": warnings,
-        });
+        let live = LiveSecond {
+            t: r.t,
+            target: sc.total_arrivals(),
+            open: r.open,
+            connecting: r.connecting,
+            attempted: r.attempted,
+            connected: r.connected,
+            failed: r.failed,
+            closed_by_server: r.closed_by_server,
+            deliveries: r.deliveries,
+            deliveries_per_s: per_s(r.deliveries, prev.map(|p| p.deliveries)),
+            received_bytes_per_s: per_s(r.bytes_in, prev.map(|p| p.bytes_in)),
+            sent_bytes_per_s: per_s(r.bytes_out, prev.map(|p| p.bytes_out)),
+            connect_p50_ms: r.connect.p50,
+            connect_p99_ms: r.connect.p99,
+            delivery_p50_ms: r.delivery.p50,
+            delivery_p99_ms: r.delivery.p99,
+            arrival_lag_max_ms: r.lag_max_ms,
+            worker_cpu_max_pct: r.worker_cpu_max_pct,
+            loadgen_rss_kib: r.rss_kib,
+            warnings,
+        };
+        let Ok(text) = serde_json::to_string(&live) else {
+            return;
+        };
         let tmp = dir.join("live.json.tmp");
-        if std::fs::write(&tmp, live.to_string()).is_ok() {
-            let _ = std::fs::rename(&tmp, dir.join("live.json"));
+        if std::fs::write(&tmp, text).is_ok() {
+            let _ = std::fs::rename(&tmp, dir.join(LIVE_JSON));
         }
     }
 }
 
 /// The run is over: the live file goes.
 pub(super) fn remove(dir: &Path) {
-    let _ = std::fs::remove_file(dir.join("live.json"));
+    let _ = std::fs::remove_file(dir.join(LIVE_JSON));
 }

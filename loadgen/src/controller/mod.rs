@@ -22,7 +22,7 @@ use rtbench_record::endpoint::{
     Endpoint, check_budget, expand_sources, local_port_range, port_search_warning,
 };
 use rtbench_record::launch::Launch;
-use rtbench_record::load::Summary;
+use rtbench_record::load::{StopCause, Summary};
 use rtbench_record::scenario::Scenario;
 
 use crate::progress::Progress;
@@ -146,7 +146,7 @@ async fn supervise(
 
     let stop = Rc::new(Cell::new(false));
     let publishing = tokio::task::spawn_local(publisher::run(sc.clone(), start_ns, stop.clone()));
-    let mut stopped_by: Option<String> = None;
+    let mut stopped_by: Option<StopCause> = None;
     let mut merge = Merge::new(procs.hosts.clone());
     let mut progress = Progress::new(sc.total_arrivals());
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
@@ -192,8 +192,8 @@ async fn supervise(
                     }
                 }
             }
-            _ = sigint.recv(), if stopped_by.is_none() => stopped_by = Some("SIGINT".into()),
-            _ = sigterm.recv(), if stopped_by.is_none() => stopped_by = Some("SIGTERM".into()),
+            _ = sigint.recv(), if stopped_by.is_none() => stopped_by = Some(StopCause::Sigint),
+            _ = sigterm.recv(), if stopped_by.is_none() => stopped_by = Some(StopCause::Sigterm),
         }
         if stopped_by.is_some() && !stop.get() {
             stop.set(true);
@@ -206,19 +206,14 @@ async fn supervise(
     let (died, worker_exits) = procs.reap(lost, |w| merge.finals.contains_key(&w)).await;
     progress.finish();
     let complete = stopped_by.is_none() && died.is_empty() && merge.finals.len() as u64 == workers;
-    let client_limits: Vec<String> = died.into_iter().chain(port_warning).collect();
-    let summary = summary::summarize(
-        &sc,
-        &name,
-        workers,
-        &merge,
-        &published,
+    let ending = summary::Ending {
         started_at,
         start_ns,
         complete,
         stopped_by,
-        &client_limits,
-    )?;
+        client_limits: died.into_iter().chain(port_warning).collect(),
+    };
+    let summary = summary::summarize(&sc, &name, workers, &merge, &published, ending)?;
     let summary = Summary {
         worker_exits,
         ..summary

@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use rtbench_record::load::{Bottleneck, Connections, Events, FORMAT_VERSION, LoadgenSelf, Summary};
+use rtbench_record::load::{
+    Bottleneck, Connections, Events, FORMAT_VERSION, LoadgenSelf, StopCause, Summary,
+};
 use rtbench_record::scenario::{Protocol, Scenario};
 
 use super::merge::Merge;
@@ -15,48 +17,113 @@ use crate::stats::{Counters, Hists, percentiles_ms};
 use crate::sys::{self, now_ns};
 use crate::wire::Report;
 
+/// How the run ended, as the controller saw it.
+pub(super) struct Ending {
+    pub started_at: String,
+    /// The schedule's start (CLOCK_REALTIME ns).
+    pub start_ns: u64,
+    /// Every worker reported its final, and no signal stopped the run.
+    pub complete: bool,
+    pub stopped_by: Option<StopCause>,
+    /// Why the client may have been the limit (workers that died, a port
+    /// search warning).
+    pub client_limits: Vec<String>,
+}
+
+/// The workers' final reports, added up.
+#[derive(Default)]
+struct Finals {
+    counters: Counters,
+    hists: Hists,
+    cpu_s: f64,
+    start_rss_kib: u64,
+    peak_rss_kib: u64,
+    lag_max_ms: f64,
+    by_subscriber: BTreeMap<u32, u64>,
+}
+
+impl Finals {
+    fn add_up(merge: &Merge) -> Result<Finals, String> {
+        let mut f = Finals::default();
+        for r in merge.finals.values() {
+            if let Report::Final {
+                counters,
+                hists,
+                cpu_s,
+                rss_start_kib,
+                peak_rss_kib,
+                lag_max_ms,
+                received_by_subscriber,
+                ..
+            } = r
+            {
+                for (k, n) in received_by_subscriber {
+                    *f.by_subscriber.entry(*k).or_default() += n;
+                }
+                f.start_rss_kib += rss_start_kib;
+                f.counters.add(counters);
+                f.hists.add_encoded(hists)?;
+                f.cpu_s += cpu_s;
+                f.peak_rss_kib += peak_rss_kib;
+                f.lag_max_ms = f.lag_max_ms.max(*lag_max_ms);
+            }
+        }
+        Ok(f)
+    }
+}
+
+/// Why the client may have been the bottleneck: the self-check's rules
+/// over what the workers and the publisher reported.
+fn client_reasons(merge: &Merge, published: &Published, f: &Finals, end: &Ending) -> Vec<String> {
+    let mut reasons = selfcheck::cpu_reasons(&merge.saturated, Some(merge.cpu_max));
+    reasons.extend(selfcheck::arrival_lag_reason(f.lag_max_ms));
+    reasons.extend(selfcheck::publish_lag_reason(
+        published.lag_max_ns as f64 / 1e6,
+    ));
+    let sent = published.events + published.errors.values().sum::<u64>();
+    if end.complete && sent < published.scheduled {
+        reasons.push(format!(
+            "{sent} of {} scheduled events were sent",
+            published.scheduled
+        ));
+    }
+    if f.counters.pings_skipped > 0 {
+        reasons.push(format!(
+            "{} pings or echoes not sent: sockets would block",
+            f.counters.pings_skipped
+        ));
+    }
+    if merge.bad_lines > 0 {
+        reasons.push(format!(
+            "{} worker lines could not be read",
+            merge.bad_lines
+        ));
+    }
+    reasons.extend(end.client_limits.iter().cloned());
+    reasons
+}
+
 /// The headline figures of a run (`summary.json`), `worker_exits` left for
 /// the caller.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn summarize(
     sc: &Scenario,
     name: &str,
     workers: u64,
     merge: &Merge,
     published: &Published,
-    started_at: String,
-    start_ns: u64,
-    complete: bool,
-    stopped_by: Option<String>,
-    client_limits: &[String],
+    end: Ending,
 ) -> Result<Summary, String> {
-    let mut counters = Counters::default();
-    let mut hists = Hists::default();
-    let (mut cpu_s, mut start_rss_kib, mut peak_rss_kib, mut lag_max_ms) = (0.0, 0, 0, 0.0f64);
-    let mut by_subscriber: BTreeMap<u32, u64> = BTreeMap::new();
-    for r in merge.finals.values() {
-        if let Report::Final {
-            counters: c,
-            hists: h,
-            cpu_s: cs,
-            rss_start_kib: rss0,
-            peak_rss_kib: rss,
-            lag_max_ms: lag,
-            received_by_subscriber: by,
-            ..
-        } = r
-        {
-            for (k, n) in by {
-                *by_subscriber.entry(*k).or_default() += n;
-            }
-            start_rss_kib += rss0;
-            counters.add(c);
-            hists.add_encoded(h)?;
-            cpu_s += cs;
-            peak_rss_kib += rss;
-            lag_max_ms = lag_max_ms.max(*lag);
-        }
-    }
+    let f = Finals::add_up(merge)?;
+    let reasons = client_reasons(merge, published, &f, &end);
+    let Finals {
+        counters,
+        hists,
+        cpu_s,
+        start_rss_kib,
+        peak_rss_kib,
+        lag_max_ms,
+        by_subscriber,
+    } = f;
     let rows = &merge.rows;
     let target = sc.total_arrivals();
     let peak_open = rows.iter().map(|r| r.open).max().unwrap_or(0);
@@ -72,36 +139,13 @@ pub(super) fn summarize(
         .find(|r| r.open >= target && target > 0)
         .map(|r| r.t as f64);
     let cpu_max = merge.cpu_max;
-    let mut reasons = selfcheck::cpu_reasons(&merge.saturated, Some(cpu_max));
-    reasons.extend(selfcheck::arrival_lag_reason(lag_max_ms));
     let publish_lag_ms = published.lag_max_ns as f64 / 1e6;
-    reasons.extend(selfcheck::publish_lag_reason(publish_lag_ms));
-    let sent = published.events + published.errors.values().sum::<u64>();
-    if complete && sent < published.scheduled {
-        reasons.push(format!(
-            "{sent} of {} scheduled events were sent",
-            published.scheduled
-        ));
-    }
-    if counters.pings_skipped > 0 {
-        reasons.push(format!(
-            "{} pings or echoes not sent: sockets would block",
-            counters.pings_skipped
-        ));
-    }
-    if merge.bad_lines > 0 {
-        reasons.push(format!(
-            "{} worker lines could not be read",
-            merge.bad_lines
-        ));
-    }
-    reasons.extend(client_limits.iter().cloned());
     let arrivals_s = sc.arrivals_end_s();
-    let duration_s = now_ns().saturating_sub(start_ns) as f64 / 1e9;
+    let duration_s = now_ns().saturating_sub(end.start_ns) as f64 / 1e9;
     Ok(Summary {
         format_version: FORMAT_VERSION,
-        complete,
-        stopped_by,
+        complete: end.complete,
+        stopped_by: end.stopped_by,
         scenario: name.to_string(),
         description: sc.description.clone(),
         protocol: match sc.target.protocol {
@@ -109,8 +153,8 @@ pub(super) fn summarize(
             Protocol::Raw => "raw".into(),
         },
         targets: sc.target.urls.clone(),
-        started_at,
-        schedule_start_unix_ns: start_ns,
+        started_at: end.started_at,
+        schedule_start_unix_ns: end.start_ns,
         duration_s,
         workers,
         clock: format!(

@@ -47,7 +47,7 @@ pub fn run_info(run: &Run) -> Value {
         "scenario": run.scenario,
         "href": format!("{}/index.html", run_path(run)),
         "complete": run.complete(),
-        "stopped_by": s.and_then(|s| s.stopped_by.clone()),
+        "stopped_by": s.and_then(|s| s.stopped_by),
         "variant": s.and_then(|s| s.variant.clone()),
         "started_at": s.map(|s| s.started_at.clone()),
         "host": s.map(|s| s.host.clone()),

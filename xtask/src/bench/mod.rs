@@ -11,10 +11,13 @@ mod args;
 mod console;
 mod environment;
 mod placement;
+mod plan;
 mod record_dir;
 mod run;
 mod signals;
+mod start;
 mod verdict;
+mod watch;
 
 use std::sync::{Arc, Mutex};
 

@@ -25,3 +25,12 @@ pub fn install() {
 pub fn received() -> i32 {
     INTERRUPTED.load(Ordering::SeqCst)
 }
+
+/// The signal that interrupted the run, as the record names it.
+pub fn stop_cause() -> Option<rtbench_record::StopCause> {
+    match received() {
+        0 => None,
+        libc::SIGINT => Some(rtbench_record::StopCause::Sigint),
+        _ => Some(rtbench_record::StopCause::Sigterm),
+    }
+}

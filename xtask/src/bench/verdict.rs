@@ -4,26 +4,127 @@
 //! Pure functions of what was measured, apart from the host id, so that a
 //! verdict can be read without a run's processes.
 
+use std::collections::BTreeMap;
+
+use rtbench_record::limit::{Causes, Limit};
+use rtbench_record::load::{Summary as LoadSummary, TimeseriesRow};
+use rtbench_record::{FaultDone, ProcessExit, Role, StopCause};
+
 use crate::record::{
     self, BenchSummary, Connections, ProcessFigures, RedisFigures, ServerFigures, SystemFigures,
 };
-use crate::sample::{self, Sample};
-use crate::suite::{Suite, Variant};
+use crate::sample::{Sample, Work};
+use crate::suite::Suite;
 
-use super::args::Args;
+use super::plan::RunPlan;
 
-#[allow(clippy::too_many_arguments)]
-pub fn summarize(
-    name: &str,
-    variant: Option<&Variant>,
+/// Everything a run measured, as the judgement reads it.
+pub struct Measured<'a> {
+    /// The load generator's summary.
+    pub load: &'a LoadSummary,
+    /// Its seconds (read only when a fault plan ran: the storm's figures).
+    pub rows: &'a [TimeseriesRow],
+    /// The servers and the machine, one a second.
+    pub samples: &'a [Sample],
+    /// Wall-clock time of the samples' t_s = 0.
+    pub sampler_start_unix_ns: u64,
+    /// The servers' work over the whole run (None unless all answered).
+    pub work: Option<Work>,
+    pub tcp_before: &'a BTreeMap<String, u64>,
+    pub tcp_after: &'a BTreeMap<String, u64>,
+    /// Processes that ended on their own during the run.
+    pub exits: Vec<ProcessExit>,
+    /// What the fault plan did, and whether it killed any process.
+    pub faults_done: Vec<FaultDone>,
+    pub killed_any: bool,
+    /// The signal that ended the run early, if one did.
+    pub interrupted: Option<StopCause>,
+}
+
+/// The record's summary of a run: what it measured, judged.
+pub fn judge(
+    plan: &RunPlan,
     suite: &Suite,
-    a: &Args,
-    l: &rtbench_record::load::Summary,
-    samples: &[Sample],
-    hold: (f64, f64),
-    interrupted: i32,
-    totals: Option<sample::Work>,
+    overrides: record::Overrides,
+    m: Measured,
 ) -> BenchSummary {
+    let l = m.load;
+    // The hold on the sampler's clock: the load generator's schedule starts a
+    // moment after it is launched, and it records exactly when.
+    let schedule_s = l
+        .schedule_start_unix_ns
+        .saturating_sub(m.sampler_start_unix_ns) as f64
+        / 1e9;
+    let hold = (
+        schedule_s + plan.load.arrivals_end_s() + 1.0,
+        schedule_s + plan.load.hold_end_s() - 0.5,
+    );
+    let mut summary = summarize(plan, suite, overrides, &m, hold);
+    summary.errors.lost = m
+        .work
+        .map(|w| w.deliveries as i64 - l.events.received as i64);
+    summary.kernel_tcp = m
+        .tcp_after
+        .iter()
+        .filter_map(|(k, v)| {
+            let d = v.saturating_sub(m.tcp_before.get(k).copied().unwrap_or(*v));
+            (d > 0).then(|| (k.clone(), d))
+        })
+        .collect();
+    judge_connecting(
+        &mut summary,
+        m.samples,
+        (schedule_s + 1.0, schedule_s + plan.load.arrivals_end_s()),
+        l.connections.connect_rate,
+    );
+    if !m.faults_done.is_empty() {
+        summary.failover = crate::faults::failover(
+            &m.faults_done,
+            m.rows,
+            m.samples,
+            schedule_s,
+            plan.load.hold_end_s(),
+            l,
+        );
+    }
+    if m.killed_any {
+        // A killed process's delivery count died with it: the servers'
+        // deliveries against the clients' would be meaningless.
+        summary.errors.lost = None;
+    }
+    summary.faults_injected = m.faults_done;
+    summary.server_under_test = plan.subject.label();
+    summary.unmeasured = plan.subject.unmeasured();
+    let end_s = m.samples.last().map_or(0.0, |s| s.t_s);
+    let mut exits = m.exits;
+    exits.extend(l.worker_exits.iter().map(|w| ProcessExit {
+        t_s: end_s,
+        role: Role::Worker {
+            index: w.worker,
+            host: match w.host.as_str() {
+                "" | "localhost" => None,
+                host => Some(host.to_string()),
+            },
+        },
+        pid: w.pid,
+        status: w.status.clone(),
+    }));
+    if !exits.is_empty() {
+        summary.complete = false;
+    }
+    summary.process_exits = exits;
+    summary
+}
+
+/// The figures over the hold (`hold`: its span on the sampler's clock).
+fn summarize(
+    plan: &RunPlan,
+    suite: &Suite,
+    overrides: record::Overrides,
+    m: &Measured,
+    hold: (f64, f64),
+) -> BenchSummary {
+    let (l, samples) = (m.load, m.samples);
     let before = samples.first().cloned().unwrap_or_default();
     // Memory is judged while the connections are held: closing allocates too
     // (close frames, timers), and that is not what holding a connection costs.
@@ -54,18 +155,14 @@ pub fn summarize(
     };
     BenchSummary {
         format_version: record::FORMAT_VERSION,
-        scenario: name.to_string(),
-        variant: variant.map(|v| v.name.clone()),
+        scenario: plan.name.clone(),
+        variant: plan.variant.as_ref().map(|v| v.name.clone()),
         description: suite.description.trim().to_string(),
-        complete: l.complete && interrupted == 0,
-        stopped_by: match interrupted {
-            0 => l.stopped_by.clone(),
-            libc::SIGINT => Some("SIGINT".into()),
-            _ => Some("SIGTERM".into()),
-        },
+        complete: l.complete && m.interrupted.is_none(),
+        stopped_by: m.interrupted.or(l.stopped_by),
         started_at: l.started_at.clone(),
         host: crate::record::host_id(),
-        overrides: a.overrides(),
+        overrides,
         connections: Connections {
             target: l.connections.target,
             peak: l.connections.peak_open,
@@ -101,7 +198,7 @@ pub fn summarize(
         },
         errors: record::errors(l),
         client_bottleneck: l.client_bottleneck.clone(),
-        costs: costs(&in_hold, totals, l),
+        costs: costs(&in_hold, m.work, l),
         loadgen: rtbench_record::LoadgenFigures {
             kib_per_connection: (l.connections.peak_open > 0)
                 .then_some(l.loadgen.kib_per_connection),
@@ -109,7 +206,7 @@ pub fn summarize(
             cpu_s: l.loadgen.cpu_s,
             worker_cpu_max_pct: l.loadgen.worker_cpu_max_pct,
         },
-        limit: limit(&in_hold, l),
+        limit: limit(&in_hold, l).map(|c| Causes::Found(vec![c])),
         server_under_test: "rtbench".into(),
         unmeasured: Vec::new(),
         process_exits: Vec::new(),
@@ -122,25 +219,25 @@ pub fn summarize(
 /// What limited the run: the load generator (its self-check fired), the
 /// machine's CPU (busy over the hold while the client kept its schedule:
 /// the server's figures are its limit here), or nothing.
-fn limit(in_hold: &[&Sample], l: &rtbench_record::load::Summary) -> Option<String> {
+fn limit(in_hold: &[&Sample], l: &LoadSummary) -> Option<Limit> {
     if l.client_bottleneck.bottleneck {
-        return Some(format!(
-            "the load generator: {}",
-            l.client_bottleneck.reasons.join("; ")
-        ));
+        return Some(Limit::LoadGenerator {
+            reasons: l.client_bottleneck.reasons.clone(),
+        });
     }
-    let busy = mean(in_hold.iter().skip(1).map(|s| s.machine_cpu_pct))?;
+    let busy_pct = mean(in_hold.iter().skip(1).map(|s| s.machine_cpu_pct))?;
     let server = mean(in_hold.iter().skip(1).map(|s| s.server_cpu_pct)).unwrap_or(0.0);
-    Some(if busy >= SATURATED_PCT {
-        format!(
-            "the machine's CPU: {busy:.0}% busy over the hold (the servers {:.2} cores) while the load generator kept its schedule; the server's figures are its limit on this machine",
-            server / 100.0
-        )
+    let server_cores = server / 100.0;
+    Some(if busy_pct >= SATURATED_PCT {
+        Limit::MachineCpu {
+            busy_pct,
+            server_cores,
+        }
     } else {
-        format!(
-            "none: the machine's CPU was {busy:.0}% busy over the hold (the servers {:.2} cores); more load would find more",
-            server / 100.0
-        )
+        Limit::Nothing {
+            busy_pct,
+            server_cores,
+        }
     })
 }
 
@@ -150,25 +247,22 @@ const SATURATED_PCT: f64 = 90.0;
 /// What the work cost. Per delivery: the servers' CPU over the hold
 /// divided by the deliveries the clients received per second, and their
 /// syscalls and wake-ups over the whole run divided by their deliveries
-/// (`totals`: `sample::WORK`'s counters, read at the end).
+/// (`work`: their counters, read at the end).
 /// In a run without events, the same per ping, over the hold. The load
 /// generator's syscalls are divided the same way over its whole run.
-fn costs(
-    in_hold: &[&Sample],
-    totals: Option<sample::Work>,
-    l: &rtbench_record::load::Summary,
-) -> rtbench_record::Costs {
+fn costs(in_hold: &[&Sample], work: Option<Work>, l: &LoadSummary) -> rtbench_record::Costs {
     let cpu_pct = mean(in_hold.iter().skip(1).map(|s| s.server_cpu_pct));
     let per = |x: f64, n: f64| (n > 0.0).then(|| x / n);
     let c = &l.counters;
     let loadgen_syscalls = (c.reads + c.writes) as f64;
     let mut out = rtbench_record::Costs::default();
     if l.events.received > 0 {
-        out.deliveries = totals.map_or(l.events.received, |t| t[3]);
+        out.deliveries = work.map_or(l.events.received, |w| w.deliveries);
         out.server_cpu_us_per_delivery = cpu_pct.and_then(|p| per(p * 1e4, l.events.per_second));
-        if let Some([reads, writes, wakeups, deliveries, ..]) = totals {
-            out.server_syscalls_per_delivery = per((reads + writes) as f64, deliveries as f64);
-            out.server_wakeups_per_delivery = per(wakeups as f64, deliveries as f64);
+        if let Some(w) = work {
+            out.server_syscalls_per_delivery =
+                per((w.reads + w.writes) as f64, w.deliveries as f64);
+            out.server_wakeups_per_delivery = per(w.wakeups as f64, w.deliveries as f64);
         }
         out.loadgen_syscalls_per_delivery = per(loadgen_syscalls, l.events.received as f64);
     } else if let (Some(first), Some(last)) = (in_hold.first(), in_hold.last()) {
@@ -219,12 +313,15 @@ fn per_process(samples: &[Sample], judged: &[&Sample]) -> Vec<ProcessFigures> {
 /// saturated while connections arrived (`arrivals`: that span on the
 /// sampler's clock), or connection attempts dropped at full accept queues.
 /// Neither is said when the load generator was the bottleneck.
-pub fn judge_connecting(
+fn judge_connecting(
     summary: &mut BenchSummary,
     samples: &[Sample],
     arrivals: (f64, f64),
     connect_rate: f64,
 ) {
+    if summary.client_bottleneck.bottleneck {
+        return;
+    }
     // A machine saturated while connections arrive makes connect latency
     // a measure of the machine: the limit says so, whatever the hold did.
     let arrivals_busy = mean(
@@ -233,38 +330,19 @@ pub fn judge_connecting(
             .filter(|s| s.t_s >= arrivals.0 && s.t_s <= arrivals.1)
             .map(|s| s.machine_cpu_pct),
     );
-    if let Some(busy) = arrivals_busy.filter(|b| *b >= SATURATED_PCT)
-        && !summary.client_bottleneck.bottleneck
-    {
-        lead_limit(
+    if let Some(busy_pct) = arrivals_busy.filter(|b| *b >= SATURATED_PCT) {
+        Causes::lead(
             &mut summary.limit,
-            format!(
-                "the machine's CPU while connections arrived: {busy:.0}% busy at {:.0} arrivals/s (the servers' and the clients' kernel share it); connect latency is the saturated machine's",
-                connect_rate,
-            ),
-            "; over the hold, ",
+            Limit::ConnectingCpu {
+                busy_pct,
+                arrivals_per_s: connect_rate,
+            },
         );
     }
     // Connection attempts the kernel dropped at a full accept queue wait
     // for a SYN retransmit (1 s, then 3 s, ...): connect latency then
     // measures the server's accepting, not its work.
-    if let Some(&dropped) = summary.kernel_tcp.get("TcpExt.ListenOverflows")
-        && !summary.client_bottleneck.bottleneck
-    {
-        lead_limit(
-            &mut summary.limit,
-            format!(
-                "the servers' accept queues: the kernel dropped {dropped} connection attempts at a full queue (ListenOverflows), each retried after a SYN timeout"
-            ),
-            "; ",
-        );
+    if let Some(&dropped) = summary.kernel_tcp.get("TcpExt.ListenOverflows") {
+        Causes::lead(&mut summary.limit, Limit::AcceptQueues { dropped });
     }
-}
-
-/// Puts `head` before the limit found so far, joined by `joiner`.
-fn lead_limit(limit: &mut Option<String>, head: String, joiner: &str) {
-    *limit = Some(match limit.take() {
-        Some(rest) => format!("{head}{joiner}{rest}"),
-        None => head,
-    });
 }

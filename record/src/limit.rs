@@ -1,0 +1,159 @@
+//! What limited a run (`BenchSummary::limit`), as data: each cause with its
+//! figures, most telling first, and `Display` for the sentence the console
+//! and the site print. Records before format 2 stored the sentence alone;
+//! they read back as `Causes::Stated`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// One cause of what limited a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cause", rename_all = "snake_case")]
+pub enum Limit {
+    /// The kernel dropped connection attempts at the servers' full accept
+    /// queues (`TcpExt.ListenOverflows`), each retried after a SYN timeout.
+    AcceptQueues { dropped: u64 },
+    /// The machine's CPU was saturated while connections arrived.
+    ConnectingCpu { busy_pct: f64, arrivals_per_s: f64 },
+    /// The load generator's self-check fired.
+    LoadGenerator { reasons: Vec<String> },
+    /// The machine's CPU was saturated over the hold while the load
+    /// generator kept its schedule: the server's figures are its limit here.
+    MachineCpu { busy_pct: f64, server_cores: f64 },
+    /// Nothing: the machine had CPU to spare over the hold.
+    Nothing { busy_pct: f64, server_cores: f64 },
+}
+
+impl Limit {
+    /// What joins this cause to the next one in the sentence.
+    fn joiner(&self) -> &'static str {
+        match self {
+            Limit::ConnectingCpu { .. } => "; over the hold, ",
+            _ => "; ",
+        }
+    }
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Limit::AcceptQueues { dropped } => write!(
+                f,
+                "the servers' accept queues: the kernel dropped {dropped} connection attempts at a full queue (ListenOverflows), each retried after a SYN timeout"
+            ),
+            Limit::ConnectingCpu {
+                busy_pct,
+                arrivals_per_s,
+            } => write!(
+                f,
+                "the machine's CPU while connections arrived: {busy_pct:.0}% busy at {arrivals_per_s:.0} arrivals/s (the servers' and the clients' kernel share it); connect latency is the saturated machine's"
+            ),
+            Limit::LoadGenerator { reasons } => {
+                write!(f, "the load generator: {}", reasons.join("; "))
+            }
+            Limit::MachineCpu {
+                busy_pct,
+                server_cores,
+            } => write!(
+                f,
+                "the machine's CPU: {busy_pct:.0}% busy over the hold (the servers {server_cores:.2} cores) while the load generator kept its schedule; the server's figures are its limit on this machine"
+            ),
+            Limit::Nothing {
+                busy_pct,
+                server_cores,
+            } => write!(
+                f,
+                "none: the machine's CPU was {busy_pct:.0}% busy over the hold (the servers {server_cores:.2} cores); more load would find more"
+            ),
+        }
+    }
+}
+
+/// Every cause found, most telling first; or, in a record before format 2,
+/// the sentence it stated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Causes {
+    Found(Vec<Limit>),
+    Stated(String),
+}
+
+impl Causes {
+    /// Puts `cause` before the causes found so far.
+    pub fn lead(limits: &mut Option<Causes>, cause: Limit) {
+        *limits = Some(match limits.take() {
+            Some(Causes::Found(mut causes)) => {
+                causes.insert(0, cause);
+                Causes::Found(causes)
+            }
+            None => Causes::Found(vec![cause]),
+            Some(Causes::Stated(s)) => Causes::Stated(format!("{cause}{}{s}", cause.joiner())),
+        });
+    }
+
+    /// The causes, none for an old record's sentence.
+    pub fn causes(&self) -> &[Limit] {
+        match self {
+            Causes::Found(c) => c,
+            Causes::Stated(_) => &[],
+        }
+    }
+}
+
+impl fmt::Display for Causes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Causes::Stated(s) => f.write_str(s),
+            Causes::Found(causes) => {
+                for (i, c) in causes.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(causes[i - 1].joiner())?;
+                    }
+                    write!(f, "{c}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sentence_is_the_one_records_stated() {
+        let mut l = Some(Causes::Found(vec![Limit::Nothing {
+            busy_pct: 9.4,
+            server_cores: 0.05,
+        }]));
+        Causes::lead(
+            &mut l,
+            Limit::ConnectingCpu {
+                busy_pct: 97.0,
+                arrivals_per_s: 5000.0,
+            },
+        );
+        Causes::lead(&mut l, Limit::AcceptQueues { dropped: 12 });
+        let l = l.unwrap();
+        assert_eq!(
+            l.to_string(),
+            "the servers' accept queues: the kernel dropped 12 connection attempts at a full queue (ListenOverflows), each retried after a SYN timeout; \
+             the machine's CPU while connections arrived: 97% busy at 5000 arrivals/s (the servers' and the clients' kernel share it); connect latency is the saturated machine's; \
+             over the hold, none: the machine's CPU was 9% busy over the hold (the servers 0.05 cores); more load would find more"
+        );
+        let json = serde_json::to_string(&l).unwrap();
+        assert_eq!(serde_json::from_str::<Causes>(&json).unwrap(), l);
+    }
+
+    #[test]
+    fn an_old_records_sentence_reads_back() {
+        let l: Causes = serde_json::from_str("\"none: the machine's CPU was 1% busy\"").unwrap();
+        assert_eq!(
+            l,
+            Causes::Stated("none: the machine's CPU was 1% busy".into())
+        );
+        assert!(l.causes().is_empty());
+    }
+}
