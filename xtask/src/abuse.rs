@@ -65,10 +65,28 @@ pub fn run(a: Args) -> Result<(), String> {
 }
 
 fn abuse(server: &ServerProcess, seconds: f64) -> Result<(), String> {
-    let addr = server.addr;
     std::thread::sleep(Duration::from_millis(300));
     let rss_before = server.rss_kib()?;
     let stop = Arc::new(AtomicBool::new(false));
+    let (hostile, made) = start_hostile(server.addr, &stop);
+    // The normal load, while the hostile clients go on.
+    let normal = normal_load(server, seconds, rss_before);
+    stop.store(true, Relaxed);
+    for h in hostile {
+        let _ = h.join();
+    }
+    let (s, rss_max) = normal?;
+    report(server.addr, seconds, &s, (rss_before, rss_max), &made)
+}
+
+/// Connections made so far by the hostile clients of each kind.
+type Made = Vec<(Kind, Arc<AtomicU64>)>;
+
+/// `EACH` hostile clients of every kind, each trying again until `stop`.
+fn start_hostile(
+    addr: std::net::SocketAddr,
+    stop: &Arc<AtomicBool>,
+) -> (Vec<std::thread::JoinHandle<()>>, Made) {
     let mut hostile = Vec::new();
     let mut made = Vec::new();
     for kind in Kind::ALL {
@@ -85,10 +103,20 @@ fn abuse(server: &ServerProcess, seconds: f64) -> Result<(), String> {
         }
         made.push((kind, done));
     }
-    // The normal load, while the hostile clients go on.
+    (hostile, made)
+}
+
+/// Runs `NORMAL` ordinary clients against the server; returns their
+/// summary and the server's largest RSS meanwhile.
+fn normal_load(
+    server: &ServerProcess,
+    seconds: f64,
+    rss_before: u64,
+) -> Result<(rtbench_record::load::Summary, u64), String> {
+    let addr = server.addr;
     let dir = std::env::temp_dir().join(format!("rtbench-abuse-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let scenario = format!(
         "description = \"abuse: the normal clients\"\n[target]\nurls = [\"ws://{addr}\"]\nsources = [\"127.0.0.2/30\"]\n\
          [[phases]]\nduration_s = 2\nrate = {}\n[hold]\nduration_s = {}\n[session]\nchannel_pattern = \"chat.{{}}\"\nchannel_count = 10\n\
@@ -97,7 +125,7 @@ fn abuse(server: &ServerProcess, seconds: f64) -> Result<(), String> {
         seconds - 2.0
     );
     let file = dir.join("normal.toml");
-    std::fs::write(&file, scenario).map_err(|e| e.to_string())?;
+    std::fs::write(&file, scenario).map_err(|e| format!("{}: {e}", file.display()))?;
     let run_dir = dir.join("run");
     let mut loadgen = crate::loadgen_run(&file, &run_dir)
         .stderr(Stdio::null())
@@ -105,7 +133,11 @@ fn abuse(server: &ServerProcess, seconds: f64) -> Result<(), String> {
         .map_err(|e| format!("cannot start the load generator: {e}"))?;
     let t0 = Instant::now();
     let mut rss_max = rss_before;
-    while loadgen.try_wait().map_err(|e| e.to_string())?.is_none() {
+    while loadgen
+        .try_wait()
+        .map_err(|e| format!("waiting for the load generator: {e}"))?
+        .is_none()
+    {
         rss_max = rss_max.max(server.rss_kib().unwrap_or(0));
         std::thread::sleep(Duration::from_millis(250));
         if t0.elapsed() > Duration::from_secs_f64(seconds + 60.0) {
@@ -113,11 +145,20 @@ fn abuse(server: &ServerProcess, seconds: f64) -> Result<(), String> {
             return Err("the normal load did not finish".into());
         }
     }
-    stop.store(true, Relaxed);
-    for h in hostile {
-        let _ = h.join();
-    }
     let s = rtbench_record::load::read_summary(&run_dir)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((s, rss_max))
+}
+
+/// What the normal clients saw, the server's memory against what the
+/// limits allow, the limits that bit; an error if the server panicked.
+fn report(
+    addr: std::net::SocketAddr,
+    seconds: f64,
+    s: &rtbench_record::load::Summary,
+    (rss_before, rss_max): (u64, u64),
+    made: &Made,
+) -> Result<(), String> {
     let m = |name: &str| crate::server::metric(addr, name).unwrap_or(0);
     println!(
         "abuse: {seconds:.0} s, {EACH} hostile clients of each of {} kinds, {NORMAL} normal clients",
@@ -180,7 +221,6 @@ fn abuse(server: &ServerProcess, seconds: f64) -> Result<(), String> {
         .map(|(k, n)| format!("{k:?} {}", n.load(Relaxed)))
         .collect();
     println!("  hostile connections made: {}", made.join(", "));
-    let _ = std::fs::remove_dir_all(&dir);
     if m("rtbench_panics_total") > 0 {
         return Err("the server panicked".into());
     }

@@ -69,11 +69,30 @@ pub fn server_capacity() -> u64 {
     nofile_hard().saturating_sub(SERVER_RESERVED_FDS)
 }
 
+/// Every check for a run that needs `n`, in the order they are printed.
 pub fn run(n: &Needs) -> Vec<Check> {
+    [
+        Some(open_files(n)),
+        file_max(n),
+        nr_open(n),
+        redis(n),
+        Some(ports(n)),
+        if n.namespace {
+            Some(namespace(n))
+        } else {
+            conntrack(n)
+        },
+        Some(memory(n)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+fn open_files(n: &Needs) -> Check {
     let c = n.connections;
-    let mut out = Vec::new();
     let cap = server_capacity();
-    out.push(check(
+    check(
         "open files per process",
         n.server_processes * cap >= c,
         format!(
@@ -88,81 +107,108 @@ pub fn run(n: &Needs) -> Vec<Check> {
                 n.server_processes * cap
             )
         }),
-    ));
-    if let Some(max) = num("fs.file-max") {
-        let need = 2 * c + 10_000;
-        out.push(check(
-            "fs.file-max",
-            max >= need,
-            format!("{max} system-wide descriptors, {need} needed (both ends of every connection)"),
-            (max < need).then(|| format!("sysctl -w fs.file-max={}", need.max(12_000_500))),
-        ));
+    )
+}
+
+fn file_max(n: &Needs) -> Option<Check> {
+    let max = num("fs.file-max")?;
+    let need = 2 * n.connections + 10_000;
+    Some(check(
+        "fs.file-max",
+        max >= need,
+        format!("{max} system-wide descriptors, {need} needed (both ends of every connection)"),
+        (max < need).then(|| format!("sysctl -w fs.file-max={}", need.max(12_000_500))),
+    ))
+}
+
+fn nr_open(n: &Needs) -> Option<Check> {
+    let nr = num("fs.nr_open")?;
+    let per = n.connections.min(server_capacity()) + SERVER_RESERVED_FDS;
+    Some(check(
+        "fs.nr_open",
+        nr >= per,
+        format!("a process may be given at most {nr} descriptors; the busiest needs {per}"),
+        (nr < per).then(|| "sysctl -w fs.nr_open=20000500".to_string()),
+    ))
+}
+
+fn redis(n: &Needs) -> Option<Check> {
+    if n.server_processes <= 1 {
+        return None;
     }
-    if let Some(nr) = num("fs.nr_open") {
-        let per = c.min(cap) + SERVER_RESERVED_FDS;
-        out.push(check(
-            "fs.nr_open",
-            nr >= per,
-            format!("a process may be given at most {nr} descriptors; the busiest needs {per}"),
-            (nr < per).then(|| "sysctl -w fs.nr_open=20000500".to_string()),
-        ));
-    }
-    if n.server_processes > 1 {
-        let ok = crate::server::redis_available();
-        out.push(check(
-            "redis-server",
-            ok,
-            format!(
-                "{} server processes share events over Redis",
-                n.server_processes
-            ),
-            (!ok).then(|| "apt-get install -y redis-server".to_string()),
-        ));
-    }
+    let ok = crate::server::redis_available();
+    Some(check(
+        "redis-server",
+        ok,
+        format!(
+            "{} server processes share events over Redis",
+            n.server_processes
+        ),
+        (!ok).then(|| "apt-get install -y redis-server".to_string()),
+    ))
+}
+
+fn ports(n: &Needs) -> Check {
+    let c = n.connections;
     let (lo, hi) = rtbench_record::endpoint::local_port_range();
     let ports = u64::from(hi.saturating_sub(lo)) + 1;
     let budget = ports * n.sources.max(1) as u64;
-    out.push(check(
+    check(
         "ports x source addresses",
         budget >= c,
         format!("{} source address(es) x {ports} ports ({lo}-{hi}) = {budget} connections to one server address", n.sources.max(1)),
         (budget < c).then(|| "sysctl -w net.ipv4.ip_local_port_range=\"1025 65535\" (or add sources to the suite)".to_string()),
-    ));
-    if n.namespace {
-        let ok = crate::netns::available().and_then(|()| {
-            tuning::read("net.ipv4.tcp_child_ehash_entries")
-                .map(|_| ())
-                .ok_or_else(|| {
-                    "this kernel (before 6.1) cannot size a namespace's socket hash".to_string()
-                })
-        });
-        out.push(check(
-            "network namespace",
-            ok.is_ok(),
-            match &ok {
-                Ok(()) => format!(
-                    "the run gets its own network namespace with a {}-bucket socket hash (the host's: {})",
-                    crate::netns::buckets_for(c),
-                    tuning::read("net.ipv4.tcp_ehash_entries").unwrap_or_default()
-                ),
-                Err(e) => format!("no network namespace: {e}"),
-            },
-            ok.is_err().then(|| "run on the host's network stack: add --host-net".to_string()),
-        ));
-    } else if let (Some(max), Some(count)) = (
-        num("net.netfilter.nf_conntrack_max"),
-        num("net.netfilter.nf_conntrack_count"),
-    ) {
-        // Connection tracking is active (Docker's NAT rules load it): every
-        // loopback connection takes an entry, and a full table drops SYNs.
-        let need = count + c + c / 10;
-        out.push(check(
-            "nf_conntrack_max",
-            max >= need,
-            format!("connection tracking is active: {count} entries in use, table of {max}, this run adds {c}"),
-            (max < need).then(|| format!("sysctl -w net.netfilter.nf_conntrack_max={}", need.next_power_of_two())),
-        ));
-    }
+    )
+}
+
+fn namespace(n: &Needs) -> Check {
+    let ok = crate::netns::available().and_then(|()| {
+        tuning::read("net.ipv4.tcp_child_ehash_entries")
+            .map(|_| ())
+            .ok_or_else(|| {
+                "this kernel (before 6.1) cannot size a namespace's socket hash".to_string()
+            })
+    });
+    check(
+        "network namespace",
+        ok.is_ok(),
+        match &ok {
+            Ok(()) => format!(
+                "the run gets its own network namespace with a {}-bucket socket hash (the host's: {})",
+                crate::netns::buckets_for(n.connections),
+                tuning::read("net.ipv4.tcp_ehash_entries").unwrap_or_default()
+            ),
+            Err(e) => format!("no network namespace: {e}"),
+        },
+        ok.is_err()
+            .then(|| "run on the host's network stack: add --host-net".to_string()),
+    )
+}
+
+/// Connection tracking is active (Docker's NAT rules load it): every
+/// loopback connection takes an entry, and a full table drops SYNs.
+fn conntrack(n: &Needs) -> Option<Check> {
+    let c = n.connections;
+    let max = num("net.netfilter.nf_conntrack_max")?;
+    let count = num("net.netfilter.nf_conntrack_count")?;
+    let need = count + c + c / 10;
+    Some(check(
+        "nf_conntrack_max",
+        max >= need,
+        format!(
+            "connection tracking is active: {count} entries in use, table of {max}, this run adds {c}"
+        ),
+        (max < need).then(|| {
+            format!(
+                "sysctl -w net.netfilter.nf_conntrack_max={}",
+                need.next_power_of_two()
+            )
+        }),
+    ))
+}
+
+fn memory(n: &Needs) -> Check {
+    let c = n.connections;
     let avail_kib = meminfo("MemAvailable").unwrap_or(0);
     let workers = c.div_ceil(CONNECTIONS_PER_WORKER).max(1);
     let per_connection =
@@ -177,7 +223,7 @@ pub fn run(n: &Needs) -> Vec<Check> {
         + hash_kib;
     let need_kib = (c as f64 * per_connection) as u64 + fixed_kib;
     let fits = need_kib <= avail_kib * 9 / 10;
-    out.push(check(
+    check(
         "memory",
         fits,
         format!(
@@ -190,10 +236,12 @@ pub fn run(n: &Needs) -> Vec<Check> {
         ),
         (!fits).then(|| {
             let usable = (avail_kib * 9 / 10).saturating_sub(fixed_kib) as f64;
-            format!("run fewer connections: --connections {}", (usable / per_connection) as u64)
+            format!(
+                "run fewer connections: --connections {}",
+                (usable / per_connection) as u64
+            )
         }),
-    ));
-    out
+    )
 }
 
 /// Prints the checks; an error naming every failed one, with its fix.

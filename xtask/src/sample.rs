@@ -168,18 +168,11 @@ impl Sampler {
         }
     }
 
-    pub fn sample(&mut self) -> Sample {
-        let t = self.start.elapsed().as_secs_f64();
-        let pids: Vec<u32> = self
-            .servers
-            .iter()
-            .map(|(p, _)| *p)
-            .chain(self.redis)
-            .collect();
-        // All servers at once, each with a short timeout: a busy server must
-        // not stretch one sample over many seconds. A server on another
-        // machine (pid 0) reports its own RSS and CPU there.
-        let readings: Vec<Reading> = std::thread::scope(|scope| {
+    /// Every server's /metrics at once, each with a short timeout: a busy
+    /// server must not stretch one sample over many seconds. A server on
+    /// another machine (pid 0) reports its own RSS and CPU there.
+    fn read_servers(&self) -> Vec<Reading> {
+        std::thread::scope(|scope| {
             let handles: Vec<_> = self
                 .servers
                 .iter()
@@ -191,7 +184,18 @@ impl Sampler {
                 .into_iter()
                 .map(|h| h.join().unwrap_or_default())
                 .collect()
-        });
+        })
+    }
+
+    pub fn sample(&mut self) -> Sample {
+        let t = self.start.elapsed().as_secs_f64();
+        let pids: Vec<u32> = self
+            .servers
+            .iter()
+            .map(|(p, _)| *p)
+            .chain(self.redis)
+            .collect();
+        let readings = self.read_servers();
         let cpu: Vec<f64> = pids
             .iter()
             .enumerate()

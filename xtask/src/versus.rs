@@ -8,7 +8,7 @@
 //! directory; the load generator is this checkout's for both sides, so only
 //! the server differs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use rtbench_protocol::time::{compact_utc, now_ns};
@@ -51,64 +51,20 @@ fn run(
         .map_err(|e| format!("--versus {git_ref}: not a commit here: {e}"))?;
     let a_commit = git(&["rev-parse", "HEAD"])?;
     let b_bin = build_at(&b_commit)?;
-    let stamp = compact_utc(now_ns());
-    let label: String = git_ref
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let dir = a.out.clone().unwrap_or_else(|| {
-        let variant = variant.map_or(String::new(), |v| format!("-{}", v.name));
-        root().join("results").join(name).join(format!(
-            "{stamp}-{}{variant}-versus-{label}",
-            crate::record::host_id()
-        ))
-    });
-    if dir.exists() {
-        return Err(format!("{} exists already", dir.display()));
-    }
-    let tmp = rtbench_record::load::partial_dir(&dir);
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    let mut runs: Vec<VersusRun> = Vec::new();
-    let mut summaries: Vec<(String, BenchSummary)> = Vec::new();
-    'pairs: for i in 1..=a.pairs {
-        for (side, bin, commit) in [
-            ("A", crate::server_bin(), None),
-            ("B", b_bin.clone(), Some(b_commit.clone())),
-        ] {
-            let run_dir = format!("{side}{i}");
-            eprintln!(
-                "xtask: versus {side}{i} of {}: server {}",
-                a.pairs,
-                bin.display()
-            );
-            let s = Side {
-                server_bin: bin,
-                commit,
-                dir: Some(tmp.join(&run_dir)),
-            };
-            let (d, complete) = bench::run_one(suite, name, variant, a, state, &s)?;
-            runs.push(VersusRun {
-                side: side.into(),
-                dir: run_dir,
-                complete,
-            });
-            summaries.push((side.into(), record::read_summary(&d)?));
-            if !complete {
-                break 'pairs;
-            }
-        }
-    }
+    let dir = a
+        .out
+        .clone()
+        .unwrap_or_else(|| default_dir(git_ref, name, variant));
+    let tmp = bench::record_dir::begin(&dir)?;
+    let sides = [
+        ("A", crate::server_bin(), None),
+        ("B", b_bin, Some(b_commit.clone())),
+    ];
+    let (runs, summaries) = run_pairs(&sides, &tmp, suite, name, variant, a, state)?;
     let complete_pairs: Vec<(&BenchSummary, &BenchSummary)> = summaries
         .chunks(2)
         .filter_map(|p| match p {
-            [(_, a), (_, b)] if a.complete && b.complete => Some((a, b)),
+            [a, b] if a.complete && b.complete => Some((a, b)),
             _ => None,
         })
         .collect();
@@ -118,7 +74,7 @@ fn run(
         variant: variant.map(|v| v.name.clone()),
         started_at: summaries
             .first()
-            .map(|(_, s)| s.started_at.clone())
+            .map(|s| s.started_at.clone())
             .unwrap_or_default(),
         host: crate::record::host_id(),
         a: Revision {
@@ -133,11 +89,77 @@ fn run(
         ratios: Ratio::of_pairs(&complete_pairs),
     };
     record::write_json(&tmp.join(record::VERSUS), &versus)?;
-    std::fs::rename(&tmp, &dir).map_err(|e| format!("moving {} into place: {e}", tmp.display()))?;
-    eprintln!(
-        "xtask: B / A over {} pair(s): median [min, max]",
-        complete_pairs.len()
-    );
+    bench::record_dir::finish(&tmp, &dir)?;
+    print_ratios(&versus, complete_pairs.len());
+    println!("{}", dir.display());
+    if versus.runs.iter().any(|r| !r.complete) {
+        return Err("a run was incomplete: the ratios cover the complete pairs only".into());
+    }
+    Ok(())
+}
+
+/// `results/<suite>/<time>-<host>[-variant]-versus-<ref>`.
+fn default_dir(git_ref: &str, name: &str, variant: Option<&Variant>) -> PathBuf {
+    let label: String = git_ref
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let variant = variant.map_or(String::new(), |v| format!("-{}", v.name));
+    root().join("results").join(name).join(format!(
+        "{}-{}{variant}-versus-{label}",
+        compact_utc(now_ns()),
+        crate::record::host_id()
+    ))
+}
+
+/// Runs A B A B ... into `tmp`, stopping at the first incomplete run.
+fn run_pairs(
+    sides: &[(&str, PathBuf, Option<String>); 2],
+    tmp: &Path,
+    suite: &Suite,
+    name: &str,
+    variant: Option<&Variant>,
+    a: &Args,
+    state: &dashboard::State,
+) -> Result<(Vec<VersusRun>, Vec<BenchSummary>), String> {
+    let mut runs: Vec<VersusRun> = Vec::new();
+    let mut summaries: Vec<BenchSummary> = Vec::new();
+    for i in 1..=a.pairs {
+        for (side, bin, commit) in sides {
+            let run_dir = format!("{side}{i}");
+            eprintln!(
+                "xtask: versus {side}{i} of {}: server {}",
+                a.pairs,
+                bin.display()
+            );
+            let s = Side {
+                server_bin: bin.clone(),
+                commit: commit.clone(),
+                dir: Some(tmp.join(&run_dir)),
+            };
+            let (d, complete) = bench::run_one(suite, name, variant, a, state, &s)?;
+            runs.push(VersusRun {
+                side: side.to_string(),
+                dir: run_dir,
+                complete,
+            });
+            summaries.push(record::read_summary(&d)?);
+            if !complete {
+                return Ok((runs, summaries));
+            }
+        }
+    }
+    Ok((runs, summaries))
+}
+
+fn print_ratios(versus: &Versus, pairs: usize) {
+    eprintln!("xtask: B / A over {pairs} pair(s): median [min, max]");
     for m in record::metrics::METRICS {
         if let Some(r) = versus.ratios.get(m.key) {
             eprintln!(
@@ -146,11 +168,6 @@ fn run(
             );
         }
     }
-    println!("{}", dir.display());
-    if versus.runs.iter().any(|r| !r.complete) {
-        return Err("a run was incomplete: the ratios cover the complete pairs only".into());
-    }
-    Ok(())
 }
 
 /// Builds the server at `commit` in its own worktree and target directory;

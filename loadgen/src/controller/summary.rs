@@ -139,7 +139,6 @@ pub(super) fn summarize(
         .find(|r| r.open >= target && target > 0)
         .map(|r| r.t as f64);
     let cpu_max = merge.cpu_max;
-    let publish_lag_ms = published.lag_max_ns as f64 / 1e6;
     let arrivals_s = sc.arrivals_end_s();
     let duration_s = now_ns().saturating_sub(end.start_ns) as f64 / 1e9;
     Ok(Summary {
@@ -176,22 +175,7 @@ pub(super) fn summarize(
         delivery_ms: percentiles_ms(&hists.delivery),
         echo_ms: percentiles_ms(&hists.echo),
         reconnect_ms: percentiles_ms(&hists.reconnect),
-        events: Events {
-            scheduled: published.scheduled,
-            published: published.events,
-            server_deliveries: published.server_deliveries,
-            received: counters.deliveries,
-            per_second: counters.deliveries as f64 / sc.hold.duration_s.max(1.0),
-            duplicates: counters.duplicates,
-            misdelivered: counters.misdelivered,
-            lost: (published.unreported == 0)
-                .then(|| published.server_deliveries as i64 - counters.deliveries as i64),
-            publish_errors: published.errors.clone(),
-            publish_lag_max_ms: publish_lag_ms,
-            in_flight_max: published.in_flight_max,
-            in_flight_cap: published.in_flight_cap,
-            received_by_subscriber: by_subscriber,
-        },
+        events: events(sc, published, &counters, by_subscriber),
         loadgen: LoadgenSelf {
             start_rss_kib,
             peak_rss_kib,
@@ -211,6 +195,31 @@ pub(super) fn summarize(
         counters,
         worker_exits: Vec::new(),
     })
+}
+
+/// What was published set against what was received.
+fn events(
+    sc: &Scenario,
+    published: &Published,
+    counters: &Counters,
+    by_subscriber: BTreeMap<u32, u64>,
+) -> Events {
+    Events {
+        scheduled: published.scheduled,
+        published: published.events,
+        server_deliveries: published.server_deliveries,
+        received: counters.deliveries,
+        per_second: counters.deliveries as f64 / sc.hold.duration_s.max(1.0),
+        duplicates: counters.duplicates,
+        misdelivered: counters.misdelivered,
+        lost: (published.unreported == 0)
+            .then(|| published.server_deliveries as i64 - counters.deliveries as i64),
+        publish_errors: published.errors.clone(),
+        publish_lag_max_ms: published.lag_max_ns as f64 / 1e6,
+        in_flight_max: published.in_flight_max,
+        in_flight_cap: published.in_flight_cap,
+        received_by_subscriber: by_subscriber,
+    }
 }
 
 /// The summary in a few lines on stderr.

@@ -5,6 +5,12 @@
 use crate::record::BenchSummary;
 
 pub fn print_headline(s: &BenchSummary) {
+    print_figures(s);
+    print_costs_and_limits(s);
+}
+
+/// Connections, latencies, memory, and what ended or was not measured.
+fn print_figures(s: &BenchSummary) {
     let c = &s.connections;
     eprintln!(
         "xtask: {}{} {}: peak {} / {} connections, held {}, failed {}, time to target {}",
@@ -68,6 +74,10 @@ pub fn print_headline(s: &BenchSummary) {
             e.role, e.pid, e.t_s, e.status
         );
     }
+}
+
+/// What the work cost, the kernel's counters, and what limited the run.
+fn print_costs_and_limits(s: &BenchSummary) {
     let c = &s.costs;
     let show = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.2}"));
     if c.deliveries > 0 {

@@ -12,7 +12,7 @@ mod console;
 mod environment;
 mod placement;
 mod plan;
-mod record_dir;
+pub(crate) mod record_dir;
 mod run;
 mod signals;
 mod start;
