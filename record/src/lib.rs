@@ -53,6 +53,7 @@ pub mod role;
 pub mod roofline;
 pub mod scenario;
 pub mod series;
+pub mod slo;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BenchSummary {
@@ -119,6 +120,10 @@ pub struct BenchSummary {
     /// A run with a fault plan: the storm it caused.
     #[serde(default)]
     pub failover: Option<Failover>,
+    /// Each objective of the run (`[slo]`, `--slo`), met or not, evaluated
+    /// on the histograms every worker sent, merged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slo: Vec<slo::Outcome>,
 }
 
 /// A fault the suite's plan made happen (`[[faults]]`): what, to whom, when.

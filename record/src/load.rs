@@ -68,6 +68,9 @@ pub struct Summary {
     /// Workers that did not end cleanly (the run is then not complete).
     #[serde(default)]
     pub worker_exits: Vec<WorkerExit>,
+    /// The scenario's objectives, each met or not, on the merged histograms.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slo: Vec<crate::slo::Outcome>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -24,6 +24,9 @@ pub struct Scenario {
     pub session: Session,
     #[serde(default)]
     pub publishers: Vec<Publisher>,
+    /// Objectives the run must meet, evaluated at its end.
+    #[serde(default, skip_serializing_if = "crate::slo::Slo::is_empty")]
+    pub slo: crate::slo::Slo,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -34,6 +34,10 @@ pub struct Suite {
     /// carries it out).
     #[serde(default)]
     pub faults: Vec<Fault>,
+    /// Objectives every run of the suite must meet (`thresholds = [...]`);
+    /// `bench` exits 2 when one fails. The load generator evaluates them.
+    #[serde(default, skip_serializing_if = "rtbench_record::slo::Slo::is_empty")]
+    pub slo: rtbench_record::slo::Slo,
     pub load: Scenario,
 }
 

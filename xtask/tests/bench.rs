@@ -122,6 +122,61 @@ fn scale_is_applied_and_recorded() {
     assert_eq!(environment(&out).overrides.scale, Some(0.25));
 }
 
+/// A small smoke run with objectives: its exit status and its record.
+fn smoke_with_slo(name: &str, slo: &[&str]) -> (std::process::Output, xtask::record::BenchSummary) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = scratch(name);
+    let mut args = vec![
+        "bench",
+        "smoke",
+        "--scale",
+        "0.25",
+        "--hold",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+        "--dashboard",
+        "127.0.0.1:0",
+    ];
+    for s in slo {
+        args.extend(["--slo", s]);
+    }
+    let o = xtask(&args).output().unwrap();
+    let s = read_summary(&out)
+        .unwrap_or_else(|e| panic!("{e}\n{}", String::from_utf8_lossy(&o.stderr)));
+    (o, s)
+}
+
+#[test]
+#[ignore = "heavy (cargo xtask ci runs it; RTBENCH_QUICK=1 skips it): two real benches"]
+fn a_failed_objective_exits_2_and_a_met_one_exits_0() {
+    // Met: no connection failed, and deliveries took under a minute.
+    let (o, s) = smoke_with_slo("slo-met", &["failed == 0", "delivery.p99 <= 60s"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(s.complete, "{err}");
+    assert_eq!(s.slo.len(), 2, "{:?}", s.slo);
+    assert!(s.slo.iter().all(|o| o.pass), "{:?}", s.slo);
+    assert_eq!(s.slo[0].measured, Some(0.0));
+    // Missed: no delivery takes under a nanosecond; the run itself is complete.
+    let (o, s) = smoke_with_slo("slo-missed", &["delivery.p50 <= 0.000001ms", "failed == 0"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(s.complete, "{err}");
+    assert_eq!(
+        s.slo.iter().map(|o| o.pass).collect::<Vec<_>>(),
+        [false, true],
+        "{:?}",
+        s.slo
+    );
+    // The measured value is the delivery p50 the record states.
+    assert_eq!(s.slo[0].measured, Some(s.delivery_ms.p50), "{:?}", s.slo);
+    assert!(
+        err.contains("xtask: SLO FAIL: delivery.p50 <= 0.000001ms"),
+        "{err}"
+    );
+}
+
 #[test]
 #[ignore = "heavy (cargo xtask ci runs it; RTBENCH_QUICK=1 skips it): a bench in a network namespace"]
 fn tune_runs_inside_a_network_namespace_sized_for_the_run_and_removes_it() {

@@ -10,6 +10,7 @@ mod merge;
 mod processes;
 mod run_dir;
 mod selfcheck;
+mod slo;
 mod summary;
 
 use std::cell::Cell;

@@ -141,7 +141,7 @@ pub(super) fn summarize(
     let cpu_max = merge.cpu_max;
     let arrivals_s = sc.arrivals_end_s();
     let duration_s = now_ns().saturating_sub(end.start_ns) as f64 / 1e9;
-    Ok(Summary {
+    let mut summary = Summary {
         format_version: FORMAT_VERSION,
         complete: end.complete,
         stopped_by: end.stopped_by,
@@ -194,7 +194,10 @@ pub(super) fn summarize(
         },
         counters,
         worker_exits: Vec::new(),
-    })
+        slo: Vec::new(),
+    };
+    summary.slo = super::slo::evaluate(&sc.slo, &hists, &summary);
+    Ok(summary)
 }
 
 /// What was published set against what was received.
@@ -224,6 +227,9 @@ fn events(
 
 /// The summary in a few lines on stderr.
 pub(super) fn print_summary(s: &Summary) {
+    for o in &s.slo {
+        eprintln!("rtbench-loadgen: SLO {o}");
+    }
     let c = &s.connections;
     eprintln!(
         "rtbench-loadgen: {} connected {}/{} (peak {}, held {}), failed {}, connect p50 {:.2} ms p99 {:.2} ms",

@@ -57,6 +57,11 @@ pub struct Args {
     /// A container resource, repeatable [default: the suite's]
     #[arg(long = "limit", value_name = "ROLE.KEY=VALUE")]
     pub limits: Vec<String>,
+    /// An objective the run must meet, e.g. 'delivery.p99<=50ms' or
+    /// 'failed==0', repeatable, added to the suite's [slo]; a failed one
+    /// makes bench exit 2 [default: the suite's]
+    #[arg(long = "slo", value_name = "METRIC OP VALUE")]
+    pub slo: Vec<rtbench_record::slo::Threshold>,
 }
 
 /// How big the run is, over the suite's own figures; recorded with the run

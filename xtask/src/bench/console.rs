@@ -113,4 +113,7 @@ fn print_costs_and_limits(s: &BenchSummary) {
     for r in &s.client_bottleneck.reasons {
         eprintln!("xtask: CLIENT BOTTLENECK: {r}");
     }
+    for o in &s.slo {
+        eprintln!("xtask: SLO {o}");
+    }
 }

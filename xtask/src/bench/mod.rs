@@ -76,8 +76,20 @@ pub fn prepare(a: &Args) -> Result<Prepared, String> {
     })
 }
 
-/// Runs every variant of a suite; exits 130 when interrupted. (`--versus`
-/// is `versus::task`'s.)
+/// The bench's exit status when it ran but a run fell short: scripts and
+/// CI tell an objective missed from a run that could not complete.
+pub mod exit {
+    /// Every run completed, but an objective (`[slo]`, `--slo`) failed.
+    pub const SLO_FAILED: i32 = 2;
+    /// A run did not complete (a process of it ended, a worker was lost).
+    pub const INCOMPLETE: i32 = 3;
+    /// Interrupted (Ctrl-C, SIGTERM): 128 + SIGINT, as shells say it.
+    pub const INTERRUPTED: i32 = 130;
+}
+
+/// Runs every variant of a suite; exits `exit::INTERRUPTED` when
+/// interrupted, then `exit::INCOMPLETE` or `exit::SLO_FAILED` when a run
+/// fell short. (`--versus` is `versus::task`'s.)
 pub fn task(a: Args) -> Result<(), String> {
     let Prepared {
         suite,
@@ -100,12 +112,33 @@ pub fn task(a: Args) -> Result<(), String> {
         })?;
         eprintln!("xtask: roofline measured: {}", dir.display());
     }
+    let mut worst = 0;
     for v in &variants {
         let (dir, complete) = run_one(&suite, &name, v.as_ref(), &a, &state, &Side::default())?;
         println!("{}", dir.display());
         if !complete && signals::received() != 0 {
-            std::process::exit(130);
+            std::process::exit(exit::INTERRUPTED);
         }
+        let slo_failed = crate::record::read_summary(&dir)?
+            .slo
+            .iter()
+            .any(|o| !o.pass);
+        worst = worst.max(match (complete, slo_failed) {
+            (false, _) => exit::INCOMPLETE,
+            (true, true) => exit::SLO_FAILED,
+            (true, false) => 0,
+        });
+    }
+    if worst != 0 {
+        eprintln!(
+            "xtask: {}",
+            if worst == exit::INCOMPLETE {
+                "a run did not complete (exit 3)"
+            } else {
+                "an objective failed (exit 2)"
+            }
+        );
+        std::process::exit(worst);
     }
     Ok(())
 }

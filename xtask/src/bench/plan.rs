@@ -76,6 +76,10 @@ impl RunPlan {
         )?;
         let runs_on = a.runs_on();
         let mut notes = Vec::new();
+        load.slo
+            .thresholds
+            .extend(suite.slo.thresholds.iter().copied());
+        load.slo.thresholds.extend(a.slo.iter().copied());
         apply_variant_session(&mut load, variant);
         if let Some(p) = a.protocol {
             load.target.protocol = p;

@@ -145,6 +145,8 @@ pub fn write_inputs(
         .unwrap_or_default();
     let mut resolved = i.suite.clone();
     resolved.load = plan.load.clone();
+    // The objectives are the load's now (suite's and --slo's together).
+    resolved.slo = Default::default();
     resolved.server.args = server_args.clone();
     resolved.server.subject = Some(plan.subject.label());
     write_text(

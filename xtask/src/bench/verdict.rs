@@ -213,6 +213,7 @@ fn summarize(
         kernel_tcp: Default::default(),
         faults_injected: Vec::new(),
         failover: None,
+        slo: l.slo.clone(),
     }
 }
 
