@@ -39,6 +39,7 @@ fn every_page_loads_in_chromium_without_errors() {
         &records,
         &render::Options {
             out: out.clone(),
+            checkout: root(),
             criterion: Some(root().join("target/criterion")),
             thresholds: thresholds(),
         },

@@ -89,6 +89,7 @@ fn renders_every_record_and_survives_a_corrupt_and_a_partial_one() {
         &records,
         &render::Options {
             out: out.clone(),
+            checkout: root(),
             criterion: None,
             thresholds: thresholds(),
         },
@@ -301,7 +302,10 @@ fn micro_benchmarks_read_criterion_output() {
 
 /// The text of each `<td>` after a `<th>` reading exactly `label` on `page`.
 fn figure_cells<'a>(page: &'a str, label: &str) -> Vec<&'a str> {
-    let th = format!("<th>{}</th><td>", label.replace('/', "&#x2F;"));
+    let th = format!(
+        "<th scope=\"row\">{}</th><td>",
+        label.replace('/', "&#x2F;")
+    );
     page.match_indices(&th)
         .map(|(i, _)| {
             let rest = &page[i + th.len()..];
@@ -337,6 +341,7 @@ fn compare_page_keeps_runs_of_different_sizes_apart() {
         &records,
         &render::Options {
             out: out.clone(),
+            checkout: root(),
             criterion: None,
             thresholds: thresholds(),
         },
@@ -400,6 +405,7 @@ fn an_idle_record_says_none_where_a_figure_does_not_apply() {
         &records,
         &render::Options {
             out: out.clone(),
+            checkout: root(),
             criterion: None,
             thresholds: thresholds(),
         },
@@ -423,7 +429,7 @@ fn an_idle_record_says_none_where_a_figure_does_not_apply() {
     let compare = std::fs::read_to_string(out.join("scenarios/idle-1m/compare.html")).unwrap();
     for label in ["delivery p99", "deliveries&#x2F;s"] {
         let row = format!(
-            "<tr><th>{label}</th><td class=\"num\">none</td><td class=\"num\">none</td></tr>"
+            "<tr><th scope=\"row\">{label}</th><td class=\"num\">none</td><td class=\"num\">none</td></tr>"
         );
         assert!(compare.contains(&row), "{label}");
     }
