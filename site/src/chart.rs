@@ -576,16 +576,7 @@ pub fn approx(v: f64) -> String {
     } else if a >= 1e4 {
         format!("{}k", sig3(v / 1e3))
     } else if a >= 100.0 {
-        let n = v.round() as i64;
-        let digits = n.abs().to_string();
-        let mut grouped = String::new();
-        for (i, c) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i) % 3 == 0 {
-                grouped.push(',');
-            }
-            grouped.push(c);
-        }
-        format!("{}{grouped}", if n < 0 { "-" } else { "" })
+        rtbench_record::metrics::group(v.round() as i64)
     } else if a == 0.0 {
         "0".into()
     } else {

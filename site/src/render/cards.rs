@@ -10,7 +10,7 @@ use rtbench_record::metrics;
 use serde_json::{Value, json};
 
 use super::run_series;
-use super::runs::{run_date, run_info, run_path, session_label, side_by_side};
+use super::runs::{overrides_label, run_date, run_info, run_path, session_label, side_by_side};
 use super::writer::{Site, first_sentence};
 use crate::chart::{self, History, Series};
 use crate::figures::{self, Figure};
@@ -94,9 +94,9 @@ pub fn card(site: &mut Site, scenario: &str, t: &Thresholds) -> Value {
         .max_by_key(|(_, s)| s.connections.held)
         .map(|(r, _)| *r)
         .or(latest);
-    let servers: std::collections::BTreeSet<&str> = leads
+    let servers: std::collections::BTreeSet<String> = leads
         .iter()
-        .map(|(_, s)| s.server_under_test.as_str())
+        .map(|(_, s)| site.relative(&s.server_under_test))
         .collect();
     let kind = match lead.and_then(|r| r.summary.as_ref()) {
         Some(s) if s.failover.is_some() => Kind::Failover,
@@ -106,12 +106,12 @@ pub fn card(site: &mut Site, scenario: &str, t: &Thresholds) -> Value {
     };
     let lead_runs: Vec<&Run> = leads.iter().map(|(r, _)| *r).collect();
     let (figures, small) = match (&kind, lead) {
-        (Kind::Variants, _) => (variant_figures(&lead_runs), variant_chart(&lead_runs)),
+        (Kind::Variants, _) => (variant_figures(site, &lead_runs), variant_chart(&lead_runs)),
         (_, Some(run)) => (key_figures(&kind, run), run_chart(&kind, run)),
         (_, None) => (Vec::new(), Ok(None)),
     };
     let small = site.chart(small, "chart", "no time series");
-    let spark = history(site, &runs, latest, t);
+    let spark = history(site, &runs, [lead, latest], t);
     let sentence = ORDER
         .iter()
         .find(|(n, _)| *n == scenario)
@@ -214,13 +214,13 @@ fn time_to_target(run: &Run) -> String {
 
 /// Server memory per connection across the headline runs: the lowest, the
 /// lowest of another server, and how many servers were compared.
-fn variant_figures(runs: &[&Run]) -> Vec<Value> {
-    let mut kib: Vec<(&Run, f64, &str)> = runs
+fn variant_figures(site: &Site, runs: &[&Run]) -> Vec<Value> {
+    let mut kib: Vec<(&Run, f64, String)> = runs
         .iter()
         .filter_map(|r| {
             let s = r.summary.as_ref()?;
             let v = figures::by_key("server_kib_per_conn", s).value()?;
-            Some((*r, v, s.server_under_test.as_str()))
+            Some((*r, v, site.relative(&s.server_under_test)))
         })
         .collect();
     kib.sort_by(|a, b| a.1.total_cmp(&b.1));
@@ -240,7 +240,7 @@ fn variant_figures(runs: &[&Run]) -> Vec<Value> {
             ));
         }
     }
-    let servers: std::collections::BTreeSet<&str> = kib.iter().map(|k| k.2).collect();
+    let servers: std::collections::BTreeSet<&str> = kib.iter().map(|k| k.2.as_str()).collect();
     if let Some((r, _, _)) = kib.first() {
         out.push(figure(
             "servers compared",
@@ -290,48 +290,73 @@ fn run_chart(kind: &Kind, run: &Run) -> chart::Drawn {
     }
 }
 
-/// The scenario's key latency over the runs made like the latest (same
-/// configuration), regressions marked; none while there is one point.
-fn history(site: &mut Site, runs: &[&Run], latest: Option<&Run>, t: &Thresholds) -> Option<Value> {
-    let key = latest.and_then(|r| r.config_key());
-    let idle = latest
-        .and_then(|r| r.summary.as_ref())
-        .is_none_or(|s| s.delivery_ms.count == 0);
-    let metric = figures::metric(if idle {
-        "connect_p99_ms"
-    } else {
-        "delivery_p99_ms"
-    });
-    let (mut points, mut marks, mut dates) = (Vec::new(), Vec::new(), Vec::new());
-    for r in runs
-        .iter()
-        .filter(|r| r.complete() && r.config_key() == key)
-    {
-        let Some(v) = r.summary.as_ref().and_then(|s| (metric.get)(s)) else {
+/// The scenario's key latency over the runs made like the card's run (same
+/// variant, sizes, host and deployment), regressions marked; if that run has
+/// no history yet, over the runs like the newest. None while there is one
+/// point: a dot says nothing about a history.
+fn history(
+    site: &mut Site,
+    runs: &[&Run],
+    bases: [Option<&Run>; 2],
+    t: &Thresholds,
+) -> Option<Value> {
+    let mut single = None;
+    for base in bases.into_iter().flatten() {
+        let idle = base
+            .summary
+            .as_ref()
+            .is_none_or(|s| s.delivery_ms.count == 0);
+        let metric = figures::metric(if idle {
+            "connect_p99_ms"
+        } else {
+            "delivery_p99_ms"
+        });
+        let like: Vec<&Run> = runs
+            .iter()
+            .filter(|r| r.complete() && r.config_key() == base.config_key())
+            .filter(|r| r.summary.as_ref().and_then(|s| (metric.get)(s)).is_some())
+            .copied()
+            .collect();
+        let label = format!("{}, {}", metric.label, configuration(base));
+        if like.len() < 2 {
+            single.get_or_insert(label);
             continue;
-        };
-        if regress::judge(site.records, r, t)
-            .regressions()
-            .next()
-            .is_some()
-        {
-            marks.push(points.len());
         }
-        points.push((points.len() as f64, v));
-        dates.push(run_date(r).unwrap_or_default());
+        let points: Vec<(f64, f64)> = like
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| Some((i as f64, (metric.get)(r.summary.as_ref()?)?)))
+            .collect();
+        let dates: Vec<String> = like
+            .iter()
+            .map(|r| run_date(r).unwrap_or_default())
+            .collect();
+        let marks: Vec<usize> = (0..like.len())
+            .filter(|&i| {
+                regress::judge(site.records, like[i], t)
+                    .regressions()
+                    .next()
+                    .is_some()
+            })
+            .collect();
+        let h = History {
+            label: &label,
+            unit: metric.unit,
+            points: &points,
+            dates: &dates,
+            marks: &marks,
+        };
+        return site.chart(chart::spark(&h), &label, "no history");
     }
-    let h = History {
-        label: metric.label,
-        unit: metric.unit,
-        points: &points,
-        dates: &dates,
-        marks: &marks,
-    };
-    match points.len() {
-        0 => None,
-        1 => Some(
-            json!({"empty": format!("{}: one run like the latest so far, no history to draw", metric.label)}),
-        ),
-        _ => site.chart(chart::spark(&h), metric.label, "no history"),
+    single.map(|label| json!({"empty": format!("{label}: one run so far, no history to draw")}))
+}
+
+/// The configuration runs share to be one history: "no-ping, as written".
+fn configuration(run: &Run) -> String {
+    let s = run.summary.as_ref();
+    let sizes = s.map_or("unknown sizes".into(), |s| overrides_label(&s.overrides));
+    match run.variant() {
+        Some(v) => format!("{v}, {sizes}"),
+        None => sizes,
     }
 }

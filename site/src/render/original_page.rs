@@ -53,17 +53,26 @@ fn row(label: &str, original: String, ours: Vec<String>) -> Value {
 }
 
 fn rows(setup: &ReferenceSetup, orig: &OriginalFigures, ours: &[&Run]) -> Vec<Value> {
-    let each = |f: &dyn Fn(&Run) -> Option<String>| -> Vec<String> {
-        ours.iter()
-            .map(|r| f(r).unwrap_or_else(|| "–".into()))
-            .collect()
-    };
+    let mut rows = load_rows(setup, orig, ours);
+    rows.extend(cost_rows(setup, orig, ours));
+    rows
+}
+
+/// Each of our runs' cell, "–" where it has none.
+fn each(ours: &[&Run], f: impl Fn(&Run) -> Option<String>) -> Vec<String> {
+    ours.iter()
+        .map(|r| f(r).unwrap_or_else(|| "–".into()))
+        .collect()
+}
+
+/// What was asked of the servers: connections, how fast, doing what.
+fn load_rows(setup: &ReferenceSetup, orig: &OriginalFigures, ours: &[&Run]) -> Vec<Value> {
     let s = |r: &Run| r.summary.clone();
     vec![
         row(
             "connections held",
             metrics::group(orig.connections as i64),
-            each(&|r| {
+            each(ours, |r| {
                 let s = s(r)?;
                 Some(format!(
                     "{} of {}",
@@ -82,12 +91,14 @@ fn rows(setup: &ReferenceSetup, orig: &OriginalFigures, ours: &[&Run]) -> Vec<Va
                 ),
                 None => "not reached".into(),
             },
-            each(&|r| Some(figures::by_key("time_to_target_s", &s(r)?).text("s"))),
+            each(ours, |r| {
+                Some(figures::by_key("time_to_target_s", &s(r)?).text("s"))
+            }),
         ),
         row(
             "arrival rate",
             format!("{}/s", metrics::group(setup.arrival_rate_per_s as i64)),
-            each(&|r| {
+            each(ours, |r| {
                 Some(format!(
                     "{}/s",
                     metrics::group(r.arrival_rate()?.round() as i64)
@@ -97,12 +108,23 @@ fn rows(setup: &ReferenceSetup, orig: &OriginalFigures, ours: &[&Run]) -> Vec<Va
         row(
             "what each connection did",
             setup.session.clone(),
-            each(&|r| Some(format!("{}, {}", session_label(r)?, activity(r)?))),
+            each(ours, |r| {
+                Some(format!("{}, {}", session_label(r)?, activity(r)?))
+            }),
         ),
+    ]
+}
+
+/// What it cost them: memory, CPU, machines.
+fn cost_rows(setup: &ReferenceSetup, orig: &OriginalFigures, ours: &[&Run]) -> Vec<Value> {
+    let s = |r: &Run| r.summary.clone();
+    vec![
         row(
             "server memory per connection (the server's process)",
             "not published: Tsung reports the machine's".into(),
-            each(&|r| Some(figures::by_key("server_kib_per_conn", &s(r)?).text("KiB"))),
+            each(ours, |r| {
+                Some(figures::by_key("server_kib_per_conn", &s(r)?).text("KiB"))
+            }),
         ),
         row(
             "machine memory per connection (growth over the connections)",
@@ -111,7 +133,7 @@ fn rows(setup: &ReferenceSetup, orig: &OriginalFigures, ours: &[&Run]) -> Vec<Va
                 orig.machine_kib_per_connection,
                 metrics::group((orig.memory_end_mib - orig.memory_start_mib).round() as i64)
             ),
-            each(&|r| {
+            each(ours, |r| {
                 Some(format!(
                     "{}: one machine's kernel for both ends of every connection, the server and the load generator",
                     figures::by_key("system_kib_per_conn", &s(r)?).text("KiB")
@@ -124,7 +146,7 @@ fn rows(setup: &ReferenceSetup, orig: &OriginalFigures, ours: &[&Run]) -> Vec<Va
                 "{:.1} cores: {:.1}% of {} at the last sample, {} s in",
                 orig.cpu_last_cores, orig.cpu_last_pct, setup.server_cores, orig.cpu_last_t_s
             ),
-            each(&|r| {
+            each(ours, |r| {
                 let pct = figures::by_key("server_cpu_pct", &s(r)?).value()?;
                 let cores = r.cores().unwrap_or(1.0);
                 Some(format!(
@@ -140,7 +162,7 @@ fn rows(setup: &ReferenceSetup, orig: &OriginalFigures, ours: &[&Run]) -> Vec<Va
                 "{}: one {}-core server, {} load machines",
                 orig.machines, setup.server_cores, setup.load_machines
             ),
-            each(&|r| {
+            each(ours, |r| {
                 let e = r.environment.as_ref()?;
                 Some(format!(
                     "{}: {} cores, {} for the server and the load generator together",

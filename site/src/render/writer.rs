@@ -124,6 +124,11 @@ impl<'a> Site<'a> {
         Ok(())
     }
 
+    /// `text` as the site shows it, every checkout written `{root}`.
+    pub fn relative(&self, text: &str) -> String {
+        self.checkouts.relative(text).into_owned()
+    }
+
     /// A chart (title, SVG, summary), its absence explained, or a warning
     /// when plotters refused (the page still renders).
     pub fn chart(&mut self, drawn: Drawn, title: &str, empty: &str) -> Option<Value> {
