@@ -12,6 +12,9 @@ use plotters::prelude::*;
 pub struct Series {
     pub name: String,
     pub points: Vec<(f64, f64)>,
+    /// Drawn wide and faint beneath the others (a published series ours
+    /// are laid over), so a line on top of it stays visible.
+    pub backdrop: bool,
 }
 
 impl Series {
@@ -19,6 +22,15 @@ impl Series {
         Series {
             name: name.into(),
             points,
+            backdrop: false,
+        }
+    }
+
+    /// The same series, drawn beneath the others.
+    pub fn backdrop(self) -> Series {
+        Series {
+            backdrop: true,
+            ..self
         }
     }
 }
@@ -59,6 +71,8 @@ struct Size {
     caption: u32,
     x_area: u32,
     y_area: u32,
+    /// Tick labels and axis names.
+    label: u32,
 }
 
 const FULL: Size = Size {
@@ -67,13 +81,15 @@ const FULL: Size = Size {
     caption: 17,
     x_area: 36,
     y_area: 70,
+    label: 13,
 };
 const SMALL: Size = Size {
     w: 440,
     h: 200,
-    caption: 14,
-    x_area: 30,
-    y_area: 56,
+    caption: 18,
+    x_area: 44,
+    y_area: 72,
+    label: 17,
 };
 
 fn bounds(series: &[Series]) -> Option<((f64, f64), (f64, f64))> {
@@ -144,6 +160,8 @@ fn line_chart(size: Size, title: &str, x_desc: &str, y_desc: &str, series: &[Ser
             .y_labels(if size.w < FULL.w { 5 } else { 10 })
             .y_label_formatter(&|v| short(*v))
             .x_label_formatter(&|v| short(*v))
+            .label_style(("sans-serif", size.label))
+            .axis_desc_style(("sans-serif", size.label))
             .light_line_style(RGBColor(240, 240, 240))
             .draw()
             .map_err(err)?;
@@ -375,18 +393,24 @@ where
     X: Ranged<ValueType = f64>,
     Y: Ranged<ValueType = f64>,
 {
-    for (i, s) in series.iter().enumerate() {
+    // Backdrops first, so the other lines are drawn over them.
+    let order = series
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.backdrop)
+        .chain(series.iter().enumerate().filter(|(_, s)| !s.backdrop));
+    for (i, s) in order {
         let color = PALETTE[i % PALETTE.len()];
+        let style = if s.backdrop {
+            color.mix(0.4).stroke_width(8)
+        } else {
+            color.stroke_width(2)
+        };
         chart
-            .draw_series(LineSeries::new(
-                s.points.iter().copied(),
-                color.stroke_width(2),
-            ))
+            .draw_series(LineSeries::new(s.points.iter().copied(), style))
             .map_err(err)?
             .label(s.name.as_str())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-            });
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
     }
     Ok(())
 }

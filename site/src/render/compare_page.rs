@@ -174,9 +174,9 @@ fn over_time(site: &mut Site, chosen: &[&Run], reference: Option<&Reference>) ->
     // The reference's published series, where its setup names them.
     if let Some((rf, setup)) = reference.and_then(|r| Some((r, r.info.setup.as_ref()?))) {
         let name = format!("{} (reference)", rf.info.title);
-        users.push(Series::new(name.clone(), rf.column(&setup.connections)));
-        mem.push(Series::new(name.clone(), rf.column(&setup.memory_used_mib)));
-        cpu.push(Series::new(name, rf.column(&setup.cpu_pct)));
+        users.push(Series::new(name.clone(), rf.column(&setup.connections)).backdrop());
+        mem.push(Series::new(name.clone(), rf.column(&setup.memory_used_mib)).backdrop());
+        cpu.push(Series::new(name, rf.column(&setup.cpu_pct)).backdrop());
     }
     let mut charts = Vec::new();
     charts.extend(site.chart(

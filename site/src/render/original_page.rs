@@ -178,8 +178,8 @@ fn cost_rows(setup: &ReferenceSetup, orig: &OriginalFigures, ours: &[&Run]) -> V
 fn charts(site: &mut Site, r: &Reference, setup: &ReferenceSetup, ours: &[&Run]) -> Vec<Value> {
     let label = |run: &Run| format!("rtbench, {}", run.variant().unwrap_or(&run.name));
     let original = "2021 original".to_string();
-    let mut climb = vec![Series::new(original.clone(), r.column(&setup.connections))];
-    let mut memory = vec![Series::new(original, original::memory_over_connections(r))];
+    let mut climb = vec![Series::new(original.clone(), r.column(&setup.connections)).backdrop()];
+    let mut memory = vec![Series::new(original, original::memory_over_connections(r)).backdrop()];
     for run in ours {
         climb.push(Series::new(
             label(run),
