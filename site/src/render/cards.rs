@@ -110,7 +110,7 @@ pub fn card(site: &mut Site, scenario: &str, t: &Thresholds) -> Value {
         (_, Some(run)) => (key_figures(&kind, run), run_chart(&kind, run)),
         (_, None) => (Vec::new(), Ok(None)),
     };
-    let small = site.chart(small, "chart", "no time series");
+    let small = site.chart(small, scenario, "no time series in its run");
     let spark = history(site, &runs, [lead, latest], t);
     let sentence = ORDER
         .iter()
