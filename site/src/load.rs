@@ -5,9 +5,13 @@
 
 use std::path::{Path, PathBuf};
 
+use rtbench_record::load::TimeseriesRow;
 use rtbench_record::roofline::{self, Roofline};
+use rtbench_record::scenario::{Auth, Scenario};
+use rtbench_record::series::{HostSample, ServerSample};
 use rtbench_record::{self as record, BenchSummary, Environment, LoadSummary, Versus};
 
+use crate::paths;
 use crate::table::Table;
 
 #[derive(Debug)]
@@ -21,10 +25,19 @@ pub struct Run {
     pub summary: Option<BenchSummary>,
     pub environment: Option<Environment>,
     pub load: Option<LoadSummary>,
-    pub server: Option<Table>,
-    pub timeseries: Option<Table>,
+    /// The load as the load generator ran it (`loadgen/scenario.toml`): the
+    /// arrival rate and the session a run's figures are for.
+    pub load_scenario: Option<Scenario>,
+    /// `server.csv`, one row a second (empty when it could not be read:
+    /// `problems` says why).
+    pub server: Vec<ServerSample>,
+    /// The load generator's `timeseries.csv`, one row a second.
+    pub timeseries: Vec<TimeseriesRow>,
     /// Each worker host's seconds (`hosts.csv`; none in early records).
-    pub hosts: Vec<record::series::HostSample>,
+    pub hosts: Vec<HostSample>,
+    /// The checkout the run was made in, when its record shows it
+    /// (`paths::record_checkout`): hidden wherever the site shows the record.
+    pub checkout: Option<String>,
     /// (1/(1-q), value ms) from the histograms' percentile tables.
     pub delivery_percentiles: Vec<(f64, f64)>,
     pub connect_percentiles: Vec<(f64, f64)>,
@@ -69,6 +82,38 @@ impl Run {
     pub fn cores(&self) -> Option<f64> {
         self.environment.as_ref().map(|e| e.cores as f64)
     }
+
+    /// Machines the run used: one, unless its parts ran on hosts reached
+    /// over SSH (then each distinct address, the controller's besides).
+    pub fn machines(&self) -> usize {
+        let Some(e) = self.environment.as_ref() else {
+            return 1;
+        };
+        let mut addresses: Vec<&str> = e
+            .deployment
+            .hosts
+            .iter()
+            .map(|h| h.address.as_str())
+            .collect();
+        addresses.sort_unstable();
+        addresses.dedup();
+        if e.deployment.kind == "hosts" {
+            addresses.len() + 1
+        } else {
+            1
+        }
+    }
+
+    /// The session its connections had (guests unless the load says otherwise).
+    pub fn auth(&self) -> Option<Auth> {
+        self.load_scenario.as_ref().map(|s| s.session.auth)
+    }
+
+    /// The configured arrival rate of its first phase, per second.
+    pub fn arrival_rate(&self) -> Option<f64> {
+        let rate = self.load_scenario.as_ref()?.phases.first()?.rate;
+        Some(rate)
+    }
 }
 
 /// A published run rtbench did not make: `results/reference/<name>/`.
@@ -85,6 +130,43 @@ pub struct ReferenceInfo {
     pub headline: Vec<(String, String)>,
     /// Series file -> what its columns mean.
     pub series: Vec<(String, String)>,
+    /// What the series do not say, from the original's write-up: the
+    /// machines and the load, for the page setting rtbench beside it.
+    #[serde(default)]
+    pub setup: Option<ReferenceSetup>,
+}
+
+/// A published run's setup, as its write-up states it.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceSetup {
+    /// Where it says so (the article).
+    pub source: String,
+    pub server_machines: u32,
+    pub server_cores: u32,
+    pub load_machines: u32,
+    /// Connections the run aimed to hold (the server's cap).
+    pub target_connections: u64,
+    /// Users arriving per second.
+    pub arrival_rate_per_s: f64,
+    /// What each connection did once open.
+    pub session: String,
+    /// The scenario of ours that repeats it.
+    pub scenario: String,
+    /// The published series and columns: connections open, the server's
+    /// memory used (MB as Tsung reports them: MiB) and CPU (% of the server).
+    pub connections: SeriesColumn,
+    pub memory_used_mib: SeriesColumn,
+    pub cpu_pct: SeriesColumn,
+}
+
+/// A column of one of a reference's published CSV files; its first column
+/// is the time in seconds.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeriesColumn {
+    pub file: String,
+    pub column: String,
 }
 
 #[derive(Debug)]
@@ -98,6 +180,15 @@ pub struct Reference {
 impl Reference {
     pub fn table(&self, file: &str) -> Option<&Table> {
         self.tables.iter().find(|(n, _)| n == file).map(|(_, t)| t)
+    }
+
+    /// (time s, value) of a published column; empty when it is not there.
+    pub fn column(&self, c: &SeriesColumn) -> Vec<(f64, f64)> {
+        self.table(&c.file).map_or_else(Vec::new, |t| {
+            t.columns
+                .first()
+                .map_or_else(Vec::new, |time| t.xy(time, &c.column, |v| v))
+        })
     }
 }
 
@@ -243,14 +334,20 @@ fn load_run(scenario: &str, name: String, dir: &Path, in_versus: bool) -> Result
     let environment = optional(&mut problems, record::read_environment(dir));
     let loadgen = dir.join(record::LOADGEN_DIR);
     let load = optional(&mut problems, record::read_load_summary(&loadgen));
+    let load_scenario = optional(
+        &mut problems,
+        Scenario::load(&loadgen.join(record::SCENARIO)).map_err(|e| e.to_string()),
+    );
     let server = optional(
         &mut problems,
-        typed_table::<record::series::ServerSample>(&dir.join(record::SERVER_CSV)),
-    );
+        record::series::read_csv(&dir.join(record::SERVER_CSV)),
+    )
+    .unwrap_or_default();
     let timeseries = optional(
         &mut problems,
-        typed_table::<record::load::TimeseriesRow>(&loadgen.join("timeseries.csv")),
-    );
+        record::series::read_csv(&loadgen.join("timeseries.csv")),
+    )
+    .unwrap_or_default();
     let hosts_csv = loadgen.join(record::load::HOSTS_CSV);
     let hosts = if hosts_csv.exists() {
         optional(&mut problems, record::series::read_csv(&hosts_csv)).unwrap_or_default()
@@ -267,27 +364,18 @@ fn load_run(scenario: &str, name: String, dir: &Path, in_versus: bool) -> Result
         summary,
         environment,
         load,
+        load_scenario,
         server,
         timeseries,
         hosts,
+        checkout: std::fs::read_to_string(dir.join(record::SCENARIO))
+            .ok()
+            .and_then(|t| paths::record_checkout(&t)),
         delivery_percentiles,
         connect_percentiles,
         in_versus,
         problems,
     })
-}
-
-/// A time series read through its schema (a missing or renamed column is an
-/// error naming it), as a table of numbers for the charts.
-fn typed_table<T: serde::Serialize + serde::de::DeserializeOwned>(
-    path: &Path,
-) -> Result<Table, String> {
-    let rows: Vec<T> = record::series::read_csv(path)?;
-    if rows.is_empty() {
-        return Ok(Table::default());
-    }
-    let text = record::series::to_csv(&rows).map_err(|e| format!("{}: {e}", path.display()))?;
-    Table::parse(&text).map_err(|e| format!("{}:{e}", path.display()))
 }
 
 /// A file the record may lack: its absence is noted, not fatal.

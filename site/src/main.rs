@@ -60,6 +60,7 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
                 &records,
                 &render::Options {
                     out: out.clone(),
+                    checkout: root(),
                     criterion,
                     thresholds,
                 },

@@ -1,6 +1,8 @@
-//! A numeric CSV table: the record's `server.csv`, the load generator's
-//! `timeseries.csv` and the reference record's series all have a header line
-//! and numbers below it. A bad cell is an error naming file, line and column.
+//! A numeric CSV table, for a reference record's published series: files
+//! rtbench did not write (Tsung's exports), whose columns are not ours to
+//! type, each a header line and numbers below it. Our own series are read
+//! as their typed rows (`rows`). A bad cell is an error naming file, line
+//! and column.
 
 use std::path::Path;
 

@@ -8,11 +8,9 @@ use std::process::Command;
 use common::*;
 use rtbench_site::{load, regress, render};
 
-#[test]
-fn renders_every_record_and_survives_a_corrupt_and_a_partial_one() {
-    let dir = scratch("render");
-    let results = dir.join("results");
-    copy_dir(&root().join("results"), &results);
+/// Four smoke records beside the committed ones: a corrupt summary, one
+/// interrupted while writing, one stopped, one with a column renamed.
+fn add_broken_records(results: &std::path::Path) {
     let corrupt = results.join("smoke/2099-01-01T000000Z-vm");
     copy_dir(&smoke_record(), &corrupt);
     std::fs::write(
@@ -41,7 +39,14 @@ fn renders_every_record_and_survives_a_corrupt_and_a_partial_one() {
         csv.replacen("server_rss_kib", "server_rss", 1),
     )
     .unwrap();
+}
 
+#[test]
+fn renders_every_record_and_survives_a_corrupt_and_a_partial_one() {
+    let dir = scratch("render");
+    let results = dir.join("results");
+    copy_dir(&root().join("results"), &results);
+    add_broken_records(&results);
     let records = load::load(&results);
     assert_eq!(records.warnings.len(), 1, "{:?}", records.warnings);
     let problems = &records
@@ -89,6 +94,7 @@ fn renders_every_record_and_survives_a_corrupt_and_a_partial_one() {
         &records,
         &render::Options {
             out: out.clone(),
+            checkout: root(),
             criterion: None,
             thresholds: thresholds(),
         },
@@ -301,7 +307,10 @@ fn micro_benchmarks_read_criterion_output() {
 
 /// The text of each `<td>` after a `<th>` reading exactly `label` on `page`.
 fn figure_cells<'a>(page: &'a str, label: &str) -> Vec<&'a str> {
-    let th = format!("<th>{}</th><td>", label.replace('/', "&#x2F;"));
+    let th = format!(
+        "<th scope=\"row\">{}</th><td>",
+        label.replace('/', "&#x2F;")
+    );
     page.match_indices(&th)
         .map(|(i, _)| {
             let rest = &page[i + th.len()..];
@@ -337,6 +346,7 @@ fn compare_page_keeps_runs_of_different_sizes_apart() {
         &records,
         &render::Options {
             out: out.clone(),
+            checkout: root(),
             criterion: None,
             thresholds: thresholds(),
         },
@@ -400,6 +410,7 @@ fn an_idle_record_says_none_where_a_figure_does_not_apply() {
         &records,
         &render::Options {
             out: out.clone(),
+            checkout: root(),
             criterion: None,
             thresholds: thresholds(),
         },
@@ -423,8 +434,91 @@ fn an_idle_record_says_none_where_a_figure_does_not_apply() {
     let compare = std::fs::read_to_string(out.join("scenarios/idle-1m/compare.html")).unwrap();
     for label in ["delivery p99", "deliveries&#x2F;s"] {
         let row = format!(
-            "<tr><th>{label}</th><td class=\"num\">none</td><td class=\"num\">none</td></tr>"
+            "<tr><th scope=\"row\">{label}</th><td class=\"num\">none</td><td class=\"num\">none</td></tr>"
         );
         assert!(compare.contains(&row), "{label}");
     }
+}
+
+/// The front page tells the story first: the band's figures from the runs
+/// that made them (the most held on one machine, the saturated fan-out),
+/// then the cards in order of importance; the original's page sets its
+/// figures beside ours.
+#[test]
+fn front_page_leads_with_the_band_and_the_scenarios_in_order_of_importance() {
+    let dir = scratch("front");
+    let records = load::load(&root().join("results"));
+    let out = dir.join("site");
+    render::render(
+        &records,
+        &render::Options {
+            out: out.clone(),
+            checkout: root(),
+            criterion: None,
+            thresholds: thresholds(),
+        },
+    )
+    .unwrap();
+    let index = std::fs::read_to_string(out.join("index.html")).unwrap();
+    let cards: Vec<&str> = index
+        .split("<article class=\"card\" id=\"")
+        .skip(1)
+        .map(|c| &c[..c.find('"').unwrap()])
+        .collect();
+    assert_eq!(
+        cards,
+        [
+            "idle-1m",
+            "target-2m",
+            "fanout",
+            "failover",
+            "peers",
+            "fanout-max",
+            "smoke"
+        ]
+    );
+    let band =
+        &index[index.find("<section class=\"band\"").unwrap()..index.find("</section>").unwrap()];
+    let most_held = records
+        .runs
+        .iter()
+        .filter(|r| r.complete() && !r.in_versus)
+        .max_by_key(|r| r.summary.as_ref().unwrap().connections.held)
+        .unwrap();
+    assert!(
+        band.contains(&format!(
+            "<a href=\"{}&#x2F;index.html\">2,000,000</a>",
+            render::run_path(most_held).replace('/', "&#x2F;")
+        )),
+        "{band}"
+    );
+    assert!(
+        band.contains("guest sessions") && band.contains("fan-out, saturated"),
+        "{band}"
+    );
+    assert!(
+        band.contains("598,893") && band.contains("2021 original: 1,000,382"),
+        "{band}"
+    );
+    // A history of one point is not drawn.
+    let target =
+        &index[index.find("id=\"target-2m\"").unwrap()..index.find("id=\"fanout\"").unwrap()];
+    assert!(
+        target.contains("one run so far, no history to draw")
+            && !target.contains("class=\"spark\"")
+    );
+
+    let original = std::fs::read_to_string(
+        out.join("reference/appwrite-1m-2021")
+            .join(render::ORIGINAL_PAGE),
+    )
+    .unwrap();
+    for cell in [
+        "<th scope=\"row\">connections held</th><td>1,000,382</td>",
+        "<th scope=\"row\">arrival rate</th><td>2,000&#x2F;s</td>",
+        "<td>17: one 32-core server, 16 load machines</td>",
+    ] {
+        assert!(original.contains(cell), "{cell}");
+    }
+    assert!(original.contains("<title>The climb to 1,000,000 connections</title>"));
 }

@@ -14,7 +14,8 @@ use super::runs::{run_info, size_label};
 use super::writer::Site;
 use crate::chart::{self, Series};
 use crate::figures;
-use crate::load::{Records, Run};
+use crate::load::{Records, Reference, Run};
+use crate::rows;
 
 /// Runs of one scenario that may be compared: one variant, one size.
 pub struct Group<'a> {
@@ -134,69 +135,50 @@ pub(super) fn page(site: &mut Site, scenario: &str) -> Result<(), String> {
         .take(CHARTED_GROUPS)
         .filter_map(|g| g.runs.first().copied())
         .collect();
-    let labels = legend(&chosen);
-    let label = |r: &Run| {
-        let i = chosen
+    let charts = over_time(site, &chosen, reference);
+    let versus = versus_tables(site.records, scenario);
+    let ctx = json!({
+        "title": format!("{scenario}: compare"),
+        "page_description": format!("{scenario}: its runs side by side, within one variant and size, with the versus records' ratios{}.", if reference.is_some() { " and the published 2021 run for scale" } else { "" }),
+        "scenario": scenario,
+        "alone": tables.iter().filter(|t| t["runs"].as_array().is_some_and(|r| r.len() < 2)).collect::<Vec<_>>(),
+        "groups": tables,
+        "charts": charts,
+        "versus": versus,
+        "reference": reference.map(|r| json!({"name": r.name, "info": r.info})),
+    });
+    site.write(
+        &format!("scenarios/{scenario}/compare.html"),
+        "compare.html",
+        ctx,
+    )
+}
+
+/// Users, server memory and server CPU over time: each charted run, and
+/// the reference's published series beside them.
+fn over_time(site: &mut Site, chosen: &[&Run], reference: Option<&Reference>) -> Vec<Value> {
+    let labels = legend(chosen);
+    let each = |f: &dyn Fn(&Run) -> Vec<(f64, f64)>| -> Vec<Series> {
+        chosen
             .iter()
-            .position(|c| std::ptr::eq(*c, r))
-            .expect("a charted run");
-        labels[i].clone()
+            .zip(&labels)
+            .map(|(r, label)| Series::new(label.clone(), f(r)))
+            .collect()
     };
-    let mut charts = Vec::new();
-    let users: Vec<Series> = chosen
-        .iter()
-        .map(|r| {
-            Series::new(
-                label(r),
-                r.timeseries
-                    .as_ref()
-                    .map(|t| t.xy("t_s", "open", |v| v))
-                    .unwrap_or_default(),
-            )
-        })
-        .collect();
-    let mut users = users;
-    let mut mem: Vec<Series> = chosen
-        .iter()
-        .map(|r| {
-            let sv = r.server.clone().unwrap_or_default();
-            Series::new(label(r), sv.xy("t_s", "server_rss_kib", |v| v / 1024.0))
-        })
-        .collect();
-    let mut cpu: Vec<Series> = chosen
-        .iter()
-        .map(|r| {
-            let cores = r.cores().unwrap_or(1.0);
-            Series::new(
-                label(r),
-                r.server
-                    .as_ref()
-                    .map(|t| t.xy("t_s", "server_cpu_pct", |v| v / cores))
-                    .unwrap_or_default(),
-            )
-        })
-        .collect();
-    if let Some(rf) = reference {
+    let mut users = each(&|r| rows::over_time(&r.timeseries, |t| t.open as f64));
+    let mut mem = each(&|r| rows::over_time(&r.server, |s| s.server_rss_kib as f64 / 1024.0));
+    let mut cpu = each(&|r| {
+        let cores = r.cores().unwrap_or(1.0);
+        rows::over_time(&r.server, |s| s.server_cpu_pct / cores)
+    });
+    // The reference's published series, where its setup names them.
+    if let Some((rf, setup)) = reference.and_then(|r| Some((r, r.info.setup.as_ref()?))) {
         let name = format!("{} (reference)", rf.info.title);
-        users.push(Series::new(
-            name.clone(),
-            rf.table("graphes-users-simultaneous.csv")
-                .map(|t| t.xy("time", "Connected", |v| v))
-                .unwrap_or_default(),
-        ));
-        mem.push(Series::new(
-            name.clone(),
-            rf.table("graphes-freemem-mean.csv")
-                .map(|t| t.xy("time", "Used", |v| v))
-                .unwrap_or_default(),
-        ));
-        cpu.push(Series::new(
-            name,
-            rf.table("graphes-cpu-mean.csv")
-                .map(|t| t.xy("time", "Usage", |v| v))
-                .unwrap_or_default(),
-        ));
+        users.push(Series::new(name.clone(), rf.column(&setup.connections)).backdrop());
+        mem.push(Series::new(name.clone(), rf.column(&setup.memory_used_mib)).backdrop());
+        cpu.push(Series::new(name, rf.column(&setup.cpu_pct)).backdrop());
     }
+    let mut charts = Vec::new();
     charts.extend(site.chart(
         chart::lines("Connected users", "s", "connections", &users),
         "Connected users",
@@ -217,8 +199,12 @@ pub(super) fn page(site: &mut Site, scenario: &str) -> Result<(), String> {
         "Server CPU",
         "no series",
     ));
-    let versus: Vec<Value> = site
-        .records
+    charts
+}
+
+/// The scenario's versus records: A and B, their runs, each metric's ratios.
+fn versus_tables(records: &Records, scenario: &str) -> Vec<Value> {
+    records
         .versus
         .iter()
         .filter(|v| v.scenario == scenario)
@@ -232,21 +218,7 @@ pub(super) fn page(site: &mut Site, scenario: &str) -> Result<(), String> {
                 }).collect::<Vec<_>>(),
             })
         })
-        .collect();
-    let ctx = json!({
-        "title": format!("{scenario}: compare"),
-        "scenario": scenario,
-        "alone": tables.iter().filter(|t| t["runs"].as_array().is_some_and(|r| r.len() < 2)).collect::<Vec<_>>(),
-        "groups": tables,
-        "charts": charts,
-        "versus": versus,
-        "reference": reference.map(|r| json!({"name": r.name, "info": r.info})),
-    });
-    site.write(
-        &format!("scenarios/{scenario}/compare.html"),
-        "compare.html",
-        ctx,
-    )
+        .collect()
 }
 
 /// What the pairs agree on, stated as a fact about the pairs.

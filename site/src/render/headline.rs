@@ -2,11 +2,12 @@
 //! is one ("67% of this machine's bare-TCP limit"): the table that leads
 //! both the run's own page and, for each variant's headline run, the index.
 
-use rtbench_record::BenchSummary;
 use rtbench_record::metrics;
 use rtbench_record::roofline::Roofline;
+use rtbench_record::{BenchSummary, Failover};
 use serde_json::{Value, json};
 
+use super::runs::session_label;
 use crate::figures::{self, Figure};
 use crate::load::Run;
 
@@ -19,11 +20,43 @@ pub fn headline(run: &Run, roofline: Option<&(String, Roofline)>) -> Vec<Value> 
     let Some(s) = run.summary.as_ref() else {
         return Vec::new();
     };
-    let mut h = vec![
-        json!({"label": "connected users", "value": format!("{} held, {} peak, of {}", metrics::group(s.connections.held as i64), metrics::group(s.connections.peak as i64), metrics::group(s.connections.target as i64))}),
-    ];
+    let sessions = session_label(run).map_or(String::new(), |l| format!(" ({l})"));
+    let mut h = vec![row(
+        "connected users",
+        format!(
+            "{} held, {} peak, of {}{sessions}",
+            metrics::group(s.connections.held as i64),
+            metrics::group(s.connections.peak as i64),
+            metrics::group(s.connections.target as i64)
+        ),
+    )];
+    h.extend(circumstances(s));
+    if let Some(f) = &s.failover {
+        h.extend(failover(f));
+    }
+    h.extend(timings(run, s, roofline));
+    h.extend(memory(s, roofline));
+    let cpu = figures::by_key("server_cpu_pct", s);
+    h.push(row("server CPU while holding", cpu.text("% of a core")));
+    let e = &s.errors;
+    let n = |m: &std::collections::BTreeMap<String, u64>| m.values().sum::<u64>();
+    h.push(row("errors", format!(
+        "{} failed connects, {} closed by server, {} error frames, {} misdelivered, {} duplicates, {} lost",
+        n(&e.failed), n(&e.closed_by_server), n(&e.error_frames), e.misdelivered, e.duplicates,
+        e.lost.map_or("unknown".into(), |l| l.to_string()))));
+    h
+}
+
+fn row(label: &str, value: impl Into<Value>) -> Value {
+    json!({"label": label, "value": value.into()})
+}
+
+/// What else was running, or not, that a reader must know first: another
+/// server, processes that died, figures not measured, faults injected.
+fn circumstances(s: &BenchSummary) -> Vec<Value> {
+    let mut h = Vec::new();
     if s.server_under_test != "rtbench" {
-        h.push(json!({"label": "server under test", "value": s.server_under_test}));
+        h.push(row("server under test", s.server_under_test.clone()));
     }
     if !s.process_exits.is_empty() {
         let list: Vec<String> = s
@@ -31,10 +64,10 @@ pub fn headline(run: &Run, roofline: Option<&(String, Roofline)>) -> Vec<Value> 
             .iter()
             .map(|e| format!("{} (pid {}) at {:.1} s: {}", e.role, e.pid, e.t_s, e.status))
             .collect();
-        h.push(json!({"label": "processes that died during the run", "value": list.join("; ")}));
+        h.push(row("processes that died during the run", list.join("; ")));
     }
     if !s.unmeasured.is_empty() {
-        h.push(json!({"label": "not measured", "value": s.unmeasured.join("; ")}));
+        h.push(row("not measured", s.unmeasured.join("; ")));
     }
     if !s.faults_injected.is_empty() {
         let list: Vec<String> = s
@@ -42,61 +75,103 @@ pub fn headline(run: &Run, roofline: Option<&(String, Roofline)>) -> Vec<Value> 
             .iter()
             .map(|f| format!("{} {} at {} s (pid {})", f.action, f.target, f.at_s, f.pid))
             .collect();
-        h.push(json!({"label": "faults injected (the suite's plan)", "value": list.join("; ")}));
+        h.push(row("faults injected (the suite's plan)", list.join("; ")));
     }
-    if let Some(f) = &s.failover {
-        h.push(json!({"label": "failover: connections lost", "value": format!(
-            "{} of {}, all back after {}",
-            metrics::group(f.connections_lost as i64),
-            metrics::group(f.open_before as i64),
-            f.recovered_after_s.map_or("never, within the run".into(), |t| metrics::format(t, "s"))
-        )}));
-        h.push(json!({"label": "failover: each client's wait, loss to open again (p50 / p99 / p99.9)", "value": format!(
-            "{} / {} / {} ms ({} reconnections)",
-            figures::ms(f.reconnect_ms.p50),
-            figures::ms(f.reconnect_ms.p99),
-            figures::ms(f.reconnect_ms.p999),
-            metrics::group(f.reconnects as i64)
-        )}));
-        h.push(
-            json!({"label": "failover: events missed (no replay in the protocol)", "value": format!(
+    h
+}
+
+/// A fault plan's storm: what was lost, how long it took to come back.
+fn failover(f: &Failover) -> Vec<Value> {
+    vec![
+        row(
+            "failover: connections lost",
+            format!(
+                "{} of {}, all back after {}",
+                metrics::group(f.connections_lost as i64),
+                metrics::group(f.open_before as i64),
+                f.recovered_after_s
+                    .map_or("never, within the run".into(), |t| metrics::format(t, "s"))
+            ),
+        ),
+        row(
+            "failover: each client's wait, loss to open again (p50 / p99 / p99.9)",
+            format!(
+                "{} / {} / {} ms ({} reconnections)",
+                figures::ms(f.reconnect_ms.p50),
+                figures::ms(f.reconnect_ms.p99),
+                figures::ms(f.reconnect_ms.p999),
+                metrics::group(f.reconnects as i64)
+            ),
+        ),
+        row(
+            "failover: events missed (no replay in the protocol)",
+            format!(
                 "{} of {} sent to subscribers ({:.3}%), {} duplicates",
                 metrics::group(f.events_missed as i64),
                 metrics::group(f.events_expected as i64),
                 100.0 * f.events_missed as f64 / (f.events_expected.max(1)) as f64,
                 metrics::group(f.duplicates as i64)
-            )}),
-        );
-        h.push(
-            json!({"label": "failover: subscribers who missed events", "value": format!(
+            ),
+        ),
+        row(
+            "failover: subscribers who missed events",
+            format!(
                 "{} of {}, at most {} missed by one",
                 metrics::group(f.subscribers_missing_events as i64),
                 metrics::group(f.open_before as i64),
                 metrics::group(f.most_missed_by_one as i64)
-            )}),
-        );
-        h.push(
-            json!({"label": "failover: servers at their peak, from the fault on", "value": format!(
+            ),
+        ),
+        row(
+            "failover: servers at their peak, from the fault on",
+            format!(
                 "{:.0}% of a core, {} RSS",
                 f.servers_cpu_peak_pct,
                 metrics::format(f.servers_rss_peak_kib as f64 / 1024.0, "MiB")
-            )}),
-        );
-    }
-    h.push(json!({"label": "time to target", "value": figures::by_key("time_to_target_s", s).text("s")}));
+            ),
+        ),
+    ]
+}
+
+/// Time to target, traffic, latencies and deliveries. Every figure is
+/// shown, absent ones saying so (`figures`): an idle run's delivery is
+/// "none", not a missing row a reader must notice.
+fn timings(run: &Run, s: &BenchSummary, roofline: Option<&(String, Roofline)>) -> Vec<Value> {
+    let mut h = vec![row(
+        "time to target",
+        figures::by_key("time_to_target_s", s).text("s"),
+    )];
     if let Some(l) = &run.load {
         let mb = |b: u64| metrics::format(b as f64 / 1e6, "MB");
-        h.push(json!({"label": "total traffic (client side)", "value": format!("{} received, {} sent", mb(l.counters.bytes_in), mb(l.counters.bytes_out))}));
+        h.push(row(
+            "total traffic (client side)",
+            format!(
+                "{} received, {} sent",
+                mb(l.counters.bytes_in),
+                mb(l.counters.bytes_out)
+            ),
+        ));
     }
-    // Every figure is shown, absent ones saying so (`figures`): an idle
-    // run's delivery is "none", not a missing row a reader must notice.
-    h.push(json!({"label": "connect p50 / p99 / p99.9", "value": figures::latency(&s.connect_ms)}));
-    h.push(json!({"label": "round trip p50 / p99 / p99.9 (ping or echo)", "value": figures::latency(&s.round_trip_ms)}));
-    h.push(
-        json!({"label": "delivery p50 / p99 / p99.9", "value": figures::latency(&s.delivery_ms)}),
-    );
-    h.push(json!({"label": "deliveries", "value": deliveries(run, s, roofline)}));
-    let server_memory = match figures::by_key("server_kib_per_conn", s) {
+    h.push(row(
+        "connect p50 / p99 / p99.9",
+        figures::latency(&s.connect_ms),
+    ));
+    h.push(row(
+        "round trip p50 / p99 / p99.9 (ping or echo)",
+        figures::latency(&s.round_trip_ms),
+    ));
+    h.push(row(
+        "delivery p50 / p99 / p99.9",
+        figures::latency(&s.delivery_ms),
+    ));
+    h.push(row("deliveries", deliveries(run, s, roofline)));
+    h
+}
+
+/// The server's and the machine's memory per connection, the machine's
+/// read against a bare-TCP connection pair on the same host.
+fn memory(s: &BenchSummary, roofline: Option<&(String, Roofline)>) -> Vec<Value> {
+    let server = match figures::by_key("server_kib_per_conn", s) {
         Figure::Value(v) => format!(
             "{v:.2} KiB ({} process(es), peak RSS {})",
             s.server.processes,
@@ -104,7 +179,6 @@ pub fn headline(run: &Run, roofline: Option<&(String, Roofline)>) -> Vec<Value> 
         ),
         absent => absent.text("KiB"),
     };
-    h.push(json!({"label": "server memory per connection", "value": server_memory}));
     let machine = match figures::by_key("system_kib_per_conn", s) {
         Figure::Value(v) => {
             let mut machine = format!("{v:.2} KiB (kernel, server and load generator)");
@@ -121,16 +195,10 @@ pub fn headline(run: &Run, roofline: Option<&(String, Roofline)>) -> Vec<Value> 
         }
         absent => absent.text("KiB"),
     };
-    h.push(json!({"label": "machine memory per connection", "value": machine}));
-    let cpu = figures::by_key("server_cpu_pct", s);
-    h.push(json!({"label": "server CPU while holding", "value": cpu.text("% of a core")}));
-    let e = &s.errors;
-    let n = |m: &std::collections::BTreeMap<String, u64>| m.values().sum::<u64>();
-    h.push(json!({"label": "errors", "value": format!(
-        "{} failed connects, {} closed by server, {} error frames, {} misdelivered, {} duplicates, {} lost",
-        n(&e.failed), n(&e.closed_by_server), n(&e.error_frames), e.misdelivered, e.duplicates,
-        e.lost.map_or("unknown".into(), |l| l.to_string()))}));
-    h
+    vec![
+        row("server memory per connection", server),
+        row("machine memory per connection", machine),
+    ]
 }
 
 /// Deliveries per second, read against the bare-TCP fan-out for the frames

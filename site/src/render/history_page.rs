@@ -58,7 +58,7 @@ pub(super) fn page(site: &mut Site, scenario: &str, t: &Thresholds) -> Result<()
             m.label,
             if m.unit.is_empty() { "count" } else { m.unit }
         );
-        let drawn = chart::lines(&title, "run (oldest first)", m.unit, &series);
+        let drawn = chart::lines(&title, "run", m.unit, &series);
         charts.extend(site.chart(drawn, &title, "no values"));
     }
     let rows: Vec<Value> = judged
@@ -73,7 +73,13 @@ pub(super) fn page(site: &mut Site, scenario: &str, t: &Thresholds) -> Result<()
             })
         })
         .collect();
-    let ctx = json!({"title": format!("{scenario}: history"), "scenario": scenario, "charts": charts, "rows": rows});
+    let ctx = json!({
+        "title": format!("{scenario}: history"),
+        "page_description": format!("{scenario}: every headline metric over its runs, one line per configuration, regressions marked."),
+        "scenario": scenario,
+        "charts": charts,
+        "rows": rows,
+    });
     site.write(
         &format!("scenarios/{scenario}/history.html"),
         "history.html",

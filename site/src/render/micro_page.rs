@@ -10,6 +10,11 @@ use crate::micro;
 pub(super) fn page(site: &mut Site, criterion: Option<&Path>) -> Result<(), String> {
     let (benches, problems) = criterion.map(micro::read).unwrap_or_default();
     site.report.warnings.extend(problems);
-    let ctx = json!({"title": "Micro-benchmarks", "benches": benches, "dir": criterion.map(|p| p.display().to_string())});
+    let ctx = json!({
+        "title": "Micro-benchmarks",
+        "page_description": "Criterion micro-benchmarks of rtbench's server and load generator: median time per operation and its 95% interval.",
+        "benches": benches,
+        "dir": criterion.map(|p| p.display().to_string()),
+    });
     site.write("micro.html", "micro.html", ctx)
 }

@@ -3,13 +3,13 @@
 
 use serde_json::json;
 
-use super::writer::{Site, copy_raw};
+use super::writer::Site;
 use crate::chart::{self, Series};
 use crate::load::Reference;
 
 pub(super) fn page(site: &mut Site, r: &Reference) -> Result<(), String> {
     let base = format!("reference/{}", r.name);
-    let raw = copy_raw(&r.dir, &site.out.join(&base).join("raw"))?;
+    let raw = site.copy_raw(&r.dir, &site.out.join(&base).join("raw"), &r.name)?;
     let mut charts = Vec::new();
     for (file, meaning) in &r.info.series {
         let Some(t) = r.table(file) else { continue };
@@ -25,6 +25,13 @@ pub(super) fn page(site: &mut Site, r: &Reference) -> Result<(), String> {
             "no points",
         ));
     }
-    let ctx = json!({"title": r.info.title, "info": r.info, "charts": charts, "raw": raw});
+    let ctx = json!({
+        "title": r.info.title,
+        "page_description": format!("{}: a published run rtbench did not make, its series as published. {}", r.info.title, r.info.hardware),
+        "info": r.info,
+        "charts": charts,
+        "raw": raw.files,
+        "raw_tar": {"href": raw.tar.0, "size": raw.tar.1},
+    });
     site.write(&format!("{base}/index.html"), "reference.html", ctx)
 }

@@ -5,22 +5,29 @@
 use rtbench_record::metrics;
 use serde_json::{Value, json};
 
+use rtbench_record::load::TimeseriesRow;
+use rtbench_record::series::{HostSample, ServerSample};
+
 use super::headline::headline;
-use super::runs::{run_info, run_path};
-use super::writer::{Site, copy_raw};
+use super::run_series;
+use super::runs::{run_info, run_path, session_label};
+use super::writer::Site;
 use crate::chart::{self, Series};
 use crate::load::Run;
+use crate::rows::{over_time, over_time_where, per_second};
 
 pub(super) fn page(site: &mut Site, run: &Run) -> Result<(), String> {
     let rel = format!("{}/index.html", run_path(run));
-    let raw = copy_raw(&run.dir, &site.out.join(run_path(run)).join("raw"))?;
+    let inside = format!("{}/{}", run.scenario, run.name);
+    let raw = site.copy_raw(&run.dir, &site.out.join(run_path(run)).join("raw"), &inside)?;
     let charts = charts(site, run);
     let s = run.summary.as_ref();
     let bottleneck = s
         .filter(|s| s.client_bottleneck.bottleneck)
         .map(|s| s.client_bottleneck.reasons.clone());
     let ctx = json!({
-        "title": run.id(),
+        "title": format!("{}{}, {}", run.scenario, run.variant().map_or(String::new(), |v| format!(" ({v})")), run.name),
+        "page_description": page_description(run),
         "run": run_info(run),
         "description": s.map(|s| s.description.clone()),
         "headline": headline(run, site.records.roofline_for(run)),
@@ -36,178 +43,35 @@ pub(super) fn page(site: &mut Site, run: &Run) -> Result<(), String> {
             "rows": e.tuning.iter().map(|(k, s)| json!([k, s.wanted, s.before, s.after])).collect::<Vec<_>>(),
         })),
         "preflight": rtbench_record::read_json::<Value>(&run.dir.join(rtbench_record::PREFLIGHT)).ok(),
-        "raw": raw,
+        "raw": raw.files,
+        "raw_tar": {"href": raw.tar.0, "size": raw.tar.1},
     });
     site.write(&rel, "run.html", ctx)
 }
 
-fn charts(site: &mut Site, run: &Run) -> Vec<Value> {
-    let ts = run.timeseries.clone().unwrap_or_default();
-    let sv = run.server.clone().unwrap_or_default();
-    let mut charts = Vec::new();
-    let mut push = |c: Option<Value>| charts.extend(c);
-    let users = vec![
-        Series::new("target (arrivals so far)", ts.xy("t_s", "attempted", |v| v)),
-        Series::new("connected (load generator)", ts.xy("t_s", "open", |v| v)),
-        Series::new(
-            "connected (server)",
-            sv.xy("t_s", "server_connections", |v| v),
-        ),
-    ];
-    push(site.chart(
-        chart::lines("Simultaneous users", "s", "connections", &users),
-        "Simultaneous users",
-        "no time series",
-    ));
-    let connecting: Vec<usize> = ts
-        .col("connect_rate")
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| **r > 0.0)
-        .map(|(i, _)| i)
-        .collect();
-    let pick = |col: &str| -> Vec<(f64, f64)> {
-        let pts = ts.xy("t_s", col, |v| v);
-        connecting
-            .iter()
-            .filter_map(|&i| pts.get(i).copied())
-            .collect()
+/// The run in one sentence, for a link shared: what held, on what.
+fn page_description(run: &Run) -> String {
+    let Some(s) = run.summary.as_ref() else {
+        return format!("{}: an incomplete run record.", run.id());
     };
-    let connect = vec![
-        Series::new("p50", pick("connect_p50_ms")),
-        Series::new("p99", pick("connect_p99_ms")),
-    ];
-    push(site.chart(
-        chart::lines("Connect latency, each second", "s", "ms", &connect),
-        "Connect latency over time",
-        "no connections were made",
-    ));
-    let pct = vec![
-        Series::new("delivery", run.delivery_percentiles.clone()),
-        Series::new("connect", run.connect_percentiles.clone()),
-    ];
-    push(site.chart(
-        chart::percentiles("Latency by percentile (HDR)", &pct),
-        "Latency percentile distribution",
-        "no latencies recorded",
-    ));
-    let deliveries = [Series::new(
-        "deliveries/s",
-        ts.xy("t_s", "delivery_rate", |v| v),
-    )];
-    let any_delivery = deliveries[0].points.iter().any(|p| p.1 > 0.0);
-    push(site.chart(
-        if any_delivery {
-            chart::lines("Deliveries per second", "s", "deliveries/s", &deliveries)
-        } else {
-            Ok(None)
-        },
-        "Deliveries per second",
-        "no events were published in this scenario",
-    ));
-    let errors = vec![
-        Series::new(
-            "failed connects/s",
-            per_second(&ts.xy("t_s", "failed", |v| v)),
-        ),
-        Series::new(
-            "closed by server/s",
-            per_second(&ts.xy("t_s", "closed_by_server", |v| v)),
-        ),
-    ];
-    push(site.chart(
-        chart::lines("Errors per second", "s", "errors/s", &errors),
-        "Errors",
-        "no time series",
-    ));
-    let cpu = vec![
-        Series::new(
-            "server (all processes)",
-            sv.xy("t_s", "server_cpu_pct", |v| v),
-        ),
-        Series::new("redis", sv.xy("t_s", "redis_cpu_pct", |v| v)),
-        Series::new(
-            "load generator (busiest worker)",
-            ts.xy("t_s", "worker_cpu_max_pct", |v| v),
-        ),
-    ];
-    push(site.chart(
-        chart::lines("CPU (100 = one core)", "s", "%", &cpu),
-        "CPU",
-        "no samples",
-    ));
-    let mem0 = sv
-        .col("mem_used_kib")
-        .and_then(|c| c.first().copied())
-        .unwrap_or(0.0);
-    let mem = vec![
-        Series::new("server RSS", sv.xy("t_s", "server_rss_kib", |v| v / 1024.0)),
-        Series::new(
-            "machine used, above the start",
-            sv.xy("t_s", "mem_used_kib", |v| (v - mem0) / 1024.0),
-        ),
-        Series::new(
-            "load generator RSS",
-            ts.xy("t_s", "loadgen_rss_kib", |v| v / 1024.0),
-        ),
-    ];
-    push(site.chart(
-        chart::lines("Memory", "s", "MiB", &mem),
-        "Memory",
-        "no samples",
-    ));
-    let per_conn = bytes_per_connection(&sv);
-    push(site.chart(
-        chart::lines("Memory per connection", "s", "KiB", &per_conn),
-        "Memory per connection",
-        "no connections were held",
-    ));
-    // The original's results had a load chart: runnable (and
-    // uninterruptible) tasks, the machine's queue beside its CPU.
-    let cores = run.cores().unwrap_or(1.0);
-    let load = vec![
-        Series::new("load average, 1 min", sv.xy("t_s", "load1", |v| v)),
-        Series::new(
-            "machine CPU busy, in cores",
-            sv.xy("t_s", "machine_cpu_pct", |v| v * cores / 100.0),
-        ),
-    ];
-    push(site.chart(
-        chart::lines("Load", "s", "tasks / cores", &load),
-        "Load",
-        "no samples",
-    ));
-    // A fault plan's storm, close up: from a few seconds before the
-    // first fault to the end, the connections open and arriving again.
-    if let Some((first, last, before)) = run.summary.as_ref().and_then(|s| {
-        Some((
-            s.faults_injected.first()?.at_s,
-            s.faults_injected.last()?.at_s,
-            s.failover.as_ref()?.open_before as f64,
-        ))
-    }) {
-        // From 5 s before the first fault to 20 s after the last: not
-        // the end of the run, whose closing would dwarf the storm.
-        let near = |pts: Vec<(f64, f64)>| -> Vec<(f64, f64)> {
-            pts.into_iter()
-                .filter(|p| p.0 >= first - 5.0 && p.0 <= last + 20.0)
-                .collect()
-        };
-        // On the storm's own scale: the clients missing, not the
-        // 100,000 open around them.
-        let storm = vec![
-            Series::new(
-                "clients not connected (of those open before the fault)",
-                near(ts.xy("t_s", "open", |v| (before - v).max(0.0))),
-            ),
-            Series::new("connecting", near(ts.xy("t_s", "connecting", |v| v))),
-            Series::new(
-                "closed by server, per second",
-                near(per_second(&ts.xy("t_s", "closed_by_server", |v| v))),
-            ),
-        ];
-        push(site.chart(
+    let sessions = session_label(run).map_or(String::new(), |l| format!(" ({l})"));
+    format!(
+        "{}{}: {} of {} connections held{sessions} on {}, started {}. Figures, charts and raw data.",
+        run.scenario,
+        run.variant().map_or(String::new(), |v| format!(" {v}")),
+        metrics::group(s.connections.held as i64),
+        metrics::group(s.connections.target as i64),
+        s.host,
+        s.started_at.get(..10).unwrap_or(&s.started_at)
+    )
+}
+
+fn charts(site: &mut Site, run: &Run) -> Vec<Value> {
+    let mut charts = Vec::new();
+    charts.extend(connection_charts(site, run));
+    charts.extend(resource_charts(site, run));
+    if let Some(storm) = run_series::storm(run) {
+        charts.extend(site.chart(
             chart::lines(
                 "Failover: the storm after the first fault",
                 "s",
@@ -218,69 +82,199 @@ fn charts(site: &mut Site, run: &Run) -> Vec<Value> {
             "no time series",
         ));
     }
-    // The original's traffic chart: bytes each way per second, the
-    // clients' and (when the server reports them) the server's.
-    let mib = |v: f64| v / 1048576.0;
+    charts.extend(traffic_chart(site, run));
+    charts.extend(host_charts(site, run));
+    charts
+}
+
+/// Users, connect latency, latency by percentile, deliveries and errors.
+fn connection_charts(site: &mut Site, run: &Run) -> Vec<Value> {
+    let ts = &run.timeseries;
+    let mut charts = Vec::new();
+    charts.extend(site.chart(
+        chart::lines(
+            "Simultaneous users",
+            "s",
+            "connections",
+            &run_series::users(run),
+        ),
+        "Simultaneous users",
+        "no time series",
+    ));
+    // Latency only in the seconds that opened connections.
+    let connecting = |r: &TimeseriesRow| r.connect_rate > 0;
+    let connect = vec![
+        Series::new("p50", over_time_where(ts, connecting, |r| r.connect_p50_ms)),
+        Series::new("p99", over_time_where(ts, connecting, |r| r.connect_p99_ms)),
+    ];
+    charts.extend(site.chart(
+        chart::lines("Connect latency, each second", "s", "ms", &connect),
+        "Connect latency over time",
+        "no connections were made",
+    ));
+    let pct = vec![
+        Series::new("delivery", run.delivery_percentiles.clone()),
+        Series::new("connect", run.connect_percentiles.clone()),
+    ];
+    charts.extend(site.chart(
+        chart::percentiles("Latency by percentile (HDR)", &pct),
+        "Latency percentile distribution",
+        "no latencies recorded",
+    ));
+    let deliveries = run_series::deliveries(run).map(|d| vec![d]);
+    charts.extend(site.chart(
+        deliveries.map_or(Ok(None), |d| {
+            chart::lines("Deliveries per second", "s", "deliveries/s", &d)
+        }),
+        "Deliveries per second",
+        "no events were published in this scenario",
+    ));
+    let errors = vec![
+        Series::new(
+            "failed connects/s",
+            per_second(&over_time(ts, |r| r.failed as f64)),
+        ),
+        Series::new(
+            "closed by server/s",
+            per_second(&over_time(ts, |r| r.closed_by_server as f64)),
+        ),
+    ];
+    charts.extend(site.chart(
+        chart::lines("Errors per second", "s", "errors/s", &errors),
+        "Errors",
+        "no time series",
+    ));
+    charts
+}
+
+/// CPU, memory, memory per connection and load.
+fn resource_charts(site: &mut Site, run: &Run) -> Vec<Value> {
+    let (ts, sv) = (&run.timeseries, &run.server);
+    let mut charts = Vec::new();
+    let cpu = vec![
+        Series::new(
+            "server (all processes)",
+            over_time(sv, |s| s.server_cpu_pct),
+        ),
+        Series::new("redis", over_time(sv, |s| s.redis_cpu_pct)),
+        Series::new(
+            "load generator (busiest worker)",
+            over_time(ts, |r| r.worker_cpu_max_pct),
+        ),
+    ];
+    charts.extend(site.chart(
+        chart::lines("CPU (100 = one core)", "s", "%", &cpu),
+        "CPU",
+        "no samples",
+    ));
+    let mem0 = sv.first().map_or(0.0, |s| s.mem_used_kib as f64);
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let mem = vec![
+        Series::new("server RSS", over_time(sv, |s| mib(s.server_rss_kib))),
+        Series::new(
+            "machine used, above the start",
+            over_time(sv, |s| (s.mem_used_kib as f64 - mem0) / 1024.0),
+        ),
+        Series::new(
+            "load generator RSS",
+            over_time(ts, |r| mib(r.loadgen_rss_kib)),
+        ),
+    ];
+    charts.extend(site.chart(
+        chart::lines("Memory", "s", "MiB", &mem),
+        "Memory",
+        "no samples",
+    ));
+    charts.extend(site.chart(
+        chart::lines(
+            "Memory per connection",
+            "s",
+            "KiB",
+            &bytes_per_connection(sv),
+        ),
+        "Memory per connection",
+        "no connections were held",
+    ));
+    // The original's results had a load chart: runnable (and
+    // uninterruptible) tasks, the machine's queue beside its CPU.
+    let cores = run.cores().unwrap_or(1.0);
+    let load = vec![
+        Series::new("load average, 1 min", over_time(sv, |s| s.load1)),
+        Series::new(
+            "machine CPU busy, in cores",
+            over_time(sv, |s| s.machine_cpu_pct * cores / 100.0),
+        ),
+    ];
+    charts.extend(site.chart(
+        chart::lines("Load", "s", "tasks / cores", &load),
+        "Load",
+        "no samples",
+    ));
+    charts
+}
+
+/// The original's traffic chart: bytes each way per second, the clients'
+/// and (when the server reports them) the server's.
+fn traffic_chart(site: &mut Site, run: &Run) -> Option<Value> {
+    let (ts, sv) = (&run.timeseries, &run.server);
+    let mib = |bytes: u64| bytes as f64 / 1048576.0;
     let mut traffic = vec![
         Series::new(
             "clients received",
-            ts.xy("t_s", "received_bytes_per_s", mib),
+            over_time(ts, |r| mib(r.received_bytes_per_s)),
         ),
-        Series::new("clients sent", ts.xy("t_s", "sent_bytes_per_s", mib)),
+        Series::new("clients sent", over_time(ts, |r| mib(r.sent_bytes_per_s))),
         Series::new(
             "server received",
-            per_second(&sv.xy("t_s", "server_bytes_in", mib)),
+            per_second(&over_time(sv, |s| mib(s.server_bytes_in))),
         ),
         Series::new(
             "server sent",
-            per_second(&sv.xy("t_s", "server_bytes_out", mib)),
+            per_second(&over_time(sv, |s| mib(s.server_bytes_out))),
         ),
     ];
     traffic.retain(|s| s.points.iter().any(|p| p.1 > 0.0));
-    push(site.chart(
+    site.chart(
         chart::lines("Traffic", "s", "MiB/s", &traffic),
         "Traffic",
         "no traffic recorded (a record from before it was counted)",
-    ));
-    // Each worker host's own machine, as its workers read it.
+    )
+}
+
+/// Each worker host's own machine, as its workers read it.
+fn host_charts(site: &mut Site, run: &Run) -> Vec<Value> {
     let hosts: std::collections::BTreeSet<&str> =
         run.hosts.iter().map(|h| h.host.as_str()).collect();
-    let by_host = |f: &dyn Fn(&rtbench_record::series::HostSample) -> f64| -> Vec<Series> {
+    if hosts.is_empty() {
+        return Vec::new();
+    }
+    let by_host = |f: &dyn Fn(&HostSample) -> f64| -> Vec<Series> {
         hosts
             .iter()
-            .map(|name| {
-                let pts = run
-                    .hosts
-                    .iter()
-                    .filter(|h| h.host == *name)
-                    .map(|h| (h.t_s as f64, f(h)))
-                    .collect();
-                Series::new(*name, pts)
-            })
+            .map(|name| Series::new(*name, over_time_where(&run.hosts, |h| h.host == *name, f)))
             .collect()
     };
-    if !hosts.is_empty() {
-        push(site.chart(
-            chart::lines(
-                "Load generator hosts: memory used",
-                "s",
-                "MiB",
-                &by_host(&|h| h.mem_used_kib as f64 / 1024.0),
-            ),
-            "Hosts' memory",
-            "no host samples",
-        ));
-        push(site.chart(
-            chart::lines(
-                "Load generator hosts: CPU busy (100 = every core)",
-                "s",
-                "%",
-                &by_host(&|h| h.cpu_pct),
-            ),
-            "Hosts' CPU",
-            "no host samples",
-        ));
-    }
+    let mut charts = Vec::new();
+    charts.extend(site.chart(
+        chart::lines(
+            "Load generator hosts: memory used",
+            "s",
+            "MiB",
+            &by_host(&|h| h.mem_used_kib as f64 / 1024.0),
+        ),
+        "Hosts' memory",
+        "no host samples",
+    ));
+    charts.extend(site.chart(
+        chart::lines(
+            "Load generator hosts: CPU busy (100 = every core)",
+            "s",
+            "%",
+            &by_host(&|h| h.cpu_pct),
+        ),
+        "Hosts' CPU",
+        "no host samples",
+    ));
     charts
 }
 
@@ -370,53 +364,25 @@ fn deployment_label(d: &rtbench_record::Deployment) -> String {
     s
 }
 
-/// (t, v) counters into (t, per second).
-/// Rates from a cumulative counter. A counter summed over processes drops
-/// when one of them dies (its count goes with it): that second reads 0, not
-/// a negative rate.
-fn per_second(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
-    points
-        .windows(2)
-        .map(|w| {
-            (
-                w[1].0,
-                ((w[1].1 - w[0].1) / (w[1].0 - w[0].0).max(1e-9)).max(0.0),
-            )
-        })
-        .collect()
-}
-
 /// Server RSS and machine memory growth over the connections held, in KiB,
 /// where at least 1% of the peak is connected (below, one-off costs dominate).
-fn bytes_per_connection(sv: &crate::table::Table) -> Vec<Series> {
-    let (Some(t), Some(c), Some(rss), Some(mem)) = (
-        sv.col("t_s"),
-        sv.col("server_connections"),
-        sv.col("server_rss_kib"),
-        sv.col("mem_used_kib"),
-    ) else {
+fn bytes_per_connection(sv: &[ServerSample]) -> Vec<Series> {
+    let Some(first) = sv.first() else {
         return Vec::new();
     };
-    let peak = c.iter().copied().fold(0.0, f64::max);
-    let (rss0, mem0) = (
-        rss.first().copied().unwrap_or(0.0),
-        mem.first().copied().unwrap_or(0.0),
-    );
-    let idx: Vec<usize> = (0..t.len())
-        .filter(|&i| c[i] > 0.0 && c[i] >= peak / 100.0)
-        .collect();
+    let peak = sv.iter().map(|s| s.server_connections).max().unwrap_or(0);
+    let held = |s: &ServerSample| s.server_connections > 0 && s.server_connections * 100 >= peak;
+    let per = |now: u64, start: u64, s: &ServerSample| {
+        (now as f64 - start as f64) / s.server_connections as f64
+    };
     vec![
         Series::new(
             "server RSS",
-            idx.iter()
-                .map(|&i| (t[i], (rss[i] - rss0) / c[i]))
-                .collect(),
+            over_time_where(sv, held, |s| per(s.server_rss_kib, first.server_rss_kib, s)),
         ),
         Series::new(
             "machine (kernel, server, load generator)",
-            idx.iter()
-                .map(|&i| (t[i], (mem[i] - mem0) / c[i]))
-                .collect(),
+            over_time_where(sv, held, |s| per(s.mem_used_kib, first.mem_used_kib, s)),
         ),
     ]
 }

@@ -6,7 +6,7 @@
 use rtbench_record::BenchSummary;
 use serde_json::{Value, json};
 
-use crate::load::{Records, Run};
+use crate::load::{Records, Reference, Run};
 
 /// Each variant's best complete run of `scenario` at full scale (no
 /// `--scale` or `--connections`; no variant counts as one) on the host of the
@@ -50,6 +50,7 @@ pub fn run_info(run: &Run) -> Value {
         "stopped_by": s.and_then(|s| s.stopped_by),
         "variant": s.and_then(|s| s.variant.clone()),
         "started_at": s.map(|s| s.started_at.clone()),
+        "date": run_date(run),
         "host": s.map(|s| s.host.clone()),
         "commit": run.environment.as_ref().map(|e| format!("{}{}", &e.git_commit[..e.git_commit.len().min(10)], if e.git_dirty { "+" } else { "" })),
         "overrides": s.map(|s| overrides_label(&s.overrides)),
@@ -106,4 +107,43 @@ pub fn size_label(variant: Option<&str>, target: u64) -> String {
         Some(v) => format!("{v} · {n}"),
         None => format!("{n} connections"),
     }
+}
+
+/// The sessions a run's connections had, as its memory figures must say:
+/// a signed-in connection costs the server more than a guest's.
+pub fn session_label(run: &Run) -> Option<&'static str> {
+    run.auth().map(|a| match a {
+        rtbench_record::scenario::Auth::Guest => "guest sessions",
+        rtbench_record::scenario::Auth::Jwt => "signed-in (JWT) sessions",
+    })
+}
+
+/// The day a run started (`2026-11-28`), from its record.
+pub fn run_date(run: &Run) -> Option<String> {
+    let s = run.summary.as_ref()?;
+    s.started_at.get(..10).map(str::to_string)
+}
+
+/// What a run's connections did once open: "idle", "a ping every 20 s",
+/// "receiving events" (publishers), as its load says.
+pub fn activity(run: &Run) -> Option<String> {
+    let load = run.load_scenario.as_ref()?;
+    let s = &load.session;
+    Some(if !load.publishers.is_empty() {
+        "receiving events".into()
+    } else if s.ping_interval_s > 0.0 {
+        format!("a ping every {} s", s.ping_interval_s)
+    } else if s.echo_interval_s > 0.0 {
+        format!("an echo every {} s", s.echo_interval_s)
+    } else {
+        "idle".into()
+    })
+}
+
+/// The page setting rtbench beside a reference, in the reference's folder.
+pub const ORIGINAL_PAGE: &str = "beside-rtbench.html";
+
+/// That page's path from the site's root.
+pub fn original_href(r: &Reference) -> String {
+    format!("reference/{}/{ORIGINAL_PAGE}", r.name)
 }

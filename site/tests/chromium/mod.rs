@@ -52,8 +52,16 @@ impl Cdp {
 
     fn recv(&mut self) -> Value {
         loop {
-            // The socket's read timeout (30 s) fails a silent browser.
-            let m = self.ws.read().expect("chromium answers within 30 s");
+            // The socket's read timeout (30 s) fails a silent browser; a
+            // read a signal interrupted is tried again (tungstenite keeps
+            // what it had read of the frame).
+            let m = match self.ws.read() {
+                Ok(m) => m,
+                Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
+                    continue;
+                }
+                Err(e) => panic!("chromium answers within 30 s: {e:?}"),
+            };
             if let Message::Text(t) = m {
                 return serde_json::from_str(&t).unwrap();
             }

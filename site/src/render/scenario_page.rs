@@ -1,0 +1,61 @@
+//! `scenarios/<scenario>/index.html`: a scenario in full, where its card's
+//! links lead. Each variant's headline run (its best complete run at full
+//! scale) with every headline figure, read against the host's roofline;
+//! then every run of the scenario, newest first.
+
+use rtbench_record::metrics;
+use serde_json::{Value, json};
+
+use super::headline::headline;
+use super::runs::{run_info, side_by_side};
+use super::writer::Site;
+use crate::load::Run;
+
+pub(super) fn page(site: &mut Site, scenario: &str) -> Result<(), String> {
+    let runs: Vec<&Run> = site.records.of(scenario).filter(|r| !r.in_versus).collect();
+    let latest = runs
+        .iter()
+        .rev()
+        .find(|r| r.complete())
+        .or(runs.last())
+        .copied();
+    let leads = side_by_side(site.records, scenario);
+    let lead_tables: Vec<Value> = leads
+        .iter()
+        .map(|(r, s)| json!({"variant": s.variant, "run": run_info(r), "headline": headline(r, site.records.roofline_for(r))}))
+        .collect();
+    // Without a full-scale run, the newest of any size stands in.
+    let fallback = match (lead_tables.is_empty(), latest) {
+        (true, Some(r)) => headline(r, site.records.roofline_for(r)),
+        _ => Vec::new(),
+    };
+    let all: Vec<Value> = runs.iter().rev().map(|r| run_row(r)).collect();
+    let description = latest
+        .and_then(|r| r.summary.as_ref())
+        .map(|s| s.description.clone());
+    let ctx = json!({
+        "title": scenario,
+        "page_description": format!("{scenario}: each variant's headline run with every figure, and all {} runs of the scenario.", runs.len()),
+        "scenario": scenario,
+        "description": description,
+        "latest": latest.map(run_info),
+        "leads": lead_tables,
+        "headline": fallback,
+        "side_by_side": leads.len() >= 2,
+        "runs": all,
+    });
+    site.write(
+        &format!("scenarios/{scenario}/index.html"),
+        "scenario.html",
+        ctx,
+    )
+}
+
+/// One line of the scenario's runs: its name, sizes and what it held.
+fn run_row(run: &Run) -> Value {
+    let s = run.summary.as_ref();
+    json!({
+        "run": run_info(run),
+        "held": s.map(|s| format!("{} of {}", metrics::group(s.connections.held as i64), metrics::group(s.connections.target as i64))),
+    })
+}
