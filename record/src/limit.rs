@@ -26,6 +26,17 @@ pub enum Limit {
 }
 
 impl Limit {
+    /// What limited the run, in a few words; None for `Nothing`.
+    pub fn what(&self) -> Option<&'static str> {
+        Some(match self {
+            Limit::AcceptQueues { .. } => "the servers' accept queues",
+            Limit::ConnectingCpu { .. } => "the machine's CPU while connections arrived",
+            Limit::LoadGenerator { .. } => "the load generator",
+            Limit::MachineCpu { .. } => "the machine's CPU",
+            Limit::Nothing { .. } => return None,
+        })
+    }
+
     /// What joins this cause to the next one in the sentence.
     fn joiner(&self) -> &'static str {
         match self {
@@ -92,6 +103,19 @@ impl Causes {
         });
     }
 
+    /// What limited the run over the hold, in a few words (the last cause:
+    /// those before it are about connecting); None when nothing did.
+    pub fn over_the_hold(&self) -> Option<String> {
+        match self {
+            Causes::Found(c) => c.last()?.what().map(String::from),
+            Causes::Stated(s) => {
+                let last = s.rsplit("over the hold, ").next().unwrap_or(s);
+                let what = last.split(':').next().unwrap_or(last).trim();
+                (what != "none").then(|| what.to_string())
+            }
+        }
+    }
+
     /// The causes, none for an old record's sentence.
     pub fn causes(&self) -> &[Limit] {
         match self {
@@ -145,6 +169,29 @@ mod tests {
         );
         let json = serde_json::to_string(&l).unwrap();
         assert_eq!(serde_json::from_str::<Causes>(&json).unwrap(), l);
+    }
+
+    #[test]
+    fn over_the_hold_is_the_last_cause_and_none_is_not_a_limit() {
+        let found = Causes::Found(vec![
+            Limit::AcceptQueues { dropped: 1 },
+            Limit::MachineCpu {
+                busy_pct: 99.0,
+                server_cores: 1.0,
+            },
+        ]);
+        assert_eq!(found.over_the_hold().as_deref(), Some("the machine's CPU"));
+        let spare = Causes::Found(vec![Limit::Nothing {
+            busy_pct: 9.0,
+            server_cores: 0.1,
+        }]);
+        assert_eq!(spare.over_the_hold(), None);
+        let old = Causes::Stated(
+            "the machine's CPU while connections arrived: 100% busy; over the hold, the machine's CPU: 96% busy".into(),
+        );
+        assert_eq!(old.over_the_hold().as_deref(), Some("the machine's CPU"));
+        let old = Causes::Stated("none: the machine's CPU was 1% busy".into());
+        assert_eq!(old.over_the_hold(), None);
     }
 
     #[test]

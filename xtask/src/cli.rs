@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Task {
     /// Build, preflight, run a suite (suites/*.toml), write its record under results/
-    Bench(bench::Args),
+    Bench(Box<bench::Args>),
     /// Show (or apply) a suite's OS tuning, current and wanted values; or put back what --tune changed
     Tune(tuning::Args),
     /// This machine's limits with plain TCP (pairs, fan-out, round trips), a record under results/roofline/
@@ -50,8 +50,8 @@ pub fn run(task: Task) -> Result<(), String> {
     match task {
         // `--versus` is a bench flag with a task of its own: versus depends
         // on bench, so bench, knowing nothing of versus, cannot dispatch it.
-        Task::Bench(a) if a.versus.is_some() => versus::task(a),
-        Task::Bench(a) => bench::task(a),
+        Task::Bench(a) if a.versus.is_some() => versus::task(*a),
+        Task::Bench(a) => bench::task(*a),
         Task::Tune(a) => tuning::task(a),
         Task::Roofline(a) => roofline::run(a),
         Task::Memprobe(a) => memprobe::run(a),
@@ -76,7 +76,7 @@ mod tests {
 
     fn bench(line: &str) -> bench::Args {
         match parse(line) {
-            Ok(Task::Bench(a)) => a,
+            Ok(Task::Bench(a)) => *a,
             other => panic!("`{line}`: {other:?}"),
         }
     }

@@ -12,7 +12,7 @@ const MAX_LINES: usize = 100;
 
 /// The crates that make up the harness: everything but the server under
 /// test and the protocol it shares.
-const HARNESS: [&str; 4] = ["xtask", "loadgen", "record", "roofline"];
+const HARNESS: [&str; 5] = ["xtask", "loadgen", "record", "roofline", "site"];
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()

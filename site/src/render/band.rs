@@ -125,8 +125,8 @@ fn fanout(records: &Records) -> Option<Value> {
         metrics::group(s.connections.held as i64),
         session_label(run).unwrap_or("sessions")
     );
-    // The record's limit, up to its explanation: "the machine's CPU".
-    let limit = s.limit.as_deref().map(|l| l.split(':').next().unwrap_or(l));
+    // What limited the hold, in a few words: "the machine's CPU".
+    let limit = s.limit.as_ref().and_then(|l| l.over_the_hold());
     let (label, detail) = match limit {
         Some(limit) => (
             "fan-out, saturated",
