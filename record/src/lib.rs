@@ -54,6 +54,7 @@ pub mod roofline;
 pub mod scenario;
 pub mod series;
 pub mod slo;
+pub mod sweep;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BenchSummary {
@@ -372,6 +373,13 @@ pub struct Overrides {
     /// Server processes (default: as many as the open-files limit requires).
     #[serde(default)]
     pub processes: Option<u64>,
+    /// Events per second from every publisher together, each publisher's
+    /// rate scaled to it (a sweep `--over rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish_rate: Option<f64>,
+    /// Seconds between a client's pings (a sweep `--over pings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ping_interval_s: Option<f64>,
 }
 
 /// One OS setting of a suite's tuning: wanted, and as read before and after.

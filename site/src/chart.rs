@@ -244,6 +244,108 @@ pub fn percentiles(title: &str, series: &[Series]) -> Drawn {
     Ok(Some(finish(title, svg, format!("{summary}."))))
 }
 
+/// A vertical line across a chart at `x`: a knee, a machine's limit.
+pub struct Mark {
+    pub x: f64,
+    pub name: String,
+}
+
+/// Latency against offered load (a sweep), both axes logarithmic so the
+/// steps of a geometric sweep are evenly spaced and a p99 of 5 ms and of
+/// 5 s both read; each step a dot on its line; `marks` drawn as dashed
+/// vertical lines named in the legend.
+pub fn capacity_curve(title: &str, x_desc: &str, series: &[Series], marks: &[Mark]) -> Drawn {
+    let positive: Vec<Series> = series
+        .iter()
+        .map(|s| {
+            let pts = s
+                .points
+                .iter()
+                .copied()
+                .filter(|(x, y)| *x > 0.0 && *y > 0.0);
+            Series::new(s.name.clone(), pts.collect())
+        })
+        .filter(|s| !s.points.is_empty())
+        .collect();
+    let Some(((x0, x1), _)) = bounds(&positive) else {
+        return Ok(None);
+    };
+    let marked = marks.iter().map(|m| m.x).filter(|x| *x > 0.0);
+    let (x0, x1) = marked.fold((x0, x1), |(a, b), x| (a.min(x), b.max(x)));
+    let ys = positive.iter().flat_map(|s| s.points.iter().map(|p| p.1));
+    let (y0, y1) = ys.fold((f64::MAX, f64::MIN), |(a, b), y| (a.min(y), b.max(y)));
+    let (y0, y1) = (y0 * 0.7, y1 * 1.5);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (FULL.w, FULL.h)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", FULL.caption))
+            .margin(12)
+            .x_label_area_size(FULL.x_area)
+            .y_label_area_size(FULL.y_area)
+            .build_cartesian_2d((x0 * 0.8..x1 * 1.25).log_scale(), (y0..y1).log_scale())
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc("ms")
+            .x_label_formatter(&|v| short(*v))
+            .y_label_formatter(&|v| short(*v))
+            .label_style(("sans-serif", FULL.label))
+            .axis_desc_style(("sans-serif", FULL.label))
+            .light_line_style(RGBColor(240, 240, 240))
+            .draw()
+            .map_err(err)?;
+        draw_lines(&mut chart, &positive)?;
+        for (i, s) in positive.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            chart
+                .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .map_err(err)?;
+        }
+        for (i, m) in marks.iter().enumerate() {
+            let color = if i == 0 { PALETTE[6] } else { GREY };
+            let style = color.stroke_width(2);
+            let dashes = dashed((m.x, y0), (m.x, y1), 12);
+            chart
+                .draw_series(dashes.into_iter().map(|seg| PathElement::new(seg, style)))
+                .map_err(err)?
+                .label(m.name.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
+        }
+        // The emptiest corner on the log axes the lines are drawn on.
+        let logged: Vec<Series> = positive
+            .iter()
+            .map(|s| Series::new("", s.points.iter().map(|(x, y)| (x.ln(), y.ln())).collect()))
+            .collect();
+        let corner = emptiest_corner(
+            &logged,
+            ((x0 * 0.8).ln(), (x1 * 1.25).ln()),
+            (y0.ln(), y1.ln()),
+        );
+        legend(&mut chart, &positive, corner)?;
+        root.present().map_err(err)?;
+    }
+    let mut summary = summarize(x_desc, "ms", &positive);
+    for m in marks {
+        summary.push_str(&format!(" {} at {} {x_desc}.", m.name, approx(m.x)));
+    }
+    Ok(Some(finish(title, svg, summary)))
+}
+
+/// A vertical line from `from` to `to` in `n` dashes, spaced evenly on a
+/// log axis.
+fn dashed(from: (f64, f64), to: (f64, f64), n: usize) -> Vec<Vec<(f64, f64)>> {
+    let (l0, l1) = (from.1.ln(), to.1.ln());
+    (0..n)
+        .map(|i| {
+            let at = |k: f64| (l0 + (l1 - l0) * k / n as f64).exp();
+            vec![(from.0, at(i as f64)), (from.0, at(i as f64 + 0.5))]
+        })
+        .collect()
+}
+
 /// One metric over a scenario's runs, for its card: what it shows, its
 /// unit, and the runs' dates.
 pub struct History<'a> {

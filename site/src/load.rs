@@ -41,8 +41,8 @@ pub struct Run {
     /// (1/(1-q), value ms) from the histograms' percentile tables.
     pub delivery_percentiles: Vec<(f64, f64)>,
     pub connect_percentiles: Vec<(f64, f64)>,
-    /// Part of a versus record: not part of the scenario's history.
-    pub in_versus: bool,
+    /// Part of a versus or a sweep record: not part of the scenario's history.
+    pub in_group: bool,
     /// What could not be read, beyond the summary.
     pub problems: Vec<String>,
 }
@@ -200,12 +200,21 @@ pub struct VersusRecord {
     pub versus: Versus,
 }
 
+/// A sweep's record: its steps are runs (`in_group`) of their own.
+#[derive(Debug)]
+pub struct SweepRecord {
+    pub scenario: String,
+    pub name: String,
+    pub sweep: rtbench_record::sweep::Sweep,
+}
+
 #[derive(Debug, Default)]
 pub struct Records {
     /// By scenario, then in time order (names start with the UTC time).
     pub runs: Vec<Run>,
     pub references: Vec<Reference>,
     pub versus: Vec<VersusRecord>,
+    pub sweeps: Vec<SweepRecord>,
     /// This machine's limits (`results/roofline/`), by directory name, oldest first.
     pub rooflines: Vec<(String, Roofline)>,
     /// Records skipped, each naming the record and why.
@@ -268,6 +277,10 @@ pub fn load(results: &Path) -> Records {
             continue;
         }
         for dir in sorted_dirs(&scenario_dir, &mut out.warnings) {
+            if dir.join(rtbench_record::sweep::SWEEP).exists() {
+                load_sweep(&mut out, &scenario, dir);
+                continue;
+            }
             if dir.join(record::VERSUS).exists() {
                 match record::read_json::<Versus>(&dir.join(record::VERSUS)) {
                     Ok(versus) => {
@@ -297,8 +310,28 @@ pub fn load(results: &Path) -> Records {
     out
 }
 
-fn add_run(out: &mut Records, scenario: &str, name: String, dir: PathBuf, in_versus: bool) {
-    match load_run(scenario, name, &dir, in_versus) {
+/// A sweep and each of its steps' runs.
+fn load_sweep(out: &mut Records, scenario: &str, dir: PathBuf) {
+    match rtbench_record::sweep::Sweep::read(&dir) {
+        Ok(sweep) => {
+            for s in &sweep.steps {
+                let name = format!("{}/{}", file_name(&dir), s.dir);
+                add_run(out, scenario, name, dir.join(&s.dir), true);
+            }
+            out.sweeps.push(SweepRecord {
+                scenario: scenario.to_string(),
+                name: file_name(&dir),
+                sweep,
+            });
+        }
+        Err(e) => out
+            .warnings
+            .push(format!("skipped sweep record {}: {e}", dir.display())),
+    }
+}
+
+fn add_run(out: &mut Records, scenario: &str, name: String, dir: PathBuf, in_group: bool) {
+    match load_run(scenario, name, &dir, in_group) {
         Ok(run) => out.runs.push(run),
         Err(e) => out
             .warnings
@@ -306,7 +339,7 @@ fn add_run(out: &mut Records, scenario: &str, name: String, dir: PathBuf, in_ver
     }
 }
 
-fn load_run(scenario: &str, name: String, dir: &Path, in_versus: bool) -> Result<Run, String> {
+fn load_run(scenario: &str, name: String, dir: &Path, in_group: bool) -> Result<Run, String> {
     let summary_path = dir.join(record::SUMMARY);
     // A summary that is there but unreadable makes the record corrupt; one
     // that is missing makes it partial.
@@ -373,7 +406,7 @@ fn load_run(scenario: &str, name: String, dir: &Path, in_versus: bool) -> Result
             .and_then(|t| paths::record_checkout(&t)),
         delivery_percentiles,
         connect_percentiles,
-        in_versus,
+        in_group,
         problems,
     })
 }

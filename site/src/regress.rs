@@ -114,7 +114,7 @@ pub fn history<'a>(records: &'a Records, run: &Run, n: usize) -> Vec<&'a Run> {
     let key = run.config_key();
     let mut v: Vec<&Run> = records
         .of(&run.scenario)
-        .filter(|r| !r.in_versus && r.complete() && r.name < run.name && r.config_key() == key)
+        .filter(|r| !r.in_group && r.complete() && r.name < run.name && r.config_key() == key)
         .collect();
     let skip = v.len().saturating_sub(n);
     v.drain(..skip);
@@ -184,7 +184,7 @@ fn verdict(m: &'static Metric, th: &Threshold, value: f64, past: &mut [f64]) -> 
 pub fn gate(records: &Records, scenario: &str, t: &Thresholds) -> Result<Judgement, String> {
     let run = records
         .of(scenario)
-        .filter(|r| !r.in_versus && r.complete())
+        .filter(|r| !r.in_group && r.complete())
         .last()
         .ok_or_else(|| format!("no complete run of `{scenario}` under results/"))?;
     Ok(judge(records, run, t))

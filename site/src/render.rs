@@ -9,6 +9,7 @@
 //! scenarios/<scenario>/index.html     each variant's headline run in full, every run
 //! scenarios/<scenario>/history.html   each metric over time, regressions marked
 //! scenarios/<scenario>/compare.html   runs side by side, versus ratios, reference
+//! scenarios/<scenario>/sweep-<name>.html  a sweep: latency against offered load, the knee
 //! reference/<name>/index.html         a published run rtbench did not make
 //! reference/<name>/beside-rtbench.html  rtbench beside it, figure by figure
 //! micro.html                          criterion results, when present
@@ -17,7 +18,8 @@
 //! Modules, by concern: `writer` (templates, shared context, files, raw
 //! copies; `tarball` writes the raw download), `runs` (a run's path,
 //! labels, headline runs), `headline` (a run's headline figures),
-//! `run_series` (series more than one page draws of a run), `band` (the
+//! `run_series` (series more than one page draws of a run), `sweeps` (a sweep's
+//! page, knee and roofline), `band` (the
 //! front page's headline band) and `cards` (a scenario's card) are shared;
 //! each `*_page` module writes one kind of page and imports only the
 //! shared ones, never another page.
@@ -36,6 +38,8 @@ mod run_series;
 mod runs;
 mod scenario_page;
 mod side_by_side_page;
+mod sweep_page;
+mod sweeps;
 mod tarball;
 mod writer;
 
@@ -68,6 +72,9 @@ pub fn render(records: &Records, opts: &Options) -> Result<Report, String> {
         history_page::page(&mut site, &scenario, &opts.thresholds)?;
         compare_page::page(&mut site, &scenario)?;
         side_by_side_page::page(&mut site, &scenario)?;
+    }
+    for r in &records.sweeps {
+        sweep_page::page(&mut site, r)?;
     }
     for r in &records.references {
         reference_page::page(&mut site, r)?;

@@ -482,7 +482,7 @@ fn front_page_leads_with_the_band_and_the_scenarios_in_order_of_importance() {
     let most_held = records
         .runs
         .iter()
-        .filter(|r| r.complete() && !r.in_versus)
+        .filter(|r| r.complete() && !r.in_group)
         .max_by_key(|r| r.summary.as_ref().unwrap().connections.held)
         .unwrap();
     assert!(

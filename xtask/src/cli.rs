@@ -5,7 +5,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::{abuse, bench, ci, containers, fuzz, memprobe, roofline, site, tuning, versus};
+use crate::{abuse, bench, ci, containers, fuzz, memprobe, roofline, site, sweep, tuning, versus};
 
 /// Project tasks, run as `cargo xtask <task>`.
 #[derive(Debug, Parser)]
@@ -31,6 +31,8 @@ pub enum Task {
     Compare(site::CompareArgs),
     /// Judge a scenario's newest run against its history (site/regress.toml); fails on a regression
     Regress(site::RegressArgs),
+    /// Capacity at a latency target: a suite at rising load until an objective fails, the knee found by bisection
+    Sweep(Box<sweep::Args>),
     /// Hostile clients of every kind beside a normal load: what the normal clients saw, RSS, limits
     Abuse(abuse::Args),
     /// Fuzz every parser a client or publisher feeds; fails on a finding
@@ -58,6 +60,7 @@ pub fn run(task: Task) -> Result<(), String> {
         Task::Site(a) => site::render(a),
         Task::Compare(a) => site::compare(a),
         Task::Regress(a) => site::regress(a),
+        Task::Sweep(a) => sweep::run(*a),
         Task::Abuse(a) => abuse::run(a),
         Task::Fuzz(a) => fuzz::run(a),
         Task::Ci => ci::run(),

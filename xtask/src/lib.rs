@@ -22,6 +22,7 @@ pub mod setup;
 pub mod site;
 pub mod subject;
 pub mod suite;
+pub mod sweep;
 pub mod tuning;
 pub mod versus;
 

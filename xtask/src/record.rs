@@ -68,7 +68,13 @@ mod tests {
             let mut dirs = Vec::new();
             for run in std::fs::read_dir(suite).unwrap() {
                 let dir = run.unwrap().path();
-                // A versus record holds its runs in subdirectories.
+                // A versus or a sweep record holds its runs in subdirectories.
+                if dir.join(sweep::SWEEP).exists() {
+                    let s = sweep::Sweep::read(&dir).unwrap();
+                    assert!(!s.steps.is_empty(), "{}", dir.display());
+                    dirs.extend(s.steps.iter().map(|st| dir.join(&st.dir)));
+                    continue;
+                }
                 match read_json::<Versus>(&dir.join(VERSUS)) {
                     Ok(v) => dirs.extend(v.runs.iter().map(|r| dir.join(&r.dir))),
                     Err(_) => dirs.push(dir),

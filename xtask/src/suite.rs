@@ -219,7 +219,35 @@ pub fn apply(o: &Overrides, sc: &mut Scenario) -> Result<(), String> {
     if let Some(h) = o.hold_s {
         sc.hold.duration_s = h;
     }
+    if let Some(r) = o.publish_rate {
+        let now = total_publish_rate(sc);
+        if now <= 0.0 {
+            return Err(format!(
+                "--publish-rate {r}: the scenario has no publisher at a fixed rate to scale"
+            ));
+        }
+        for p in &mut sc.publishers {
+            p.rate *= r / now;
+        }
+    }
+    // `ping_interval_s` is the plan's: it knows the protocol (a raw
+    // client's ping is its echo) and the variant it overrides.
     Ok(())
+}
+
+/// Events per second from every publisher together (per-channel rates
+/// times the channels).
+pub fn total_publish_rate(sc: &Scenario) -> f64 {
+    sc.publishers
+        .iter()
+        .map(|p| {
+            if p.per_channel {
+                p.rate * sc.session.channel_count as f64
+            } else {
+                p.rate
+            }
+        })
+        .sum()
 }
 
 #[cfg(test)]

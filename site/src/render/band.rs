@@ -15,6 +15,7 @@ use rtbench_record::metrics;
 use serde_json::{Value, json};
 
 use super::runs::{activity, original_href, run_path, session_label};
+use super::sweeps::sweep_path;
 use crate::chart::approx;
 use crate::figures::{self, Figure};
 use crate::load::{Records, Reference, Run};
@@ -29,7 +30,7 @@ pub fn band(records: &Records) -> Vec<Value> {
         tiles.push(connections(run, orig.as_ref()));
         tiles.extend(memory(run, orig.as_ref()));
     }
-    tiles.extend(fanout(records));
+    tiles.extend(knee(records).or_else(|| fanout(records)));
     if let Some((r, f)) = &orig {
         tiles.push(original_tile(r, f));
     }
@@ -42,7 +43,7 @@ fn most_held(records: &Records) -> Option<&Run> {
     records
         .runs
         .iter()
-        .filter(|r| r.complete() && !r.in_versus && r.machines() == 1)
+        .filter(|r| r.complete() && !r.in_group && r.machines() == 1)
         .filter_map(|r| Some((r, r.summary.as_ref()?.connections.held)))
         .max_by_key(|(_, held)| *held)
         .map(|(r, _)| r)
@@ -114,7 +115,7 @@ fn fanout(records: &Records) -> Option<Value> {
     let (run, s) = records
         .runs
         .iter()
-        .filter(|r| r.complete() && !r.in_versus)
+        .filter(|r| r.complete() && !r.in_group)
         .filter_map(|r| Some((r, r.summary.as_ref()?)))
         .filter(|(_, s)| s.overrides.scale.is_none() && s.overrides.connections.is_none())
         .filter(|(_, s)| s.deliveries_per_s > 0.0)
@@ -145,6 +146,40 @@ fn fanout(records: &Records) -> Option<Value> {
         "unit": "deliveries/s",
         "href": href(run),
         "detail": format!("{detail} ({})", run.scenario),
+        "original": {"text": "2021 original: none (its clients only waited; no message was sent)"},
+    }))
+}
+
+/// The newest fan-out sweep's knee: the deliveries per second received at
+/// the most load that met its objectives, with the saturated figure, if
+/// any, beside it as a second, labelled one.
+fn knee(records: &Records) -> Option<Value> {
+    let (r, step) = records
+        .sweeps
+        .iter()
+        .rev()
+        .filter(|r| {
+            r.sweep
+                .steps
+                .iter()
+                .all(|s| s.offered_deliveries_per_s.is_some())
+        })
+        .find_map(|r| Some((r, r.sweep.knee_step()?)))?;
+    let slo: Vec<String> = r.sweep.slo.iter().map(|t| t.to_string()).collect();
+    let saturated = fanout(records).map_or(String::new(), |t| {
+        format!(
+            " · {}: {} {}",
+            t["label"].as_str().unwrap_or(""),
+            t["value"].as_str().unwrap_or(""),
+            t["unit"].as_str().unwrap_or("")
+        )
+    });
+    Some(json!({
+        "label": format!("fan-out at {}", slo.join(", ")),
+        "value": metrics::group(step.deliveries_per_s.round() as i64),
+        "unit": "deliveries/s",
+        "href": sweep_path(r),
+        "detail": format!("the knee of a sweep of {}: the most offered load that met the objectives (delivery p99 {:.1} ms there){saturated}", r.scenario, step.p99_ms),
         "original": {"text": "2021 original: none (its clients only waited; no message was sent)"},
     }))
 }

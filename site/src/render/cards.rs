@@ -79,7 +79,7 @@ enum Kind {
 }
 
 pub fn card(site: &mut Site, scenario: &str, t: &Thresholds) -> Value {
-    let runs: Vec<&Run> = site.records.of(scenario).filter(|r| !r.in_versus).collect();
+    let runs: Vec<&Run> = site.records.of(scenario).filter(|r| !r.in_group).collect();
     let latest = runs
         .iter()
         .rev()

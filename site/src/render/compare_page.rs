@@ -37,7 +37,7 @@ pub fn groups<'a>(records: &'a Records, scenario: &str) -> Vec<Group<'a>> {
     let mut groups: Vec<Group> = Vec::new();
     let runs: Vec<&Run> = records
         .of(scenario)
-        .filter(|r| r.complete() && !r.in_versus)
+        .filter(|r| r.complete() && !r.in_group)
         .collect();
     for r in runs.into_iter().rev() {
         let Some(s) = r.summary.as_ref() else {

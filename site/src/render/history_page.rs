@@ -12,7 +12,7 @@ use crate::load::Run;
 use crate::regress::{self, Thresholds};
 
 pub(super) fn page(site: &mut Site, scenario: &str, t: &Thresholds) -> Result<(), String> {
-    let runs: Vec<&Run> = site.records.of(scenario).filter(|r| !r.in_versus).collect();
+    let runs: Vec<&Run> = site.records.of(scenario).filter(|r| !r.in_group).collect();
     let judged: Vec<(&Run, regress::Judgement)> = runs
         .iter()
         .map(|r| (*r, regress::judge(site.records, r, t)))

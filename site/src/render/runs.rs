@@ -15,7 +15,7 @@ use crate::load::{Records, Reference, Run};
 pub fn side_by_side<'a>(records: &'a Records, scenario: &str) -> Vec<(&'a Run, &'a BenchSummary)> {
     let full: Vec<(&Run, &BenchSummary)> = records
         .of(scenario)
-        .filter(|r| r.complete() && !r.in_versus)
+        .filter(|r| r.complete() && !r.in_group)
         .filter_map(|r| Some((r, r.summary.as_ref()?)))
         .filter(|(_, s)| s.overrides.scale.is_none() && s.overrides.connections.is_none())
         .collect();
@@ -73,6 +73,12 @@ pub fn overrides_label(o: &rtbench_record::Overrides) -> String {
     }
     if let Some(x) = o.processes {
         v.push(format!("--processes {x}"));
+    }
+    if let Some(x) = o.publish_rate {
+        v.push(format!("--publish-rate {x}"));
+    }
+    if let Some(x) = o.ping_interval_s {
+        v.push(format!("--ping-interval {x}"));
     }
     if v.is_empty() {
         "as written".into()

@@ -8,11 +8,12 @@ use serde_json::{Value, json};
 
 use super::headline::headline;
 use super::runs::{run_info, side_by_side};
+use super::sweeps::{knee_text, sweep_path};
 use super::writer::Site;
 use crate::load::Run;
 
 pub(super) fn page(site: &mut Site, scenario: &str) -> Result<(), String> {
-    let runs: Vec<&Run> = site.records.of(scenario).filter(|r| !r.in_versus).collect();
+    let runs: Vec<&Run> = site.records.of(scenario).filter(|r| !r.in_group).collect();
     let latest = runs
         .iter()
         .rev()
@@ -43,12 +44,31 @@ pub(super) fn page(site: &mut Site, scenario: &str) -> Result<(), String> {
         "headline": fallback,
         "side_by_side": leads.len() >= 2,
         "runs": all,
+        "sweeps": sweeps(site, scenario),
     });
     site.write(
         &format!("scenarios/{scenario}/index.html"),
         "scenario.html",
         ctx,
     )
+}
+
+/// The scenario's sweeps, newest first: where each one's knee lies.
+fn sweeps(site: &Site, scenario: &str) -> Vec<Value> {
+    site.records
+        .sweeps
+        .iter()
+        .rev()
+        .filter(|r| r.scenario == scenario)
+        .map(|r| {
+            let slo: Vec<String> = r.sweep.slo.iter().map(|t| t.to_string()).collect();
+            json!({
+                "href": sweep_path(r),
+                "title": format!("{} over {} at {}", r.name, r.sweep.over, slo.join(", ")),
+                "knee": knee_text(&r.sweep),
+            })
+        })
+        .collect()
 }
 
 /// One line of the scenario's runs: its name, sizes and what it held.

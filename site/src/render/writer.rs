@@ -24,7 +24,7 @@ pub struct Report {
     pub warnings: Vec<String>,
 }
 
-const TEMPLATES: [(&str, &str); 11] = [
+const TEMPLATES: [(&str, &str); 12] = [
     ("base.html", include_str!("../../templates/base.html")),
     ("macros.html", include_str!("../../templates/macros.html")),
     ("index.html", include_str!("../../templates/index.html")),
@@ -44,6 +44,7 @@ const TEMPLATES: [(&str, &str); 11] = [
         include_str!("../../templates/original.html"),
     ),
     ("micro.html", include_str!("../../templates/micro.html")),
+    ("sweep.html", include_str!("../../templates/sweep.html")),
     (
         "side-by-side.html",
         include_str!("../../templates/side-by-side.html"),

@@ -37,7 +37,7 @@ pub struct Args {
     #[arg(long, value_name = "SPEC", value_parser = server_spec)]
     pub server: Option<String>,
     /// The clients' protocol [default: the suite's]
-    #[arg(long, value_name = "PROTOCOL", value_parser = protocol())]
+    #[arg(long, value_name = "PROTOCOL", value_parser = protocol_flag())]
     pub protocol: Option<rtbench_record::scenario::Protocol>,
     /// Where the live page is served
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8091")]
@@ -83,6 +83,12 @@ pub struct Size {
     /// Server processes [default: as many as open-files limits need]
     #[arg(long, value_name = "P", value_parser = flags::whole_number_from_1::<u64>)]
     pub processes: Option<u64>,
+    /// Events per second from all publishers, their rates scaled to it [default: the suite's]
+    #[arg(long, value_name = "R", value_parser = flags::positive_number)]
+    pub publish_rate: Option<f64>,
+    /// Seconds between a client's pings [default: the suite's or variant's]
+    #[arg(long = "ping-interval", value_name = "S", value_parser = flags::positive_number)]
+    pub ping_interval: Option<f64>,
 }
 
 impl Args {
@@ -95,6 +101,8 @@ impl Args {
             rate: s.rate,
             hold_s: s.hold,
             processes: s.processes,
+            publish_rate: s.publish_rate,
+            ping_interval_s: s.ping_interval,
         }
     }
 
@@ -123,7 +131,8 @@ fn server_spec(spec: &str) -> Result<String, String> {
 }
 
 /// `--protocol`'s value; the help lists the two.
-fn protocol() -> impl clap::builder::TypedValueParser<Value = rtbench_record::scenario::Protocol> {
+pub fn protocol_flag()
+-> impl clap::builder::TypedValueParser<Value = rtbench_record::scenario::Protocol> {
     use clap::builder::TypedValueParser;
     use rtbench_record::scenario::Protocol;
     clap::builder::PossibleValuesParser::new(["appwrite", "raw"]).map(|p| match p.as_str() {

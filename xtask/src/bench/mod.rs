@@ -21,7 +21,7 @@ mod watch;
 
 use std::sync::{Arc, Mutex};
 
-pub use args::{Args, OnFlag, RunsOn, Size};
+pub use args::{Args, OnFlag, RunsOn, Size, protocol_flag};
 pub use placement::Side;
 pub use run::run_one;
 

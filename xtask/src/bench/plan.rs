@@ -118,6 +118,14 @@ impl RunPlan {
             }
             cap = v.cap_fraction.map(|f| (total as f64 * f).ceil() as u64);
         }
+        // The command line's interval over the variant's; a raw client's
+        // ping is its echo.
+        if let Some(i) = a.size.ping_interval {
+            match load.target.protocol {
+                Protocol::Raw => load.session.echo_interval_s = i,
+                _ => load.session.ping_interval_s = i,
+            }
+        }
         if cap.is_some() && !subject.is_rtbench() {
             return Err(
                 "a connection cap is rtbench-server's --max-connections: run it with --server rtbench"
@@ -323,6 +331,29 @@ mod tests {
         );
         let own = p.process_args(&common, 0, Some("127.0.0.1:10"));
         assert!(own.ends_with(&["--admin-listen".into(), "127.0.0.1:10".into()]));
+    }
+
+    #[test]
+    fn publish_rate_and_ping_interval_override_suite_and_variant() {
+        let p = plan("fanout", None, "fanout --publish-rate 2000", 18_000);
+        assert_eq!(crate::suite::total_publish_rate(&p.load), 2000.0);
+        let p = plan(
+            "idle-1m",
+            Some("sdk-ping"),
+            "idle-1m --ping-interval 5",
+            18_000,
+        );
+        assert_eq!(p.load.session.ping_interval_s, 5.0);
+        let s = suite("idle-1m");
+        let e = RunPlan::resolve(
+            &s,
+            "idle-1m",
+            None,
+            &args("idle-1m --publish-rate 10"),
+            18_000,
+        )
+        .unwrap_err();
+        assert!(e.contains("no publisher"), "{e}");
     }
 
     #[test]
