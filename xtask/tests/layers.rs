@@ -1,7 +1,8 @@
 //! The layering ARCHITECTURE.md states, checked on the sources of every
-//! crate in the workspace: no import circle among a crate's modules, and
-//! the load generator's controller and worker apart, speaking only through
-//! `wire`. Read from the text (`crate::`, `super::` and `self::` paths, use
+//! crate in the workspace: no import circle among a crate's modules, the
+//! load generator's controller and worker apart, speaking only through
+//! `wire`, and `rtbench-sys` a leaf (checked on `Cargo.lock`, so a crate it
+//! reaches through another counts too). Read from the text (`crate::`, `super::` and `self::` paths, use
 //! trees with nested braces, names the crate root re-exports), so a new
 //! circle fails here before anyone has to find it.
 //!
@@ -352,5 +353,95 @@ fn the_controller_and_the_worker_meet_only_in_wire() {
     assert!(
         wire.iter().all(|d| *d == module("stats")),
         "wire depends on {wire:?}"
+    );
+}
+
+/// Each package `Cargo.lock` lists, by name, with the names of the packages
+/// it depends on (normal, build and dev dependencies alike).
+fn locked_packages() -> BTreeMap<String, Vec<String>> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock")).unwrap();
+    let mut packages = BTreeMap::new();
+    for entry in lock.split("[[package]]").skip(1) {
+        let name = entry
+            .lines()
+            .find_map(|l| l.strip_prefix("name = "))
+            .unwrap()
+            .trim_matches('"')
+            .to_string();
+        let deps: Vec<String> = entry
+            .split_once("dependencies = [")
+            .map(|(_, list)| list.split(']').next().unwrap())
+            .into_iter()
+            .flat_map(|list| list.split('"').skip(1).step_by(2))
+            // `name version` where two versions are locked.
+            .map(|d| d.split(' ').next().unwrap().to_string())
+            .collect();
+        packages.insert(name, deps);
+    }
+    packages
+}
+
+/// Every package `name` reaches through its dependencies, itself excluded.
+fn reached_from(packages: &BTreeMap<String, Vec<String>>, name: &str) -> BTreeSet<String> {
+    let mut reached = BTreeSet::new();
+    let mut next = packages[name].clone();
+    while let Some(p) = next.pop() {
+        if reached.insert(p.clone()) {
+            next.extend(packages.get(&p).cloned().unwrap_or_default());
+        }
+    }
+    reached
+}
+
+/// The workspace's own package names, from each member's manifest.
+fn workspace_packages() -> BTreeSet<String> {
+    crate_sources()
+        .iter()
+        .map(|src| {
+            let manifest =
+                std::fs::read_to_string(src.parent().unwrap().join("Cargo.toml")).unwrap();
+            manifest
+                .lines()
+                .find_map(|l| l.strip_prefix("name = "))
+                .unwrap()
+                .trim_matches('"')
+                .to_string()
+        })
+        .collect()
+}
+
+/// What a leaf may not reach: a workspace crate, serde, tokio.
+fn forbidden_for_a_leaf(reached: &BTreeSet<String>) -> Vec<String> {
+    let ours = workspace_packages();
+    reached
+        .iter()
+        .filter(|p| ours.contains(*p) || p.starts_with("serde") || p.starts_with("tokio"))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn rtbench_sys_depends_on_no_workspace_crate_nor_serde_nor_tokio() {
+    let packages = locked_packages();
+    let reached = reached_from(&packages, "rtbench-sys");
+    let forbidden = forbidden_for_a_leaf(&reached);
+    assert!(
+        forbidden.is_empty(),
+        "rtbench-sys is a leaf every crate may use, but it reaches {forbidden:?} (all it reaches: {reached:?})"
+    );
+}
+
+#[test]
+fn the_lock_reader_sees_what_a_crate_reaches_through_others() {
+    let packages = locked_packages();
+    // The server reaches serde_json directly and tokio's macros through tokio.
+    let server = reached_from(&packages, "rtbench-server");
+    assert!(server.contains("rtbench-protocol") && server.contains("tokio-macros"));
+    assert_eq!(
+        forbidden_for_a_leaf(&server)
+            .iter()
+            .filter(|p| p.starts_with("rtbench") || *p == "tokio")
+            .collect::<Vec<_>>(),
+        ["rtbench-protocol", "tokio"]
     );
 }
