@@ -47,3 +47,10 @@ impl Error {
         }
     }
 }
+
+/// For callers that speak `io::Result`: the same kind, this error's words.
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        io::Error::new(e.kind(), e)
+    }
+}

@@ -62,5 +62,9 @@ mod tests {
                 .starts_with("setsockopt(IP_BIND_ADDRESS_NO_PORT): Operation not supported"),
             "{e}"
         );
+        // Callers speaking io::Result keep its kind and its words.
+        let io = std::io::Error::from(e);
+        assert_eq!(io.kind(), std::io::ErrorKind::Unsupported);
+        assert!(io.to_string().starts_with("setsockopt(IP_BIND_ADDRESS_NO_PORT)"));
     }
 }
