@@ -326,8 +326,11 @@ pub fn run_one(
         .into_iter()
         .chain(servers.iter().map(|s| s.pid()))
         .find(|&p| p != 0)
-        .map_or("/proc/net".to_string(), |p| format!("/proc/{p}/net"));
-    let tcp_before = rtbench_record::host::tcp_counters(&net_dir);
+        .map_or(
+            rtbench_sys::host::NetNamespace::Current,
+            rtbench_sys::host::NetNamespace::OfProcess,
+        );
+    let tcp_before = rtbench_sys::host::tcp_counters(net_dir);
     let load_dir = tmp.join("loadgen");
     let mut loadgen = start_loadgen(&load_file, &load_dir, launch_file.as_deref())?;
     let load_started = Instant::now();
@@ -402,7 +405,7 @@ pub fn run_one(
     };
     plan.finish();
     samples.push(sampler.sample());
-    let tcp_after = rtbench_record::host::tcp_counters(&net_dir);
+    let tcp_after = rtbench_sys::host::tcp_counters(net_dir);
     // The servers' work over the whole run, read once the load has stopped
     // (every process answers then): deliveries to set against what the
     // clients received, syscalls and wake-ups for the costs.
