@@ -161,6 +161,17 @@ pub fn exe(p: Process) -> Result<PathBuf> {
     std::fs::read_link(&path).map_err(|error| Error::Read { path, error })
 }
 
+/// A process's command line, argument by argument (empty for a zombie).
+pub fn cmdline(p: Process) -> Result<Vec<String>> {
+    let path = p.dir().join("cmdline");
+    let bytes = std::fs::read(&path).map_err(|error| Error::Read { path, error })?;
+    Ok(bytes
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect())
+}
+
 /// Whether a process exists (its /proc directory does; a zombie does too).
 pub fn exists(pid: u32) -> bool {
     Process::Pid(pid).dir().exists()
@@ -242,6 +253,8 @@ mod tests {
             exe(Process::Current).unwrap(),
             std::env::current_exe().unwrap()
         );
+        let args: Vec<String> = std::env::args().collect();
+        assert_eq!(cmdline(Process::Pid(std::process::id())).unwrap(), args);
     }
 
     #[test]

@@ -65,6 +65,9 @@ mod tests {
         // Callers speaking io::Result keep its kind and its words.
         let io = std::io::Error::from(e);
         assert_eq!(io.kind(), std::io::ErrorKind::Unsupported);
-        assert!(io.to_string().starts_with("setsockopt(IP_BIND_ADDRESS_NO_PORT)"));
+        assert!(
+            io.to_string()
+                .starts_with("setsockopt(IP_BIND_ADDRESS_NO_PORT)")
+        );
     }
 }

@@ -117,7 +117,10 @@ impl Namespace {
             }
         }
         ns.ehash_buckets = ns
-            .run_inside(&["cat", "/proc/sys/net/ipv4/tcp_ehash_entries"])?
+            .run_inside(&[
+                "cat",
+                &rtbench_sys::sysctl::path("net.ipv4.tcp_ehash_entries").to_string_lossy(),
+            ])?
             .trim()
             .trim_start_matches('-')
             .parse()
