@@ -41,7 +41,6 @@ pub const VERSUS: &str = "versus.json";
 pub const REFERENCE: &str = "reference.json";
 
 pub mod endpoint;
-pub mod host;
 pub mod launch;
 pub mod load;
 pub mod metrics;
@@ -102,7 +101,7 @@ pub struct BenchSummary {
     #[serde(default)]
     pub process_exits: Vec<ProcessExit>,
     /// The kernel's TCP counters in the servers' network namespace over the
-    /// run (`host::TCP_COUNTERS`, increases only): accept-queue overflows,
+    /// run (`rtbench_sys::host::TCP_COUNTERS`, increases only): accept-queue overflows,
     /// SYN retransmits, packets dropped at a CPU's input queue
     /// (`softnet.dropped`) and the like, which say why connects were slow.
     #[serde(default)]

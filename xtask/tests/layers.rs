@@ -2,7 +2,8 @@
 //! crate in the workspace: no import circle among a crate's modules, the
 //! load generator's controller and worker apart, speaking only through
 //! `wire`, and `rtbench-sys` a leaf (checked on `Cargo.lock`, so a crate it
-//! reaches through another counts too). Read from the text (`crate::`, `super::` and `self::` paths, use
+//! reaches through another counts too), the one crate that asks the OS
+//! for CPU time, RSS, /proc, socket options and limits. Read from the text (`crate::`, `super::` and `self::` paths, use
 //! trees with nested braces, names the crate root re-exports), so a new
 //! circle fails here before anyone has to find it.
 //!
@@ -432,6 +433,20 @@ fn rtbench_sys_depends_on_no_workspace_crate_nor_serde_nor_tokio() {
 }
 
 #[test]
+fn rtbench_record_depends_on_serde_and_its_formats_only() {
+    let packages = locked_packages();
+    let formats = ["csv", "serde", "serde_json", "toml"];
+    let other: Vec<&String> = packages["rtbench-record"]
+        .iter()
+        .filter(|d| !formats.contains(&d.as_str()))
+        .collect();
+    assert!(
+        other.is_empty(),
+        "rtbench-record is the schema (serde and its formats), read by every crate; it depends on {other:?} too"
+    );
+}
+
+#[test]
 fn the_lock_reader_sees_what_a_crate_reaches_through_others() {
     let packages = locked_packages();
     // The server reaches its own crates, serde and tokio directly, tokio's
@@ -447,4 +462,82 @@ fn the_lock_reader_sees_what_a_crate_reaches_through_others() {
         assert!(forbidden.iter().any(|f| f == p), "{p} not in {forbidden:?}");
     }
     assert!(!forbidden.iter().any(|f| f == "libc"), "{forbidden:?}");
+}
+
+/// What only `rtbench-sys` may write: a /proc path, or a call for CPU time,
+/// memory, socket options, niceness or limits. In two halves, so that this
+/// list is not found in this file.
+const OS_QUESTIONS: [(&str, &str); 8] = [
+    ("\"/", "proc"),
+    ("libc::", "getrusage"),
+    ("libc::", "sysconf"),
+    ("libc::", "setsockopt"),
+    ("libc::", "getsockopt"),
+    ("libc::", "setpriority"),
+    ("libc::", "getpriority"),
+    ("rlimit", "::"),
+];
+
+/// Each `.rs` file under `dir` (sources, tests, benches), as its lines.
+fn rust_files(dir: &Path) -> Vec<(PathBuf, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                if p.file_name().is_some_and(|n| n != "target") {
+                    dirs.push(p);
+                }
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                out.push((p, text.lines().map(String::from).collect()));
+            }
+        }
+    }
+    out
+}
+
+/// `file:line: code` for each line of `files` whose code (what comes
+/// before a comment) asks the OS directly.
+fn os_questions(files: &[(PathBuf, Vec<String>)]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (path, lines) in files {
+        for (i, l) in lines.iter().enumerate() {
+            let l = l.split("// ").next().unwrap();
+            if OS_QUESTIONS
+                .iter()
+                .any(|(a, b)| l.contains(&format!("{a}{b}")))
+            {
+                found.push(format!("{}:{}: {}", path.display(), i + 1, l.trim()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn only_rtbench_sys_asks_the_os_for_cpu_time_memory_proc_socket_options_and_limits() {
+    let mut found = Vec::new();
+    for src in crate_sources() {
+        let dir = src.parent().unwrap();
+        if dir.ends_with("sys") {
+            continue;
+        }
+        found.extend(os_questions(&rust_files(dir)));
+    }
+    assert!(
+        found.is_empty(),
+        "ask rtbench-sys instead (one place, every result checked):\n{}",
+        found.join("\n")
+    );
+    // The check sees each question, and none in a comment.
+    for (a, b) in OS_QUESTIONS {
+        let planted = vec![
+            format!("    // {a}{b} is what this would call"),
+            format!("    let x = {a}{b}(1);"),
+        ];
+        let found = os_questions(&[(PathBuf::from("planted.rs"), planted)]);
+        assert_eq!(found, [format!("planted.rs:2: let x = {a}{b}(1);")]);
+    }
 }
