@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use rtbench_record::load::{Summary, read_summary};
 use rtbench_server::{Config, Server};
+use rtbench_sys::process::{Process, cmdline};
 
 /// A server on an ephemeral loopback port, on its own runtime.
 struct TestServer {
@@ -573,7 +574,8 @@ fn ctrl_c_leaves_an_incomplete_record_and_no_workers() {
         })
         .collect();
     for pid in pids {
-        let alive = std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+        let alive = cmdline(Process::Pid(pid))
+            .map(|args| args.join(" "))
             .is_ok_and(|c| c.contains("rtbench-loadgen") && c.contains("worker"));
         assert!(!alive, "worker process {pid} outlived the run");
     }

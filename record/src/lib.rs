@@ -43,7 +43,6 @@ pub const VERSUS: &str = "versus.json";
 pub const REFERENCE: &str = "reference.json";
 
 pub mod endpoint;
-pub mod host;
 pub mod launch;
 pub mod limit;
 pub mod live;
@@ -109,7 +108,7 @@ pub struct BenchSummary {
     #[serde(default)]
     pub process_exits: Vec<ProcessExit>,
     /// The kernel's TCP counters in the servers' network namespace over the
-    /// run (`host::TCP_COUNTERS`, increases only): accept-queue overflows,
+    /// run (`rtbench_sys::host::TCP_COUNTERS`, increases only): accept-queue overflows,
     /// SYN retransmits, packets dropped at a CPU's input queue
     /// (`softnet.dropped`) and the like, which say why connects were slow.
     #[serde(default)]

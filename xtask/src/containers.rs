@@ -511,26 +511,18 @@ fn owner_gone(owner: &str) -> bool {
 }
 
 fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+    rtbench_sys::host::boot_id().unwrap_or_default()
 }
 
 fn pid_namespace() -> String {
-    std::fs::read_link("/proc/self/ns/pid")
-        .map(|p| p.display().to_string())
-        .unwrap_or_default()
+    rtbench_sys::process::pid_namespace().unwrap_or_default()
 }
 
 /// A process's start time (clock ticks after boot), None when it is gone.
 fn process_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name; starttime is field 22.
-    stat[stat.rfind(')')? + 2..]
-        .split_whitespace()
-        .nth(19)?
-        .parse()
+    rtbench_sys::process::Stat::read(rtbench_sys::process::Process::Pid(pid))
         .ok()
+        .map(|s| s.start_ticks)
 }
 
 /// The host record's role for a container's: `server-0` is a server.

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::tuning;
-pub use rtbench_record::host::meminfo;
+use rtbench_sys::sysctl;
 
 /// Kernel memory per idle loopback TCP socket (measured here: 2,000,000
 /// plain loopback connections, both ends, in 11.8 GiB).
@@ -59,9 +59,16 @@ fn num(name: &str) -> Option<u64> {
     tuning::read(name)?.split_whitespace().next()?.parse().ok()
 }
 
+/// A field of /proc/meminfo in KiB (`MemAvailable`), if it can be read.
+pub fn meminfo(field: &str) -> Option<u64> {
+    rtbench_sys::host::Meminfo::read()
+        .and_then(|m| m.kib(field))
+        .ok()
+}
+
 /// The open-files hard limit of a process started from here.
 pub fn nofile_hard() -> u64 {
-    rlimit::Resource::NOFILE.get().map_or(0, |(_, hard)| hard)
+    rtbench_sys::limits::open_files().map_or(0, |(_, hard)| hard)
 }
 
 /// Connections one server process can hold here.
@@ -150,7 +157,7 @@ fn redis(n: &Needs) -> Option<Check> {
 
 fn ports(n: &Needs) -> Check {
     let c = n.connections;
-    let (lo, hi) = rtbench_record::endpoint::local_port_range();
+    let (lo, hi) = sysctl::local_port_range().unwrap_or(sysctl::LINUX_DEFAULT_PORT_RANGE);
     let ports = u64::from(hi.saturating_sub(lo)) + 1;
     let budget = ports * n.sources.max(1) as u64;
     check(

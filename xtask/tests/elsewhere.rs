@@ -120,10 +120,10 @@ fn smoke_in_containers_writes_a_full_record_and_leaves_nothing() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     // What a killed xtask of this machine left (its pid is past pid_max, so
     // gone) is swept; what another machine's xtask made is left alone.
-    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
-    let ns = std::fs::read_link("/proc/self/ns/pid").unwrap();
-    let left_here = format!("{} {} 4194305 1", boot.trim(), ns.display());
-    let elsewhere = format!("not-this-boot {} 4194305 1", ns.display());
+    let boot = rtbench_sys::host::boot_id().unwrap();
+    let ns = rtbench_sys::process::pid_namespace().unwrap();
+    let left_here = format!("{boot} {ns} 4194305 1");
+    let elsewhere = format!("not-this-boot {ns} 4194305 1");
     for (name, owner) in [
         ("rtbench-left-here", &left_here),
         ("rtbench-elsewhere", &elsewhere),
@@ -593,7 +593,7 @@ fn smoke_on_hosts_over_ssh_writes_a_full_record_and_cleans_up() {
     assert_eq!(s.connections.failed, 0, "{stderr}");
     // Nothing left: the frozen process was killed on its host.
     let t0 = Instant::now();
-    while Path::new(&format!("/proc/{pid}")).exists() {
+    while rtbench_sys::process::exists(pid as u32) {
         assert!(
             t0.elapsed() < Duration::from_secs(10),
             "frozen worker {pid} left running"

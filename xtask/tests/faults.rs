@@ -10,22 +10,17 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{ONE_AT_A_TIME, scratch, xtask};
+use rtbench_sys::process::{Process, Stat, pids};
 use xtask::record::{Role, read_summary};
 
 /// (pid, parent pid, command name) of every process.
 fn processes() -> Vec<(u32, u32, String)> {
-    std::fs::read_dir("/proc")
+    pids()
         .unwrap()
-        .filter_map(|e| {
-            let pid: u32 = e.ok()?.file_name().into_string().ok()?.parse().ok()?;
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // `pid (comm) state ppid ...`: comm may hold spaces.
-            let open = stat.find('(')?;
-            let close = stat.rfind(')')?;
-            let comm = stat[open + 1..close].to_string();
-            let ppid = stat[close + 2..].split_whitespace().nth(1)?.parse().ok()?;
-            Some((pid, ppid, comm))
-        })
+        .into_iter()
+        // A process may end between the listing and the read.
+        .filter_map(|pid| Stat::read(Process::Pid(pid)).ok())
+        .map(|s| (s.pid, s.ppid, s.comm))
         .collect()
 }
 

@@ -19,12 +19,11 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
-use rtbench_record::endpoint::{
-    Endpoint, check_budget, expand_sources, local_port_range, port_search_warning,
-};
+use rtbench_record::endpoint::{Endpoint, check_budget, expand_sources, port_search_warning};
 use rtbench_record::launch::Launch;
 use rtbench_record::load::{StopCause, Summary};
 use rtbench_record::scenario::Scenario;
+use rtbench_sys::sysctl;
 
 use crate::progress::Progress;
 use crate::publisher;
@@ -73,13 +72,14 @@ pub fn run(args: RunArgs) -> Result<(PathBuf, bool), String> {
     let sources =
         expand_sources(&sc.target.sources)?.len().max(1) * launch.as_ref().map_or(1, Launch::hosts);
     let total = sc.total_arrivals();
-    check_budget(total, &endpoints, sources, local_port_range())?;
-    let port_warning = port_search_warning(total, endpoints.len(), sources, local_port_range());
+    let ports = sysctl::local_port_range().unwrap_or(sysctl::LINUX_DEFAULT_PORT_RANGE);
+    check_budget(total, &endpoints, sources, ports)?;
+    let port_warning = port_search_warning(total, endpoints.len(), sources, ports);
     if let Some(w) = &port_warning {
         eprintln!("rtbench-loadgen: warning: {w}");
     }
 
-    let nofile = sys::raise_open_files();
+    let nofile = sys::raise_open_files()?;
     let per_worker = nofile.saturating_sub(WORKER_FD_HEADROOM).max(100);
     let workers = match (&launch, args.workers) {
         (Some(l), Some(w)) if w != l.workers.len() as u64 => {

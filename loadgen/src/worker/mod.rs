@@ -13,6 +13,7 @@
 
 mod clock;
 mod connect;
+mod host;
 mod reactor;
 mod ready;
 mod reconnect;
@@ -53,7 +54,7 @@ pub fn main(listen: Option<SocketAddr>) -> Result<(), String> {
         plan.worker,
         std::process::id()
     );
-    sys::raise_open_files();
+    sys::raise_open_files()?;
     sys::raise_priority();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -39,10 +39,7 @@ pub(super) fn emit(r: &Report) {
 /// Every second (aligned to the run's start): one `tick` line.
 pub(super) async fn ticks(w: Rc<Worker>) {
     let mut t = 1u64;
-    let mut host = w
-        .plan
-        .sample_host
-        .then(rtbench_record::host::HostSampler::default);
+    let mut host = w.plan.sample_host.then(super::host::HostSampler::default);
     let mut cpu_before = sys::cpu_seconds();
     let mut wall_before = clock_ns();
     loop {
@@ -111,17 +108,7 @@ fn received_by_subscriber(w: &Worker) -> Vec<(u32, u64)> {
     out.into_iter().collect()
 }
 
+/// The highest RSS this worker reached (KiB); 0 where /proc cannot be read.
 fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("VmHWM:")?
-                    .split_whitespace()
-                    .next()?
-                    .parse()
-                    .ok()
-            })
-        })
-        .unwrap_or(0)
+    rtbench_sys::process::peak_rss_kib(rtbench_sys::process::Process::Current).unwrap_or(0)
 }

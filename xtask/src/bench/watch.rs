@@ -76,8 +76,11 @@ pub fn run(
         .into_iter()
         .chain(started.servers.iter().map(|s| s.pid()))
         .find(|&p| p != 0)
-        .map_or("/proc/net".to_string(), |p| format!("/proc/{p}/net"));
-    let tcp_before = rtbench_record::host::tcp_counters(&net_dir);
+        .map_or(
+            rtbench_sys::host::NetNamespace::Current,
+            rtbench_sys::host::NetNamespace::OfProcess,
+        );
+    let tcp_before = rtbench_sys::host::tcp_counters(net_dir);
     let mut loadgen = start_loadgen(load)?;
     let load_started = Instant::now();
     let load_offset_s = samples[0].t_s;
@@ -127,7 +130,7 @@ pub fn run(
     };
     plan.finish();
     samples.push(sampler.sample());
-    let tcp_after = rtbench_record::host::tcp_counters(&net_dir);
+    let tcp_after = rtbench_sys::host::tcp_counters(net_dir);
     // The servers' work over the whole run, read once the load has stopped
     // (every process answers then): deliveries to set against what the
     // clients received, syscalls and wake-ups for the costs.
