@@ -64,8 +64,8 @@ impl RunPlan {
         a: &Args,
         per_process: u64,
     ) -> Result<RunPlan, String> {
-        let mut load = suite.load.clone();
-        suite::apply(&a.overrides(), &mut load)?;
+        let mut notes = Vec::new();
+        let load = shape_load(suite, variant, a, &mut notes)?;
         let total = load.total_arrivals();
         let subject = Subject::parse(
             a.server
@@ -75,22 +75,6 @@ impl RunPlan {
                 .unwrap_or("rtbench"),
         )?;
         let runs_on = a.runs_on();
-        let mut notes = Vec::new();
-        load.slo
-            .thresholds
-            .extend(suite.slo.thresholds.iter().copied());
-        load.slo.thresholds.extend(a.slo.iter().copied());
-        apply_variant_session(&mut load, variant);
-        if let Some(p) = a.protocol {
-            load.target.protocol = p;
-        }
-        if load.target.protocol == Protocol::Raw && !load.publishers.is_empty() {
-            notes.push(
-                "protocol raw: the suite's publishers are left out (they publish Appwrite events)"
-                    .into(),
-            );
-            load.publishers.clear();
-        }
         check_subject(&subject, &runs_on, a)?;
         // A plan that kills servers gets as many spare processes, so the
         // survivors can hold every connection.
@@ -113,18 +97,7 @@ impl RunPlan {
         let mut cap: Option<u64> = None;
         if let Some(v) = variant {
             server_args.extend(v.server_args.iter().cloned());
-            if let Some(p) = v.ping_interval_s {
-                load.session.ping_interval_s = p;
-            }
             cap = v.cap_fraction.map(|f| (total as f64 * f).ceil() as u64);
-        }
-        // The command line's interval over the variant's; a raw client's
-        // ping is its echo.
-        if let Some(i) = a.size.ping_interval {
-            match load.target.protocol {
-                Protocol::Raw => load.session.echo_interval_s = i,
-                _ => load.session.ping_interval_s = i,
-            }
         }
         if cap.is_some() && !subject.is_rtbench() {
             return Err(
@@ -205,8 +178,46 @@ impl RunPlan {
     }
 }
 
-/// A variant's session settings over the suite's (its ping interval is
-/// applied with its server arguments).
+/// The load generator's scenario: the suite's, sized by the command line,
+/// the variant's session and the objectives applied.
+fn shape_load(
+    suite: &Suite,
+    variant: Option<&Variant>,
+    a: &Args,
+    notes: &mut Vec<String>,
+) -> Result<Scenario, String> {
+    let mut load = suite.load.clone();
+    suite::apply(&a.overrides(), &mut load)?;
+    load.slo
+        .thresholds
+        .extend(suite.slo.thresholds.iter().copied());
+    load.slo.thresholds.extend(a.slo.iter().copied());
+    apply_variant_session(&mut load, variant);
+    if let Some(p) = a.protocol {
+        load.target.protocol = p;
+    }
+    if load.target.protocol == Protocol::Raw && !load.publishers.is_empty() {
+        notes.push(
+            "protocol raw: the suite's publishers are left out (they publish Appwrite events)"
+                .into(),
+        );
+        load.publishers.clear();
+    }
+    if let Some(p) = variant.and_then(|v| v.ping_interval_s) {
+        load.session.ping_interval_s = p;
+    }
+    // The command line's interval over the variant's; a raw client's ping
+    // is its echo.
+    if let Some(i) = a.size.ping_interval {
+        match load.target.protocol {
+            Protocol::Raw => load.session.echo_interval_s = i,
+            _ => load.session.ping_interval_s = i,
+        }
+    }
+    Ok(load)
+}
+
+/// A variant's session settings over the suite's.
 fn apply_variant_session(load: &mut Scenario, variant: Option<&Variant>) {
     let Some(v) = variant else { return };
     if let Some(p) = v.protocol {
