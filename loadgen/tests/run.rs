@@ -227,6 +227,8 @@ channels = ["files"]
     );
     // One write per connection for its upgrade request and one for its close.
     assert_eq!(s.counters.writes, 2000, "{:?}", s.counters);
+    // Every connection closed with the server's answer.
+    assert_eq!((s.closing.open, s.closing.aborted), (1000, 0));
     assert!(
         s.counters.reads >= 1000 && s.counters.wakeups > 0,
         "{:?}",
@@ -577,6 +579,62 @@ fn ctrl_c_leaves_an_incomplete_record_and_no_workers() {
             .is_ok_and(|c| c.contains("rtbench-loadgen") && c.contains("worker"));
         assert!(!alive, "worker process {pid} outlived the run");
     }
+}
+
+/// Connections on the slow-close run's one worker, and how long each one's
+/// close holds it: 90 s of closing, longer than the silence a closing
+/// worker is allowed (15 s, 60 s more while closing, the 5 s close timeout).
+const SLOW_CLOSES: u64 = 45;
+const SLOW_CLOSE_MS: u64 = 2000;
+
+#[test]
+#[ignore = "slow: its closing lasts 90 s on purpose (cargo xtask ci runs it)"]
+fn a_worker_slow_to_close_keeps_its_heartbeat_and_its_closing_is_measured() {
+    let server = TestServer::start();
+    let dir = scratch("slow-close");
+    let file = dir.join("s.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[target]\nurls=[\"ws://{}\"]\n[[phases]]\nduration_s=1\nrate={SLOW_CLOSES}\n[hold]\nduration_s=1\n[session]\nchannels=[\"files\"]\n",
+            server.addr
+        ),
+    )
+    .unwrap();
+    let out = dir.join("run");
+    let output = loadgen(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--workers",
+        "1",
+    ])
+    // The worker's closing: each socket holds its thread this long, as a
+    // kernel slow to tear sockets down would.
+    .env("RTBENCH_CLOSE_DELAY_MS", SLOW_CLOSE_MS.to_string())
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let s = summary_of(&output, &out);
+    // Busy closing is not lost: the run held its target and nothing failed.
+    assert!(s.worker_exits.is_empty(), "{:?}\n{stderr}", s.worker_exits);
+    assert!(s.complete && s.stopped_by.is_none(), "{stderr}");
+    assert_eq!((s.connections.held, s.connections.failed), (SLOW_CLOSES, 0));
+    // Its closing, measured on its own: every connection closed with the
+    // server's answer, one slow close after another.
+    assert_eq!((s.closing.open, s.closing.aborted), (SLOW_CLOSES, 0));
+    let least = (SLOW_CLOSES * SLOW_CLOSE_MS) as f64 / 1000.0;
+    assert!(
+        (least..least + 5.0).contains(&s.closing.seconds),
+        "closing took {} s, {least} s expected",
+        s.closing.seconds
+    );
+    assert!(
+        stderr.contains(&format!("closing: {SLOW_CLOSES} connections closed in ")),
+        "{stderr}"
+    );
+    assert_eq!(server.metric("rtbench_connections"), 0);
 }
 
 #[test]

@@ -114,6 +114,10 @@ pub struct BenchSummary {
     /// A run with a fault plan: the storm it caused.
     #[serde(default)]
     pub failover: Option<Failover>,
+    /// The closing phase after the hold, measured on its own: how long the
+    /// connections took to close (absent from older records).
+    #[serde(default)]
+    pub closing: Option<load::Closing>,
 }
 
 /// A fault the suite's plan made happen (`[[faults]]`): what, to whom, when.

@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use rtbench_record::load::{Bottleneck, Connections, Events, FORMAT_VERSION, LoadgenSelf, Summary};
+use rtbench_record::load::{
+    Bottleneck, Closing, Connections, Events, FORMAT_VERSION, LoadgenSelf, Summary,
+};
 use rtbench_record::scenario::{Protocol, Scenario};
 
 use super::merge::Merge;
@@ -34,6 +36,7 @@ pub(super) fn summarize(
     let mut hists = Hists::default();
     let (mut cpu_s, mut start_rss_kib, mut peak_rss_kib, mut lag_max_ms) = (0.0, 0, 0, 0.0f64);
     let mut by_subscriber: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut closing = Closing::default();
     for r in merge.finals.values() {
         if let Report::Final {
             counters: c,
@@ -43,9 +46,11 @@ pub(super) fn summarize(
             peak_rss_kib: rss,
             lag_max_ms: lag,
             received_by_subscriber: by,
+            closing: worker_closing,
             ..
         } = r
         {
+            closing.add(worker_closing);
             for (k, n) in by {
                 *by_subscriber.entry(*k).or_default() += n;
             }
@@ -166,6 +171,7 @@ pub(super) fn summarize(
         },
         counters,
         worker_exits: Vec::new(),
+        closing,
     })
 }
 
@@ -202,6 +208,11 @@ pub(super) fn print_summary(s: &Summary) {
             s.events.misdelivered
         );
     }
+    let cl = &s.closing;
+    eprintln!(
+        "rtbench-loadgen: closing: {} connections closed in {:.1} s, {} without the server's answer",
+        cl.open, cl.seconds, cl.aborted
+    );
     eprintln!(
         "rtbench-loadgen: load generator: {:.2} KiB/connection, peak worker CPU {:.0}%",
         s.loadgen.kib_per_connection, s.loadgen.worker_cpu_max_pct

@@ -12,6 +12,7 @@
 //! written, marked incomplete.
 
 mod clock;
+mod closing;
 mod connect;
 mod reactor;
 mod ready;

@@ -116,6 +116,7 @@ pub fn summarize(
         kernel_tcp: Default::default(),
         faults_injected: Vec::new(),
         failover: None,
+        closing: Some(l.closing.clone()),
     }
 }
 
