@@ -885,6 +885,41 @@ fn workers_listening_for_their_controller_run_the_plan_over_tcp() {
     }
 }
 
+/// A worker whose share of the arrivals its open-files limit cannot hold
+/// refuses the run before it starts, naming itself, rather than failing
+/// the last of them (`open_files_limit`) once it runs.
+#[test]
+fn a_worker_whose_share_exceeds_its_open_files_limit_refuses_the_run() {
+    let server = TestServer::start();
+    let dir = scratch("nofile");
+    let launch_file = dir.join("launch.json");
+    let line = format!(
+        "ulimit -n 300 && exec {} worker",
+        env!("CARGO_BIN_EXE_rtbench-loadgen")
+    );
+    std::fs::write(
+        &launch_file,
+        serde_json::json!({ "workers": [{ "host": "tight", "argv": ["sh", "-c", line] }] })
+            .to_string(),
+    )
+    .unwrap();
+    let sc = format!(
+        "[target]\nurls=[\"ws://{}\"]\n[[phases]]\nduration_s=1\nrate=400\n[session]\nchannels=[\"files\"]\n",
+        server.addr
+    );
+    let (output, out) = run(&dir, &sc, &["--launch", launch_file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    let want = format!(
+        "its share is 400 connections, but it may open 300 files ({} kept for itself)",
+        rtbench_record::launch::WORKER_RESERVED_FDS
+    );
+    assert!(err.contains(&want) && err.contains("tight"), "{err}");
+    // Refused before the schedule: not one arrival, no record.
+    assert_eq!(server.metric("rtbench_connections_total"), 0);
+    assert!(!out.exists());
+}
+
 /// A launch entry names exactly one way to reach its worker, and a `log`
 /// only for a worker the controller does not start.
 #[test]

@@ -178,8 +178,20 @@ pub struct ProcessExit {
     pub role: String,
     /// Its pid here (0: on another machine, or not known).
     pub pid: u32,
-    /// `exit status: 1`, `signal 9 (Killed)`.
+    /// `exit status: 1`, `signal 9 (Killed)`, and why when it is known.
     pub status: String,
+    /// Why it ended, when something outside it ended it (absent: not known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<ExitCause>,
+}
+
+/// What ended a process of the run, when it was not the process itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitCause {
+    /// The kernel's OOM killer: the machine, or the memory cgroup the
+    /// process ran in (its container's limit), was out of memory.
+    OomKiller,
 }
 
 fn rtbench() -> String {

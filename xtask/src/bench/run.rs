@@ -24,9 +24,9 @@ use super::placement::{Placement, Side};
 use super::{console, environment, record_dir, signals, verdict};
 
 /// Connections a server process is given at most: its open-files capacity
-/// less a margin.
-fn connections_per_process() -> u64 {
-    preflight::server_capacity() * 95 / 100
+/// (under `nofile`) less a margin.
+fn connections_per_process(nofile: u64) -> u64 {
+    preflight::server_capacity(nofile) * 95 / 100
 }
 
 pub fn run_one(
@@ -85,9 +85,13 @@ pub fn run_one(
     }
     // A plan that kills servers gets as many spare processes, so the
     // survivors can hold every connection.
+    let server_nofile = super::placement::server_nofile(a, suite)?;
     let processes = if subject.is_rtbench() {
         a.size.processes.unwrap_or_else(|| {
-            total.div_ceil(connections_per_process()).max(1) + crate::suite::spares(&suite.faults)
+            total
+                .div_ceil(connections_per_process(server_nofile))
+                .max(1)
+                + crate::suite::spares(&suite.faults)
         })
     } else {
         1
@@ -158,6 +162,7 @@ pub fn run_one(
         connections: total,
         sources: expand_sources(&load.target.sources)?.len(),
         server_processes: processes,
+        server_nofile,
         namespace: namespaced,
     });
     preflight::verdict(&checks)?;
@@ -180,7 +185,9 @@ pub fn run_one(
     // Before anything is written or started: an engine or host that does not
     // answer is one line. Declared before what it starts, so that it is
     // dropped (and removes what it made) after them.
-    let placement = Placement::new(a, suite, bus)?;
+    let placement = Placement::new(a, suite, bus, total)?;
+    // What the kernel's OOM killer does from here on is the run's to name.
+    let mut oom = crate::oom::Watch::start();
 
     let dir = record_dir::choose(name, variant, &a.runs_on(), a.out.as_deref(), side);
     let tmp = record_dir::begin(&dir)?;
@@ -360,6 +367,7 @@ pub fn run_one(
                 role,
                 pid,
                 status,
+                cause: None,
             });
         }
         // The schedule's clock: from the load generator's first second on,
@@ -436,7 +444,9 @@ pub fn run_one(
     let interrupted = signals::received();
     let load_summary = read_load_summary(&load_dir).map_err(|e| {
         format!(
-            "the load generator left no record ({exit}): {e}; see {}",
+            "the load generator left no record ({exit}{}): {e}; see {}",
+            oom.of(loadgen.id())
+                .map_or(String::new(), |k| format!(", {}", k.describe())),
             partial_dir(&load_dir).display()
         )
     })?;
@@ -506,8 +516,10 @@ pub fn run_one(
                 },
                 pid: w.pid,
                 status: w.status.clone(),
+                cause: None,
             }),
     );
+    oom.name(&mut exits, |e| placement.oom_killed(e));
     if !exits.is_empty() {
         summary.complete = false;
     }
