@@ -30,7 +30,7 @@ impl Placement {
         Ok(match &a.runs_on() {
             RunsOn::Local => Placement::Local,
             RunsOn::Containers => {
-                let spec = crate::containers::with_workers_for(
+                let spec = crate::containers::for_connections(
                     crate::containers::with_limits(&suite.containers, &a.limits)?,
                     connections,
                 );
