@@ -103,6 +103,10 @@ impl Watch {
             if let Some(k) = self.of(e.pid).or_else(|| engine_says(e)) {
                 e.cause = Some(ExitCause::OomKiller);
                 e.status = format!("{}: {}", e.status, k.describe());
+                // A worker's container: its process is this machine's.
+                if e.pid == 0 {
+                    e.pid = k.pid;
+                }
             }
         }
         let named: Vec<u32> = exits.iter().map(|e| e.pid).collect();

@@ -78,9 +78,23 @@ fn smoke_in_containers_at(
     std::process::Child,
     std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
 ) {
+    smoke_in_containers_with_at(name, &[], t)
+}
+
+/// As `smoke_in_containers_at`, with `extra` flags.
+fn smoke_in_containers_with_at(
+    name: &str,
+    extra: &[&str],
+    t: u64,
+) -> (
+    PathBuf,
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+) {
     use std::io::BufRead;
     let out = scratch(name).join("record");
     let mut child = smoke_in_containers(&out)
+        .args(extra)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -300,6 +314,59 @@ fn ctrl_c_in_containers_writes_an_incomplete_record_and_leaves_nothing() {
         [(1, "its connection ended before its final report")],
         "{}",
         rest.join("\n")
+    );
+    assert_no_container_or_network_left();
+}
+
+#[test]
+#[ignore = "heavy (cargo xtask ci runs it; RTBENCH_QUICK=1 skips it): Docker"]
+fn a_container_the_oom_killer_ends_is_named_with_its_cause() {
+    use std::io::{Read, Write};
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // Two servers share events through Redis, whose container may hold
+    // 32 MiB: a string of 256 MiB is more than its limit allows.
+    let (out, child, lines) = smoke_in_containers_with_at(
+        "containers-oom",
+        &["--processes", "2", "--limit", "redis.memory=32m"],
+        2,
+    );
+    let id = run(Command::new("docker").args([
+        "ps",
+        "-q",
+        "--filter",
+        "label=rtbench.run",
+        "--filter",
+        "name=-redis$",
+    ]));
+    let ip = run(Command::new("docker").args([
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        id.trim(),
+    ]));
+    let mut redis = std::net::TcpStream::connect((ip.trim(), 6379)).unwrap();
+    redis
+        .write_all(b"*4\r\n$8\r\nSETRANGE\r\n$3\r\nbig\r\n$9\r\n268435456\r\n$1\r\nx\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = redis.read_to_end(&mut answer);
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", rest.join("\n"));
+    let s = read_summary(&out).unwrap();
+    assert!(!s.complete, "{}", rest.join("\n"));
+    assert_eq!(s.process_exits.len(), 1, "{:?}", s.process_exits);
+    let e = &s.process_exits[0];
+    assert_eq!(
+        (e.role.as_str(), e.cause),
+        ("redis", Some(rtbench_record::ExitCause::OomKiller)),
+        "{e:?}"
+    );
+    assert!(
+        e.status
+            .ends_with(": killed by the kernel's OOM killer (its memory cgroup's limit)"),
+        "{e:?}"
     );
     assert_no_container_or_network_left();
 }
