@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use rtbench_record::load::Closing;
 use rtbench_record::scenario::Scenario;
 use rtbench_record::series::HostSample;
 use serde::{Deserialize, Serialize};
@@ -77,5 +78,8 @@ pub enum Report {
         /// not a map: an internally tagged enum cannot read integer keys.
         #[serde(default)]
         received_by_subscriber: Vec<(u32, u64)>,
+        /// This worker's closing phase.
+        #[serde(default)]
+        closing: Closing,
     },
 }

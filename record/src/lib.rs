@@ -124,6 +124,10 @@ pub struct BenchSummary {
     /// on the histograms every worker sent, merged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub slo: Vec<slo::Outcome>,
+    /// The closing phase after the hold, measured on its own: how long the
+    /// connections took to close (absent from older records).
+    #[serde(default)]
+    pub closing: Option<load::Closing>,
 }
 
 /// A fault the suite's plan made happen (`[[faults]]`): what, to whom, when.
@@ -182,8 +186,20 @@ pub struct ProcessExit {
     pub role: Role,
     /// Its pid here (0: on another machine, or not known).
     pub pid: u32,
-    /// `exit status: 1`, `signal 9 (Killed)`.
+    /// `exit status: 1`, `signal 9 (Killed)`, and why when it is known.
     pub status: String,
+    /// Why it ended, when something outside it ended it (absent: not known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<ExitCause>,
+}
+
+/// What ended a process of the run, when it was not the process itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitCause {
+    /// The kernel's OOM killer: the machine, or the memory cgroup the
+    /// process ran in (its container's limit), was out of memory.
+    OomKiller,
 }
 
 fn rtbench() -> String {

@@ -13,6 +13,7 @@ pub mod fuzz;
 pub mod hosts;
 pub mod memprobe;
 pub mod netns;
+pub mod oom;
 pub mod preflight;
 pub mod record;
 pub mod roofline;

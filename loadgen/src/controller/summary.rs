@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use rtbench_record::load::{
-    Bottleneck, Connections, Events, FORMAT_VERSION, LoadgenSelf, StopCause, Summary,
+    Bottleneck, Closing, Connections, Events, FORMAT_VERSION, LoadgenSelf, StopCause, Summary,
 };
 use rtbench_record::scenario::{Protocol, Scenario};
 
@@ -40,6 +40,7 @@ struct Finals {
     peak_rss_kib: u64,
     lag_max_ms: f64,
     by_subscriber: BTreeMap<u32, u64>,
+    closing: Closing,
 }
 
 impl Finals {
@@ -54,9 +55,11 @@ impl Finals {
                 peak_rss_kib,
                 lag_max_ms,
                 received_by_subscriber,
+                closing,
                 ..
             } = r
             {
+                f.closing.add(closing);
                 for (k, n) in received_by_subscriber {
                     *f.by_subscriber.entry(*k).or_default() += n;
                 }
@@ -123,6 +126,7 @@ pub(super) fn summarize(
         peak_rss_kib,
         lag_max_ms,
         by_subscriber,
+        closing,
     } = f;
     let rows = &merge.rows;
     let target = sc.total_arrivals();
@@ -195,6 +199,7 @@ pub(super) fn summarize(
         counters,
         worker_exits: Vec::new(),
         slo: Vec::new(),
+        closing,
     };
     summary.slo = super::slo::evaluate(&sc.slo, &hists, &summary);
     Ok(summary)
@@ -261,6 +266,11 @@ pub(super) fn print_summary(s: &Summary) {
             s.events.misdelivered
         );
     }
+    let cl = &s.closing;
+    eprintln!(
+        "rtbench-loadgen: closing: {} connections closed in {:.1} s, {} without the server's answer",
+        cl.open, cl.seconds, cl.aborted
+    );
     eprintln!(
         "rtbench-loadgen: load generator: {:.2} KiB/connection, peak worker CPU {:.0}%",
         s.loadgen.kib_per_connection, s.loadgen.worker_cpu_max_pct

@@ -9,6 +9,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+use rtbench_record::load::Closing;
+
 use super::clock::clock_ns;
 use super::state::Worker;
 use crate::stats;
@@ -80,7 +82,7 @@ pub(super) async fn ticks(w: Rc<Worker>) {
 
 /// The `final` line: everything, over the whole run. Complete unless the
 /// controller's side closed or a signal came first.
-pub(super) fn final_report(w: &Worker, rss_start_kib: u64) -> Report {
+pub(super) fn final_report(w: &Worker, rss_start_kib: u64, closing: Closing) -> Report {
     let complete = !w.interrupted.load(Ordering::Relaxed);
     Report::Final {
         worker: w.plan.worker,
@@ -92,6 +94,7 @@ pub(super) fn final_report(w: &Worker, rss_start_kib: u64) -> Report {
         peak_rss_kib: peak_rss_kib(),
         lag_max_ms: w.lag_max_total_ns.get() as f64 / 1e6,
         received_by_subscriber: received_by_subscriber(w),
+        closing,
     }
 }
 

@@ -18,11 +18,22 @@ pub enum Placement {
 }
 
 impl Placement {
-    pub(super) fn new(a: &Args, suite: &Suite, bus: bool) -> Result<Placement, String> {
+    /// `connections`: the run's total, which the workers must hold between
+    /// them (containers: as many worker containers as their open-files
+    /// limit requires, the suite's `workers` at least).
+    pub(super) fn new(
+        a: &Args,
+        suite: &Suite,
+        bus: bool,
+        connections: u64,
+    ) -> Result<Placement, String> {
         Ok(match &a.runs_on() {
             RunsOn::Local => Placement::Local,
             RunsOn::Containers => {
-                let spec = crate::containers::with_limits(&suite.containers, &a.limits)?;
+                let spec = crate::containers::for_connections(
+                    crate::containers::with_limits(&suite.containers, &a.limits)?,
+                    connections,
+                );
                 Placement::Containers(Box::new(crate::containers::Docker::setup(&spec, bus)?))
             }
             RunsOn::Hosts(file) => {
@@ -69,6 +80,18 @@ impl Placement {
         })
     }
 
+    /// What the engine that ran `exit`'s process says of an OOM kill
+    /// (containers); None where the kernel's log is all there is.
+    pub(super) fn oom_killed(
+        &self,
+        exit: &rtbench_record::ProcessExit,
+    ) -> Option<crate::oom::OomKill> {
+        match self {
+            Placement::Containers(d) => d.oom_killed(exit),
+            Placement::Local | Placement::Hosts(_) => None,
+        }
+    }
+
     pub(super) fn deployment(&self) -> rtbench_record::Deployment {
         match self {
             Placement::Local => rtbench_record::Deployment::default(),
@@ -76,6 +99,16 @@ impl Placement {
             Placement::Hosts(f) => f.deployment(),
         }
     }
+}
+
+/// The open-files limit each server process of the run gets: its
+/// container's (the suite's `[containers] nofile`, `--limit` applied), or
+/// this machine's hard limit (ssh hosts are taken to have the same).
+pub(super) fn server_nofile(a: &Args, suite: &Suite) -> Result<u64, String> {
+    Ok(match a.runs_on() {
+        RunsOn::Containers => crate::containers::with_limits(&suite.containers, &a.limits)?.nofile,
+        RunsOn::Local | RunsOn::Hosts(_) => crate::preflight::nofile_hard(),
+    })
 }
 
 /// Which server a run starts, and where its record goes.

@@ -54,16 +54,19 @@ pub struct RunPlan {
 }
 
 impl RunPlan {
-    /// Resolves a run. `per_process` is the connections one server process
-    /// is given at most (its open-files capacity less a margin), read from
-    /// the machine by the caller.
+    /// Resolves a run. `server_nofile` is the open-files limit each server
+    /// process runs under (its container's, or this machine's), read by
+    /// the caller.
     pub fn resolve(
         suite: &Suite,
         name: &str,
         variant: Option<&Variant>,
         a: &Args,
-        per_process: u64,
+        server_nofile: u64,
     ) -> Result<RunPlan, String> {
+        // Connections a server process is given at most: its open-files
+        // capacity less a margin.
+        let per_process = crate::preflight::server_capacity(server_nofile) * 95 / 100;
         let mut notes = Vec::new();
         let load = shape_load(suite, variant, a, &mut notes)?;
         let total = load.total_arrivals();
@@ -111,6 +114,7 @@ impl RunPlan {
             connections: total,
             sources: rtbench_record::endpoint::expand_sources(&load.target.sources)?.len(),
             server_processes: processes,
+            server_nofile,
             namespace: namespaced,
         };
         Ok(RunPlan {
@@ -280,7 +284,7 @@ mod tests {
 
     #[test]
     fn smoke_is_one_process_without_a_bus() {
-        let p = plan("smoke", None, "smoke", 18_000);
+        let p = plan("smoke", None, "smoke", 19_012);
         assert_eq!(p.processes, 1);
         assert_eq!(p.rtbench_processes, 1);
         assert!(!p.bus);
@@ -296,7 +300,7 @@ mod tests {
             "idle-1m",
             Some("no-ping"),
             "idle-1m --connections 100000",
-            18_000,
+            19_012,
         );
         assert_eq!(p.processes, 6);
         assert!(p.bus);
@@ -316,7 +320,7 @@ mod tests {
             "target-2m",
             Some("capped"),
             "target-2m --connections 100001",
-            18_000,
+            19_012,
         );
         let cap = p.cap.unwrap();
         assert_eq!(cap, 50_001);
@@ -333,7 +337,7 @@ mod tests {
 
     #[test]
     fn a_shared_port_leads_the_arguments() {
-        let p = plan("failover", None, "failover --connections 20000", 18_000);
+        let p = plan("failover", None, "failover --connections 20000", 19_012);
         assert!(p.shared_port);
         let common = p.common_server_args(None, Some("127.0.0.1:9"));
         assert_eq!(
@@ -346,13 +350,13 @@ mod tests {
 
     #[test]
     fn publish_rate_and_ping_interval_override_suite_and_variant() {
-        let p = plan("fanout", None, "fanout --publish-rate 2000", 18_000);
+        let p = plan("fanout", None, "fanout --publish-rate 2000", 19_012);
         assert_eq!(crate::suite::total_publish_rate(&p.load), 2000.0);
         let p = plan(
             "idle-1m",
             Some("sdk-ping"),
             "idle-1m --ping-interval 5",
-            18_000,
+            19_012,
         );
         assert_eq!(p.load.session.ping_interval_s, 5.0);
         let s = suite("idle-1m");
@@ -361,7 +365,7 @@ mod tests {
             "idle-1m",
             None,
             &args("idle-1m --publish-rate 10"),
-            18_000,
+            19_012,
         )
         .unwrap_err();
         assert!(e.contains("no publisher"), "{e}");
@@ -373,7 +377,7 @@ mod tests {
             "fanout",
             None,
             "fanout --protocol raw --connections 1000",
-            18_000,
+            19_012,
         );
         assert!(p.load.publishers.is_empty());
         assert_eq!(p.notes.len(), 1);
@@ -387,7 +391,7 @@ mod tests {
             "smoke",
             None,
             &args("smoke --server url:ws://127.0.0.1:1/ --on containers"),
-            18_000,
+            19_012,
         )
         .unwrap_err();
         assert!(e.contains("runs locally only"), "{e}");
@@ -397,7 +401,7 @@ mod tests {
             "failover",
             None,
             &args("failover --on containers"),
-            18_000,
+            19_012,
         )
         .unwrap_err();
         assert!(e.contains("a shared port and a fault plan"), "{e}");

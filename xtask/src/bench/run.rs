@@ -18,12 +18,6 @@ use super::placement::{Placement, Side};
 use super::plan::RunPlan;
 use super::{console, record_dir, signals, start, verdict, watch};
 
-/// Connections a server process is given at most: its open-files capacity
-/// less a margin.
-fn connections_per_process() -> u64 {
-    preflight::server_capacity() * 95 / 100
-}
-
 /// Runs one variant; returns its record's directory and whether it is
 /// complete.
 pub fn run_one(
@@ -34,7 +28,8 @@ pub fn run_one(
     live: &dashboard::State,
     side: &Side,
 ) -> Result<(PathBuf, bool), String> {
-    let mut plan = RunPlan::resolve(suite, name, variant, a, connections_per_process())?;
+    let server_nofile = super::placement::server_nofile(a, suite)?;
+    let mut plan = RunPlan::resolve(suite, name, variant, a, server_nofile)?;
     announce(&plan, live);
     // Checked before anything starts: targets exist, restarts follow kills.
     let mut faults = faults::Plan::new(
@@ -47,7 +42,9 @@ pub fn run_one(
     let netns = start::namespace(&plan, suite)?;
     // An engine or host that does not answer is one line, before anything
     // is written.
-    let placement = Placement::new(a, suite, plan.bus)?;
+    let placement = Placement::new(a, suite, plan.bus, plan.needs.connections)?;
+    // What the kernel's OOM killer does from here on is the run's to name.
+    let mut oom = crate::oom::Watch::start();
     let dir = record_dir::choose(name, variant, &plan.runs_on, a.out.as_deref(), side);
     let tmp = record_dir::begin(&dir)?;
     placement.keep_logs_in(&tmp);
@@ -77,10 +74,19 @@ pub fn run_one(
     for s in &mut started.servers {
         s.stop(Duration::from_secs(15));
     }
-    // The servers, Redis, the placement's containers or hosts, then the
-    // namespace, in that order (`Started`'s fields).
+    let summary = judge(
+        &plan,
+        suite,
+        a,
+        &tmp,
+        watched,
+        &mut faults,
+        &mut oom,
+        &started,
+    )?;
+    // Redis, the placement's containers or hosts, then the namespace, in
+    // that order (`Started`'s fields), once the engine was asked about them.
     drop(started);
-    let summary = judge(&plan, suite, a, &tmp, watched, &mut faults)?;
     record_dir::finish(&tmp, &dir)?;
     console::print_headline(&summary);
     Ok((dir, summary.complete))
@@ -132,8 +138,10 @@ fn ready_machine(plan: &RunPlan, suite: &Suite, a: &Args) -> Result<Machine, Str
     })
 }
 
-/// Reads what the load generator wrote, judges the run and writes the
-/// server samples and the summary into the partial record `tmp`.
+/// Reads what the load generator wrote, judges the run (the OOM killer's
+/// victims named, the engine asked where the run is in containers) and
+/// writes the server samples and the summary into the partial record `tmp`.
+#[allow(clippy::too_many_arguments)]
 fn judge(
     plan: &RunPlan,
     suite: &Suite,
@@ -141,13 +149,17 @@ fn judge(
     tmp: &Path,
     watched: watch::Watched,
     faults: &mut faults::Plan,
+    oom: &mut crate::oom::Watch,
+    started: &start::Started,
 ) -> Result<record::BenchSummary, String> {
     rtbench_record::series::write_csv(&tmp.join(record::SERVER_CSV), &watched.samples)?;
     let load_dir = tmp.join(record::LOADGEN_DIR);
     let load_summary = read_load_summary(&load_dir).map_err(|e| {
         format!(
-            "the load generator left no record ({}): {e}; see {}",
+            "the load generator left no record ({}{}): {e}; see {}",
             watched.loadgen_exit,
+            oom.of(watched.loadgen_pid)
+                .map_or(String::new(), |k| format!(", {}", k.describe())),
             partial_dir(&load_dir).display()
         )
     })?;
@@ -156,7 +168,7 @@ fn judge(
     } else {
         rtbench_record::series::read_csv(&load_dir.join("timeseries.csv")).unwrap_or_default()
     };
-    let summary = verdict::judge(
+    let mut summary = verdict::judge(
         plan,
         suite,
         a.overrides(),
@@ -174,6 +186,9 @@ fn judge(
             interrupted: signals::stop_cause(),
         },
     );
+    oom.name(&mut summary.process_exits, |e| {
+        started.placement.oom_killed(e)
+    });
     record::write_json(&tmp.join(record::SUMMARY), &summary)?;
     Ok(summary)
 }

@@ -108,6 +108,7 @@ pub fn judge(
         },
         pid: w.pid,
         status: w.status.clone(),
+        cause: None,
     }));
     if !exits.is_empty() {
         summary.complete = false;
@@ -214,6 +215,7 @@ fn summarize(
         faults_injected: Vec::new(),
         failover: None,
         slo: l.slo.clone(),
+        closing: Some(l.closing.clone()),
     }
 }
 

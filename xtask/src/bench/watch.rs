@@ -28,8 +28,9 @@ pub struct Watched {
     pub sampler_start_unix_ns: u64,
     /// Processes that ended on their own during the run.
     pub exits: Vec<ProcessExit>,
-    /// How the load generator ended.
+    /// How the load generator ended, and its pid.
     pub loadgen_exit: ExitStatus,
+    pub loadgen_pid: u32,
     /// The servers' work over the whole run, read once the load stopped;
     /// None unless every server answered.
     pub work: Option<Work>,
@@ -144,6 +145,7 @@ pub fn run(
         sampler_start_unix_ns: sampler.start_unix_ns,
         exits,
         loadgen_exit,
+        loadgen_pid: loadgen.id(),
         work: each.map(|w| Work::total(&w)),
         tcp_before,
         tcp_after,
@@ -176,6 +178,7 @@ fn ended(started: &mut Started, plan: &faults::Plan, t_s: f64) -> Vec<ProcessExi
                 role,
                 pid,
                 status,
+                cause: None,
             }
         })
         .collect()
