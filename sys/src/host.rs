@@ -220,6 +220,21 @@ pub fn softnet_dropped() -> Result<u64> {
         .sum())
 }
 
+/// Processes the kernel's OOM killer ended since boot (`oom_kill` in
+/// /proc/vmstat): a rise over a run is a kill its log may have named.
+pub fn oom_kills() -> Result<u64> {
+    let path = Path::new("/proc/vmstat");
+    vmstat_value(path, &procfs::read(path)?, "oom_kill")
+}
+
+/// The number after `name ` on its line of /proc/vmstat's `name value` lines.
+fn vmstat_value(path: &Path, text: &str, name: &str) -> Result<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| Error::format(path, format!("no {name} number")))
+}
+
 /// A one-line file, trimmed.
 fn line(path: &str) -> Result<String> {
     Ok(procfs::read(Path::new(path))?.trim().to_string())
@@ -253,6 +268,15 @@ pub fn cpu_model() -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vmstat_values_are_whole_names() {
+        let text = "oom_kill_other 9\noom_kill 3\n";
+        let p = Path::new("/proc/vmstat");
+        assert_eq!(vmstat_value(p, text, "oom_kill").unwrap(), 3);
+        assert!(vmstat_value(p, "pgfault 1\n", "oom_kill").is_err());
+        assert!(oom_kills().is_ok());
+    }
 
     #[test]
     fn busy_is_everything_but_idle_and_iowait() {

@@ -134,10 +134,7 @@ impl Watch {
 
 /// `/proc/vmstat`'s `oom_kill`: the OOM killer's kills since boot.
 fn oom_kill_count() -> Option<u64> {
-    std::fs::read_to_string("/proc/vmstat")
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
+    rtbench_sys::host::oom_kills().ok()
 }
 
 /// The OOM kill a `/dev/kmsg` record states, if it states one:

@@ -166,9 +166,10 @@ impl Drop for MemoryCgroup {
 fn make_redis_run_out_of_memory(pid: u32) -> MemoryCgroup {
     use std::io::{Read, Write};
     // Redis retitles itself `redis-server 127.0.0.1:PORT`.
-    let title = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
+    let title = rtbench_sys::process::cmdline(Process::Pid(pid)).unwrap();
     let port: u16 = title
-        .split(['\0', ' '])
+        .iter()
+        .flat_map(|t| t.split(' '))
         .find_map(|t| t.strip_prefix("127.0.0.1:")?.parse().ok())
         .unwrap_or_else(|| panic!("no address in {title:?}"));
     let group = MemoryCgroup::limit(pid, 32 << 20);
