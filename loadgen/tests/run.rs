@@ -534,8 +534,7 @@ fn ctrl_c_leaves_an_incomplete_record_and_no_workers() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    rtbench_sys::process::signal(child.id(), rtbench_sys::process::Signal::Interrupt).unwrap();
     let t0 = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {

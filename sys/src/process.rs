@@ -185,6 +185,42 @@ pub fn pid_namespace() -> Result<String> {
         .map_err(|error| Error::Read { path, error })
 }
 
+/// A signal one process of a run sends another (a fault plan's, a test's,
+/// Ctrl-C forwarded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Interrupt,
+    Terminate,
+    Kill,
+    Stop,
+    Continue,
+}
+
+impl Signal {
+    fn number(self) -> libc::c_int {
+        match self {
+            Signal::Interrupt => libc::SIGINT,
+            Signal::Terminate => libc::SIGTERM,
+            Signal::Kill => libc::SIGKILL,
+            Signal::Stop => libc::SIGSTOP,
+            Signal::Continue => libc::SIGCONT,
+        }
+    }
+}
+
+/// Sends `signal` to process `pid` (`kill(2)`); an error names the call
+/// (`ESRCH`: gone).
+pub fn signal(pid: u32, signal: Signal) -> Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| Error::Call {
+        call: "kill",
+        error: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+    })?;
+    // SAFETY: kill takes no memory; a pid of 0 or below would signal a
+    // group, and no pid_t from a u32 above 0 is one.
+    syscall!(kill(pid, signal.number()))?;
+    Ok(())
+}
+
 /// Sets this thread's niceness (`setpriority(PRIO_PROCESS, 0)`: on Linux
 /// each thread has its own, and threads started later inherit it); only
 /// root may lower it.
@@ -214,6 +250,19 @@ pub fn niceness() -> Result<i32> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_signal_reaches_a_child_and_a_gone_pid_is_an_error() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        super::signal(child.id(), super::Signal::Terminate).unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGTERM));
+        let e = super::signal(u32::MAX, super::Signal::Kill).unwrap_err();
+        assert!(e.to_string().contains("kill"), "{e}");
+    }
+
     use super::*;
 
     #[test]

@@ -252,8 +252,8 @@ impl ServerProcess {
             return;
         };
         if self.stdin.take().is_none() {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let _ =
+                rtbench_sys::process::signal(child.id(), rtbench_sys::process::Signal::Terminate);
         }
         let t0 = Instant::now();
         while t0.elapsed() < grace {

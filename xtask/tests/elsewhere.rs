@@ -293,8 +293,7 @@ fn ctrl_c_in_containers_writes_an_incomplete_record_and_leaves_nothing() {
             break;
         }
     }
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    rtbench_sys::process::signal(child.id(), rtbench_sys::process::Signal::Interrupt).unwrap();
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{}", rest.join("\n"));
@@ -535,7 +534,7 @@ impl Drop for Hosts {
 /// Runs smoke on the hosts with a long hold, freezes the second client
 /// host's worker once connections are held, and returns the record, the
 /// bench's stderr and the frozen pid.
-fn frozen_worker_run(out: &Path, hosts: &Path) -> (BenchSummary, String, i32) {
+fn frozen_worker_run(out: &Path, hosts: &Path) -> (BenchSummary, String, u32) {
     use std::io::BufRead;
     let mut child = xtask(&[
         "bench",
@@ -570,13 +569,12 @@ fn frozen_worker_run(out: &Path, hosts: &Path) -> (BenchSummary, String, i32) {
             .join("workers/worker-1.log");
     let text = std::fs::read_to_string(&log)
         .unwrap_or_else(|e| panic!("{}: {e}\n{}", log.display(), seen.join("\n")));
-    let pid: i32 = text
+    let pid: u32 = text
         .lines()
         .find_map(|l| l.strip_prefix("rtbench-loadgen worker 1: pid "))
         .and_then(|p| p.trim().parse().ok())
         .unwrap_or_else(|| panic!("no pid in {text}"));
-    // SAFETY: signalling a process of this test's run.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    rtbench_sys::process::signal(pid, rtbench_sys::process::Signal::Stop).unwrap();
     let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
     // The run must end on its own: a frozen worker may not hang it.
     let t0 = Instant::now();
@@ -584,8 +582,7 @@ fn frozen_worker_run(out: &Path, hosts: &Path) -> (BenchSummary, String, i32) {
         if t0.elapsed() > Duration::from_secs(120) {
             let _ = child.kill();
             let _ = child.wait();
-            // SAFETY: as above.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = rtbench_sys::process::signal(pid, rtbench_sys::process::Signal::Kill);
             panic!("the run hung on its frozen worker:\n{}", seen.join("\n"));
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -706,7 +703,7 @@ fn smoke_on_hosts_over_ssh_writes_a_full_record_and_cleans_up() {
     assert_eq!(s.connections.failed, 0, "{stderr}");
     // Nothing left: the frozen process was killed on its host.
     let t0 = Instant::now();
-    while rtbench_sys::process::exists(pid as u32) {
+    while rtbench_sys::process::exists(pid) {
         assert!(
             t0.elapsed() < Duration::from_secs(10),
             "frozen worker {pid} left running"

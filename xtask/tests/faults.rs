@@ -79,9 +79,11 @@ fn kill_during_run(
     victim: impl Fn(u32) -> Option<u32>,
 ) -> (xtask::record::BenchSummary, String) {
     end_during_run(name, victim, |pid| {
-        // SAFETY: signalling a process of our own test run.
-        let killed = unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        assert_eq!(killed, 0, "{name} (pid {pid}) was gone before the kill");
+        let killed = rtbench_sys::process::signal(pid, rtbench_sys::process::Signal::Kill);
+        assert!(
+            killed.is_ok(),
+            "{name} (pid {pid}) was gone before the kill: {killed:?}"
+        );
     })
 }
 

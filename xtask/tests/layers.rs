@@ -446,6 +446,152 @@ fn rtbench_record_depends_on_serde_and_its_formats_only() {
     );
 }
 
+/// The workspace's floors, bottom up: each crate and the workspace crates
+/// it may use (ARCHITECTURE.md's table says why). Anything else is a layer
+/// reaching up or sideways. Tests aside: the load generator's tests start
+/// the real server (`DEV_ALLOWED`).
+const FLOORS: [(&str, &[&str]); 10] = [
+    ("rtbench-sys", &[]),
+    ("rtbench-protocol", &[]),
+    ("rtbench-record", &[]),
+    ("rtbench-peer-tungstenite", &[]),
+    ("rtbench-roofline", &["rtbench-record", "rtbench-sys"]),
+    ("rtbench-server", &["rtbench-protocol", "rtbench-sys"]),
+    ("rtbench-fuzz", &["rtbench-protocol", "rtbench-server"]),
+    (
+        "rtbench-loadgen",
+        &["rtbench-protocol", "rtbench-record", "rtbench-sys"],
+    ),
+    ("rtbench-site", &["rtbench-record"]),
+    (
+        "xtask",
+        &["rtbench-protocol", "rtbench-record", "rtbench-sys"],
+    ),
+];
+
+/// What a crate's tests may use besides its floor.
+const DEV_ALLOWED: [(&str, &str); 1] = [("rtbench-loadgen", "rtbench-server")];
+
+/// A crate's workspace dependencies outside its floor's allowance (a
+/// test-only one allowed where `DEV_ALLOWED` says).
+fn above_its_floor(
+    packages: &BTreeMap<String, Vec<String>>,
+    ours: &BTreeSet<String>,
+    floors: &[(&str, &[&str])],
+) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for (name, allowed) in floors {
+        for d in &packages[*name] {
+            let for_tests = DEV_ALLOWED.contains(&(*name, d.as_str()));
+            if ours.contains(d) && !allowed.contains(&d.as_str()) && !for_tests {
+                wrong.push(format!("{name} uses {d}"));
+            }
+        }
+    }
+    wrong
+}
+
+/// Each workspace crate's manifest dependencies by package name (normal,
+/// build and dev alike), a test-only one only where it is under
+/// `[dev-dependencies]`.
+fn manifest_dependencies() -> (BTreeMap<String, Vec<String>>, BTreeSet<(String, String)>) {
+    let ours = workspace_packages();
+    let mut deps = BTreeMap::new();
+    let mut dev_only = BTreeSet::new();
+    for src in crate_sources() {
+        let manifest = std::fs::read_to_string(src.parent().unwrap().join("Cargo.toml")).unwrap();
+        let name = manifest
+            .lines()
+            .find_map(|l| l.strip_prefix("name = "))
+            .unwrap()
+            .trim_matches('"')
+            .to_string();
+        let mut section = String::new();
+        let mut list = Vec::new();
+        for l in manifest.lines() {
+            if l.starts_with('[') {
+                section = l.to_string();
+                continue;
+            }
+            let Some(dep) = l
+                .split(['.', ' ', '='])
+                .next()
+                .filter(|d| ours.contains(*d))
+            else {
+                continue;
+            };
+            if section.ends_with("dependencies]") {
+                list.push(dep.to_string());
+                if section == "[dev-dependencies]" {
+                    dev_only.insert((name.clone(), dep.to_string()));
+                }
+            }
+        }
+        deps.insert(name, list);
+    }
+    (deps, dev_only)
+}
+
+#[test]
+fn every_crate_uses_only_the_crates_its_floor_allows() {
+    let (packages, dev_only) = manifest_dependencies();
+    let ours = workspace_packages();
+    let listed: BTreeSet<String> = FLOORS.iter().map(|(n, _)| n.to_string()).collect();
+    assert_eq!(listed, ours, "every workspace crate has a floor in FLOORS");
+    // What tests may use is used by tests only.
+    for (name, dep) in DEV_ALLOWED {
+        if packages[name].iter().any(|d| d == dep) {
+            assert!(
+                dev_only.contains(&(name.to_string(), dep.to_string())),
+                "{name} may use {dep} in its tests only"
+            );
+        }
+    }
+    let wrong = above_its_floor(&packages, &ours, &FLOORS);
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // The check fires: the server reaching the load generator's schema.
+    let mut planted = packages.clone();
+    planted
+        .get_mut("rtbench-server")
+        .unwrap()
+        .push("rtbench-record".into());
+    assert_eq!(
+        above_its_floor(&planted, &ours, &FLOORS),
+        ["rtbench-server uses rtbench-record"]
+    );
+}
+
+/// Whether any of a crate's files holds unsafe code.
+fn has_unsafe(files: &[(PathBuf, Vec<String>)]) -> bool {
+    files.iter().any(|(_, lines)| {
+        lines.iter().any(|l| {
+            let code = l.split("//").next().unwrap();
+            ["unsafe {", "unsafe fn", "unsafe impl"]
+                .iter()
+                .any(|u| code.contains(u))
+        })
+    })
+}
+
+#[test]
+fn every_crate_without_unsafe_code_forbids_it() {
+    let mut missing = Vec::new();
+    for src in crate_sources() {
+        let dir = src.parent().unwrap();
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+        let inherits = manifest.contains("[lints]\nworkspace = true");
+        if !has_unsafe(&rust_files(dir)) && !inherits {
+            missing.push(dir.display().to_string());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "crates with no unsafe code that do not forbid it ([lints] workspace = true): {missing:?}"
+    );
+    let root = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    assert!(root.contains("[workspace.lints.rust]\nunsafe_code = \"forbid\""));
+}
+
 #[test]
 fn the_lock_reader_sees_what_a_crate_reaches_through_others() {
     let packages = locked_packages();

@@ -111,8 +111,8 @@ pub fn run(
             eprintln!(
                 "xtask: interrupted: stopping the load generator (it writes an incomplete record)"
             );
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(loadgen.id() as i32, libc::SIGINT) };
+            let _ =
+                rtbench_sys::process::signal(loadgen.id(), rtbench_sys::process::Signal::Interrupt);
         }
         if let Some(status) = loadgen
             .try_wait()
