@@ -491,10 +491,13 @@ fn above_its_floor(
     wrong
 }
 
+/// (crate, dependency) pairs.
+type Pairs = BTreeSet<(String, String)>;
+
 /// Each workspace crate's manifest dependencies by package name (normal,
 /// build and dev alike), a test-only one only where it is under
 /// `[dev-dependencies]`.
-fn manifest_dependencies() -> (BTreeMap<String, Vec<String>>, BTreeSet<(String, String)>) {
+fn manifest_dependencies() -> (BTreeMap<String, Vec<String>>, Pairs) {
     let ours = workspace_packages();
     let mut deps = BTreeMap::new();
     let mut dev_only = BTreeSet::new();
