@@ -161,7 +161,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(
-            matches!(parse("memprobe --connections 19000"), Ok(Task::Memprobe(m)) if (m.connections, m.rate) == (19_000, 5_000))
+            matches!(parse("memprobe --connections 19000"), Ok(Task::Memprobe(m)) if (m.connections, m.rate, m.auth) == (19_000, 5_000, memprobe::Auth::Guest))
+        );
+        assert!(
+            matches!(parse("memprobe --connections 19000 --auth jwt"), Ok(Task::Memprobe(m)) if m.auth == memprobe::Auth::Jwt)
         );
         assert!(matches!(parse("abuse --seconds 20"), Ok(Task::Abuse(a)) if a.seconds == 20.0));
         assert!(
@@ -196,6 +199,7 @@ mod tests {
             ("roofline --repeat 0", "--repeat"),
             ("roofline --seconds nan", "--seconds"),
             ("memprobe --rate -1", "--rate"),
+            ("memprobe --auth oauth", "--auth"),
             ("abuse --seconds 2", "--seconds"),
             ("fuzz --seconds 0", "--seconds"),
         ] {

@@ -1,11 +1,19 @@
-//! `cargo xtask memprobe [--connections N] [--rate R]`: memory per idle connection,
-//! on both sides.
+//! `cargo xtask memprobe [--connections N] [--rate R] [--auth guest|jwt]`:
+//! memory per idle connection, on both sides, and how much of it the server
+//! gives back once the connections close.
 //!
 //! Builds the release server and load generator, starts the server, reads its
 //! RSS, lets the load generator open N connections (each subscribed to one
 //! channel, then silent) and reads the server's RSS again while they are held:
 //! (RSS with N − RSS before) / N is the server's headline figure. The load
-//! generator's record gives its own figure, measured the same way.
+//! generator's record gives its own figure, measured the same way. Once the
+//! load generator has closed its connections, the server's RSS is read a
+//! third time: what of the growth remains is memory the server keeps after a
+//! peak (`ARCHITECTURE.md` says how it gives the rest back).
+//!
+//! `--auth` chooses the session: a guest (the seed's), or a signed-in user
+//! with a JWT naming the user and one team of 100, each connection a
+//! different user (the costliest case: no user's names are shared).
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -24,21 +32,47 @@ pub struct Args {
     /// Connections opened per second
     #[arg(long, value_name = "R", default_value_t = 5_000, value_parser = flags::whole_number_from_1::<u64>)]
     pub rate: u64,
+    /// The connections' session
+    #[arg(long, value_enum, default_value_t = Auth::Guest)]
+    pub auth: Auth,
+}
+
+/// Who the probe's connections are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Auth {
+    /// No token: the roles `any` and `guests`.
+    Guest,
+    /// A JWT per connection: its own user, one team (with the role `owner`).
+    Jwt,
+}
+
+impl Auth {
+    /// The scenario's `[session]` lines beyond the channel.
+    fn session(self) -> &'static str {
+        match self {
+            Auth::Guest => "",
+            Auth::Jwt => "auth = \"jwt\"\nteams = 100\nteams_per_user = 1\nteam_roles = [\"owner\"]\n",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Auth::Guest => "guests",
+            Auth::Jwt => "signed in: JWT, own user, 1 team",
+        }
+    }
 }
 
 pub fn run(a: Args) -> Result<(), String> {
-    let (n, rate) = (a.connections, a.rate);
     crate::build_release()?;
-    let mut server = ServerProcess::start(
-        &crate::server_bin(),
-        &["--projects".into(), "console".into()],
-    )?;
-    let result = probe(&server, n, rate);
+    let mut server = ServerProcess::start(&crate::server_bin(), &["--projects".into(), "console".into()])?;
+    let result = probe(&server, &a);
     server.stop(Duration::from_secs(10));
     result
 }
 
-fn probe(server: &ServerProcess, n: u64, rate: u64) -> Result<(), String> {
+fn probe(server: &ServerProcess, a: &Args) -> Result<(), String> {
+    let (n, rate) = (a.connections, a.rate);
     std::thread::sleep(Duration::from_millis(300));
     let before = server.rss_kib()?;
     let dir = std::env::temp_dir().join(format!("rtbench-memprobe-{}", std::process::id()));
@@ -47,8 +81,9 @@ fn probe(server: &ServerProcess, n: u64, rate: u64) -> Result<(), String> {
     let arrivals_s = n as f64 / rate as f64;
     let scenario = format!(
         "description = \"memprobe: {n} idle connections\"\n[target]\nurls = [\"ws://{}\"]\nsources = [\"127.0.0.2/28\"]\n\
-         [[phases]]\nduration_s = {arrivals_s}\nrate = {rate}\n[hold]\nduration_s = 4\n[session]\nchannels = [\"files\"]\n",
-        server.addr
+         [[phases]]\nduration_s = {arrivals_s}\nrate = {rate}\n[hold]\nduration_s = 4\n[session]\nchannels = [\"files\"]\n{}",
+        server.addr,
+        a.auth.session()
     );
     let scenario_file = dir.join("memprobe.toml");
     std::fs::write(&scenario_file, scenario).map_err(|e| e.to_string())?;
@@ -61,10 +96,7 @@ fn probe(server: &ServerProcess, n: u64, rate: u64) -> Result<(), String> {
     while server.metric("rtbench_connections")? < n {
         if Instant::now() > deadline || loadgen.try_wait().map_err(|e| e.to_string())?.is_some() {
             let _ = loadgen.kill();
-            return Err(format!(
-                "the server never held {n} connections; see {}",
-                run_dir.display()
-            ));
+            return Err(format!("the server never held {n} connections; see {}", run_dir.display()));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -73,30 +105,43 @@ fn probe(server: &ServerProcess, n: u64, rate: u64) -> Result<(), String> {
     let held = server.metric("rtbench_connections")?;
     let status = loadgen.wait().map_err(|e| e.to_string())?;
     if !status.success() {
-        return Err(format!(
-            "the load generator failed ({status}); see {}",
-            run_dir.display()
-        ));
+        return Err(format!("the load generator failed ({status}); see {}", run_dir.display()));
     }
+    let after = rss_once_closed(server)?;
     let summary = rtbench_record::load::read_summary(&run_dir)?;
-    let per = with.saturating_sub(before) as f64 / held as f64;
+    let grown = with.saturating_sub(before);
+    let per_kib = grown as f64 / held as f64;
+    let kept = after.saturating_sub(before);
     println!(
-        "memprobe: release rtbench-server, {held} idle connections (1 channel each, no traffic)"
+        "memprobe: release rtbench-server, {held} idle connections ({}; 1 channel each, no traffic)",
+        a.auth.describe()
     );
     println!("  server RSS before      {before} KiB");
     println!("  server RSS with {held:<6} {with} KiB");
-    println!("  server KiB/connection  {per:.2}");
+    println!("  server KiB/connection  {per_kib:.2}  ({:.0} bytes)", per_kib * 1024.0);
+    println!(
+        "  server RSS after close {after} KiB: {kept} KiB of the {grown} KiB growth kept ({:.0}%)",
+        100.0 * kept as f64 / grown.max(1) as f64
+    );
     println!(
         "  loadgen KiB/connection {:.2}  (workers' RSS {} -> {} KiB, {} worker(s))",
-        summary.loadgen.kib_per_connection,
-        summary.loadgen.start_rss_kib,
-        summary.loadgen.peak_rss_kib,
-        summary.workers
+        summary.loadgen.kib_per_connection, summary.loadgen.start_rss_kib, summary.loadgen.peak_rss_kib, summary.workers
     );
-    println!(
-        "  connect p50/p99        {:.2} / {:.2} ms at {rate}/s",
-        summary.connect_ms.p50, summary.connect_ms.p99
-    );
+    println!("  connect p50/p99        {:.2} / {:.2} ms at {rate}/s", summary.connect_ms.p50, summary.connect_ms.p99);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// The server's RSS once it holds no connection, two seconds later (a
+/// closed socket lingers up to a second).
+fn rss_once_closed(server: &ServerProcess) -> Result<u64, String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.metric("rtbench_connections")? > 0 {
+        if Instant::now() > deadline {
+            return Err("the server still holds connections 30 s after the load generator ended".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    server.rss_kib()
 }
