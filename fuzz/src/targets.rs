@@ -256,16 +256,11 @@ const LIMITS: Limits = Limits {
 /// always the union of the subscriptions' channels, and the limits hold.
 fn subscriptions(input: &[u8]) -> Result<(), String> {
     let mut subs = Subs::new(Vec::new(), None);
-    let user = Claims {
-        sub: "u1".into(),
-        exp: 0,
-        teams: vec![],
-        labels: vec![],
-    };
+    let user = "u1";
     let mut signed_in = false;
     let mut bytes = input.iter().copied();
     while let Some(op) = bytes.next() {
-        let who = signed_in.then_some(&user);
+        let who = signed_in.then_some(user);
         match op % 4 {
             0 | 1 => {
                 let id = format!("s{}", bytes.next().unwrap_or(0) % 6);
@@ -292,10 +287,10 @@ fn subscriptions(input: &[u8]) -> Result<(), String> {
             }
             _ => {
                 signed_in = !signed_in;
-                subs = Subs::new(subs.list().to_vec(), signed_in.then_some(&user));
+                subs = Subs::new(subs.list().to_vec(), signed_in.then_some(user));
             }
         }
-        let who = signed_in.then_some(&user);
+        let who = signed_in.then_some(user);
         let mut filed: Vec<&str> = subs.filed().collect();
         filed.sort();
         let mut want: Vec<String> = subs

@@ -165,6 +165,23 @@ async fn framing_every_length_form_is_read() {
 }
 
 #[tokio::test]
+async fn framing_a_64_bit_length_with_its_top_bit_set_is_1002_not_1009() {
+    // RFC 6455 5.2: the most significant bit of a 64-bit length MUST be 0.
+    // Such a frame is malformed (1002), whatever size it claims; a length
+    // just under that bit is only too big (1009).
+    let server = start(|_| {}).await;
+    let ping = br#"{"type":"ping"}"#;
+    for (top, want) in [(0x80u8, 1002u16), (0xff, 1002), (0x7f, 1009)] {
+        let mut c = Raw::open(server.local_addr()).await;
+        let mut f = vec![0x81, 0x80 | 127, top, 0, 0, 0, 0, 0, 0, ping.len() as u8];
+        f.extend_from_slice(&MASK);
+        f.extend(ping.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+        c.send(&f).await;
+        c.closed_with(want).await;
+    }
+}
+
+#[tokio::test]
 async fn framing_an_unmasked_client_frame_is_1002() {
     let server = start(|_| {}).await;
     let mut c = Raw::open(server.local_addr()).await;

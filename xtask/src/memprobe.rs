@@ -51,7 +51,9 @@ impl Auth {
     fn session(self) -> &'static str {
         match self {
             Auth::Guest => "",
-            Auth::Jwt => "auth = \"jwt\"\nteams = 100\nteams_per_user = 1\nteam_roles = [\"owner\"]\n",
+            Auth::Jwt => {
+                "auth = \"jwt\"\nteams = 100\nteams_per_user = 1\nteam_roles = [\"owner\"]\n"
+            }
         }
     }
 
@@ -65,7 +67,10 @@ impl Auth {
 
 pub fn run(a: Args) -> Result<(), String> {
     crate::build_release()?;
-    let mut server = ServerProcess::start(&crate::server_bin(), &["--projects".into(), "console".into()])?;
+    let mut server = ServerProcess::start(
+        &crate::server_bin(),
+        &["--projects".into(), "console".into()],
+    )?;
     let result = probe(&server, &a);
     server.stop(Duration::from_secs(10));
     result
@@ -96,7 +101,10 @@ fn probe(server: &ServerProcess, a: &Args) -> Result<(), String> {
     while server.metric("rtbench_connections")? < n {
         if Instant::now() > deadline || loadgen.try_wait().map_err(|e| e.to_string())?.is_some() {
             let _ = loadgen.kill();
-            return Err(format!("the server never held {n} connections; see {}", run_dir.display()));
+            return Err(format!(
+                "the server never held {n} connections; see {}",
+                run_dir.display()
+            ));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -105,7 +113,10 @@ fn probe(server: &ServerProcess, a: &Args) -> Result<(), String> {
     let held = server.metric("rtbench_connections")?;
     let status = loadgen.wait().map_err(|e| e.to_string())?;
     if !status.success() {
-        return Err(format!("the load generator failed ({status}); see {}", run_dir.display()));
+        return Err(format!(
+            "the load generator failed ({status}); see {}",
+            run_dir.display()
+        ));
     }
     let after = rss_once_closed(server)?;
     let summary = rtbench_record::load::read_summary(&run_dir)?;
@@ -118,16 +129,25 @@ fn probe(server: &ServerProcess, a: &Args) -> Result<(), String> {
     );
     println!("  server RSS before      {before} KiB");
     println!("  server RSS with {held:<6} {with} KiB");
-    println!("  server KiB/connection  {per_kib:.2}  ({:.0} bytes)", per_kib * 1024.0);
+    println!(
+        "  server KiB/connection  {per_kib:.2}  ({:.0} bytes)",
+        per_kib * 1024.0
+    );
     println!(
         "  server RSS after close {after} KiB: {kept} KiB of the {grown} KiB growth kept ({:.0}%)",
         100.0 * kept as f64 / grown.max(1) as f64
     );
     println!(
         "  loadgen KiB/connection {:.2}  (workers' RSS {} -> {} KiB, {} worker(s))",
-        summary.loadgen.kib_per_connection, summary.loadgen.start_rss_kib, summary.loadgen.peak_rss_kib, summary.workers
+        summary.loadgen.kib_per_connection,
+        summary.loadgen.start_rss_kib,
+        summary.loadgen.peak_rss_kib,
+        summary.workers
     );
-    println!("  connect p50/p99        {:.2} / {:.2} ms at {rate}/s", summary.connect_ms.p50, summary.connect_ms.p99);
+    println!(
+        "  connect p50/p99        {:.2} / {:.2} ms at {rate}/s",
+        summary.connect_ms.p50, summary.connect_ms.p99
+    );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
@@ -138,7 +158,9 @@ fn rss_once_closed(server: &ServerProcess) -> Result<u64, String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while server.metric("rtbench_connections")? > 0 {
         if Instant::now() > deadline {
-            return Err("the server still holds connections 30 s after the load generator ended".into());
+            return Err(
+                "the server still holds connections 30 s after the load generator ended".into(),
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
