@@ -5,6 +5,7 @@
 pub mod admission;
 pub mod auth;
 pub mod bus;
+pub mod chunked;
 pub mod config;
 pub mod conn;
 pub mod event;

@@ -49,13 +49,16 @@ impl Session {
     }
 }
 
+/// A role set's roles (sorted) and how many sessions hold it; `None`: free.
+type Entry = Option<(Box<[Id]>, u32)>;
+
 /// The role sets of a reactor's sessions.
 #[derive(Debug)]
 pub struct Sessions {
     /// Set ids by their roles.
     ids: HashTable<SetId>,
     /// By set id: its roles (sorted) and how many sessions hold it.
-    sets: Vec<Option<(Box<[Id]>, u32)>>,
+    sets: Vec<Entry>,
     free: FreeIds,
 }
 
@@ -118,7 +121,7 @@ impl Sessions {
         set
     }
 
-    fn members_in(sets: &[Option<(Box<[Id]>, u32)>], set: SetId) -> &[Id] {
+    fn members_in(sets: &[Entry], set: SetId) -> &[Id] {
         sets.get(set as usize).and_then(Option::as_ref).map_or(&[], |(r, _)| r)
     }
 

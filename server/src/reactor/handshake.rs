@@ -38,8 +38,8 @@ pub fn upgrade_accept(req: &Request) -> Result<String, (u16, &'static str)> {
     if req.is_http10() {
         return Err((400, "a WebSocket upgrade needs HTTP/1.1"));
     }
-    match req.body_length() {
-        Ok(0) => {}
+    match req.framing() {
+        Ok(body) if !body.is_some() => {}
         Ok(_) => return Err((400, "an upgrade request has no body")),
         Err(e) => return Err(e),
     }
