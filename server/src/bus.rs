@@ -36,6 +36,8 @@ pub enum BusError {
     /// No connection to Redis could be made (or it broke).
     Unreachable { url: String, why: String },
     /// Redis took longer than `TIMEOUT` to answer: stopped, or overloaded.
+    /// What was sent may still be taken when it resumes: the outcome is
+    /// unknown, and the message says so.
     TimedOut { url: String },
     /// Redis answered with an error.
     Failed { url: String, why: String },
@@ -63,9 +65,11 @@ impl std::fmt::Display for BusError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BusError::Unreachable { url, why } => write!(f, "the event bus (Redis at {url}) is unreachable: {why}"),
-            BusError::TimedOut { url } => {
-                write!(f, "the event bus (Redis at {url}) did not answer within {} s", TIMEOUT.as_secs())
-            }
+            BusError::TimedOut { url } => write!(
+                f,
+                "the event bus (Redis at {url}) did not answer within {} s: not published, unless Redis takes it when it resumes",
+                TIMEOUT.as_secs()
+            ),
             BusError::Failed { url, why } => write!(f, "the event bus (Redis at {url}) refused the event: {why}"),
             BusError::NoSubscribers { url } => write!(
                 f,

@@ -11,7 +11,7 @@
 //! - `configure` fixes malloc's mmap threshold (which also stops it from
 //!   moving): every table of 128 KiB or more has a mapping of its own,
 //!   resized in place (`mremap`) as it grows and shrinks, and unmapped
-//!   when freed;
+//!   when freed; and an arena's free top goes back past 32 KiB, no pad kept;
 //! - `Peak` notices when a reactor's connections have fallen to half of
 //!   what they were, and `give_back` then asks malloc to return the free
 //!   pages of every arena (`malloc_trim`), on a thread of its own so no
@@ -21,6 +21,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Allocations from this size up get a mapping of their own.
 const MMAP_THRESHOLD: i32 = 128 * 1024;
+/// Free memory at the top of an arena beyond this goes back at once (with
+/// no pad kept above it): a peak's last pages are not kept for the next.
+const TRIM_THRESHOLD: i32 = 32 * 1024;
 
 /// Sets malloc up for memory that comes back (glibc only; elsewhere the
 /// allocator's own behaviour stands). Called once, first thing in `main`.
@@ -30,7 +33,8 @@ pub fn configure() {
     // other thread exists.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, MMAP_THRESHOLD);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+        libc::mallopt(libc::M_TOP_PAD, 0);
     }
 }
 

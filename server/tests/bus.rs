@@ -269,7 +269,7 @@ async fn an_event_published_while_redis_is_down_is_a_503_naming_the_reason() {
     let (status, body) = post_event(addr, &["files"], &["any"], json!({"n": 2})).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["reason"], "bus_timeout", "{body}");
-    assert!(body["message"].as_str().unwrap().contains("Redis"), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("did not answer within 2 s"), "{body}");
     assert!(t0.elapsed() < Duration::from_secs(5), "answered after {:?}", t0.elapsed());
 
     // Gone: connections to it are refused.
@@ -293,13 +293,16 @@ async fn an_event_published_while_redis_is_down_is_a_503_naming_the_reason() {
     // publisher is told so, never answered 200 for it.
     let client = redis::Client::open(redis.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let mut refused = 0;
+    let (mut refused, mut published) = (0, vec![4]);
     for n in 10..30 {
         wait_for(addr, "rtbench_bus_up", 1).await;
         let _: u64 = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub").query_async(&mut conn).await.unwrap();
         let (status, body) = post_event(addr, &["files"], &["any"], json!({"n": n})).await;
         match status {
-            200 => assert_eq!(body, json!({"published": true, "subscribers": 1})),
+            200 => {
+                assert_eq!(body, json!({"published": true, "subscribers": 1}));
+                published.push(n);
+            }
             503 => {
                 assert_eq!(body["reason"], "no_subscribers", "{body}");
                 refused += 1;
@@ -309,7 +312,31 @@ async fn an_event_published_while_redis_is_down_is_a_503_naming_the_reason() {
         }
     }
     assert_eq!(refused, 1, "the subscription was back before every one of 20 publishes");
-    // The events refused while Redis was down reached nobody.
-    let got: Vec<u64> = drain(&mut ws).await.iter().map(|e| e["data"]["payload"]["n"].as_u64().unwrap()).collect();
-    assert!(got.starts_with(&[4]) && !got.iter().any(|n| [2, 3].contains(n)), "{got:?}");
+    // Exactly the events published reached the subscriber; none refused as
+    // unreachable or unsubscribed did. The one sent to the stopped Redis
+    // (2) may have been taken when it resumed, as its 503 said.
+    // A last event, once the subscription is back: the bus keeps order, so
+    // once it is in, all are.
+    let t0 = Instant::now();
+    loop {
+        let (status, body) = post_event(addr, &["files"], &["any"], json!({"n": 99})).await;
+        if status == 200 {
+            assert_eq!(body, json!({"published": true, "subscribers": 1}));
+            break;
+        }
+        assert_eq!((status, &body["reason"]), (503, &json!("no_subscribers")), "{body}");
+        assert!(t0.elapsed() < WAIT, "the subscription never came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut got = Vec::new();
+    loop {
+        let n = next_json(&mut ws).await["data"]["payload"]["n"].as_u64().unwrap();
+        if n == 99 {
+            break;
+        }
+        if n != 2 {
+            got.push(n);
+        }
+    }
+    assert_eq!(got, published);
 }

@@ -2,9 +2,11 @@
 //! memory per idle connection, on both sides, and how much of it the server
 //! gives back once the connections close.
 //!
-//! Builds the release server and load generator, starts the server, reads its
-//! RSS, lets the load generator open N connections (each subscribed to one
-//! channel, then silent) and reads the server's RSS again while they are held:
+//! Builds the release server and load generator, starts the server, warms it
+//! up (200 connections of the same session, opened and closed: the code
+//! their path runs is paged in), reads its RSS, lets the load generator open
+//! N connections (each subscribed to one channel, then silent) and reads the
+//! server's RSS again while they are held:
 //! (RSS with N − RSS before) / N is the server's headline figure. The load
 //! generator's record gives its own figure, measured the same way. Once the
 //! load generator has closed its connections, the server's RSS is read a
@@ -76,28 +78,30 @@ pub fn run(a: Args) -> Result<(), String> {
     result
 }
 
+/// Connections opened by the warm-up before the base is read.
+const WARM_UP: u64 = 200;
+
 fn probe(server: &ServerProcess, a: &Args) -> Result<(), String> {
     let (n, rate) = (a.connections, a.rate);
-    std::thread::sleep(Duration::from_millis(300));
-    let before = server.rss_kib()?;
     let dir = std::env::temp_dir().join(format!("rtbench-memprobe-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let arrivals_s = n as f64 / rate as f64;
-    let scenario = format!(
-        "description = \"memprobe: {n} idle connections\"\n[target]\nurls = [\"ws://{}\"]\nsources = [\"127.0.0.2/28\"]\n\
-         [[phases]]\nduration_s = {arrivals_s}\nrate = {rate}\n[hold]\nduration_s = 4\n[session]\nchannels = [\"files\"]\n{}",
-        server.addr,
-        a.auth.session()
-    );
-    let scenario_file = dir.join("memprobe.toml");
-    std::fs::write(&scenario_file, scenario).map_err(|e| e.to_string())?;
-    let run_dir = dir.join("run");
-    let mut loadgen = crate::loadgen_run(&scenario_file, &run_dir)
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start the load generator: {e}"))?;
-    let deadline = Instant::now() + Duration::from_secs_f64(arrivals_s + 30.0);
+    // A few connections of the same session first, closed again: the code
+    // their path runs is paged in once, for any number of connections, and
+    // is not what a connection costs.
+    let (mut warm_up, warm_up_dir) = load(server, a, &dir, "warm-up", WARM_UP, 1.0)?;
+    let status = warm_up.wait().map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!(
+            "the warm-up's load generator failed ({status}); see {}",
+            warm_up_dir.display()
+        ));
+    }
+    wait_until_closed(server)?;
+    std::thread::sleep(Duration::from_secs(1));
+    let before = server.rss_kib()?;
+    let (mut loadgen, run_dir) = load(server, a, &dir, "run", n, 4.0)?;
+    let deadline = Instant::now() + Duration::from_secs_f64(n as f64 / rate as f64 + 30.0);
     while server.metric("rtbench_connections")? < n {
         if Instant::now() > deadline || loadgen.try_wait().map_err(|e| e.to_string())?.is_some() {
             let _ = loadgen.kill();
@@ -134,7 +138,7 @@ fn probe(server: &ServerProcess, a: &Args) -> Result<(), String> {
         per_kib * 1024.0
     );
     println!(
-        "  server RSS after close {after} KiB: {kept} KiB of the {grown} KiB growth kept ({:.0}%)",
+        "  server RSS after close {after} KiB (12 s later): {kept} KiB of the {grown} KiB growth kept ({:.0}%)",
         100.0 * kept as f64 / grown.max(1) as f64
     );
     println!(
@@ -152,9 +156,35 @@ fn probe(server: &ServerProcess, a: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// The server's RSS once it holds no connection, two seconds later (a
-/// closed socket lingers up to a second).
-fn rss_once_closed(server: &ServerProcess) -> Result<u64, String> {
+/// Starts the load generator: `n` connections of `a`'s session at its
+/// rate, held `hold_s`, then closed; its record goes to `dir/name`.
+fn load(
+    server: &ServerProcess,
+    a: &Args,
+    dir: &std::path::Path,
+    name: &str,
+    n: u64,
+    hold_s: f64,
+) -> Result<(std::process::Child, std::path::PathBuf), String> {
+    let arrivals_s = n as f64 / a.rate as f64;
+    let scenario = format!(
+        "description = \"memprobe: {n} idle connections\"\n[target]\nurls = [\"ws://{}\"]\nsources = [\"127.0.0.2/28\"]\n\
+         [[phases]]\nduration_s = {arrivals_s}\nrate = {}\n[hold]\nduration_s = {hold_s}\n[session]\nchannels = [\"files\"]\n{}",
+        server.addr,
+        a.rate,
+        a.auth.session()
+    );
+    let scenario_file = dir.join(format!("{name}.toml"));
+    std::fs::write(&scenario_file, scenario).map_err(|e| e.to_string())?;
+    let run_dir = dir.join(name);
+    let child = crate::loadgen_run(&scenario_file, &run_dir)
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start the load generator: {e}"))?;
+    Ok((child, run_dir))
+}
+
+fn wait_until_closed(server: &ServerProcess) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while server.metric("rtbench_connections")? > 0 {
         if Instant::now() > deadline {
@@ -164,6 +194,15 @@ fn rss_once_closed(server: &ServerProcess) -> Result<u64, String> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    std::thread::sleep(Duration::from_secs(2));
+    Ok(())
+}
+
+/// The server's RSS once it holds no connection and the deadlines its
+/// connections left behind have passed (a request head's is the longest,
+/// 10 s by default): what it keeps after the peak, not what it is still
+/// letting go of.
+fn rss_once_closed(server: &ServerProcess) -> Result<u64, String> {
+    wait_until_closed(server)?;
+    std::thread::sleep(Duration::from_secs(12));
     server.rss_kib()
 }
