@@ -457,7 +457,7 @@ async fn handshakes_and_http_connections_in_progress_are_limited() {
     // reactor notices its own silent client leave; until both have, a new
     // client may still be refused as a third handshake (and counted).
     let mut refusals = 1;
-    let mut kept = loop {
+    let kept = loop {
         let mut kept = tokio::net::TcpStream::connect(addr).await.unwrap();
         kept.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
         let mut buf = [0u8; 512];
