@@ -97,6 +97,10 @@ mod tests {
         assert_eq!(a.variant.as_deref(), Some("no-ping"));
         assert_eq!(a.overrides().connections, Some(19_000));
         assert_eq!(a.overrides().hold_s, Some(10.0));
+        let a = bench("bench idle-1m --variant sdk-jwt --connections 19000 --hold 10");
+        assert_eq!(a.variant.as_deref(), Some("sdk-jwt"));
+        let a = bench("bench idle-1m --tune --variant sdk-jwt");
+        assert!(a.tune && a.overrides() == Default::default());
 
         let a = bench(
             "bench idle-1m --connections 30000 --rate 6000 --hold 2 --processes 3 --out /tmp/r --dashboard 127.0.0.1:0",

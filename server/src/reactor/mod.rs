@@ -331,7 +331,7 @@ pub struct Reactor {
     pub(crate) names: Interner,
     /// The role sets of signed-in sessions.
     pub(crate) sessions: Sessions,
-    /// Connections held at most since memory was last given back.
+    /// Its load (connections and deadlines) since memory was last given back.
     peak: crate::memory::Peak,
     wheel: Wheel,
     pub(crate) stats: Stats,

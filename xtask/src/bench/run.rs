@@ -48,6 +48,9 @@ pub fn run_one(
             .unwrap_or("rtbench"),
     )?;
     if let Some(v) = variant {
+        if let Some(s) = &v.session {
+            load.session = s.clone();
+        }
         if let Some(p) = v.protocol {
             load.target.protocol = p;
         }
