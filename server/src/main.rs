@@ -6,6 +6,7 @@ use clap::Parser;
 use rtbench_server::{Config, Server, limits};
 
 fn main() -> ExitCode {
+    rtbench_server::memory::configure();
     let config = Config::parse();
     match rtbench_sys::limits::raise_open_files() {
         Ok(l) => {

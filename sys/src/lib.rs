@@ -29,6 +29,7 @@ mod procfs;
 
 pub mod host;
 pub mod limits;
+pub mod malloc;
 pub mod process;
 pub mod socket;
 pub mod sysctl;

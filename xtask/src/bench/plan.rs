@@ -221,9 +221,13 @@ fn shape_load(
     Ok(load)
 }
 
-/// A variant's session settings over the suite's.
+/// A variant's session over the suite's: its whole session when it gives
+/// one, then its protocol, echo and reconnect settings.
 fn apply_variant_session(load: &mut Scenario, variant: Option<&Variant>) {
     let Some(v) = variant else { return };
+    if let Some(s) = &v.session {
+        load.session = s.clone();
+    }
     if let Some(p) = v.protocol {
         load.target.protocol = p;
     }
