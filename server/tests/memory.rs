@@ -46,16 +46,8 @@ impl ServerProcess {
     }
 
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
+        let pid = rtbench_sys::process::Process::Pid(self.child.id());
+        rtbench_sys::process::rss_bytes(pid).unwrap() / 1024
     }
 
     fn connections(&self) -> u64 {
