@@ -202,7 +202,7 @@ fn thresholds_cover_every_metric_and_name_a_bad_one() {
         committed.replace("[metric.connect_p99_ms]", "[metric.conect_p99_ms]"),
     )
     .unwrap();
-    let e = regress::Thresholds::read(&bad).unwrap_err();
+    let e = format!("{:#}", regress::Thresholds::read(&bad).unwrap_err());
     assert!(
         e.contains("regress.toml") && e.contains("`conect_p99_ms`: no such metric"),
         "{e}"
@@ -215,10 +215,10 @@ fn thresholds_cover_every_metric_and_name_a_bad_one() {
         ),
     )
     .unwrap();
-    let e = regress::Thresholds::read(&bad).unwrap_err();
+    let e = format!("{:#}", regress::Thresholds::read(&bad).unwrap_err());
     assert!(e.contains("no [metric.failed]"), "{e}");
     std::fs::write(&bad, "history = 5\nmin_history = \"three\"\n").unwrap();
-    let e = regress::Thresholds::read(&bad).unwrap_err();
+    let e = format!("{:#}", regress::Thresholds::read(&bad).unwrap_err());
     assert!(e.contains("regress.toml:2:"), "{e}");
 }
 
