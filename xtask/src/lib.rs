@@ -7,6 +7,7 @@ pub mod ci;
 pub mod cli;
 pub mod containers;
 pub mod dashboard;
+pub mod engine;
 pub mod faults;
 pub mod flags;
 pub mod fuzz;
