@@ -35,9 +35,8 @@ use testcontainers::core::WaitFor;
 use testcontainers::runners::SyncRunner;
 use testcontainers::{Container, ContainerRequest, GenericImage, ImageExt};
 
-use crate::engine::{Engine, LABEL, build_image, log_file, memory_bytes, which};
+use crate::engine::{Engine, LABEL, log_file, memory_bytes};
 use crate::oom::OomKill;
-use crate::root;
 use crate::server::{Elsewhere, REDIS_ARGS, RedisProcess, ServerProcess};
 
 const SERVER_PORT: u16 = 8080;
@@ -132,20 +131,7 @@ impl Docker {
         let (run, labels) = crate::engine::new_run();
         // From here on, whatever happens to this process, the run goes.
         let reaper = crate::engine::start_reaper(&run)?;
-        let release = root().join("target/release");
-        let image = build_image(
-            "rtbench/bench",
-            &[
-                (release.join("rtbench-server"), "rtbench-server"),
-                (release.join("rtbench-loadgen"), "rtbench-loadgen"),
-            ],
-        )?;
-        let redis_image = if redis {
-            let bin = which("redis-server").ok_or("--on containers: the Redis image is built from Debian's redis-server: apt-get install -y redis-server")?;
-            Some(build_image("rtbench/redis", &[(bin, "redis-server")])?)
-        } else {
-            None
-        };
+        let (image, redis_image) = crate::engine::run_images(redis, "--on containers")?;
         let network = format!("rtbench-{run}");
         engine.create_network(&network, &labels)?;
         Ok(Docker {
@@ -408,6 +394,7 @@ fn host_record(role: &str, address: &str) -> HostRecord {
         clock_offset_ns: 0,
         clock_error_ns: 0,
         tuning: Default::default(),
+        node: None,
     }
 }
 

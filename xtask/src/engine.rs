@@ -264,6 +264,27 @@ pub fn memory_bytes(size: &str) -> Result<i64, String> {
     Ok(bytes as i64)
 }
 
+/// A run's images: `rtbench/bench` (the release server and load
+/// generator) and, when `redis`, `rtbench/redis` from Debian's
+/// redis-server. `flag` (`--on containers`) starts a refusal.
+pub fn run_images(redis: bool, flag: &str) -> Result<(GenericImage, Option<GenericImage>), String> {
+    let release = crate::root().join("target/release");
+    let image = build_image(
+        "rtbench/bench",
+        &[
+            (release.join("rtbench-server"), "rtbench-server"),
+            (release.join("rtbench-loadgen"), "rtbench-loadgen"),
+        ],
+    )?;
+    let redis_image = if redis {
+        let bin = which("redis-server").ok_or(format!("{flag}: the Redis image is built from Debian's redis-server: apt-get install -y redis-server"))?;
+        Some(build_image("rtbench/redis", &[(bin, "redis-server")])?)
+    } else {
+        None
+    };
+    Ok((image, redis_image))
+}
+
 /// Builds `FROM scratch` with the binaries under /bin and every library
 /// they load (as `ldd` lists them) at its own path.
 pub fn build_image(name: &str, bins: &[(PathBuf, &str)]) -> Result<GenericImage, String> {

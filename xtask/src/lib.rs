@@ -24,6 +24,7 @@ pub mod setup;
 pub mod site;
 pub mod subject;
 pub mod suite;
+pub mod swarm;
 pub mod sweep;
 pub mod tuning;
 pub mod versus;
