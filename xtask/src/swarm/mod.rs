@@ -104,6 +104,9 @@ impl Swarm {
         let registry = Registry::resolve(registry, this_addr)?;
         registry.check()?;
         let mut spec = spec.clone();
+        // On the nodes' own network stacks a container's `net.*` are its
+        // node's: set them on the nodes (`--tune`), not per container.
+        spec.sysctls.clear();
         let load_nodes = nodes.iter().filter(|n| n.role.takes_load()).count() as u64;
         spec.workers = spec.workers.max(load_nodes);
         engine.sweep();

@@ -80,8 +80,13 @@ impl Registry {
                 self.push
             )
         })?;
-        if answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.1 401") {
+        if answer.starts_with("HTTP/1.1 200") {
             Ok(())
+        } else if answer.starts_with("HTTP/1.1 401") {
+            Err(format!(
+                "--on swarm: the registry at {} asks for a login: remove the `auth:` section of its config (Debian's: /etc/docker/registry/config.yml) and restart it, or name another with --registry HOST:PORT",
+                self.push
+            ))
         } else {
             Err(format!(
                 "--on swarm: {} is not a registry (GET /v2/ answered `{}`): {fix}",

@@ -51,10 +51,6 @@ impl Output {
         lines.iter().find(|l| l.contains(words)).cloned()
     }
 
-    pub fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
     /// The last few lines, for an error message.
     pub fn tail(&self) -> String {
         let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
@@ -300,9 +296,12 @@ pub fn run_job(
     part: &Part,
     what: &str,
     labels: &HashMap<String, String>,
-    log: Option<&Path>,
 ) -> Result<Vec<String>, String> {
-    let output = create(engine, part, labels, log)?;
+    let spec = spec(part, labels)?;
+    engine
+        .rt
+        .block_on(engine.api.create_service(spec, None))
+        .map_err(|e| format!("--on swarm: creating service {}: {e}", part.name))?;
     let t0 = Instant::now();
     let result = loop {
         match task(engine, &part.name).and_then(|t| t.ended) {
@@ -314,10 +313,30 @@ pub fn run_job(
             None => std::thread::sleep(Duration::from_millis(200)),
         }
     };
-    // The manager forwards the last lines a moment after the end.
-    std::thread::sleep(Duration::from_millis(1000));
+    let lines = engine
+        .rt
+        .block_on(all_lines(engine.api.clone(), &part.name));
     remove(engine, &part.name);
     result
-        .map(|()| output.lines())
-        .map_err(|e| format!("{e}; its output: {}", output.tail()))
+        .map(|()| lines.clone())
+        .map_err(|e| format!("{e}; its output: {}", lines.join(" | ")))
+}
+
+/// Everything a finished service printed.
+async fn all_lines(api: bollard::Docker, service: &str) -> Vec<String> {
+    use bollard::query_parameters::LogsOptions;
+    use futures_util::StreamExt;
+    let mut stream = api.service_logs(
+        service,
+        Some(LogsOptions {
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        }),
+    );
+    let mut text = String::new();
+    while let Some(Ok(chunk)) = stream.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+    }
+    text.lines().map(String::from).collect()
 }

@@ -1,6 +1,8 @@
 //! Each node's kernel settings, read (and with `--tune` written) on the
 //! node itself by a one-shot job: a `FROM scratch` image holding Debian's
-//! `dash`, the node's /proc/sys bound into it writable, on the node's own
+//! `dash` and `cat` (a sysctl file answers one read at its start, so not
+//! dash's byte-at-a-time `read`), the node's /proc/sys bound into it
+//! writable (root writes it; no added capability), on the node's own
 //! network stack (so `net.*` are the node's). The job prints each setting
 //! before and after; the record keeps them per node, and the preflight
 //! reads them: a node that falls short of what its share of the run needs
@@ -34,24 +36,30 @@ const INSIDE: &str = "/rtbench/sys";
 
 /// The job's script: `$1` is `apply` or `read`, then `PATH=VALUE` pairs
 /// (PATH under /proc/sys); one `rtbench-sysctl PATH|BEFORE|AFTER` line
-/// each. dash's builtins only: the image holds nothing else.
+/// each. dash's builtins and cat: the image holds nothing else.
 const SCRIPT: &str = r#"mode=$1; shift
 for kv in "$@"; do
   p=${kv%%=*}; v=${kv#*=}; f=/rtbench/sys/$p
   before=; after=
-  read -r before < "$f" || { echo "rtbench-sysctl $p|missing|missing"; continue; }
+  [ -e "$f" ] || { echo "rtbench-sysctl $p|missing|missing"; continue; }
+  before=$(cat "$f")
   if [ "$mode" = apply ] && [ -n "$v" ]; then echo "$v" > "$f" || echo "rtbench-sysctl-refused $p"; fi
-  read -r after < "$f"
+  after=$(cat "$f")
   echo "rtbench-sysctl $p|$before|$after"
 done"#;
 
 /// Runs the job on every node of `swarm`; returns each node's record, or
 /// refuses the run naming each node that falls short.
 pub fn nodes(swarm: &Swarm, t: &Tuning) -> Result<Vec<HostRecord>, String> {
-    let dash = crate::engine::which("dash").ok_or(
-        "--on swarm: the nodes' settings are read with Debian's dash: apt-get install -y dash",
+    let bin = |b: &str| {
+        crate::engine::which(b).ok_or(format!(
+            "--on swarm: the nodes' settings are read with Debian's {b}: apt-get install -y dash coreutils"
+        ))
+    };
+    let _built = crate::engine::build_image(
+        "rtbench/tune",
+        &[(bin("dash")?, "sh"), (bin("cat")?, "cat")],
     )?;
-    let _built = crate::engine::build_image("rtbench/tune", &[(dash, "sh")])?;
     let image = registry::push(&swarm.engine, &swarm.registry, "rtbench/tune")?;
     let settings: Vec<(&String, &String)> = t
         .wanted
@@ -103,7 +111,6 @@ pub fn nodes(swarm: &Swarm, t: &Tuning) -> Result<Vec<HostRecord>, String> {
             },
             &what,
             &swarm.labels,
-            None,
         )?;
         let read = parse(&lines, &names);
         if let Some(refused) = lines
