@@ -190,7 +190,6 @@ impl Swarm {
                 node_id: &n.facts.id,
                 limits,
                 nofile: self.spec.nofile,
-                job: false,
                 mounts: Vec::new(),
             },
             &self.labels,

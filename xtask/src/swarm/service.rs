@@ -16,9 +16,8 @@ use rtbench_record::Limits;
 use testcontainers::bollard;
 use testcontainers::bollard::models::{
     Limit, Mount, MountTypeEnum, NetworkAttachmentConfig, ResourcesUlimits, ServiceSpec,
-    ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecModeReplicatedJob, TaskSpec,
-    TaskSpecContainerSpec, TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
-    TaskSpecRestartPolicyConditionEnum, TaskState,
+    ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement,
+    TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 
 use crate::engine::{Engine, memory_bytes};
@@ -32,8 +31,6 @@ pub struct Part<'a> {
     pub node_id: &'a str,
     pub limits: &'a Limits,
     pub nofile: u64,
-    /// Runs once to its end (a job), rather than until it is removed.
-    pub job: bool,
     /// Bind mounts: (this node's path, the path inside).
     pub mounts: Vec<(String, String)>,
 }
@@ -99,19 +96,9 @@ fn spec(part: &Part, labels: &HashMap<String, String>) -> Result<ServiceSpec, St
         .map(memory_bytes)
         .transpose()?;
     let nofile = part.nofile as i64;
-    let mode = if part.job {
-        ServiceSpecMode {
-            replicated_job: Some(ServiceSpecModeReplicatedJob {
-                max_concurrent: Some(1),
-                total_completions: Some(1),
-            }),
-            ..Default::default()
-        }
-    } else {
-        ServiceSpecMode {
-            replicated: Some(ServiceSpecModeReplicated { replicas: Some(1) }),
-            ..Default::default()
-        }
+    let mode = ServiceSpecMode {
+        replicated: Some(ServiceSpecModeReplicated { replicas: Some(1) }),
+        ..Default::default()
     };
     let mounts = part
         .mounts
@@ -289,54 +276,32 @@ pub fn remove(engine: &Engine, service: &str) {
     let _ = engine.rt.block_on(engine.api.delete_service(service));
 }
 
-/// Runs `part` as a job to its end and returns its output's lines; the
-/// service is removed after. An error names the part, its node and why.
-pub fn run_job(
+/// Runs `part` until it prints a line holding `done`, and returns its
+/// output's lines; the service is removed after. (It should wait after
+/// that line rather than end: an ended task's container outlives its
+/// service on a node other than this one.)
+pub fn run_until(
     engine: &Engine,
     part: &Part,
     what: &str,
     labels: &HashMap<String, String>,
+    done: &str,
 ) -> Result<Vec<String>, String> {
-    let spec = spec(part, labels)?;
-    engine
-        .rt
-        .block_on(engine.api.create_service(spec, None))
-        .map_err(|e| format!("--on swarm: creating service {}: {e}", part.name))?;
-    let t0 = Instant::now();
-    let result = loop {
-        match task(engine, &part.name).and_then(|t| t.ended) {
-            Some(why) if why == "exit status: 0" => break Ok(()),
-            Some(why) => break Err(format!("--on swarm: {what} failed: {why}")),
-            None if t0.elapsed() > Duration::from_secs(120) => {
-                break Err(format!("--on swarm: {what} did not end within 120 s"));
-            }
-            None => std::thread::sleep(Duration::from_millis(200)),
-        }
-    };
-    let lines = engine
-        .rt
-        .block_on(all_lines(engine.api.clone(), &part.name));
-    remove(engine, &part.name);
-    result
-        .map(|()| lines.clone())
-        .map_err(|e| format!("{e}; its output: {}", lines.join(" | ")))
-}
-
-/// Everything a finished service printed.
-async fn all_lines(api: bollard::Docker, service: &str) -> Vec<String> {
-    use bollard::query_parameters::LogsOptions;
-    use futures_util::StreamExt;
-    let mut stream = api.service_logs(
-        service,
-        Some(LogsOptions {
-            stdout: true,
-            stderr: true,
-            ..Default::default()
-        }),
+    let output = create(engine, part, labels, None)?;
+    let result = wait_for_line(
+        engine,
+        &part.name,
+        what,
+        &output,
+        done,
+        Duration::from_secs(120),
     );
-    let mut text = String::new();
-    while let Some(Ok(chunk)) = stream.next().await {
-        text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
-    }
-    text.lines().map(String::from).collect()
+    remove(engine, &part.name);
+    result.map(|_| {
+        output
+            .lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    })
 }

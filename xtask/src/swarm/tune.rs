@@ -1,10 +1,12 @@
 //! Each node's kernel settings, read (and with `--tune` written) on the
-//! node itself by a one-shot job: a `FROM scratch` image holding Debian's
-//! `dash` and `cat` (a sysctl file answers one read at its start, so not
-//! dash's byte-at-a-time `read`), the node's /proc/sys bound into it
-//! writable (root writes it; no added capability), on the node's own
-//! network stack (so `net.*` are the node's). The job prints each setting
-//! before and after; the record keeps them per node, and the preflight
+//! node itself by a one-shot service: a `FROM scratch` image holding
+//! Debian's `dash`, `cat` (a sysctl file answers one read at its start, so
+//! not dash's byte-at-a-time `read`) and `sleep`, the node's /proc/sys
+//! bound into it writable (root writes it; no added capability), on the
+//! node's own network stack (so `net.*` are the node's). It prints each
+//! setting before and after, then waits to be removed: a task that ended
+//! leaves its container behind on a remote node when its service goes (a
+//! swarm job does too). The record keeps them per node, and the preflight
 //! reads them: a node that falls short of what its share of the run needs
 //! is refused in one line that names it and the fix.
 
@@ -36,7 +38,8 @@ const INSIDE: &str = "/rtbench/sys";
 
 /// The job's script: `$1` is `apply` or `read`, then `PATH=VALUE` pairs
 /// (PATH under /proc/sys); one `rtbench-sysctl PATH|BEFORE|AFTER` line
-/// each. dash's builtins and cat: the image holds nothing else.
+/// each, then `rtbench-sysctl-done`. dash's builtins, cat and sleep: the
+/// image holds nothing else.
 const SCRIPT: &str = r#"mode=$1; shift
 for kv in "$@"; do
   p=${kv%%=*}; v=${kv#*=}; f=/rtbench/sys/$p
@@ -46,7 +49,9 @@ for kv in "$@"; do
   if [ "$mode" = apply ] && [ -n "$v" ]; then echo "$v" > "$f" || echo "rtbench-sysctl-refused $p"; fi
   after=$(cat "$f")
   echo "rtbench-sysctl $p|$before|$after"
-done"#;
+done
+echo rtbench-sysctl-done
+exec sleep infinity"#;
 
 /// Runs the job on every node of `swarm`; returns each node's record, or
 /// refuses the run naming each node that falls short.
@@ -97,7 +102,7 @@ pub fn nodes(swarm: &Swarm, t: &Tuning) -> Result<Vec<HostRecord>, String> {
         let what = format!("reading node {}'s settings", node.hostname());
         let root = sysctl::path("x");
         let root = root.parent().expect("under /proc/sys");
-        let lines = service::run_job(
+        let lines = service::run_until(
             &swarm.engine,
             &service::Part {
                 name: format!("rtbench-{}-tune-{i}", swarm.run),
@@ -106,11 +111,11 @@ pub fn nodes(swarm: &Swarm, t: &Tuning) -> Result<Vec<HostRecord>, String> {
                 node_id: &node.facts.id,
                 limits: &Default::default(),
                 nofile: 1024,
-                job: true,
                 mounts: vec![(root.display().to_string(), INSIDE.into())],
             },
             &what,
             &swarm.labels,
+            "rtbench-sysctl-done",
         )?;
         let read = parse(&lines, &names);
         if let Some(refused) = lines
