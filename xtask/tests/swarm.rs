@@ -460,7 +460,7 @@ fn smoke_on_a_swarm_of_three_nodes_and_a_node_lost_mid_hold() {
     named.sort();
     let this_host = run(&mut Command::new("hostname"));
     let mut want = vec![
-        (this_host, "server".to_string(), format!("{NET}.1")),
+        (this_host.clone(), "server".to_string(), format!("{NET}.1")),
         ("rtbench-n2".into(), "client".into(), format!("{NET}.2")),
         ("rtbench-n3".into(), "client".into(), format!("{NET}.3")),
     ];

@@ -121,6 +121,18 @@ impl Placement {
         }
     }
 
+    /// Seconds of the run's machines that no worker sampled (a swarm's
+    /// server nodes), on the schedule's clock, for `hosts.csv`.
+    pub(super) fn host_samples(
+        &self,
+        schedule_start_unix_ns: u64,
+    ) -> Vec<rtbench_record::series::HostSample> {
+        match self {
+            Placement::Swarm(s) => s.host_samples(schedule_start_unix_ns),
+            _ => Vec::new(),
+        }
+    }
+
     pub(super) fn deployment(&self) -> rtbench_record::Deployment {
         match self {
             Placement::Local => rtbench_record::Deployment::default(),

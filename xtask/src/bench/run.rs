@@ -172,6 +172,12 @@ fn judge(
             partial_dir(&load_dir).display()
         )
     })?;
+    add_host_rows(
+        &load_dir,
+        started
+            .placement
+            .host_samples(load_summary.schedule_start_unix_ns),
+    )?;
     let rows = if faults.done.is_empty() {
         Vec::new()
     } else {
@@ -200,4 +206,22 @@ fn judge(
     });
     record::write_json(&tmp.join(record::SUMMARY), &summary)?;
     Ok(summary)
+}
+
+/// Adds `extra` (machines no worker sampled) to the load generator's
+/// `hosts.csv`, within the seconds it has, in order of second and host.
+fn add_host_rows(
+    load_dir: &Path,
+    extra: Vec<rtbench_record::series::HostSample>,
+) -> Result<(), String> {
+    if extra.is_empty() {
+        return Ok(());
+    }
+    let path = load_dir.join(rtbench_record::load::HOSTS_CSV);
+    let mut rows: Vec<rtbench_record::series::HostSample> =
+        rtbench_record::series::read_csv(&path).unwrap_or_default();
+    let last = rows.iter().map(|r| r.t_s).max().unwrap_or(u64::MAX);
+    rows.extend(extra.into_iter().filter(|r| r.t_s <= last));
+    rows.sort_by(|a, b| (a.t_s, &a.host).cmp(&(b.t_s, &b.host)));
+    rtbench_record::series::write_csv(&path, &rows)
 }

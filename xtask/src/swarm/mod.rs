@@ -36,6 +36,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rtbench_record::launch::{Launch, WorkerLaunch};
+use rtbench_record::series::HostSample;
 use rtbench_record::{Containers, Deployment, HostRecord, Limits, ProcessExit, Role};
 use testcontainers::bollard::models::{LocalNodeState, NodeState};
 
@@ -69,6 +70,9 @@ pub struct Swarm {
     logs: OnceCell<PathBuf>,
     /// Every part started: its service, node and role.
     parts: RefCell<Vec<Placed>>,
+    /// The nodes without a worker, each sampled by a service of its own
+    /// (`rtbench-loadgen sample-host`): node index, its output.
+    samplers: RefCell<Vec<(usize, service::Output)>>,
     /// The nodes already said to be lost.
     lost: RefCell<BTreeSet<String>>,
     last_look: Cell<Option<Instant>>,
@@ -129,6 +133,7 @@ impl Swarm {
             nodes,
             logs: OnceCell::new(),
             parts: Default::default(),
+            samplers: Default::default(),
             lost: Default::default(),
             last_look: Cell::new(None),
         };
@@ -320,7 +325,58 @@ impl Swarm {
                 clock_offset_ns: 0,
             });
         }
+        self.sample_the_others(&load)?;
         Ok(Launch { workers })
+    }
+
+    /// A sampler on each node that runs no worker (a worker samples its
+    /// own), so every node of the run has its seconds in `hosts.csv`.
+    fn sample_the_others(&self, load: &[usize]) -> Result<(), String> {
+        for node in (0..self.nodes.len()).filter(|i| !load.contains(i)) {
+            let n = &self.nodes[node];
+            let name = format!("rtbench-{}-sampler-{node}", self.run);
+            let output = service::create(
+                &self.engine,
+                &service::Part {
+                    name: name.clone(),
+                    image: self.image.reference(self.registry.for_node(n.this_engine)),
+                    cmd: ["/bin/rtbench-loadgen", "sample-host"]
+                        .map(String::from)
+                        .into(),
+                    node_id: &n.facts.id,
+                    limits: &Default::default(),
+                    nofile: 1024,
+                    mounts: Vec::new(),
+                },
+                &self.labels,
+                None,
+            )?;
+            let what = format!("the sampler of node {}", n.hostname());
+            service::wait_for_line(&self.engine, &name, &what, &output, "\"t_s\"", STARTUP)?;
+            self.samplers.borrow_mut().push((node, output));
+        }
+        Ok(())
+    }
+
+    /// The seconds the samplers read, on the schedule's clock (second 1
+    /// ends one second after `schedule_start_unix_ns`), named by node.
+    pub fn host_samples(&self, schedule_start_unix_ns: u64) -> Vec<HostSample> {
+        let start_s = (schedule_start_unix_ns + 500_000_000) / 1_000_000_000;
+        let mut rows = Vec::new();
+        for (node, output) in self.samplers.borrow().iter() {
+            for line in output.all() {
+                let Ok(mut s) = serde_json::from_str::<HostSample>(&line) else {
+                    continue;
+                };
+                if s.t_s <= start_s {
+                    continue;
+                }
+                s.t_s -= start_s;
+                s.host = self.nodes[*node].hostname().to_string();
+                rows.push(s);
+            }
+        }
+        rows
     }
 
     /// The parts on nodes that went down since the last look (once a

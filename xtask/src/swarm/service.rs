@@ -48,6 +48,11 @@ impl Output {
         lines.iter().find(|l| l.contains(words)).cloned()
     }
 
+    /// Every line so far.
+    pub fn all(&self) -> Vec<String> {
+        self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// The last few lines, for an error message.
     pub fn tail(&self) -> String {
         let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
@@ -297,11 +302,5 @@ pub fn run_until(
         Duration::from_secs(120),
     );
     remove(engine, &part.name);
-    result.map(|_| {
-        output
-            .lines
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    })
+    result.map(|_| output.all())
 }
