@@ -63,92 +63,37 @@ pub fn nodes(swarm: &Swarm, t: &Tuning) -> Result<Vec<HostRecord>, String> {
     };
     let _built = crate::engine::build_image(
         "rtbench/tune",
-        &[(bin("dash")?, "sh"), (bin("cat")?, "cat")],
+        &[
+            (bin("dash")?, "sh"),
+            (bin("cat")?, "cat"),
+            (bin("sleep")?, "sleep"),
+        ],
     )?;
     let image = registry::push(&swarm.engine, &swarm.registry, "rtbench/tune")?;
-    let settings: Vec<(&String, &String)> = t
+    let settings: BTreeMap<String, String> = t
         .wanted
         .iter()
         .filter(|(k, _)| *k != LOOPBACK_NOTRACK)
+        .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let mut names: Vec<String> = settings.iter().map(|(k, _)| k.to_string()).collect();
+    let mut names: Vec<String> = settings.keys().cloned().collect();
     names.extend(
         READ.iter()
             .map(|s| s.to_string())
-            .filter(|k| !t.wanted.contains_key(k)),
+            .filter(|k| !settings.contains_key(k)),
     );
     let mut records = Vec::new();
     let mut refusals = Vec::new();
     for (i, node) in swarm.nodes.iter().enumerate() {
-        let pairs = names.iter().map(|k| {
-            let v = if t.apply {
-                t.wanted.get(k).map_or("", String::as_str)
-            } else {
-                ""
-            };
-            format!("{}={v}", relative(k))
-        });
-        let cmd = [
-            "/bin/sh",
-            "-c",
-            SCRIPT,
-            "sh",
-            if t.apply { "apply" } else { "read" },
-        ]
-        .map(String::from)
-        .into_iter()
-        .chain(pairs)
-        .collect();
-        let what = format!("reading node {}'s settings", node.hostname());
-        let root = sysctl::path("x");
-        let root = root.parent().expect("under /proc/sys");
-        let lines = service::run_until(
-            &swarm.engine,
-            &service::Part {
-                name: format!("rtbench-{}-tune-{i}", swarm.run),
-                image: image.reference(swarm.registry.for_node(node.this_engine)),
-                cmd,
-                node_id: &node.facts.id,
-                limits: &Default::default(),
-                nofile: 1024,
-                mounts: vec![(root.display().to_string(), INSIDE.into())],
-            },
-            &what,
-            &swarm.labels,
-            "rtbench-sysctl-done",
-        )?;
-        let read = parse(&lines, &names);
-        if let Some(refused) = lines
-            .iter()
-            .find_map(|l| l.strip_prefix("rtbench-sysctl-refused "))
-        {
-            return Err(format!(
-                "--tune on node {}: {refused} could not be written (the job runs as root with the node's /proc/sys bound writable)",
-                node.hostname()
-            ));
-        }
+        let read = match read_node(swarm, i, &image, &names, t) {
+            Ok(read) => read,
+            Err(e) => {
+                registry::untag(&swarm.engine, &swarm.registry, &image);
+                return Err(e);
+            }
+        };
         refusals.extend(shortfalls(node, &read, share(swarm, i, t)));
-        records.push(HostRecord {
-            role: node.role.as_str().into(),
-            address: node.addr.to_string(),
-            clock_offset_ns: 0,
-            clock_error_ns: 0,
-            tuning: settings
-                .iter()
-                .map(|(k, v)| {
-                    let (before, after) = read.get(*k).cloned().unwrap_or_default();
-                    (
-                        k.to_string(),
-                        Setting {
-                            wanted: v.to_string(),
-                            before,
-                            after,
-                        },
-                    )
-                })
-                .collect(),
-            node: Some(node.facts.clone()),
-        });
+        records.push(record(node, &settings, &read));
     }
     registry::untag(&swarm.engine, &swarm.registry, &image);
     if refusals.is_empty() {
@@ -158,13 +103,94 @@ pub fn nodes(swarm: &Swarm, t: &Tuning) -> Result<Vec<HostRecord>, String> {
     }
 }
 
+/// Each setting's (before, after).
+type Readings = BTreeMap<String, (Option<String>, Option<String>)>;
+
+/// Runs the job on node `i`: `names` read, and with `--tune` the wanted
+/// ones written.
+fn read_node(
+    swarm: &Swarm,
+    i: usize,
+    image: &registry::Pushed,
+    names: &[String],
+    t: &Tuning,
+) -> Result<Readings, String> {
+    let node = &swarm.nodes[i];
+    let pairs = names.iter().map(|k| {
+        let v = match t.apply {
+            true => t.wanted.get(k).map_or("", String::as_str),
+            false => "",
+        };
+        format!("{}={v}", relative(k))
+    });
+    let mode = if t.apply { "apply" } else { "read" };
+    let cmd = ["/bin/sh", "-c", SCRIPT, "sh", mode]
+        .map(String::from)
+        .into_iter()
+        .chain(pairs)
+        .collect();
+    let root = sysctl::path("x");
+    let root = root.parent().expect("under /proc/sys");
+    let lines = service::run_until(
+        &swarm.engine,
+        &service::Part {
+            name: format!("rtbench-{}-tune-{i}", swarm.run),
+            image: image.reference(swarm.registry.for_node(node.this_engine)),
+            cmd,
+            node_id: &node.facts.id,
+            limits: &Default::default(),
+            nofile: 1024,
+            mounts: vec![(root.display().to_string(), INSIDE.into())],
+        },
+        &format!("reading node {}'s settings", node.hostname()),
+        &swarm.labels,
+        "rtbench-sysctl-done",
+    )?;
+    if let Some(refused) = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("rtbench-sysctl-refused "))
+    {
+        return Err(format!(
+            "--tune on node {}: {refused} could not be written (the job runs as root with the node's /proc/sys bound writable)",
+            node.hostname()
+        ));
+    }
+    Ok(parse(&lines, names))
+}
+
+/// `node` as the record names it, with the suite's settings there.
+fn record(node: &Node, settings: &BTreeMap<String, String>, read: &Readings) -> HostRecord {
+    HostRecord {
+        role: node.role.as_str().into(),
+        address: node.addr.to_string(),
+        clock_offset_ns: 0,
+        clock_error_ns: 0,
+        tuning: settings
+            .iter()
+            .map(|(k, v)| {
+                let (before, after) = read.get(k).cloned().unwrap_or_default();
+                let wanted = v.clone();
+                (
+                    k.clone(),
+                    Setting {
+                        wanted,
+                        before,
+                        after,
+                    },
+                )
+            })
+            .collect(),
+        node: Some(node.facts.clone()),
+    }
+}
+
 /// `net.core.somaxconn` as a path under /proc/sys: `net/core/somaxconn`.
 fn relative(name: &str) -> String {
     name.replace('.', "/")
 }
 
 /// Each setting's (before, after) from the job's lines.
-fn parse(lines: &[String], names: &[String]) -> BTreeMap<String, (Option<String>, Option<String>)> {
+fn parse(lines: &[String], names: &[String]) -> Readings {
     let fold = |v: &str| -> Option<String> {
         (v != "missing").then(|| v.split_whitespace().collect::<Vec<_>>().join(" "))
     };
@@ -216,11 +242,7 @@ fn share(swarm: &Swarm, i: usize, t: &Tuning) -> Share {
 }
 
 /// Why `node` cannot take `share`, one line each naming it and the fix.
-pub fn shortfalls(
-    node: &Node,
-    read: &BTreeMap<String, (Option<String>, Option<String>)>,
-    share: Share,
-) -> Vec<String> {
+pub fn shortfalls(node: &Node, read: &Readings, share: Share) -> Vec<String> {
     let value = |k: &str| read.get(k).and_then(|(_, after)| after.clone());
     let num = |k: &str| value(k)?.split(' ').next()?.parse::<u64>().ok();
     let on = node.hostname();
@@ -296,7 +318,7 @@ mod tests {
         }
     }
 
-    fn read(pairs: &[(&str, &str)]) -> BTreeMap<String, (Option<String>, Option<String>)> {
+    fn read(pairs: &[(&str, &str)]) -> Readings {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), (Some(v.to_string()), Some(v.to_string()))))
