@@ -295,7 +295,7 @@ pub fn shortfalls(node: &Node, read: &Readings, share: Share) -> Vec<String> {
         // each once they are gone (measured in containers: 2,000/s, then
         // 120/s): the even half is what a destination can take at speed.
         let even = match ports[..] {
-            [lo, hi] => (hi.saturating_sub(lo) + 1) / 2,
+            [lo, hi] => hi.saturating_sub(lo).div_ceil(2),
             _ => 0,
         };
         let need = share.to_one_server;
