@@ -516,12 +516,13 @@ impl Ratio {
 }
 
 /// Where a run's parts ran: local processes (the default), containers on a
-/// private Docker network, or hosts reached over SSH.
+/// private Docker network, hosts reached over SSH, or a Docker swarm's nodes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Deployment {
-    /// `local`, `containers` or `hosts`.
+    /// `local`, `containers`, `hosts` or `swarm`.
     pub kind: String,
-    /// The limits the containers were given, and their images.
+    /// The limits the containers were given, and their images (`name:tag`;
+    /// in a swarm `registry/name@sha256:...`, the digest every node pulled).
     #[serde(default)]
     pub containers: Option<Containers>,
     #[serde(default)]
@@ -606,4 +607,18 @@ pub struct HostRecord {
     /// The suite's tuning on that host (`--tune`): wanted, before, after.
     #[serde(default)]
     pub tuning: BTreeMap<String, Setting>,
+    /// A swarm node: what its engine says of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeFacts>,
+}
+
+/// A Docker swarm node that took part in a run, as its engine describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeFacts {
+    /// The swarm's id for it.
+    pub id: String,
+    pub hostname: String,
+    pub engine_version: String,
+    pub cpus: f64,
+    pub memory_bytes: u64,
 }

@@ -85,7 +85,8 @@ impl Run {
     }
 
     /// Machines the run used: one, unless its parts ran on hosts reached
-    /// over SSH (then each distinct address, the controller's besides).
+    /// over SSH (then each distinct address, the controller's besides) or
+    /// on a swarm's nodes (each node, the controller on its manager).
     pub fn machines(&self) -> usize {
         let Some(e) = self.environment.as_ref() else {
             return 1;
@@ -98,10 +99,10 @@ impl Run {
             .collect();
         addresses.sort_unstable();
         addresses.dedup();
-        if e.deployment.kind == "hosts" {
-            addresses.len() + 1
-        } else {
-            1
+        match e.deployment.kind.as_str() {
+            "hosts" => addresses.len() + 1,
+            "swarm" => addresses.len().max(1),
+            _ => 1,
         }
     }
 

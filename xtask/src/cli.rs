@@ -5,7 +5,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::{abuse, bench, ci, containers, fuzz, memprobe, roofline, site, sweep, tuning, versus};
+use crate::{abuse, bench, ci, engine, fuzz, memprobe, roofline, site, sweep, tuning, versus};
 
 /// Project tasks, run as `cargo xtask <task>`.
 #[derive(Debug, Parser)]
@@ -64,7 +64,7 @@ pub fn run(task: Task) -> Result<(), String> {
         Task::Abuse(a) => abuse::run(a),
         Task::Fuzz(a) => fuzz::run(a),
         Task::Ci => ci::run(),
-        Task::ContainersReaper { run } => containers::reaper(&run),
+        Task::ContainersReaper { run } => engine::reaper(&run),
     }
 }
 

@@ -11,46 +11,40 @@
 //! JSON lines, and closes its side to stop it.
 //!
 //! Images are built here, from the release binaries and the shared libraries
-//! they load (`FROM scratch`), so nothing needs a registry; Redis's image is
-//! built the same way from Debian's redis-server. Every container and the
-//! network carry the label `rtbench.run=<xtask pid>-<n>` and their owner
-//! (`rtbench.owner`). They are removed when the run ends, also on failure
-//! and Ctrl-C (`Drop`); if the xtask is killed, by its reaper, a process of
-//! its own session that waits for the xtask's end (`reaper`); and whatever
-//! both missed, by the next run, when its owner is gone (`owner_gone`).
-//! Each container's output is kept in the record, under `containers/`.
+//! they load (`FROM scratch`, `engine::build_image`), so nothing needs a
+//! registry; Redis's image is built the same way from Debian's
+//! redis-server. Every container and the network carry the label
+//! `rtbench.run=<xtask pid>-<n>` and their owner (`rtbench.owner`). They
+//! are removed when the run ends, also on failure and Ctrl-C (`Drop`); if
+//! the xtask is killed, by its reaper, a process of its own session that
+//! waits for the xtask's end (`engine::reaper`); and whatever both missed,
+//! by the next run, when its owner is gone (`engine::owner_gone`). Each
+//! container's output is kept in the record, under `containers/`.
 
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
-use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rtbench_record::launch::{Launch, WorkerLaunch};
 use rtbench_record::{Containers, Deployment, HostRecord, Limits, ProcessExit, Role};
 use testcontainers::bollard;
 use testcontainers::core::WaitFor;
-use testcontainers::core::logs::LogFrame;
-use testcontainers::runners::{SyncBuilder, SyncRunner};
-use testcontainers::{Container, ContainerRequest, GenericBuildableImage, GenericImage, ImageExt};
+use testcontainers::runners::SyncRunner;
+use testcontainers::{Container, ContainerRequest, GenericImage, ImageExt};
 
+use crate::engine::{Engine, LABEL, log_file, memory_bytes};
 use crate::oom::OomKill;
-use crate::root;
 use crate::server::{Elsewhere, REDIS_ARGS, RedisProcess, ServerProcess};
 
 const SERVER_PORT: u16 = 8080;
 const REDIS_PORT: u16 = 6379;
 /// Where a worker container waits for its controller.
 const WORKER_PORT: u16 = 7700;
-/// Every container and network of a run carries it, valued with the run.
-const LABEL: &str = "rtbench.run";
-/// And this, valued with the xtask that made them (`this_owner`).
-const OWNER: &str = "rtbench.owner";
-/// The record's folder of container output.
-const LOGS: &str = "containers";
+/// The record's folder of container output (a swarm service's too).
+pub const LOGS: &str = "containers";
 /// How long a container has to say it is up (its first log line) after it
 /// starts.
 const STARTUP: Duration = Duration::from_secs(30);
@@ -92,29 +86,8 @@ struct Inspected {
     oom_killed: bool,
 }
 
-/// The engine's API, for what testcontainers leaves out, with a runtime of
-/// its own (the xtask is not async).
-struct Engine {
-    api: bollard::Docker,
-    rt: tokio::runtime::Runtime,
-}
-
+/// What `--on containers` asks of the engine beyond what testcontainers does.
 impl Engine {
-    fn connect() -> Result<Engine, String> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        let api = bollard::Docker::connect_with_local_defaults()
-            .map_err(|e| format!("--on containers: no Docker engine answers ({e})"))?;
-        let engine = Engine { api, rt };
-        engine
-            .rt
-            .block_on(engine.api.version())
-            .map_err(|e| format!("--on containers: no Docker engine answers ({e})"))?;
-        Ok(engine)
-    }
-
     /// The run's network: internal (no route off this machine), labelled.
     fn create_network(&self, name: &str, labels: &HashMap<String, String>) -> Result<(), String> {
         let request = bollard::models::NetworkCreateRequest {
@@ -145,93 +118,20 @@ impl Engine {
             oom_killed: state.oom_killed == Some(true),
         })
     }
-
-    /// Removes the containers and networks of every run whose labels
-    /// `gone` holds for.
-    fn remove_runs(&self, gone: impl Fn(&HashMap<String, String>) -> bool) {
-        use bollard::query_parameters::{
-            ListContainersOptions, ListNetworksOptions, RemoveContainerOptions,
-        };
-        let filters = HashMap::from([("label".to_string(), vec![LABEL.to_string()])]);
-        let label_of = |labels: Option<HashMap<String, String>>| gone(&labels.unwrap_or_default());
-        self.rt.block_on(async {
-            let containers = self
-                .api
-                .list_containers(Some(ListContainersOptions {
-                    all: true,
-                    filters: Some(filters.clone()),
-                    ..Default::default()
-                }))
-                .await
-                .unwrap_or_default();
-            for c in containers {
-                if label_of(c.labels)
-                    && let Some(id) = c.id
-                {
-                    let _ = self
-                        .api
-                        .remove_container(
-                            &id,
-                            Some(RemoveContainerOptions {
-                                force: true,
-                                v: true,
-                                ..Default::default()
-                            }),
-                        )
-                        .await;
-                }
-            }
-            let networks = self
-                .api
-                .list_networks(Some(ListNetworksOptions {
-                    filters: Some(filters),
-                }))
-                .await
-                .unwrap_or_default();
-            for n in networks {
-                if label_of(n.labels)
-                    && let Some(name) = n.name
-                {
-                    let _ = self.api.remove_network(&name).await;
-                }
-            }
-        });
-    }
 }
 
 impl Docker {
     /// Builds the images and creates the network. `redis`: the run has
     /// several server processes and needs the bus.
     pub fn setup(spec: &Containers, redis: bool) -> Result<Docker, String> {
-        let engine = Arc::new(Engine::connect()?);
+        let engine = Arc::new(Engine::connect("--on containers")?);
         // What a killed xtask (and its reaper) left: runs of this machine
         // whose xtask is gone.
-        engine.remove_runs(|labels| labels.get(OWNER).is_some_and(|o| owner_gone(o)));
-        let run = format!(
-            "{}-{}",
-            std::process::id(),
-            rtbench_protocol::time::now_ns() % 1_000_000
-        );
-        let labels = HashMap::from([
-            (LABEL.to_string(), run.clone()),
-            (OWNER.to_string(), this_owner()),
-        ]);
+        engine.sweep();
+        let (run, labels) = crate::engine::new_run();
         // From here on, whatever happens to this process, the run goes.
-        let reaper = start_reaper(&run)?;
-        let release = root().join("target/release");
-        let image = build_image(
-            "rtbench/bench",
-            &[
-                (release.join("rtbench-server"), "rtbench-server"),
-                (release.join("rtbench-loadgen"), "rtbench-loadgen"),
-            ],
-        )?;
-        let redis_image = if redis {
-            let bin = which("redis-server").ok_or("--on containers: the Redis image is built from Debian's redis-server: apt-get install -y redis-server")?;
-            Some(build_image("rtbench/redis", &[(bin, "redis-server")])?)
-        } else {
-            None
-        };
+        let reaper = crate::engine::start_reaper(&run)?;
+        let (image, redis_image) = crate::engine::run_images(redis, "--on containers")?;
         let network = format!("rtbench-{run}");
         engine.create_network(&network, &labels)?;
         Ok(Docker {
@@ -477,82 +377,6 @@ impl Elsewhere for RunningContainer {
     }
 }
 
-/// `cargo xtask containers-reaper RUN`: waits for its stdin to end (the
-/// xtask that started it ending, however it ends), then removes every
-/// container and network of RUN.
-pub fn reaper(run: &str) -> Result<(), String> {
-    let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
-    Engine::connect()?.remove_runs(|labels| labels.get(LABEL).map(String::as_str) == Some(run));
-    Ok(())
-}
-
-/// Starts this binary as the run's reaper, in a session of its own (a
-/// Ctrl-C or a kill of this process group leaves it), holding the write end
-/// of its stdin.
-fn start_reaper(run: &str) -> Result<std::process::Child, String> {
-    use std::os::unix::process::CommandExt;
-    let exe = std::env::current_exe().map_err(|e| format!("the reaper: {e}"))?;
-    let mut cmd = Command::new(exe);
-    cmd.args(["containers-reaper", run])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    // SAFETY: setsid is async-signal-safe and touches nothing of the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    cmd.spawn()
-        .map_err(|e| format!("starting the containers' reaper: {e}"))
-}
-
-/// This process as a run's owner: the boot, the pid namespace, the pid and
-/// its start time, so that a pid reused later, or one seen from another
-/// namespace or machine, is never taken for it.
-fn this_owner() -> String {
-    let pid = std::process::id();
-    format!(
-        "{} {} {pid} {}",
-        boot_id(),
-        pid_namespace(),
-        process_start(pid).unwrap_or(0)
-    )
-}
-
-/// An owner (`this_owner`) that was this machine's and namespace's and
-/// whose process has ended. Anything else (another machine sharing the
-/// engine, another namespace) is left alone.
-fn owner_gone(owner: &str) -> bool {
-    let f: Vec<&str> = owner.split(' ').collect();
-    let [boot, ns, pid, start] = f[..] else {
-        return false;
-    };
-    if boot != boot_id() || ns != pid_namespace() {
-        return false;
-    }
-    match pid.parse::<u32>() {
-        Ok(pid) => process_start(pid).map(|s| s.to_string()) != Some(start.to_string()),
-        Err(_) => false,
-    }
-}
-
-fn boot_id() -> String {
-    rtbench_sys::host::boot_id().unwrap_or_default()
-}
-
-fn pid_namespace() -> String {
-    rtbench_sys::process::pid_namespace().unwrap_or_default()
-}
-
-/// A process's start time (clock ticks after boot), None when it is gone.
-fn process_start(pid: u32) -> Option<u64> {
-    rtbench_sys::process::Stat::read(rtbench_sys::process::Process::Pid(pid))
-        .ok()
-        .map(|s| s.start_ticks)
-}
-
 /// The host record's role for a container's: `server-0` is a server.
 fn role_of(role: &str) -> &str {
     match role.split('-').next() {
@@ -560,53 +384,6 @@ fn role_of(role: &str) -> &str {
         Some(r) => r,
         None => role,
     }
-}
-
-/// Writes what a container prints (stdout and stderr, as they come) to `path`.
-fn log_file(path: &Path) -> Result<impl Fn(&LogFrame) + Send + Sync + 'static, String> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let file = Mutex::new(file);
-    Ok(move |frame: &LogFrame| {
-        let mut f = file.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = f.write_all(frame.bytes());
-    })
-}
-
-/// A memory size as Docker reads one (`512m`, `1.5g`, `2GiB`, `65536k`,
-/// plain bytes): a number, then optionally k, m, g, t or p (powers of 1024),
-/// `i` and `b`.
-fn memory_bytes(size: &str) -> Result<i64, String> {
-    let bad = || format!("memory `{size}` is not a size such as 512m, 1.5g or 2GiB");
-    let s = size.trim();
-    let end = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (number, unit) = s.split_at(end);
-    let number: f64 = number.parse().map_err(|_| bad())?;
-    let mut unit = unit.trim_start().chars().peekable();
-    let shift = match unit.peek().map(char::to_ascii_lowercase) {
-        Some('k') => 10,
-        Some('m') => 20,
-        Some('g') => 30,
-        Some('t') => 40,
-        Some('p') => 50,
-        _ => 0,
-    };
-    if shift > 0 {
-        unit.next();
-    }
-    let rest: String = unit.collect::<String>().to_ascii_lowercase();
-    if !matches!(rest.as_str(), "" | "b" | "ib" | "i") {
-        return Err(bad());
-    }
-    let bytes = number * (1u64 << shift) as f64;
-    if !(1.0..9.2e18).contains(&bytes) {
-        return Err(format!("memory `{size}` is out of range"));
-    }
-    Ok(bytes as i64)
 }
 
 /// Containers share this kernel's clock: no offset to estimate.
@@ -617,55 +394,8 @@ fn host_record(role: &str, address: &str) -> HostRecord {
         clock_offset_ns: 0,
         clock_error_ns: 0,
         tuning: Default::default(),
+        node: None,
     }
-}
-
-/// Builds `FROM scratch` with the binaries under /bin and every library
-/// they load (as `ldd` lists them) at its own path.
-fn build_image(name: &str, bins: &[(PathBuf, &str)]) -> Result<GenericImage, String> {
-    let mut build = GenericBuildableImage::new(name, "latest")
-        .with_dockerfile_string("FROM scratch\nCOPY rootfs/ /\n");
-    for (bin, as_name) in bins {
-        if !bin.is_file() {
-            return Err(format!("{}: not built", bin.display()));
-        }
-        build = build.with_file(bin, format!("rootfs/bin/{as_name}"));
-        for lib in libraries(bin)? {
-            let inside = format!("rootfs{}", lib.display());
-            build = build.with_file(lib, inside);
-        }
-    }
-    eprintln!(
-        "xtask: building image {name}:latest from {}",
-        bins.iter()
-            .map(|b| b.0.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    build
-        .build_image()
-        .map_err(|e| format!("building image {name}: {e}"))
-}
-
-/// The shared libraries `bin` loads, the dynamic loader among them.
-fn libraries(bin: &Path) -> Result<Vec<PathBuf>, String> {
-    let out = Command::new("ldd")
-        .arg(bin)
-        .output()
-        .map_err(|e| format!("ldd {}: {e}", bin.display()))?;
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with('/')))
-        .map(PathBuf::from)
-        .collect())
-}
-
-fn which(bin: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| Path::new(d).join(bin))
-        .find(|p| p.is_file())
 }
 
 /// The suite's `[containers]` with `--limit` applied: `server.cpus=1`,

@@ -11,16 +11,16 @@ use rtbench_sys::sysctl;
 
 /// Kernel memory per idle loopback TCP socket (measured here: 2,000,000
 /// plain loopback connections, both ends, in 11.8 GiB).
-const KERNEL_KIB_PER_SOCKET: f64 = 3.1;
+pub const KERNEL_KIB_PER_SOCKET: f64 = 3.1;
 /// Measured by `cargo xtask memprobe --connections 19000` (0.11-0.13 and
 /// 0.09-0.10), with a margin.
-const SERVER_KIB_PER_CONNECTION: f64 = 0.25;
-const LOADGEN_KIB_PER_CONNECTION: f64 = 0.25;
+pub const SERVER_KIB_PER_CONNECTION: f64 = 0.25;
+pub const LOADGEN_KIB_PER_CONNECTION: f64 = 0.25;
 /// What each process costs before its first connection (measured: a server
 /// 4.0-4.4 MiB, a load generator worker 5.5-5.7 MiB with its histograms),
 /// with a margin; plus Redis, the controller and this task.
-const SERVER_BASE_MIB: u64 = 6;
-const WORKER_BASE_MIB: u64 = 8;
+pub const SERVER_BASE_MIB: u64 = 6;
+pub const WORKER_BASE_MIB: u64 = 8;
 const OTHERS_MIB: u64 = 256;
 /// Descriptors a server process keeps for itself.
 const SERVER_RESERVED_FDS: u64 = 64;

@@ -36,3 +36,25 @@ impl HostSampler {
         }
     }
 }
+
+/// `rtbench-loadgen sample-host`: this machine once a second, at each
+/// second of CLOCK_REALTIME, as a `HostSample` JSON line on stdout whose
+/// `t_s` is that second (Unix time): a machine of the run that holds no
+/// worker (a swarm's server node) is sampled so, and the xtask puts its
+/// lines beside the workers' in `hosts.csv`. Runs until stdout closes.
+pub fn sample_every_second() -> Result<(), String> {
+    use std::io::Write;
+    let mut sampler = HostSampler::default();
+    let mut out = std::io::stdout().lock();
+    loop {
+        let now = rtbench_protocol::time::now_ns();
+        std::thread::sleep(std::time::Duration::from_nanos(
+            1_000_000_000 - now % 1_000_000_000,
+        ));
+        let t_s = (rtbench_protocol::time::now_ns() + 500_000_000) / 1_000_000_000;
+        let line = serde_json::to_string(&sampler.sample(t_s)).map_err(|e| e.to_string())?;
+        writeln!(out, "{line}")
+            .and_then(|()| out.flush())
+            .map_err(|e| format!("stdout: {e}"))?;
+    }
+}

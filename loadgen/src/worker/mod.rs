@@ -36,6 +36,8 @@ use crate::sys;
 use crate::wire::{Plan, Report, Start};
 use state::Worker;
 
+pub use host::sample_every_second;
+
 /// `rtbench-loadgen worker`: reads the plan from its controller, gets
 /// ready, says so, waits for the start time and runs the plan. `listen`:
 /// the controller connects over TCP there instead of holding stdin and

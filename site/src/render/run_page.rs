@@ -354,13 +354,24 @@ fn deployment_label(d: &rtbench_record::Deployment) -> String {
         );
     }
     for h in &d.hosts {
-        s += &format!(
-            "; {} {} (clock {:+.3} ms ± {:.3})",
-            h.role,
-            h.address,
-            h.clock_offset_ns as f64 / 1e6,
-            h.clock_error_ns as f64 / 1e6
-        );
+        s += &match &h.node {
+            Some(n) => format!(
+                "; {} node {} {} (engine {}, {} CPUs, {:.1} GiB)",
+                h.role,
+                n.hostname,
+                h.address,
+                n.engine_version,
+                n.cpus,
+                n.memory_bytes as f64 / (1u64 << 30) as f64
+            ),
+            None => format!(
+                "; {} {} (clock {:+.3} ms ± {:.3})",
+                h.role,
+                h.address,
+                h.clock_offset_ns as f64 / 1e6,
+                h.clock_error_ns as f64 / 1e6
+            ),
+        };
     }
     s
 }

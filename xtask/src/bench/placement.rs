@@ -1,6 +1,7 @@
 //! Where a run's processes are and which server it starts: the one place
-//! that tells local processes, containers and ssh hosts apart, so the run
-//! driver starts a server or Redis the same way wherever it runs.
+//! that tells local processes, containers, swarm services and ssh hosts
+//! apart, so the run driver starts a server or Redis the same way wherever
+//! it runs.
 
 use std::path::PathBuf;
 
@@ -14,6 +15,7 @@ use super::args::{Args, RunsOn};
 pub enum Placement {
     Local,
     Containers(Box<crate::containers::Docker>),
+    Swarm(Box<crate::swarm::Swarm>),
     Hosts(crate::hosts::Fleet),
 }
 
@@ -25,17 +27,30 @@ impl Placement {
         a: &Args,
         suite: &Suite,
         bus: bool,
-        connections: u64,
+        needs: &crate::preflight::Needs,
     ) -> Result<Placement, String> {
+        let spec = || -> Result<rtbench_record::Containers, String> {
+            Ok(crate::containers::for_connections(
+                crate::containers::with_limits(&suite.containers, &a.limits)?,
+                needs.connections,
+            ))
+        };
         Ok(match &a.runs_on() {
             RunsOn::Local => Placement::Local,
             RunsOn::Containers => {
-                let spec = crate::containers::for_connections(
-                    crate::containers::with_limits(&suite.containers, &a.limits)?,
-                    connections,
-                );
-                Placement::Containers(Box::new(crate::containers::Docker::setup(&spec, bus)?))
+                Placement::Containers(Box::new(crate::containers::Docker::setup(&spec()?, bus)?))
             }
+            RunsOn::Swarm => Placement::Swarm(Box::new(crate::swarm::Swarm::setup(
+                &spec()?,
+                bus,
+                a.registry.as_deref(),
+                &crate::swarm::tune::Tuning {
+                    wanted: &suite.tuning,
+                    apply: a.tune,
+                    connections: needs.connections,
+                    server_processes: needs.server_processes,
+                },
+            )?)),
             RunsOn::Hosts(file) => {
                 Placement::Hosts(crate::hosts::Fleet::setup(file, &suite.tuning, a.tune)?)
             }
@@ -45,8 +60,10 @@ impl Placement {
     /// The record's directory exists: what its processes print elsewhere
     /// (a container's output) goes there from now on.
     pub(super) fn keep_logs_in(&self, dir: &std::path::Path) {
-        if let Placement::Containers(d) = self {
-            d.keep_logs_in(dir);
+        match self {
+            Placement::Containers(d) => d.keep_logs_in(dir),
+            Placement::Swarm(s) => s.keep_logs_in(dir),
+            Placement::Local | Placement::Hosts(_) => {}
         }
     }
 
@@ -54,6 +71,7 @@ impl Placement {
         match self {
             Placement::Local => RedisProcess::start(),
             Placement::Containers(d) => d.start_redis(),
+            Placement::Swarm(s) => s.start_redis(),
             Placement::Hosts(f) => f.start_redis(),
         }
     }
@@ -67,6 +85,7 @@ impl Placement {
         match self {
             Placement::Local => ServerProcess::start(&side.server_bin, args),
             Placement::Containers(d) => d.start_server(i, args),
+            Placement::Swarm(s) => s.start_server(i, args),
             Placement::Hosts(f) => f.start_server(i, args),
         }
     }
@@ -76,6 +95,7 @@ impl Placement {
         Ok(match self {
             Placement::Local => None,
             Placement::Containers(d) => Some(d.launch()?),
+            Placement::Swarm(s) => Some(s.launch()?),
             Placement::Hosts(f) => Some(f.launch()?),
         })
     }
@@ -88,7 +108,28 @@ impl Placement {
     ) -> Option<crate::oom::OomKill> {
         match self {
             Placement::Containers(d) => d.oom_killed(exit),
-            Placement::Local | Placement::Hosts(_) => None,
+            Placement::Local | Placement::Swarm(_) | Placement::Hosts(_) => None,
+        }
+    }
+
+    /// The parts whose machine was lost since the last look (a swarm
+    /// node gone down), named with it; none elsewhere.
+    pub(super) fn lost(&self, t_s: f64) -> Vec<rtbench_record::ProcessExit> {
+        match self {
+            Placement::Swarm(s) => s.lost(t_s),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Seconds of the run's machines that no worker sampled (a swarm's
+    /// server nodes), on the schedule's clock, for `hosts.csv`.
+    pub(super) fn host_samples(
+        &self,
+        schedule_start_unix_ns: u64,
+    ) -> Vec<rtbench_record::series::HostSample> {
+        match self {
+            Placement::Swarm(s) => s.host_samples(schedule_start_unix_ns),
+            _ => Vec::new(),
         }
     }
 
@@ -96,17 +137,21 @@ impl Placement {
         match self {
             Placement::Local => rtbench_record::Deployment::default(),
             Placement::Containers(d) => d.deployment(),
+            Placement::Swarm(s) => s.deployment(),
             Placement::Hosts(f) => f.deployment(),
         }
     }
 }
 
 /// The open-files limit each server process of the run gets: its
-/// container's (the suite's `[containers] nofile`, `--limit` applied), or
-/// this machine's hard limit (ssh hosts are taken to have the same).
+/// container's or service's (the suite's `[containers] nofile`, `--limit`
+/// applied), or this machine's hard limit (ssh hosts are taken to have the
+/// same).
 pub(super) fn server_nofile(a: &Args, suite: &Suite) -> Result<u64, String> {
     Ok(match a.runs_on() {
-        RunsOn::Containers => crate::containers::with_limits(&suite.containers, &a.limits)?.nofile,
+        RunsOn::Containers | RunsOn::Swarm => {
+            crate::containers::with_limits(&suite.containers, &a.limits)?.nofile
+        }
         RunsOn::Local | RunsOn::Hosts(_) => crate::preflight::nofile_hard(),
     })
 }

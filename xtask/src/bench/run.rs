@@ -42,7 +42,7 @@ pub fn run_one(
     let netns = start::namespace(&plan, suite)?;
     // An engine or host that does not answer is one line, before anything
     // is written.
-    let placement = Placement::new(a, suite, plan.bus, plan.needs.connections)?;
+    let placement = Placement::new(a, suite, plan.bus, &plan.needs)?;
     // What the kernel's OOM killer does from here on is the run's to name.
     let mut oom = crate::oom::Watch::start();
     let dir = record_dir::choose(name, variant, &plan.runs_on, a.out.as_deref(), side);
@@ -116,10 +116,19 @@ struct Machine {
 }
 
 /// Redis installed when the run needs it, `--tune` applied, the preflight
-/// passed, and a quiet machine (how busy it was is recorded).
+/// passed, and a quiet machine (how busy it was is recorded). In a swarm
+/// the parts run on its nodes, which are tuned and checked there
+/// (`swarm::tune`): this machine only waits to be quiet.
 fn ready_machine(plan: &RunPlan, suite: &Suite, a: &Args) -> Result<Machine, String> {
-    if plan.bus && plan.runs_on == super::RunsOn::Local {
+    if plan.bus && matches!(plan.runs_on, super::RunsOn::Local | super::RunsOn::Swarm) {
         crate::setup::ensure(&[crate::setup::REDIS])?;
+    }
+    if plan.runs_on == super::RunsOn::Swarm {
+        return Ok(Machine {
+            tuning: Default::default(),
+            checks: Vec::new(),
+            busy_before: sample::wait_until_quiet(20.0, plan.patience),
+        });
     }
     let (tuning, tune_errors) = tuning::run(&suite.tuning, a.tune);
     if !tune_errors.is_empty() {
@@ -163,6 +172,12 @@ fn judge(
             partial_dir(&load_dir).display()
         )
     })?;
+    add_host_rows(
+        &load_dir,
+        started
+            .placement
+            .host_samples(load_summary.schedule_start_unix_ns),
+    )?;
     let rows = if faults.done.is_empty() {
         Vec::new()
     } else {
@@ -191,4 +206,22 @@ fn judge(
     });
     record::write_json(&tmp.join(record::SUMMARY), &summary)?;
     Ok(summary)
+}
+
+/// Adds `extra` (machines no worker sampled) to the load generator's
+/// `hosts.csv`, within the seconds it has, in order of second and host.
+fn add_host_rows(
+    load_dir: &Path,
+    extra: Vec<rtbench_record::series::HostSample>,
+) -> Result<(), String> {
+    if extra.is_empty() {
+        return Ok(());
+    }
+    let path = load_dir.join(rtbench_record::load::HOSTS_CSV);
+    let mut rows: Vec<rtbench_record::series::HostSample> =
+        rtbench_record::series::read_csv(&path).unwrap_or_default();
+    let last = rows.iter().map(|r| r.t_s).max().unwrap_or(u64::MAX);
+    rows.extend(extra.into_iter().filter(|r| r.t_s <= last));
+    rows.sort_by(|a, b| (a.t_s, &a.host).cmp(&(b.t_s, &b.host)));
+    rtbench_record::series::write_csv(&path, &rows)
 }

@@ -92,6 +92,7 @@ pub fn run(
     let loadgen_exit = loop {
         let t_s = load_offset_s + load_started.elapsed().as_secs_f64();
         exits.extend(ended(started, plan, t_s));
+        exits.extend(started.placement.lost(t_s));
         // The schedule's clock: from the load generator's first second on,
         // this process's own (a paused process must not stop the plan).
         if schedule_origin.is_none()
