@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use rtbench_record::load::{Bottleneck, Connections, Events, FORMAT_VERSION, LoadgenSelf, Summary};
-use rtbench_record::scenario::{Protocol, Scenario};
+use rtbench_record::scenario::Scenario;
 
 use super::merge::Merge;
 use super::selfcheck;
@@ -104,10 +104,7 @@ pub(super) fn summarize(
         stopped_by,
         scenario: name.to_string(),
         description: sc.description.clone(),
-        protocol: match sc.target.protocol {
-            Protocol::Appwrite => "appwrite".into(),
-            Protocol::Raw => "raw".into(),
-        },
+        protocol: sc.target.protocol.name().into(),
         targets: sc.target.urls.clone(),
         started_at,
         schedule_start_unix_ns: start_ns,
@@ -164,6 +161,7 @@ pub(super) fn summarize(
             bottleneck: !reasons.is_empty(),
             reasons,
         },
+        echo_mismatch: counters.echo_mismatch(),
         counters,
         worker_exits: Vec::new(),
     })
@@ -206,6 +204,9 @@ pub(super) fn print_summary(s: &Summary) {
         "rtbench-loadgen: load generator: {:.2} KiB/connection, peak worker CPU {:.0}%",
         s.loadgen.kib_per_connection, s.loadgen.worker_cpu_max_pct
     );
+    if let Some(m) = &s.echo_mismatch {
+        eprintln!("rtbench-loadgen: ECHOES NEVER MATCHED: {m}");
+    }
     for r in &s.client_bottleneck.reasons {
         eprintln!("rtbench-loadgen: CLIENT BOTTLENECK: {r}");
     }
