@@ -277,6 +277,7 @@ impl Receiver<'_> {
                 }
             }
             Msg::Answer(opcode, answer) => {
+                self.counters.server_pings += 1;
                 held.try_send(opcode, answer, self.counters);
             }
             Msg::Error(key) => {

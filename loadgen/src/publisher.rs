@@ -186,9 +186,10 @@ pub async fn run(sc: Rc<Scenario>, start_ns: u64, stop: Rc<Cell<bool>>) -> Publi
             p.rate
         };
         let begin_s = p.start_s.unwrap_or_else(|| sc.arrivals_end_s());
+        let stop_s = p.stop_s.unwrap_or(f64::INFINITY).min(sc.hold_end_s());
         let schedule = Schedule {
             first_ns: start_ns + (begin_s * 1e9) as u64,
-            end_ns,
+            end_ns: end_ns.min(start_ns + (stop_s * 1e9) as u64),
             rate,
         };
         run.out.borrow_mut().scheduled += schedule.count();

@@ -30,16 +30,20 @@ pub enum Protocol {
     /// Socket.IO 5 on Engine.IO 4 (WebSocket transport): open, ping and
     /// pong, namespace connect, events.
     Socketio,
+    /// Centrifuge's JSON protocol (the Go library Centrifugo is built on):
+    /// connect, subscribe, publications, ping.
+    Centrifuge,
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 6] = [
+    pub const ALL: [Protocol; 7] = [
         Protocol::Appwrite,
         Protocol::Raw,
         Protocol::Nats,
         Protocol::Mqtt,
         Protocol::Stomp,
         Protocol::Socketio,
+        Protocol::Centrifuge,
     ];
 
     /// As scenario files and `--protocol` spell it.
@@ -51,6 +55,7 @@ impl Protocol {
             Protocol::Mqtt => "mqtt",
             Protocol::Stomp => "stomp",
             Protocol::Socketio => "socketio",
+            Protocol::Centrifuge => "centrifuge",
         }
     }
 
@@ -73,6 +78,7 @@ impl Protocol {
             Protocol::Mqtt => "/mqtt",
             Protocol::Stomp => "/stomp",
             Protocol::Socketio => "/socket.io/",
+            Protocol::Centrifuge => "/connection/websocket",
         }
     }
 }

@@ -275,6 +275,10 @@ pub struct Counters {
     /// Pings not sent because the socket would block (the client fell behind).
     pub pings_skipped: u64,
     pub pongs: u64,
+    /// The server's own keepalives the clients answered (NATS `PING`,
+    /// Socket.IO's ping), where the server keeps the connection alive.
+    #[serde(default)]
+    pub server_pings: u64,
     pub deliveries: u64,
     pub duplicates: u64,
     /// Events a connection received that its channels and roles should have
@@ -323,6 +327,7 @@ impl Counters {
         self.pings += o.pings;
         self.pings_skipped += o.pings_skipped;
         self.pongs += o.pongs;
+        self.server_pings += o.server_pings;
         self.deliveries += o.deliveries;
         self.duplicates += o.duplicates;
         self.misdelivered += o.misdelivered;

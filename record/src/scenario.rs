@@ -182,6 +182,11 @@ pub struct Publisher {
     /// Seconds after the run starts; default: when the last phase ends.
     #[serde(default)]
     pub start_s: Option<f64>,
+    /// Seconds after the run starts when publishing stops; default: when
+    /// the hold ends. Earlier leaves the last events time to arrive before
+    /// the clients close, so every subscriber can have every event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_s: Option<f64>,
     /// Where events go: for Appwrite `http` (POST /v1/events, the default)
     /// or `bus` (PUBLISH on the servers' Redis channel `realtime`); for a
     /// broker `broker`, its own publish (the default). `Publisher::route`.
@@ -431,6 +436,11 @@ impl Scenario {
                     "[[publishers]]",
                     "publishing needs a protocol whose clients subscribe (not raw)".into(),
                 ));
+            }
+            if let (Some(start), Some(stop)) = (p.start_s, p.stop_s)
+                && stop <= start
+            {
+                return Err(("stop_s", format!("{stop} is not after start_s {start}")));
             }
             let route = p.route(self.target.protocol);
             if (route == Via::Broker) != (self.target.protocol != Protocol::Appwrite) {

@@ -1,5 +1,5 @@
 //! What a client speaks inside its WebSocket: one module per protocol
-//! (`appwrite`, `raw`, `nats`, `mqtt`, `stomp`, `socketio`) behind the few
+//! (`appwrite`, `raw`, `nats`, `mqtt`, `stomp`, `socketio`, `centrifuge`) behind the few
 //! functions here, dispatched on `Protocol` (an enum match, not a trait
 //! object: `read` runs per frame).
 //!
@@ -18,6 +18,7 @@
 //! what the caller hands in: a held connection stays a `Held` slot.
 
 pub mod appwrite;
+pub mod centrifuge;
 pub mod mqtt;
 pub mod nats;
 pub mod raw;
@@ -103,6 +104,10 @@ pub fn read(
             on(socketio::read(payload));
             Ok(payload.len())
         }
+        Protocol::Centrifuge => {
+            centrifuge::read(payload, on);
+            Ok(payload.len())
+        }
     }
 }
 
@@ -116,6 +121,7 @@ pub fn keepalive(protocol: Protocol) -> Option<(u8, &'static [u8])> {
         Protocol::Nats => Some((frame::OP_BINARY, nats::PING)),
         Protocol::Mqtt => Some((frame::OP_BINARY, mqtt::PINGREQ)),
         Protocol::Stomp => Some((frame::OP_TEXT, stomp::HEART_BEAT)),
+        Protocol::Centrifuge => Some((frame::OP_TEXT, centrifuge::PING)),
         Protocol::Raw | Protocol::Socketio => None,
     }
 }
@@ -130,6 +136,7 @@ pub fn publish(protocol: Protocol, channel: &str, body: &str) -> Option<(u8, Vec
         Protocol::Mqtt => (frame::OP_BINARY, mqtt::publish(channel, body)),
         Protocol::Stomp => (frame::OP_TEXT, stomp::publish(channel, body)),
         Protocol::Socketio => (frame::OP_TEXT, socketio::publish(channel, body)),
+        Protocol::Centrifuge => (frame::OP_TEXT, centrifuge::publish(channel, body)),
     })
 }
 
@@ -227,6 +234,10 @@ impl Greeting {
                 out.send(frame::OP_TEXT, &stomp::connect(&self.hello));
                 Greet::Wait
             }
+            Protocol::Centrifuge => {
+                out.send(frame::OP_TEXT, &centrifuge::connect(&self.hello));
+                Greet::Wait
+            }
             // These wait for the server to speak first.
             Protocol::Appwrite | Protocol::Nats | Protocol::Socketio => Greet::Wait,
         }
@@ -242,6 +253,7 @@ impl Greeting {
             Protocol::Mqtt => mqtt::greet(stage, hello, payload, out),
             Protocol::Stomp => stomp::greet(stage, hello, payload, out),
             Protocol::Socketio => socketio::greet(stage, hello, payload, out),
+            Protocol::Centrifuge => centrifuge::greet(hello, payload, out),
         }
     }
 }
@@ -278,6 +290,7 @@ mod tests {
             (Protocol::Socketio, b"430[2]".to_vec()),
             (Protocol::Appwrite, br#"{"type":"event","data":{"channels":["a"],"payload":{"ts":1,"seq":2,"to":"any"}}}"#.to_vec()),
             (Protocol::Raw, b"rtbench-echo:123".to_vec()),
+            (Protocol::Centrifuge, b"{\"result\":{\"channel\":\"a\",\"data\":{\"data\":{\"ts\":1}}}}\n{\"id\":2,\"result\":{}}".to_vec()),
         ];
         let mut x: u64 = 0x9e3779b97f4a7c15;
         for (protocol, sample) in samples {

@@ -19,9 +19,11 @@ const PUBLISH: u8 = 3;
 const SUBACK: u8 = 9;
 const PINGRESP: u8 = 13;
 
-/// One packet at the start of `buf`: its type, flags, body and length;
-/// None when it is not whole yet.
-fn packet(buf: &[u8]) -> Result<Option<(u8, u8, &[u8], usize)>, Broken> {
+/// A control packet: its type, flags, body, and its length on the wire.
+type Packet<'a> = (u8, u8, &'a [u8], usize);
+
+/// One packet at the start of `buf`; None when it is not whole yet.
+fn packet(buf: &[u8]) -> Result<Option<Packet<'_>>, Broken> {
     let Some(&first) = buf.first() else {
         return Ok(None);
     };

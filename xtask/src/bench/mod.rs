@@ -82,14 +82,7 @@ pub fn task(a: Args) -> Result<(), String> {
         variants,
         live: state,
     } = prepare(&a)?;
-    let needs = &suite.setup;
-    crate::setup::ensure_debian(&needs.apt, &format!("suite {name}"))?;
-    for p in &needs.pip {
-        crate::setup::ensure_python_module(&p.module, &p.package, &format!("suite {name}"))?;
-    }
-    for package in &needs.cargo {
-        crate::cargo(&["build", "--release", "--quiet", "-p", package])?;
-    }
+    crate::setup::ensure_suite(&suite.setup, &format!("suite {name}"))?;
     if a.roofline {
         let dir = crate::roofline::measure(&crate::roofline::Args {
             host_net: a.host_net,

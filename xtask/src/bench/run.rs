@@ -38,6 +38,14 @@ pub fn run_one(
     side: &Side,
 ) -> Result<(PathBuf, bool), String> {
     let mut load = suite.load.clone();
+    // A variant's own size first, then the user's over it.
+    if let Some(n) = variant.and_then(|v| v.connections) {
+        let size = suite::Overrides {
+            connections: Some(n),
+            ..Default::default()
+        };
+        suite::apply(&size, &mut load)?;
+    }
     suite::apply(&a.overrides(), &mut load)?;
     let total = load.total_arrivals();
     let subject = Subject::parse(
@@ -56,6 +64,9 @@ pub fn run_one(
         }
         if let Some(r) = v.reconnect {
             load.session.reconnect = r;
+        }
+        if v.idle {
+            load.publishers.clear();
         }
     }
     if let Some(p) = a.protocol {
@@ -76,9 +87,10 @@ pub fn run_one(
                 subject.label()
             ));
         }
-        if a.size.processes.is_some_and(|p| p > 1) || a.versus.is_some() {
+        let many = a.size.processes.is_some_and(|p| p > 1);
+        if a.versus.is_some() || (many && matches!(subject, Subject::Url(_))) {
             return Err(format!(
-                "{}: --processes and --versus are for rtbench-server",
+                "{}: --versus is for rtbench-server, --processes for a server this run starts",
                 subject.label()
             ));
         }
@@ -90,7 +102,11 @@ pub fn run_one(
             total.div_ceil(connections_per_process()).max(1) + crate::suite::spares(&suite.faults)
         })
     } else {
-        1
+        // A command runs as one process unless told (a broker that scales out).
+        a.size
+            .processes
+            .or(variant.and_then(|v| v.processes))
+            .unwrap_or(1)
     };
     if (suite.server.shared_port || !suite.faults.is_empty())
         && (a.runs_on() != RunsOn::Local || !subject.is_rtbench())
@@ -130,11 +146,12 @@ pub fn run_one(
 
     // Several processes share events over Redis, as Appwrite's do; so do
     // publishers that publish straight to the bus.
-    let bus = processes > 1
+    let bus = (subject.is_rtbench() && processes > 1)
+        || subject.needs_bus()
         || load
             .publishers
             .iter()
-            .any(|p| p.via == rtbench_record::scenario::Via::Bus);
+            .any(|p| p.route(load.target.protocol) == rtbench_record::scenario::Via::Bus);
     if bus && a.runs_on() == RunsOn::Local {
         crate::setup::ensure(&[crate::setup::REDIS])?;
     }
@@ -222,7 +239,11 @@ pub fn run_one(
     let rtbench_processes = match &subject {
         Subject::Rtbench => processes,
         Subject::Command(line) => {
-            servers.push(ServerProcess::start_command(line)?);
+            let bus_url = redis.as_ref().map(RedisProcess::url);
+            for (line, port) in crate::subject::command_lines(line, processes, bus_url.as_deref())?
+            {
+                servers.push(ServerProcess::start_command(&line, port)?);
+            }
             0
         }
         Subject::Url(_) => 0,
