@@ -119,25 +119,47 @@ fn version_matches(version: &str, pattern: &str) -> bool {
     }
 }
 
+/// The version dpkg lists as installed for package `name`, if any.
+fn installed_version(name: &str) -> Option<String> {
+    let o = Command::new("dpkg-query")
+        .args(["-W", "-f", "${Status}|${Version}", name])
+        .output()
+        .ok()?;
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let (status, version) = out.split_once('|')?;
+    status
+        .contains("install ok installed")
+        .then(|| version.to_string())
+}
+
 /// Installs the Debian packages of `names` that dpkg does not list as
 /// installed (`why` says what needs them). A name may pin a version as apt
-/// does (`nats-server=2.9.10*`): another version installed is replaced.
+/// does (`nats-server=2.9.10*`): as root, another version installed is
+/// replaced; otherwise (a CI runner on another distribution, say) it is
+/// kept and said.
 pub fn ensure_debian(names: &[String], why: &str) -> Result<(), String> {
     let installed = |spec: &str| {
         let (name, pin) = spec.split_once('=').unwrap_or((spec, "*"));
-        Command::new("dpkg-query")
-            .args(["-W", "-f", "${Status}|${Version}", name])
-            .output()
-            .is_ok_and(|o| {
-                let out = String::from_utf8_lossy(&o.stdout).into_owned();
-                let (status, version) = out.split_once('|').unwrap_or((&out, ""));
-                status.contains("install ok installed") && version_matches(version, pin)
-            })
+        installed_version(name).is_some_and(|v| version_matches(&v, pin))
     };
     let missing: Vec<&str> = names
         .iter()
         .map(String::as_str)
-        .filter(|n| !installed(n))
+        .filter(|spec| {
+            if installed(spec) {
+                return false;
+            }
+            let (name, pin) = spec.split_once('=').unwrap_or((spec, "*"));
+            match installed_version(name) {
+                Some(other) if !is_root() => {
+                    eprintln!(
+                        "xtask: setup: {name} {other} is installed where {pin} is pinned; not root, so it stays ({why})"
+                    );
+                    false
+                }
+                _ => true,
+            }
+        })
         .collect();
     if missing.is_empty() {
         return Ok(());
