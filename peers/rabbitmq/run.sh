@@ -23,6 +23,9 @@ mkdir -p "$dir"
 printf '[%s].\n' "$plugin" > "$dir/enabled_plugins"
 cat > "$dir/rabbitmq.conf" <<CONF
 listeners.tcp = none
+# The protocol plugin under the Web one listens on its own port too (1883,
+# 61613 on every address) unless told not to: only the WebSocket port here.
+$kind.listeners.tcp = none
 # The load generator connects from 127.0.0.2 and up: loopback all the same.
 loopback_users = none
 log.console = true

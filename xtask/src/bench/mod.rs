@@ -90,14 +90,34 @@ pub fn task(a: Args) -> Result<(), String> {
         })?;
         eprintln!("xtask: roofline measured: {}", dir.display());
     }
+    // A variant that cannot run (a server that does not start) is said and
+    // the others still run: a long suite is not lost to one of its servers.
+    let mut refused = Vec::new();
     for v in &variants {
-        let (dir, complete) = run_one(&suite, &name, v.as_ref(), &a, &state, &Side::default())?;
-        println!("{}", dir.display());
-        if !complete && signals::received() != 0 {
-            std::process::exit(130);
+        match run_one(&suite, &name, v.as_ref(), &a, &state, &Side::default()) {
+            Ok((dir, complete)) => {
+                println!("{}", dir.display());
+                if !complete && signals::received() != 0 {
+                    std::process::exit(130);
+                }
+            }
+            Err(e) if variants.len() > 1 && signals::received() == 0 => {
+                let label = v.as_ref().map_or(name.as_str(), |v| v.name.as_str());
+                eprintln!("xtask: bench {name} ({label}) did not run: {e}");
+                refused.push(format!("{label}: {e}"));
+            }
+            Err(e) => return Err(e),
         }
     }
-    Ok(())
+    match refused.as_slice() {
+        [] => Ok(()),
+        _ => Err(format!(
+            "{} of {} variants did not run:\n{}",
+            refused.len(),
+            variants.len(),
+            refused.join("\n")
+        )),
+    }
 }
 
 #[cfg(test)]
