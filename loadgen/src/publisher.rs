@@ -463,10 +463,25 @@ async fn read_replies(
 /// The time a broker has for the publisher's handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often the publisher keeps its connection alive: the session's ping
+/// interval, or this when the session has none. It connects when the run
+/// starts and may wait long for its first event: a broker's idle timeout
+/// (RabbitMQ's Web-MQTT and Web-STOMP close a WebSocket silent for 60 s)
+/// must not end it.
+const PUBLISHER_KEEPALIVE: Duration = Duration::from_secs(20);
+
+fn publisher_keepalive(sc: &Scenario) -> Duration {
+    match sc.session.ping_interval_s {
+        s if s > 0.0 => Duration::from_secs_f64(s),
+        _ => PUBLISHER_KEEPALIVE,
+    }
+}
+
 /// The protocol's own publish, when due, on one WebSocket connection to the
-/// first target; the server's keepalives are answered and its errors
-/// counted while it goes on. A connection that ends stops the publisher:
-/// the events not sent make the record say fewer were sent than scheduled.
+/// first target; the server's keepalives are answered, the protocol's own
+/// sent while it is idle, and its errors counted while it goes on. A
+/// connection that ends stops the publisher: the events not sent make the
+/// record say fewer were sent than scheduled.
 async fn broker(run: Rc<Run>, pi: usize, schedule: Schedule) {
     let sc = &run.sc;
     let protocol = sc.target.protocol;
@@ -483,8 +498,20 @@ async fn broker(run: Rc<Run>, pi: usize, schedule: Schedule) {
     let p = &sc.publishers[pi];
     let mut mask = mix(pi as u64 ^ now_ns()) as u32 | 1;
     let (mut wire, mut message) = (Vec::new(), Vec::new());
+    let keepalive = publisher_keepalive(sc);
+    let mut quiet_until = tokio::time::Instant::now() + keepalive;
     let mut i = 0;
     while let Some(due) = schedule.due(i) {
+        if tokio::time::Instant::now() >= quiet_until {
+            if let Some((opcode, ping)) = protocols::keepalive(protocol) {
+                Outbox {
+                    wire: &mut wire,
+                    mask: &mut mask,
+                }
+                .send(opcode, ping);
+            }
+            quiet_until = tokio::time::Instant::now() + keepalive;
+        }
         if let Err(e) = answer(protocol, &mut inbox, &mut message, &mut wire, &mut mask) {
             run.error(e);
             break;
@@ -495,6 +522,7 @@ async fn broker(run: Rc<Run>, pi: usize, schedule: Schedule) {
         }
         tokio::select! {
             _ = until(due) => {}
+            _ = tokio::time::sleep_until(quiet_until) => continue,
             read = rx.read_buf(&mut inbox) => {
                 if !matches!(read, Ok(n) if n > 0) {
                     run.error("broker closed the publishing connection".into());
@@ -529,6 +557,7 @@ async fn broker(run: Rc<Run>, pi: usize, schedule: Schedule) {
             run.error("broker closed the publishing connection".into());
             break;
         }
+        quiet_until = tokio::time::Instant::now() + keepalive;
         let mut o = run.out.borrow_mut();
         o.events += events;
         o.unreported += events;
@@ -550,7 +579,7 @@ async fn open_broker(
     let hello = Hello {
         channels: Vec::new(),
         client_id: format!("rtbench-publisher-{}-{pi}", std::process::id()),
-        keepalive_s: 0.0,
+        keepalive_s: publisher_keepalive(&run.sc).as_secs_f64(),
     };
     let path = protocols::upgrade_path(protocol, &endpoint.path, &Population::new(&run.sc), None);
     let mut c = Connecting::new(
