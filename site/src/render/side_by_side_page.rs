@@ -1,10 +1,10 @@
 //! `scenarios/<scenario>/side-by-side.html`: for a suite of several
 //! variants (the `peers` suite's servers, the `brokers` suite's), each
 //! variant's headline run in one table, and beside it one bar chart per
-//! figure with a bar per variant (each variant's colour the same in every
-//! chart). A figure no run has (delivery latency in a suite that publishes
-//! nothing) has no chart; a run without it has no bar, and its chart says
-//! which.
+//! figure with a bar per variant (coloured by the server it ran, the same in
+//! every chart: `idle-nats` and `fanout-nats` alike). A figure no run has
+//! (delivery latency in a suite that publishes nothing) has no chart; a run
+//! without it has no bar, and its chart says which.
 
 use rtbench_record::{BenchSummary, Latency, metrics};
 use serde_json::{Value, json};
@@ -155,16 +155,27 @@ fn delivery(l: &Latency) -> String {
 /// One bar chart per figure some run has, a bar per run that has it.
 fn charts(runs: &[&BenchSummary]) -> Result<Vec<Value>, String> {
     let name = |s: &BenchSummary| s.variant.clone().unwrap_or_else(|| s.scenario.clone());
+    let mut servers: Vec<&str> = Vec::new();
+    for s in runs {
+        if !servers.contains(&s.server_under_test.as_str()) {
+            servers.push(&s.server_under_test);
+        }
+    }
+    let colour = |s: &BenchSummary| {
+        servers
+            .iter()
+            .position(|x| *x == s.server_under_test)
+            .unwrap_or(0)
+    };
     let mut out = Vec::new();
     for c in COLUMNS {
         let bars: Vec<chart::Bar> = runs
             .iter()
-            .enumerate()
-            .filter_map(|(i, s)| {
+            .filter_map(|s| {
                 Some(chart::Bar {
                     label: name(s),
                     value: (c.value)(s)?,
-                    colour: i,
+                    colour: colour(s),
                 })
             })
             .collect();
