@@ -45,6 +45,7 @@ fn receive(c: &mut Criterion) {
     let mut group = c.benchmark_group("receive");
     group.throughput(Throughput::Elements(FRAMES));
     let mut received = 0u32;
+    let mut message = Vec::new();
     group.bench_function("event_frames", |b| {
         b.iter(|| {
             held.seqs = Default::default();
@@ -59,7 +60,10 @@ fn receive(c: &mut Criterion) {
                 // As a worker's receive path does when events are published.
                 received: Some(&mut received),
             };
-            black_box(r.frames(&mut held, black_box(&mut wire)).unwrap())
+            black_box(
+                r.frames(&mut held, black_box(&mut wire), &mut message)
+                    .unwrap(),
+            )
         })
     });
     group.finish();

@@ -1,24 +1,24 @@
-//! One synthetic client connection: connect, hold, receive, close.
+//! One synthetic client connection once it is open: hold, receive, close.
 //!
 //! Built like the server's connections, for the same reason: a load generator
-//! heavier than the server measures itself. The handshake runs in a short
-//! tokio task with its own buffers; the connection is then a `Held` slot of a
-//! few words in the worker's hold reactor (`hold.rs`), read into the worker
-//! thread's buffer, keeping only an incomplete frame. The receive path (frame
-//! parse, stamp, histogram) is `Receiver::frames`, which the criterion
-//! benchmark measures.
+//! heavier than the server measures itself. The handshake (`handshake.rs`)
+//! keeps its buffers only while it runs; the connection is then a `Held` slot
+//! of a few words in the worker's hold reactor (`hold.rs`), read into the
+//! worker thread's buffer, keeping only an incomplete frame (and, for a
+//! stream protocol, an incomplete message). The receive path (frame parse,
+//! the protocol's messages, stamp, histogram) is `Receiver::frames`, which
+//! the criterion benchmark measures.
 
-use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::io::Write;
 
 use rtbench_protocol::frame::{self, Sender};
 
+use crate::handshake::{Connecting, MAX_FRAME};
+use crate::protocols::{self, Msg};
 use crate::stats::{self, Counters, Hists};
 use crate::users::{Population, mix};
+use rtbench_record::load::UNMATCHED_SEEN;
 use rtbench_record::scenario::Protocol;
-
-/// Largest server frame a client accepts.
-const MAX_FRAME: usize = 16 << 20;
 
 /// A held connection: a slot in the worker's hold reactor.
 pub struct Held {
@@ -42,8 +42,10 @@ pub struct Held {
 pub enum Extra {
     /// Still connecting.
     Connecting(Connecting),
-    /// The tail of a frame that has not fully arrived.
-    Partial(Vec<u8>),
+    /// Bytes kept until the next read: the tail of a frame that has not
+    /// fully arrived, and (NATS, MQTT, STOMP) a message its frame did not
+    /// finish. Either may be empty.
+    Partial { frame: Vec<u8>, message: Vec<u8> },
 }
 
 // The slot is paid per held connection: keep it small.
@@ -131,265 +133,6 @@ impl Held {
     }
 }
 
-/// Why a connection attempt failed: the key it is counted under.
-pub type Failure = String;
-
-fn io_failure(e: &io::Error) -> Failure {
-    match e.kind() {
-        io::ErrorKind::ConnectionRefused => "refused".into(),
-        io::ErrorKind::AddrNotAvailable => "ports_exhausted".into(),
-        io::ErrorKind::TimedOut => "timeout".into(),
-        io::ErrorKind::ConnectionReset => "reset".into(),
-        io::ErrorKind::UnexpectedEof => "closed_during_handshake".into(),
-        _ => match e.raw_os_error() {
-            Some(libc::EMFILE) | Some(libc::ENFILE) => "open_files_limit".into(),
-            _ => format!("io_{:?}", e.kind()).to_lowercase(),
-        },
-    }
-}
-
-/// A connection attempt in progress: kept in its slot from `connect()` to
-/// the server's `connected` frame, then dropped.
-pub struct Connecting {
-    /// When the arrival was due (connect latency counts from here: a late
-    /// client cannot make itself look good) and when the attempt began.
-    pub scheduled_ns: u64,
-    pub attempt_ns: u64,
-    key: String,
-    /// The upgrade request; emptied once written.
-    request: Vec<u8>,
-    /// What the server has sent so far.
-    response: Vec<u8>,
-    /// Length of the response head, once it is whole.
-    head_len: Option<usize>,
-    /// An `error` frame's code, when one came before the close.
-    last_error: Option<u64>,
-}
-
-/// Where an attempt stands after the socket moved.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Step {
-    /// Waiting for the socket.
-    Wait,
-    /// Connected (for Appwrite: `connected` received); what came after it.
-    Open(Vec<u8>),
-    Failed(Failure),
-}
-
-enum Greeting {
-    Connected,
-    Error(u64),
-    Other,
-}
-
-/// What a frame before `connected` is: by its first bytes when the server
-/// writes `type` first (as Appwrite does), else by parsing it.
-fn greeting_type(payload: &[u8]) -> Greeting {
-    if payload.starts_with(br#"{"type":"connected""#) {
-        return Greeting::Connected;
-    }
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) else {
-        return Greeting::Other;
-    };
-    match v["type"].as_str() {
-        Some("connected") => Greeting::Connected,
-        Some("error") => Greeting::Error(v["data"]["code"].as_u64().unwrap_or(0)),
-        _ => Greeting::Other,
-    }
-}
-
-/// Opens a nonblocking socket towards `addr` from `source` and starts
-/// connecting; the attempt goes on in the hold reactor.
-pub fn open(addr: SocketAddr, source: Option<IpAddr>) -> Result<std::net::TcpStream, Failure> {
-    use socket2::{Domain, Protocol as IpProto, Socket, Type};
-    let socket = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM.nonblocking(),
-        Some(IpProto::TCP),
-    )
-    .map_err(|e| io_failure(&e))?;
-    let _ = socket.set_tcp_nodelay(true);
-    if let Some(src) = source {
-        rtbench_sys::socket::bind_address_no_port(&socket)
-            .map_err(|_| Failure::from("bind_address_no_port"))?;
-        socket
-            .bind(&SocketAddr::new(src, 0).into())
-            .map_err(|e| io_failure(&e))?;
-    }
-    match socket.connect(&addr.into()) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-        Err(e) => return Err(io_failure(&e)),
-    }
-    Ok(socket.into())
-}
-
-impl Connecting {
-    /// An attempt to upgrade `path_and_query` on `host`.
-    pub fn new(
-        scheduled_ns: u64,
-        attempt_ns: u64,
-        host: &str,
-        path_and_query: &str,
-        key_seed: u64,
-    ) -> Connecting {
-        let key = {
-            use base64::Engine;
-            let raw = [
-                mix(key_seed).to_ne_bytes(),
-                mix(key_seed ^ 0x9e37).to_ne_bytes(),
-            ]
-            .concat();
-            base64::engine::general_purpose::STANDARD.encode(raw)
-        };
-        let request = format!(
-            "GET {path_and_query} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-        .into_bytes();
-        Connecting {
-            scheduled_ns,
-            attempt_ns,
-            key,
-            request,
-            response: Vec::new(),
-            head_len: None,
-            last_error: None,
-        }
-    }
-
-    /// Moves the attempt on: sends the request once the socket is
-    /// connected, reads what the server sent, until `connected` or failure.
-    pub fn drive(
-        &mut self,
-        sock: &std::net::TcpStream,
-        protocol: Protocol,
-        counters: &mut Counters,
-        buf: &mut [u8],
-    ) -> Step {
-        match sock.take_error() {
-            Ok(None) => {}
-            Ok(Some(e)) | Err(e) => return Step::Failed(io_failure(&e)),
-        }
-        if !self.request.is_empty() {
-            counters.writes += 1;
-            match (&*sock).write(&self.request) {
-                Ok(n) => {
-                    counters.bytes_out += n as u64;
-                    self.request.drain(..n);
-                    if !self.request.is_empty() {
-                        return Step::Wait;
-                    }
-                    self.request = Vec::new();
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::NotConnected
-                    ) =>
-                {
-                    return Step::Wait;
-                }
-                Err(e) => return Step::Failed(io_failure(&e)),
-            }
-        }
-        loop {
-            counters.reads += 1;
-            match (&*sock).read(buf) {
-                Ok(0) => {
-                    return Step::Failed(match self.last_error {
-                        Some(code) => format!("error_frame_{code}"),
-                        None => "closed_during_handshake".into(),
-                    });
-                }
-                Ok(n) => {
-                    self.response.extend_from_slice(&buf[..n]);
-                    match self.parse(protocol, counters) {
-                        Step::Wait if n == buf.len() => {}
-                        step => return step,
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Wait,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Step::Failed(io_failure(&e)),
-            }
-        }
-    }
-
-    /// Reads the response so far: the 101, then (Appwrite) frames until
-    /// `connected`; an `error` frame first is counted.
-    fn parse(&mut self, protocol: Protocol, counters: &mut Counters) -> Step {
-        let head_len = match self.head_len {
-            Some(n) => n,
-            None => {
-                let mut headers = [httparse::EMPTY_HEADER; 16];
-                let mut resp = httparse::Response::new(&mut headers);
-                match resp.parse(&self.response) {
-                    Ok(httparse::Status::Complete(n)) => {
-                        let status = resp.code.unwrap_or(0);
-                        if status != 101 {
-                            return Step::Failed(format!("http_{status}"));
-                        }
-                        let accept = resp
-                            .headers
-                            .iter()
-                            .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-accept"));
-                        if accept.map(|h| h.value)
-                            != Some(rtbench_protocol::handshake::accept_key(&self.key).as_bytes())
-                        {
-                            return Step::Failed("bad_accept_key".into());
-                        }
-                        counters.bytes_in += n as u64;
-                        self.head_len = Some(n);
-                        n
-                    }
-                    Ok(httparse::Status::Partial) if self.response.len() < 16 * 1024 => {
-                        return Step::Wait;
-                    }
-                    _ => return Step::Failed("bad_http_response".into()),
-                }
-            }
-        };
-        if protocol == Protocol::Raw {
-            return Step::Open(self.response.split_off(head_len));
-        }
-        let mut at = head_len;
-        loop {
-            let f = match frame::parse(&mut self.response[at..], MAX_FRAME, Sender::Server) {
-                Ok(Some(f)) => f,
-                Ok(None) => {
-                    // Keep only what is not yet understood.
-                    self.response.drain(head_len..at);
-                    return Step::Wait;
-                }
-                Err(_) => return Step::Failed("protocol_error".into()),
-            };
-            let payload = &self.response[at + f.payload_start..at + f.end()];
-            counters.frames_in += 1;
-            counters.bytes_in += f.end() as u64;
-            match f.opcode {
-                frame::OP_TEXT => match greeting_type(payload) {
-                    Greeting::Connected => {
-                        return Step::Open(self.response.split_off(at + f.end()));
-                    }
-                    Greeting::Error(code) => {
-                        *counters.error_frames.entry(code.to_string()).or_default() += 1;
-                        self.last_error = Some(code);
-                    }
-                    Greeting::Other => {}
-                },
-                frame::OP_CLOSE => {
-                    return Step::Failed(match self.last_error {
-                        Some(code) => format!("error_frame_{code}"),
-                        None => format!("closed_{}", frame::close_code(payload)),
-                    });
-                }
-                _ => {}
-            }
-            at += f.end();
-        }
-    }
-}
-
 /// How a held connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
@@ -456,9 +199,16 @@ impl SeqWindow {
 }
 
 impl Receiver<'_> {
-    /// Handles every whole frame at the start of `buf`. Returns the bytes
-    /// used, or how the connection ended.
-    pub fn frames(&mut self, held: &mut Held, buf: &mut [u8]) -> Result<usize, End> {
+    /// Handles every whole frame at the start of `buf`; `message` is what a
+    /// stream protocol carried from earlier frames, and keeps what this
+    /// read leaves unfinished. Returns the bytes used, or how the
+    /// connection ended.
+    pub fn frames(
+        &mut self,
+        held: &mut Held,
+        buf: &mut [u8],
+        message: &mut Vec<u8>,
+    ) -> Result<usize, End> {
         let mut at = 0;
         loop {
             let f = match frame::parse(&mut buf[at..], MAX_FRAME, Sender::Server) {
@@ -470,7 +220,7 @@ impl Receiver<'_> {
             self.counters.frames_in += 1;
             self.counters.bytes_in += f.end() as u64;
             match f.opcode {
-                frame::OP_TEXT => self.text(held, payload),
+                frame::OP_TEXT | frame::OP_BINARY => self.data(held, f.opcode, payload, message)?,
                 frame::OP_PING => {
                     let p = payload.to_vec();
                     held.try_send(frame::OP_PONG, &p, self.counters);
@@ -488,59 +238,103 @@ impl Receiver<'_> {
         }
     }
 
-    fn text(&mut self, held: &mut Held, payload: &[u8]) {
-        if self.protocol == Protocol::Raw {
-            if let Some(ts) = payload
-                .strip_prefix(ECHO_PREFIX)
-                .and_then(|d| std::str::from_utf8(d).ok()?.parse::<u64>().ok())
-            {
+    /// A data frame's messages, after what was carried; keeps what is left
+    /// unfinished.
+    fn data(
+        &mut self,
+        held: &mut Held,
+        opcode: u8,
+        payload: &[u8],
+        message: &mut Vec<u8>,
+    ) -> Result<(), End> {
+        let protocol = self.protocol;
+        if message.is_empty() {
+            let used = protocols::read(protocol, opcode, payload, &mut |m| self.message(held, m))
+                .map_err(|_| End::Broken)?;
+            message.extend_from_slice(&payload[used..]);
+        } else {
+            message.extend_from_slice(payload);
+            let used = protocols::read(protocol, opcode, message, &mut |m| self.message(held, m))
+                .map_err(|_| End::Broken)?;
+            message.drain(..used);
+        }
+        if message.len() > protocols::MAX_CARRY {
+            return Err(End::Broken);
+        }
+        Ok(())
+    }
+
+    fn message(&mut self, held: &mut Held, msg: Msg<'_>) {
+        match msg {
+            Msg::Event { channel, body } => self.event(held, channel, body),
+            Msg::Pong => {
+                self.counters.pongs += 1;
+                if self.ping_sent_ns > 0 {
+                    stats::record_ns(
+                        &mut self.hists.echo,
+                        self.now_ns.saturating_sub(self.ping_sent_ns),
+                    );
+                }
+            }
+            Msg::Answer(opcode, answer) => {
+                self.counters.server_pings += 1;
+                held.try_send(opcode, answer, self.counters);
+            }
+            Msg::Error(key) => {
+                *self
+                    .counters
+                    .error_frames
+                    .entry(key.to_string())
+                    .or_default() += 1;
+            }
+            Msg::Echo(ts) => {
                 self.counters.echoes += 1;
                 stats::record_ns(&mut self.hists.echo, self.now_ns.saturating_sub(ts));
             }
-            return;
-        }
-        if let Some(s) = crate::stamp::read(payload) {
-            if held.seqs.duplicate(s.seq) {
-                self.counters.duplicates += 1;
-                return;
+            Msg::Unmatched { opcode, payload } => {
+                self.counters.unmatched += 1;
+                // Described only while few were: the path stays free of
+                // allocations when a server answers everything unexpectedly.
+                if self.counters.unmatched <= 4 * UNMATCHED_SEEN as u64 {
+                    let kind = if opcode == frame::OP_BINARY {
+                        "binary"
+                    } else {
+                        "text"
+                    };
+                    self.counters.saw_unmatched(&format!(
+                        "{kind} frame of {} bytes: {}",
+                        payload.len(),
+                        protocols::preview(payload)
+                    ));
+                }
             }
-            self.counters.deliveries += 1;
-            if let Some(r) = self.received.as_deref_mut() {
-                *r += 1;
-            }
-            if !self
-                .population
-                .may_read(u64::from(held.user), s.channel, s.to)
-            {
-                self.counters.misdelivered += 1;
-            }
-            let latency = self.now_ns.saturating_sub(s.ts_ns);
-            stats::record_ns(&mut self.hists.delivery, latency);
-            stats::record_ns(self.delivery_interval, latency);
-        } else if payload == br#"{"type":"pong"}"# {
-            self.counters.pongs += 1;
-            if self.ping_sent_ns > 0 {
-                stats::record_ns(
-                    &mut self.hists.echo,
-                    self.now_ns.saturating_sub(self.ping_sent_ns),
-                );
-            }
-        } else if payload.starts_with(br#"{"type":"error""#) {
-            let code = serde_json::from_slice::<serde_json::Value>(payload)
-                .ok()
-                .and_then(|v| v["data"]["code"].as_u64())
-                .unwrap_or(0);
-            *self
-                .counters
-                .error_frames
-                .entry(code.to_string())
-                .or_default() += 1;
+            Msg::Other => {}
         }
     }
-}
 
-/// Raw protocol echo messages: this prefix, then the send time in ns.
-pub const ECHO_PREFIX: &[u8] = b"rtbench-echo:";
+    fn event(&mut self, held: &mut Held, channel: &str, body: &[u8]) {
+        let Some(s) = crate::stamp::read(body) else {
+            return;
+        };
+        if held.seqs.duplicate(s.seq) {
+            self.counters.duplicates += 1;
+            return;
+        }
+        self.counters.deliveries += 1;
+        if let Some(r) = self.received.as_deref_mut() {
+            *r += 1;
+        }
+        if !self
+            .population
+            .may_read(u64::from(held.user), channel, s.to)
+        {
+            self.counters.misdelivered += 1;
+        }
+        let latency = self.now_ns.saturating_sub(s.ts_ns);
+        stats::record_ns(&mut self.hists.delivery, latency);
+        stats::record_ns(self.delivery_interval, latency);
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -5,8 +5,10 @@
 
 pub mod client;
 pub mod controller;
+pub mod handshake;
 pub mod hold;
 pub mod progress;
+pub mod protocols;
 pub mod publisher;
 pub mod schedule;
 pub mod stamp;

@@ -2,7 +2,7 @@
 //!
 //! Event i of a publisher is due at start + i / rate and is sent when due,
 //! whatever happened to the events before it: a slow response never holds
-//! back the next event. Two ways out:
+//! back the next event. Three ways out (`Publisher::route`):
 //!
 //! - `via = "http"`: `POST /v1/events` on keep-alive connections, one request
 //!   in flight per connection, as many connections as the schedule needs up
@@ -13,6 +13,11 @@
 //!   the servers subscribe to, as Appwrite's own workers publish, pipelined on
 //!   one connection (so events keep their order), every event numbered so the
 //!   servers can count what they missed.
+//! - `via = "broker"` (a broker protocol's default): the protocol's own
+//!   publish (NATS `PUB`, MQTT `PUBLISH`, STOMP `SEND`, a Socket.IO emit)
+//!   on one WebSocket connection to the first target, after the protocol's
+//!   handshake; events that fell due together go out in one write. No
+//!   broker says how many received an event, so none is reported.
 //!
 //! Each payload carries the wall-clock time it was sent (the stamp receivers
 //! subtract), a run-wide sequence number (duplicates), and the role it was
@@ -26,9 +31,13 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::handshake::{Connecting, Step};
+use crate::protocols::{self, Greeting, Hello, Outbox};
 use crate::stamp;
+use crate::stats::Counters;
 use crate::sys::now_ns;
 use crate::users::{Population, mix};
+use rtbench_protocol::frame::{self, Sender};
 use rtbench_record::endpoint::Endpoint;
 use rtbench_record::scenario::{Publisher, ReadRole, Scenario, Via};
 
@@ -70,8 +79,23 @@ impl Run {
         *self.out.borrow_mut().errors.entry(e).or_default() += 1;
     }
 
-    /// The next event's document: sequence, role, channel, stamp.
+    /// The next event's Appwrite document, with its sequence.
     fn document(&self, p: &Publisher, i: u64) -> (u64, String) {
+        let e = self.event(p, i);
+        let sc = &self.sc;
+        let doc = serde_json::json!({
+            "project": sc.target.project,
+            "roles": [e.to],
+            "permissionsChanged": false,
+            "userId": null,
+            "data": {"events": ["rtbench.event"], "channels": [e.channel], "payload": serde_json::value::RawValue::from_string(e.payload).expect("stamp is JSON")}
+        });
+        (e.seq, doc.to_string())
+    }
+
+    /// The next event: its sequence, who may read it, its channel, its
+    /// stamped payload.
+    fn event(&self, p: &Publisher, i: u64) -> Event<'_> {
         let seq = self.seq.get();
         self.seq.set(seq + 1);
         let sc = &self.sc;
@@ -100,15 +124,21 @@ impl Run {
             &self.channels[(mix(pick ^ 0xc4a1) % self.channels.len() as u64) as usize]
         };
         let payload = stamp::payload(now_ns(), seq, &to, p.payload_bytes);
-        let doc = serde_json::json!({
-            "project": sc.target.project,
-            "roles": [to],
-            "permissionsChanged": false,
-            "userId": null,
-            "data": {"events": ["rtbench.event"], "channels": [channel], "payload": serde_json::value::RawValue::from_string(payload).expect("stamp is JSON")}
-        });
-        (seq, doc.to_string())
+        Event {
+            seq,
+            to,
+            channel,
+            payload,
+        }
     }
+}
+
+/// One event as published.
+struct Event<'a> {
+    seq: u64,
+    to: String,
+    channel: &'a str,
+    payload: String,
 }
 
 /// A publisher's schedule: when event i is due, and how many there are.
@@ -156,15 +186,17 @@ pub async fn run(sc: Rc<Scenario>, start_ns: u64, stop: Rc<Cell<bool>>) -> Publi
             p.rate
         };
         let begin_s = p.start_s.unwrap_or_else(|| sc.arrivals_end_s());
+        let stop_s = p.stop_s.unwrap_or(f64::INFINITY).min(sc.hold_end_s());
         let schedule = Schedule {
             first_ns: start_ns + (begin_s * 1e9) as u64,
-            end_ns,
+            end_ns: end_ns.min(start_ns + (stop_s * 1e9) as u64),
             rate,
         };
         run.out.borrow_mut().scheduled += schedule.count();
-        let task = match p.via {
+        let task = match p.route(sc.target.protocol) {
             Via::Http => tokio::task::spawn_local(http(run.clone(), pi, schedule)),
             Via::Bus => tokio::task::spawn_local(bus(run.clone(), pi, schedule)),
+            Via::Broker => tokio::task::spawn_local(broker(run.clone(), pi, schedule)),
         };
         tasks.push(task);
     }
@@ -426,6 +458,219 @@ async fn read_replies(
         }
         buf.drain(..at);
     }
+}
+
+/// The time a broker has for the publisher's handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often the publisher keeps its connection alive: the session's ping
+/// interval, or this when the session has none. It connects when the run
+/// starts and may wait long for its first event: a broker's idle timeout
+/// (RabbitMQ's Web-MQTT and Web-STOMP close a WebSocket silent for 60 s)
+/// must not end it.
+const PUBLISHER_KEEPALIVE: Duration = Duration::from_secs(20);
+
+fn publisher_keepalive(sc: &Scenario) -> Duration {
+    match sc.session.ping_interval_s {
+        s if s > 0.0 => Duration::from_secs_f64(s),
+        _ => PUBLISHER_KEEPALIVE,
+    }
+}
+
+/// The protocol's own publish, when due, on one WebSocket connection to the
+/// first target; the server's keepalives are answered, the protocol's own
+/// sent while it is idle, and its errors counted while it goes on. A
+/// connection that ends stops the publisher: the events not sent make the
+/// record say fewer were sent than scheduled.
+async fn broker(run: Rc<Run>, pi: usize, schedule: Schedule) {
+    let sc = &run.sc;
+    let protocol = sc.target.protocol;
+    let endpoint = match sc.target.urls.first().map(|u| Endpoint::parse(u, protocol)) {
+        Some(Ok(e)) => e,
+        Some(Err(e)) => return run.error(e),
+        None => return run.error("no target to publish through".into()),
+    };
+    let (stream, mut inbox) = match open_broker(&run, &endpoint, pi).await {
+        Ok(s) => s,
+        Err(e) => return run.error(format!("broker handshake: {e}")),
+    };
+    let (mut rx, mut tx) = stream.into_split();
+    let p = &sc.publishers[pi];
+    let mut mask = mix(pi as u64 ^ now_ns()) as u32 | 1;
+    let (mut wire, mut message) = (Vec::new(), Vec::new());
+    let keepalive = publisher_keepalive(sc);
+    let mut quiet_until = tokio::time::Instant::now() + keepalive;
+    let mut i = 0;
+    while let Some(due) = schedule.due(i) {
+        if tokio::time::Instant::now() >= quiet_until {
+            if let Some((opcode, ping)) = protocols::keepalive(protocol) {
+                Outbox {
+                    wire: &mut wire,
+                    mask: &mut mask,
+                }
+                .send(opcode, ping);
+            }
+            quiet_until = tokio::time::Instant::now() + keepalive;
+        }
+        if let Err(e) = answer(protocol, &mut inbox, &mut message, &mut wire, &mut mask) {
+            run.error(e);
+            break;
+        }
+        if !wire.is_empty() && tx.write_all(&std::mem::take(&mut wire)).await.is_err() {
+            run.error("broker closed the publishing connection".into());
+            break;
+        }
+        tokio::select! {
+            _ = until(due) => {}
+            _ = tokio::time::sleep_until(quiet_until) => continue,
+            read = rx.read_buf(&mut inbox) => {
+                if !matches!(read, Ok(n) if n > 0) {
+                    run.error("broker closed the publishing connection".into());
+                    break;
+                }
+                continue;
+            }
+        }
+        if run.stop.get() {
+            break;
+        }
+        let now = now_ns();
+        let mut events = 0;
+        // Everything due by now, in one write.
+        while let Some(d) = schedule.due(i) {
+            if d > now && events > 0 {
+                break;
+            }
+            run.lag(d);
+            let e = run.event(p, i);
+            let (opcode, bytes) = protocols::publish(protocol, e.channel, &e.payload)
+                .expect("a broker protocol publishes");
+            Outbox {
+                wire: &mut wire,
+                mask: &mut mask,
+            }
+            .send(opcode, &bytes);
+            events += 1;
+            i += 1;
+        }
+        if tx.write_all(&std::mem::take(&mut wire)).await.is_err() {
+            run.error("broker closed the publishing connection".into());
+            break;
+        }
+        quiet_until = tokio::time::Instant::now() + keepalive;
+        let mut o = run.out.borrow_mut();
+        o.events += events;
+        o.unreported += events;
+    }
+}
+
+/// The publisher's connection to a broker, through the protocol's
+/// handshake as a client without channels; returns it and what came after.
+async fn open_broker(
+    run: &Run,
+    endpoint: &Endpoint,
+    pi: usize,
+) -> Result<(TcpStream, Vec<u8>), String> {
+    let protocol = run.sc.target.protocol;
+    let mut s = TcpStream::connect(endpoint.addr)
+        .await
+        .map_err(|e| format!("connect: {}", e.kind()))?;
+    let _ = s.set_nodelay(true);
+    let hello = Hello {
+        channels: Vec::new(),
+        client_id: format!("rtbench-publisher-{}-{pi}", std::process::id()),
+        keepalive_s: publisher_keepalive(&run.sc).as_secs_f64(),
+    };
+    let path = protocols::upgrade_path(protocol, &endpoint.path, &Population::new(&run.sc), None);
+    let mut c = Connecting::new(
+        0,
+        0,
+        &endpoint.host,
+        &path,
+        now_ns(),
+        Greeting::new(protocol, hello),
+    );
+    let mut counters = Counters::default();
+    let mut buf = vec![0u8; 16 * 1024];
+    let handshake = async {
+        loop {
+            let out = c.take_outgoing();
+            s.write_all(&out)
+                .await
+                .map_err(|e| format!("write: {}", e.kind()))?;
+            let n = s
+                .read(&mut buf)
+                .await
+                .map_err(|e| format!("read: {}", e.kind()))?;
+            let step = if n == 0 {
+                c.ended()
+            } else {
+                c.feed(&buf[..n], &mut counters)
+            };
+            match step {
+                Step::Wait => {}
+                Step::Open(rest) => {
+                    let out = c.take_outgoing();
+                    s.write_all(&out)
+                        .await
+                        .map_err(|e| format!("write: {}", e.kind()))?;
+                    return Ok(rest);
+                }
+                Step::Failed(reason) => return Err(reason),
+            }
+        }
+    };
+    let rest = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+        .await
+        .unwrap_or_else(|_| Err("timeout".into()))?;
+    Ok((s, rest))
+}
+
+/// Reads the whole frames of `inbox` (a stream protocol's unfinished
+/// message kept in `message`): the server's keepalives are answered into
+/// `wire`; its errors and its close are the error returned.
+fn answer(
+    protocol: rtbench_record::scenario::Protocol,
+    inbox: &mut Vec<u8>,
+    message: &mut Vec<u8>,
+    wire: &mut Vec<u8>,
+    mask: &mut u32,
+) -> Result<(), String> {
+    let mut at = 0;
+    let mut out = Outbox { wire, mask };
+    let mut error = None;
+    while let Some(f) = frame::parse(
+        &mut inbox[at..],
+        crate::handshake::MAX_FRAME,
+        Sender::Server,
+    )
+    .map_err(|_| "broker broke the WebSocket framing".to_string())?
+    {
+        let payload = &inbox[at + f.payload_start..at + f.end()];
+        match f.opcode {
+            frame::OP_CLOSE => {
+                return Err(format!(
+                    "broker closed the publishing connection ({})",
+                    frame::close_code(payload)
+                ));
+            }
+            frame::OP_PING => out.send(frame::OP_PONG, payload),
+            frame::OP_TEXT | frame::OP_BINARY => {
+                message.extend_from_slice(payload);
+                let used = protocols::read(protocol, f.opcode, message, &mut |m| match m {
+                    protocols::Msg::Answer(opcode, answer) => out.send(opcode, answer),
+                    protocols::Msg::Error(key) => error = Some(format!("broker: {key}")),
+                    _ => {}
+                })
+                .map_err(|_| "broker broke its protocol".to_string())?;
+                message.drain(..used);
+            }
+            _ => {}
+        }
+        at += f.end();
+    }
+    inbox.drain(..at);
+    error.map_or(Ok(()), Err)
 }
 
 /// Appends one command in RESP (what redis-cli sends).

@@ -9,7 +9,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 
-/// What the clients speak once connected.
+/// What the clients speak once connected. The load generator has one module
+/// per protocol (`loadgen/src/protocols/`); every one but `raw` subscribes
+/// to the scenario's channels and reads stamped events.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
@@ -18,6 +20,67 @@ pub enum Protocol {
     Appwrite,
     /// Any WebSocket server: connect, hold, optionally echo.
     Raw,
+    /// NATS's client protocol over WebSocket: CONNECT, SUB, PUB, MSG, PING/PONG.
+    Nats,
+    /// MQTT 3.1.1 over WebSocket (subprotocol `mqtt`): CONNECT, SUBSCRIBE,
+    /// PUBLISH at QoS 0, PINGREQ.
+    Mqtt,
+    /// STOMP 1.2 over WebSocket: CONNECT, SUBSCRIBE, SEND, MESSAGE, heart-beats.
+    Stomp,
+    /// Socket.IO 5 on Engine.IO 4 (WebSocket transport): open, ping and
+    /// pong, namespace connect, events.
+    Socketio,
+    /// Centrifuge's JSON protocol (the Go library Centrifugo is built on):
+    /// connect, subscribe, publications, ping.
+    Centrifuge,
+}
+
+impl Protocol {
+    pub const ALL: [Protocol; 7] = [
+        Protocol::Appwrite,
+        Protocol::Raw,
+        Protocol::Nats,
+        Protocol::Mqtt,
+        Protocol::Stomp,
+        Protocol::Socketio,
+        Protocol::Centrifuge,
+    ];
+
+    /// As scenario files and `--protocol` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Appwrite => "appwrite",
+            Protocol::Raw => "raw",
+            Protocol::Nats => "nats",
+            Protocol::Mqtt => "mqtt",
+            Protocol::Stomp => "stomp",
+            Protocol::Socketio => "socketio",
+            Protocol::Centrifuge => "centrifuge",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Protocol> {
+        Protocol::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// Whether its clients subscribe to channels and receive published
+    /// events (all but `raw`).
+    pub fn subscribes(self) -> bool {
+        self != Protocol::Raw
+    }
+
+    /// The path requested when a URL gives none: Appwrite's endpoint, the
+    /// path the `peers/` brokers are configured with, Socket.IO's default.
+    fn default_path(self) -> &'static str {
+        match self {
+            Protocol::Appwrite => "/v1/realtime",
+            Protocol::Raw | Protocol::Nats => "/",
+            Protocol::Mqtt => "/mqtt",
+            Protocol::Stomp => "/stomp",
+            Protocol::Socketio => "/socket.io/",
+            Protocol::Centrifuge => "/connection/websocket",
+        }
+    }
 }
 
 /// A parsed `ws://` target.
@@ -39,9 +102,9 @@ impl Endpoint {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
         };
+        // A bare `/` is Appwrite's endpoint too (its SDKs' base URL).
         let path = match (path, protocol) {
-            ("" | "/", Protocol::Appwrite) => "/v1/realtime".to_string(),
-            ("", Protocol::Raw) => "/".to_string(),
+            ("", p) | ("/", p @ Protocol::Appwrite) => p.default_path().to_string(),
             (p, _) => p.to_string(),
         };
         let with_port = if host
@@ -159,6 +222,18 @@ mod tests {
         let e = Endpoint::parse("ws://127.0.0.1:9000/echo?x=1", Protocol::Raw).unwrap();
         assert_eq!(e.path, "/echo?x=1");
         assert!(Endpoint::parse("wss://x", Protocol::Raw).is_err());
+        let path = |p| Endpoint::parse("ws://127.0.0.1:1", p).unwrap().path;
+        assert_eq!(path(Protocol::Mqtt), "/mqtt");
+        assert_eq!(path(Protocol::Socketio), "/socket.io/");
+        assert_eq!(
+            Endpoint::parse("ws://127.0.0.1:1/", Protocol::Nats)
+                .unwrap()
+                .path,
+            "/"
+        );
+        for p in Protocol::ALL {
+            assert_eq!(Protocol::from_name(p.name()), Some(p));
+        }
     }
 
     #[test]

@@ -317,6 +317,10 @@ pub struct Errors {
     /// Deliveries the servers made that no client received (from their
     /// `rtbench_deliveries_total`); unknown when a server could not be read.
     pub lost: Option<i64>,
+    /// A raw echo run whose frames came back but never matched an echo
+    /// sent, with what was seen (`load::Counters::echo_mismatch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub echo_mismatch: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

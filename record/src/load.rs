@@ -74,6 +74,10 @@ pub struct Summary {
     /// The closing phase, measured on its own (absent from older records).
     #[serde(default)]
     pub closing: Closing,
+    /// A raw echo run whose frames came back but never matched
+    /// (`Counters::echo_mismatch`): what was seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub echo_mismatch: Option<String>,
 }
 
 /// The closing phase: from the hold's end (or the stop) until a worker
@@ -159,6 +163,9 @@ pub struct Events {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub received_by_subscriber: BTreeMap<u32, u64>,
 }
+
+/// Descriptions of unmatched frames a record keeps.
+pub const UNMATCHED_SEEN: usize = 4;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LoadgenSelf {
@@ -315,15 +322,26 @@ pub struct Counters {
     /// Pings not sent because the socket would block (the client fell behind).
     pub pings_skipped: u64,
     pub pongs: u64,
+    /// The server's own keepalives the clients answered (NATS `PING`,
+    /// Socket.IO's ping), where the server keeps the connection alive.
+    #[serde(default)]
+    pub server_pings: u64,
     pub deliveries: u64,
     pub duplicates: u64,
     /// Events a connection received that its channels and roles should have
     /// kept from it. Must stay 0.
     pub misdelivered: u64,
-    /// Raw protocol: echo messages sent, and received back (`echoes`).
+    /// Raw protocol: echo messages sent, and received back (`echoes`, text
+    /// or binary frames, matched by payload).
     #[serde(default)]
     pub echoes_sent: u64,
     pub echoes: u64,
+    /// Raw protocol: data frames that came back and were no echo sent, and
+    /// what the first few were (`UNMATCHED_SEEN` at most, each once).
+    #[serde(default)]
+    pub unmatched: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmatched_seen: Vec<String>,
     /// Syscalls on held connections and the hold reactor's wake-ups, so a
     /// record shows what each delivery and ping cost the client.
     #[serde(default)]
@@ -356,14 +374,43 @@ impl Counters {
         self.pings += o.pings;
         self.pings_skipped += o.pings_skipped;
         self.pongs += o.pongs;
+        self.server_pings += o.server_pings;
         self.deliveries += o.deliveries;
         self.duplicates += o.duplicates;
         self.misdelivered += o.misdelivered;
         self.echoes += o.echoes;
         self.echoes_sent += o.echoes_sent;
+        self.unmatched += o.unmatched;
+        for seen in &o.unmatched_seen {
+            self.saw_unmatched(seen);
+        }
         self.reads += o.reads;
         self.writes += o.writes;
         self.wakeups += o.wakeups;
+    }
+
+    /// Keeps `seen` among the first unmatched frames' descriptions, each
+    /// once, up to `UNMATCHED_SEEN`.
+    pub fn saw_unmatched(&mut self, seen: &str) {
+        if self.unmatched_seen.len() < UNMATCHED_SEEN
+            && !self.unmatched_seen.iter().any(|s| s == seen)
+        {
+            self.unmatched_seen.push(seen.to_string());
+        }
+    }
+
+    /// A raw echo run whose frames came back but never matched an echo
+    /// sent: what was seen, for the record to say. None when any matched,
+    /// nothing was sent or nothing came back.
+    pub fn echo_mismatch(&self) -> Option<String> {
+        (self.echoes_sent > 0 && self.echoes == 0 && self.unmatched > 0).then(|| {
+            format!(
+                "{} echo messages sent, {} frames came back and none matched one (round trips not measured); first seen: {}",
+                self.echoes_sent,
+                self.unmatched,
+                self.unmatched_seen.join("; ")
+            )
+        })
     }
 
     pub fn failed_total(&self) -> u64 {

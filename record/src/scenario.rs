@@ -185,10 +185,16 @@ pub struct Publisher {
     /// Seconds after the run starts; default: when the last phase ends.
     #[serde(default)]
     pub start_s: Option<f64>,
-    /// Where events go: `http` (POST /v1/events) or `bus` (PUBLISH on the
-    /// servers' Redis channel `realtime`).
-    #[serde(default)]
-    pub via: Via,
+    /// Seconds after the run starts when publishing stops; default: when
+    /// the hold ends. Earlier leaves the last events time to arrive before
+    /// the clients close, so every subscriber can have every event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_s: Option<f64>,
+    /// Where events go: for Appwrite `http` (POST /v1/events, the default)
+    /// or `bus` (PUBLISH on the servers' Redis channel `realtime`); for a
+    /// broker `broker`, its own publish (the default). `Publisher::route`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<Via>,
     /// HTTP: most requests in flight at once (each on its own keep-alive
     /// connection). An event due while all are busy waits, and is late.
     #[serde(
@@ -200,14 +206,28 @@ pub struct Publisher {
 }
 
 /// How a publisher reaches the servers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Via {
     /// `POST /v1/events` to the targets, spread over them.
-    #[default]
     Http,
     /// `PUBLISH realtime` on `target.bus`, pipelined.
     Bus,
+    /// The protocol's own publish on one WebSocket connection to the first
+    /// target: NATS `PUB`, MQTT `PUBLISH`, STOMP `SEND`, a Socket.IO emit
+    /// the server relays to the channel's room.
+    Broker,
+}
+
+impl Publisher {
+    /// How this publisher reaches the servers under `protocol`: its `via`,
+    /// or the protocol's own way (Appwrite: HTTP; a broker: itself).
+    pub fn route(&self, protocol: Protocol) -> Via {
+        self.via.unwrap_or(match protocol {
+            Protocol::Appwrite => Via::Http,
+            _ => Via::Broker,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -362,13 +382,14 @@ impl Scenario {
             return Err(("[[phases]]", "at least one arrival phase is needed".into()));
         }
         let s = &self.session;
-        if self.target.protocol == Protocol::Appwrite
-            && s.channels.is_empty()
-            && s.channel_pattern.is_none()
+        if self.target.protocol.subscribes() && s.channels.is_empty() && s.channel_pattern.is_none()
         {
             return Err((
                 "channels",
-                "an appwrite session needs `channels` or `channel_pattern`".into(),
+                format!(
+                    "a {} session needs `channels` or `channel_pattern`",
+                    self.target.protocol.name()
+                ),
             ));
         }
         if let Some(p) = &s.channel_pattern {
@@ -413,13 +434,33 @@ impl Scenario {
                     return Err(("role", "team events need `teams` > 0".into()));
                 }
             }
-            if self.target.protocol == Protocol::Raw {
+            if !self.target.protocol.subscribes() {
                 return Err((
                     "[[publishers]]",
-                    "publishing needs protocol = \"appwrite\"".into(),
+                    "publishing needs a protocol whose clients subscribe (not raw)".into(),
                 ));
             }
-            if p.via == Via::Bus
+            if let (Some(start), Some(stop)) = (p.start_s, p.stop_s)
+                && stop <= start
+            {
+                return Err(("stop_s", format!("{stop} is not after start_s {start}")));
+            }
+            let route = p.route(self.target.protocol);
+            if (route == Via::Broker) != (self.target.protocol != Protocol::Appwrite) {
+                return Err((
+                    "via",
+                    format!(
+                        "protocol {} publishes via {}",
+                        self.target.protocol.name(),
+                        if route == Via::Broker {
+                            "\"http\" or \"bus\""
+                        } else {
+                            "\"broker\" (its own publish; leave `via` out)"
+                        }
+                    ),
+                ));
+            }
+            if route == Via::Bus
                 && !self
                     .target
                     .bus
@@ -527,5 +568,40 @@ channels = ["files"]
             e.contains("`channel_pattern`: needs exactly one `{}`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn publishers_take_their_protocols_own_route_and_no_other() {
+        let with = |protocol: &str, via: &str| {
+            let src = OK.replace(
+                "[target]\n",
+                &format!("[target]\nprotocol = \"{protocol}\"\n"),
+            );
+            Scenario::parse(&format!("{src}[[publishers]]\nrate = 1\n{via}"), "s.toml")
+        };
+        let sc = with("nats", "").unwrap();
+        assert_eq!(sc.publishers[0].route(Protocol::Nats), Via::Broker);
+        let sc = with("appwrite", "").unwrap();
+        assert_eq!(sc.publishers[0].route(Protocol::Appwrite), Via::Http);
+        let e = with("mqtt", "via = \"http\"\n").unwrap_err().0;
+        assert!(
+            e.contains("`via`: protocol mqtt publishes via \"broker\""),
+            "{e}"
+        );
+        let e = with("appwrite", "via = \"broker\"\n").unwrap_err().0;
+        assert!(
+            e.contains("protocol appwrite publishes via \"http\" or \"bus\""),
+            "{e}"
+        );
+        let e = with("raw", "").unwrap_err().0;
+        assert!(e.contains("not raw"), "{e}");
+        let e = Scenario::parse(
+            &OK.replace("[target]\n", "[target]\nprotocol = \"stomp\"\n")
+                .replace("channels = [\"files\"]", ""),
+            "s.toml",
+        )
+        .unwrap_err()
+        .0;
+        assert!(e.contains("a stomp session needs `channels`"), "{e}");
     }
 }

@@ -9,6 +9,7 @@
 
 use anyhow::{Result, anyhow};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 pub struct Series {
     pub name: String,
@@ -671,6 +672,94 @@ pub fn thin(points: &[(f64, f64)], buckets: usize) -> Vec<(f64, f64)> {
     out
 }
 
+/// One bar of `bars`: what it stands for, its value, and the index of its
+/// colour (the same index in every chart of a page keeps a run's colour).
+pub struct Bar {
+    pub label: String,
+    pub value: f64,
+    pub colour: usize,
+}
+
+/// Horizontal bars, one per label (labels are long: a variant's name), the
+/// first at the top, each value written at its bar's end; `unit` on the
+/// value axis. No bars (or none finite): not drawn.
+pub fn bars(title: &str, unit: &str, bars: &[Bar]) -> Drawn {
+    let bars: Vec<&Bar> = bars.iter().filter(|b| b.value.is_finite()).collect();
+    if bars.is_empty() {
+        return Ok(None);
+    }
+    let n = bars.len();
+    let top = bars.iter().map(|b| b.value).fold(0.0, f64::max);
+    // Room at the right for the values written there.
+    let top = if top > 0.0 { top * 1.22 } else { 1.0 };
+    let label_chars = bars
+        .iter()
+        .map(|b| b.label.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut svg = String::new();
+    {
+        let size = (520, 70 + 24 * n as u32);
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 15))
+            .margin(8)
+            .x_label_area_size(34)
+            .y_label_area_size(14 + 7 * label_chars as u32)
+            .build_cartesian_2d(0.0..top, (0..n).into_segmented())
+            .map_err(err)?;
+        // Bar i is drawn at row n - 1 - i: the first at the top.
+        let row = |i: usize| n - 1 - i;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(n)
+            .y_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(r) => bars
+                    .get(n.wrapping_sub(1).wrapping_sub(*r))
+                    .map_or(String::new(), |b| b.label.clone()),
+                _ => String::new(),
+            })
+            .x_desc(unit)
+            .x_label_formatter(&|v| short(*v))
+            .light_line_style(RGBColor(240, 240, 240))
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(bars.iter().enumerate().map(|(i, b)| {
+                let colour = PALETTE[b.colour % PALETTE.len()];
+                let mut r = Rectangle::new(
+                    [
+                        (0.0, SegmentValue::Exact(row(i))),
+                        (b.value, SegmentValue::Exact(row(i) + 1)),
+                    ],
+                    colour.filled(),
+                );
+                r.set_margin(3, 3, 0, 0);
+                r
+            }))
+            .map_err(err)?;
+        chart
+            .draw_series(bars.iter().enumerate().map(|(i, b)| {
+                Text::new(
+                    format!(" {}", short(b.value)),
+                    (b.value, SegmentValue::CenterOf(row(i))),
+                    TextStyle::from(("sans-serif", 12).into_font())
+                        .pos(Pos::new(HPos::Left, VPos::Center)),
+                )
+            }))
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    let summary = bars
+        .iter()
+        .map(|b| format!("{} {} {unit}", b.label, approx(b.value)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(Some(finish(title, svg, format!("{summary}."))))
+}
+
 /// Axis numbers: 1500000 -> 1.5M, 20000 -> 20k, 0.25 -> 0.25.
 pub fn short(v: f64) -> String {
     let a = v.abs();
@@ -821,5 +910,43 @@ mod tests {
         let t = thin(&pts, 10);
         assert!(t.len() <= 20 && t.contains(&(37.0, 50.0)), "{t:?}");
         assert!(t.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn bars_are_drawn_one_per_label_with_their_values() {
+        let b = |label: &str, value: f64, colour: usize| Bar {
+            label: label.into(),
+            value,
+            colour,
+        };
+        let svg = bars(
+            "memory",
+            "KiB",
+            &[
+                b("idle-nats", 24.9, 0),
+                b("idle-socketio", 48.3, 1),
+                b("idle-rtbench", 0.13, 2),
+            ],
+        )
+        .unwrap()
+        .unwrap()
+        .svg;
+        for text in [
+            "idle-nats",
+            "idle-socketio",
+            "idle-rtbench",
+            "24.9",
+            "48.3",
+            "0.13",
+            "KiB",
+        ] {
+            assert!(svg.contains(text), "{text} missing");
+        }
+        assert_eq!(
+            svg.matches("<rect").count(),
+            1 + 3,
+            "the background and a bar each"
+        );
+        assert!(bars("t", "", &[b("x", f64::NAN, 0)]).unwrap().is_none());
     }
 }

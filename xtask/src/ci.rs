@@ -10,6 +10,10 @@
 
 use crate::{cargo, root, setup};
 
+/// Suites whose servers the heavy tests start (`loadgen/tests/protocols.rs`,
+/// `xtask/tests/subjects.rs`): their `[setup]` is installed first.
+const SUITES_TESTED: [&str; 2] = ["brokers", "peers"];
+
 pub fn run() -> Result<(), String> {
     let quick = std::env::var("RTBENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
     setup::ensure_rust_components()?;
@@ -20,6 +24,16 @@ pub fn run() -> Result<(), String> {
         .filter(|p| !quick || p.debian == setup::REDIS.debian)
         .collect();
     setup::ensure(&packages)?;
+    if !quick {
+        // The heavy tests start the brokers and peers as those suites do.
+        for name in SUITES_TESTED {
+            let suite = crate::suite::load(&crate::suite::resolve(name)?)?;
+            setup::ensure_suite(
+                &suite.setup,
+                &format!("the tests of suite {name}'s servers"),
+            )?;
+        }
+    }
     setup::ensure_python_tools()?;
     check_workflows()?;
     cargo(&["fmt", "--all", "--", "--check"])?;

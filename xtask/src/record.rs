@@ -41,6 +41,7 @@ pub fn errors(l: &LoadSummary) -> Errors {
         misdelivered: l.events.misdelivered,
         duplicates: l.events.duplicates,
         lost: l.events.lost,
+        echo_mismatch: l.echo_mismatch.clone(),
     }
 }
 

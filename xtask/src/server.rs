@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 use rtbench_sys::process::Process;
 
+/// How long a server started from a command line may take to accept:
+/// RabbitMQ boots its Erlang VM and plugins in 15-45 s on a busy 2-core machine.
+const COMMAND_READY: Duration = Duration::from_secs(120);
+
 /// A process this one did not start as a child, held through whoever runs
 /// it (a container, through the Docker engine).
 pub trait Elsewhere {
@@ -132,15 +136,13 @@ impl ServerProcess {
         Ok(p)
     }
 
-    /// Starts any server from a shell command line whose `{port}` is replaced
-    /// by a free loopback port; ready when that port accepts a connection.
-    /// Its stderr's last lines explain a server that never got there.
-    pub fn start_command(command_line: &str) -> Result<ServerProcess, String> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("no free port: {e}"))?
-            .port();
-        let line = command_line.replace("{port}", &port.to_string());
+    /// Starts any server from a shell command line (its placeholders
+    /// already filled in, `Subject::command_lines`) that listens on loopback
+    /// `port`; ready when that port accepts a connection (a broker may take
+    /// a while: up to `COMMAND_READY`). Its stderr's last lines explain a
+    /// server that never got there.
+    pub fn start_command(line: &str, port: u16) -> Result<ServerProcess, String> {
+        let line = line.to_string();
         let mut cmd = Command::new("sh");
         cmd.args(["-c", &format!("exec {line}")]);
         crate::netns::enter(&mut cmd);
@@ -180,11 +182,12 @@ impl ServerProcess {
             if crate::netns::connect(&addr, Duration::from_millis(200)).is_ok() {
                 break;
             }
-            if t0.elapsed() > Duration::from_secs(30) {
+            if t0.elapsed() > COMMAND_READY {
                 let _ = child.kill();
                 let t = tail.lock().unwrap_or_else(|e| e.into_inner()).join("\n");
                 return Err(format!(
-                    "`{line}` did not accept on {addr} within 30 s:\n{t}"
+                    "`{line}` did not accept on {addr} within {} s:\n{t}",
+                    COMMAND_READY.as_secs()
                 ));
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -75,19 +75,102 @@ pub const PEER_PACKAGES: [Package; 2] = [
     },
 ];
 
+/// What a suite's servers need (its `[setup]`), installed and built: the
+/// bench runs it before the suite, `cargo xtask ci` before the tests that
+/// start those servers.
+pub fn ensure_suite(setup: &crate::suite::Setup, why: &str) -> Result<(), String> {
+    ensure_debian(&setup.apt, why)?;
+    for p in &setup.pip {
+        ensure_python_module(&p.module, &p.package, why)?;
+    }
+    for package in &setup.cargo {
+        crate::cargo(&["build", "--release", "--quiet", "-p", package])?;
+    }
+    for dir in &setup.go {
+        build_go(dir)?;
+    }
+    Ok(())
+}
+
+/// Where a Go peer is built: `target/peers/<last component of its dir>`.
+pub fn go_binary(dir: &str) -> std::path::PathBuf {
+    let name = std::path::Path::new(dir)
+        .file_name()
+        .map_or("peer".into(), |n| n.to_string_lossy().into_owned());
+    crate::root().join("target/peers").join(name)
+}
+
+/// Builds the Go main package in `dir` (under the workspace) with
+/// Debian's Go and its packaged libraries only: GOPATH mode over
+/// /usr/share/gocode, no module proxy, so it builds offline or not at all.
+fn build_go(dir: &str) -> Result<(), String> {
+    let out = go_binary(dir);
+    eprintln!("xtask: setup: go build {dir} -> {}", out.display());
+    let cache = crate::root().join("target/peers/go-cache");
+    run_quiet(
+        Command::new("go")
+            .args(["build", "-o"])
+            .arg(&out)
+            .arg(".")
+            .current_dir(crate::root().join(dir))
+            .env("GO111MODULE", "off")
+            .env("GOPATH", "/usr/share/gocode")
+            .env("GOPROXY", "off")
+            .env("GOFLAGS", "")
+            .env("GOCACHE", &cache),
+    )
+}
+
+/// Whether `version` is what `pattern` pins: equal, or starting with what
+/// comes before a trailing `*` (apt's own version glob).
+fn version_matches(version: &str, pattern: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => version.starts_with(prefix),
+        None => version == pattern,
+    }
+}
+
+/// The version dpkg lists as installed for package `name`, if any.
+fn installed_version(name: &str) -> Option<String> {
+    let o = Command::new("dpkg-query")
+        .args(["-W", "-f", "${Status}|${Version}", name])
+        .output()
+        .ok()?;
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let (status, version) = out.split_once('|')?;
+    status
+        .contains("install ok installed")
+        .then(|| version.to_string())
+}
+
 /// Installs the Debian packages of `names` that dpkg does not list as
-/// installed (`why` says what needs them).
+/// installed (`why` says what needs them). A name may pin a version as apt
+/// does (`nats-server=2.9.10*`): as root, another version installed is
+/// replaced; otherwise (a CI runner on another distribution, say) it is
+/// kept and said.
 pub fn ensure_debian(names: &[String], why: &str) -> Result<(), String> {
-    let installed = |n: &str| {
-        Command::new("dpkg-query")
-            .args(["-W", "-f", "${Status}", n])
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+    let installed = |spec: &str| {
+        let (name, pin) = spec.split_once('=').unwrap_or((spec, "*"));
+        installed_version(name).is_some_and(|v| version_matches(&v, pin))
     };
     let missing: Vec<&str> = names
         .iter()
         .map(String::as_str)
-        .filter(|n| !installed(n))
+        .filter(|spec| {
+            if installed(spec) {
+                return false;
+            }
+            let (name, pin) = spec.split_once('=').unwrap_or((spec, "*"));
+            match installed_version(name) {
+                Some(other) if !is_root() => {
+                    eprintln!(
+                        "xtask: setup: {name} {other} is installed where {pin} is pinned; not root, so it stays ({why})"
+                    );
+                    false
+                }
+                _ => true,
+            }
+        })
         .collect();
     if missing.is_empty() {
         return Ok(());
@@ -103,17 +186,24 @@ pub fn ensure_debian(names: &[String], why: &str) -> Result<(), String> {
     }
 }
 
-/// Installs a Python module from PyPI when `import` cannot find it.
+/// Installs a Python module from PyPI when `import` cannot find it, or
+/// when `package` pins a version (`uvicorn==0.55.0`) and another is there.
 pub fn ensure_python_module(module: &str, package: &str, why: &str) -> Result<(), String> {
-    let importable = |m: &str| {
+    let check = match package.split_once("==") {
+        Some((dist, version)) => format!(
+            "import {module}, importlib.metadata as m; assert m.version('{dist}') == '{version}'"
+        ),
+        None => format!("import {module}"),
+    };
+    let importable = || {
         Command::new("python3")
-            .args(["-c", &format!("import {m}")])
+            .args(["-c", &check])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
     };
-    if importable(module) {
+    if importable() {
         return Ok(());
     }
     eprintln!("xtask: setup: pip install {package} ({why})");
@@ -126,12 +216,10 @@ pub fn ensure_python_module(module: &str, package: &str, why: &str) -> Result<()
         "--root-user-action=ignore",
         package,
     ]))?;
-    if importable(module) {
+    if importable() {
         Ok(())
     } else {
-        Err(format!(
-            "installed {package} but `import {module}` still fails"
-        ))
+        Err(format!("installed {package} but `{check}` still fails"))
     }
 }
 
@@ -258,4 +346,17 @@ pub fn ensure_rust_components() -> Result<(), String> {
     }
     eprintln!("xtask: setup: rustup component add rustfmt clippy");
     run_quiet(Command::new("rustup").args(["component", "add", "rustfmt", "clippy"]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinned_versions_match_as_apt_globs_them() {
+        assert!(version_matches("2.9.10-1+b3", "2.9.10*"));
+        assert!(version_matches("2.9.10-1+b3", "*"));
+        assert!(!version_matches("2.9.11-1", "2.9.10*"));
+        assert!(version_matches("1.2", "1.2") && !version_matches("1.2.1", "1.2"));
+    }
 }

@@ -12,7 +12,12 @@
 //!   not be measured (the server's memory and CPU).
 //!
 //! `{root}` in a command line is the workspace root, so a suite can name the
-//! peers' scripts and binaries wherever the checkout is.
+//! peers' scripts and binaries wherever the checkout is. A command may run
+//! as several processes (a broker that scales out: a NATS cluster,
+//! Socket.IO over Redis; `--processes` or a variant's `processes`), each
+//! given its own `{port}` and `{index}`, a second free port `{peer_port}`
+//! and everyone's (`{peer_ports}`, comma-separated) to find each other, and
+//! `{bus}`, the run's Redis (`redis://HOST:PORT`), when the line asks for it.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Subject {
@@ -49,6 +54,11 @@ impl Subject {
         ))
     }
 
+    /// Whether the run must start Redis for it (`{bus}` in its line).
+    pub fn needs_bus(&self) -> bool {
+        matches!(self, Subject::Command(line) if line.contains("{bus}"))
+    }
+
     pub fn is_rtbench(&self) -> bool {
         *self == Subject::Rtbench
     }
@@ -77,6 +87,44 @@ impl Subject {
     }
 }
 
+/// The command lines of `processes` processes of `line`, each with the
+/// loopback port it will listen on; placeholders as the module says.
+pub fn command_lines(
+    line: &str,
+    processes: u64,
+    bus: Option<&str>,
+) -> Result<Vec<(String, u16)>, String> {
+    if line.contains("{bus}") && bus.is_none() {
+        return Err(format!(
+            "`{line}` needs the run's Redis ({{bus}}) and has none"
+        ));
+    }
+    // Every port chosen before any process starts: each must know the others'.
+    let mut listeners = Vec::new();
+    let mut ports = Vec::new();
+    for _ in 0..processes * 2 {
+        // Held until all are chosen, so none is chosen twice.
+        let l =
+            std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
+        ports.push(l.local_addr().map_err(|e| e.to_string())?.port());
+        listeners.push(l);
+    }
+    drop(listeners);
+    let (own, peers) = ports.split_at(processes as usize);
+    let peer_ports: Vec<String> = peers.iter().map(u16::to_string).collect();
+    Ok((0..processes as usize)
+        .map(|i| {
+            let filled = line
+                .replace("{port}", &own[i].to_string())
+                .replace("{index}", &i.to_string())
+                .replace("{peer_ports}", &peer_ports.join(","))
+                .replace("{peer_port}", &peer_ports[i])
+                .replace("{bus}", bus.unwrap_or(""));
+            (filled, own[i])
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +149,35 @@ mod tests {
                 .contains("ws://")
         );
         assert!(Subject::parse("command: ").is_err());
+    }
+
+    #[test]
+    fn each_process_of_a_command_gets_its_own_ports_and_everyones_peer_ports() {
+        let lines = command_lines(
+            "run {port} {index} {peer_port} {peer_ports} {bus}",
+            3,
+            Some("redis://127.0.0.1:6"),
+        )
+        .unwrap();
+        assert_eq!(lines.len(), 3);
+        let mut ports: Vec<u16> = lines.iter().map(|l| l.1).collect();
+        let words: Vec<Vec<&str>> = lines.iter().map(|l| l.0.split(' ').collect()).collect();
+        for (i, w) in words.iter().enumerate() {
+            assert_eq!(w[1], lines[i].1.to_string());
+            assert_eq!(w[2], i.to_string());
+            assert_eq!(w[4], words[0][4], "everyone's peer ports alike");
+            assert_eq!(w[4].split(',').nth(i), Some(w[3]));
+            assert_eq!(w[5], "redis://127.0.0.1:6");
+            ports.push(w[3].parse().unwrap());
+        }
+        ports.sort();
+        ports.dedup();
+        assert_eq!(ports.len(), 6, "six distinct ports");
+        assert!(Subject::parse("command:x {bus}").unwrap().needs_bus());
+        assert!(
+            command_lines("x {bus}", 1, None)
+                .unwrap_err()
+                .contains("{bus}")
+        );
     }
 }

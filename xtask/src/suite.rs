@@ -89,6 +89,10 @@ pub struct Setup {
     /// Workspace packages built in release mode.
     #[serde(default)]
     pub cargo: Vec<String>,
+    /// Go main packages of the workspace (`peers/centrifuge`), built offline
+    /// against Debian's Go packages into `target/peers/<last component>`.
+    #[serde(default)]
+    pub go: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -143,6 +147,18 @@ pub struct Variant {
     /// How clients reconnect (`none`, `sdk`, `sdk-jitter`).
     #[serde(default)]
     pub reconnect: Option<rtbench_record::scenario::Reconnect>,
+    /// Processes of a `command:` server (a broker that scales out across
+    /// them: `subject.rs` gives each its own port); `--processes` wins.
+    #[serde(default)]
+    pub processes: Option<u64>,
+    /// Replaces the arrivals in all (`--connections` wins): a variant that
+    /// holds more than the others, across its processes.
+    #[serde(default)]
+    pub connections: Option<u64>,
+    /// No publishers: the connections are only held (with the session's
+    /// keepalive), beside variants of the same load that publish.
+    #[serde(default)]
+    pub idle: bool,
 }
 
 /// The suites directory of the workspace.
@@ -186,7 +202,23 @@ pub fn load(path: &Path) -> Result<Suite, String> {
 
 /// Applies the overrides to a scenario: scaling keeps each phase's rate
 /// and shortens it; `--rate` keeps the arrivals and changes the pace.
+/// Publishers' `start_s` moves with the end of the arrivals and `stop_s`
+/// with the end of the hold, so they keep their place in the run.
 pub fn apply(o: &Overrides, sc: &mut Scenario) -> Result<(), String> {
+    let (arrivals_end, hold_end) = (sc.arrivals_end_s(), sc.hold_end_s());
+    resize(o, sc)?;
+    let (moved_start, moved_stop) = (
+        sc.arrivals_end_s() - arrivals_end,
+        sc.hold_end_s() - hold_end,
+    );
+    for p in &mut sc.publishers {
+        p.start_s = p.start_s.map(|s| (s + moved_start).max(0.0));
+        p.stop_s = p.stop_s.map(|s| (s + moved_stop).max(0.0));
+    }
+    Ok(())
+}
+
+fn resize(o: &Overrides, sc: &mut Scenario) -> Result<(), String> {
     let total = sc.total_arrivals();
     let factor = match (o.scale, o.connections) {
         (Some(_), Some(_)) => return Err("--scale and --connections exclude each other".into()),
@@ -309,6 +341,28 @@ mod tests {
                 s.load.hold.duration_s
             ),
             (19_000, 3000.0, 5.0)
+        );
+        let mut s = load(&dir().join("brokers.toml")).unwrap();
+        let p = &s.load.publishers[0];
+        let (start, stop) = (p.start_s.unwrap(), p.stop_s.unwrap());
+        let (arrivals_end, hold_end) = (s.load.arrivals_end_s(), s.load.hold_end_s());
+        apply(
+            &Overrides {
+                scale: Some(0.5),
+                hold_s: Some(60.0),
+                ..Default::default()
+            },
+            &mut s.load,
+        )
+        .unwrap();
+        let p = &s.load.publishers[0];
+        assert_eq!(
+            (
+                p.start_s.unwrap() - s.load.arrivals_end_s(),
+                p.stop_s.unwrap() - s.load.hold_end_s()
+            ),
+            (start - arrivals_end, stop - hold_end),
+            "publishing keeps its place after the arrivals and before the end"
         );
         let mut s = load(&dir().join("smoke.toml")).unwrap();
         let before = s.load.total_arrivals();

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use rtbench_record::load::{
     Bottleneck, Closing, Connections, Events, FORMAT_VERSION, LoadgenSelf, StopCause, Summary,
 };
-use rtbench_record::scenario::{Protocol, Scenario};
+use rtbench_record::scenario::Scenario;
 
 use super::merge::Merge;
 use super::selfcheck;
@@ -151,10 +151,7 @@ pub(super) fn summarize(
         stopped_by: end.stopped_by,
         scenario: name.to_string(),
         description: sc.description.clone(),
-        protocol: match sc.target.protocol {
-            Protocol::Appwrite => "appwrite".into(),
-            Protocol::Raw => "raw".into(),
-        },
+        protocol: sc.target.protocol.name().into(),
         targets: sc.target.urls.clone(),
         started_at: end.started_at,
         schedule_start_unix_ns: end.start_ns,
@@ -196,6 +193,7 @@ pub(super) fn summarize(
             bottleneck: !reasons.is_empty(),
             reasons,
         },
+        echo_mismatch: counters.echo_mismatch(),
         counters,
         worker_exits: Vec::new(),
         slo: Vec::new(),
@@ -275,6 +273,9 @@ pub(super) fn print_summary(s: &Summary) {
         "rtbench-loadgen: load generator: {:.2} KiB/connection, peak worker CPU {:.0}%",
         s.loadgen.kib_per_connection, s.loadgen.worker_cpu_max_pct
     );
+    if let Some(m) = &s.echo_mismatch {
+        eprintln!("rtbench-loadgen: ECHOES NEVER MATCHED: {m}");
+    }
     for r in &s.client_bottleneck.reasons {
         eprintln!("rtbench-loadgen: CLIENT BOTTLENECK: {r}");
     }

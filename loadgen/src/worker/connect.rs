@@ -7,13 +7,13 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use rtbench_record::scenario::Protocol;
-
 use super::clock::clock_ns;
 use super::reconnect;
 use super::state::Worker;
-use crate::client::{self, Connecting, Extra, Held, Step};
+use crate::client::{Extra, Held};
+use crate::handshake::{self, Connecting, Step};
 use crate::hold::Key;
+use crate::protocols::{self, Greeting, Hello};
 use crate::schedule;
 use crate::stats;
 use crate::users::Population;
@@ -64,7 +64,7 @@ fn attempt(w: &Rc<Worker>, arrival: u64, scheduled_ns: u64, attempt: u32) {
     });
     w.counters.borrow_mut().attempted += 1;
     let attempt_ns = clock_ns();
-    let sock = match client::open(t.addr, source) {
+    let sock = match handshake::open(t.addr, source) {
         Ok(s) => s,
         // A retry's chain is timed from its loss (`scheduled_ns` then).
         Err(reason) => {
@@ -77,9 +77,16 @@ fn attempt(w: &Rc<Worker>, arrival: u64, scheduled_ns: u64, attempt: u32) {
             );
         }
     };
-    let path = match sc.target.protocol {
-        Protocol::Appwrite => format!("{}?{}", t.path, pop.query(user)),
-        Protocol::Raw => t.path.clone(),
+    let protocol = sc.target.protocol;
+    let path = protocols::upgrade_path(protocol, &t.path, &pop, Some(user));
+    let hello = Hello {
+        channels: if protocol.subscribes() {
+            pop.channels(user)
+        } else {
+            Vec::new()
+        },
+        client_id: format!("rtbench-{arrival}-{attempt}"),
+        keepalive_s: sc.session.ping_interval_s,
     };
     let connecting = Connecting::new(
         scheduled_ns,
@@ -87,6 +94,7 @@ fn attempt(w: &Rc<Worker>, arrival: u64, scheduled_ns: u64, attempt: u32) {
         &t.host,
         &path,
         arrival ^ attempt_ns,
+        Greeting::new(protocol, hello),
     );
     let inserted = w
         .holds
@@ -109,7 +117,13 @@ fn attempt(w: &Rc<Worker>, arrival: u64, scheduled_ns: u64, attempt: u32) {
 }
 
 /// An attempt failed: count why, and reconnect if the scenario says so.
-fn failed(w: &Rc<Worker>, arrival: u64, attempt: u32, reason: client::Failure, since: Option<u64>) {
+fn failed(
+    w: &Rc<Worker>,
+    arrival: u64,
+    attempt: u32,
+    reason: handshake::Failure,
+    since: Option<u64>,
+) {
     let fatal = reason == "error_frame_1008";
     w.counters.borrow_mut().fail(reason);
     reconnect_later(w, arrival, attempt, fatal, since);
@@ -135,12 +149,7 @@ pub(super) fn drive_connect(w: &Rc<Worker>, key: Key, buf: &mut [u8]) -> Option<
         else {
             return None;
         };
-        c.drive(
-            sock,
-            w.plan.scenario.target.protocol,
-            &mut w.counters.borrow_mut(),
-            buf,
-        )
+        c.drive(sock, &mut w.counters.borrow_mut(), buf)
     };
     match step {
         Step::Wait => None,

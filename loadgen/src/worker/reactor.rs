@@ -72,23 +72,27 @@ fn receive(w: &Worker, key: Key, bytes: &mut [u8]) -> Option<End> {
         now_ns: clock_ns(),
         ping_sent_ns,
     };
-    let result = match held.extra.take().map(|e| *e) {
-        Some(Extra::Partial(mut p)) => {
-            p.extend_from_slice(bytes);
-            r.frames(held, &mut p).map(|used| {
-                p.drain(..used);
-                p
-            })
-        }
+    let (mut partial, mut message) = match held.extra.take().map(|e| *e) {
+        Some(Extra::Partial { frame, message }) => (frame, message),
         other => {
             held.extra = other.map(Box::new);
-            r.frames(held, bytes).map(|used| bytes[used..].to_vec())
+            (Vec::new(), Vec::new())
         }
     };
+    let result = if partial.is_empty() {
+        r.frames(held, bytes, &mut message)
+            .map(|used| bytes[used..].to_vec())
+    } else {
+        partial.extend_from_slice(bytes);
+        r.frames(held, &mut partial, &mut message).map(|used| {
+            partial.drain(..used);
+            partial
+        })
+    };
     match result {
-        Ok(rest) => {
-            if !rest.is_empty() {
-                held.extra = Some(Box::new(Extra::Partial(rest)));
+        Ok(frame) => {
+            if !frame.is_empty() || !message.is_empty() {
+                held.extra = Some(Box::new(Extra::Partial { frame, message }));
             }
             None
         }

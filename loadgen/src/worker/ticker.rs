@@ -12,7 +12,7 @@ use rtbench_record::scenario::Protocol;
 use super::clock::clock_ns;
 use super::connect;
 use super::state::Worker;
-use crate::client;
+use crate::protocols::{self, raw};
 
 /// Every 100 ms: pings and echoes for the connections due; returns at the
 /// end of the hold or when the worker is stopped.
@@ -20,9 +20,12 @@ pub(super) async fn run(w: Rc<Worker>) {
     let sc = &w.plan.scenario;
     let hold_end_ns = w.plan.start_unix_ns + (sc.hold_end_s() * 1e9) as u64;
     let every = |s: f64| (s > 0.0).then(|| ((s * 10.0).round() as usize).max(1));
+    // The protocol's own keepalive every ping interval (a raw client
+    // echoes instead; a Socket.IO server pings and its clients answer).
+    let keepalive = protocols::keepalive(sc.target.protocol);
     let (ping_every, echo_every) = match sc.target.protocol {
-        Protocol::Appwrite => (every(sc.session.ping_interval_s), None),
         Protocol::Raw => (None, every(sc.session.echo_interval_s)),
+        _ => (keepalive.and(every(sc.session.ping_interval_s)), None),
     };
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut n: usize = 0;
@@ -38,10 +41,10 @@ pub(super) async fn run(w: Rc<Worker>) {
         }
         let mut holds = w.holds.borrow_mut();
         let mut c = w.counters.borrow_mut();
-        if let Some(k) = ping_every {
+        if let (Some(k), Some((opcode, ping))) = (ping_every, keepalive) {
             let start = clock_ns();
             for held in holds.every_mut(n % k, k) {
-                if held.try_send(frame::OP_TEXT, br#"{"type":"ping"}"#, &mut c) {
+                if held.try_send(opcode, ping, &mut c) {
                     c.pings += 1;
                 } else {
                     c.pings_skipped += 1;
@@ -55,7 +58,7 @@ pub(super) async fn run(w: Rc<Worker>) {
         }
         if let Some(k) = echo_every {
             for held in holds.every_mut(n % k, k) {
-                let msg = [client::ECHO_PREFIX, clock_ns().to_string().as_bytes()].concat();
+                let msg = raw::echo(clock_ns());
                 if held.try_send(frame::OP_TEXT, &msg, &mut c) {
                     c.echoes_sent += 1;
                 } else {

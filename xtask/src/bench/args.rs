@@ -137,15 +137,13 @@ fn server_spec(spec: &str) -> Result<String, String> {
     Subject::parse(spec).map(|_| spec.to_string())
 }
 
-/// `--protocol`'s value; the help lists the two.
+/// `--protocol`'s value; the help lists every one the load generator speaks.
 pub fn protocol_flag()
 -> impl clap::builder::TypedValueParser<Value = rtbench_record::scenario::Protocol> {
     use clap::builder::TypedValueParser;
     use rtbench_record::scenario::Protocol;
-    clap::builder::PossibleValuesParser::new(["appwrite", "raw"]).map(|p| match p.as_str() {
-        "raw" => Protocol::Raw,
-        _ => Protocol::Appwrite,
-    })
+    clap::builder::PossibleValuesParser::new(Protocol::ALL.map(Protocol::name))
+        .map(|p| Protocol::from_name(&p).expect("one of the possible values"))
 }
 
 /// Where a bench's processes run.

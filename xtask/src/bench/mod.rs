@@ -97,14 +97,7 @@ pub fn task(a: Args) -> Result<(), String> {
         variants,
         live: state,
     } = prepare(&a)?;
-    let needs = &suite.setup;
-    crate::setup::ensure_debian(&needs.apt, &format!("suite {name}"))?;
-    for p in &needs.pip {
-        crate::setup::ensure_python_module(&p.module, &p.package, &format!("suite {name}"))?;
-    }
-    for package in &needs.cargo {
-        crate::cargo(&["build", "--release", "--quiet", "-p", package])?;
-    }
+    crate::setup::ensure_suite(&suite.setup, &format!("suite {name}"))?;
     if a.roofline {
         let dir = crate::roofline::measure(&crate::roofline::Args {
             host_net: a.host_net,
@@ -112,9 +105,22 @@ pub fn task(a: Args) -> Result<(), String> {
         })?;
         eprintln!("xtask: roofline measured: {}", dir.display());
     }
+    // A variant that cannot run (a server that does not start) is said and
+    // the others still run: a long suite is not lost to one of its servers.
+    let mut refused = Vec::new();
     let mut worst = 0;
     for v in &variants {
-        let (dir, complete) = run_one(&suite, &name, v.as_ref(), &a, &state, &Side::default())?;
+        let (dir, complete) = match run_one(&suite, &name, v.as_ref(), &a, &state, &Side::default())
+        {
+            Ok(done) => done,
+            Err(e) if variants.len() > 1 && signals::received() == 0 => {
+                let label = v.as_ref().map_or(name.as_str(), |v| v.name.as_str());
+                eprintln!("xtask: bench {name} ({label}) did not run: {e}");
+                refused.push(format!("{label}: {e}"));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         println!("{}", dir.display());
         if !complete && signals::received() != 0 {
             std::process::exit(exit::INTERRUPTED);
@@ -128,6 +134,14 @@ pub fn task(a: Args) -> Result<(), String> {
             (true, true) => exit::SLO_FAILED,
             (true, false) => 0,
         });
+    }
+    if !refused.is_empty() {
+        return Err(format!(
+            "{} of {} variants did not run:\n{}",
+            refused.len(),
+            variants.len(),
+            refused.join("\n")
+        ));
     }
     if worst != 0 {
         eprintln!(

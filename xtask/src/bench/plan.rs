@@ -86,7 +86,12 @@ impl RunPlan {
                 total.div_ceil(per_process).max(1) + suite::spares(&suite.faults)
             })
         } else {
-            1
+            // A command runs as one process unless told (a broker that
+            // scales out).
+            a.size
+                .processes
+                .or(variant.and_then(|v| v.processes))
+                .unwrap_or(1)
         };
         if (suite.server.shared_port || !suite.faults.is_empty())
             && (runs_on != RunsOn::Local || !subject.is_rtbench())
@@ -108,7 +113,15 @@ impl RunPlan {
                     .into(),
             );
         }
-        let bus = processes > 1 || load.publishers.iter().any(|p| p.via == Via::Bus);
+        // Several rtbench processes share events over Redis, as Appwrite's
+        // do; so do publishers that publish straight to the bus, and
+        // servers whose scale-out needs it.
+        let bus = (subject.is_rtbench() && processes > 1)
+            || subject.needs_bus()
+            || load
+                .publishers
+                .iter()
+                .any(|p| p.route(load.target.protocol) == Via::Bus);
         let namespaced = a.tune && !a.host_net && runs_on == RunsOn::Local;
         let needs = Needs {
             connections: total,
@@ -191,6 +204,14 @@ fn shape_load(
     notes: &mut Vec<String>,
 ) -> Result<Scenario, String> {
     let mut load = suite.load.clone();
+    // A variant's own size first, then the user's over it.
+    if let Some(n) = variant.and_then(|v| v.connections) {
+        let size = suite::Overrides {
+            connections: Some(n),
+            ..Default::default()
+        };
+        suite::apply(&size, &mut load)?;
+    }
     suite::apply(&a.overrides(), &mut load)?;
     load.slo
         .thresholds
@@ -237,6 +258,9 @@ fn apply_variant_session(load: &mut Scenario, variant: Option<&Variant>) {
     if let Some(r) = v.reconnect {
         load.session.reconnect = r;
     }
+    if v.idle {
+        load.publishers.clear();
+    }
 }
 
 /// A server that is not rtbench runs here, alone.
@@ -250,9 +274,10 @@ fn check_subject(subject: &Subject, runs_on: &RunsOn, a: &Args) -> Result<(), St
             subject.label()
         ));
     }
-    if a.size.processes.is_some_and(|p| p > 1) || a.versus.is_some() {
+    let many = a.size.processes.is_some_and(|p| p > 1);
+    if a.versus.is_some() || (many && matches!(subject, Subject::Url(_))) {
         return Err(format!(
-            "{}: --processes and --versus are for rtbench-server",
+            "{}: --versus is for rtbench-server, --processes for a server this run starts",
             subject.label()
         ));
     }

@@ -81,7 +81,13 @@ pub fn processes(
         shared.as_deref(),
     );
     if let Subject::Command(line) = &plan.subject {
-        started.servers.push(ServerProcess::start_command(line)?);
+        let bus_url = started.redis.as_ref().map(RedisProcess::url);
+        for (line, port) in crate::subject::command_lines(line, plan.processes, bus_url.as_deref())?
+        {
+            started
+                .servers
+                .push(ServerProcess::start_command(&line, port)?);
+        }
     }
     for i in 0..plan.rtbench_processes {
         // On a shared port each process's own address answers its /metrics
