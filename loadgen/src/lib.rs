@@ -8,6 +8,7 @@ pub mod controller;
 pub mod hold;
 pub mod progress;
 pub mod publisher;
+pub mod rx_time;
 pub mod schedule;
 pub mod stamp;
 pub mod stats;

@@ -61,6 +61,11 @@ pub struct Summary {
     /// backoff included.
     #[serde(default)]
     pub reconnect_ms: Percentiles,
+    /// From a frame's arrival in a client's socket (the kernel's receive
+    /// time) to the worker's read of it: the load generator's own delay,
+    /// kept out of the latencies above. Empty in records made before it.
+    #[serde(default)]
+    pub read_wait_ms: Percentiles,
     pub events: Events,
     pub counters: Counters,
     pub loadgen: LoadgenSelf,

@@ -77,6 +77,9 @@ impl Finals {
 fn client_reasons(merge: &Merge, published: &Published, f: &Finals, end: &Ending) -> Vec<String> {
     let mut reasons = selfcheck::cpu_reasons(&merge.saturated, Some(merge.cpu_max));
     reasons.extend(selfcheck::arrival_lag_reason(f.lag_max_ms));
+    reasons.extend(selfcheck::read_wait_reason(&percentiles_ms(
+        &f.hists.read_wait,
+    )));
     reasons.extend(selfcheck::publish_lag_reason(
         published.lag_max_ns as f64 / 1e6,
     ));
@@ -175,6 +178,7 @@ pub(super) fn summarize(
         delivery_ms: percentiles_ms(&hists.delivery),
         echo_ms: percentiles_ms(&hists.echo),
         reconnect_ms: percentiles_ms(&hists.reconnect),
+        read_wait_ms: percentiles_ms(&hists.read_wait),
         events: events(sc, published, &counters, by_subscriber),
         loadgen: LoadgenSelf {
             start_rss_kib,
