@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 
 use rtbench_record::load::{
-    Bottleneck, Connections, Events, FORMAT_VERSION, LoadgenSelf, StopCause, Summary,
+    Bottleneck, Burst, Connections, EventSpan, Events, FORMAT_VERSION, LoadgenSelf, StopCause,
+    Summary,
 };
 use rtbench_record::scenario::{Protocol, Scenario};
 
@@ -40,6 +41,8 @@ struct Finals {
     peak_rss_kib: u64,
     lag_max_ms: f64,
     by_subscriber: BTreeMap<u32, u64>,
+    /// Each timed event over every worker, by sequence.
+    spans: BTreeMap<u64, EventSpan>,
 }
 
 impl Finals {
@@ -54,9 +57,13 @@ impl Finals {
                 peak_rss_kib,
                 lag_max_ms,
                 received_by_subscriber,
+                events,
                 ..
             } = r
             {
+                for e in events {
+                    f.spans.entry(e.seq).or_default().add(e);
+                }
                 for (k, n) in received_by_subscriber {
                     *f.by_subscriber.entry(*k).or_default() += n;
                 }
@@ -126,6 +133,7 @@ pub(super) fn summarize(
         peak_rss_kib,
         lag_max_ms,
         by_subscriber,
+        spans,
     } = f;
     let rows = &merge.rows;
     let target = sc.total_arrivals();
@@ -179,6 +187,7 @@ pub(super) fn summarize(
         echo_ms: percentiles_ms(&hists.echo),
         reconnect_ms: percentiles_ms(&hists.reconnect),
         read_wait_ms: percentiles_ms(&hists.read_wait),
+        bursts: spans.values().map(Burst::of).collect(),
         events: events(sc, published, &counters, by_subscriber),
         loadgen: LoadgenSelf {
             start_rss_kib,
@@ -265,9 +274,18 @@ pub(super) fn print_summary(s: &Summary) {
             s.events.misdelivered
         );
     }
+    for b in &s.bursts {
+        eprintln!(
+            "rtbench-loadgen: event {}: {} received, first after {:.1} ms, last after {:.1} ms, {:.0} deliveries/s between",
+            b.seq, b.received, b.to_first_ms, b.to_last_ms, b.per_second
+        );
+    }
     eprintln!(
-        "rtbench-loadgen: load generator: {:.2} KiB/connection, peak worker CPU {:.0}%",
-        s.loadgen.kib_per_connection, s.loadgen.worker_cpu_max_pct
+        "rtbench-loadgen: load generator: {:.2} KiB/connection, peak worker CPU {:.0}%, read wait p50 {:.2} ms p99 {:.2} ms",
+        s.loadgen.kib_per_connection,
+        s.loadgen.worker_cpu_max_pct,
+        s.read_wait_ms.p50,
+        s.read_wait_ms.p99
     );
     for r in &s.client_bottleneck.reasons {
         eprintln!("rtbench-loadgen: CLIENT BOTTLENECK: {r}");

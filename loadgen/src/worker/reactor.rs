@@ -85,7 +85,9 @@ fn receive(w: &Worker, key: Key, bytes: &mut [u8], arrived_ns: u64) -> Option<En
         k => groups[key.id as usize % k],
     };
     let mut by_user = w.received_by_user.borrow_mut();
+    let mut spans = w.spans.borrow_mut();
     let mut r = Receiver {
+        spans: w.plan.scenario.per_event.then_some(&mut *spans),
         received: by_user.get_mut((u64::from(held.arrival) / w.plan.workers.max(1)) as usize),
         population: &pop,
         protocol: w.plan.scenario.target.protocol,

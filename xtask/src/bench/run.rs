@@ -156,6 +156,8 @@ fn judge(
     } else {
         rtbench_record::series::read_csv(&load_dir.join("timeseries.csv")).unwrap_or_default()
     };
+    let roofline =
+        rtbench_record::roofline::newest(&crate::root().join("results"), &crate::record::host_id());
     let summary = verdict::judge(
         plan,
         suite,
@@ -172,6 +174,7 @@ fn judge(
             killed_any: !faults.killed.is_empty(),
             faults_done: std::mem::take(&mut faults.done),
             interrupted: signals::stop_cause(),
+            roofline: roofline.as_ref(),
         },
     );
     record::write_json(&tmp.join(record::SUMMARY), &summary)?;
