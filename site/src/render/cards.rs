@@ -20,7 +20,7 @@ use crate::rows::over_time;
 
 /// The scenarios that tell the story, most important first, each with the
 /// question it answers.
-const ORDER: [(&str, &str); 7] = [
+const ORDER: [(&str, &str); 8] = [
     (
         "idle-1m",
         "Appwrite's 2021 benchmark on one machine: a million connections, opened and held idle.",
@@ -32,6 +32,10 @@ const ORDER: [(&str, &str); 7] = [
     (
         "fanout",
         "Events to signed-in subscribers spread over many channels: delivery latency and rate, each delivery checked against its permissions.",
+    ),
+    (
+        "broadcast",
+        "One event to every connection: how soon the first and the last receive it, beside bare TCP's time for as many single writes.",
     ),
     (
         "failover",
@@ -52,7 +56,7 @@ const ORDER: [(&str, &str); 7] = [
 ];
 
 /// How many of `ORDER` lead the page; the rest are ordered by name.
-const LEADING: usize = 5;
+const LEADING: usize = 6;
 
 /// `scenarios` in the order their cards appear.
 pub fn ordered(mut scenarios: Vec<String>) -> Vec<String> {
