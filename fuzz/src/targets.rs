@@ -2,6 +2,7 @@
 
 use rtbench_protocol::frame::{self, Sender, encode_masked};
 use rtbench_protocol::jwt::{self, Claims, Team};
+use rtbench_server::chunked::{self, ChunkError, Chunked};
 use rtbench_server::fuzzing::SessionHarness;
 use rtbench_server::reactor::handshake;
 use rtbench_server::request::{Head, parse_head};
@@ -25,6 +26,11 @@ pub const TARGETS: &[Target] = &[
         name: "http_head",
         seeds: head_seeds,
         check: http_head,
+    },
+    Target {
+        name: "chunked",
+        seeds: chunked_seeds,
+        check: chunked_body,
     },
     Target {
         name: "jwt",
@@ -178,12 +184,82 @@ fn http_head(input: &[u8]) -> Result<(), String> {
         if n > input.len() {
             return Err(format!("a head of {n} bytes in {} bytes", input.len()));
         }
-        let _ = req.body_length();
+        let _ = req.framing();
         let _ = handshake::upgrade_accept(&req);
         let _ = req.channels();
         let _ = req.query_values("project").count();
     }
     Ok(())
+}
+
+fn chunked_seeds() -> Vec<Vec<u8>> {
+    vec![
+        chunked::encode(br#"{"project":"p1","data":{}}"#, 7, "", ""),
+        chunked::encode(
+            b"0123456789abcdef",
+            5,
+            r#" ; a="b;c" ;d"#,
+            "X-Sum: 1\r\nY:\r\n",
+        ),
+        b"000\r\n\r\nGET / HTTP/1.1\r\n\r\n".to_vec(),
+        b"ffffffffffffffff\r\n".to_vec(),
+        b"3\r\nabc\r\n1\r\n".to_vec(),
+    ]
+}
+
+/// The largest body the chunked target decodes.
+const CHUNKED_LIMIT: usize = 256;
+
+/// Decodes `input` fed in pieces of `step` bytes, as `http.rs` does: the
+/// body, and how many bytes it used.
+fn decode_chunked(input: &[u8], step: usize) -> Result<Option<(Vec<u8>, usize)>, ChunkError> {
+    let mut d = Chunked::new(CHUNKED_LIMIT);
+    let mut buf: Vec<u8> = Vec::new();
+    let mut used_total = 0;
+    for piece in input.chunks(step.max(1)) {
+        buf.extend_from_slice(piece);
+        let (used, done) = d.feed(&buf)?;
+        if used > buf.len() {
+            return Err(ChunkError::Malformed("used more than it was given"));
+        }
+        buf.drain(..used);
+        used_total += used;
+        if done {
+            return Ok(Some((d.into_body(), used_total)));
+        }
+    }
+    Ok(None)
+}
+
+/// Chunked bodies: never a panic, never more than the limit; the same
+/// answer however the bytes arrive; and any bytes, encoded, decode back.
+fn chunked_body(input: &[u8]) -> Result<(), String> {
+    let whole = decode_chunked(input, input.len());
+    for step in [1, 2, 3, 7, 64] {
+        let pieces = decode_chunked(input, step);
+        if pieces != whole {
+            return Err(format!("whole: {whole:?}, in pieces of {step}: {pieces:?}"));
+        }
+    }
+    if let Ok(Some((body, used))) = &whole
+        && (body.len() > CHUNKED_LIMIT || *used > input.len())
+    {
+        return Err(format!(
+            "a body of {} bytes, {used} of {} used",
+            body.len(),
+            input.len()
+        ));
+    }
+    let data = &input[..input.len().min(CHUNKED_LIMIT)];
+    let size = 1 + input.first().copied().unwrap_or(0) as usize % 40;
+    let wire = chunked::encode(data, size, ";e=1", "T: v\r\n");
+    match decode_chunked(&wire, 1 + input.len() % 11) {
+        Ok(Some((body, used))) if body == data && used == wire.len() => Ok(()),
+        other => Err(format!(
+            "{} bytes in chunks of {size} decoded as {other:?}",
+            data.len()
+        )),
+    }
 }
 
 fn jwt_seeds() -> Vec<Vec<u8>> {
@@ -256,16 +332,11 @@ const LIMITS: Limits = Limits {
 /// always the union of the subscriptions' channels, and the limits hold.
 fn subscriptions(input: &[u8]) -> Result<(), String> {
     let mut subs = Subs::new(Vec::new(), None);
-    let user = Claims {
-        sub: "u1".into(),
-        exp: 0,
-        teams: vec![],
-        labels: vec![],
-    };
+    let user = "u1";
     let mut signed_in = false;
     let mut bytes = input.iter().copied();
     while let Some(op) = bytes.next() {
-        let who = signed_in.then_some(&user);
+        let who = signed_in.then_some(user);
         match op % 4 {
             0 | 1 => {
                 let id = format!("s{}", bytes.next().unwrap_or(0) % 6);
@@ -292,10 +363,10 @@ fn subscriptions(input: &[u8]) -> Result<(), String> {
             }
             _ => {
                 signed_in = !signed_in;
-                subs = Subs::new(subs.list().to_vec(), signed_in.then_some(&user));
+                subs = Subs::new(subs.list().to_vec(), signed_in.then_some(user));
             }
         }
-        let who = signed_in.then_some(&user);
+        let who = signed_in.then_some(user);
         let mut filed: Vec<&str> = subs.filed().collect();
         filed.sort();
         let mut want: Vec<String> = subs

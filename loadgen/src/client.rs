@@ -213,7 +213,8 @@ pub fn open(addr: SocketAddr, source: Option<IpAddr>) -> Result<std::net::TcpStr
     // Deliveries are timed by when the kernel received them (`rx_time.rs`).
     let _ = crate::rx_time::enable(&socket);
     if let Some(src) = source {
-        bind_no_port(&socket);
+        rtbench_sys::socket::bind_address_no_port(&socket)
+            .map_err(|_| Failure::from("bind_address_no_port"))?;
         socket
             .bind(&SocketAddr::new(src, 0).into())
             .map_err(|e| io_failure(&e))?;
@@ -389,23 +390,6 @@ impl Connecting {
             }
             at += f.end();
         }
-    }
-}
-
-/// IP_BIND_ADDRESS_NO_PORT: bind the source address now, pick the port at
-/// connect time, so one port can serve several destinations.
-fn bind_no_port(socket: &socket2::Socket) {
-    use std::os::fd::AsRawFd;
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt with a valid fd and an int option value.
-    unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
     }
 }
 

@@ -150,13 +150,6 @@ impl Holds {
         Some(held)
     }
 
-    /// Every open connection (connected, not still connecting).
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Held> {
-        self.slots
-            .iter_mut()
-            .filter(|h| h.sock.is_some() && !h.is_connecting())
-    }
-
     /// Every `k`th slot from `from`, open ones only: pings spread over ticks.
     pub fn every_mut(&mut self, from: usize, k: usize) -> impl Iterator<Item = &mut Held> {
         self.slots
@@ -166,12 +159,26 @@ impl Holds {
             .filter(|h| h.sock.is_some() && !h.is_connecting())
     }
 
-    /// Closes every socket at once (the end of the close timeout); returns
-    /// how many were open connections.
-    pub fn abort_all(&mut self) -> usize {
-        let n = self.iter_mut().count();
-        self.slots.clear();
-        self.free.clear();
-        n
+    /// How many slots there are (free ones included): slot ids run below it.
+    pub fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The open connection (connected, not still connecting) in slot `id`.
+    pub fn open_at(&mut self, id: usize) -> Option<&mut Held> {
+        self.slots
+            .get_mut(id)
+            .filter(|h| h.sock.is_some() && !h.is_connecting())
+    }
+
+    /// Closes the socket in slot `id` without more ado and frees the slot;
+    /// `Some(true)` when it was an open connection, `Some(false)` an attempt
+    /// still connecting, `None` a free slot.
+    pub fn abort_at(&mut self, id: usize) -> Option<bool> {
+        let h = self.slots.get_mut(id).filter(|h| h.sock.is_some())?;
+        let was_open = !h.is_connecting();
+        *h = Held::free(h.generation.wrapping_add(1));
+        self.free.push(id as u32);
+        Some(was_open)
     }
 }

@@ -52,6 +52,11 @@ enum Cmd {
     /// the controller estimates a remote worker's clock offset through it.
     #[command(hide = true)]
     Clock,
+    /// Prints this machine's memory, CPU, load and sockets as a JSON line
+    /// every second (a machine of the run without a worker: a swarm's
+    /// server node).
+    #[command(hide = true)]
+    SampleHost,
 }
 
 fn main() -> ExitCode {
@@ -98,6 +103,13 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Cmd::SampleHost => match worker::sample_every_second() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rtbench-loadgen sample-host: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Cmd::Worker { listen } => match worker::main(listen) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

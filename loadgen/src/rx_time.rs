@@ -21,67 +21,17 @@
 
 use std::io;
 use std::net::TcpStream;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 
 /// Asks the kernel to stamp what `sock` receives with the time it arrived.
-pub fn enable(sock: &impl AsRawFd) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: setsockopt reads `on` for the length given.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+pub fn enable(sock: &impl AsFd) -> io::Result<()> {
+    Ok(rtbench_sys::socket::receive_timestamps(sock)?)
 }
 
 /// Reads into `buf` like `read`, and returns when the kernel received the
 /// newest of those bytes (CLOCK_REALTIME ns), when it says.
 pub fn read(sock: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
-    // Room for one timespec control message, aligned as cmsghdr wants.
-    let mut control = [0u64; 8];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: msghdr is plain data; every pointer set below outlives the call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control) as _;
-    // SAFETY: recvmsg writes at most iov_len bytes into buf and at most
-    // msg_controllen into control.
-    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((n as usize, stamp(&msg)))
-}
-
-/// The `SCM_TIMESTAMPNS` message among the control messages of `msg`.
-fn stamp(msg: &libc::msghdr) -> Option<u64> {
-    // SAFETY: the CMSG macros walk the control buffer recvmsg filled, within
-    // the length it reported.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
-                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
-                return Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
-            }
-            c = libc::CMSG_NXTHDR(msg, c);
-        }
-    }
-    None
+    rtbench_sys::socket::recv_stamped(sock, buf)
 }
 
 #[cfg(test)]

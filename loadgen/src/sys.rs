@@ -1,42 +1,35 @@
-//! What the load generator reads about itself: its clock, CPU, memory, limits.
+//! What the load generator reads about itself: its clock, CPU, memory, limits
+//! (asked of the OS through `rtbench-sys`; here, what a figure that cannot be
+//! read becomes).
+
+use rtbench_sys::process::Process;
 
 /// Wall-clock nanoseconds since the Unix epoch (CLOCK_REALTIME): the one clock
 /// publisher and receivers on a host share, so delivery latency is a difference
 /// of two readings of it.
 pub use rtbench_protocol::time::now_ns;
 
-/// User + system CPU seconds this process has used.
+/// User + system CPU seconds this process has used; 0 if getrusage fails
+/// (it fails only on a bad argument): a tick's figure, never a stopped worker.
 pub fn cpu_seconds() -> f64 {
-    // SAFETY: getrusage fills the struct we own.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(u.ru_utime) + tv(u.ru_stime)
+    rtbench_sys::process::cpu_time().map_or(0.0, |t| t.seconds())
 }
 
-/// Resident set size of this process in KiB.
+/// Resident set size of this process in KiB; 0 where /proc cannot be read,
+/// as for `cpu_seconds`.
 pub fn rss_kib() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    pages * (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(0) as u64) / 1024
+    rtbench_sys::process::rss_bytes(Process::Current).map_or(0, |b| b / 1024)
 }
 
 /// Raises the soft open-files limit to the hard one; returns the new limit.
-pub fn raise_open_files() -> u64 {
-    rlimit::increase_nofile_limit(u64::MAX)
-        .or_else(|_| rlimit::Resource::NOFILE.get().map(|(soft, _)| soft))
-        .unwrap_or(1024)
+pub fn raise_open_files() -> Result<u64, String> {
+    rtbench_sys::limits::raise_open_files()
+        .map(|l| l.soft)
+        .map_err(|e| format!("cannot raise the open-files limit: {e}"))
 }
 
 pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
+    rtbench_sys::host::hostname().unwrap_or_else(|_| "unknown".into())
 }
 
 /// Niceness the instrument's processes ask for, workers and controller
@@ -48,11 +41,14 @@ pub fn hostname() -> String {
 /// process stays at 0.
 pub const WORKER_NICE: i32 = -10;
 
-/// Applies `WORKER_NICE` to this process; returns the niceness it now has.
-pub fn raise_priority() -> i32 {
-    // SAFETY: setpriority/getpriority on this process, no memory involved.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, WORKER_NICE);
-        libc::getpriority(libc::PRIO_PROCESS, 0)
+/// Applies `WORKER_NICE` to this process. Refused unless root, and then the
+/// process runs at the niceness it has, without a word: most runs are not
+/// root, and the record states the machine's load either way.
+pub fn raise_priority() {
+    match rtbench_sys::process::set_niceness(WORKER_NICE) {
+        Err(e) if e.kind() != std::io::ErrorKind::PermissionDenied => {
+            eprintln!("rtbench-loadgen: warning: cannot set niceness {WORKER_NICE}: {e}");
+        }
+        _ => {}
     }
 }

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use rtbench_record::load::EventSpan;
+use rtbench_record::load::{Closing, EventSpan};
 use rtbench_record::scenario::Scenario;
 use rtbench_record::series::HostSample;
 use serde::{Deserialize, Serialize};
@@ -82,5 +82,8 @@ pub enum Report {
         /// events one by one (`per_event`).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         events: Vec<EventSpan>,
+        /// This worker's closing phase.
+        #[serde(default)]
+        closing: Closing,
     },
 }

@@ -108,7 +108,16 @@ pub fn parse(
             }
             let mut b = [0u8; 8];
             b.copy_from_slice(&buf[2..10]);
-            (u64::from_be_bytes(b), 10)
+            let len = u64::from_be_bytes(b);
+            // RFC 6455 5.2: "the most significant bit MUST be 0". A length
+            // that breaks the framing is a protocol error, not a big message.
+            if len >> 63 != 0 {
+                return Err(err(
+                    close::PROTOCOL_ERROR,
+                    "64-bit payload length with its most significant bit set",
+                ));
+            }
+            (len, 10)
         }
         n => (n as u64, 2),
     };
@@ -304,6 +313,32 @@ mod tests {
             parse(&mut bad_op, 100, Sender::Client).unwrap_err().code,
             close::PROTOCOL_ERROR
         );
+        // A 64-bit length with its top bit set is malformed (1002) for
+        // either sender, whatever the limit; just under it is only too big.
+        for from in [Sender::Client, Sender::Server] {
+            let mask = if from == Sender::Client { 0x80 } else { 0 };
+            let mut msb = vec![0x82, mask | 127, 0x80, 0, 0, 0, 0, 0, 0, 1];
+            assert_eq!(
+                parse(&mut msb, usize::MAX, from).unwrap_err().code,
+                close::PROTOCOL_ERROR
+            );
+            let mut top = vec![
+                0x82,
+                mask | 127,
+                0x7f,
+                0xff,
+                0xff,
+                0xff,
+                0xff,
+                0xff,
+                0xff,
+                0xff,
+            ];
+            assert_eq!(
+                parse(&mut top, 100, from).unwrap_err().code,
+                close::MESSAGE_TOO_BIG
+            );
+        }
     }
 
     proptest::proptest! {

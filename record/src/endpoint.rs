@@ -95,17 +95,6 @@ pub fn expand_sources(specs: &[String]) -> Result<Vec<IpAddr>, String> {
     Ok(out)
 }
 
-/// Linux's ephemeral port range (`net.ipv4.ip_local_port_range`).
-pub fn local_port_range() -> (u16, u16) {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| {
-            let mut it = s.split_whitespace().map(|x| x.parse::<u16>().ok());
-            Some((it.next()??, it.next()??))
-        })
-        .unwrap_or((32768, 60999))
-}
-
 /// Refuses a run that needs more connections to one server address than the
 /// source addresses times the port range allow.
 pub fn check_budget(

@@ -16,6 +16,26 @@ use serde::{Deserialize, Serialize};
 /// once it waits for its controller: its starter waits for this line.
 pub const WAITING_FOR_CONTROLLER: &str = "rtbench-loadgen worker: waiting for its controller on";
 
+/// Descriptors a load generator worker keeps for itself beside its
+/// connections: stdio, its two pollers, the controller's channel, one
+/// probe of the ready barrier at a time (13 in all, measured in a worker
+/// container: issue 26's 20,000 connections on a 20,000-descriptor worker
+/// failed 13), with a margin. One socket per arrival at a time: a lost
+/// connection's socket is closed before it reconnects.
+pub const WORKER_RESERVED_FDS: u64 = 64;
+
+/// Connections one worker holds at most under an open-files limit of
+/// `nofile`.
+pub fn worker_capacity(nofile: u64) -> u64 {
+    nofile.saturating_sub(WORKER_RESERVED_FDS)
+}
+
+/// Workers enough that each holds its share of `connections` under an
+/// open-files limit of `nofile`.
+pub fn workers_needed(connections: u64, nofile: u64) -> u64 {
+    connections.div_ceil(worker_capacity(nofile).max(1)).max(1)
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Launch {

@@ -44,7 +44,6 @@ pub const REFERENCE: &str = "reference.json";
 
 pub mod broadcast;
 pub mod endpoint;
-pub mod host;
 pub mod launch;
 pub mod limit;
 pub mod live;
@@ -110,7 +109,7 @@ pub struct BenchSummary {
     #[serde(default)]
     pub process_exits: Vec<ProcessExit>,
     /// The kernel's TCP counters in the servers' network namespace over the
-    /// run (`host::TCP_COUNTERS`, increases only): accept-queue overflows,
+    /// run (`rtbench_sys::host::TCP_COUNTERS`, increases only): accept-queue overflows,
     /// SYN retransmits, packets dropped at a CPU's input queue
     /// (`softnet.dropped`) and the like, which say why connects were slow.
     #[serde(default)]
@@ -130,6 +129,10 @@ pub struct BenchSummary {
     /// read against the host's bare-TCP fan-out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broadcast: Option<broadcast::Broadcast>,
+    /// The closing phase after the hold, measured on its own: how long the
+    /// connections took to close (absent from older records).
+    #[serde(default)]
+    pub closing: Option<load::Closing>,
 }
 
 /// A fault the suite's plan made happen (`[[faults]]`): what, to whom, when.
@@ -188,8 +191,20 @@ pub struct ProcessExit {
     pub role: Role,
     /// Its pid here (0: on another machine, or not known).
     pub pid: u32,
-    /// `exit status: 1`, `signal 9 (Killed)`.
+    /// `exit status: 1`, `signal 9 (Killed)`, and why when it is known.
     pub status: String,
+    /// Why it ended, when something outside it ended it (absent: not known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<ExitCause>,
+}
+
+/// What ended a process of the run, when it was not the process itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitCause {
+    /// The kernel's OOM killer: the machine, or the memory cgroup the
+    /// process ran in (its container's limit), was out of memory.
+    OomKiller,
 }
 
 fn rtbench() -> String {
@@ -506,12 +521,13 @@ impl Ratio {
 }
 
 /// Where a run's parts ran: local processes (the default), containers on a
-/// private Docker network, or hosts reached over SSH.
+/// private Docker network, hosts reached over SSH, or a Docker swarm's nodes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Deployment {
-    /// `local`, `containers` or `hosts`.
+    /// `local`, `containers`, `hosts` or `swarm`.
     pub kind: String,
-    /// The limits the containers were given, and their images.
+    /// The limits the containers were given, and their images (`name:tag`;
+    /// in a swarm `registry/name@sha256:...`, the digest every node pulled).
     #[serde(default)]
     pub containers: Option<Containers>,
     #[serde(default)]
@@ -596,4 +612,18 @@ pub struct HostRecord {
     /// The suite's tuning on that host (`--tune`): wanted, before, after.
     #[serde(default)]
     pub tuning: BTreeMap<String, Setting>,
+    /// A swarm node: what its engine says of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeFacts>,
+}
+
+/// A Docker swarm node that took part in a run, as its engine describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeFacts {
+    /// The swarm's id for it.
+    pub id: String,
+    pub hostname: String,
+    pub engine_version: String,
+    pub cpus: f64,
+    pub memory_bytes: u64,
 }

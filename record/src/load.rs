@@ -80,6 +80,32 @@ pub struct Summary {
     /// The scenario's objectives, each met or not, on the merged histograms.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub slo: Vec<crate::slo::Outcome>,
+    /// The closing phase, measured on its own (absent from older records).
+    #[serde(default)]
+    pub closing: Closing,
+}
+
+/// The closing phase: from the hold's end (or the stop) until a worker
+/// holds no socket. Each worker reports its own; the run's is the slowest
+/// worker's time and the others summed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Closing {
+    /// Seconds from when closing began until the last socket was gone.
+    pub seconds: f64,
+    /// Connections open when closing began.
+    pub open: u64,
+    /// Connections the server had not answered within the close timeout,
+    /// closed without its answer.
+    pub aborted: u64,
+}
+
+impl Closing {
+    /// Adds one worker's closing to the run's.
+    pub fn add(&mut self, other: &Closing) {
+        self.seconds = self.seconds.max(other.seconds);
+        self.open += other.open;
+        self.aborted += other.aborted;
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -8,6 +8,8 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use rtbench_record::roofline::{Fanout, Measured, Pairs, RoundTrips, Spread};
+use rtbench_sys::host::Meminfo;
+use rtbench_sys::process::Process;
 
 use crate::Flags;
 
@@ -82,19 +84,9 @@ impl Side {
         self.stdin.take();
     }
 
+    /// Its RSS in KiB; 0 once it has ended.
     fn rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines().find_map(|l| {
-                    l.strip_prefix("VmRSS:")?
-                        .split_whitespace()
-                        .next()?
-                        .parse()
-                        .ok()
-                })
-            })
-            .unwrap_or(0)
+        rtbench_sys::process::rss_bytes(Process::Pid(self.child.id())).map_or(0, |b| b / 1024)
     }
 }
 
@@ -105,25 +97,13 @@ impl Drop for Side {
     }
 }
 
-/// (MemTotal − MemAvailable, Slab) in KiB.
+/// (MemTotal − MemAvailable, Slab) in KiB, from one reading; 0 for what
+/// cannot be read.
 fn used_kib() -> (u64, u64) {
-    let m = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let field = |name: &str| -> u64 {
-        m.lines()
-            .find_map(|l| {
-                l.strip_prefix(name)?
-                    .strip_prefix(':')?
-                    .split_whitespace()
-                    .next()?
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or(0)
-    };
-    (
-        field("MemTotal").saturating_sub(field("MemAvailable")),
-        field("Slab"),
-    )
+    match Meminfo::read() {
+        Ok(m) => (m.used_kib().unwrap_or(0), m.kib("Slab").unwrap_or(0)),
+        Err(_) => (0, 0),
+    }
 }
 
 fn args(list: &[&str]) -> Vec<String> {
@@ -136,12 +116,12 @@ fn args(list: &[&str]) -> Vec<String> {
 /// would share the machine with that teardown (and see its memory come
 /// back mid-run).
 fn settle() {
-    use rtbench_record::host::{busy_pct, cpu_jiffies};
+    use rtbench_sys::host::{busy_pct, cpu_jiffies};
     let t0 = std::time::Instant::now();
     while t0.elapsed() < Duration::from_secs(60) {
-        let before = cpu_jiffies();
+        let before = cpu_jiffies().ok();
         std::thread::sleep(Duration::from_secs(1));
-        if busy_pct(before, cpu_jiffies()) < 10.0 {
+        if busy_pct(before, cpu_jiffies().ok()) < 10.0 {
             break;
         }
     }

@@ -31,9 +31,12 @@ fn say(line: &str) {
     let _ = out.flush();
 }
 
-/// Raises the open-files soft limit to the hard one.
-fn raise_open_files() {
-    let _ = rlimit::increase_nofile_limit(u64::MAX);
+/// Raises the open-files soft limit to the hard one: a side that cannot
+/// would measure its own limit, not the machine's.
+fn raise_open_files() -> Result<(), String> {
+    rtbench_sys::limits::raise_open_files()
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// A listener on an ephemeral loopback port with a deep backlog.
@@ -63,17 +66,7 @@ fn dial(
     let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
     s.set_nonblocking(nonblocking)?;
     if let Some(ip) = from {
-        let one: libc::c_int = 1;
-        // SAFETY: setsockopt with a valid fd and an int value.
-        unsafe {
-            libc::setsockopt(
-                s.as_raw_fd(),
-                libc::IPPROTO_IP,
-                libc::IP_BIND_ADDRESS_NO_PORT,
-                (&one as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
+        rtbench_sys::socket::bind_address_no_port(&s)?;
         s.bind(&SocketAddr::new(ip, 0).into())?;
     }
     match s.connect(&to.into()) {
@@ -98,7 +91,7 @@ fn hold(poll: &Poll, s: &TcpStream, token: usize) -> Result<(), String> {
 /// ends. Event-driven, like a server: many connections are in progress at
 /// once, so the opening rate measures the machine, not one round trip.
 pub fn listen() -> Result<(), String> {
-    raise_open_files();
+    raise_open_files()?;
     let l = bind()?;
     l.set_nonblocking(true).map_err(|e| e.to_string())?;
     say(&format!("port {}", port(&l)?));
@@ -143,7 +136,7 @@ const IN_FLIGHT: usize = 256;
 /// (the smallest exchange an upgrade is), holds them in epoll, reports how
 /// long opening took, and keeps them until stdin ends.
 pub fn connect(f: &Flags) -> Result<(), String> {
-    raise_open_files();
+    raise_open_files()?;
     let to = f.to.ok_or("connect needs --to")?;
     let stop = stop_on_stdin_end();
     let mut poll = Poll::new().map_err(|e| e.to_string())?;
@@ -218,7 +211,7 @@ const READ_PACING: Duration = Duration::from_millis(1);
 /// on them (at most once a millisecond, `READ_PACING`); reports the bytes
 /// and the time from the first to the last.
 pub fn sink(f: &Flags) -> Result<(), String> {
-    raise_open_files();
+    raise_open_files()?;
     let l = bind()?;
     say(&format!("port {}", port(&l)?));
     let stop = stop_on_stdin_end();
@@ -268,7 +261,7 @@ pub fn sink(f: &Flags) -> Result<(), String> {
 /// `spray`: connects `--connections` to `--to` and writes `--size`-byte
 /// messages round robin, `--batch` per write, for `--seconds`.
 pub fn spray(f: &Flags) -> Result<(), String> {
-    raise_open_files();
+    raise_open_files()?;
     let to = f.to.ok_or("spray needs --to")?;
     let mut conns = Vec::new();
     for _ in 0..f.connections {
@@ -298,7 +291,7 @@ pub fn spray(f: &Flags) -> Result<(), String> {
 
 /// `echo`: accepts connections and sends every byte back.
 pub fn echo() -> Result<(), String> {
-    raise_open_files();
+    raise_open_files()?;
     let l = bind()?;
     l.set_nonblocking(true).map_err(|e| e.to_string())?;
     say(&format!("port {}", port(&l)?));
@@ -343,7 +336,7 @@ pub fn echo() -> Result<(), String> {
 /// `ask`: `--connections` to `--to`, each with one `--size`-byte request
 /// in flight, for `--seconds`: reports the round trips completed.
 pub fn ask(f: &Flags) -> Result<(), String> {
-    raise_open_files();
+    raise_open_files()?;
     let to = f.to.ok_or("ask needs --to")?;
     let mut conns = Vec::new();
     for _ in 0..f.connections {

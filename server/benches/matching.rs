@@ -14,9 +14,9 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use rtbench_protocol::jwt::{Claims, Team};
-use rtbench_server::auth::roles_for;
 use rtbench_server::index::Index;
 use rtbench_server::intern::{Id, Interner};
+use rtbench_server::sessions::Sessions;
 
 const CHANNELS: u64 = 10_000;
 const TEAMS: u64 = 1_000;
@@ -28,10 +28,12 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// What a reactor holding `n` connections keeps: the index and its names.
+/// What a reactor holding `n` connections keeps: the index and its names
+/// (and its sessions' role sets).
 fn population(n: u64) -> (Index, Interner) {
     let mut ix = Index::default();
     let mut names = Interner::default();
+    let mut sessions = Sessions::default();
     let project = names.acquire("console");
     for i in 0..n {
         let mut channels: Vec<Box<str>> = vec!["files".into()];
@@ -45,7 +47,8 @@ fn population(n: u64) -> (Index, Interner) {
             labels: vec![],
         });
         let channels: Vec<Id> = channels.iter().map(|c| names.acquire(c)).collect();
-        let roles: Vec<Id> = roles_for(user.as_ref()).iter().map(|r| names.acquire(r)).collect();
+        let session = sessions.acquire(&mut names, user.as_ref());
+        let roles = sessions.roles_of(session);
         ix.insert(i as u32, project, &channels, &roles);
     }
     (ix, names)

@@ -20,11 +20,15 @@ use crate::subs::Subscription;
 use rtbench_protocol::frame::{self, close};
 use rtbench_protocol::jwt::{self, Claims};
 
-/// An admitted connection: what its reactor files it under and greets it with.
+/// An admitted connection: what its reactor files it under and greets it
+/// with. The claims last until the reactor has filed the session.
 pub struct Admit {
     pub project: String,
     pub user: Option<Box<Claims>>,
     pub channels: Vec<String>,
+    /// The URL named `account` (rebuilt from `channels` with it).
+    pub account: bool,
+    /// The URL's subscription, when it cannot be rebuilt so.
     pub subs: Option<Vec<Subscription>>,
     pub greeting: Vec<Bytes>,
 }
@@ -80,8 +84,18 @@ pub fn decide(shared: &Shared, peer: IpAddr, req: &Request) -> Result<Admit, Ref
         shared.metrics.hit(Limit::from(over));
         return refuse(greeting, Rejected::Channels, close::POLICY_VIOLATION, &over.message(&limits));
     }
-    let channels = effective_channels(raw.iter().map(String::as_str), user.as_deref());
-    let subs = (!raw.is_empty() && raw != channels).then(|| {
+    let user_id = user.as_deref().map(|c| c.sub.as_str());
+    let channels = effective_channels(raw.iter().map(String::as_str), user_id);
+    let account = raw.iter().any(|c| c == "account");
+    // The URL's subscription is rebuilt from the filed channels when it is
+    // needed; kept only when that would not give back what was named
+    // (`account` beside this user's `account.<id>`).
+    let mut named: Vec<&str> = raw.iter().map(String::as_str).collect();
+    let mut rebuilt = crate::subs::url_channels(channels.iter().map(String::as_str), account, user_id);
+    named.sort_unstable();
+    named.dedup();
+    rebuilt.sort_unstable();
+    let subs = (named.iter().copied().ne(rebuilt.iter().map(|c| &**c))).then(|| {
         vec![Subscription { id: URL_SUBSCRIPTION.into(), channels: raw.iter().map(|c| c.as_str().into()).collect() }]
     });
     greeting.push(message("connected", json!({"channels": channels, "user": user_json(user.as_deref())})));
@@ -90,5 +104,5 @@ pub fn decide(shared: &Shared, peer: IpAddr, req: &Request) -> Result<Admit, Ref
         return refuse(greeting, Rejected::Full, close::TRY_AGAIN_LATER, "Server is full");
     }
     shared.metrics.connections_total.fetch_add(1, Relaxed);
-    Ok(Admit { project, user, channels, subs, greeting })
+    Ok(Admit { project, user, channels, account, subs, greeting })
 }

@@ -1,34 +1,48 @@
 //! The roles a session grants, as Appwrite names them.
 //!
 //! Roles are all the fan-out index needs to decide who may read an event; the
-//! session itself is a token (`rtbench_protocol::jwt`).
+//! session itself is a token (`rtbench_protocol::jwt`). A session is filed
+//! under its user's own role and the roles it shares with others
+//! (`sessions.rs`); `verified` variants are not filed, as every session
+//! here is verified: `filed_as` maps an event's role to what grants it.
 
 use rtbench_protocol::jwt::Claims;
 
-/// Appwrite's roles for a guest (`None`) or a signed-in user. Every connection
-/// also holds `any`, so an event readable by `any` is one index lookup.
-pub fn roles_for(user: Option<&Claims>) -> Vec<Box<str>> {
-    let mut roles: Vec<Box<str>> = vec!["any".into()];
-    let Some(u) = user else {
-        roles.push("guests".into());
-        return roles;
-    };
-    roles.push(format!("user:{}", u.sub).into());
-    roles.push("users".into());
-    roles.push(format!("user:{}/verified", u.sub).into());
-    roles.push("users/verified".into());
+/// The role only this user holds.
+pub fn user_role(user_id: &str) -> String {
+    format!("user:{user_id}")
+}
+
+/// The user id in a role `user_role` made.
+pub fn user_of_role(role: &str) -> &str {
+    role.strip_prefix("user:").unwrap_or(role)
+}
+
+/// Appwrite's roles for a signed-in user besides its own (`user_role`),
+/// sorted, each once: `any` (every connection holds it, so an event readable
+/// by `any` is one index lookup), `users`, teams and team roles, labels.
+pub fn shared_roles(u: &Claims) -> Vec<String> {
+    let mut roles: Vec<String> = vec!["any".into(), "users".into()];
     for t in &u.teams {
-        roles.push(format!("team:{}", t.id).into());
+        roles.push(format!("team:{}", t.id));
         for r in &t.roles {
-            roles.push(format!("team:{}/{}", t.id, r).into());
+            roles.push(format!("team:{}/{}", t.id, r));
         }
     }
     for l in &u.labels {
-        roles.push(format!("label:{l}").into());
+        roles.push(format!("label:{l}"));
     }
     roles.sort_unstable();
     roles.dedup();
     roles
+}
+
+/// The role a session is filed under that grants `role` besides `role`
+/// itself: `users` for `users/verified`, `user:<id>` for
+/// `user:<id>/verified` (a session is verified whenever it exists).
+pub fn filed_as(role: &str) -> Option<&str> {
+    let base = role.strip_suffix("/verified")?;
+    (base == "users" || base.starts_with("user:")).then_some(base)
 }
 
 #[cfg(test)]
@@ -36,24 +50,29 @@ mod tests {
     use super::*;
     use rtbench_protocol::jwt::Team;
 
-    fn claims(exp: u64) -> Claims {
+    fn claims() -> Claims {
         Claims {
             sub: "u1".into(),
-            exp,
-            teams: vec![Team { id: "t1".into(), roles: vec!["owner".into()] }],
+            exp: 1,
+            teams: vec![Team { id: "t1".into(), roles: vec!["owner".into(), "owner".into()] }],
             labels: vec!["vip".into()],
         }
     }
 
     #[test]
     fn roles_follow_appwrite() {
-        assert_eq!(roles_for(None), vec!["any".into(), "guests".into()] as Vec<Box<str>>);
-        let r = roles_for(Some(&claims(1)));
-        for want in
-            ["any", "user:u1", "users", "user:u1/verified", "users/verified", "team:t1", "team:t1/owner", "label:vip"]
-        {
-            assert!(r.iter().any(|x| &**x == want), "missing {want} in {r:?}");
+        assert_eq!(shared_roles(&claims()), ["any", "label:vip", "team:t1", "team:t1/owner", "users"]);
+        assert_eq!(user_role("u1"), "user:u1");
+        assert_eq!(user_of_role("user:u1"), "u1");
+    }
+
+    #[test]
+    fn verified_roles_are_granted_by_the_filed_ones() {
+        assert_eq!(filed_as("users/verified"), Some("users"));
+        assert_eq!(filed_as("user:u1/verified"), Some("user:u1"));
+        assert_eq!(filed_as("user:a/verified/verified"), Some("user:a/verified"));
+        for not in ["users", "user:u1", "team:t1/verified", "label:verified", "guests/verified", "any"] {
+            assert_eq!(filed_as(not), None, "{not}");
         }
-        assert!(!r.iter().any(|x| &**x == "guests"));
     }
 }

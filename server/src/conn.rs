@@ -17,9 +17,9 @@ use std::io::{self, IoSlice, Write};
 use bytes::{Buf, Bytes};
 use std::net::TcpStream;
 
-use crate::intern::{ANY, GUESTS, Id};
+use crate::intern::Id;
 use crate::limits::Window;
-use rtbench_protocol::jwt::Claims;
+use crate::sessions::{GUEST, Session};
 
 /// A connection slot. Free when `sock` is `None`.
 pub struct Conn {
@@ -35,12 +35,14 @@ pub struct Conn {
     pub rate: Window,
     /// Channels the connection is filed under, interned.
     pub channels: Ids,
-    pub user: Option<Box<User>>,
+    /// Its user and roles, interned (`sessions.rs`): a signed-in
+    /// connection holds nothing more than a guest.
+    pub session: Session,
     pub extra: Option<Box<Extra>>,
 }
 
 // An idle connection pays for its slot a million times: keep it at 64 bytes.
-const _: () = assert!(std::mem::size_of::<Conn>() <= 64);
+const _: () = assert!(std::mem::size_of::<Conn>() == 64);
 
 /// The connection's close frame is queued: nothing else is sent.
 pub const CLOSING: u8 = 1;
@@ -51,15 +53,9 @@ pub const FIN_SENT: u8 = 2;
 pub const FILED: u8 = 4;
 /// Still an HTTP request: its head is being read (`reactor/handshake.rs`).
 pub const HANDSHAKE: u8 = 8;
-
-/// A signed-in session: its claims and the roles they grant, interned.
-pub struct User {
-    pub claims: Claims,
-    pub roles: Box<[Id]>,
-}
-
-/// The roles of a guest.
-pub const GUEST_ROLES: [Id; 2] = [ANY, GUESTS];
+/// The connect URL named `account`: its subscription is rebuilt from the
+/// filed channels with it (`subs::url_channels`), with no `Subs` kept.
+pub const URL_ACCOUNT: u8 = 16;
 
 /// What a connection holds only while it needs it.
 #[derive(Default)]
@@ -75,8 +71,8 @@ pub struct Extra {
     /// The front frame was partly written: it must be finished, whatever else
     /// is dropped, or the byte stream would be corrupt.
     pub front_started: bool,
-    /// The subscriptions, when they are not just the connect URL's channels
-    /// (a `subscribe` message, or `account` rewritten from the URL).
+    /// The subscriptions, once a message changed them (or when the URL's
+    /// cannot be rebuilt from what is filed, see `URL_ACCOUNT`).
     pub subs: Option<crate::subs::Subs>,
     /// When the frame (or fragmented message) now arriving began: it must
     /// be whole by `--frame-timeout-ms` (a wheel tick, see `wheel.rs`).
@@ -157,38 +153,27 @@ const MAX_IOV: usize = 64;
 /// writes carry a single frame (`perf record -e cpu-clock -g`, fanout and
 /// broadcast at 100,000 connections).
 fn send_one(sock: &TcpStream, frame: &[u8]) -> io::Result<usize> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: send reads at most `frame.len()` bytes from `frame`.
-    let n = unsafe {
-        libc::send(sock.as_raw_fd(), frame.as_ptr().cast(), frame.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
-    };
-    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+    rtbench_sys::socket::send_nowait(sock, frame)
 }
 
 impl Conn {
-    pub fn free(generation: u32) -> Conn {
+    /// A free slot (its generation is set when it is taken).
+    pub fn free() -> Conn {
         Conn {
             sock: None,
-            generation,
+            generation: 0,
             flags: 0,
             project: 0,
             deadline: 0,
             rate: Window::default(),
             channels: Ids::default(),
-            user: None,
+            session: GUEST,
             extra: None,
         }
     }
 
     pub fn is_closing(&self) -> bool {
         self.flags & CLOSING != 0
-    }
-
-    pub fn roles(&self) -> &[Id] {
-        match &self.user {
-            Some(u) => &u.roles,
-            None => &GUEST_ROLES,
-        }
     }
 
     pub fn extra(&mut self) -> &mut Extra {

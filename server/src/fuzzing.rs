@@ -63,19 +63,19 @@ impl SessionHarness {
 
     /// Whether the connection is still the one the harness opened.
     pub fn is_open(&self) -> bool {
-        let c = &self.reactor.conns[self.id as usize];
-        c.generation == self.generation && c.sock.is_some()
+        let c = self.reactor.conns.get(self.id as usize);
+        c.is_some_and(|c| c.generation == self.generation && c.sock.is_some())
     }
 
     /// Bytes the connection holds beyond its slot: a partial frame, a
     /// fragmented message, frames queued for the kernel.
     pub fn held_bytes(&self) -> usize {
-        let c = &self.reactor.conns[self.id as usize];
-        c.extra.as_ref().map_or(0, |e| e.partial.capacity() + e.message.capacity() + e.out_bytes)
+        let c = self.reactor.conns.get(self.id as usize);
+        c.and_then(|c| c.extra.as_ref()).map_or(0, |e| e.partial.capacity() + e.message.capacity() + e.out_bytes)
     }
 
     /// The subscriptions' held size (ids and channel names).
     pub fn channels(&self) -> usize {
-        self.reactor.conns[self.id as usize].channels.as_slice().len()
+        self.reactor.conns.get(self.id as usize).map_or(0, |c| c.channels.as_slice().len())
     }
 }

@@ -14,10 +14,11 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::chunked::{ChunkError, Chunked};
 use crate::event;
 use crate::metrics::Limit;
 use crate::reactor::Reactors;
-use crate::request::{Head, Incoming, Request, parse_head};
+use crate::request::{Body, Head, Incoming, Request, parse_head};
 use crate::response::{json_error, response_head};
 use crate::shared::Shared;
 
@@ -155,9 +156,9 @@ pub async fn serve(
         }
         buf.drain(..len);
         let deadline = tokio::time::Instant::now() + timeout;
-        let answer = match req.body_length() {
+        let answer = match req.framing() {
             Err((status, msg)) => Answer::error(status, msg).closing(),
-            Ok(body_len) => route(&mut stream, &req, body_len, &mut buf, &shared, &reactors, deadline).await,
+            Ok(body) => route(&mut stream, &req, body, &mut buf, &shared, &reactors, deadline).await,
         };
         let keep_alive = req.keep_alive() && !answer.close;
         if stream.write_all(&answer.bytes(keep_alive)).await.is_err() || !keep_alive {
@@ -178,7 +179,7 @@ fn allowed(path: &str) -> Option<&'static str> {
 async fn route(
     stream: &mut TcpStream,
     req: &Request,
-    body_len: usize,
+    body: Body,
     buf: &mut Vec<u8>,
     shared: &Shared,
     reactors: &Reactors,
@@ -187,7 +188,7 @@ async fn route(
     let head_only = req.method == "HEAD";
     let method = if head_only { "GET" } else { req.method.as_str() };
     let mut answer = match (method, req.path.as_str()) {
-        ("POST", "/v1/events") => return publish(stream, req, body_len, buf, shared, reactors, deadline).await,
+        ("POST", "/v1/events") => return publish(stream, req, body, buf, shared, reactors, deadline).await,
         ("GET", "/health") => Answer::ok("application/json", br#"{"status":"pass"}"#.to_vec()),
         ("GET", "/metrics") => {
             Answer::ok("text/plain; version=0.0.4", shared.metrics.render(shared.connections()).into_bytes())
@@ -203,7 +204,7 @@ async fn route(
         },
     };
     // A body this server does not read ends the connection after the answer.
-    if body_len > 0 {
+    if body.is_some() {
         answer.close = true;
     }
     answer.head_only = head_only;
@@ -211,11 +212,12 @@ async fn route(
 }
 
 /// `POST /v1/events`: the key is checked before the body is read; the body
-/// must arrive whole by `deadline` (counted from the head, never restarted).
+/// (Content-Length or chunked) must arrive whole by `deadline` (counted from
+/// the head, never restarted) and within `--max-event-bytes`.
 async fn publish(
     stream: &mut TcpStream,
     req: &Request,
-    len: usize,
+    body: Body,
     buf: &mut Vec<u8>,
     shared: &Shared,
     reactors: &Reactors,
@@ -227,28 +229,19 @@ async fn publish(
     if !key_ok {
         // The unread body makes the connection unusable: close it.
         let a = Answer::error(401, "missing or wrong x-appwrite-key");
-        return if len > 0 { a.closing() } else { a };
+        return if body.is_some() { a.closing() } else { a };
     }
-    if req.headers_named("content-length").next().is_none() {
-        return Answer::error(411, "Content-Length is required");
-    }
-    if len > shared.config.max_event_bytes {
-        shared.metrics.hit(Limit::EventBytes);
-        return Answer::error(413, &format!("event document exceeds {} bytes", shared.config.max_event_bytes));
-    }
-    while buf.len() < len {
-        // Grows as bytes arrive: a client announcing 1 MiB pays for what it sends.
-        buf.reserve((len - buf.len()).min(64 * 1024));
-        match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
-            Ok(Ok(n)) if n > 0 => {}
-            Ok(_) => return Answer::error(400, "the connection ended inside the body").closing(),
-            Err(_) => {
-                shared.metrics.hit(Limit::RequestTimeout);
-                return Answer::error(408, "request body timeout").closing();
-            }
+    let read = match body {
+        Body::Length(_) if req.headers_named("content-length").next().is_none() => {
+            return Answer::error(411, "Content-Length or Transfer-Encoding: chunked is required");
         }
-    }
-    let body: Vec<u8> = buf.drain(..len).collect();
+        Body::Length(len) => read_length(stream, len, buf, shared, deadline).await,
+        Body::Chunked => read_chunked(stream, buf, shared, deadline).await,
+    };
+    let body = match read {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
     match event::parse(&body) {
         Ok(ev) => match &shared.bus {
             // Through the bus every process, this one included, fans it out.
@@ -258,7 +251,12 @@ async fn publish(
                 }
                 Err(e) => {
                     shared.metrics.bus_publish_failed.fetch_add(1, Relaxed);
-                    Answer::error(503, &e)
+                    // The body was read whole: the connection may go on.
+                    let mut a = Answer::error(503, &e.to_string());
+                    a.body =
+                        serde_json::json!({"message": e.to_string(), "reason": e.reason()}).to_string().into_bytes();
+                    a.extra = "Retry-After: 1\r\n".into();
+                    a
                 }
             },
             None => {
@@ -274,6 +272,75 @@ async fn publish(
             a.close = false;
             a
         }
+    }
+}
+
+/// Reads more of the body into `buf`, by `deadline`; the refusal when the
+/// connection ends or the time is up.
+async fn read_more(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    shared: &Shared,
+    deadline: tokio::time::Instant,
+) -> Result<(), Answer> {
+    match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
+        Ok(Ok(n)) if n > 0 => Ok(()),
+        Ok(_) => Err(Answer::error(400, "the connection ended inside the body").closing()),
+        Err(_) => {
+            shared.metrics.hit(Limit::RequestTimeout);
+            Err(Answer::error(408, "request body timeout").closing())
+        }
+    }
+}
+
+fn too_large(shared: &Shared) -> Answer {
+    shared.metrics.hit(Limit::EventBytes);
+    Answer::error(413, &format!("event document exceeds {} bytes", shared.config.max_event_bytes)).closing()
+}
+
+/// A Content-Length body.
+async fn read_length(
+    stream: &mut TcpStream,
+    len: usize,
+    buf: &mut Vec<u8>,
+    shared: &Shared,
+    deadline: tokio::time::Instant,
+) -> Result<Vec<u8>, Answer> {
+    if len > shared.config.max_event_bytes {
+        return Err(too_large(shared));
+    }
+    while buf.len() < len {
+        // Grows as bytes arrive: a client announcing 1 MiB pays for what it sends.
+        buf.reserve((len - buf.len()).min(64 * 1024));
+        read_more(stream, buf, shared, deadline).await?;
+    }
+    Ok(buf.drain(..len).collect())
+}
+
+/// A chunked body (`chunked.rs`), decoded as it arrives; what follows its
+/// end stays in `buf` for the next request.
+async fn read_chunked(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    shared: &Shared,
+    deadline: tokio::time::Instant,
+) -> Result<Vec<u8>, Answer> {
+    let mut decoder = Chunked::new(shared.config.max_event_bytes);
+    loop {
+        match decoder.feed(buf) {
+            Ok((used, done)) => {
+                buf.drain(..used);
+                if done {
+                    return Ok(decoder.into_body());
+                }
+            }
+            Err(ChunkError::TooLarge) => return Err(too_large(shared)),
+            Err(ChunkError::Malformed(why)) => {
+                return Err(Answer::error(400, &format!("malformed chunked body: {why}")).closing());
+            }
+        }
+        buf.reserve(16 * 1024);
+        read_more(stream, buf, shared, deadline).await?;
     }
 }
 

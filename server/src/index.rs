@@ -15,81 +15,116 @@ use crate::intern::{ANY, Id, Interner};
 /// A connection's slot in its reactor; `u32` keeps the buckets small.
 pub type ConnId = u32;
 
+/// Every (project, channel, role) held, and who holds it. A bucket is 16
+/// bytes: most (a signed-in user's own role on each of its channels) hold
+/// one connection, named in place; the others name a set in `sets`.
 #[derive(Default, Debug)]
 pub struct Index {
     buckets: FastMap<(Id, Id, Id), Members>,
+    /// The members of buckets holding more than one connection.
+    sets: Vec<FastSet<ConnId>>,
+    /// Places in `sets` no bucket uses.
+    free_sets: Vec<u32>,
 }
 
-/// The connections filed under one (project, channel, role). Most per-user
-/// buckets hold one connection, so that case does not allocate a set.
-#[derive(Debug)]
-enum Members {
-    One(ConnId),
-    Many(FastSet<ConnId>),
-}
+/// One connection, or (with `MANY` set) the number of a set of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Members(u32);
 
-impl Members {
-    fn insert(&mut self, id: ConnId) {
-        match self {
-            Members::One(x) if *x == id => {}
-            Members::One(x) => *self = Members::Many([*x, id].into_iter().collect()),
-            Members::Many(s) => {
-                s.insert(id);
-            }
-        }
-    }
+const MANY: u32 = 1 << 31;
 
-    /// Removes `id`; true when the bucket is now empty. A set shrinks back to
-    /// `One` at one member, so only `One` ever empties.
-    fn remove(&mut self, id: ConnId) -> bool {
-        match self {
-            Members::One(x) => *x == id,
-            Members::Many(s) => {
-                s.remove(&id);
-                if s.len() == 1 {
-                    let last = *s.iter().next().expect("one member");
-                    *self = Members::One(last);
-                } else if s.len() < s.capacity() / 4 {
-                    s.shrink_to_fit();
-                }
-                false
-            }
-        }
-    }
-
-    fn extend_into(&self, out: &mut Vec<ConnId>) {
-        match self {
-            Members::One(x) => out.push(*x),
-            Members::Many(s) => out.extend(s.iter().copied()),
-        }
-    }
-}
+/// Below this many buckets the table is never shrunk.
+const KEEP: usize = 64;
 
 impl Index {
     /// Files `id` under every (channel, role) pair of `project`.
     pub fn insert(&mut self, id: ConnId, project: Id, channels: &[Id], roles: &[Id]) {
+        debug_assert!(id < MANY, "slot numbers stay below 2^31");
         for &c in channels {
             for &r in roles {
-                match self.buckets.get_mut(&(project, c, r)) {
-                    Some(m) => m.insert(id),
+                let key = (project, c, r);
+                match self.buckets.get(&key).copied() {
                     None => {
-                        self.buckets.insert((project, c, r), Members::One(id));
+                        self.buckets.insert(key, Members(id));
+                    }
+                    Some(Members(x)) if x == id => {}
+                    Some(Members(x)) if x & MANY != 0 => {
+                        self.sets[(x & !MANY) as usize].insert(id);
+                    }
+                    Some(Members(x)) => {
+                        let set = self.new_set([x, id]);
+                        self.buckets.insert(key, Members(set | MANY));
                     }
                 }
             }
         }
     }
 
+    fn new_set(&mut self, members: [ConnId; 2]) -> u32 {
+        let set: FastSet<ConnId> = members.into_iter().collect();
+        match self.free_sets.pop() {
+            Some(i) => {
+                self.sets[i as usize] = set;
+                i
+            }
+            None => {
+                self.sets.push(set);
+                (self.sets.len() - 1) as u32
+            }
+        }
+    }
+
     /// Undoes `insert` with the same arguments; empty buckets are freed, so
-    /// clients subscribing to ever new channel names cannot grow the index.
+    /// clients subscribing to ever new channel names cannot grow the index,
+    /// and the tables shrink as they empty (memory a peak took comes back).
     pub fn remove(&mut self, id: ConnId, project: Id, channels: &[Id], roles: &[Id]) {
         for &c in channels {
             for &r in roles {
                 let key = (project, c, r);
-                if self.buckets.get_mut(&key).is_some_and(|m| m.remove(id)) {
-                    self.buckets.remove(&key);
+                match self.buckets.get(&key).copied() {
+                    Some(Members(x)) if x == id => {
+                        self.buckets.remove(&key);
+                    }
+                    Some(Members(x)) if x & MANY != 0 => {
+                        if let Some(last) = self.leave_set(x & !MANY, id) {
+                            self.buckets.insert(key, Members(last));
+                        }
+                    }
+                    _ => {}
                 }
             }
+        }
+        if self.buckets.capacity() > KEEP && self.buckets.len() < self.buckets.capacity() / 4 {
+            self.buckets.shrink_to(self.buckets.len() * 2);
+        }
+    }
+
+    /// Takes `id` out of set `i`; a set left with one member is given up
+    /// and that member returned, so only a one-member bucket ever empties.
+    fn leave_set(&mut self, i: u32, id: ConnId) -> Option<ConnId> {
+        let s = &mut self.sets[i as usize];
+        s.remove(&id);
+        if s.len() > 1 {
+            if s.len() < s.capacity() / 4 {
+                s.shrink_to_fit();
+            }
+            return None;
+        }
+        let last = *s.iter().next().expect("one member");
+        self.sets[i as usize] = FastSet::default();
+        self.free_sets.push(i);
+        if self.free_sets.len() == self.sets.len() {
+            self.sets = Vec::new();
+            self.free_sets = Vec::new();
+        }
+        Some(last)
+    }
+
+    fn extend_into(&self, m: Members, out: &mut Vec<ConnId>) {
+        if m.0 & MANY != 0 {
+            out.extend(self.sets[(m.0 & !MANY) as usize].iter().copied());
+        } else {
+            out.push(m.0);
         }
     }
 
@@ -102,8 +137,8 @@ impl Index {
         let mut buckets = 0;
         for &c in channels {
             let mut take = |r: Id| {
-                if let Some(m) = self.buckets.get(&(project, c, r)) {
-                    m.extend_into(out);
+                if let Some(&m) = self.buckets.get(&(project, c, r)) {
+                    self.extend_into(m, out);
                     buckets += 1;
                 }
             };
@@ -128,7 +163,9 @@ impl Index {
     }
 
     /// `matches` for an event as it arrives, by name: names no connection
-    /// holds match nothing. This is the per-event work of a reactor.
+    /// holds match nothing, and a role is also matched by the filed role
+    /// that grants it (`auth::filed_as`). This is the per-event work of a
+    /// reactor.
     pub fn matches_names<S: AsRef<str>>(
         &self,
         names: &Interner,
@@ -138,16 +175,26 @@ impl Index {
         out: &mut Vec<ConnId>,
     ) {
         let Some(project) = names.get(project) else { return };
-        let ids = |xs: &[S]| -> Vec<Id> { xs.iter().filter_map(|x| names.get(x.as_ref())).collect() };
-        let (channels, roles) = (ids(channels), ids(roles));
-        if !channels.is_empty() && !roles.is_empty() {
-            self.matches(project, &channels, &roles, out);
+        let channels: Vec<Id> = channels.iter().filter_map(|x| names.get(x.as_ref())).collect();
+        let mut role_ids: Vec<Id> = Vec::with_capacity(roles.len());
+        for r in roles {
+            let r = r.as_ref();
+            role_ids.extend(names.get(r));
+            role_ids.extend(crate::auth::filed_as(r).and_then(|f| names.get(f)));
+        }
+        if !channels.is_empty() && !role_ids.is_empty() {
+            self.matches(project, &channels, &role_ids, out);
         }
     }
 
     /// True when nothing is filed (all connections removed).
     pub fn is_empty(&self) -> bool {
         self.buckets.is_empty()
+    }
+
+    /// Buckets filed and the table's capacity (tests of memory given back).
+    pub fn footprint(&self) -> (usize, usize, usize) {
+        (self.buckets.len(), self.buckets.capacity(), self.sets.len())
     }
 }
 
@@ -190,6 +237,21 @@ mod tests {
         ix.remove(2, P, &[FILES], &[ANY, USERS, U2]);
         ix.remove(3, Q, &[FILES], &[ANY, GUESTS]);
         assert!(ix.is_empty(), "{ix:?}");
+    }
+
+    #[test]
+    fn a_peak_is_given_back() {
+        let mut ix = Index::default();
+        for id in 0..20_000 {
+            ix.insert(id, P, &[FILES, TEAMS], &[ANY, USERS, 1000 + id]);
+        }
+        assert_eq!(ix.footprint().0, 2 * 2 + 2 * 20_000);
+        for id in 0..20_000 {
+            ix.remove(id, P, &[FILES, TEAMS], &[ANY, USERS, 1000 + id]);
+        }
+        assert!(ix.is_empty());
+        let (_, capacity, sets) = ix.footprint();
+        assert!(capacity <= 2 * KEEP && sets == 0, "capacity {capacity}, sets {sets}");
     }
 
     // The brute-force model: a connection receives an event when project

@@ -7,34 +7,17 @@
 //! a benchmark runs with them off, which is the default.
 
 use std::collections::HashMap;
-use std::io;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use rlimit::Resource;
+use rtbench_sys::limits::OpenFiles;
 
 /// Descriptors kept for the listener, logs, /proc reads and HTTP clients.
 pub const RESERVED_FDS: u64 = 64;
 
-#[derive(Debug, Clone, Copy)]
-pub struct OpenFiles {
-    pub soft_before: u64,
-    pub soft: u64,
-    pub hard: u64,
-}
-
-impl OpenFiles {
-    /// How many connections this process can hold.
-    pub fn connection_capacity(&self) -> u64 {
-        self.soft.saturating_sub(RESERVED_FDS)
-    }
-}
-
-/// Raises the soft RLIMIT_NOFILE to the hard limit.
-pub fn raise_open_files() -> io::Result<OpenFiles> {
-    let (soft_before, hard) = Resource::NOFILE.get()?;
-    Resource::NOFILE.set(hard, hard)?;
-    Ok(OpenFiles { soft_before, soft: hard, hard })
+/// How many connections a process with these open-files limits can hold.
+pub fn connection_capacity(open_files: &OpenFiles) -> u64 {
+    open_files.soft.saturating_sub(RESERVED_FDS)
 }
 
 /// A fixed one-minute window counter.
@@ -95,15 +78,9 @@ mod tests {
     }
 
     #[test]
-    fn raising_open_files_reaches_the_hard_limit() {
-        // Lower the soft limit first, so raising it has something to do.
-        let (_, hard) = Resource::NOFILE.get().unwrap();
-        let lowered = (hard / 2).max(64);
-        Resource::NOFILE.set(lowered, hard).unwrap();
-        let l = raise_open_files().unwrap();
-        let (soft_now, hard_now) = Resource::NOFILE.get().unwrap();
-        assert_eq!(l.soft_before, lowered);
-        assert_eq!((soft_now, l.soft, l.hard), (hard_now, hard_now, hard_now));
-        assert_eq!(l.connection_capacity(), hard_now - RESERVED_FDS);
+    fn capacity_is_the_soft_limit_less_what_is_reserved() {
+        let l = OpenFiles { soft_before: 1024, soft: 20_000, hard: 20_000 };
+        assert_eq!(connection_capacity(&l), 20_000 - 64);
+        assert_eq!(connection_capacity(&OpenFiles { soft: 10, ..l }), 0);
     }
 }

@@ -6,23 +6,28 @@ use clap::Parser;
 use rtbench_server::{Config, Server, limits};
 
 fn main() -> ExitCode {
+    rtbench_server::memory::configure();
     let config = Config::parse();
-    match limits::raise_open_files() {
+    match rtbench_sys::limits::raise_open_files() {
         Ok(l) => {
             eprintln!(
                 "rtbench-server: open files: soft limit {} raised to {} (hard limit {})",
                 l.soft_before, l.soft, l.hard
             );
-            if config.max_connections as u64 > l.connection_capacity() {
+            if config.max_connections as u64 > limits::connection_capacity(&l) {
                 eprintln!(
                     "rtbench-server: --max-connections {} exceeds what {} descriptors allow: this process holds at most {} connections; run more processes with --reuse-port",
                     config.max_connections,
                     l.soft,
-                    l.connection_capacity()
+                    limits::connection_capacity(&l)
                 );
             }
         }
-        Err(e) => eprintln!("rtbench-server: could not raise the open-files limit: {e}"),
+        Err(e) => {
+            // Refused rather than run below the limit the run was planned for.
+            eprintln!("rtbench-server: cannot raise the open-files limit: {e}");
+            return ExitCode::FAILURE;
+        }
     }
     let threads = config.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build() {

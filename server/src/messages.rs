@@ -16,15 +16,11 @@ pub const URL_SUBSCRIPTION: &str = "default";
 
 /// The channels a connection is filed under: its subscriptions' channels,
 /// each once, with `account` rewritten to `account.<userId>` (and dropped for
-/// a guest).
-pub fn effective_channels<'a>(subs: impl IntoIterator<Item = &'a str>, user: Option<&Claims>) -> Vec<String> {
+/// a guest); `user` is the signed-in user's id.
+pub fn effective_channels<'a>(subs: impl IntoIterator<Item = &'a str>, user: Option<&str>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for c in subs {
-        let c = match (c, user) {
-            ("account", Some(u)) => format!("account.{}", u.sub),
-            ("account", None) => continue,
-            _ => c.to_string(),
-        };
+        let Some(c) = crate::subs::effective(c, user) else { continue };
         if !out.contains(&c) {
             out.push(c);
         }
@@ -62,8 +58,7 @@ mod tests {
 
     #[test]
     fn account_is_rewritten_for_users_and_dropped_for_guests() {
-        let u = Claims { sub: "u1".into(), exp: 0, teams: vec![], labels: vec![] };
-        assert_eq!(effective_channels(["files", "account", "files"], Some(&u)), vec!["files", "account.u1"]);
+        assert_eq!(effective_channels(["files", "account", "files"], Some("u1")), vec!["files", "account.u1"]);
         assert_eq!(effective_channels(["files", "account"], None), vec!["files"]);
     }
 }

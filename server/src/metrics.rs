@@ -237,12 +237,14 @@ impl Metrics {
         );
         one("rtbench_pongs_total", "counter", "Ping messages answered with pong.", c(&self.pongs));
         one("rtbench_panics_total", "counter", "Panics in this process (each is a bug).", PANICS.load(Relaxed));
-        one("rtbench_process_resident_memory_bytes", "gauge", "Resident set size of the server process.", rss_bytes());
+        // A figure that cannot be read is 0: a scrape never fails for one figure.
+        let rss = rtbench_sys::process::rss_bytes(rtbench_sys::process::Process::Current).unwrap_or(0);
+        one("rtbench_process_resident_memory_bytes", "gauge", "Resident set size of the server process.", rss);
         one(
             "rtbench_process_cpu_milliseconds_total",
             "counter",
             "CPU time (user + system) the server process has used.",
-            cpu_ms(),
+            rtbench_sys::process::cpu_time().map_or(0, |t| t.millis()),
         );
         one("rtbench_handshakes", "gauge", "Connections in their HTTP handshake.", c(&self.handshakes));
         one("rtbench_http_connections", "gauge", "Plain HTTP connections being served.", c(&self.http_connections));
@@ -281,25 +283,4 @@ pub fn count_panics() {
             previous(info);
         }));
     });
-}
-
-/// CPU time this process has used (user + system), from getrusage.
-pub fn cpu_ms() -> u64 {
-    // SAFETY: rusage is plain integers (all-zero is valid); getrusage fills it.
-    let u = unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut u);
-        u
-    };
-    let ms = |t: libc::timeval| t.tv_sec as u64 * 1000 + t.tv_usec as u64 / 1000;
-    ms(u.ru_utime) + ms(u.ru_stime)
-}
-
-/// Resident set size of this process, from /proc/self/statm (0 elsewhere).
-pub fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    pages * page.max(0) as u64
 }

@@ -106,26 +106,48 @@ impl Request {
         self.headers.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
-    /// The request's framing as RFC 9112 has it, for what this server
-    /// accepts: one Host (HTTP/1.1), and a body given by Content-Length
-    /// only. A transfer coding is not supported (501); Content-Length
-    /// beside Transfer-Encoding, or lengths that are malformed or differ,
-    /// are refused (400). Every refusal closes the connection: the body's
-    /// end is unknown, and its bytes must never be read as a request.
-    pub fn body_length(&self) -> Result<usize, (u16, &'static str)> {
+    /// The request's body framing as RFC 9112 (6.1, 6.3) has it: one Host
+    /// (HTTP/1.1), and a body given by Content-Length or by the chunked
+    /// coding alone. Refused, each closing the connection (the body's end
+    /// is unknown, and its bytes must never be read as a request):
+    /// - Content-Length beside Transfer-Encoding, lengths that are
+    ///   malformed or differ, Transfer-Encoding in HTTP/1.0, and codings
+    ///   whose last is not `chunked` or that apply it twice: 400, as 6.3
+    ///   requires when the length cannot be determined;
+    /// - `chunked` after another coding (`gzip, chunked`): 501, as 6.1
+    ///   advises for a coding the server does not understand (the framing
+    ///   is clear; the body would need a decoder this server does not have).
+    pub fn framing(&self) -> Result<Body, (u16, &'static str)> {
         if !self.http10 && self.headers_named("host").count() != 1 {
             return Err((400, "a request needs exactly one Host header"));
         }
-        let te = self.headers_named("transfer-encoding").next().is_some();
-        let mut lengths = self.headers_named("content-length").flat_map(|v| v.split(','));
-        if te {
-            return if self.headers_named("content-length").next().is_some() {
-                Err((400, "Content-Length and Transfer-Encoding together"))
-            } else {
-                Err((501, "Transfer-Encoding is not supported: send Content-Length"))
+        if self.headers_named("transfer-encoding").next().is_some() {
+            if self.headers_named("content-length").next().is_some() {
+                return Err((400, "Content-Length and Transfer-Encoding together"));
+            }
+            if self.http10 {
+                return Err((400, "Transfer-Encoding in an HTTP/1.0 request"));
+            }
+            // Empty list elements are ignored (RFC 9110 5.6.1).
+            let codings: Vec<&str> = self
+                .headers_named("transfer-encoding")
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect();
+            let chunked = |c: &&str| c.eq_ignore_ascii_case("chunked");
+            return match codings.split_last() {
+                Some((last, before)) if chunked(last) && !before.iter().any(chunked) => match before {
+                    [] => Ok(Body::Chunked),
+                    _ => Err((501, "only the chunked transfer coding is supported")),
+                },
+                Some((last, _)) if chunked(last) => Err((400, "chunked applied more than once")),
+                Some(_) => Err((400, "Transfer-Encoding does not end with chunked: the body's length is unknown")),
+                None => Err((400, "Transfer-Encoding names no coding")),
             };
         }
-        let Some(first) = lengths.next() else { return Ok(0) };
+        let mut lengths = self.headers_named("content-length").flat_map(|v| v.split(','));
+        let Some(first) = lengths.next() else { return Ok(Body::Length(0)) };
         let parse = |v: &str| -> Result<usize, (u16, &'static str)> {
             let v = v.trim();
             if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
@@ -139,7 +161,23 @@ impl Request {
                 return Err((400, "Content-Length values differ"));
             }
         }
-        Ok(n)
+        Ok(Body::Length(n))
+    }
+}
+
+/// How a request's body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// Content-Length bytes (0: no body).
+    Length(usize),
+    /// The chunked coding (`chunked.rs`), ending with its last chunk.
+    Chunked,
+}
+
+impl Body {
+    /// Whether the request has a body to read or skip.
+    pub fn is_some(self) -> bool {
+        self != Body::Length(0)
     }
 }
 
@@ -182,20 +220,39 @@ mod tests {
 
     #[test]
     fn framing_follows_rfc_9112_for_what_is_accepted() {
-        let ok = |h: &str| head(&format!("POST / HTTP/1.1\r\nHost: x\r\n{h}\r\n")).body_length();
-        assert_eq!(ok(""), Ok(0));
-        assert_eq!(ok("Content-Length: 12\r\n"), Ok(12));
-        assert_eq!(ok("Content-Length: 12\r\nContent-Length: 12\r\n"), Ok(12));
-        assert_eq!(ok("Content-Length: 12, 12\r\n"), Ok(12));
+        let ok = |h: &str| head(&format!("POST / HTTP/1.1\r\nHost: x\r\n{h}\r\n")).framing();
+        assert_eq!(ok(""), Ok(Body::Length(0)));
+        assert_eq!(ok("Content-Length: 12\r\n"), Ok(Body::Length(12)));
+        assert_eq!(ok("Content-Length: 12\r\nContent-Length: 12\r\n"), Ok(Body::Length(12)));
+        assert_eq!(ok("Content-Length: 12, 12\r\n"), Ok(Body::Length(12)));
         assert_eq!(ok("Content-Length: 12\r\nContent-Length: 13\r\n").unwrap_err().0, 400);
         for bad in ["+12", "-1", "1 2", "0x10", ""] {
             assert_eq!(ok(&format!("Content-Length: {bad}\r\n")).unwrap_err().0, 400, "{bad:?}");
         }
-        assert_eq!(ok("Transfer-Encoding: chunked\r\n").unwrap_err().0, 501);
+        for chunked in ["chunked", "Chunked", " chunked ", "CHUNKED", "chunked,", ", chunked"] {
+            assert_eq!(ok(&format!("Transfer-Encoding: {chunked}\r\n")), Ok(Body::Chunked), "{chunked:?}");
+        }
+        for (te, status) in [
+            ("gzip, chunked", 501),
+            ("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked", 501),
+            ("chunked, gzip", 400),
+            ("gzip", 400),
+            ("identity", 400),
+            ("chunked, chunked", 400),
+            ("", 400),
+            (" , ", 400),
+            ("chunked;x=1", 400),
+        ] {
+            let h =
+                if te.starts_with("Transfer") { format!("{te}\r\n") } else { format!("Transfer-Encoding: {te}\r\n") };
+            assert_eq!(ok(&h).unwrap_err().0, status, "{te:?}");
+        }
         assert_eq!(ok("Transfer-Encoding: chunked\r\nContent-Length: 3\r\n").unwrap_err().0, 400);
-        assert_eq!(head("GET / HTTP/1.1\r\n\r\n").body_length().unwrap_err().0, 400, "no Host");
-        assert_eq!(head("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").body_length().unwrap_err().0, 400);
-        assert_eq!(head("GET / HTTP/1.0\r\n\r\n").body_length(), Ok(0), "HTTP/1.0 needs no Host");
+        let http10 = head("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(http10.framing().unwrap_err().0, 400, "HTTP/1.0 has no transfer codings");
+        assert_eq!(head("GET / HTTP/1.1\r\n\r\n").framing().unwrap_err().0, 400, "no Host");
+        assert_eq!(head("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").framing().unwrap_err().0, 400);
+        assert_eq!(head("GET / HTTP/1.0\r\n\r\n").framing(), Ok(Body::Length(0)), "HTTP/1.0 needs no Host");
     }
 
     #[test]

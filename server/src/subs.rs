@@ -13,7 +13,6 @@
 use std::collections::HashMap;
 
 use crate::fasthash::Build;
-use rtbench_protocol::jwt::Claims;
 
 /// A named set of channels, as the client gave them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,13 +60,34 @@ impl Over {
 }
 
 /// The channel a connection is filed under for `raw`: `account` is
-/// `account.<userId>` for a signed-in user and nothing for a guest.
-pub fn effective(raw: &str, user: Option<&Claims>) -> Option<String> {
+/// `account.<userId>` for a signed-in user (`user` is its id) and nothing
+/// for a guest.
+pub fn effective(raw: &str, user: Option<&str>) -> Option<String> {
     match (raw, user) {
-        ("account", Some(u)) => Some(format!("account.{}", u.sub)),
+        ("account", Some(u)) => Some(format!("account.{u}")),
         ("account", None) => None,
         _ => Some(raw.to_string()),
     }
+}
+
+/// The connect URL's channels as the client named them, rebuilt from the
+/// channels filed for them (`effective`) and whether it named `account`:
+/// a connection that never changes its subscriptions keeps no `Subs`,
+/// only its filed ids and that one bit. Channels named twice come back
+/// once (a subscription holds a channel once).
+pub fn url_channels<'a>(filed: impl IntoIterator<Item = &'a str>, account: bool, user: Option<&str>) -> Vec<Box<str>> {
+    let own = user.map(|u| format!("account.{u}"));
+    let mut out: Vec<Box<str>> = Vec::new();
+    for ch in filed {
+        if account && own.as_deref() == Some(ch) {
+            continue; // `account`, added below
+        }
+        out.push(ch.into());
+    }
+    if account {
+        out.push("account".into());
+    }
+    out
 }
 
 /// Channels to file and to unfile after a change.
@@ -91,7 +111,7 @@ pub struct Subs {
 impl Subs {
     /// The subscriptions as they stand (a connect URL's channels: the one
     /// `default` subscription, already checked at admission).
-    pub fn new(list: Vec<Subscription>, user: Option<&Claims>) -> Subs {
+    pub fn new(list: Vec<Subscription>, user: Option<&str>) -> Subs {
         let mut s = Subs::default();
         for sub in list {
             s.add(sub, user, &mut Change::default());
@@ -108,7 +128,7 @@ impl Subs {
         self.holders.keys().map(String::as_str)
     }
 
-    fn add(&mut self, sub: Subscription, user: Option<&Claims>, change: &mut Change) {
+    fn add(&mut self, sub: Subscription, user: Option<&str>, change: &mut Change) {
         let mut seen: Vec<String> = Vec::new();
         for raw in &sub.channels {
             let Some(ch) = effective(raw, user) else { continue };
@@ -127,7 +147,7 @@ impl Subs {
         self.list.push(sub);
     }
 
-    fn take(&mut self, id: &str, user: Option<&Claims>, change: &mut Change) -> Option<Subscription> {
+    fn take(&mut self, id: &str, user: Option<&str>, change: &mut Change) -> Option<Subscription> {
         let at = self.list.iter().position(|s| *s.id == *id)?;
         let sub = self.list.remove(at);
         let mut seen: Vec<String> = Vec::new();
@@ -152,7 +172,7 @@ impl Subs {
 
     /// Adds or replaces (by id) `new` subscriptions, unless the result
     /// would break a limit; returns the channels to file and unfile.
-    pub fn upsert(&mut self, new: Vec<Subscription>, user: Option<&Claims>, limits: &Limits) -> Result<Change, Over> {
+    pub fn upsert(&mut self, new: Vec<Subscription>, user: Option<&str>, limits: &Limits) -> Result<Change, Over> {
         for sub in &new {
             if sub.id.len() > limits.id_bytes {
                 return Err(Over::IdBytes);
@@ -193,7 +213,7 @@ impl Subs {
     }
 
     /// Drops the subscriptions named in `ids`.
-    pub fn remove(&mut self, ids: &[&str], user: Option<&Claims>) -> Change {
+    pub fn remove(&mut self, ids: &[&str], user: Option<&str>) -> Change {
         let mut change = Change::default();
         for id in ids {
             self.take(id, user, &mut change);
@@ -260,19 +280,32 @@ mod tests {
 
     #[test]
     fn signing_in_never_takes_a_connection_past_the_channel_limit() {
-        let u = Claims { sub: "u1".into(), exp: 0, teams: vec![], labels: vec![] };
+        let u = "u1";
         let mut s = Subs::new(Vec::new(), None);
         // A guest's `account` is not filed, but counts: 3 + account = 4.
         s.upsert(vec![sub("x", &["a", "b", "c", "account"])], None, &LIMITS).unwrap();
         assert_eq!(s.upsert(vec![sub("y", &["d"])], None, &LIMITS), Err(Over::Channels));
-        let signed_in = Subs::new(s.list().to_vec(), Some(&u));
+        let signed_in = Subs::new(s.list().to_vec(), Some(u));
         assert_eq!(signed_in.filed().count(), 4);
     }
 
     #[test]
+    fn a_url_subscription_is_rebuilt_from_what_is_filed() {
+        let sorted = |v: Vec<Box<str>>| {
+            let mut v: Vec<String> = v.into_iter().map(String::from).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(sorted(url_channels(["files", "account.u1"], true, Some("u1"))), ["account", "files"]);
+        assert_eq!(sorted(url_channels(["files"], true, None)), ["account", "files"]);
+        assert_eq!(sorted(url_channels(["files", "account.u2"], false, Some("u1"))), ["account.u2", "files"]);
+        assert_eq!(sorted(url_channels(["files"], false, None)), ["files"]);
+    }
+
+    #[test]
     fn account_is_the_users_channel_or_none() {
-        let u = Claims { sub: "u1".into(), exp: 0, teams: vec![], labels: vec![] };
-        let s = Subs::new(vec![sub("default", &["files", "account", "account.u1"])], Some(&u));
+        let u = "u1";
+        let s = Subs::new(vec![sub("default", &["files", "account", "account.u1"])], Some(u));
         assert_eq!(sorted(s.filed().map(String::from).collect()), vec!["account.u1", "files"]);
         let s = Subs::new(vec![sub("default", &["files", "account"])], None);
         assert_eq!(s.filed().collect::<Vec<_>>(), vec!["files"]);

@@ -78,8 +78,13 @@ impl Wheel {
                         i += 1;
                     }
                 }
-                if spoke.is_empty() && spoke.capacity() > 64 {
+                // Memory a burst of deadlines took comes back with them:
+                // a spoke is used once per turn of the wheel (51.2 s), so
+                // allocating it again costs nothing that matters.
+                if spoke.is_empty() {
                     *spoke = Vec::new();
+                } else if spoke.len() < spoke.capacity() / 4 {
+                    spoke.shrink_to(spoke.len() * 2);
                 }
             }
             self.next += 1;

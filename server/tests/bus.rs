@@ -61,6 +61,12 @@ impl Redis {
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
+
+    /// Sends `signal` to redis-server: SIGSTOP leaves it holding its
+    /// sockets and answering nothing (a hung Redis), SIGCONT resumes it.
+    fn signal(&self, signal: rtbench_sys::process::Signal) {
+        rtbench_sys::process::signal(self.child.id(), signal).unwrap();
+    }
 }
 
 impl Drop for Redis {
@@ -238,4 +244,98 @@ async fn bus_events_reach_every_reactors_clients_once_in_order_whoever_writes_th
     let handed = metric(addr, "rtbench_fanout_handed_over_total").await;
     assert_eq!(on_behalf + handed, EVENTS * 3, "on behalf {on_behalf}, handed over {handed}");
     assert_eq!(metric(addr, "rtbench_deliveries_total").await, EVENTS * 24);
+}
+
+/// A publisher is never answered with silence: while Redis is down (stopped
+/// and hung, or gone) `POST /v1/events` is a 503 that names the reason, in
+/// bounded time, and the event reaches nobody; so is an event no server
+/// process is subscribed to receive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_published_while_redis_is_down_is_a_503_naming_the_reason() {
+    let redis = Redis::start();
+    let port = redis.port;
+    let servers = servers(1, &redis.url()).await;
+    let addr = servers[0].local_addr();
+    let mut ws = connect_ok(addr, "project=p1&channels[]=files").await.0;
+    // Up: published; the publishing connection to Redis is made and kept.
+    let (status, body) = post_event(addr, &["files"], &["any"], json!({"n": 1})).await;
+    assert_eq!((status, &body), (200, &json!({"published": true, "subscribers": 1})));
+    assert_eq!(next_json(&mut ws).await["data"]["payload"]["n"], 1);
+
+    // Stopped mid-test: it holds its sockets and answers nothing.
+    redis.signal(rtbench_sys::process::Signal::Stop);
+    let t0 = Instant::now();
+    let (status, body) = post_event(addr, &["files"], &["any"], json!({"n": 2})).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["reason"], "bus_timeout", "{body}");
+    assert!(body["message"].as_str().unwrap().contains("did not answer within 2 s"), "{body}");
+    assert!(t0.elapsed() < Duration::from_secs(5), "answered after {:?}", t0.elapsed());
+
+    // Gone: connections to it are refused.
+    redis.signal(rtbench_sys::process::Signal::Continue);
+    drop(redis);
+    wait_for(addr, "rtbench_bus_up", 0).await;
+    let (status, body) = post_event(addr, &["files"], &["any"], json!({"n": 3})).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["reason"], "bus_unreachable", "{body}");
+    assert!(body["message"].as_str().unwrap().contains(&format!("127.0.0.1:{port}")), "{body}");
+    assert_eq!(metric(addr, "rtbench_bus_publish_failed_total").await, 2);
+
+    // Back: published again once this process has subscribed again.
+    let redis = Redis::start_on(port).expect("redis-server comes back on its port");
+    wait_for(addr, "rtbench_bus_up", 1).await;
+    let (status, body) = post_event(addr, &["files"], &["any"], json!({"n": 4})).await;
+    assert_eq!((status, &body), (200, &json!({"published": true, "subscribers": 1})));
+
+    // No process subscribed (its subscription cut, not yet made again: it
+    // retries after 100 ms): nobody would receive the event, and the
+    // publisher is told so, never answered 200 for it.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let (mut refused, mut published) = (0, vec![4]);
+    for n in 10..30 {
+        wait_for(addr, "rtbench_bus_up", 1).await;
+        let _: u64 = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub").query_async(&mut conn).await.unwrap();
+        let (status, body) = post_event(addr, &["files"], &["any"], json!({"n": n})).await;
+        match status {
+            200 => {
+                assert_eq!(body, json!({"published": true, "subscribers": 1}));
+                published.push(n);
+            }
+            503 => {
+                assert_eq!(body["reason"], "no_subscribers", "{body}");
+                refused += 1;
+                break;
+            }
+            _ => panic!("{status} {body}"),
+        }
+    }
+    assert_eq!(refused, 1, "the subscription was back before every one of 20 publishes");
+    // Exactly the events published reached the subscriber; none refused as
+    // unreachable or unsubscribed did. The one sent to the stopped Redis
+    // (2) may have been taken when it resumed, as its 503 said.
+    // A last event, once the subscription is back: the bus keeps order, so
+    // once it is in, all are.
+    let t0 = Instant::now();
+    loop {
+        let (status, body) = post_event(addr, &["files"], &["any"], json!({"n": 99})).await;
+        if status == 200 {
+            assert_eq!(body, json!({"published": true, "subscribers": 1}));
+            break;
+        }
+        assert_eq!((status, &body["reason"]), (503, &json!("no_subscribers")), "{body}");
+        assert!(t0.elapsed() < WAIT, "the subscription never came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut got = Vec::new();
+    loop {
+        let n = next_json(&mut ws).await["data"]["payload"]["n"].as_u64().unwrap();
+        if n == 99 {
+            break;
+        }
+        if n != 2 {
+            got.push(n);
+        }
+    }
+    assert_eq!(got, published);
 }

@@ -165,6 +165,23 @@ async fn framing_every_length_form_is_read() {
 }
 
 #[tokio::test]
+async fn framing_a_64_bit_length_with_its_top_bit_set_is_1002_not_1009() {
+    // RFC 6455 5.2: the most significant bit of a 64-bit length MUST be 0.
+    // Such a frame is malformed (1002), whatever size it claims; a length
+    // just under that bit is only too big (1009).
+    let server = start(|_| {}).await;
+    let ping = br#"{"type":"ping"}"#;
+    for (top, want) in [(0x80u8, 1002u16), (0xff, 1002), (0x7f, 1009)] {
+        let mut c = Raw::open(server.local_addr()).await;
+        let mut f = vec![0x81, 0x80 | 127, top, 0, 0, 0, 0, 0, 0, ping.len() as u8];
+        f.extend_from_slice(&MASK);
+        f.extend(ping.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+        c.send(&f).await;
+        c.closed_with(want).await;
+    }
+}
+
+#[tokio::test]
 async fn framing_an_unmasked_client_frame_is_1002() {
     let server = start(|_| {}).await;
     let mut c = Raw::open(server.local_addr()).await;
@@ -404,9 +421,44 @@ async fn a_body_is_never_read_as_the_next_request() {
             "400 ",
         ),
         (format!("POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: +4\r\n\r\nabcd{smuggled}"), "400 "),
+        // Chunked without the key: refused before its body, which is never read.
         (
             format!("POST /v1/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"),
+            "401 ",
+        ),
+        // A coding before chunked is not understood (501); one after it, or
+        // none, leaves the length unknown (400).
+        (
+            format!(
+                "POST /v1/events HTTP/1.1\r\nHost: x\r\nx-appwrite-key: {KEY}\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n{smuggled}"
+            ),
             "501 ",
+        ),
+        (
+            format!(
+                "POST /v1/events HTTP/1.1\r\nHost: x\r\nx-appwrite-key: {KEY}\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n{smuggled}"
+            ),
+            "400 ",
+        ),
+        (
+            format!(
+                "POST /v1/events HTTP/1.1\r\nHost: x\r\nx-appwrite-key: {KEY}\r\nTransfer-Encoding: identity\r\n\r\n{smuggled}"
+            ),
+            "400 ",
+        ),
+        // Content-Length beside Transfer-Encoding, whichever comes first.
+        (
+            format!(
+                "POST /v1/events HTTP/1.1\r\nHost: x\r\nx-appwrite-key: {KEY}\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n{smuggled}"
+            ),
+            "400 ",
+        ),
+        // A malformed chunk (data longer than its size) ends the connection.
+        (
+            format!(
+                "POST /v1/events HTTP/1.1\r\nHost: x\r\nx-appwrite-key: {KEY}\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n{smuggled}"
+            ),
+            "400 ",
         ),
         (format!("POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nabcd{smuggled}"), "401 "),
     ];
@@ -449,4 +501,122 @@ async fn an_event_body_must_arrive_within_the_request_timeout_whatever_its_pace(
     assert!(answer.starts_with("HTTP/1.1 408 "), "{answer:?} after {:?}", t0.elapsed());
     assert!(t0.elapsed() < Duration::from_millis(1500), "{:?}", t0.elapsed());
     assert_eq!(metric(addr, "rtbench_limit_hits_total{limit=\"request_timeout\"}").await, 1);
+}
+
+// --- Chunked request bodies (RFC 9112 7.1).
+
+/// An event document for project p1, channel `files`.
+fn event_doc(n: u64) -> String {
+    format!(
+        r#"{{"project":"p1","roles":["any"],"data":{{"events":["e"],"channels":["files"],"payload":{{"n":{n}}}}}}}"#
+    )
+}
+
+/// Reads one HTTP answer (head and Content-Length body) from `s`.
+async fn answer(s: &mut TcpStream, buf: &mut Vec<u8>) -> String {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                let whole: Vec<u8> = buf.drain(..end + 4 + len).collect();
+                return String::from_utf8_lossy(&whole).into_owned();
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(WAIT, s.read(&mut chunk)).await.expect("an answer in time").unwrap();
+        assert!(n > 0, "the connection ended: {}", String::from_utf8_lossy(buf));
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test]
+async fn a_chunked_event_is_published_and_the_connection_goes_on() {
+    let server = start(|_| {}).await;
+    let addr = server.local_addr();
+    let mut ws = connect_ok(addr, "project=p1&channels[]=files").await.0;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let head =
+        format!("POST /v1/events HTTP/1.1\r\nHost: x\r\nx-appwrite-key: {KEY}\r\nTransfer-Encoding: chunked\r\n\r\n");
+    // Chunks of 7 bytes with extensions, a trailer, sent in pieces of 5
+    // bytes that cut lines, sizes and CRLFs anywhere.
+    let doc = event_doc(1);
+    let body = rtbench_server::chunked::encode(doc.as_bytes(), 7, r#" ; sig="a;b" ;x"#, "X-Checksum: 42\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    for piece in body.chunks(5) {
+        s.write_all(piece).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let mut buf = Vec::new();
+    let a = answer(&mut s, &mut buf).await;
+    assert!(a.starts_with("HTTP/1.1 200 ") && a.ends_with(r#"{"deliveries":1}"#), "{a}");
+    assert_eq!(next_json(&mut ws).await["data"]["payload"]["n"], 1);
+    // The same connection: a second chunked event in one piece, then a GET.
+    let second = rtbench_server::chunked::encode(event_doc(2).as_bytes(), 1000, "", "");
+    s.write_all(&[head.as_bytes(), &second, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"].concat()).await.unwrap();
+    let a = answer(&mut s, &mut buf).await;
+    assert!(a.starts_with("HTTP/1.1 200 ") && a.contains("Connection: keep-alive"), "{a}");
+    assert_eq!(next_json(&mut ws).await["data"]["payload"]["n"], 2);
+    let a = answer(&mut s, &mut buf).await;
+    assert!(a.starts_with("HTTP/1.1 200 ") && a.ends_with(r#"{"status":"pass"}"#), "{a}");
+}
+
+#[tokio::test]
+async fn a_chunked_body_over_the_event_limit_is_413_as_soon_as_a_chunk_says_so() {
+    let server = start(|c| c.max_event_bytes = 100).await;
+    let addr = server.local_addr();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    // 60 bytes, then a chunk announcing 60 more: 413 before its data is sent.
+    let head =
+        format!("POST /v1/events HTTP/1.1\r\nHost: x\r\nx-appwrite-key: {KEY}\r\nTransfer-Encoding: chunked\r\n\r\n");
+    s.write_all(format!("{head}3c\r\n{}\r\n3c\r\n", " ".repeat(60)).as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut out)).await.expect("the server ends the connection").unwrap();
+    let a = String::from_utf8_lossy(&out);
+    assert!(a.starts_with("HTTP/1.1 413 ") && a.contains("Connection: close"), "{a}");
+    assert!(a.contains("event document exceeds 100 bytes"), "{a}");
+    assert_eq!(metric(addr, "rtbench_limit_hits_total{limit=\"event_bytes\"}").await, 1);
+    // Exactly at the limit is fine (and with Content-Length the same).
+    let doc = format!("{:<100}", event_doc(3));
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let body = rtbench_server::chunked::encode(doc.as_bytes(), 30, "", "");
+    s.write_all(&[head.as_bytes(), &body].concat()).await.unwrap();
+    let a = answer(&mut s, &mut Vec::new()).await;
+    assert!(a.starts_with("HTTP/1.1 200 "), "{a}");
+}
+
+#[tokio::test]
+async fn a_chunked_body_must_arrive_within_the_request_timeout() {
+    let server = start(|c| c.request_timeout_ms = 500).await;
+    let addr = server.local_addr();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!("POST /v1/events HTTP/1.1\r\nHost: x\r\nx-appwrite-key: {KEY}\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // A one-byte chunk every 150 ms: each arrives quickly, the body never ends.
+    let t0 = std::time::Instant::now();
+    let mut out = Vec::new();
+    for _ in 0..20 {
+        if s.write_all(b"1\r\n \r\n").await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let mut chunk = [0u8; 512];
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), s.read(&mut chunk)).await {
+            out.extend_from_slice(&chunk[..n]);
+            if n == 0 || !out.is_empty() {
+                break;
+            }
+        }
+    }
+    let a = String::from_utf8_lossy(&out);
+    assert!(a.starts_with("HTTP/1.1 408 "), "{a:?} after {:?}", t0.elapsed());
+    assert!(t0.elapsed() < Duration::from_millis(1500), "{:?}", t0.elapsed());
 }

@@ -187,8 +187,7 @@ async fn the_binary_exits_on_sigterm_after_closing_with_1001() {
     };
     let (mut a, _) = connect_ok(addr, "project=p1&channels[]=files").await;
     let (mut b, _) = connect_ok(addr, "project=p1&channels[]=files").await;
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGTERM) };
+    rtbench_sys::process::signal(child.id().unwrap(), rtbench_sys::process::Signal::Terminate).unwrap();
     assert_eq!(close_code(&mut a).await, 1001);
     assert_eq!(close_code(&mut b).await, 1001);
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("exits in time").unwrap();

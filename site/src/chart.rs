@@ -7,6 +7,7 @@
 //! same summary goes on the page as text. Colours are Okabe and Ito's
 //! palette, told apart with every common colour blindness.
 
+use anyhow::{Result, anyhow};
 use plotters::prelude::*;
 
 pub struct Series {
@@ -45,7 +46,7 @@ pub struct Chart {
 }
 
 /// A chart, none when there was nothing to draw, or why plotters refused.
-pub type Drawn = Result<Option<Chart>, String>;
+pub type Drawn = Result<Option<Chart>>;
 
 /// Okabe and Ito's colour-blind-safe palette (blue, vermillion, bluish
 /// green, orange, reddish purple, sky blue, black), yellow left out: it
@@ -114,8 +115,8 @@ fn bounds(series: &[Series]) -> Option<((f64, f64), (f64, f64))> {
     Some(((x0, x1), (y0.min(0.0), y1 * 1.08)))
 }
 
-fn err(e: impl std::fmt::Debug) -> String {
-    format!("chart: {e:?}")
+fn err(e: impl std::fmt::Debug) -> anyhow::Error {
+    anyhow!("chart: {e:?}")
 }
 
 /// Lines over a linear x axis (seconds, or runs).
@@ -490,7 +491,7 @@ pub fn ranked_bars(title: &str, unit: &str, items: &[(String, f64, bool)]) -> Dr
 
 type Chart2d<'a, X, Y> = ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>;
 
-fn draw_lines<X, Y>(chart: &mut Chart2d<'_, X, Y>, series: &[Series]) -> Result<(), String>
+fn draw_lines<X, Y>(chart: &mut Chart2d<'_, X, Y>, series: &[Series]) -> Result<()>
 where
     X: Ranged<ValueType = f64>,
     Y: Ranged<ValueType = f64>,
@@ -521,7 +522,7 @@ fn legend<X, Y>(
     chart: &mut Chart2d<'_, X, Y>,
     series: &[Series],
     corner: SeriesLabelPosition,
-) -> Result<(), String>
+) -> Result<()>
 where
     X: Ranged<ValueType = f64>,
     Y: Ranged<ValueType = f64>,

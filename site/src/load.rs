@@ -3,6 +3,7 @@
 //! warning naming it; a record without one (interrupted, `.partial`) or marked
 //! incomplete is kept and shown as incomplete with what it has.
 
+use anyhow::{Result, anyhow};
 use std::path::{Path, PathBuf};
 
 use rtbench_record::load::TimeseriesRow;
@@ -84,7 +85,8 @@ impl Run {
     }
 
     /// Machines the run used: one, unless its parts ran on hosts reached
-    /// over SSH (then each distinct address, the controller's besides).
+    /// over SSH (then each distinct address, the controller's besides) or
+    /// on a swarm's nodes (each node, the controller on its manager).
     pub fn machines(&self) -> usize {
         let Some(e) = self.environment.as_ref() else {
             return 1;
@@ -97,10 +99,10 @@ impl Run {
             .collect();
         addresses.sort_unstable();
         addresses.dedup();
-        if e.deployment.kind == "hosts" {
-            addresses.len() + 1
-        } else {
-            1
+        match e.deployment.kind.as_str() {
+            "hosts" => addresses.len() + 1,
+            "swarm" => addresses.len().max(1),
+            _ => 1,
         }
     }
 
@@ -260,7 +262,7 @@ pub fn load(results: &Path) -> Records {
                     Ok(r) => out.references.push(r),
                     Err(e) => out
                         .warnings
-                        .push(format!("skipped reference {}: {e}", dir.display())),
+                        .push(format!("skipped reference {}: {e:#}", dir.display())),
                 }
             }
             continue;
@@ -335,18 +337,18 @@ fn add_run(out: &mut Records, scenario: &str, name: String, dir: PathBuf, in_gro
         Ok(run) => out.runs.push(run),
         Err(e) => out
             .warnings
-            .push(format!("skipped record {}: {e}", dir.display())),
+            .push(format!("skipped record {}: {e:#}", dir.display())),
     }
 }
 
-fn load_run(scenario: &str, name: String, dir: &Path, in_group: bool) -> Result<Run, String> {
+fn load_run(scenario: &str, name: String, dir: &Path, in_group: bool) -> Result<Run> {
     let summary_path = dir.join(record::SUMMARY);
     // A summary that is there but unreadable makes the record corrupt; one
     // that is missing makes it partial.
     let summary = if summary_path.exists() {
-        let s = record::read_summary(dir)?;
+        let s = record::read_summary(dir).map_err(anyhow::Error::msg)?;
         if s.format_version > record::FORMAT_VERSION {
-            return Err(format!(
+            return Err(anyhow!(
                 "{}: format_version {} is newer than this site reads ({})",
                 summary_path.display(),
                 s.format_version,
@@ -433,13 +435,14 @@ fn percentile_points(path: &Path) -> Vec<(f64, f64)> {
         .collect()
 }
 
-fn load_reference(dir: &Path) -> Result<Reference, String> {
-    let info: ReferenceInfo = record::read_json(&dir.join(record::REFERENCE))?;
+fn load_reference(dir: &Path) -> Result<Reference> {
+    let info: ReferenceInfo =
+        record::read_json(&dir.join(record::REFERENCE)).map_err(anyhow::Error::msg)?;
     let tables = info
         .series
         .iter()
         .map(|(file, _)| Ok((file.clone(), Table::read(&dir.join(file))?)))
-        .collect::<Result<Vec<_>, String>>()?;
+        .collect::<Result<Vec<_>>>()?;
     Ok(Reference {
         name: file_name(dir),
         dir: dir.to_path_buf(),

@@ -1,6 +1,7 @@
 //! `rtbench-site`: the results site, compare and regress, over `results/`.
 //! `cargo xtask site|compare|regress` run this binary.
 
+use anyhow::{Result, anyhow};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -17,7 +18,7 @@ fn main() -> ExitCode {
     match run(std::env::args().skip(1).collect()) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("rtbench-site: {e}");
+            eprintln!("rtbench-site: {e:#}");
             ExitCode::from(2)
         }
     }
@@ -30,7 +31,7 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-fn run(args: Vec<String>) -> Result<ExitCode, String> {
+fn run(args: Vec<String>) -> Result<ExitCode> {
     let mut positional = Vec::new();
     let mut results = root().join("results");
     let mut out = root().join("target/site");
@@ -38,7 +39,7 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
     let mut thresholds = root().join("site/regress.toml");
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
-        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        let mut value = |name: &str| it.next().ok_or_else(|| anyhow!("{name} needs a value"));
         match a.as_str() {
             "--results" => results = value(&a)?.into(),
             "--out" => out = value(&a)?.into(),
@@ -48,7 +49,7 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
                 println!("{USAGE}");
                 return Ok(ExitCode::SUCCESS);
             }
-            s if s.starts_with("--") => return Err(format!("unknown flag `{s}`\n{USAGE}")),
+            s if s.starts_with("--") => return Err(anyhow!("unknown flag `{s}`\n{USAGE}")),
             _ => positional.push(a),
         }
     }
@@ -79,19 +80,19 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
         }
         Some("compare") => {
             let [_, a, b] = positional.as_slice() else {
-                return Err(format!("compare takes two runs\n{USAGE}"));
+                return Err(anyhow!("compare takes two runs\n{USAGE}"));
             };
             let (da, db) = (resolve(&results, a), resolve(&results, b));
             let (sa, sb) = (
-                rtbench_record::read_summary(&da)?,
-                rtbench_record::read_summary(&db)?,
+                rtbench_record::read_summary(&da).map_err(anyhow::Error::msg)?,
+                rtbench_record::read_summary(&db).map_err(anyhow::Error::msg)?,
             );
             print!("{}", compare::table(a, &sa, b, &sb));
             Ok(ExitCode::SUCCESS)
         }
         Some("regress") => {
             let [_, scenario] = positional.as_slice() else {
-                return Err(format!("regress takes one scenario\n{USAGE}"));
+                return Err(anyhow!("regress takes one scenario\n{USAGE}"));
             };
             let records = load::load(&results);
             let j = regress::gate(&records, scenario, &thresholds)?;
@@ -118,7 +119,7 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
                 Ok(ExitCode::FAILURE)
             }
         }
-        _ => Err(USAGE.into()),
+        _ => Err(anyhow!(USAGE)),
     }
 }
 

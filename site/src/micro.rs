@@ -1,6 +1,7 @@
 //! Criterion's results (`target/criterion/**/new/`), summarized for the
 //! site: each benchmark's median and the 95% interval around it.
 
+use anyhow::Result;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -57,7 +58,7 @@ pub fn read(dir: &Path) -> (Vec<Bench>, Vec<String>) {
             if p.file_name().is_some_and(|n| n == "new") && p.join("benchmark.json").exists() {
                 match one(&p) {
                     Ok(b) => benches.push(b),
-                    Err(e) => problems.push(e),
+                    Err(e) => problems.push(format!("{e:#}")),
                 }
             } else {
                 stack.push(p);
@@ -68,9 +69,13 @@ pub fn read(dir: &Path) -> (Vec<Bench>, Vec<String>) {
     (benches, problems)
 }
 
-fn one(new: &Path) -> Result<Bench, String> {
-    let b: BenchmarkJson = rtbench_record::read_json(&new.join("benchmark.json"))?;
-    let e: Estimates = rtbench_record::read_json(&new.join("estimates.json"))?;
+fn one(new: &Path) -> Result<Bench> {
+    let b: BenchmarkJson = rtbench_record::read_json(&new.join("benchmark.json"))
+        .map_err(anyhow::Error::msg)
+        .map_err(anyhow::Error::msg)?;
+    let e: Estimates = rtbench_record::read_json(&new.join("estimates.json"))
+        .map_err(anyhow::Error::msg)
+        .map_err(anyhow::Error::msg)?;
     let m = e.median;
     Ok(Bench {
         id: b.full_id,

@@ -2,6 +2,7 @@
 //! before it with the same configuration (`Run::config_key`). Thresholds live
 //! in one file, `site/regress.toml`, which also says how they were chosen.
 
+use anyhow::{Context, Result, anyhow};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -35,18 +36,18 @@ pub struct Threshold {
 }
 
 impl Thresholds {
-    pub fn read(path: &Path) -> Result<Thresholds, String> {
-        let src = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn read(path: &Path) -> Result<Thresholds> {
+        let src = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
         let t: Thresholds = toml::from_str(&src).map_err(|e| {
             let line = e
                 .span()
                 .map_or(0, |s| src[..s.start].matches('\n').count() + 1);
-            format!("{}:{line}: {}", path.display(), e.message().trim())
+            anyhow!("{}:{line}: {}", path.display(), e.message().trim())
         })?;
         for key in t.metric.keys().chain(&t.ungated) {
             if metrics::by_key(key).is_none() {
                 let known: Vec<&str> = METRICS.iter().map(|m| m.key).collect();
-                return Err(format!(
+                return Err(anyhow!(
                     "{}: `{key}`: no such metric (known: {})",
                     path.display(),
                     known.join(", ")
@@ -56,7 +57,7 @@ impl Thresholds {
         // Every metric is either judged or said not to be.
         for m in METRICS {
             if !t.metric.contains_key(m.key) && !t.ungated.iter().any(|k| k == m.key) {
-                return Err(format!(
+                return Err(anyhow!(
                     "{}: no [metric.{}] and not in `ungated`: say whether it is judged",
                     path.display(),
                     m.key
@@ -181,11 +182,11 @@ fn verdict(m: &'static Metric, th: &Threshold, value: f64, past: &mut [f64]) -> 
 
 /// `regress <scenario>`: judges the scenario's newest complete run (of any
 /// configuration); Err names every regressed metric.
-pub fn gate(records: &Records, scenario: &str, t: &Thresholds) -> Result<Judgement, String> {
+pub fn gate(records: &Records, scenario: &str, t: &Thresholds) -> Result<Judgement> {
     let run = records
         .of(scenario)
         .filter(|r| !r.in_group && r.complete())
         .last()
-        .ok_or_else(|| format!("no complete run of `{scenario}` under results/"))?;
+        .ok_or_else(|| anyhow!("no complete run of `{scenario}` under results/"))?;
     Ok(judge(records, run, t))
 }

@@ -24,6 +24,7 @@
 //! each `*_page` module writes one kind of page and imports only the
 //! shared ones, never another page.
 
+use anyhow::Result;
 mod band;
 mod cards;
 mod compare_page;
@@ -62,7 +63,7 @@ pub struct Options {
     pub thresholds: Thresholds,
 }
 
-pub fn render(records: &Records, opts: &Options) -> Result<Report, String> {
+pub fn render(records: &Records, opts: &Options) -> Result<Report> {
     let mut site = writer::Site::new(&opts.out, records, &opts.checkout)?;
     for run in &records.runs {
         run_page::page(&mut site, run)?;

@@ -4,6 +4,7 @@
 //! as their typed rows (`rows`). A bad cell is an error naming file, line
 //! and column.
 
+use anyhow::{Context, Result, anyhow};
 use std::path::Path;
 
 #[derive(Debug, Clone, Default)]
@@ -13,24 +14,24 @@ pub struct Table {
 }
 
 impl Table {
-    pub fn read(path: &Path) -> Result<Table, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Table::parse(&text).map_err(|e| format!("{}:{e}", path.display()))
+    pub fn read(path: &Path) -> Result<Table> {
+        let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+        Table::parse(&text).map_err(|e| anyhow!("{}:{e}", path.display()))
     }
 
     /// Errors are `line: message`, for the caller to prefix with the file.
-    pub fn parse(text: &str) -> Result<Table, String> {
+    pub fn parse(text: &str) -> Result<Table> {
         let mut lines = text
             .lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty());
-        let (_, header) = lines.next().ok_or("1: no header line")?;
+        let (_, header) = lines.next().ok_or_else(|| anyhow!("1: no header line"))?;
         let columns: Vec<String> = header.split(',').map(|c| c.trim().to_string()).collect();
         let mut rows = Vec::new();
         for (i, line) in lines {
             let cells: Vec<&str> = line.split(',').collect();
             if cells.len() != columns.len() {
-                return Err(format!(
+                return Err(anyhow!(
                     "{}: {} fields, the header has {}",
                     i + 1,
                     cells.len(),
@@ -42,10 +43,10 @@ impl Table {
                 .zip(&columns)
                 .map(|(c, name)| {
                     c.trim().parse::<f64>().map_err(|_| {
-                        format!("{}: column `{name}`: `{}` is not a number", i + 1, c.trim())
+                        anyhow!("{}: column `{name}`: `{}` is not a number", i + 1, c.trim())
                     })
                 })
-                .collect::<Result<Vec<f64>, String>>()?;
+                .collect::<Result<Vec<f64>>>()?;
             rows.push(row);
         }
         Ok(Table { columns, rows })
@@ -75,11 +76,11 @@ mod tests {
         assert_eq!(t.col("a").unwrap(), vec![1.0, 2.5]);
         assert_eq!(t.xy("t", "a", |v| v * 2.0), vec![(0.0, 2.0), (1.0, 5.0)]);
         assert_eq!(
-            Table::parse("t,a\n0,1\n1,x\n").unwrap_err(),
+            Table::parse("t,a\n0,1\n1,x\n").unwrap_err().to_string(),
             "3: column `a`: `x` is not a number"
         );
         assert_eq!(
-            Table::parse("t,a\n0\n").unwrap_err(),
+            Table::parse("t,a\n0\n").unwrap_err().to_string(),
             "2: 1 fields, the header has 2"
         );
     }

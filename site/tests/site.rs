@@ -202,7 +202,7 @@ fn thresholds_cover_every_metric_and_name_a_bad_one() {
         committed.replace("[metric.connect_p99_ms]", "[metric.conect_p99_ms]"),
     )
     .unwrap();
-    let e = regress::Thresholds::read(&bad).unwrap_err();
+    let e = format!("{:#}", regress::Thresholds::read(&bad).unwrap_err());
     assert!(
         e.contains("regress.toml") && e.contains("`conect_p99_ms`: no such metric"),
         "{e}"
@@ -215,10 +215,10 @@ fn thresholds_cover_every_metric_and_name_a_bad_one() {
         ),
     )
     .unwrap();
-    let e = regress::Thresholds::read(&bad).unwrap_err();
+    let e = format!("{:#}", regress::Thresholds::read(&bad).unwrap_err());
     assert!(e.contains("no [metric.failed]"), "{e}");
     std::fs::write(&bad, "history = 5\nmin_history = \"three\"\n").unwrap();
-    let e = regress::Thresholds::read(&bad).unwrap_err();
+    let e = format!("{:#}", regress::Thresholds::read(&bad).unwrap_err());
     assert!(e.contains("regress.toml:2:"), "{e}");
 }
 
@@ -522,4 +522,106 @@ fn front_page_leads_with_the_band_and_the_scenarios_in_order_of_importance() {
         assert!(original.contains(cell), "{cell}");
     }
     assert!(original.contains("<title>The climb to 1,000,000 connections</title>"));
+}
+
+/// A sweep of two steps made from the smoke record: the first met its
+/// objective, the second did not.
+fn add_sweep(results: &std::path::Path) -> std::path::PathBuf {
+    use rtbench_record::slo::{Outcome, Threshold};
+    use rtbench_record::sweep::{Knee, Over, Step, Sweep};
+    let dir = results.join("smoke/2099-02-01T000000Z-vm-sweep-rate");
+    let slo: Threshold = "delivery.p99 <= 50ms".parse().unwrap();
+    let mut steps = Vec::new();
+    for (i, (offered, p99)) in [(100.0, 20.0), (200.0, 900.0)].into_iter().enumerate() {
+        let name = format!("step-0{}", i + 1);
+        copy_dir(&smoke_record(), &dir.join(&name));
+        let outcome = Outcome::of(slo, Some(p99));
+        edit_summary(&dir.join(&name), |s| {
+            s["slo"] = serde_json::to_value([&outcome]).unwrap();
+        });
+        steps.push(Step {
+            dir: name,
+            offered,
+            achieved: offered,
+            deliveries_per_s: offered * 50.0,
+            offered_deliveries_per_s: Some(offered * 50.0),
+            p50_ms: 2.0,
+            p99_ms: p99,
+            p999_ms: p99 * 2.0,
+            server_cpu_pct: Some(40.0),
+            complete: true,
+            client_bottleneck: false,
+            client_reasons: Vec::new(),
+            pass: outcome.pass,
+            slo: vec![outcome],
+        });
+    }
+    let sweep = Sweep {
+        format_version: rtbench_record::FORMAT_VERSION,
+        scenario: "smoke".into(),
+        variant: None,
+        host: "vm".into(),
+        started_at: "2099-02-01T00:00:00Z".into(),
+        over: Over::Rate,
+        unit: "events/s".into(),
+        slo: vec![slo],
+        steps,
+        knee: Knee {
+            last_pass: Some(100.0),
+            first_fail: Some(200.0),
+        },
+        ended: "the knee lies between 100.0 and 200.0 events/s".into(),
+        roofline: None,
+    };
+    rtbench_record::write_json(&dir.join(rtbench_record::sweep::SWEEP), &sweep).unwrap();
+    dir
+}
+
+#[test]
+fn a_sweep_has_its_page_its_steps_stay_out_of_the_history_and_objectives_show() {
+    let dir = scratch("sweep");
+    let results = dir.join("results");
+    copy_dir(&root().join("results"), &results);
+    add_sweep(&results);
+    let records = load::load(&results);
+    assert_eq!(records.sweeps.len(), 1, "{:?}", records.warnings);
+    let step = records
+        .find("smoke/2099-02-01T000000Z-vm-sweep-rate/step-02")
+        .expect("a step is a run");
+    assert!(step.in_group);
+    let out = dir.join("site");
+    render::render(
+        &records,
+        &render::Options {
+            out: out.clone(),
+            checkout: root(),
+            criterion: None,
+            thresholds: thresholds(),
+        },
+    )
+    .unwrap();
+    let page = std::fs::read_to_string(
+        out.join("scenarios/smoke/sweep-2099-02-01T000000Z-vm-sweep-rate.html"),
+    )
+    .unwrap();
+    // Tera writes `/` as `&#x2F;`.
+    let knee = "met up to 100 events&#x2F;s (5,000 deliveries&#x2F;s); missed from 200 events&#x2F;s (10,000 deliveries&#x2F;s)";
+    assert!(page.contains(knee), "{page}");
+    assert!(
+        page.contains("<svg") && page.contains("knee: the most load"),
+        "the curve is drawn"
+    );
+    let scenario = std::fs::read_to_string(out.join("scenarios/smoke/index.html")).unwrap();
+    assert!(scenario.contains("sweep-2099-02-01T000000Z-vm-sweep-rate.html"));
+    // The steps are not the scenario's history.
+    let history = std::fs::read_to_string(out.join("scenarios/smoke/history.html")).unwrap();
+    assert!(!history.contains("step-02"));
+    let run = std::fs::read_to_string(
+        out.join("runs/smoke/2099-02-01T000000Z-vm-sweep-rate/step-02/index.html"),
+    )
+    .unwrap();
+    assert!(
+        run.contains("0 of 1 met: FAIL: delivery.p99 &lt;= 50ms (measured 900.000)"),
+        "the run page states its objectives"
+    );
 }

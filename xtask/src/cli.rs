@@ -5,7 +5,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::{abuse, bench, ci, containers, fuzz, memprobe, roofline, site, sweep, tuning, versus};
+use crate::{abuse, bench, ci, engine, fuzz, memprobe, roofline, site, sweep, tuning, versus};
 
 /// Project tasks, run as `cargo xtask <task>`.
 #[derive(Debug, Parser)]
@@ -64,7 +64,7 @@ pub fn run(task: Task) -> Result<(), String> {
         Task::Abuse(a) => abuse::run(a),
         Task::Fuzz(a) => fuzz::run(a),
         Task::Ci => ci::run(),
-        Task::ContainersReaper { run } => containers::reaper(&run),
+        Task::ContainersReaper { run } => engine::reaper(&run),
     }
 }
 
@@ -100,6 +100,10 @@ mod tests {
         assert_eq!(a.variant.as_deref(), Some("no-ping"));
         assert_eq!(a.overrides().connections, Some(19_000));
         assert_eq!(a.overrides().hold_s, Some(10.0));
+        let a = bench("bench idle-1m --variant sdk-jwt --connections 19000 --hold 10");
+        assert_eq!(a.variant.as_deref(), Some("sdk-jwt"));
+        let a = bench("bench idle-1m --tune --variant sdk-jwt");
+        assert!(a.tune && a.overrides() == Default::default());
 
         let a = bench(
             "bench idle-1m --connections 30000 --rate 6000 --hold 2 --processes 3 --out /tmp/r --dashboard 127.0.0.1:0",
@@ -164,7 +168,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(
-            matches!(parse("memprobe --connections 19000"), Ok(Task::Memprobe(m)) if (m.connections, m.rate) == (19_000, 5_000))
+            matches!(parse("memprobe --connections 19000"), Ok(Task::Memprobe(m)) if (m.connections, m.rate, m.auth) == (19_000, 5_000, memprobe::Auth::Guest))
+        );
+        assert!(
+            matches!(parse("memprobe --connections 19000 --auth jwt"), Ok(Task::Memprobe(m)) if m.auth == memprobe::Auth::Jwt)
         );
         assert!(matches!(parse("abuse --seconds 20"), Ok(Task::Abuse(a)) if a.seconds == 20.0));
         assert!(
@@ -199,6 +206,7 @@ mod tests {
             ("roofline --repeat 0", "--repeat"),
             ("roofline --seconds nan", "--seconds"),
             ("memprobe --rate -1", "--rate"),
+            ("memprobe --auth oauth", "--auth"),
             ("abuse --seconds 2", "--seconds"),
             ("fuzz --seconds 0", "--seconds"),
         ] {

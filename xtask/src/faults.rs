@@ -10,6 +10,8 @@
 
 use std::collections::BTreeSet;
 
+use rtbench_sys::process::Signal;
+
 use crate::server::{RedisProcess, ServerProcess};
 use crate::suite::{Action, Fault};
 use rtbench_record::load::TimeseriesRow;
@@ -107,7 +109,7 @@ impl Plan {
             && at <= t
         {
             let who = who.clone();
-            signal(pid, libc::SIGCONT);
+            signal(pid, Signal::Continue);
             self.note(at, t_s, "resume", who, pid);
             self.resumes.remove(0);
         }
@@ -121,7 +123,7 @@ impl Plan {
             let pid = match f.action {
                 Action::Kill => {
                     self.killed.insert(pid);
-                    signal(pid, libc::SIGKILL);
+                    signal(pid, Signal::Kill);
                     pid
                 }
                 Action::Restart => {
@@ -133,7 +135,7 @@ impl Plan {
                     servers[i].pid()
                 }
                 Action::Pause => {
-                    signal(pid, libc::SIGSTOP);
+                    signal(pid, Signal::Stop);
                     let until = f.at_s + f.for_s.unwrap_or(0.0);
                     self.resumes.push((until, pid, who.clone()));
                     self.resumes.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -163,15 +165,16 @@ impl Plan {
     /// Resumes whatever is still paused (the run is ending).
     pub fn finish(&mut self) {
         for (_, pid, _) in self.resumes.drain(..) {
-            signal(pid, libc::SIGCONT);
+            signal(pid, Signal::Continue);
         }
     }
 }
 
-fn signal(pid: u32, sig: libc::c_int) {
+/// Signals a process this bench started; one already gone is the exit the
+/// watch reports, not an error of the plan.
+fn signal(pid: u32, sig: Signal) {
     if pid != 0 {
-        // SAFETY: signalling a process this bench started.
-        unsafe { libc::kill(pid as i32, sig) };
+        let _ = rtbench_sys::process::signal(pid, sig);
     }
 }
 

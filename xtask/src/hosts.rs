@@ -132,6 +132,7 @@ impl Fleet {
                 clock_offset_ns: offset,
                 clock_error_ns: error,
                 tuning,
+                node: None,
             });
         }
         Ok(fleet)

@@ -106,7 +106,8 @@ impl Namespace {
         let mut ns = ns;
         for (key, value) in profile {
             if key.starts_with("net.") && !key.starts_with("net.netfilter.") {
-                let path = format!("/proc/sys/{}", key.replace('.', "/"));
+                let path = rtbench_sys::sysctl::path(key);
+                let path = path.display();
                 // Visible inside: the namespace's own; absent: the host's only.
                 let _ = ns.run_inside(&[
                     "sh",
@@ -116,7 +117,10 @@ impl Namespace {
             }
         }
         ns.ehash_buckets = ns
-            .run_inside(&["cat", "/proc/sys/net/ipv4/tcp_ehash_entries"])?
+            .run_inside(&[
+                "cat",
+                &rtbench_sys::sysctl::path("net.ipv4.tcp_ehash_entries").to_string_lossy(),
+            ])?
             .trim()
             .trim_start_matches('-')
             .parse()
@@ -133,8 +137,8 @@ impl Namespace {
 
     /// A `net.*` sysctl as the processes inside see it.
     pub fn read(&self, key: &str) -> Option<String> {
-        let path = format!("/proc/sys/{}", key.replace('.', "/"));
-        self.run_inside(&["cat", &path])
+        let path = rtbench_sys::sysctl::path(key);
+        self.run_inside(&["cat", &path.to_string_lossy()])
             .ok()
             .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
     }
@@ -213,7 +217,7 @@ pub fn remove_stale() {
         let owner_alive = name
             .strip_prefix("rtbench-")
             .and_then(|p| p.parse::<u32>().ok())
-            .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+            .is_some_and(rtbench_sys::process::exists);
         if !owner_alive {
             eprintln!("xtask: removing network namespace {name}, left by a run that was killed");
             let _ = ip(&["netns", "del", &name]);

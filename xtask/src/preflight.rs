@@ -7,24 +7,21 @@
 use serde::{Deserialize, Serialize};
 
 use crate::tuning;
-pub use rtbench_record::host::meminfo;
+use rtbench_sys::sysctl;
 
 /// Kernel memory per idle loopback TCP socket (measured here: 2,000,000
 /// plain loopback connections, both ends, in 11.8 GiB).
-const KERNEL_KIB_PER_SOCKET: f64 = 3.1;
+pub const KERNEL_KIB_PER_SOCKET: f64 = 3.1;
 /// Measured by `cargo xtask memprobe --connections 19000` (0.11-0.13 and
 /// 0.09-0.10), with a margin.
-const SERVER_KIB_PER_CONNECTION: f64 = 0.25;
-const LOADGEN_KIB_PER_CONNECTION: f64 = 0.25;
+pub const SERVER_KIB_PER_CONNECTION: f64 = 0.25;
+pub const LOADGEN_KIB_PER_CONNECTION: f64 = 0.25;
 /// What each process costs before its first connection (measured: a server
 /// 4.0-4.4 MiB, a load generator worker 5.5-5.7 MiB with its histograms),
 /// with a margin; plus Redis, the controller and this task.
-const SERVER_BASE_MIB: u64 = 6;
-const WORKER_BASE_MIB: u64 = 8;
+pub const SERVER_BASE_MIB: u64 = 6;
+pub const WORKER_BASE_MIB: u64 = 8;
 const OTHERS_MIB: u64 = 256;
-/// Connections a load generator worker takes (its open-files limit less
-/// its own descriptors, as the load generator splits them).
-const CONNECTIONS_PER_WORKER: u64 = 19_000;
 /// Descriptors a server process keeps for itself.
 const SERVER_RESERVED_FDS: u64 = 64;
 
@@ -42,6 +39,8 @@ pub struct Needs {
     pub connections: u64,
     pub sources: usize,
     pub server_processes: u64,
+    /// The open-files limit each server process runs under.
+    pub server_nofile: u64,
     /// The run goes into a network namespace of its own (`--tune`).
     pub namespace: bool,
 }
@@ -59,14 +58,22 @@ fn num(name: &str) -> Option<u64> {
     tuning::read(name)?.split_whitespace().next()?.parse().ok()
 }
 
-/// The open-files hard limit of a process started from here.
-pub fn nofile_hard() -> u64 {
-    rlimit::Resource::NOFILE.get().map_or(0, |(_, hard)| hard)
+/// A field of /proc/meminfo in KiB (`MemAvailable`), if it can be read.
+pub fn meminfo(field: &str) -> Option<u64> {
+    rtbench_sys::host::Meminfo::read()
+        .and_then(|m| m.kib(field))
+        .ok()
 }
 
-/// Connections one server process can hold here.
-pub fn server_capacity() -> u64 {
-    nofile_hard().saturating_sub(SERVER_RESERVED_FDS)
+/// The open-files hard limit of a process started from here.
+pub fn nofile_hard() -> u64 {
+    rtbench_sys::limits::open_files().map_or(0, |(_, hard)| hard)
+}
+
+/// Connections one server process can hold under an open-files limit of
+/// `nofile`.
+pub fn server_capacity(nofile: u64) -> u64 {
+    nofile.saturating_sub(SERVER_RESERVED_FDS)
 }
 
 /// Every check for a run that needs `n`, in the order they are printed.
@@ -91,14 +98,14 @@ pub fn run(n: &Needs) -> Vec<Check> {
 
 fn open_files(n: &Needs) -> Check {
     let c = n.connections;
-    let cap = server_capacity();
+    let cap = server_capacity(n.server_nofile);
     check(
         "open files per process",
         n.server_processes * cap >= c,
         format!(
             "{c} connections need {} server process(es) of at most {cap} connections (hard limit {} descriptors); this run starts {}",
             c.div_ceil(cap.max(1)),
-            nofile_hard(),
+            n.server_nofile,
             n.server_processes
         ),
         (n.server_processes * cap < c).then(|| {
@@ -123,7 +130,7 @@ fn file_max(n: &Needs) -> Option<Check> {
 
 fn nr_open(n: &Needs) -> Option<Check> {
     let nr = num("fs.nr_open")?;
-    let per = n.connections.min(server_capacity()) + SERVER_RESERVED_FDS;
+    let per = n.connections.min(server_capacity(n.server_nofile)) + SERVER_RESERVED_FDS;
     Some(check(
         "fs.nr_open",
         nr >= per,
@@ -150,7 +157,7 @@ fn redis(n: &Needs) -> Option<Check> {
 
 fn ports(n: &Needs) -> Check {
     let c = n.connections;
-    let (lo, hi) = rtbench_record::endpoint::local_port_range();
+    let (lo, hi) = sysctl::local_port_range().unwrap_or(sysctl::LINUX_DEFAULT_PORT_RANGE);
     let ports = u64::from(hi.saturating_sub(lo)) + 1;
     let budget = ports * n.sources.max(1) as u64;
     check(
@@ -210,7 +217,7 @@ fn conntrack(n: &Needs) -> Option<Check> {
 fn memory(n: &Needs) -> Check {
     let c = n.connections;
     let avail_kib = meminfo("MemAvailable").unwrap_or(0);
-    let workers = c.div_ceil(CONNECTIONS_PER_WORKER).max(1);
+    let workers = rtbench_record::launch::workers_needed(c, nofile_hard());
     let per_connection =
         2.0 * KERNEL_KIB_PER_SOCKET + SERVER_KIB_PER_CONNECTION + LOADGEN_KIB_PER_CONNECTION;
     let hash_kib = if n.namespace {

@@ -10,7 +10,7 @@ pub fn host_id() -> String {
     let h = std::env::var("RTBENCH_HOST")
         .ok()
         .filter(|h| !h.trim().is_empty())
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .or_else(|| rtbench_sys::host::hostname().ok())
         .unwrap_or_else(|| "host".into());
     h.trim()
         .chars()

@@ -128,10 +128,7 @@ pub fn measure(a: &Args) -> Result<PathBuf, String> {
         format_version: roofline::FORMAT_VERSION,
         host: host.clone(),
         measured_at: appwrite_timestamp(now),
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .unwrap_or_default()
-            .trim()
-            .to_string(),
+        kernel: rtbench_sys::host::kernel_release().unwrap_or_default(),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         mem_total_kib: preflight::meminfo("MemTotal").unwrap_or(0),
         ehash_buckets: ns.as_ref().map(|n| n.ehash_buckets),

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::server;
-use rtbench_record::host;
+use rtbench_sys::host::{self, Jiffies, NetNamespace};
 
 /// One second of `server.csv`; its schema lives with the record's.
 pub use rtbench_record::series::ServerSample as Sample;
@@ -141,7 +141,7 @@ pub struct Sampler {
     /// its last figures, so neither the connection count nor the sums dip.
     known: Vec<Known>,
     /// /proc/stat's (busy, total) jiffies at the last sample.
-    machine: Option<(u64, u64)>,
+    machine: Option<Jiffies>,
 }
 
 impl Sampler {
@@ -239,16 +239,17 @@ impl Sampler {
             })
             .collect();
         let work = Work::total(self.known.iter().map(|k| &k.work));
-        let machine = host::cpu_jiffies();
+        // A figure /proc does not give is 0, as `server.csv` has always had it.
+        let machine = host::cpu_jiffies().ok();
         let machine_cpu_pct = host::busy_pct(self.machine, machine);
         self.machine = machine;
         // The servers' own network namespace's sockets (the host's, or the
         // run's namespace): read through the first local server's /proc.
         let local = self.servers.iter().map(|s| s.0).find(|&p| p != 0);
-        let (tcp_inuse, tcp_mem_pages) =
-            host::tcp_sockstat(&local.map_or("/proc/net/sockstat".into(), |p| {
-                format!("/proc/{p}/net/sockstat")
-            }));
+        let sockstat =
+            host::tcp_sockstat(local.map_or(NetNamespace::Current, NetNamespace::OfProcess))
+                .unwrap_or_default();
+        let (tcp_inuse, tcp_mem_pages) = (sockstat.inuse, sockstat.mem_pages);
         let s = Sample {
             t_s: t,
             server_connections: per_process.iter().map(|p| p.0).sum(),
@@ -256,10 +257,10 @@ impl Sampler {
             server_cpu_pct: pct[..n].iter().sum(),
             redis_rss_kib: self.redis.map_or(0, |p| server::rss_kib(p).unwrap_or(0)),
             redis_cpu_pct: pct.get(n).copied().unwrap_or(0.0),
-            mem_used_kib: host::mem_used_kib(),
+            mem_used_kib: host::mem_used_kib().unwrap_or(0),
             tcp_inuse,
             tcp_mem_kib: tcp_mem_pages * 4,
-            load1: host::load1(),
+            load1: host::load1().unwrap_or(0.0),
             machine_cpu_pct,
             servers_answering: answering,
             server_reads: work.reads,
@@ -278,10 +279,10 @@ impl Sampler {
 
 /// The whole machine's CPU busy over `over`, in % of all cores.
 pub fn machine_busy_pct(over: std::time::Duration) -> Option<f64> {
-    let before = host::cpu_jiffies()?;
+    let before = host::cpu_jiffies().ok()?;
     std::thread::sleep(over);
-    let after = host::cpu_jiffies()?;
-    (after.1 > before.1).then(|| host::busy_pct(Some(before), Some(after)))
+    let after = host::cpu_jiffies().ok()?;
+    (after.total > before.total).then(|| host::busy_pct(Some(before), Some(after)))
 }
 
 /// Waits, up to `limit`, until the machine's CPU is under `quiet_pct` busy

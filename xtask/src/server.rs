@@ -8,6 +8,8 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rtbench_sys::process::Process;
+
 /// A process this one did not start as a child, held through whoever runs
 /// it (a container, through the Docker engine).
 pub trait Elsewhere {
@@ -142,14 +144,10 @@ impl ServerProcess {
         let mut cmd = Command::new("sh");
         cmd.args(["-c", &format!("exec {line}")]);
         crate::netns::enter(&mut cmd);
-        // SAFETY: get/setrlimit are async-signal-safe and allocate nothing:
-        // the server may hold as many descriptors as this machine lets one
-        // process have.
+        // SAFETY: it allocates nothing (two system calls): the server may
+        // hold as many descriptors as this machine lets one process have.
         unsafe {
-            cmd.pre_exec(|| {
-                let _ = rlimit::increase_nofile_limit(u64::MAX);
-                Ok(())
-            });
+            cmd.pre_exec(rtbench_sys::limits::raise_open_files_after_fork);
         }
         let mut child = die_with_parent(&mut cmd)
             .stdin(Stdio::null())
@@ -254,8 +252,8 @@ impl ServerProcess {
             return;
         };
         if self.stdin.take().is_none() {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let _ =
+                rtbench_sys::process::signal(child.id(), rtbench_sys::process::Signal::Terminate);
         }
         let t0 = Instant::now();
         while t0.elapsed() < grace {
@@ -440,24 +438,14 @@ pub fn redis_available() -> bool {
 }
 
 pub fn rss_kib(pid: u32) -> Result<u64, String> {
-    let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .ok_or_else(|| format!("{path}: no VmRSS line"))
+    rtbench_sys::process::rss_bytes(Process::Pid(pid))
+        .map(|b| b / 1024)
+        .map_err(|e| e.to_string())
 }
 
 /// CPU seconds (user + system) a process has used.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name; utime and stime are 14 and 15.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    Some(ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64)
+    rtbench_sys::process::cpu_seconds(Process::Pid(pid)).ok()
 }
 
 /// Reads one unlabelled value from the server's /metrics.

@@ -3,7 +3,8 @@
 //! A newcomer runs two commands (README): the main job and the tests. Both
 //! must work on a fresh machine, so whatever they need from the system
 //! (redis-server for the bus, Chromium for the site's browser test, sshd and
-//! iproute2 for the remote-hosts test, the workflow linters) is checked here
+//! iproute2 for the remote-hosts test, docker-registry and fuse-overlayfs
+//! for the swarm test, the workflow linters) is checked here
 //! and installed when missing: with Debian's apt-get as root, or, where that
 //! is not possible, refused with the one command that installs it.
 
@@ -26,7 +27,7 @@ pub const REDIS: Package = Package {
 };
 
 /// What `cargo xtask ci`'s tests start.
-pub const TEST_PACKAGES: [Package; 5] = [
+pub const TEST_PACKAGES: [Package; 7] = [
     REDIS,
     Package {
         debian: "chromium",
@@ -46,7 +47,17 @@ pub const TEST_PACKAGES: [Package; 5] = [
     Package {
         debian: "iproute2",
         provides: "ip",
-        why: "network namespaces (bench --tune, the --hosts test)",
+        why: "network namespaces (bench --tune, the --hosts and --on swarm tests)",
+    },
+    Package {
+        debian: "docker-registry",
+        provides: "docker-registry",
+        why: "the --on swarm test: the registry its nodes pull from",
+    },
+    Package {
+        debian: "fuse-overlayfs",
+        provides: "fuse-overlayfs",
+        why: "the --on swarm test: the storage of its nodes' dockerds",
     },
 ];
 

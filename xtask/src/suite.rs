@@ -120,6 +120,10 @@ pub struct Variant {
     pub name: String,
     #[serde(default)]
     pub server_args: Vec<String>,
+    /// Replaces the load's session (who the clients are, their channels);
+    /// the fields below still apply on top of it.
+    #[serde(default)]
+    pub session: Option<rtbench_record::scenario::Session>,
     /// Replaces the session's ping interval.
     #[serde(default)]
     pub ping_interval_s: Option<f64>,
@@ -265,6 +269,14 @@ mod tests {
             s.load
                 .validate()
                 .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+            for v in &s.variants {
+                if let Some(session) = &v.session {
+                    let mut load = s.load.clone();
+                    load.session = session.clone();
+                    load.validate()
+                        .unwrap_or_else(|e| panic!("{} variant {}: {e:?}", path.display(), v.name));
+                }
+            }
         }
     }
 

@@ -187,6 +187,7 @@ pub fn run(a: Args) -> Result<(), String> {
         on: OnFlag::Local,
         hosts: None,
         limits: Vec::new(),
+        registry: None,
         slo: a.slo.clone(),
     };
     let prepared = bench::prepare(&bench_args(a.size.clone(), None))?;

@@ -31,10 +31,6 @@ fn iptables(action: &str, rule: &[&str; 4]) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn path(name: &str) -> String {
-    format!("/proc/sys/{}", name.replace('.', "/"))
-}
-
 /// A sysctl's value with whitespace folded (`1024\t4096` reads as `1024 4096`),
 /// or `None` where it does not exist (a module not loaded).
 pub fn read(name: &str) -> Option<String> {
@@ -42,9 +38,7 @@ pub fn read(name: &str) -> Option<String> {
         let on = NOTRACK_RULES.iter().all(|r| iptables("-C", r));
         return Some(if on { "on" } else { "off" }.into());
     }
-    std::fs::read_to_string(path(name))
-        .ok()
-        .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+    rtbench_sys::sysctl::read(name).ok()
 }
 
 pub fn write(name: &str, value: &str) -> Result<(), String> {
@@ -65,7 +59,8 @@ pub fn write(name: &str, value: &str) -> Result<(), String> {
         }
         return Ok(());
     }
-    std::fs::write(path(name), value).map_err(|e| format!("sysctl -w {name}=\"{value}\": {e}"))
+    rtbench_sys::sysctl::write(name, value)
+        .map_err(|e| format!("sysctl -w {name}=\"{value}\": {e}"))
 }
 
 /// Where `--tune` keeps the values it replaced, for `tune --restore`.

@@ -13,17 +13,18 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{ONE_AT_A_TIME, scratch, xtask};
+use rtbench_sys::process::{Process, exe, pids};
 use xtask::record::{Environment, read_summary};
 
 /// Processes running the workspace's release binaries.
 fn our_processes() -> Vec<String> {
     let bins =
         ["rtbench-server", "rtbench-loadgen"].map(|b| xtask::root().join("target/release").join(b));
-    std::fs::read_dir("/proc")
+    pids()
         .unwrap()
-        .filter_map(|e| {
-            let pid = e.ok()?.file_name().into_string().ok()?;
-            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+        .into_iter()
+        .filter_map(|pid| {
+            let exe = exe(Process::Pid(pid)).ok()?;
             bins.contains(&exe)
                 .then(|| format!("{pid} {}", exe.display()))
         })
@@ -293,8 +294,7 @@ fn ctrl_c_leaves_an_incomplete_record_and_no_processes() {
     assert!(html.contains("EventSource(\"events\")"));
     live_page_charts_grow(&format!("http://{page}/"), &out);
 
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    rtbench_sys::process::signal(child.id(), rtbench_sys::process::Signal::Interrupt).unwrap();
     let t0 = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {

@@ -10,22 +10,17 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{ONE_AT_A_TIME, scratch, xtask};
+use rtbench_sys::process::{Process, Stat, pids};
 use xtask::record::{Role, read_summary};
 
 /// (pid, parent pid, command name) of every process.
 fn processes() -> Vec<(u32, u32, String)> {
-    std::fs::read_dir("/proc")
+    pids()
         .unwrap()
-        .filter_map(|e| {
-            let pid: u32 = e.ok()?.file_name().into_string().ok()?.parse().ok()?;
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // `pid (comm) state ppid ...`: comm may hold spaces.
-            let open = stat.find('(')?;
-            let close = stat.rfind(')')?;
-            let comm = stat[open + 1..close].to_string();
-            let ppid = stat[close + 2..].split_whitespace().nth(1)?.parse().ok()?;
-            Some((pid, ppid, comm))
-        })
+        .into_iter()
+        // A process may end between the listing and the read.
+        .filter_map(|pid| Stat::read(Process::Pid(pid)).ok())
+        .map(|s| (s.pid, s.ppid, s.comm))
         .collect()
 }
 
@@ -83,6 +78,22 @@ fn kill_during_run(
     name: &str,
     victim: impl Fn(u32) -> Option<u32>,
 ) -> (xtask::record::BenchSummary, String) {
+    end_during_run(name, victim, |pid| {
+        let killed = rtbench_sys::process::signal(pid, rtbench_sys::process::Signal::Kill);
+        assert!(
+            killed.is_ok(),
+            "{name} (pid {pid}) was gone before the kill: {killed:?}"
+        );
+    })
+}
+
+/// Runs the bench, ends what `victim` finds once connections are open
+/// with `end`, and returns the record's exits and the bench's stderr.
+fn end_during_run(
+    name: &str,
+    victim: impl Fn(u32) -> Option<u32>,
+    end: impl FnOnce(u32),
+) -> (xtask::record::BenchSummary, String) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = scratch(name);
     let bench = start_bench(&out);
@@ -98,14 +109,9 @@ fn kill_during_run(
             break pid;
         }
     };
-    // SAFETY: signalling a process of our own test run.
-    let killed = unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    end(pid);
     let o = bench.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(
-        killed, 0,
-        "{name} (pid {pid}) was gone before the kill:\n{err}"
-    );
     // A variant's record is `--out` with the variant's name appended.
     let record = PathBuf::from(format!("{}-sdk-ping", out.display()));
     let s = read_summary(&record).unwrap_or_else(|e| panic!("{e}\n{err}"));
@@ -119,6 +125,65 @@ fn kill_during_run(
     assert_eq!(e.pid, pid, "{e:?}");
     assert!(e.status.starts_with("signal 9"), "{e:?}");
     (s, err)
+}
+
+/// A memory cgroup of the test's own (v2, or v1's memory hierarchy),
+/// removed on drop once its processes are gone.
+struct MemoryCgroup(PathBuf);
+
+impl MemoryCgroup {
+    /// Makes one limited to `bytes` and moves `pid` into it.
+    fn limit(pid: u32, bytes: u64) -> MemoryCgroup {
+        let name = format!("rtbench-oom-{}", std::process::id());
+        let v2 = Path::new("/sys/fs/cgroup");
+        let v2_memory = std::fs::read_to_string(v2.join("cgroup.controllers"))
+            .is_ok_and(|c| c.split_whitespace().any(|c| c == "memory"));
+        let (dir, max) = if v2_memory {
+            (v2.join(&name), "memory.max")
+        } else {
+            (
+                Path::new("/sys/fs/cgroup/memory").join(&name),
+                "memory.limit_in_bytes",
+            )
+        };
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let group = MemoryCgroup(dir);
+        std::fs::write(group.0.join(max), bytes.to_string()).unwrap();
+        std::fs::write(group.0.join("cgroup.procs"), pid.to_string()).unwrap();
+        group
+    }
+}
+
+impl Drop for MemoryCgroup {
+    fn drop(&mut self) {
+        let t0 = Instant::now();
+        while std::fs::remove_dir(&self.0).is_err() && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Has the run's redis-server (`pid`) make a 256 MiB string in a memory
+/// cgroup of 32 MiB: the kernel's OOM killer ends it.
+fn make_redis_run_out_of_memory(pid: u32) -> MemoryCgroup {
+    use std::io::{Read, Write};
+    // Redis retitles itself `redis-server 127.0.0.1:PORT`.
+    let title = rtbench_sys::process::cmdline(Process::Pid(pid)).unwrap();
+    let port: u16 = title
+        .iter()
+        .flat_map(|t| t.split(' '))
+        .find_map(|t| t.strip_prefix("127.0.0.1:")?.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {title:?}"));
+    let group = MemoryCgroup::limit(pid, 32 << 20);
+    let mut redis = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    redis
+        .write_all(b"*4\r\n$8\r\nSETRANGE\r\n$3\r\nbig\r\n$9\r\n268435456\r\n$1\r\nx\r\n")
+        .unwrap();
+    // No answer: the connection ends with the process.
+    let mut answer = Vec::new();
+    let _ = redis.read_to_end(&mut answer);
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    group
 }
 
 #[test]
@@ -143,6 +208,27 @@ fn a_redis_killed_mid_run_is_named() {
         children(xtask, "redis-server").first().copied()
     });
     assert_eq!(s.process_exits[0].role, Role::Redis);
+}
+
+#[test]
+#[ignore = "heavy (cargo xtask ci runs it; RTBENCH_QUICK=1 skips it): a multi-process bench, a memory cgroup"]
+fn a_process_the_oom_killer_ends_is_named_with_its_cause() {
+    let mut group = None;
+    let (s, err) = end_during_run(
+        "oom",
+        |xtask| children(xtask, "redis-server").first().copied(),
+        |pid| group = Some(make_redis_run_out_of_memory(pid)),
+    );
+    let e = &s.process_exits[0];
+    assert_eq!(e.role, Role::Redis);
+    assert_eq!(e.cause, Some(rtbench_record::ExitCause::OomKiller), "{e:?}");
+    assert!(
+        e.status
+            .ends_with(": killed by the kernel's OOM killer (its memory cgroup's limit)"),
+        "{e:?}"
+    );
+    assert!(err.contains("killed by the kernel's OOM killer"), "{err}");
+    drop(group);
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! The layering ARCHITECTURE.md states, checked on the sources of every
-//! crate in the workspace: no import circle among a crate's modules, and
-//! the load generator's controller and worker apart, speaking only through
-//! `wire`. Read from the text (`crate::`, `super::` and `self::` paths, use
+//! crate in the workspace: no import circle among a crate's modules, the
+//! load generator's controller and worker apart, speaking only through
+//! `wire`, and `rtbench-sys` a leaf (checked on `Cargo.lock`, so a crate it
+//! reaches through another counts too), the one crate that asks the OS
+//! for CPU time, RSS, /proc, socket options and limits. Read from the text (`crate::`, `super::` and `self::` paths, use
 //! trees with nested braces, names the crate root re-exports), so a new
 //! circle fails here before anyone has to find it.
 //!
@@ -353,4 +355,338 @@ fn the_controller_and_the_worker_meet_only_in_wire() {
         wire.iter().all(|d| *d == module("stats")),
         "wire depends on {wire:?}"
     );
+}
+
+/// Each package `Cargo.lock` lists, by name, with the names of the packages
+/// it depends on (normal, build and dev dependencies alike).
+fn locked_packages() -> BTreeMap<String, Vec<String>> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock")).unwrap();
+    let mut packages = BTreeMap::new();
+    for entry in lock.split("[[package]]").skip(1) {
+        let name = entry
+            .lines()
+            .find_map(|l| l.strip_prefix("name = "))
+            .unwrap()
+            .trim_matches('"')
+            .to_string();
+        let deps: Vec<String> = entry
+            .split_once("dependencies = [")
+            .map(|(_, list)| list.split(']').next().unwrap())
+            .into_iter()
+            .flat_map(|list| list.split('"').skip(1).step_by(2))
+            // `name version` where two versions are locked.
+            .map(|d| d.split(' ').next().unwrap().to_string())
+            .collect();
+        packages.insert(name, deps);
+    }
+    packages
+}
+
+/// Every package `name` reaches through its dependencies, itself excluded.
+fn reached_from(packages: &BTreeMap<String, Vec<String>>, name: &str) -> BTreeSet<String> {
+    let mut reached = BTreeSet::new();
+    let mut next = packages[name].clone();
+    while let Some(p) = next.pop() {
+        if reached.insert(p.clone()) {
+            next.extend(packages.get(&p).cloned().unwrap_or_default());
+        }
+    }
+    reached
+}
+
+/// The workspace's own package names, from each member's manifest.
+fn workspace_packages() -> BTreeSet<String> {
+    crate_sources()
+        .iter()
+        .map(|src| {
+            let manifest =
+                std::fs::read_to_string(src.parent().unwrap().join("Cargo.toml")).unwrap();
+            manifest
+                .lines()
+                .find_map(|l| l.strip_prefix("name = "))
+                .unwrap()
+                .trim_matches('"')
+                .to_string()
+        })
+        .collect()
+}
+
+/// What a leaf may not reach: a workspace crate, serde, tokio.
+fn forbidden_for_a_leaf(reached: &BTreeSet<String>) -> Vec<String> {
+    let ours = workspace_packages();
+    reached
+        .iter()
+        .filter(|p| ours.contains(*p) || p.starts_with("serde") || p.starts_with("tokio"))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn rtbench_sys_depends_on_no_workspace_crate_nor_serde_nor_tokio() {
+    let packages = locked_packages();
+    let reached = reached_from(&packages, "rtbench-sys");
+    let forbidden = forbidden_for_a_leaf(&reached);
+    assert!(
+        forbidden.is_empty(),
+        "rtbench-sys is a leaf every crate may use, but it reaches {forbidden:?} (all it reaches: {reached:?})"
+    );
+}
+
+#[test]
+fn rtbench_record_depends_on_serde_and_its_formats_only() {
+    let packages = locked_packages();
+    let formats = ["csv", "serde", "serde_json", "toml"];
+    let other: Vec<&String> = packages["rtbench-record"]
+        .iter()
+        .filter(|d| !formats.contains(&d.as_str()))
+        .collect();
+    assert!(
+        other.is_empty(),
+        "rtbench-record is the schema (serde and its formats), read by every crate; it depends on {other:?} too"
+    );
+}
+
+/// The workspace's floors, bottom up: each crate and the workspace crates
+/// it may use (ARCHITECTURE.md's table says why). Anything else is a layer
+/// reaching up or sideways. Tests aside: the load generator's tests start
+/// the real server (`DEV_ALLOWED`).
+const FLOORS: [(&str, &[&str]); 10] = [
+    ("rtbench-sys", &[]),
+    ("rtbench-protocol", &[]),
+    ("rtbench-record", &[]),
+    ("rtbench-peer-tungstenite", &[]),
+    ("rtbench-roofline", &["rtbench-record", "rtbench-sys"]),
+    ("rtbench-server", &["rtbench-protocol", "rtbench-sys"]),
+    ("rtbench-fuzz", &["rtbench-protocol", "rtbench-server"]),
+    (
+        "rtbench-loadgen",
+        &["rtbench-protocol", "rtbench-record", "rtbench-sys"],
+    ),
+    ("rtbench-site", &["rtbench-record"]),
+    (
+        "xtask",
+        &["rtbench-protocol", "rtbench-record", "rtbench-sys"],
+    ),
+];
+
+/// What a crate's tests may use besides its floor.
+const DEV_ALLOWED: [(&str, &str); 1] = [("rtbench-loadgen", "rtbench-server")];
+
+/// A crate's workspace dependencies outside its floor's allowance (a
+/// test-only one allowed where `DEV_ALLOWED` says).
+fn above_its_floor(
+    packages: &BTreeMap<String, Vec<String>>,
+    ours: &BTreeSet<String>,
+    floors: &[(&str, &[&str])],
+) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for (name, allowed) in floors {
+        for d in &packages[*name] {
+            let for_tests = DEV_ALLOWED.contains(&(*name, d.as_str()));
+            if ours.contains(d) && !allowed.contains(&d.as_str()) && !for_tests {
+                wrong.push(format!("{name} uses {d}"));
+            }
+        }
+    }
+    wrong
+}
+
+/// (crate, dependency) pairs.
+type Pairs = BTreeSet<(String, String)>;
+
+/// Each workspace crate's manifest dependencies by package name (normal,
+/// build and dev alike), a test-only one only where it is under
+/// `[dev-dependencies]`.
+fn manifest_dependencies() -> (BTreeMap<String, Vec<String>>, Pairs) {
+    let ours = workspace_packages();
+    let mut deps = BTreeMap::new();
+    let mut dev_only = BTreeSet::new();
+    for src in crate_sources() {
+        let manifest = std::fs::read_to_string(src.parent().unwrap().join("Cargo.toml")).unwrap();
+        let name = manifest
+            .lines()
+            .find_map(|l| l.strip_prefix("name = "))
+            .unwrap()
+            .trim_matches('"')
+            .to_string();
+        let mut section = String::new();
+        let mut list = Vec::new();
+        for l in manifest.lines() {
+            if l.starts_with('[') {
+                section = l.to_string();
+                continue;
+            }
+            let Some(dep) = l
+                .split(['.', ' ', '='])
+                .next()
+                .filter(|d| ours.contains(*d))
+            else {
+                continue;
+            };
+            if section.ends_with("dependencies]") {
+                list.push(dep.to_string());
+                if section == "[dev-dependencies]" {
+                    dev_only.insert((name.clone(), dep.to_string()));
+                }
+            }
+        }
+        deps.insert(name, list);
+    }
+    (deps, dev_only)
+}
+
+#[test]
+fn every_crate_uses_only_the_crates_its_floor_allows() {
+    let (packages, dev_only) = manifest_dependencies();
+    let ours = workspace_packages();
+    let listed: BTreeSet<String> = FLOORS.iter().map(|(n, _)| n.to_string()).collect();
+    assert_eq!(listed, ours, "every workspace crate has a floor in FLOORS");
+    // What tests may use is used by tests only.
+    for (name, dep) in DEV_ALLOWED {
+        if packages[name].iter().any(|d| d == dep) {
+            assert!(
+                dev_only.contains(&(name.to_string(), dep.to_string())),
+                "{name} may use {dep} in its tests only"
+            );
+        }
+    }
+    let wrong = above_its_floor(&packages, &ours, &FLOORS);
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // The check fires: the server reaching the load generator's schema.
+    let mut planted = packages.clone();
+    planted
+        .get_mut("rtbench-server")
+        .unwrap()
+        .push("rtbench-record".into());
+    assert_eq!(
+        above_its_floor(&planted, &ours, &FLOORS),
+        ["rtbench-server uses rtbench-record"]
+    );
+}
+
+/// Whether any of a crate's files holds unsafe code.
+fn has_unsafe(files: &[(PathBuf, Vec<String>)]) -> bool {
+    files.iter().any(|(_, lines)| {
+        lines.iter().any(|l| {
+            let code = l.split("//").next().unwrap();
+            ["unsafe {", "unsafe fn", "unsafe impl"]
+                .iter()
+                .any(|u| code.contains(u))
+        })
+    })
+}
+
+#[test]
+fn every_crate_without_unsafe_code_forbids_it() {
+    let mut missing = Vec::new();
+    for src in crate_sources() {
+        let dir = src.parent().unwrap();
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+        let inherits = manifest.contains("[lints]\nworkspace = true");
+        if !has_unsafe(&rust_files(dir)) && !inherits {
+            missing.push(dir.display().to_string());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "crates with no unsafe code that do not forbid it ([lints] workspace = true): {missing:?}"
+    );
+    let root = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    assert!(root.contains("[workspace.lints.rust]\nunsafe_code = \"forbid\""));
+}
+
+#[test]
+fn the_lock_reader_sees_what_a_crate_reaches_through_others() {
+    let packages = locked_packages();
+    // The server reaches its own crates, serde and tokio directly, tokio's
+    // macros through tokio; libc is no workspace crate.
+    let forbidden = forbidden_for_a_leaf(&reached_from(&packages, "rtbench-server"));
+    for p in [
+        "rtbench-protocol",
+        "rtbench-sys",
+        "serde",
+        "tokio",
+        "tokio-macros",
+    ] {
+        assert!(forbidden.iter().any(|f| f == p), "{p} not in {forbidden:?}");
+    }
+    assert!(!forbidden.iter().any(|f| f == "libc"), "{forbidden:?}");
+}
+
+/// What only `rtbench-sys` may write: a /proc path, or a call for CPU time,
+/// memory, socket options, niceness or limits. In two halves, so that this
+/// list is not found in this file.
+const OS_QUESTIONS: [(&str, &str); 8] = [
+    ("\"/", "proc"),
+    ("libc::", "getrusage"),
+    ("libc::", "sysconf"),
+    ("libc::", "setsockopt"),
+    ("libc::", "getsockopt"),
+    ("libc::", "setpriority"),
+    ("libc::", "getpriority"),
+    ("rlimit", "::"),
+];
+
+/// Each `.rs` file under `dir` (sources, tests, benches), as its lines.
+fn rust_files(dir: &Path) -> Vec<(PathBuf, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                if p.file_name().is_some_and(|n| n != "target") {
+                    dirs.push(p);
+                }
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                out.push((p, text.lines().map(String::from).collect()));
+            }
+        }
+    }
+    out
+}
+
+/// `file:line: code` for each line of `files` whose code (what comes
+/// before a comment) asks the OS directly.
+fn os_questions(files: &[(PathBuf, Vec<String>)]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (path, lines) in files {
+        for (i, l) in lines.iter().enumerate() {
+            let l = l.split("// ").next().unwrap();
+            if OS_QUESTIONS
+                .iter()
+                .any(|(a, b)| l.contains(&format!("{a}{b}")))
+            {
+                found.push(format!("{}:{}: {}", path.display(), i + 1, l.trim()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn only_rtbench_sys_asks_the_os_for_cpu_time_memory_proc_socket_options_and_limits() {
+    let mut found = Vec::new();
+    for src in crate_sources() {
+        let dir = src.parent().unwrap();
+        if dir.ends_with("sys") {
+            continue;
+        }
+        found.extend(os_questions(&rust_files(dir)));
+    }
+    assert!(
+        found.is_empty(),
+        "ask rtbench-sys instead (one place, every result checked):\n{}",
+        found.join("\n")
+    );
+    // The check sees each question, and none in a comment.
+    for (a, b) in OS_QUESTIONS {
+        let planted = vec![
+            format!("    // {a}{b} is what this would call"),
+            format!("    let x = {a}{b}(1);"),
+        ];
+        let found = os_questions(&[(PathBuf::from("planted.rs"), planted)]);
+        assert_eq!(found, [format!("planted.rs:2: let x = {a}{b}(1);")]);
+    }
 }

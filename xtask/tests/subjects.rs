@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{ONE_AT_A_TIME, scratch, xtask};
+use rtbench_sys::process::{Process, exe, pids};
 use xtask::record::read_summary;
 
 fn peer_bin() -> PathBuf {
@@ -30,12 +31,10 @@ fn peer_bin() -> PathBuf {
 
 /// Live processes running `bin`.
 fn running(bin: &PathBuf) -> Vec<u32> {
-    std::fs::read_dir("/proc")
+    pids()
         .unwrap()
-        .filter_map(|e| {
-            let pid: u32 = e.ok()?.file_name().into_string().ok()?.parse().ok()?;
-            (std::fs::read_link(format!("/proc/{pid}/exe")).ok()? == *bin).then_some(pid)
-        })
+        .into_iter()
+        .filter(|&pid| exe(Process::Pid(pid)).is_ok_and(|e| e == *bin))
         .collect()
 }
 

@@ -1,8 +1,10 @@
 //! The lost-worker watch. A worker's `tick` line each second is its
 //! heartbeat; one silent too long is declared lost, so that a frozen host
 //! or a stopped process ends in a named, incomplete record instead of a
-//! run that waits for it forever. Closing may be silent longer: a worker
-//! closing every connection at once can stall for many seconds.
+//! run that waits for it forever. A closing worker keeps ticking (it closes
+//! in slices, `worker/closing.rs`), but its ticks may come late on a
+//! machine whose kernel is tearing a million sockets down: while closing it
+//! may be silent longer.
 
 use std::time::Duration;
 
@@ -15,10 +17,10 @@ use crate::sys::now_ns;
 /// its tick line, once a second) is declared lost: it is killed, the run
 /// goes on without it and is not complete.
 const LOST_AFTER: Duration = Duration::from_secs(15);
-/// Once the hold ends, a worker closes every connection in one go and may
-/// be silent while it does (a million sockets closing at once stall the
-/// machine for many seconds): it has the scenario's close timeout and
-/// this much more before it is lost.
+/// Once the hold ends, a worker's ticks may be late while the machine
+/// closes every connection (a million sockets closing at once load every
+/// core for many seconds): it has the scenario's close timeout and this
+/// much more before it is lost.
 const CLOSING_GRACE: Duration = Duration::from_secs(60);
 
 /// When each worker was last heard from, and how long it may be silent.

@@ -19,12 +19,11 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
-use rtbench_record::endpoint::{
-    Endpoint, check_budget, expand_sources, local_port_range, port_search_warning,
-};
-use rtbench_record::launch::Launch;
+use rtbench_record::endpoint::{Endpoint, check_budget, expand_sources, port_search_warning};
+use rtbench_record::launch::{Launch, worker_capacity, workers_needed};
 use rtbench_record::load::{StopCause, Summary};
 use rtbench_record::scenario::Scenario;
+use rtbench_sys::sysctl;
 
 use crate::progress::Progress;
 use crate::publisher;
@@ -33,9 +32,6 @@ use heartbeat::Heartbeats;
 use live::Live;
 use merge::Merge;
 use processes::{Lines, Workers};
-
-/// Open files a worker keeps for itself beyond its connections.
-const WORKER_FD_HEADROOM: u64 = 1000;
 
 pub struct RunArgs {
     pub scenario: PathBuf,
@@ -73,14 +69,15 @@ pub fn run(args: RunArgs) -> Result<(PathBuf, bool), String> {
     let sources =
         expand_sources(&sc.target.sources)?.len().max(1) * launch.as_ref().map_or(1, Launch::hosts);
     let total = sc.total_arrivals();
-    check_budget(total, &endpoints, sources, local_port_range())?;
-    let port_warning = port_search_warning(total, endpoints.len(), sources, local_port_range());
+    let ports = sysctl::local_port_range().unwrap_or(sysctl::LINUX_DEFAULT_PORT_RANGE);
+    check_budget(total, &endpoints, sources, ports)?;
+    let port_warning = port_search_warning(total, endpoints.len(), sources, ports);
     if let Some(w) = &port_warning {
         eprintln!("rtbench-loadgen: warning: {w}");
     }
 
-    let nofile = sys::raise_open_files();
-    let per_worker = nofile.saturating_sub(WORKER_FD_HEADROOM).max(100);
+    let nofile = sys::raise_open_files()?;
+    let per_worker = worker_capacity(nofile).max(1);
     let workers = match (&launch, args.workers) {
         (Some(l), Some(w)) if w != l.workers.len() as u64 => {
             return Err(format!(
@@ -99,7 +96,7 @@ pub fn run(args: RunArgs) -> Result<(PathBuf, bool), String> {
                 ));
             }
             Some(w) => w,
-            None => total.div_ceil(per_worker).max(1),
+            None => workers_needed(total, nofile),
         },
     };
     let launch = launch.unwrap_or_else(|| processes::local_launch(workers));

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use rtbench_record::load::{
-    Bottleneck, Burst, Connections, EventSpan, Events, FORMAT_VERSION, LoadgenSelf, StopCause,
-    Summary,
+    Bottleneck, Burst, Closing, Connections, EventSpan, Events, FORMAT_VERSION, LoadgenSelf,
+    StopCause, Summary,
 };
 use rtbench_record::scenario::{Protocol, Scenario};
 
@@ -43,6 +43,7 @@ struct Finals {
     by_subscriber: BTreeMap<u32, u64>,
     /// Each timed event over every worker, by sequence.
     spans: BTreeMap<u64, EventSpan>,
+    closing: Closing,
 }
 
 impl Finals {
@@ -58,12 +59,14 @@ impl Finals {
                 lag_max_ms,
                 received_by_subscriber,
                 events,
+                closing,
                 ..
             } = r
             {
                 for e in events {
                     f.spans.entry(e.seq).or_default().add(e);
                 }
+                f.closing.add(closing);
                 for (k, n) in received_by_subscriber {
                     *f.by_subscriber.entry(*k).or_default() += n;
                 }
@@ -134,6 +137,7 @@ pub(super) fn summarize(
         lag_max_ms,
         by_subscriber,
         spans,
+        closing,
     } = f;
     let rows = &merge.rows;
     let target = sc.total_arrivals();
@@ -208,6 +212,7 @@ pub(super) fn summarize(
         counters,
         worker_exits: Vec::new(),
         slo: Vec::new(),
+        closing,
     };
     summary.slo = super::slo::evaluate(&sc.slo, &hists, &summary);
     Ok(summary)
@@ -280,6 +285,11 @@ pub(super) fn print_summary(s: &Summary) {
             b.seq, b.received, b.to_first_ms, b.to_last_ms, b.per_second
         );
     }
+    let cl = &s.closing;
+    eprintln!(
+        "rtbench-loadgen: closing: {} connections closed in {:.1} s, {} without the server's answer",
+        cl.open, cl.seconds, cl.aborted
+    );
     eprintln!(
         "rtbench-loadgen: load generator: {:.2} KiB/connection, peak worker CPU {:.0}%, read wait p50 {:.2} ms p99 {:.2} ms",
         s.loadgen.kib_per_connection,

@@ -12,7 +12,9 @@
 //! written, marked incomplete.
 
 mod clock;
+mod closing;
 mod connect;
+mod host;
 mod reactor;
 mod ready;
 mod reconnect;
@@ -27,12 +29,14 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rtbench_record::launch::WAITING_FOR_CONTROLLER;
+use rtbench_record::launch::{WAITING_FOR_CONTROLLER, WORKER_RESERVED_FDS, worker_capacity};
 
 use crate::hold;
 use crate::sys;
 use crate::wire::{Plan, Report, Start};
 use state::Worker;
+
+pub use host::sample_every_second;
 
 /// `rtbench-loadgen worker`: reads the plan from its controller, gets
 /// ready, says so, waits for the start time and runs the plan. `listen`:
@@ -53,7 +57,7 @@ pub fn main(listen: Option<SocketAddr>) -> Result<(), String> {
         plan.worker,
         std::process::id()
     );
-    sys::raise_open_files();
+    fits_open_files(&plan, sys::raise_open_files()?)?;
     sys::raise_priority();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -90,6 +94,21 @@ pub fn main(listen: Option<SocketAddr>) -> Result<(), String> {
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, run::run(w, readiness));
     Ok(())
+}
+
+/// A worker whose share of the connections its open-files limit cannot
+/// hold refuses the run before the ready barrier, instead of failing the
+/// last of its arrivals once it runs (`open_files_limit`).
+fn fits_open_files(plan: &Plan, nofile: u64) -> Result<(), String> {
+    let share = state::plan_capacity(plan) as u64;
+    if share <= worker_capacity(nofile) {
+        return Ok(());
+    }
+    Err(format!(
+        "worker {} on {}: its share is {share} connections, but it may open {nofile} files ({WORKER_RESERVED_FDS} kept for itself): raise its open-files limit or run more workers",
+        plan.worker,
+        sys::hostname()
+    ))
 }
 
 /// What the controller says, as lines: stdin, or the one connection

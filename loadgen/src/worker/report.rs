@@ -9,6 +9,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+use rtbench_record::load::Closing;
+
 use super::clock::clock_ns;
 use super::state::Worker;
 use crate::stats;
@@ -39,10 +41,7 @@ pub(super) fn emit(r: &Report) {
 /// Every second (aligned to the run's start): one `tick` line.
 pub(super) async fn ticks(w: Rc<Worker>) {
     let mut t = 1u64;
-    let mut host = w
-        .plan
-        .sample_host
-        .then(rtbench_record::host::HostSampler::default);
+    let mut host = w.plan.sample_host.then(super::host::HostSampler::default);
     let mut cpu_before = sys::cpu_seconds();
     let mut wall_before = clock_ns();
     loop {
@@ -83,7 +82,7 @@ pub(super) async fn ticks(w: Rc<Worker>) {
 
 /// The `final` line: everything, over the whole run. Complete unless the
 /// controller's side closed or a signal came first.
-pub(super) fn final_report(w: &Worker, rss_start_kib: u64) -> Report {
+pub(super) fn final_report(w: &Worker, rss_start_kib: u64, closing: Closing) -> Report {
     let complete = !w.interrupted.load(Ordering::Relaxed);
     Report::Final {
         worker: w.plan.worker,
@@ -102,6 +101,7 @@ pub(super) fn final_report(w: &Worker, rss_start_kib: u64) -> Report {
             .filter(|s| s.received > 0)
             .copied()
             .collect(),
+        closing,
     }
 }
 
@@ -118,17 +118,7 @@ fn received_by_subscriber(w: &Worker) -> Vec<(u32, u64)> {
     out.into_iter().collect()
 }
 
+/// The highest RSS this worker reached (KiB); 0 where /proc cannot be read.
 fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("VmHWM:")?
-                    .split_whitespace()
-                    .next()?
-                    .parse()
-                    .ok()
-            })
-        })
-        .unwrap_or(0)
+    rtbench_sys::process::peak_rss_kib(rtbench_sys::process::Process::Current).unwrap_or(0)
 }

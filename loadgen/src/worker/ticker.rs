@@ -1,6 +1,6 @@
 //! The worker's 100 ms beat: connect deadlines, the pings and echoes due
 //! (one group of connections each beat, so sends spread over the period),
-//! and the end of the hold, when every connection is asked to close.
+//! and the end of the hold (or a stop), when closing begins.
 
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -14,7 +14,8 @@ use super::connect;
 use super::state::Worker;
 use crate::client;
 
-/// Every 100 ms: pings and echoes for the connections due, and the end of the hold.
+/// Every 100 ms: pings and echoes for the connections due; returns at the
+/// end of the hold or when the worker is stopped.
 pub(super) async fn run(w: Rc<Worker>) {
     let sc = &w.plan.scenario;
     let hold_end_ns = w.plan.start_unix_ns + (sc.hold_end_s() * 1e9) as u64;
@@ -30,12 +31,9 @@ pub(super) async fn run(w: Rc<Worker>) {
         n += 1;
         connect::expire_attempts(&w);
         if clock_ns() >= hold_end_ns || w.interrupted.load(Ordering::Relaxed) {
+            // Closing is `closing.rs`'s.
             w.stopping.set(true);
             w.closing.set(true);
-            let mut c = w.counters.borrow_mut();
-            for held in w.holds.borrow_mut().iter_mut() {
-                held.close(&mut c);
-            }
             return;
         }
         let mut holds = w.holds.borrow_mut();

@@ -20,7 +20,7 @@ use mio::unix::SourceFd;
 
 use super::{Reactor, token};
 use crate::admission;
-use crate::conn::{Conn, FILED, HANDSHAKE, Ids, User};
+use crate::conn::{Conn, FILED, HANDSHAKE, Ids, URL_ACCOUNT};
 use crate::index::ConnId;
 use crate::intern::Id;
 use crate::metrics::Limit;
@@ -38,8 +38,8 @@ pub fn upgrade_accept(req: &Request) -> Result<String, (u16, &'static str)> {
     if req.is_http10() {
         return Err((400, "a WebSocket upgrade needs HTTP/1.1"));
     }
-    match req.body_length() {
-        Ok(0) => {}
+    match req.framing() {
+        Ok(body) if !body.is_some() => {}
         Ok(_) => return Err((400, "an upgrade request has no body")),
         Err(e) => return Err(e),
     }
@@ -117,20 +117,22 @@ impl Reactor {
 
     /// Puts `stream` in a free slot, registered for readiness.
     fn slot_for(&mut self, stream: std::net::TcpStream) -> Option<ConnId> {
-        let id = match self.free.pop() {
+        let id = match self.free.take() {
             Some(id) => id,
             None => {
-                self.conns.push(Conn::free(0));
+                self.conns.push(Conn::free());
                 (self.conns.len() - 1) as ConnId
             }
         };
         let c = &mut self.conns[id as usize];
+        c.generation = self.generations;
+        self.generations = self.generations.wrapping_add(1);
         let token = token(id, c.generation);
         let fd = stream.as_raw_fd();
         let interest = Interest::READABLE | Interest::WRITABLE;
         if let Err(e) = self.registry.register(&mut SourceFd(&fd), token, interest) {
             eprintln!("rtbench-server: reactor: cannot watch a connection: {e}");
-            self.free.push(id);
+            self.free.give(id);
             return None;
         }
         c.sock = Some(stream);
@@ -176,22 +178,21 @@ impl Reactor {
             Ok(admit) => {
                 let project = self.names.acquire(&admit.project);
                 let channels: Vec<Id> = admit.channels.iter().map(|ch| self.names.acquire(ch)).collect();
-                let user = admit.user.map(|claims| {
-                    let roles: Box<[Id]> =
-                        crate::auth::roles_for(Some(&claims)).iter().map(|r| self.names.acquire(r)).collect();
-                    Box::new(User { claims: *claims, roles })
-                });
+                // The claims end here: the session is its interned roles.
+                let session = self.sessions.acquire(&mut self.names, admit.user.as_deref());
                 let c = &mut self.conns[id as usize];
                 c.project = project;
                 c.channels = Ids::from_slice(&channels);
-                c.user = user;
+                c.session = session;
                 c.flags |= FILED;
-                if let Some(subs) = admit.subs {
-                    let user = c.user.as_deref().map(|u| &u.claims);
-                    let subs = crate::subs::Subs::new(subs, user);
-                    c.extra().subs = Some(subs);
+                if admit.account {
+                    c.flags |= URL_ACCOUNT;
                 }
-                let roles = c.roles().to_vec();
+                if let Some(subs) = admit.subs {
+                    let user = admit.user.as_deref().map(|claims| claims.sub.as_str());
+                    c.extra().subs = Some(crate::subs::Subs::new(subs, user));
+                }
+                let roles = self.sessions.roles_of(session);
                 self.index.insert(id, project, &channels, &roles);
                 self.clear_deadline(id);
                 let mut frames: Vec<&Bytes> = vec![&head];

@@ -31,11 +31,13 @@ use bytes::Bytes;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
-use crate::conn::{Conn, FIN_SENT, Flush, HANDSHAKE, Ids, Sent, User};
+use crate::conn::{Conn, FIN_SENT, Flush, HANDSHAKE, Ids, Sent};
 use crate::event::Event;
+use crate::freeids::FreeIds;
 use crate::index::{ConnId, Index};
 use crate::intern::{Id, Interner};
 use crate::request::Incoming;
+use crate::sessions::{Session, Sessions};
 use crate::shared::Shared;
 use crate::subscriber::{Got, Subscriber};
 use crate::wheel::{Entry, Wheel};
@@ -308,8 +310,13 @@ pub struct Reactor {
     /// How busy the thread was of late: whether it may take on an idle
     /// reactor's writes.
     load: Load,
+    /// The slab: slots are reused lowest first and its free end is cut
+    /// off, so it shrinks back after a peak.
     pub(crate) conns: Vec<Conn>,
-    pub(crate) free: Vec<ConnId>,
+    pub(crate) free: FreeIds,
+    /// The generation the next slot taken gets: one counter for the whole
+    /// slab, so a slot cut off and made again never repeats a generation.
+    pub(crate) generations: u32,
     /// The listening socket, until shutdown.
     pub(crate) listener: Option<Arc<std::net::TcpListener>>,
     /// More connections may wait to be accepted (a turn took its share).
@@ -322,6 +329,10 @@ pub struct Reactor {
     subscriber: Option<Subscriber>,
     pub(crate) index: Index,
     pub(crate) names: Interner,
+    /// The role sets of signed-in sessions.
+    pub(crate) sessions: Sessions,
+    /// Its load (connections and deadlines) since memory was last given back.
+    peak: crate::memory::Peak,
     wheel: Wheel,
     pub(crate) stats: Stats,
     /// Connections with more to read than one turn took.
@@ -423,17 +434,15 @@ impl Reactor {
     }
 
     fn new(shared: Arc<Shared>, reactors: Arc<Reactors>, handle: Arc<Handle>, registry: Registry) -> Reactor {
-        // Sized once for this reactor's share of the process's capacity:
-        // untouched capacity costs address space, not memory.
-        let share = shared.config.max_connections.min(1 << 22) / reactors.len() + 1;
         Reactor {
             shared,
             reactors,
             handle,
             registry,
             load: Load::default(),
-            conns: Vec::with_capacity(share),
-            free: Vec::new(),
+            conns: Vec::new(),
+            free: FreeIds::default(),
+            generations: 0,
             listener: None,
             accept_more: false,
             accept_retry: None,
@@ -441,6 +450,8 @@ impl Reactor {
             subscriber: None,
             index: Index::default(),
             names: Interner::default(),
+            sessions: Sessions::default(),
+            peak: crate::memory::Peak::default(),
             wheel: Wheel::default(),
             stats: Stats::default(),
             ready: Vec::new(),
@@ -522,6 +533,11 @@ impl Reactor {
             }
         }
         self.expire(Instant::now());
+        self.free.trim(&mut self.conns);
+        // Pending deadlines count: a peak's closes leave theirs behind.
+        if self.peak.fallen(self.conns.len() - self.free.len() + self.wheel.len()) {
+            crate::memory::give_back();
+        }
         self.flush_stats();
         false
     }
@@ -781,8 +797,13 @@ impl Reactor {
         self.stats.bytes_out += len;
         self.stats.queued += c.queued_bytes() as i64 - before;
         self.unfile(id);
-        self.set_deadline(id, CLOSE_FLUSH);
         self.on_writable(id);
+        // Written at once (the usual case), it lingers instead: no second
+        // deadline left in the wheel.
+        let c = &self.conns[id as usize];
+        if c.sock.is_some() && c.flags & FIN_SENT == 0 {
+            self.set_deadline(id, CLOSE_FLUSH);
+        }
     }
 
     /// The close frame is out: half-close, then wait briefly for the client's
@@ -815,7 +836,8 @@ impl Reactor {
         let mut due = Vec::new();
         self.wheel.expire(now, |e| due.push(e));
         for e in due {
-            let c = &self.conns[e.slot as usize];
+            // A slot cut off the slab since is gone with its deadlines.
+            let Some(c) = self.conns.get(e.slot as usize) else { continue };
             let frame_late = c
                 .extra
                 .as_ref()
@@ -845,46 +867,40 @@ impl Reactor {
         }
         c.flags &= !crate::conn::FILED;
         let channels = std::mem::take(&mut c.channels);
-        let roles: Vec<Id> = c.roles().to_vec();
+        let session = std::mem::replace(&mut c.session, crate::sessions::GUEST);
         let project = c.project;
+        let roles = self.sessions.roles_of(session);
         self.index.remove(id, project, channels.as_slice(), &roles);
         for &ch in channels.as_slice() {
             self.names.release(ch);
         }
-        if let Some(u) = self.conns[id as usize].user.take() {
-            for &r in u.roles.iter() {
-                self.names.release(r);
-            }
-            // Keep the claims for a late `authentication` answer: not needed
-            // once closing, so they go.
-        }
+        self.sessions.release(&mut self.names, session);
         self.names.release(project);
         self.shared.open.fetch_sub(1, Relaxed);
     }
 
-    /// Re-files a connection under new channels and roles (after
-    /// authentication or a subscription change): the new names are taken
-    /// before the old are given back, so nothing shared is forgotten between.
-    pub(crate) fn refile(&mut self, id: ConnId, channels: &[String], user: Option<User>) {
+    /// Re-files a connection under new channels and, after authentication,
+    /// a new session: the new names are taken before the old are given
+    /// back, so nothing shared is forgotten between.
+    pub(crate) fn refile(&mut self, id: ConnId, channels: &[String], session: Option<Session>) {
         let new_channels: Vec<Id> = channels.iter().map(|c| self.names.acquire(c)).collect();
         let c = &mut self.conns[id as usize];
         let old_channels = std::mem::replace(&mut c.channels, Ids::from_slice(&new_channels));
-        let old_roles: Vec<Id> = c.roles().to_vec();
-        let old_user = match user {
-            Some(u) => c.user.replace(Box::new(u)),
-            None => None,
-        };
-        let new_roles: Vec<Id> = c.roles().to_vec();
+        let old_session = c.session;
+        if let Some(s) = session {
+            c.session = s;
+        }
+        let new_session = c.session;
         let project = c.project;
+        let old_roles = self.sessions.roles_of(old_session);
+        let new_roles = self.sessions.roles_of(new_session);
         self.index.remove(id, project, old_channels.as_slice(), &old_roles);
         self.index.insert(id, project, &new_channels, &new_roles);
         for &ch in old_channels.as_slice() {
             self.names.release(ch);
         }
-        if let Some(u) = old_user {
-            for &r in u.roles.iter() {
-                self.names.release(r);
-            }
+        if session.is_some() {
+            self.sessions.release(&mut self.names, old_session);
         }
     }
 
@@ -896,8 +912,8 @@ impl Reactor {
         }
         let added: Vec<Id> = change.added.iter().map(|c| self.names.acquire(c)).collect();
         let removed: Vec<Id> = change.removed.iter().filter_map(|c| self.names.get(c)).collect();
+        let roles = self.sessions.roles_of(self.conns[id as usize].session);
         let c = &mut self.conns[id as usize];
-        let roles: Vec<Id> = c.roles().to_vec();
         let project = c.project;
         let mut channels: Vec<Id> = c.channels.as_slice().iter().copied().filter(|ch| !removed.contains(ch)).collect();
         channels.extend_from_slice(&added);
@@ -922,9 +938,10 @@ impl Reactor {
         let c = &mut self.conns[id as usize];
         let sock = c.sock.take()?;
         self.stats.queued -= c.queued_bytes() as i64;
-        let generation = c.generation.wrapping_add(1);
-        *c = Conn::free(generation);
-        self.free.push(id);
+        *c = Conn::free();
+        // Cut off at the end of the turn: until then every slot number
+        // handled in it stays valid.
+        self.free.give(id);
         self.shared.live.fetch_sub(1, Relaxed);
         Some(sock)
     }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Reactor;
-use crate::conn::User;
+use crate::conn::URL_ACCOUNT;
 use crate::index::ConnId;
 use crate::messages::{MAX_MESSAGE, URL_SUBSCRIPTION, error_frame, message, user_json};
 use crate::metrics::Limit;
@@ -161,23 +161,28 @@ impl Reactor {
         }
     }
 
+    /// The signed-in user's id (`None` for a guest).
+    fn user_id(&self, id: ConnId) -> Option<String> {
+        self.sessions.user(&self.names, self.conns[id as usize].session).map(String::from)
+    }
+
     /// The connection's subscriptions, made from its connect URL's channels
     /// the first time it changes them.
     fn subs(&mut self, id: ConnId) -> &mut Subs {
+        let user = self.user_id(id);
         let names: Vec<Box<str>> = {
             let c = &self.conns[id as usize];
             if c.extra.as_ref().is_some_and(|e| e.subs.is_some()) {
                 Vec::new()
             } else {
-                c.channels.as_slice().iter().map(|&ch| self.names.name(ch).into()).collect()
+                let filed = c.channels.as_slice().iter().map(|&ch| self.names.name(ch));
+                crate::subs::url_channels(filed, c.flags & URL_ACCOUNT != 0, user.as_deref())
             }
         };
-        let c = &mut self.conns[id as usize];
-        let user = c.user.as_deref().map(|u| &u.claims);
-        let e = c.extra.get_or_insert_with(Box::default);
+        let e = self.conns[id as usize].extra();
         e.subs.get_or_insert_with(|| {
             let url = (!names.is_empty()).then(|| Subscription { id: URL_SUBSCRIPTION.into(), channels: names });
-            Subs::new(url.into_iter().collect(), user)
+            Subs::new(url.into_iter().collect(), user.as_deref())
         })
     }
 
@@ -190,12 +195,12 @@ impl Reactor {
                 // `account` may name another channel now: file the
                 // subscriptions afresh for this user.
                 let list = self.subs(id).list().to_vec();
-                let subs = Subs::new(list, Some(&claims));
+                let subs = Subs::new(list, Some(&claims.sub));
                 let channels: Vec<String> = subs.filed().map(String::from).collect();
                 self.conns[id as usize].extra().subs = Some(subs);
-                let roles = crate::auth::roles_for(Some(&claims)).iter().map(|r| self.names.acquire(r)).collect();
+                let session = self.sessions.acquire(&mut self.names, Some(&claims));
                 let user = user_json(Some(&claims));
-                self.refile(id, &channels, Some(User { claims, roles }));
+                self.refile(id, &channels, Some(session));
                 self.respond(id, json!({"to": "authentication", "success": true, "user": user}));
             }
             Err(e) => self.fail(id, close::POLICY_VIOLATION, &e.to_string()),
@@ -222,8 +227,8 @@ impl Reactor {
             .map(|s| Subscription { id: s.id.into(), channels: s.channels.into_iter().map(Into::into).collect() })
             .collect();
         let limits = self.shared.config.subscription_limits();
-        let user = self.conns[id as usize].user.as_deref().map(|u| u.claims.clone());
-        match self.subs(id).upsert(new, user.as_ref(), &limits) {
+        let user = self.user_id(id);
+        match self.subs(id).upsert(new, user.as_deref(), &limits) {
             Ok(change) => {
                 self.refile_change(id, &change);
                 self.respond(id, json!({"to": "subscribe", "success": true, "subscriptions": listed}));
@@ -249,8 +254,8 @@ impl Reactor {
             );
         };
         let ids: Vec<&str> = gone.iter().map(|g| g.id.as_str()).collect();
-        let user = self.conns[id as usize].user.as_deref().map(|u| u.claims.clone());
-        let change = self.subs(id).remove(&ids, user.as_ref());
+        let user = self.user_id(id);
+        let change = self.subs(id).remove(&ids, user.as_deref());
         self.refile_change(id, &change);
         self.respond(id, json!({"to": "unsubscribe", "success": true, "subscriptions": ids}));
     }

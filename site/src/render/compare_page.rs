@@ -7,6 +7,7 @@
 //! 1,000,000 reads as a 97.6% drop; each size and variant gets its own
 //! group instead, and a run alone in its group is listed, not compared.
 
+use anyhow::Result;
 use rtbench_record::metrics::{self, METRICS};
 use serde_json::{Value, json};
 
@@ -122,7 +123,7 @@ fn legend(charted: &[&Run]) -> Vec<String> {
         .collect()
 }
 
-pub(super) fn page(site: &mut Site, scenario: &str) -> Result<(), String> {
+pub(super) fn page(site: &mut Site, scenario: &str) -> Result<()> {
     let groups = groups(site.records, scenario);
     let reference = site
         .records

@@ -47,6 +47,35 @@ pub fn headline(run: &Run, roofline: Option<&(String, Roofline)>) -> Vec<Value> 
         "{} failed connects, {} closed by server, {} error frames, {} misdelivered, {} duplicates, {} lost",
         n(&e.failed), n(&e.closed_by_server), n(&e.error_frames), e.misdelivered, e.duplicates,
         e.lost.map_or("unknown".into(), |l| l.to_string()))));
+    h.extend(verdicts(s));
+    h
+}
+
+/// The objectives met or not, what limited the run, and how it closed.
+fn verdicts(s: &BenchSummary) -> Vec<Value> {
+    let mut h = Vec::new();
+    if !s.slo.is_empty() {
+        let met = s.slo.iter().filter(|o| o.pass).count();
+        let each: Vec<String> = s.slo.iter().map(|o| o.to_string()).collect();
+        h.push(row(
+            "objectives",
+            format!("{met} of {} met: {}", s.slo.len(), each.join("; ")),
+        ));
+    }
+    if let Some(l) = &s.limit {
+        h.push(row("what limited the run", l.to_string()));
+    }
+    if let Some(c) = s.closing.as_ref().filter(|c| c.open > 0) {
+        h.push(row(
+            "closing",
+            format!(
+                "{} connections closed in {:.1} s, {} without the server's answer",
+                metrics::group(c.open as i64),
+                c.seconds,
+                metrics::group(c.aborted as i64)
+            ),
+        ));
+    }
     h
 }
 

@@ -2,6 +2,7 @@
 //! scenario's runs, one line per configuration (a CI-sized run is not a full
 //! one), regressions marked, and each run's verdicts.
 
+use anyhow::Result;
 use rtbench_record::metrics::METRICS;
 use serde_json::{Value, json};
 
@@ -11,7 +12,7 @@ use crate::chart::{self, Series};
 use crate::load::Run;
 use crate::regress::{self, Thresholds};
 
-pub(super) fn page(site: &mut Site, scenario: &str, t: &Thresholds) -> Result<(), String> {
+pub(super) fn page(site: &mut Site, scenario: &str, t: &Thresholds) -> Result<()> {
     let runs: Vec<&Run> = site.records.of(scenario).filter(|r| !r.in_group).collect();
     let judged: Vec<(&Run, regress::Judgement)> = runs
         .iter()

@@ -3,6 +3,7 @@
 //! host's roofline, the ceiling the figures are read against. The full
 //! tables are on each scenario's page.
 
+use anyhow::Result;
 use rtbench_record::metrics;
 use rtbench_record::roofline::{Roofline, Spread};
 use serde_json::{Value, json};
@@ -12,7 +13,7 @@ use super::cards;
 use super::writer::Site;
 use crate::regress::Thresholds;
 
-pub(super) fn page(site: &mut Site, t: &Thresholds) -> Result<(), String> {
+pub(super) fn page(site: &mut Site, t: &Thresholds) -> Result<()> {
     let band = band(site.records);
     let cards: Vec<Value> = cards::ordered(site.records.scenarios())
         .iter()

@@ -1,5 +1,6 @@
 //! `micro.html`: criterion's micro-benchmarks, when they have run.
 
+use anyhow::Result;
 use std::path::Path;
 
 use serde_json::json;
@@ -7,7 +8,7 @@ use serde_json::json;
 use super::writer::Site;
 use crate::micro;
 
-pub(super) fn page(site: &mut Site, criterion: Option<&Path>) -> Result<(), String> {
+pub(super) fn page(site: &mut Site, criterion: Option<&Path>) -> Result<()> {
     let (benches, problems) = criterion.map(micro::read).unwrap_or_default();
     site.report.warnings.extend(problems);
     let ctx = json!({

@@ -9,6 +9,7 @@
 //! server machine's (kernel and server), ours the one machine's that runs
 //! both ends; its CPU is its series' last sample, ours the mean over the hold.
 
+use anyhow::Result;
 use rtbench_record::metrics;
 use serde_json::{Value, json};
 
@@ -20,7 +21,7 @@ use crate::load::{Reference, ReferenceSetup, Run};
 use crate::original::{self, OriginalFigures};
 use crate::rows::over_time;
 
-pub(super) fn page(site: &mut Site, r: &Reference) -> Result<(), String> {
+pub(super) fn page(site: &mut Site, r: &Reference) -> Result<()> {
     let (Some(setup), Some(orig)) = (r.info.setup.as_ref(), original::figures(r)) else {
         return Ok(());
     };

@@ -1,13 +1,14 @@
 //! `reference/<name>/index.html`: a published run rtbench did not make,
 //! its headline as published, its series drawn and its files copied.
 
+use anyhow::Result;
 use serde_json::json;
 
 use super::writer::Site;
 use crate::chart::{self, Series};
 use crate::load::Reference;
 
-pub(super) fn page(site: &mut Site, r: &Reference) -> Result<(), String> {
+pub(super) fn page(site: &mut Site, r: &Reference) -> Result<()> {
     let base = format!("reference/{}", r.name);
     let raw = site.copy_raw(&r.dir, &site.out.join(&base).join("raw"), &r.name)?;
     let mut charts = Vec::new();

@@ -2,6 +2,7 @@
 //! charts over time, errors by kind, the scenario as run, tuning,
 //! environment, preflight, and every raw file of its record.
 
+use anyhow::Result;
 use rtbench_record::metrics;
 use serde_json::{Value, json};
 
@@ -16,7 +17,7 @@ use crate::chart::{self, Series};
 use crate::load::Run;
 use crate::rows::{over_time, over_time_where, per_second};
 
-pub(super) fn page(site: &mut Site, run: &Run) -> Result<(), String> {
+pub(super) fn page(site: &mut Site, run: &Run) -> Result<()> {
     let rel = format!("{}/index.html", run_path(run));
     let inside = format!("{}/{}", run.scenario, run.name);
     let raw = site.copy_raw(&run.dir, &site.out.join(run_path(run)).join("raw"), &inside)?;
@@ -353,13 +354,24 @@ fn deployment_label(d: &rtbench_record::Deployment) -> String {
         );
     }
     for h in &d.hosts {
-        s += &format!(
-            "; {} {} (clock {:+.3} ms ± {:.3})",
-            h.role,
-            h.address,
-            h.clock_offset_ns as f64 / 1e6,
-            h.clock_error_ns as f64 / 1e6
-        );
+        s += &match &h.node {
+            Some(n) => format!(
+                "; {} node {} {} (engine {}, {} CPUs, {:.1} GiB)",
+                h.role,
+                n.hostname,
+                h.address,
+                n.engine_version,
+                n.cpus,
+                n.memory_bytes as f64 / (1u64 << 30) as f64
+            ),
+            None => format!(
+                "; {} {} (clock {:+.3} ms ± {:.3})",
+                h.role,
+                h.address,
+                h.clock_offset_ns as f64 / 1e6,
+                h.clock_error_ns as f64 / 1e6
+            ),
+        };
     }
     s
 }

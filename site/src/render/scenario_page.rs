@@ -3,6 +3,7 @@
 //! scale) with every headline figure, read against the host's roofline;
 //! then every run of the scenario, newest first.
 
+use anyhow::Result;
 use rtbench_record::metrics;
 use serde_json::{Value, json};
 
@@ -12,7 +13,7 @@ use super::sweeps::{knee_text, sweep_path};
 use super::writer::Site;
 use crate::load::Run;
 
-pub(super) fn page(site: &mut Site, scenario: &str) -> Result<(), String> {
+pub(super) fn page(site: &mut Site, scenario: &str) -> Result<()> {
     let runs: Vec<&Run> = site.records.of(scenario).filter(|r| !r.in_group).collect();
     let latest = runs
         .iter()

@@ -2,6 +2,7 @@
 //! variants (the `peers` suite's servers), each variant's headline run in
 //! one table.
 
+use anyhow::Result;
 use rtbench_record::metrics;
 use serde_json::{Value, json};
 
@@ -10,7 +11,7 @@ use super::writer::Site;
 use crate::figures;
 
 /// The page, when the scenario has at least two variants to set side by side.
-pub(super) fn page(site: &mut Site, scenario: &str) -> Result<(), String> {
+pub(super) fn page(site: &mut Site, scenario: &str) -> Result<()> {
     let rows = side_by_side(site.records, scenario);
     if rows.len() < 2 {
         return Ok(());

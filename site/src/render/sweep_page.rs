@@ -3,6 +3,7 @@
 //! machine's bare-TCP fan-out at one write per delivery drawn beside it;
 //! then every step, each linking to its run.
 
+use anyhow::Result;
 use rtbench_record::metrics;
 use serde_json::{Value, json};
 
@@ -12,7 +13,7 @@ use super::writer::Site;
 use crate::chart::{self, Mark, Series};
 use crate::load::SweepRecord;
 
-pub(super) fn page(site: &mut Site, r: &SweepRecord) -> Result<(), String> {
+pub(super) fn page(site: &mut Site, r: &SweepRecord) -> Result<()> {
     let sw = &r.sweep;
     let chart = curve(site, r);
     let steps: Vec<Value> = sw

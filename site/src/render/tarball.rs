@@ -3,8 +3,9 @@
 //! for the same files (no times, owners or modes from this machine), so a
 //! re-rendered site does not change a run's download.
 
+use anyhow::{Result, anyhow};
 /// The archive of `files` (path inside the archive, contents).
-pub fn tar(files: &[(String, Vec<u8>)]) -> Result<Vec<u8>, String> {
+pub fn tar(files: &[(String, Vec<u8>)]) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     for (path, data) in files {
         out.extend_from_slice(&header(path, data.len())?);
@@ -16,8 +17,8 @@ pub fn tar(files: &[(String, Vec<u8>)]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-fn header(path: &str, size: usize) -> Result<[u8; 512], String> {
-    let (prefix, name) = split_name(path).ok_or_else(|| format!("{path}: too long for a tar"))?;
+fn header(path: &str, size: usize) -> Result<[u8; 512]> {
+    let (prefix, name) = split_name(path).ok_or_else(|| anyhow!("{path}: too long for a tar"))?;
     let mut h = [0u8; 512];
     let mut put = |at: usize, bytes: &[u8]| h[at..at + bytes.len()].copy_from_slice(bytes);
     put(0, name.as_bytes());

@@ -6,11 +6,12 @@
 //! shows the absolute path of a checkout. Pages fill a context; this puts
 //! it on disk.
 
+use anyhow::{Context, Result, anyhow};
 use std::path::{Path, PathBuf};
 
 use rtbench_record::metrics;
 use serde_json::{Value, json};
-use tera::{Context, Tera};
+use tera::Tera;
 
 use super::tarball;
 use crate::chart::Drawn;
@@ -72,13 +73,12 @@ pub struct Raw {
 impl<'a> Site<'a> {
     /// Compiles the templates and writes the style sheet into `out`;
     /// `checkout` is the one rendering, hidden like each record's own.
-    pub fn new(out: &'a Path, records: &'a Records, checkout: &Path) -> Result<Self, String> {
+    pub fn new(out: &'a Path, records: &'a Records, checkout: &Path) -> Result<Self> {
         let mut tera = Tera::default();
         tera.add_raw_templates(TEMPLATES)
-            .map_err(|e| format!("templates: {e:?}"))?;
-        std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
-        std::fs::write(out.join("style.css"), STYLE)
-            .map_err(|e| format!("{}: {e}", out.display()))?;
+            .map_err(|e| anyhow!("templates: {e:?}"))?;
+        std::fs::create_dir_all(out).with_context(|| out.display().to_string())?;
+        std::fs::write(out.join("style.css"), STYLE).with_context(|| out.display().to_string())?;
         let roots = records.runs.iter().filter_map(|r| r.checkout.clone());
         let checkouts = Checkouts::new(roots.chain([checkout.display().to_string()]));
         Ok(Site {
@@ -96,7 +96,7 @@ impl<'a> Site<'a> {
     /// Writes page `rel` from `template`. The context's `title` names the
     /// page; its `page_description` (else its `description`) describes it in
     /// `<meta>` and Open Graph.
-    pub fn write(&mut self, rel: &str, template: &str, mut ctx: Value) -> Result<(), String> {
+    pub fn write(&mut self, rel: &str, template: &str, mut ctx: Value) -> Result<()> {
         let depth = rel.matches('/').count();
         ctx["root"] = json!("../".repeat(depth));
         let references: Vec<Value> = self
@@ -111,16 +111,16 @@ impl<'a> Site<'a> {
             ctx["page_description"] = json!(describe(&ctx));
         }
         self.checkouts.relative_json(&mut ctx);
-        let ctx = Context::from_value(ctx).map_err(|e| format!("{rel}: {e}"))?;
+        let ctx = tera::Context::from_value(ctx).with_context(|| rel.to_string())?;
         let html = self
             .tera
             .render(template, &ctx)
-            .map_err(|e| format!("{rel}: {}", chain(&e)))?;
+            .map_err(|e| anyhow!("{rel}: {}", chain(&e)))?;
         let path = self.out.join(rel);
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
         }
-        std::fs::write(&path, html).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::write(&path, html).with_context(|| path.display().to_string())?;
         self.report.pages.push(path);
         Ok(())
     }
@@ -137,7 +137,7 @@ impl<'a> Site<'a> {
             Ok(Some(c)) => Some(json!({"title": c.title, "svg": c.svg, "summary": c.summary})),
             Ok(None) => Some(json!({"title": title, "empty": empty})),
             Err(e) => {
-                self.report.warnings.push(format!("{title}: {e}"));
+                self.report.warnings.push(format!("{title}: {e:#}"));
                 None
             }
         }
@@ -146,27 +146,27 @@ impl<'a> Site<'a> {
     /// Copies a record's files to `dest` (text with its checkouts hidden)
     /// and writes them as one tar, `tar_name`, beside the page; links are
     /// relative to the page beside `dest`. `inside` is the tar's top folder.
-    pub fn copy_raw(&self, src: &Path, dest: &Path, inside: &str) -> Result<Raw, String> {
+    pub fn copy_raw(&self, src: &Path, dest: &Path, inside: &str) -> Result<Raw> {
         let mut files = Vec::new();
         let mut archive = Vec::new();
         for rel in record_files(src)? {
             let from = src.join(&rel);
-            let bytes = std::fs::read(&from).map_err(|e| format!("{}: {e}", from.display()))?;
+            let bytes = std::fs::read(&from).with_context(|| from.display().to_string())?;
             let bytes = match std::str::from_utf8(&bytes) {
                 Ok(text) => self.checkouts.relative(text).into_owned().into_bytes(),
                 Err(_) => bytes,
             };
             let to = dest.join(&rel);
             std::fs::create_dir_all(to.parent().expect("has a parent"))
-                .map_err(|e| format!("{}: {e}", to.display()))?;
-            std::fs::write(&to, &bytes).map_err(|e| format!("{}: {e}", to.display()))?;
+                .with_context(|| to.display().to_string())?;
+            std::fs::write(&to, &bytes).with_context(|| to.display().to_string())?;
             let name = rel.to_string_lossy().into_owned();
             files.push(json!({"href": format!("raw/{name}"), "name": name, "size": metrics::group(bytes.len() as i64)}));
             archive.push((format!("{inside}/{name}"), bytes));
         }
         let tar = tarball::tar(&archive)?;
         let tar_path = dest.with_file_name(RAW_TAR);
-        std::fs::write(&tar_path, &tar).map_err(|e| format!("{}: {e}", tar_path.display()))?;
+        std::fs::write(&tar_path, &tar).with_context(|| tar_path.display().to_string())?;
         let size = metrics::format(tar.len() as f64 / 1e6, "MB");
         Ok(Raw {
             files,
@@ -198,13 +198,13 @@ pub fn first_sentence(text: &str) -> String {
 }
 
 /// A record's files, relative to it, sorted.
-fn record_files(src: &Path) -> Result<Vec<PathBuf>, String> {
+fn record_files(src: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
         let dir = src.join(&rel);
-        for e in std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))? {
-            let e = e.map_err(|e| format!("{}: {e}", dir.display()))?;
+        for e in std::fs::read_dir(&dir).with_context(|| dir.display().to_string())? {
+            let e = e.with_context(|| dir.display().to_string())?;
             let r = rel.join(e.file_name());
             if e.path().is_dir() {
                 stack.push(r);

@@ -57,6 +57,10 @@ pub struct Args {
     /// A container resource, repeatable [default: the suite's]
     #[arg(long = "limit", value_name = "ROLE.KEY=VALUE")]
     pub limits: Vec<String>,
+    /// --on swarm: the registry every node pulls the images from
+    /// [default: the manager's, port 5000]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub registry: Option<String>,
     /// An objective the run must meet, e.g. 'delivery.p99<=50ms' or
     /// 'failed==0', repeatable, added to the suite's [slo]; a failed one
     /// makes bench exit 2 [default: the suite's]
@@ -112,6 +116,7 @@ impl Args {
             (Some(file), _) => RunsOn::Hosts(file.clone()),
             (None, OnFlag::Local) => RunsOn::Local,
             (None, OnFlag::Containers) => RunsOn::Containers,
+            (None, OnFlag::Swarm) => RunsOn::Swarm,
         }
     }
 }
@@ -123,6 +128,8 @@ impl Args {
 pub enum OnFlag {
     Local,
     Containers,
+    /// Docker Swarm services, placed by the nodes' `rtbench.role` label
+    Swarm,
 }
 
 /// `--server`'s value, refused while parsing when `Subject` would refuse it.
@@ -146,5 +153,6 @@ pub fn protocol_flag()
 pub enum RunsOn {
     Local,
     Containers,
+    Swarm,
     Hosts(PathBuf),
 }

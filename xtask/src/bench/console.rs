@@ -70,6 +70,12 @@ fn print_figures(s: &BenchSummary) {
                 "{k:.2} KiB/connection"
             ))
     );
+    if let Some(cl) = &s.closing {
+        eprintln!(
+            "xtask: closing: {} connections closed in {:.1} s, {} without the server's answer",
+            cl.open, cl.seconds, cl.aborted
+        );
+    }
     if s.reconnect_ms.count > 0 {
         eprintln!(
             "xtask: reconnect (loss to open again) p50/p99/p99.9 {:.2}/{:.2}/{:.2} ms ({} reconnections)",

@@ -48,21 +48,12 @@ pub fn of_run(
     for k in profile.keys() {
         sysctls.insert(k.clone(), tuning::read(k));
     }
-    let (nofile_soft, nofile_hard) = rlimit::Resource::NOFILE.get().unwrap_or((0, 0));
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let (nofile_soft, nofile_hard) = rtbench_sys::limits::open_files().unwrap_or((0, 0));
     Environment {
         format_version: record::FORMAT_VERSION,
         host: crate::record::host_id(),
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .unwrap_or_default()
-            .trim()
-            .to_string(),
-        cpu_model: cpuinfo
-            .lines()
-            .find_map(|l| l.strip_prefix("model name")?.split(':').nth(1))
-            .unwrap_or("")
-            .trim()
-            .to_string(),
+        kernel: rtbench_sys::host::kernel_release().unwrap_or_default(),
+        cpu_model: rtbench_sys::host::cpu_model().unwrap_or_default(),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         mem_total_kib: preflight::meminfo("MemTotal").unwrap_or(0),
         nofile_soft,

@@ -54,18 +54,21 @@ pub struct RunPlan {
 }
 
 impl RunPlan {
-    /// Resolves a run. `per_process` is the connections one server process
-    /// is given at most (its open-files capacity less a margin), read from
-    /// the machine by the caller.
+    /// Resolves a run. `server_nofile` is the open-files limit each server
+    /// process runs under (its container's, or this machine's), read by
+    /// the caller.
     pub fn resolve(
         suite: &Suite,
         name: &str,
         variant: Option<&Variant>,
         a: &Args,
-        per_process: u64,
+        server_nofile: u64,
     ) -> Result<RunPlan, String> {
-        let mut load = suite.load.clone();
-        suite::apply(&a.overrides(), &mut load)?;
+        // Connections a server process is given at most: its open-files
+        // capacity less a margin.
+        let per_process = crate::preflight::server_capacity(server_nofile) * 95 / 100;
+        let mut notes = Vec::new();
+        let load = shape_load(suite, variant, a, &mut notes)?;
         let total = load.total_arrivals();
         let subject = Subject::parse(
             a.server
@@ -75,22 +78,6 @@ impl RunPlan {
                 .unwrap_or("rtbench"),
         )?;
         let runs_on = a.runs_on();
-        let mut notes = Vec::new();
-        load.slo
-            .thresholds
-            .extend(suite.slo.thresholds.iter().copied());
-        load.slo.thresholds.extend(a.slo.iter().copied());
-        apply_variant_session(&mut load, variant);
-        if let Some(p) = a.protocol {
-            load.target.protocol = p;
-        }
-        if load.target.protocol == Protocol::Raw && !load.publishers.is_empty() {
-            notes.push(
-                "protocol raw: the suite's publishers are left out (they publish Appwrite events)"
-                    .into(),
-            );
-            load.publishers.clear();
-        }
         check_subject(&subject, &runs_on, a)?;
         // A plan that kills servers gets as many spare processes, so the
         // survivors can hold every connection.
@@ -113,18 +100,7 @@ impl RunPlan {
         let mut cap: Option<u64> = None;
         if let Some(v) = variant {
             server_args.extend(v.server_args.iter().cloned());
-            if let Some(p) = v.ping_interval_s {
-                load.session.ping_interval_s = p;
-            }
             cap = v.cap_fraction.map(|f| (total as f64 * f).ceil() as u64);
-        }
-        // The command line's interval over the variant's; a raw client's
-        // ping is its echo.
-        if let Some(i) = a.size.ping_interval {
-            match load.target.protocol {
-                Protocol::Raw => load.session.echo_interval_s = i,
-                _ => load.session.ping_interval_s = i,
-            }
         }
         if cap.is_some() && !subject.is_rtbench() {
             return Err(
@@ -138,6 +114,7 @@ impl RunPlan {
             connections: total,
             sources: rtbench_record::endpoint::expand_sources(&load.target.sources)?.len(),
             server_processes: processes,
+            server_nofile,
             namespace: namespaced,
         };
         Ok(RunPlan {
@@ -205,10 +182,52 @@ impl RunPlan {
     }
 }
 
-/// A variant's session settings over the suite's (its ping interval is
-/// applied with its server arguments).
+/// The load generator's scenario: the suite's, sized by the command line,
+/// the variant's session and the objectives applied.
+fn shape_load(
+    suite: &Suite,
+    variant: Option<&Variant>,
+    a: &Args,
+    notes: &mut Vec<String>,
+) -> Result<Scenario, String> {
+    let mut load = suite.load.clone();
+    suite::apply(&a.overrides(), &mut load)?;
+    load.slo
+        .thresholds
+        .extend(suite.slo.thresholds.iter().copied());
+    load.slo.thresholds.extend(a.slo.iter().copied());
+    apply_variant_session(&mut load, variant);
+    if let Some(p) = a.protocol {
+        load.target.protocol = p;
+    }
+    if load.target.protocol == Protocol::Raw && !load.publishers.is_empty() {
+        notes.push(
+            "protocol raw: the suite's publishers are left out (they publish Appwrite events)"
+                .into(),
+        );
+        load.publishers.clear();
+    }
+    if let Some(p) = variant.and_then(|v| v.ping_interval_s) {
+        load.session.ping_interval_s = p;
+    }
+    // The command line's interval over the variant's; a raw client's ping
+    // is its echo.
+    if let Some(i) = a.size.ping_interval {
+        match load.target.protocol {
+            Protocol::Raw => load.session.echo_interval_s = i,
+            _ => load.session.ping_interval_s = i,
+        }
+    }
+    Ok(load)
+}
+
+/// A variant's session over the suite's: its whole session when it gives
+/// one, then its protocol, echo and reconnect settings.
 fn apply_variant_session(load: &mut Scenario, variant: Option<&Variant>) {
     let Some(v) = variant else { return };
+    if let Some(s) = &v.session {
+        load.session = s.clone();
+    }
     if let Some(p) = v.protocol {
         load.target.protocol = p;
     }
@@ -269,7 +288,7 @@ mod tests {
 
     #[test]
     fn smoke_is_one_process_without_a_bus() {
-        let p = plan("smoke", None, "smoke", 18_000);
+        let p = plan("smoke", None, "smoke", 19_012);
         assert_eq!(p.processes, 1);
         assert_eq!(p.rtbench_processes, 1);
         assert!(!p.bus);
@@ -285,7 +304,7 @@ mod tests {
             "idle-1m",
             Some("no-ping"),
             "idle-1m --connections 100000",
-            18_000,
+            19_012,
         );
         assert_eq!(p.processes, 6);
         assert!(p.bus);
@@ -305,7 +324,7 @@ mod tests {
             "target-2m",
             Some("capped"),
             "target-2m --connections 100001",
-            18_000,
+            19_012,
         );
         let cap = p.cap.unwrap();
         assert_eq!(cap, 50_001);
@@ -322,7 +341,7 @@ mod tests {
 
     #[test]
     fn a_shared_port_leads_the_arguments() {
-        let p = plan("failover", None, "failover --connections 20000", 18_000);
+        let p = plan("failover", None, "failover --connections 20000", 19_012);
         assert!(p.shared_port);
         let common = p.common_server_args(None, Some("127.0.0.1:9"));
         assert_eq!(
@@ -335,13 +354,13 @@ mod tests {
 
     #[test]
     fn publish_rate_and_ping_interval_override_suite_and_variant() {
-        let p = plan("fanout", None, "fanout --publish-rate 2000", 18_000);
+        let p = plan("fanout", None, "fanout --publish-rate 2000", 19_012);
         assert_eq!(crate::suite::total_publish_rate(&p.load), 2000.0);
         let p = plan(
             "idle-1m",
             Some("sdk-ping"),
             "idle-1m --ping-interval 5",
-            18_000,
+            19_012,
         );
         assert_eq!(p.load.session.ping_interval_s, 5.0);
         let s = suite("idle-1m");
@@ -350,7 +369,7 @@ mod tests {
             "idle-1m",
             None,
             &args("idle-1m --publish-rate 10"),
-            18_000,
+            19_012,
         )
         .unwrap_err();
         assert!(e.contains("no publisher"), "{e}");
@@ -362,7 +381,7 @@ mod tests {
             "fanout",
             None,
             "fanout --protocol raw --connections 1000",
-            18_000,
+            19_012,
         );
         assert!(p.load.publishers.is_empty());
         assert_eq!(p.notes.len(), 1);
@@ -376,7 +395,7 @@ mod tests {
             "smoke",
             None,
             &args("smoke --server url:ws://127.0.0.1:1/ --on containers"),
-            18_000,
+            19_012,
         )
         .unwrap_err();
         assert!(e.contains("runs locally only"), "{e}");
@@ -386,7 +405,7 @@ mod tests {
             "failover",
             None,
             &args("failover --on containers"),
-            18_000,
+            19_012,
         )
         .unwrap_err();
         assert!(e.contains("a shared port and a fault plan"), "{e}");

@@ -27,6 +27,7 @@ pub fn choose(
     let placed = match runs_on {
         RunsOn::Local => "",
         RunsOn::Containers => "-containers",
+        RunsOn::Swarm => "-swarm",
         RunsOn::Hosts(_) => "-hosts",
     };
     match (&side.dir, out, variant) {

@@ -18,12 +18,6 @@ use super::placement::{Placement, Side};
 use super::plan::RunPlan;
 use super::{console, record_dir, signals, start, verdict, watch};
 
-/// Connections a server process is given at most: its open-files capacity
-/// less a margin.
-fn connections_per_process() -> u64 {
-    preflight::server_capacity() * 95 / 100
-}
-
 /// Runs one variant; returns its record's directory and whether it is
 /// complete.
 pub fn run_one(
@@ -34,7 +28,8 @@ pub fn run_one(
     live: &dashboard::State,
     side: &Side,
 ) -> Result<(PathBuf, bool), String> {
-    let mut plan = RunPlan::resolve(suite, name, variant, a, connections_per_process())?;
+    let server_nofile = super::placement::server_nofile(a, suite)?;
+    let mut plan = RunPlan::resolve(suite, name, variant, a, server_nofile)?;
     announce(&plan, live);
     // Checked before anything starts: targets exist, restarts follow kills.
     let mut faults = faults::Plan::new(
@@ -47,7 +42,9 @@ pub fn run_one(
     let netns = start::namespace(&plan, suite)?;
     // An engine or host that does not answer is one line, before anything
     // is written.
-    let placement = Placement::new(a, suite, plan.bus)?;
+    let placement = Placement::new(a, suite, plan.bus, &plan.needs)?;
+    // What the kernel's OOM killer does from here on is the run's to name.
+    let mut oom = crate::oom::Watch::start();
     let dir = record_dir::choose(name, variant, &plan.runs_on, a.out.as_deref(), side);
     let tmp = record_dir::begin(&dir)?;
     placement.keep_logs_in(&tmp);
@@ -77,10 +74,19 @@ pub fn run_one(
     for s in &mut started.servers {
         s.stop(Duration::from_secs(15));
     }
-    // The servers, Redis, the placement's containers or hosts, then the
-    // namespace, in that order (`Started`'s fields).
+    let summary = judge(
+        &plan,
+        suite,
+        a,
+        &tmp,
+        watched,
+        &mut faults,
+        &mut oom,
+        &started,
+    )?;
+    // Redis, the placement's containers or hosts, then the namespace, in
+    // that order (`Started`'s fields), once the engine was asked about them.
     drop(started);
-    let summary = judge(&plan, suite, a, &tmp, watched, &mut faults)?;
     record_dir::finish(&tmp, &dir)?;
     console::print_headline(&summary);
     Ok((dir, summary.complete))
@@ -110,10 +116,19 @@ struct Machine {
 }
 
 /// Redis installed when the run needs it, `--tune` applied, the preflight
-/// passed, and a quiet machine (how busy it was is recorded).
+/// passed, and a quiet machine (how busy it was is recorded). In a swarm
+/// the parts run on its nodes, which are tuned and checked there
+/// (`swarm::tune`): this machine only waits to be quiet.
 fn ready_machine(plan: &RunPlan, suite: &Suite, a: &Args) -> Result<Machine, String> {
-    if plan.bus && plan.runs_on == super::RunsOn::Local {
+    if plan.bus && matches!(plan.runs_on, super::RunsOn::Local | super::RunsOn::Swarm) {
         crate::setup::ensure(&[crate::setup::REDIS])?;
+    }
+    if plan.runs_on == super::RunsOn::Swarm {
+        return Ok(Machine {
+            tuning: Default::default(),
+            checks: Vec::new(),
+            busy_before: sample::wait_until_quiet(20.0, plan.patience),
+        });
     }
     let (tuning, tune_errors) = tuning::run(&suite.tuning, a.tune);
     if !tune_errors.is_empty() {
@@ -132,8 +147,10 @@ fn ready_machine(plan: &RunPlan, suite: &Suite, a: &Args) -> Result<Machine, Str
     })
 }
 
-/// Reads what the load generator wrote, judges the run and writes the
-/// server samples and the summary into the partial record `tmp`.
+/// Reads what the load generator wrote, judges the run (the OOM killer's
+/// victims named, the engine asked where the run is in containers) and
+/// writes the server samples and the summary into the partial record `tmp`.
+#[allow(clippy::too_many_arguments)]
 fn judge(
     plan: &RunPlan,
     suite: &Suite,
@@ -141,16 +158,26 @@ fn judge(
     tmp: &Path,
     watched: watch::Watched,
     faults: &mut faults::Plan,
+    oom: &mut crate::oom::Watch,
+    started: &start::Started,
 ) -> Result<record::BenchSummary, String> {
     rtbench_record::series::write_csv(&tmp.join(record::SERVER_CSV), &watched.samples)?;
     let load_dir = tmp.join(record::LOADGEN_DIR);
     let load_summary = read_load_summary(&load_dir).map_err(|e| {
         format!(
-            "the load generator left no record ({}): {e}; see {}",
+            "the load generator left no record ({}{}): {e}; see {}",
             watched.loadgen_exit,
+            oom.of(watched.loadgen_pid)
+                .map_or(String::new(), |k| format!(", {}", k.describe())),
             partial_dir(&load_dir).display()
         )
     })?;
+    add_host_rows(
+        &load_dir,
+        started
+            .placement
+            .host_samples(load_summary.schedule_start_unix_ns),
+    )?;
     let rows = if faults.done.is_empty() {
         Vec::new()
     } else {
@@ -158,7 +185,7 @@ fn judge(
     };
     let roofline =
         rtbench_record::roofline::newest(&crate::root().join("results"), &crate::record::host_id());
-    let summary = verdict::judge(
+    let mut summary = verdict::judge(
         plan,
         suite,
         a.overrides(),
@@ -177,6 +204,27 @@ fn judge(
             roofline: roofline.as_ref(),
         },
     );
+    oom.name(&mut summary.process_exits, |e| {
+        started.placement.oom_killed(e)
+    });
     record::write_json(&tmp.join(record::SUMMARY), &summary)?;
     Ok(summary)
+}
+
+/// Adds `extra` (machines no worker sampled) to the load generator's
+/// `hosts.csv`, within the seconds it has, in order of second and host.
+fn add_host_rows(
+    load_dir: &Path,
+    extra: Vec<rtbench_record::series::HostSample>,
+) -> Result<(), String> {
+    if extra.is_empty() {
+        return Ok(());
+    }
+    let path = load_dir.join(rtbench_record::load::HOSTS_CSV);
+    let mut rows: Vec<rtbench_record::series::HostSample> =
+        rtbench_record::series::read_csv(&path).unwrap_or_default();
+    let last = rows.iter().map(|r| r.t_s).max().unwrap_or(u64::MAX);
+    rows.extend(extra.into_iter().filter(|r| r.t_s <= last));
+    rows.sort_by(|a, b| (a.t_s, &a.host).cmp(&(b.t_s, &b.host)));
+    rtbench_record::series::write_csv(&path, &rows)
 }

@@ -101,18 +101,27 @@ pub fn judge(
     summary.unmeasured = plan.subject.unmeasured();
     let end_s = m.samples.last().map_or(0.0, |s| s.t_s);
     let mut exits = m.exits;
-    exits.extend(l.worker_exits.iter().map(|w| ProcessExit {
-        t_s: end_s,
-        role: Role::Worker {
+    for w in &l.worker_exits {
+        let role = Role::Worker {
             index: w.worker,
             host: match w.host.as_str() {
                 "" | "localhost" => None,
                 host => Some(host.to_string()),
             },
-        },
-        pid: w.pid,
-        status: w.status.clone(),
-    }));
+        };
+        // A worker the bench already named (its swarm node was lost) is
+        // one exit, with what the load generator saw of it after.
+        match exits.iter_mut().find(|e| e.role == role) {
+            Some(e) => e.status = format!("{}; {}", e.status, w.status),
+            None => exits.push(ProcessExit {
+                t_s: end_s,
+                role,
+                pid: w.pid,
+                status: w.status.clone(),
+                cause: None,
+            }),
+        }
+    }
     if !exits.is_empty() {
         summary.complete = false;
     }
@@ -235,6 +244,7 @@ fn summarize(
         failover: None,
         slo: l.slo.clone(),
         broadcast: None,
+        closing: Some(l.closing.clone()),
     }
 }
 

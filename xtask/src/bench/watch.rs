@@ -28,8 +28,9 @@ pub struct Watched {
     pub sampler_start_unix_ns: u64,
     /// Processes that ended on their own during the run.
     pub exits: Vec<ProcessExit>,
-    /// How the load generator ended.
+    /// How the load generator ended, and its pid.
     pub loadgen_exit: ExitStatus,
+    pub loadgen_pid: u32,
     /// The servers' work over the whole run, read once the load stopped;
     /// None unless every server answered.
     pub work: Option<Work>,
@@ -76,8 +77,11 @@ pub fn run(
         .into_iter()
         .chain(started.servers.iter().map(|s| s.pid()))
         .find(|&p| p != 0)
-        .map_or("/proc/net".to_string(), |p| format!("/proc/{p}/net"));
-    let tcp_before = rtbench_record::host::tcp_counters(&net_dir);
+        .map_or(
+            rtbench_sys::host::NetNamespace::Current,
+            rtbench_sys::host::NetNamespace::OfProcess,
+        );
+    let tcp_before = rtbench_sys::host::tcp_counters(net_dir);
     let mut loadgen = start_loadgen(load)?;
     let load_started = Instant::now();
     let load_offset_s = samples[0].t_s;
@@ -88,6 +92,7 @@ pub fn run(
     let loadgen_exit = loop {
         let t_s = load_offset_s + load_started.elapsed().as_secs_f64();
         exits.extend(ended(started, plan, t_s));
+        exits.extend(started.placement.lost(t_s));
         // The schedule's clock: from the load generator's first second on,
         // this process's own (a paused process must not stop the plan).
         if schedule_origin.is_none()
@@ -107,8 +112,8 @@ pub fn run(
             eprintln!(
                 "xtask: interrupted: stopping the load generator (it writes an incomplete record)"
             );
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(loadgen.id() as i32, libc::SIGINT) };
+            let _ =
+                rtbench_sys::process::signal(loadgen.id(), rtbench_sys::process::Signal::Interrupt);
         }
         if let Some(status) = loadgen
             .try_wait()
@@ -127,7 +132,7 @@ pub fn run(
     };
     plan.finish();
     samples.push(sampler.sample());
-    let tcp_after = rtbench_record::host::tcp_counters(&net_dir);
+    let tcp_after = rtbench_sys::host::tcp_counters(net_dir);
     // The servers' work over the whole run, read once the load has stopped
     // (every process answers then): deliveries to set against what the
     // clients received, syscalls and wake-ups for the costs.
@@ -141,6 +146,7 @@ pub fn run(
         sampler_start_unix_ns: sampler.start_unix_ns,
         exits,
         loadgen_exit,
+        loadgen_pid: loadgen.id(),
         work: each.map(|w| Work::total(&w)),
         tcp_before,
         tcp_after,
@@ -173,6 +179,7 @@ fn ended(started: &mut Started, plan: &faults::Plan, t_s: f64) -> Vec<ProcessExi
                 role,
                 pid,
                 status,
+                cause: None,
             }
         })
         .collect()
