@@ -59,6 +59,7 @@ fn receive(c: &mut Criterion) {
                 ping_sent_ns: 0,
                 // As a worker's receive path does when events are published.
                 received: Some(&mut received),
+                spans: None,
             };
             black_box(
                 r.frames(&mut held, black_box(&mut wire), &mut message)

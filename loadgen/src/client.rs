@@ -17,7 +17,7 @@ use crate::handshake::{Connecting, MAX_FRAME};
 use crate::protocols::{self, Msg};
 use crate::stats::{self, Counters, Hists};
 use crate::users::{Population, mix};
-use rtbench_record::load::UNMATCHED_SEEN;
+use rtbench_record::load::{EventSpan, UNMATCHED_SEEN};
 use rtbench_record::scenario::Protocol;
 
 /// A held connection: a slot in the worker's hold reactor.
@@ -160,6 +160,32 @@ pub struct Receiver<'a> {
     /// Events this connection's subscriber has received over the run (all
     /// its connections), when the scenario publishes.
     pub received: Option<&'a mut u32>,
+    /// Each event's first and last arrival, by sequence, when the scenario
+    /// times events one by one (`per_event`).
+    pub spans: Option<&'a mut Vec<EventSpan>>,
+}
+
+/// The highest sequence a worker times one by one: a bound on the table,
+/// whatever sequence a frame claims.
+const MAX_TIMED_EVENTS: u64 = 1 << 20;
+
+/// Notes one arrival of event `seq` at `at_ns` in its span. The table grows
+/// with the sequence, not with each frame.
+fn note_span(spans: &mut Vec<EventSpan>, seq: u64, published_ns: u64, at_ns: u64) {
+    if seq >= MAX_TIMED_EVENTS {
+        return;
+    }
+    let i = seq as usize;
+    if i >= spans.len() {
+        spans.resize(i + 1, EventSpan::default());
+    }
+    spans[i].add(&EventSpan {
+        seq,
+        published_ns,
+        received: 1,
+        first_ns: at_ns,
+        last_ns: at_ns,
+    });
 }
 
 /// Duplicate detection: the highest sequence seen and a bitmap of the 64
@@ -323,6 +349,9 @@ impl Receiver<'_> {
         self.counters.deliveries += 1;
         if let Some(r) = self.received.as_deref_mut() {
             *r += 1;
+        }
+        if let Some(spans) = self.spans.as_deref_mut() {
+            note_span(spans, s.seq, s.ts_ns, self.now_ns);
         }
         if !self
             .population

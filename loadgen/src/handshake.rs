@@ -79,6 +79,8 @@ pub fn open(addr: SocketAddr, source: Option<IpAddr>) -> Result<std::net::TcpStr
     )
     .map_err(|e| io_failure(&e))?;
     let _ = socket.set_tcp_nodelay(true);
+    // Deliveries are timed by when the kernel received them (`rx_time.rs`).
+    let _ = crate::rx_time::enable(&socket);
     if let Some(src) = source {
         rtbench_sys::socket::bind_address_no_port(&socket)
             .map_err(|_| Failure::from("bind_address_no_port"))?;

@@ -10,6 +10,7 @@ pub mod hold;
 pub mod progress;
 pub mod protocols;
 pub mod publisher;
+pub mod rx_time;
 pub mod schedule;
 pub mod stamp;
 pub mod stats;

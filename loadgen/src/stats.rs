@@ -106,6 +106,10 @@ pub struct Hists {
     /// From a connection's loss (or failed attempt) to its reconnection
     /// being open: backoff and connect, as a client waits through it.
     pub reconnect: Hist,
+    /// From a frame's arrival in the client's socket to the worker's read
+    /// of it: the load generator's own delay, outside every latency above
+    /// that the kernel's receive time stamps (`rx_time.rs`).
+    pub read_wait: Hist,
 }
 
 impl Default for Hists {
@@ -116,17 +120,19 @@ impl Default for Hists {
             delivery: new_hist(),
             echo: new_hist(),
             reconnect: new_hist(),
+            read_wait: new_hist(),
         }
     }
 }
 
 impl Hists {
-    pub const NAMES: [&'static str; 5] = [
+    pub const NAMES: [&'static str; 6] = [
         "connect",
         "connect_attempt",
         "delivery",
         "echo",
         "reconnect",
+        "read_wait",
     ];
 
     pub fn get(&self, name: &str) -> &Hist {
@@ -135,6 +141,7 @@ impl Hists {
             "connect_attempt" => &self.connect_attempt,
             "delivery" => &self.delivery,
             "reconnect" => &self.reconnect,
+            "read_wait" => &self.read_wait,
             _ => &self.echo,
         }
     }
@@ -145,6 +152,7 @@ impl Hists {
             "connect_attempt" => &mut self.connect_attempt,
             "delivery" => &mut self.delivery,
             "reconnect" => &mut self.reconnect,
+            "read_wait" => &mut self.read_wait,
             _ => &mut self.echo,
         }
     }

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use rtbench_record::load::Closing;
+use rtbench_record::load::{Closing, EventSpan};
 use rtbench_record::scenario::Scenario;
 use rtbench_record::series::HostSample;
 use serde::{Deserialize, Serialize};
@@ -78,6 +78,10 @@ pub enum Report {
         /// not a map: an internally tagged enum cannot read integer keys.
         #[serde(default)]
         received_by_subscriber: Vec<(u32, u64)>,
+        /// Each event this worker's receivers got, when the scenario times
+        /// events one by one (`per_event`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        events: Vec<EventSpan>,
         /// This worker's closing phase.
         #[serde(default)]
         closing: Closing,

@@ -952,3 +952,42 @@ fn a_launch_entry_that_is_not_exactly_argv_or_connect_is_refused() {
         assert!(err.contains(why), "{entry}: {err}");
     }
 }
+
+#[test]
+fn a_broadcast_times_each_event_from_its_stamp_to_its_first_and_last_delivery() {
+    let server = TestServer::start();
+    let dir = scratch("broadcast");
+    let sc = format!(
+        r#"
+per_event = true
+[target]
+urls = ["ws://{}"]
+[[phases]]
+duration_s = 1
+rate = 400
+[hold]
+duration_s = 2
+[session]
+channels = ["announcements"]
+[[publishers]]
+rate = 2
+roles = [{{ role = "any" }}]
+"#,
+        server.addr
+    );
+    // Two workers: each event's burst is merged from both.
+    let (output, out) = run(&dir, &sc, &["--workers", "2"]);
+    let s = summary_of(&output, &out);
+    assert_eq!(s.connections.connected, 400);
+    assert_eq!(s.events.published, 4, "{:?}", s.events);
+    let seqs: Vec<u64> = s.bursts.iter().map(|b| b.seq).collect();
+    assert_eq!(seqs, [0, 1, 2, 3], "one burst per event, in order");
+    for b in &s.bursts {
+        assert_eq!(b.received, 400, "every connection received event {}", b.seq);
+        assert!(
+            0.0 < b.to_first_ms && b.to_first_ms <= b.to_last_ms && b.to_last_ms < 1000.0,
+            "{b:?}"
+        );
+    }
+    assert_eq!(s.events.received, 1600);
+}

@@ -42,6 +42,7 @@ pub const VERSUS: &str = "versus.json";
 /// Marks a reference record (a published run rtbench did not make).
 pub const REFERENCE: &str = "reference.json";
 
+pub mod broadcast;
 pub mod endpoint;
 pub mod launch;
 pub mod limit;
@@ -124,6 +125,10 @@ pub struct BenchSummary {
     /// on the histograms every worker sent, merged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub slo: Vec<slo::Outcome>,
+    /// A broadcast (a scenario that times each event): every event's burst,
+    /// read against the host's bare-TCP fan-out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broadcast: Option<broadcast::Broadcast>,
     /// The closing phase after the hold, measured on its own: how long the
     /// connections took to close (absent from older records).
     #[serde(default)]

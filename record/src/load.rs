@@ -61,6 +61,11 @@ pub struct Summary {
     /// backoff included.
     #[serde(default)]
     pub reconnect_ms: Percentiles,
+    /// From a frame's arrival in a client's socket (the kernel's receive
+    /// time) to the worker's read of it: the load generator's own delay,
+    /// kept out of the latencies above. Empty in records made before it.
+    #[serde(default)]
+    pub read_wait_ms: Percentiles,
     pub events: Events,
     pub counters: Counters,
     pub loadgen: LoadgenSelf,
@@ -68,6 +73,10 @@ pub struct Summary {
     /// Workers that did not end cleanly (the run is then not complete).
     #[serde(default)]
     pub worker_exits: Vec<WorkerExit>,
+    /// Each event's burst, for a scenario that times events one by one
+    /// (`per_event`): how long until its first and its last delivery.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bursts: Vec<Burst>,
     /// The scenario's objectives, each met or not, on the merged histograms.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub slo: Vec<crate::slo::Outcome>,
@@ -166,6 +175,63 @@ pub struct Events {
 
 /// Descriptions of unmatched frames a record keeps.
 pub const UNMATCHED_SEEN: usize = 4;
+
+/// One event as a worker's receivers saw it (a scenario with `per_event`):
+/// its stamp, how many received it, and its first and last arrival (the
+/// kernel's receive times, CLOCK_REALTIME ns on the controller's clock).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventSpan {
+    pub seq: u64,
+    pub published_ns: u64,
+    pub received: u64,
+    pub first_ns: u64,
+    pub last_ns: u64,
+}
+
+impl EventSpan {
+    /// Adds another worker's view of the same event.
+    pub fn add(&mut self, o: &EventSpan) {
+        if o.received == 0 {
+            return;
+        }
+        if self.received == 0 {
+            *self = *o;
+            return;
+        }
+        self.received += o.received;
+        self.first_ns = self.first_ns.min(o.first_ns);
+        self.last_ns = self.last_ns.max(o.last_ns);
+    }
+}
+
+/// One event's burst: from its publishing to its first and its last
+/// delivery, and deliveries per second between those two.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Burst {
+    pub seq: u64,
+    pub received: u64,
+    pub to_first_ms: f64,
+    pub to_last_ms: f64,
+    pub per_second: f64,
+}
+
+impl Burst {
+    pub fn of(s: &EventSpan) -> Burst {
+        let ms = |ns: u64| ns.saturating_sub(s.published_ns) as f64 / 1e6;
+        let span_s = s.last_ns.saturating_sub(s.first_ns) as f64 / 1e9;
+        Burst {
+            seq: s.seq,
+            received: s.received,
+            to_first_ms: ms(s.first_ns),
+            to_last_ms: ms(s.last_ns),
+            per_second: if span_s > 0.0 {
+                s.received as f64 / span_s
+            } else {
+                0.0
+            },
+        }
+    }
+}
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LoadgenSelf {
@@ -419,5 +485,31 @@ impl Counters {
 
     pub fn fail(&mut self, reason: impl Into<String>) {
         *self.failed.entry(reason.into()).or_default() += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_events_spans_from_two_workers_make_one_burst() {
+        let span = |received, first_ns, last_ns| EventSpan {
+            seq: 7,
+            published_ns: 1_000_000_000,
+            received,
+            first_ns,
+            last_ns,
+        };
+        let mut all = EventSpan::default();
+        all.add(&span(0, 0, 0));
+        all.add(&span(60_000, 1_000_500_000, 1_600_000_000));
+        all.add(&span(40_000, 1_000_200_000, 1_800_000_000));
+        assert_eq!(all, span(100_000, 1_000_200_000, 1_800_000_000));
+        let b = Burst::of(&all);
+        assert_eq!((b.seq, b.received), (7, 100_000));
+        assert_eq!((b.to_first_ms, b.to_last_ms), (0.2, 800.0));
+        // 100,000 deliveries between the first (0.2 ms) and the last (800 ms).
+        assert_eq!(b.per_second, 100_000.0 / 0.7998);
     }
 }

@@ -24,6 +24,10 @@ pub struct Scenario {
     pub session: Session,
     #[serde(default)]
     pub publishers: Vec<Publisher>,
+    /// Time each event on its own: its first and last delivery over every
+    /// receiver (a broadcast's burst), in the summary's `bursts`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub per_event: bool,
     /// Objectives the run must meet, evaluated at its end.
     #[serde(default, skip_serializing_if = "crate::slo::Slo::is_empty")]
     pub slo: crate::slo::Slo,

@@ -201,8 +201,15 @@ pub fn connect(f: &Flags) -> Result<(), String> {
     Ok(())
 }
 
+/// How long the sink lets messages gather between reads, as the load
+/// generator's workers do while holding (`loadgen/src/worker/reactor.rs`):
+/// a reader woken for every message costs the writer its wake-ups and
+/// preemptions, which no client the benches run makes it pay.
+const READ_PACING: Duration = Duration::from_millis(1);
+
 /// `sink`: accepts `--connections` connections and reads everything sent
-/// on them; reports the bytes and the time from the first to the last.
+/// on them (at most once a millisecond, `READ_PACING`); reports the bytes
+/// and the time from the first to the last.
 pub fn sink(f: &Flags) -> Result<(), String> {
     raise_open_files()?;
     let l = bind()?;
@@ -225,6 +232,7 @@ pub fn sink(f: &Flags) -> Result<(), String> {
     let mut buf = vec![0u8; 256 * 1024];
     let (mut bytes, mut first, mut last) = (0u64, None::<Instant>, Instant::now());
     while !stop.load(Relaxed) {
+        std::thread::sleep(READ_PACING);
         poll.poll(&mut events, Some(Duration::from_millis(100)))
             .map_err(|e| e.to_string())?;
         for ev in events.iter() {

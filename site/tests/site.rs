@@ -471,8 +471,10 @@ fn front_page_leads_with_the_band_and_the_scenarios_in_order_of_importance() {
             "idle-1m",
             "target-2m",
             "fanout",
+            "broadcast",
             "failover",
             "peers",
+            "brokers",
             "fanout-max",
             "smoke"
         ]

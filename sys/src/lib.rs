@@ -19,7 +19,9 @@
 //! - [`host`] — the machine: memory, CPU busy, load, TCP sockets, the
 //!   kernel's TCP counters, softnet drops, names (host, kernel, boot).
 //! - [`sysctl`] — kernel settings under `/proc/sys`, the local port range.
-//! - [`socket`] — socket options (`IP_BIND_ADDRESS_NO_PORT`).
+//! - [`socket`] — socket options (`IP_BIND_ADDRESS_NO_PORT`, `SO_TIMESTAMPNS`) and
+//!   the two hot calls std has no form of: a read with its receive time, a
+//!   `send` of one buffer.
 //! - [`limits`] — the open-files limit.
 
 #[macro_use]

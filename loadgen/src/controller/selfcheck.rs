@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use rtbench_record::load::Percentiles;
+
 /// A worker this busy for this many seconds was the bottleneck.
 pub const CPU_SATURATED_PCT: f64 = 90.0;
 pub const CPU_SATURATED_SECONDS: usize = 3;
@@ -40,6 +42,23 @@ pub fn publish_lag_reason(lag_max_ms: f64) -> Option<String> {
     (lag_max_ms > LAG_LIMIT_MS).then(|| {
         format!(
             "events published up to {lag_max_ms:.0} ms behind schedule (limit {LAG_LIMIT_MS} ms)"
+        )
+    })
+}
+
+/// Frames read this long after they arrived mean a worker fell behind its
+/// sockets, not that it paced its reads (about a millisecond) or worked
+/// through a broadcast's burst (a few hundred): latencies are timed by the
+/// kernel's receive time, but a client this far behind is using the cores
+/// the server needs and, kept up, fills its sockets and makes the server queue.
+pub const READ_WAIT_LIMIT_MS: f64 = 1000.0;
+
+/// Workers that read what arrived too long after it came.
+pub fn read_wait_reason(wait: &Percentiles) -> Option<String> {
+    (wait.p99 > READ_WAIT_LIMIT_MS).then(|| {
+        format!(
+            "workers read what arrived up to {:.0} ms after it came (p99; limit {READ_WAIT_LIMIT_MS} ms)",
+            wait.p99
         )
     })
 }

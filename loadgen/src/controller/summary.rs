@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 
 use rtbench_record::load::{
-    Bottleneck, Closing, Connections, Events, FORMAT_VERSION, LoadgenSelf, StopCause, Summary,
+    Bottleneck, Burst, Closing, Connections, EventSpan, Events, FORMAT_VERSION, LoadgenSelf,
+    StopCause, Summary,
 };
 use rtbench_record::scenario::Scenario;
 
@@ -40,6 +41,8 @@ struct Finals {
     peak_rss_kib: u64,
     lag_max_ms: f64,
     by_subscriber: BTreeMap<u32, u64>,
+    /// Each timed event over every worker, by sequence.
+    spans: BTreeMap<u64, EventSpan>,
     closing: Closing,
 }
 
@@ -55,10 +58,14 @@ impl Finals {
                 peak_rss_kib,
                 lag_max_ms,
                 received_by_subscriber,
+                events,
                 closing,
                 ..
             } = r
             {
+                for e in events {
+                    f.spans.entry(e.seq).or_default().add(e);
+                }
                 f.closing.add(closing);
                 for (k, n) in received_by_subscriber {
                     *f.by_subscriber.entry(*k).or_default() += n;
@@ -80,6 +87,9 @@ impl Finals {
 fn client_reasons(merge: &Merge, published: &Published, f: &Finals, end: &Ending) -> Vec<String> {
     let mut reasons = selfcheck::cpu_reasons(&merge.saturated, Some(merge.cpu_max));
     reasons.extend(selfcheck::arrival_lag_reason(f.lag_max_ms));
+    reasons.extend(selfcheck::read_wait_reason(&percentiles_ms(
+        &f.hists.read_wait,
+    )));
     reasons.extend(selfcheck::publish_lag_reason(
         published.lag_max_ns as f64 / 1e6,
     ));
@@ -126,6 +136,7 @@ pub(super) fn summarize(
         peak_rss_kib,
         lag_max_ms,
         by_subscriber,
+        spans,
         closing,
     } = f;
     let rows = &merge.rows;
@@ -176,6 +187,8 @@ pub(super) fn summarize(
         delivery_ms: percentiles_ms(&hists.delivery),
         echo_ms: percentiles_ms(&hists.echo),
         reconnect_ms: percentiles_ms(&hists.reconnect),
+        read_wait_ms: percentiles_ms(&hists.read_wait),
+        bursts: spans.values().map(Burst::of).collect(),
         events: events(sc, published, &counters, by_subscriber),
         loadgen: LoadgenSelf {
             start_rss_kib,
@@ -264,14 +277,23 @@ pub(super) fn print_summary(s: &Summary) {
             s.events.misdelivered
         );
     }
+    for b in &s.bursts {
+        eprintln!(
+            "rtbench-loadgen: event {}: {} received, first after {:.1} ms, last after {:.1} ms, {:.0} deliveries/s between",
+            b.seq, b.received, b.to_first_ms, b.to_last_ms, b.per_second
+        );
+    }
     let cl = &s.closing;
     eprintln!(
         "rtbench-loadgen: closing: {} connections closed in {:.1} s, {} without the server's answer",
         cl.open, cl.seconds, cl.aborted
     );
     eprintln!(
-        "rtbench-loadgen: load generator: {:.2} KiB/connection, peak worker CPU {:.0}%",
-        s.loadgen.kib_per_connection, s.loadgen.worker_cpu_max_pct
+        "rtbench-loadgen: load generator: {:.2} KiB/connection, peak worker CPU {:.0}%, read wait p50 {:.2} ms p99 {:.2} ms",
+        s.loadgen.kib_per_connection,
+        s.loadgen.worker_cpu_max_pct,
+        s.read_wait_ms.p50,
+        s.read_wait_ms.p99
     );
     if let Some(m) = &s.echo_mismatch {
         eprintln!("rtbench-loadgen: ECHOES NEVER MATCHED: {m}");

@@ -20,3 +20,9 @@ pub(super) fn set_offset(ns: i64) {
 pub(super) fn clock_ns() -> u64 {
     (now_ns() as i64 - CLOCK_OFFSET_NS.load(Ordering::Relaxed)) as u64
 }
+
+/// A time this machine's clock read (a kernel's receive stamp) on the
+/// controller's clock.
+pub(super) fn on_controller_clock(host_ns: u64) -> u64 {
+    (host_ns as i64 - CLOCK_OFFSET_NS.load(Ordering::Relaxed)) as u64
+}

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use rtbench_record::endpoint::{Endpoint, expand_sources};
+use rtbench_record::load::EventSpan;
 
 use crate::hold::{Holds, Key};
 use crate::stats::{self, Counters, Hist, Hists};
@@ -34,6 +35,9 @@ pub(super) struct Worker {
     pub(super) ping_sent_ns: RefCell<Vec<u64>>,
     /// Events received per subscriber (local arrival index), over the run.
     pub(super) received_by_user: RefCell<Vec<u32>>,
+    /// Each event's first and last arrival here, by sequence (a scenario
+    /// with `per_event`).
+    pub(super) spans: RefCell<Vec<EventSpan>>,
     /// Attempts in progress by deadline (all share one timeout).
     pub(super) deadlines: RefCell<VecDeque<(u64, Key)>>,
     /// No new arrivals or reconnects.
@@ -88,6 +92,7 @@ impl Worker {
             ping_sent_ns: RefCell::new(Vec::new()),
             // Only a scenario that publishes counts events per subscriber.
             received_by_user: RefCell::new(vec![0; per_subscriber]),
+            spans: RefCell::default(),
         })
     }
 }

@@ -20,7 +20,7 @@ use crate::rows::over_time;
 
 /// The scenarios that tell the story, most important first, each with the
 /// question it answers.
-const ORDER: [(&str, &str); 7] = [
+const ORDER: [(&str, &str); 9] = [
     (
         "idle-1m",
         "Appwrite's 2021 benchmark on one machine: a million connections, opened and held idle.",
@@ -34,12 +34,20 @@ const ORDER: [(&str, &str); 7] = [
         "Events to signed-in subscribers spread over many channels: delivery latency and rate, each delivery checked against its permissions.",
     ),
     (
+        "broadcast",
+        "One event to every connection: how soon the first and the last receive it, beside bare TCP's time for as many single writes.",
+    ),
+    (
         "failover",
         "A server process killed under load: how many clients lose their connection, how soon they are back, which events they miss.",
     ),
     (
         "peers",
         "rtbench-server beside Node's ws, Python's websockets and tokio-tungstenite, run the same way on the same machine.",
+    ),
+    (
+        "brokers",
+        "The servers people deploy, NATS, Mosquitto, RabbitMQ, Socket.IO and Centrifuge, each in its own protocol beside rtbench: memory, delivery latency, cost per delivery, the most each holds.",
     ),
     (
         "fanout-max",
@@ -52,7 +60,7 @@ const ORDER: [(&str, &str); 7] = [
 ];
 
 /// How many of `ORDER` lead the page; the rest are ordered by name.
-const LEADING: usize = 5;
+const LEADING: usize = 7;
 
 /// `scenarios` in the order their cards appear.
 pub fn ordered(mut scenarios: Vec<String>) -> Vec<String> {

@@ -35,6 +35,9 @@ pub fn headline(run: &Run, roofline: Option<&(String, Roofline)>) -> Vec<Value> 
         h.extend(failover(f));
     }
     h.extend(timings(run, s, roofline));
+    if let Some(b) = &s.broadcast {
+        h.extend(broadcast(b));
+    }
     h.extend(memory(s, roofline));
     let cpu = figures::by_key("server_cpu_pct", s);
     h.push(row("server CPU while holding", cpu.text("% of a core")));
@@ -197,6 +200,50 @@ fn timings(run: &Run, s: &BenchSummary, roofline: Option<&(String, Roofline)>) -
     h
 }
 
+/// A broadcast's bursts over its events (median, and the slowest), and the
+/// time to last delivery beside bare TCP's for as many single writes, with
+/// the roofline the record read.
+fn broadcast(b: &rtbench_record::broadcast::Broadcast) -> Vec<Value> {
+    let ms = |s: &rtbench_record::roofline::Spread| {
+        format!(
+            "{} ms (median; {} to {})",
+            figures::ms(s.median),
+            figures::ms(s.min),
+            figures::ms(s.max)
+        )
+    };
+    let mut h = vec![
+        row(
+            format!(
+                "broadcast: time to first delivery, {} events",
+                b.events.len()
+            )
+            .as_str(),
+            ms(&b.to_first_ms),
+        ),
+        row("broadcast: time to last delivery", ms(&b.to_last_ms)),
+        row(
+            "broadcast: deliveries/s, first to last",
+            format!("{} (median)", metrics::format(b.per_second.median, "/s")),
+        ),
+    ];
+    if let Some(t) = &b.bare_tcp {
+        h.push(row(
+            "broadcast: beside bare TCP",
+            format!(
+                "{} single writes of {} B take {} ms at {}/s: the last delivery came after {:.2}x that [roofline {}]",
+                metrics::group(t.deliveries as i64),
+                t.size,
+                figures::ms(t.writes_ms),
+                metrics::group(t.one_write_per_s.round() as i64),
+                t.to_last_ratio,
+                t.roofline
+            ),
+        ));
+    }
+    h
+}
+
 /// The server's and the machine's memory per connection, the machine's
 /// read against a bare-TCP connection pair on the same host.
 fn memory(s: &BenchSummary, roofline: Option<&(String, Roofline)>) -> Vec<Value> {
@@ -268,4 +315,59 @@ fn deliveries(run: &Run, s: &BenchSummary, roofline: Option<&(String, Roofline)>
         }
     }
     value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtbench_record::broadcast::{BareTcp, Broadcast};
+    use rtbench_record::load::Burst;
+    use rtbench_record::roofline::Spread;
+
+    #[test]
+    fn a_broadcast_reads_its_last_delivery_against_bare_tcp() {
+        let burst = |seq, to_last_ms| Burst {
+            seq,
+            received: 100_000,
+            to_first_ms: 0.4,
+            to_last_ms,
+            per_second: 1e8 / to_last_ms,
+        };
+        let b = Broadcast {
+            events: vec![burst(0, 900.0), burst(1, 1000.0)],
+            to_first_ms: Spread::of(vec![0.4, 0.4]),
+            to_last_ms: Spread::of(vec![900.0, 1000.0]),
+            per_second: Spread::of(vec![1e5, 1.1e5]),
+            bare_tcp: Some(BareTcp {
+                roofline: "2026-12-06T075103Z-vm".into(),
+                size: 200,
+                one_write_per_s: 125_000.0,
+                deliveries: 100_000,
+                writes_ms: 800.0,
+                to_last_ratio: 950.0 / 800.0,
+            }),
+        };
+        let rows: Vec<String> = broadcast(&b)
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}: {}",
+                    r["label"].as_str().unwrap(),
+                    r["value"].as_str().unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows[0],
+            "broadcast: time to first delivery, 2 events: 0.40 ms (median; 0.40 to 0.40)"
+        );
+        assert_eq!(
+            rows[1],
+            "broadcast: time to last delivery: 950 ms (median; 900 to 1000)"
+        );
+        assert_eq!(
+            rows[3],
+            "broadcast: beside bare TCP: 100,000 single writes of 200 B take 800 ms at 125,000/s: the last delivery came after 1.19x that [roofline 2026-12-06T075103Z-vm]"
+        );
+    }
 }

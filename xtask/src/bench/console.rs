@@ -6,7 +6,27 @@ use crate::record::BenchSummary;
 
 pub fn print_headline(s: &BenchSummary) {
     print_figures(s);
+    print_broadcast(s);
     print_costs_and_limits(s);
+}
+
+/// A broadcast's bursts (median over its events) and bare TCP's time.
+fn print_broadcast(s: &BenchSummary) {
+    let Some(b) = &s.broadcast else { return };
+    eprintln!(
+        "xtask: broadcast, {} events: first delivery after {:.1} ms, last after {:.1} ms (median; max {:.1} ms), {:.0} deliveries/s between",
+        b.events.len(),
+        b.to_first_ms.median,
+        b.to_last_ms.median,
+        b.to_last_ms.max,
+        b.per_second.median
+    );
+    if let Some(t) = &b.bare_tcp {
+        eprintln!(
+            "xtask: bare TCP: {} single writes of {} B take {:.0} ms at {:.0}/s (roofline {}): the last delivery came after {:.2}x that",
+            t.deliveries, t.size, t.writes_ms, t.one_write_per_s, t.roofline, t.to_last_ratio
+        );
+    }
 }
 
 /// Connections, latencies, memory, and what ended or was not measured.

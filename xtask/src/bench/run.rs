@@ -183,6 +183,8 @@ fn judge(
     } else {
         rtbench_record::series::read_csv(&load_dir.join("timeseries.csv")).unwrap_or_default()
     };
+    let roofline =
+        rtbench_record::roofline::newest(&crate::root().join("results"), &crate::record::host_id());
     let mut summary = verdict::judge(
         plan,
         suite,
@@ -199,6 +201,7 @@ fn judge(
             killed_any: !faults.killed.is_empty(),
             faults_done: std::mem::take(&mut faults.done),
             interrupted: signals::stop_cause(),
+            roofline: roofline.as_ref(),
         },
     );
     oom.name(&mut summary.process_exits, |e| {

@@ -39,6 +39,9 @@ pub struct Measured<'a> {
     pub killed_any: bool,
     /// The signal that ended the run early, if one did.
     pub interrupted: Option<StopCause>,
+    /// The host's newest roofline (its directory name): a broadcast's
+    /// bursts are read against it.
+    pub roofline: Option<&'a (String, rtbench_record::roofline::Roofline)>,
 }
 
 /// The record's summary of a run: what it measured, judged.
@@ -92,6 +95,7 @@ pub fn judge(
         // deliveries against the clients' would be meaningless.
         summary.errors.lost = None;
     }
+    summary.broadcast = broadcast(plan, l, m.roofline);
     summary.faults_injected = m.faults_done;
     summary.server_under_test = plan.subject.label();
     summary.unmeasured = plan.subject.unmeasured();
@@ -123,6 +127,22 @@ pub fn judge(
     }
     summary.process_exits = exits;
     summary
+}
+
+/// A broadcast's bursts, read against bare TCP at the size of the events'
+/// payload, as a sweep's knee is (the frames around them are larger, and
+/// bare TCP is slower with larger messages: this errs against the server).
+fn broadcast(
+    plan: &RunPlan,
+    l: &LoadSummary,
+    roofline: Option<&(String, rtbench_record::roofline::Roofline)>,
+) -> Option<rtbench_record::broadcast::Broadcast> {
+    let payload = plan.load.publishers.first().map_or(0, |p| p.payload_bytes);
+    rtbench_record::broadcast::Broadcast::of(
+        &l.bursts,
+        roofline.map(|(name, r)| (name.as_str(), r)),
+        payload,
+    )
 }
 
 /// The figures over the hold (`hold`: its span on the sampler's clock).
@@ -223,6 +243,7 @@ fn summarize(
         faults_injected: Vec::new(),
         failover: None,
         slo: l.slo.clone(),
+        broadcast: None,
         closing: Some(l.closing.clone()),
     }
 }
