@@ -420,62 +420,69 @@ impl Scenario {
             ));
         }
         for p in &self.publishers {
-            if p.payload_bytes > 60_000 {
+            self.validate_publisher(p)?;
+        }
+        Ok(())
+    }
+
+    /// A publisher's checks against the session and the target.
+    fn validate_publisher(&self, p: &Publisher) -> Result<(), (&'static str, String)> {
+        let s = &self.session;
+        if p.payload_bytes > 60_000 {
+            return Err((
+                "payload_bytes",
+                format!("{} exceeds the 60000 a frame may carry", p.payload_bytes),
+            ));
+        }
+        for r in &p.roles {
+            let needs_jwt = matches!(r.role, ReadRole::Team | ReadRole::User | ReadRole::Users);
+            if needs_jwt && s.auth != Auth::Jwt {
                 return Err((
-                    "payload_bytes",
-                    format!("{} exceeds the 60000 a frame may carry", p.payload_bytes),
+                    "role",
+                    format!("{:?} events need `auth = \"jwt\"` users", r.role),
                 ));
             }
-            for r in &p.roles {
-                let needs_jwt = matches!(r.role, ReadRole::Team | ReadRole::User | ReadRole::Users);
-                if needs_jwt && s.auth != Auth::Jwt {
-                    return Err((
-                        "role",
-                        format!("{:?} events need `auth = \"jwt\"` users", r.role),
-                    ));
-                }
-                if r.role == ReadRole::Team && s.teams == 0 {
-                    return Err(("role", "team events need `teams` > 0".into()));
-                }
+            if r.role == ReadRole::Team && s.teams == 0 {
+                return Err(("role", "team events need `teams` > 0".into()));
             }
-            if !self.target.protocol.subscribes() {
-                return Err((
-                    "[[publishers]]",
-                    "publishing needs a protocol whose clients subscribe (not raw)".into(),
-                ));
-            }
-            if let (Some(start), Some(stop)) = (p.start_s, p.stop_s)
-                && stop <= start
-            {
-                return Err(("stop_s", format!("{stop} is not after start_s {start}")));
-            }
-            let route = p.route(self.target.protocol);
-            if (route == Via::Broker) != (self.target.protocol != Protocol::Appwrite) {
-                return Err((
-                    "via",
-                    format!(
-                        "protocol {} publishes via {}",
-                        self.target.protocol.name(),
-                        if route == Via::Broker {
-                            "\"http\" or \"bus\""
-                        } else {
-                            "\"broker\" (its own publish; leave `via` out)"
-                        }
-                    ),
-                ));
-            }
-            if route == Via::Bus
-                && !self
-                    .target
-                    .bus
-                    .as_deref()
-                    .is_some_and(|b| b.starts_with("redis://"))
-            {
-                return Err((
-                    "via",
-                    "publishing via the bus needs target.bus = \"redis://HOST:PORT\"".into(),
-                ));
-            }
+        }
+        if !self.target.protocol.subscribes() {
+            return Err((
+                "[[publishers]]",
+                "publishing needs a protocol whose clients subscribe (not raw)".into(),
+            ));
+        }
+        if let (Some(start), Some(stop)) = (p.start_s, p.stop_s)
+            && stop <= start
+        {
+            return Err(("stop_s", format!("{stop} is not after start_s {start}")));
+        }
+        let route = p.route(self.target.protocol);
+        if (route == Via::Broker) != (self.target.protocol != Protocol::Appwrite) {
+            return Err((
+                "via",
+                format!(
+                    "protocol {} publishes via {}",
+                    self.target.protocol.name(),
+                    if route == Via::Broker {
+                        "\"http\" or \"bus\""
+                    } else {
+                        "\"broker\" (its own publish; leave `via` out)"
+                    }
+                ),
+            ));
+        }
+        if route == Via::Bus
+            && !self
+                .target
+                .bus
+                .as_deref()
+                .is_some_and(|b| b.starts_with("redis://"))
+        {
+            return Err((
+                "via",
+                "publishing via the bus needs target.bus = \"redis://HOST:PORT\"".into(),
+            ));
         }
         Ok(())
     }

@@ -172,16 +172,7 @@ fn summarize(
         Some(n) if n > 0 => n,
         _ => l.connections.peak_open,
     };
-    let rss_peak = judged.iter().map(|s| s.server_rss_kib).max().unwrap_or(0);
     let mem_peak = judged.iter().map(|s| s.mem_used_kib).max().unwrap_or(0);
-    let holding: Vec<f64> = in_hold.iter().map(|s| s.server_cpu_pct).collect();
-    let per = |delta: u64| {
-        if peak_conns > 0 {
-            delta as f64 / peak_conns as f64
-        } else {
-            0.0
-        }
-    };
     BenchSummary {
         format_version: record::FORMAT_VERSION,
         scenario: plan.name.clone(),
@@ -204,25 +195,14 @@ fn summarize(
         round_trip_ms: record::latency(&l.echo_ms),
         reconnect_ms: record::latency(&l.reconnect_ms),
         deliveries_per_s: l.events.per_second,
-        server: ServerFigures {
-            processes: samples.first().map_or(1, |s| s.per_process.len() as u64),
-            per_process: per_process(samples, &judged),
-            redis: samples
-                .iter()
-                .any(|s| s.redis_rss_kib > 0)
-                .then(|| RedisFigures {
-                    rss_peak_kib: judged.iter().map(|s| s.redis_rss_kib).max().unwrap_or(0),
-                    cpu_holding_pct: mean(in_hold.iter().map(|s| s.redis_cpu_pct)),
-                }),
-            rss_before_kib: before.server_rss_kib,
-            rss_peak_kib: rss_peak,
-            kib_per_connection: per(rss_peak.saturating_sub(before.server_rss_kib)),
-            cpu_holding_pct: mean(holding.iter().copied()),
-        },
+        server: server_figures(samples, &judged, &in_hold, peak_conns),
         system: SystemFigures {
             mem_used_before_kib: before.mem_used_kib,
             mem_used_peak_kib: mem_peak,
-            kib_per_connection: per(mem_peak.saturating_sub(before.mem_used_kib)),
+            kib_per_connection: per_connection(
+                mem_peak.saturating_sub(before.mem_used_kib),
+                peak_conns,
+            ),
             tcp_mem_peak_kib: judged.iter().map(|s| s.tcp_mem_kib).max().unwrap_or(0),
         },
         errors: record::errors(l),
@@ -245,6 +225,45 @@ fn summarize(
         slo: l.slo.clone(),
         broadcast: None,
         closing: Some(l.closing.clone()),
+    }
+}
+
+/// The server's figures over the hold: per process, Redis beside it, and the
+/// memory a connection costs (`peak_conns`: the connections it is judged by).
+fn server_figures(
+    samples: &[Sample],
+    judged: &[&Sample],
+    in_hold: &[&Sample],
+    peak_conns: u64,
+) -> ServerFigures {
+    let before = samples.first().cloned().unwrap_or_default();
+    let rss_peak = judged.iter().map(|s| s.server_rss_kib).max().unwrap_or(0);
+    ServerFigures {
+        processes: samples.first().map_or(1, |s| s.per_process.len() as u64),
+        per_process: per_process(samples, judged),
+        redis: samples
+            .iter()
+            .any(|s| s.redis_rss_kib > 0)
+            .then(|| RedisFigures {
+                rss_peak_kib: judged.iter().map(|s| s.redis_rss_kib).max().unwrap_or(0),
+                cpu_holding_pct: mean(in_hold.iter().map(|s| s.redis_cpu_pct)),
+            }),
+        rss_before_kib: before.server_rss_kib,
+        rss_peak_kib: rss_peak,
+        kib_per_connection: per_connection(
+            rss_peak.saturating_sub(before.server_rss_kib),
+            peak_conns,
+        ),
+        cpu_holding_pct: mean(in_hold.iter().map(|s| s.server_cpu_pct)),
+    }
+}
+
+/// `delta` KiB spread over `conns` connections (0 with none).
+fn per_connection(delta: u64, conns: u64) -> f64 {
+    if conns > 0 {
+        delta as f64 / conns as f64
+    } else {
+        0.0
     }
 }
 
