@@ -334,8 +334,7 @@ fn judge_step(knob: &Knob, dir: &Path, name: &str, offered: f64) -> Result<Step,
     let s = record::read_summary(dir)?;
     let l = rtbench_record::load::read_summary(&dir.join(record::LOADGEN_DIR))?;
     let load = Scenario::load(&dir.join(record::LOADGEN_DIR).join("scenario.toml"))
-        .or_else(|_| Scenario::load(&dir.join("load.toml")))
-        .map_err(|e| e.0)?;
+        .or_else(|_| Scenario::load(&dir.join("load.toml")))?;
     let latency = match s.slo.iter().find_map(|o| match o.threshold.metric {
         Metric::Latency(l, _) => Some(l),
         Metric::Count(_) => None,

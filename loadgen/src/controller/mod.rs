@@ -44,7 +44,7 @@ pub struct RunArgs {
 
 /// Runs a scenario; returns the run directory and whether it completed.
 pub fn run(args: RunArgs) -> Result<(PathBuf, bool), String> {
-    let mut sc = Scenario::load(&args.scenario).map_err(|e| e.to_string())?;
+    let mut sc = Scenario::load(&args.scenario)?;
     if !args.targets.is_empty() {
         sc.target.urls = args.targets.clone();
     }

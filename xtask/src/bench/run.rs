@@ -226,5 +226,5 @@ fn add_host_rows(
     let last = rows.iter().map(|r| r.t_s).max().unwrap_or(u64::MAX);
     rows.extend(extra.into_iter().filter(|r| r.t_s <= last));
     rows.sort_by(|a, b| (a.t_s, &a.host).cmp(&(b.t_s, &b.host)));
-    rtbench_record::series::write_csv(&path, &rows)
+    Ok(rtbench_record::series::write_csv(&path, &rows)?)
 }
