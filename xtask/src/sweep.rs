@@ -143,7 +143,7 @@ impl Knob {
     }
 
     /// What a step achieved, in the sweep's unit.
-    fn achieved(&self, s: &record::BenchSummary, l: &LoadSummary, load: &Scenario) -> f64 {
+    fn achieved(&self, s: &rtbench_record::BenchSummary, l: &LoadSummary, load: &Scenario) -> f64 {
         match self.over {
             Over::Rate if self.publishers => {
                 let from = load
@@ -213,7 +213,7 @@ pub fn run(a: Args) -> Result<(), String> {
         .unwrap_or_else(|| default_dir(&prepared.name, variant.as_ref(), a.over));
     let tmp = bench::record_dir::begin(&dir)?;
     let mut sweep = Sweep {
-        format_version: record::FORMAT_VERSION,
+        format_version: rtbench_record::FORMAT_VERSION,
         scenario: prepared.name.clone(),
         variant: variant.as_ref().map(|v| v.name.clone()),
         host: record::host_id(),
@@ -249,7 +249,7 @@ pub fn run(a: Args) -> Result<(), String> {
     };
     sweep.ended = climb(&a, knob.start(&first), &mut sweep, &mut step)?;
     sweep.started_at = read_started_at(&tmp, &sweep);
-    record::write_json(&tmp.join(SWEEP), &sweep)?;
+    rtbench_record::write_json(&tmp.join(SWEEP), &sweep)?;
     bench::record_dir::finish(&tmp, &dir)?;
     print(&sweep);
     println!("{}", dir.display());
@@ -331,9 +331,9 @@ fn stop_reason(s: &Step) -> Option<String> {
 
 /// A step's figures from its bench record.
 fn judge_step(knob: &Knob, dir: &Path, name: &str, offered: f64) -> Result<Step, String> {
-    let s = record::read_summary(dir)?;
-    let l = rtbench_record::load::read_summary(&dir.join(record::LOADGEN_DIR))?;
-    let load = Scenario::load(&dir.join(record::LOADGEN_DIR).join("scenario.toml"))
+    let s = rtbench_record::read_summary(dir)?;
+    let l = rtbench_record::load::read_summary(&dir.join(rtbench_record::LOADGEN_DIR))?;
+    let load = Scenario::load(&dir.join(rtbench_record::LOADGEN_DIR).join("scenario.toml"))
         .or_else(|_| Scenario::load(&dir.join("load.toml")))?;
     let latency = match s.slo.iter().find_map(|o| match o.threshold.metric {
         Metric::Latency(l, _) => Some(l),
@@ -372,7 +372,7 @@ fn read_started_at(tmp: &Path, sweep: &Sweep) -> String {
     sweep
         .steps
         .first()
-        .and_then(|s| record::read_summary(&tmp.join(&s.dir)).ok())
+        .and_then(|s| rtbench_record::read_summary(&tmp.join(&s.dir)).ok())
         .map(|s| s.started_at)
         .unwrap_or_default()
 }

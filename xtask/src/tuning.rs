@@ -80,7 +80,7 @@ fn remember(name: &str, before: &str) -> Result<(), String> {
         .entry(name.to_string())
         .or_insert_with(|| before.to_string());
     std::fs::create_dir_all(path.parent().expect("in target/")).map_err(|e| e.to_string())?;
-    Ok(crate::record::write_json(&path, &saved)?)
+    Ok(rtbench_record::write_json(&path, &saved)?)
 }
 
 /// `cargo xtask tune --restore`: puts back every value `--tune` changed

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use rtbench_protocol::time::{compact_utc, now_ns};
-use rtbench_record::{self as record, BenchSummary, Ratio, Revision, Versus, VersusRun};
+use rtbench_record::{BenchSummary, Ratio, Revision, Versus, VersusRun};
 
 use crate::bench::{self, Args, Side};
 use crate::suite::{Suite, Variant};
@@ -69,7 +69,7 @@ fn run(
         })
         .collect();
     let versus = Versus {
-        format_version: record::FORMAT_VERSION,
+        format_version: rtbench_record::FORMAT_VERSION,
         scenario: name.to_string(),
         variant: variant.map(|v| v.name.clone()),
         started_at: summaries
@@ -88,7 +88,7 @@ fn run(
         runs,
         ratios: Ratio::of_pairs(&complete_pairs),
     };
-    record::write_json(&tmp.join(record::VERSUS), &versus)?;
+    rtbench_record::write_json(&tmp.join(rtbench_record::VERSUS), &versus)?;
     bench::record_dir::finish(&tmp, &dir)?;
     print_ratios(&versus, complete_pairs.len());
     println!("{}", dir.display());
@@ -149,7 +149,7 @@ fn run_pairs(
                 dir: run_dir,
                 complete,
             });
-            summaries.push(record::read_summary(&d)?);
+            summaries.push(rtbench_record::read_summary(&d)?);
             if !complete {
                 return Ok((runs, summaries));
             }
@@ -160,7 +160,7 @@ fn run_pairs(
 
 fn print_ratios(versus: &Versus, pairs: usize) {
     eprintln!("xtask: B / A over {pairs} pair(s): median [min, max]");
-    for m in record::metrics::METRICS {
+    for m in rtbench_record::metrics::METRICS {
         if let Some(r) = versus.ratios.get(m.key) {
             eprintln!(
                 "xtask:   {:<32} {:.3} [{:.3}, {:.3}]",

@@ -125,7 +125,7 @@ pub fn task(a: Args) -> Result<(), String> {
         if !complete && signals::received() != 0 {
             std::process::exit(exit::INTERRUPTED);
         }
-        let slo_failed = crate::record::read_summary(&dir)?
+        let slo_failed = rtbench_record::read_summary(&dir)?
             .slo
             .iter()
             .any(|o| !o.pass);

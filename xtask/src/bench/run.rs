@@ -11,7 +11,7 @@ use std::time::Duration;
 use rtbench_record::load::{partial_dir, read_summary as read_load_summary};
 
 use crate::suite::{Suite, Variant};
-use crate::{dashboard, faults, preflight, record, sample, tuning};
+use crate::{dashboard, faults, preflight, sample, tuning};
 
 use super::args::Args;
 use super::placement::{Placement, Side};
@@ -48,7 +48,7 @@ pub fn run_one(
     let dir = record_dir::choose(name, variant, &plan.runs_on, a.out.as_deref(), side);
     let tmp = record_dir::begin(&dir)?;
     placement.keep_logs_in(&tmp);
-    record::write_json(&tmp.join(record::PREFLIGHT), &machine.checks)?;
+    rtbench_record::write_json(&tmp.join(rtbench_record::PREFLIGHT), &machine.checks)?;
     let mut started = start::processes(&mut plan, side, placement, netns)?;
     let inputs = start::Inputs {
         suite,
@@ -58,7 +58,7 @@ pub fn run_one(
         busy_before: machine.busy_before,
     };
     let (load_file, launch_file) = start::write_inputs(&mut plan, &started, &inputs, &tmp)?;
-    let load_dir = tmp.join(record::LOADGEN_DIR);
+    let load_dir = tmp.join(rtbench_record::LOADGEN_DIR);
     let watched = watch::run(
         &mut started,
         &mut faults,
@@ -160,9 +160,9 @@ fn judge(
     faults: &mut faults::Plan,
     oom: &mut crate::oom::Watch,
     started: &start::Started,
-) -> Result<record::BenchSummary, String> {
-    rtbench_record::series::write_csv(&tmp.join(record::SERVER_CSV), &watched.samples)?;
-    let load_dir = tmp.join(record::LOADGEN_DIR);
+) -> Result<rtbench_record::BenchSummary, String> {
+    rtbench_record::series::write_csv(&tmp.join(rtbench_record::SERVER_CSV), &watched.samples)?;
+    let load_dir = tmp.join(rtbench_record::LOADGEN_DIR);
     let load_summary = read_load_summary(&load_dir).map_err(|e| {
         format!(
             "the load generator left no record ({}{}): {e}; see {}",
@@ -207,7 +207,7 @@ fn judge(
     oom.name(&mut summary.process_exits, |e| {
         started.placement.oom_killed(e)
     });
-    record::write_json(&tmp.join(record::SUMMARY), &summary)?;
+    rtbench_record::write_json(&tmp.join(rtbench_record::SUMMARY), &summary)?;
     Ok(summary)
 }
 

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use rtbench_record::NetworkNamespace;
 
 use crate::netns::Namespace;
-use crate::record;
 use crate::server::{RedisProcess, ServerProcess};
 use crate::subject::Subject;
 use crate::suite::Suite;
@@ -156,7 +155,7 @@ pub fn write_inputs(
     resolved.server.args = server_args.clone();
     resolved.server.subject = Some(plan.subject.label());
     write_text(
-        &tmp.join(record::SCENARIO),
+        &tmp.join(rtbench_record::SCENARIO),
         &toml::to_string(&resolved).map_err(|e| format!("the resolved scenario: {e}"))?,
     )?;
     let load_file = tmp.join("load.toml");
@@ -164,7 +163,7 @@ pub fn write_inputs(
     let launch_file = match &launch {
         Some(l) => {
             let f = tmp.join("launch.json");
-            record::write_json(&f, l)?;
+            rtbench_record::write_json(&f, l)?;
             Some(f)
         }
         None => None,
@@ -187,7 +186,7 @@ pub fn write_inputs(
         .netns
         .as_ref()
         .map(|ns| namespace_record(ns, i.suite));
-    record::write_json(&tmp.join(record::ENVIRONMENT), &env)?;
+    rtbench_record::write_json(&tmp.join(rtbench_record::ENVIRONMENT), &env)?;
     Ok((load_file, launch_file))
 }
 
