@@ -22,7 +22,7 @@ use rtbench_protocol::jwt::{self, Claims};
 
 /// An admitted connection: what its reactor files it under and greets it
 /// with. The claims last until the reactor has filed the session.
-pub struct Admit {
+pub(crate) struct Admit {
     pub project: String,
     pub user: Option<Box<Claims>>,
     pub channels: Vec<String>,
@@ -34,13 +34,13 @@ pub struct Admit {
 }
 
 /// A refused connection: the frames to send (an `error`, then the close).
-pub struct Refuse {
+pub(crate) struct Refuse {
     pub frames: Vec<Bytes>,
 }
 
 /// Decides; an admitted connection holds a place in the server's capacity
 /// (`Shared::open`) from here on.
-pub fn decide(shared: &Shared, peer: IpAddr, req: &Request) -> Result<Admit, Refuse> {
+pub(crate) fn decide(shared: &Shared, peer: IpAddr, req: &Request) -> Result<Admit, Refuse> {
     let cfg = &shared.config;
     let mut greeting = Vec::new();
     let refuse = |greeting: Vec<Bytes>, why: Rejected, code: u16, message: &str| {

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 
-pub const CHANNEL: &str = "realtime";
+pub(crate) const CHANNEL: &str = "realtime";
 const SEQ_KEY: &str = "realtime:seq";
 /// Numbers the document and publishes it in one atomic step.
 const PUBLISH_NUMBERED: &str = r#"

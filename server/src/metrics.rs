@@ -271,10 +271,10 @@ impl Metrics {
 
 /// Panics anywhere in this process, counted by a panic hook: the abuse
 /// tests assert it stays 0, and `/metrics` shows it.
-pub static PANICS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static PANICS: AtomicU64 = AtomicU64::new(0);
 
 /// Installs (once) the hook that counts panics before the default report.
-pub fn count_panics() {
+pub(crate) fn count_panics() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
