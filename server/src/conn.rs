@@ -23,22 +23,22 @@ use crate::sessions::{GUEST, Session};
 
 /// A connection slot. Free when `sock` is `None`.
 pub(crate) struct Conn {
-    pub sock: Option<TcpStream>,
+    pub(crate) sock: Option<TcpStream>,
     /// Bumped each time the slot is reused: stale epoll events and timer
     /// entries for an earlier connection in this slot are recognised by it.
-    pub generation: u32,
-    pub flags: u8,
+    pub(crate) generation: u32,
+    pub(crate) flags: u8,
     /// The project, interned.
-    pub project: Id,
+    pub(crate) project: Id,
     /// The tick of the pending deadline (0: none), see `wheel.rs`.
-    pub deadline: u32,
-    pub rate: Window,
+    pub(crate) deadline: u32,
+    pub(crate) rate: Window,
     /// Channels the connection is filed under, interned.
-    pub channels: Ids,
+    pub(crate) channels: Ids,
     /// Its user and roles, interned (`sessions.rs`): a signed-in
     /// connection holds nothing more than a guest.
-    pub session: Session,
-    pub extra: Option<Box<Extra>>,
+    pub(crate) session: Session,
+    pub(crate) extra: Option<Box<Extra>>,
 }
 
 // An idle connection pays for its slot a million times: keep it at 64 bytes.
@@ -61,24 +61,24 @@ pub(crate) const URL_ACCOUNT: u8 = 16;
 #[derive(Default)]
 pub(crate) struct Extra {
     /// Bytes of a frame that has not fully arrived.
-    pub partial: Vec<u8>,
+    pub(crate) partial: Vec<u8>,
     /// A fragmented message being assembled, and its opcode (0: none).
-    pub message: Vec<u8>,
-    pub message_opcode: u8,
+    pub(crate) message: Vec<u8>,
+    pub(crate) message_opcode: u8,
     /// Frames the kernel would not take yet, and their size in bytes.
-    pub out: VecDeque<Bytes>,
-    pub out_bytes: usize,
+    pub(crate) out: VecDeque<Bytes>,
+    pub(crate) out_bytes: usize,
     /// The front frame was partly written: it must be finished, whatever else
     /// is dropped, or the byte stream would be corrupt.
-    pub front_started: bool,
+    pub(crate) front_started: bool,
     /// The subscriptions, once a message changed them (or when the URL's
     /// cannot be rebuilt from what is filed, see `URL_ACCOUNT`).
-    pub subs: Option<crate::subs::Subs>,
+    pub(crate) subs: Option<crate::subs::Subs>,
     /// When the frame (or fragmented message) now arriving began: it must
     /// be whole by `--frame-timeout-ms` (a wheel tick, see `wheel.rs`).
-    pub frame_due: u32,
+    pub(crate) frame_due: u32,
     /// The client's address, during the handshake (admission reads it).
-    pub peer: Option<std::net::SocketAddr>,
+    pub(crate) peer: Option<std::net::SocketAddr>,
 }
 
 impl Extra {

@@ -41,17 +41,17 @@ pub(crate) enum Got<'a> {
 pub(crate) struct Subscriber {
     url: String,
     addr: SocketAddr,
-    pub sock: Option<TcpStream>,
+    pub(crate) sock: Option<TcpStream>,
     state: State,
     /// RESP bytes not yet parsed.
     buf: Vec<u8>,
     backoff: Duration,
     /// When to try again (disconnected), or give up connecting.
-    pub due: Option<Instant>,
+    pub(crate) due: Option<Instant>,
     /// Since when the bus has been unavailable (`None`: never was, or back).
-    pub down_since: Option<Instant>,
+    pub(crate) down_since: Option<Instant>,
     /// The highest event number seen (numbered events: `bus.rs`).
-    pub last_seq: Option<u64>,
+    pub(crate) last_seq: Option<u64>,
 }
 
 impl Subscriber {

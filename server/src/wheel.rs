@@ -17,9 +17,9 @@ const SPOKES: usize = 512;
 /// A deadline: the connection slot, its generation, and the tick it is due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Entry {
-    pub slot: u32,
-    pub generation: u32,
-    pub due: u32,
+    pub(crate) slot: u32,
+    pub(crate) generation: u32,
+    pub(crate) due: u32,
 }
 
 pub(crate) struct Wheel {

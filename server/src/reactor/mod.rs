@@ -79,8 +79,8 @@ impl Inbox {
 
 /// An event to fan out, and where to report how many received it.
 pub(crate) struct Delivery {
-    pub event: Arc<Event>,
-    pub tally: Option<Arc<Tally>>,
+    pub(crate) event: Arc<Event>,
+    pub(crate) tally: Option<Arc<Tally>>,
 }
 
 /// Deliveries of one event summed over the reactors; the last reactor to
@@ -267,22 +267,22 @@ impl Reactors {
 /// Counters a reactor keeps locally and adds to the shared metrics once per turn.
 #[derive(Default)]
 pub(crate) struct Stats {
-    pub reads: u64,
-    pub writes: u64,
-    pub wakeups: u64,
-    pub frames_in: u64,
-    pub frames_out: u64,
-    pub bytes_out: u64,
-    pub bytes_in: u64,
-    pub deliveries: u64,
-    pub slow_consumers: u64,
-    pub pongs: u64,
+    pub(crate) reads: u64,
+    pub(crate) writes: u64,
+    pub(crate) wakeups: u64,
+    pub(crate) frames_in: u64,
+    pub(crate) frames_out: u64,
+    pub(crate) bytes_out: u64,
+    pub(crate) bytes_in: u64,
+    pub(crate) deliveries: u64,
+    pub(crate) slow_consumers: u64,
+    pub(crate) pongs: u64,
     /// Change of the bytes queued for slow connections.
-    pub queued: i64,
+    pub(crate) queued: i64,
     /// Bus events this reactor wrote on an idle reactor's behalf.
-    pub on_behalf: u64,
+    pub(crate) on_behalf: u64,
     /// Bus events this reactor queued on another reactor's inbox.
-    pub handed_over: u64,
+    pub(crate) handed_over: u64,
 }
 
 /// One reactor thread's state.
