@@ -75,7 +75,11 @@ pub fn effective(raw: &str, user: Option<&str>) -> Option<String> {
 /// a connection that never changes its subscriptions keeps no `Subs`,
 /// only its filed ids and that one bit. Channels named twice come back
 /// once (a subscription holds a channel once).
-pub(crate) fn url_channels<'a>(filed: impl IntoIterator<Item = &'a str>, account: bool, user: Option<&str>) -> Vec<Box<str>> {
+pub(crate) fn url_channels<'a>(
+    filed: impl IntoIterator<Item = &'a str>,
+    account: bool,
+    user: Option<&str>,
+) -> Vec<Box<str>> {
     let own = user.map(|u| format!("account.{u}"));
     let mut out: Vec<Box<str>> = Vec::new();
     for ch in filed {

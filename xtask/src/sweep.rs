@@ -170,7 +170,7 @@ fn ping_interval(load: &Scenario) -> f64 {
     .max(f64::MIN_POSITIVE)
 }
 
-pub fn run(a: Args) -> Result<(), String> {
+pub fn run(a: Args) -> anyhow::Result<()> {
     let bench_args = |size: bench::Size, out: Option<PathBuf>| bench::Args {
         suite: a.suite.clone(),
         size,
@@ -192,7 +192,7 @@ pub fn run(a: Args) -> Result<(), String> {
     };
     let prepared = bench::prepare(&bench_args(a.size.clone(), None))?;
     let [variant] = &prepared.variants[..] else {
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "a sweep runs one variant: name it with --variant (suite `{}` has {})",
             prepared.name,
             prepared.variants.len()
@@ -227,7 +227,7 @@ pub fn run(a: Args) -> Result<(), String> {
         roofline: rtbench_record::roofline::newest(&root().join("results"), &record::host_id())
             .map(|(n, _)| n),
     };
-    let mut step = |value: f64, sweep: &mut Sweep| -> Result<Step, String> {
+    let mut step = |value: f64, sweep: &mut Sweep| -> anyhow::Result<Step> {
         let name = format!("step-{:02}", sweep.steps.len() + 1);
         eprintln!("xtask: sweep {name}: {value:.1} {} offered", knob.unit);
         let args = bench_args(knob.size(&a.size, value), None);
@@ -263,8 +263,8 @@ fn climb(
     a: &Args,
     start: f64,
     sweep: &mut Sweep,
-    step: &mut impl FnMut(f64, &mut Sweep) -> Result<Step, String>,
-) -> Result<String, String> {
+    step: &mut impl FnMut(f64, &mut Sweep) -> anyhow::Result<Step>,
+) -> anyhow::Result<String> {
     let start = a.from.unwrap_or(start);
     let mut value = start;
     for _ in 0..a.steps {
@@ -330,7 +330,7 @@ fn stop_reason(s: &Step) -> Option<String> {
 }
 
 /// A step's figures from its bench record.
-fn judge_step(knob: &Knob, dir: &Path, name: &str, offered: f64) -> Result<Step, String> {
+fn judge_step(knob: &Knob, dir: &Path, name: &str, offered: f64) -> anyhow::Result<Step> {
     let s = rtbench_record::read_summary(dir)?;
     let l = rtbench_record::load::read_summary(&dir.join(rtbench_record::LOADGEN_DIR))?;
     let load = Scenario::load(&dir.join(rtbench_record::LOADGEN_DIR).join("scenario.toml"))

@@ -27,7 +27,7 @@ pub fn run_one(
     a: &Args,
     live: &dashboard::State,
     side: &Side,
-) -> Result<(PathBuf, bool), String> {
+) -> anyhow::Result<(PathBuf, bool)> {
     let server_nofile = super::placement::server_nofile(a, suite)?;
     let mut plan = RunPlan::resolve(suite, name, variant, a, server_nofile)?;
     announce(&plan, live);
@@ -119,7 +119,7 @@ struct Machine {
 /// passed, and a quiet machine (how busy it was is recorded). In a swarm
 /// the parts run on its nodes, which are tuned and checked there
 /// (`swarm::tune`): this machine only waits to be quiet.
-fn ready_machine(plan: &RunPlan, suite: &Suite, a: &Args) -> Result<Machine, String> {
+fn ready_machine(plan: &RunPlan, suite: &Suite, a: &Args) -> anyhow::Result<Machine> {
     if plan.bus && matches!(plan.runs_on, super::RunsOn::Local | super::RunsOn::Swarm) {
         crate::setup::ensure(&[crate::setup::REDIS])?;
     }
@@ -132,7 +132,7 @@ fn ready_machine(plan: &RunPlan, suite: &Suite, a: &Args) -> Result<Machine, Str
     }
     let (tuning, tune_errors) = tuning::run(&suite.tuning, a.tune);
     if !tune_errors.is_empty() {
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "--tune could not apply:\n{}",
             tune_errors.join("\n")
         ));
@@ -160,12 +160,12 @@ fn judge(
     faults: &mut faults::Plan,
     oom: &mut crate::oom::Watch,
     started: &start::Started,
-) -> Result<rtbench_record::BenchSummary, String> {
+) -> anyhow::Result<rtbench_record::BenchSummary> {
     rtbench_record::series::write_csv(&tmp.join(rtbench_record::SERVER_CSV), &watched.samples)?;
     let load_dir = tmp.join(rtbench_record::LOADGEN_DIR);
     let load_summary = read_load_summary(&load_dir).map_err(|e| {
-        format!(
-            "the load generator left no record ({}{}): {e}; see {}",
+        anyhow::anyhow!(
+            "the load generator left no record ({}{}): {e:#}; see {}",
             watched.loadgen_exit,
             oom.of(watched.loadgen_pid)
                 .map_or(String::new(), |k| format!(", {}", k.describe())),
@@ -216,7 +216,7 @@ fn judge(
 fn add_host_rows(
     load_dir: &Path,
     extra: Vec<rtbench_record::series::HostSample>,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     if extra.is_empty() {
         return Ok(());
     }
