@@ -94,11 +94,3 @@ impl std::error::Error for ReadError {
         None
     }
 }
-
-/// For callers whose errors are still strings (most of the xtask): `?` keeps
-/// the whole message. Callers on `anyhow` take the error as it is.
-impl From<ReadError> for String {
-    fn from(e: ReadError) -> String {
-        e.to_string()
-    }
-}

@@ -383,13 +383,6 @@ impl std::fmt::Display for ScenarioError {
 
 impl std::error::Error for ScenarioError {}
 
-/// For callers whose errors are still strings: `?` keeps the whole message.
-impl From<ScenarioError> for String {
-    fn from(e: ScenarioError) -> String {
-        e.to_string()
-    }
-}
-
 impl Scenario {
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let src = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {

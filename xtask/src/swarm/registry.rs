@@ -232,7 +232,10 @@ mod tests {
         );
         let e = Registry::resolve(Some("host:x"), me).unwrap_err();
         let e = format!("{e:#}");
-        assert!(e.starts_with("--registry host:x: `x` is not a port"), "{e:#}");
+        assert!(
+            e.starts_with("--registry host:x: `x` is not a port"),
+            "{e:#}"
+        );
     }
 
     #[test]
