@@ -4,7 +4,7 @@ use rtbench_protocol::frame::{self, Sender, encode_masked};
 use rtbench_protocol::jwt::{self, Claims, Team};
 use rtbench_server::chunked::{self, ChunkError, Chunked};
 use rtbench_server::fuzzing::SessionHarness;
-use rtbench_server::reactor::handshake;
+use rtbench_server::handshake;
 use rtbench_server::request::{Head, parse_head};
 use rtbench_server::subs::{Limits, Subs, Subscription, effective};
 use rtbench_server::{Config, event};

@@ -84,7 +84,7 @@ fn main() -> ExitCode {
                     }
                 }
                 Err(e) => {
-                    eprintln!("rtbench-loadgen: {e}");
+                    eprintln!("rtbench-loadgen: {e:#}");
                     ExitCode::FAILURE
                 }
             }

@@ -1,9 +1,11 @@
 //! RFC 6455 framing, written for hot paths on both ends.
 //!
 //! Neither the server nor the load generator keeps a read buffer per
-//! connection (that is what makes an idle connection cost ~1 KiB instead of
-//! tungstenite's 134 KiB), so both need a parser that works on whatever slice a
-//! worker thread just read into its own buffer and tells how much it consumed.
+//! connection (a large part of what an idle connection costs in a library
+//! that does, such as tungstenite; this workspace's measured cost per idle
+//! connection is README.md's, from `cargo xtask memprobe`), so both need a
+//! parser that works on whatever slice a worker thread just read into its
+//! own buffer and tells how much it consumed.
 //! Server frames are unmasked, so one encoded event is valid on every
 //! connection and is shared; client frames are masked.
 

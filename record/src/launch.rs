@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::ReadError;
+
 /// What a `worker --listen` prints on stderr, followed by its address,
 /// once it waits for its controller: its starter waits for this line.
 pub const WAITING_FOR_CONTROLLER: &str = "rtbench-loadgen worker: waiting for its controller on";
@@ -67,10 +69,12 @@ pub struct WorkerLaunch {
 }
 
 impl Launch {
-    pub fn read(path: &Path) -> Result<Launch, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut l: Launch =
-            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn read(path: &Path) -> Result<Launch, ReadError> {
+        let mut l: Launch = crate::read_json(path)?;
+        let invalid = |problem: String| ReadError::Invalid {
+            path: path.to_path_buf(),
+            problem,
+        };
         let here = path.parent().unwrap_or(Path::new("."));
         for w in &mut l.workers {
             if let Some(log) = &mut w.log
@@ -80,27 +84,25 @@ impl Launch {
             }
         }
         if l.workers.is_empty() {
-            return Err(format!("{}: `workers` is empty", path.display()));
+            return Err(invalid("`workers` is empty".into()));
         }
         if let Some(i) = l
             .workers
             .iter()
             .position(|w| w.argv.is_empty() == w.connect.is_none())
         {
-            return Err(format!(
-                "{}: workers[{i}] needs exactly one of `argv` and `connect`",
-                path.display()
-            ));
+            return Err(invalid(format!(
+                "workers[{i}] needs exactly one of `argv` and `connect`"
+            )));
         }
         if let Some(i) = l
             .workers
             .iter()
             .position(|w| w.connect.is_none() && w.log.is_some())
         {
-            return Err(format!(
-                "{}: workers[{i}]: `log` is for a `connect` worker (a started one's stderr is the controller's)",
-                path.display()
-            ));
+            return Err(invalid(format!(
+                "workers[{i}]: `log` is for a `connect` worker (a started one's stderr is the controller's)"
+            )));
         }
         Ok(l)
     }

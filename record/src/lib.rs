@@ -23,6 +23,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+pub use error::ReadError;
 pub use load::{Bottleneck, StopCause};
 pub use role::{HostRole, Role};
 use serde::{Deserialize, Serialize};
@@ -44,6 +45,7 @@ pub const REFERENCE: &str = "reference.json";
 
 pub mod broadcast;
 pub mod endpoint;
+pub mod error;
 pub mod launch;
 pub mod limit;
 pub mod live;
@@ -414,26 +416,35 @@ pub struct Setting {
     pub after: Option<String>,
 }
 
-pub fn read_summary(dir: &Path) -> Result<BenchSummary, String> {
+pub fn read_summary(dir: &Path) -> Result<BenchSummary, ReadError> {
     read_json(&dir.join(SUMMARY))
 }
 
-pub fn read_environment(dir: &Path) -> Result<Environment, String> {
+pub fn read_environment(dir: &Path) -> Result<Environment, ReadError> {
     read_json(&dir.join(ENVIRONMENT))
 }
 
 /// Reads a JSON file into `T`; the error names the file, line and column.
-pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ReadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ReadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| ReadError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
-pub fn write_json(path: &Path, value: &impl Serialize) -> Result<(), String> {
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<(), ReadError> {
     std::fs::write(
         path,
         serde_json::to_string_pretty(value).expect("serializes"),
     )
-    .map_err(|e| format!("{}: {e}", path.display()))
+    .map_err(|source| ReadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// The load generator's own record (`loadgen/summary.json`).

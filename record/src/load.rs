@@ -347,10 +347,8 @@ pub fn partial_dir(dir: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-pub fn read_summary(dir: &Path) -> Result<Summary, String> {
-    let path = dir.join("summary.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+pub fn read_summary(dir: &Path) -> Result<Summary, crate::ReadError> {
+    crate::read_json(&dir.join("summary.json"))
 }
 
 /// Percentiles in milliseconds, for summaries.

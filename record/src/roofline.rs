@@ -105,14 +105,16 @@ pub struct Roofline {
 }
 
 impl Roofline {
-    pub fn read(dir: &Path) -> Result<Roofline, String> {
+    pub fn read(dir: &Path) -> Result<Roofline, crate::ReadError> {
         let r: Roofline = crate::read_json(&dir.join(FILE))?;
         if r.format_version > FORMAT_VERSION {
-            return Err(format!(
-                "{}: format_version {} is newer than this reads ({FORMAT_VERSION})",
-                dir.join(FILE).display(),
-                r.format_version
-            ));
+            return Err(crate::ReadError::Invalid {
+                path: dir.join(FILE),
+                problem: format!(
+                    "format_version {} is newer than this reads ({FORMAT_VERSION})",
+                    r.format_version
+                ),
+            });
         }
         Ok(r)
     }

@@ -333,39 +333,89 @@ fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     }
 }
 
-/// A scenario that cannot run, with where to look.
+/// A scenario that cannot run, with where to look: `Display` names the
+/// file, and the line and field where there is one.
 #[derive(Debug)]
-pub struct ScenarioError(pub String);
+pub enum ScenarioError {
+    /// The file could not be read.
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// Not TOML, or not a scenario's fields and values (toml's message,
+    /// with the line's text).
+    Syntax {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+        text: String,
+    },
+    /// Fields that parse but do not fit together (`Scenario::validate`).
+    Invalid {
+        file: String,
+        line: usize,
+        field: &'static str,
+        problem: String,
+    },
+}
 
 impl std::fmt::Display for ScenarioError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            ScenarioError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            ScenarioError::Syntax {
+                file,
+                line,
+                column,
+                message,
+                text,
+            } => write!(f, "{file}:{line}:{column}: {message} (in `{text}`)"),
+            ScenarioError::Invalid {
+                file,
+                line,
+                field,
+                problem,
+            } => write!(f, "{file}:{line}: `{field}`: {problem}"),
+        }
     }
 }
 
+impl std::error::Error for ScenarioError {}
+
 impl Scenario {
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-        let src = std::fs::read_to_string(path)
-            .map_err(|e| ScenarioError(format!("{}: {e}", path.display())))?;
+        let src = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Scenario::parse(&src, &path.display().to_string())
     }
 
     /// Parses and checks a scenario; `file` names it in errors.
     pub fn parse(src: &str, file: &str) -> Result<Scenario, ScenarioError> {
         let sc: Scenario = toml::from_str(src).map_err(|e| {
-            let (line, col) = e.span().map_or((0, 0), |s| line_col(src, s.start));
+            let (line, column) = e.span().map_or((0, 0), |s| line_col(src, s.start));
             let text = src.lines().nth(line.saturating_sub(1)).unwrap_or("").trim();
-            ScenarioError(format!(
-                "{file}:{line}:{col}: {} (in `{text}`)",
-                e.message().trim()
-            ))
+            ScenarioError::Syntax {
+                file: file.to_string(),
+                line,
+                column,
+                message: e.message().trim().to_string(),
+                text: text.to_string(),
+            }
         })?;
-        sc.validate().map_err(|(key, msg)| {
+        sc.validate().map_err(|(field, problem)| {
             let line = src
                 .lines()
-                .position(|l| l.trim_start().starts_with(key))
+                .position(|l| l.trim_start().starts_with(field))
                 .map_or(0, |i| i + 1);
-            ScenarioError(format!("{file}:{line}: `{key}`: {msg}"))
+            ScenarioError::Invalid {
+                file: file.to_string(),
+                line,
+                field,
+                problem,
+            }
         })?;
         Ok(sc)
     }
@@ -548,7 +598,7 @@ channels = ["files"]
     #[test]
     fn unknown_fields_name_file_line_and_field() {
         let bad = OK.replace("rate = 100", "rate = 100\nrat = 3");
-        let e = Scenario::parse(&bad, "s.toml").unwrap_err().0;
+        let e = Scenario::parse(&bad, "s.toml").unwrap_err().to_string();
         assert!(e.starts_with("s.toml:8:"), "{e}");
         assert!(e.contains("unknown field `rat`"), "{e}");
     }
@@ -557,7 +607,7 @@ channels = ["files"]
     fn bad_values_name_file_line_and_field() {
         let e = Scenario::parse(&OK.replace("rate = 100", "rate = -5"), "s.toml")
             .unwrap_err()
-            .0;
+            .to_string();
         assert!(
             e.starts_with("s.toml:7:")
                 && e.contains("must be a number > 0")
@@ -566,15 +616,15 @@ channels = ["files"]
         );
         let e = Scenario::parse(&OK.replace("rate = 100", "rate = \"fast\""), "s.toml")
             .unwrap_err()
-            .0;
+            .to_string();
         assert!(e.starts_with("s.toml:7:") && e.contains("rate"), "{e}");
         let e = Scenario::parse(&OK.replace("ws://127.0.0.1:8080", "http://x"), "s.toml")
             .unwrap_err()
-            .0;
+            .to_string();
         assert!(e.starts_with("s.toml:4: `urls`"), "{e}");
         let e = Scenario::parse(&format!("{OK}channel_pattern = \"c\"\n"), "s.toml")
             .unwrap_err()
-            .0;
+            .to_string();
         assert!(
             e.contains("`channel_pattern`: needs exactly one `{}`"),
             "{e}"
@@ -594,17 +644,19 @@ channels = ["files"]
         assert_eq!(sc.publishers[0].route(Protocol::Nats), Via::Broker);
         let sc = with("appwrite", "").unwrap();
         assert_eq!(sc.publishers[0].route(Protocol::Appwrite), Via::Http);
-        let e = with("mqtt", "via = \"http\"\n").unwrap_err().0;
+        let e = with("mqtt", "via = \"http\"\n").unwrap_err().to_string();
         assert!(
             e.contains("`via`: protocol mqtt publishes via \"broker\""),
             "{e}"
         );
-        let e = with("appwrite", "via = \"broker\"\n").unwrap_err().0;
+        let e = with("appwrite", "via = \"broker\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("protocol appwrite publishes via \"http\" or \"bus\""),
             "{e}"
         );
-        let e = with("raw", "").unwrap_err().0;
+        let e = with("raw", "").unwrap_err().to_string();
         assert!(e.contains("not raw"), "{e}");
         let e = Scenario::parse(
             &OK.replace("[target]\n", "[target]\nprotocol = \"stomp\"\n")
@@ -612,7 +664,7 @@ channels = ["files"]
             "s.toml",
         )
         .unwrap_err()
-        .0;
+        .to_string();
         assert!(e.contains("a stomp session needs `channels`"), "{e}");
     }
 }

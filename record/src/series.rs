@@ -9,6 +9,8 @@
 
 use std::path::Path;
 
+use crate::ReadError;
+
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 /// One second of `server.csv`: the server processes and the machine.
@@ -79,36 +81,51 @@ pub struct HostSample {
 }
 
 /// `rows` as CSV text: a header from the type's fields, one line each.
-pub fn to_csv<T: Serialize>(rows: &[T]) -> Result<String, String> {
+pub fn to_csv<T: Serialize>(rows: &[T]) -> Result<String, ReadError> {
+    let csv_error = |source| ReadError::Csv {
+        path: None,
+        line: None,
+        source,
+    };
     let mut w = csv::Writer::from_writer(Vec::new());
     for r in rows {
-        w.serialize(r).map_err(|e| e.to_string())?;
+        w.serialize(r).map_err(csv_error)?;
     }
-    let bytes = w.into_inner().map_err(|e| e.to_string())?;
-    String::from_utf8(bytes).map_err(|e| e.to_string())
+    let bytes = w
+        .into_inner()
+        .map_err(|e| csv_error(csv::Error::from(e.into_error())))?;
+    // The csv writer writes the UTF-8 that serde handed it.
+    Ok(String::from_utf8(bytes).expect("csv writes UTF-8"))
 }
 
-pub fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), String> {
-    let text = to_csv(rows).map_err(|e| format!("{}: {e}", path.display()))?;
-    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+pub fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), ReadError> {
+    let text = to_csv(rows).map_err(|e| e.in_file(path))?;
+    std::fs::write(path, text).map_err(|source| ReadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Reads `text` as rows of `T`; an error says the line and the field.
-pub fn from_csv<T: DeserializeOwned>(text: &str) -> Result<Vec<T>, String> {
+pub fn from_csv<T: DeserializeOwned>(text: &str) -> Result<Vec<T>, ReadError> {
     let mut r = csv::Reader::from_reader(text.as_bytes());
     r.deserialize()
         .map(|row| {
-            row.map_err(|e| match e.position() {
-                Some(p) => format!("line {}: {e}", p.line()),
-                None => e.to_string(),
+            row.map_err(|source| ReadError::Csv {
+                path: None,
+                line: source.position().map(|p| p.line()),
+                source,
             })
         })
         .collect()
 }
 
-pub fn read_csv<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    from_csv(&text).map_err(|e| format!("{}: {e}", path.display()))
+pub fn read_csv<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, ReadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ReadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    from_csv(&text).map_err(|e| e.in_file(path))
 }
 
 #[cfg(test)]
@@ -145,10 +162,10 @@ mod tests {
             vec![(10, 4096), (20, 5000)]
         );
         let renamed = text.replacen("server_rss_kib", "server_rss", 1);
-        let e = from_csv::<ServerSample>(&renamed).unwrap_err();
+        let e = from_csv::<ServerSample>(&renamed).unwrap_err().to_string();
         assert!(e.contains("missing field `server_rss_kib`"), "{e}");
         let bad = text.replacen("4096", "many", 1);
-        let e = from_csv::<ServerSample>(&bad).unwrap_err();
+        let e = from_csv::<ServerSample>(&bad).unwrap_err().to_string();
         assert!(e.starts_with("line 2:"), "{e}");
     }
 

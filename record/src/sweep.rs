@@ -103,7 +103,7 @@ pub struct Knee {
 }
 
 impl Sweep {
-    pub fn read(dir: &std::path::Path) -> Result<Sweep, String> {
+    pub fn read(dir: &std::path::Path) -> Result<Sweep, crate::ReadError> {
         crate::read_json(&dir.join(SWEEP))
     }
 

@@ -29,7 +29,7 @@ fn main() -> ExitCode {
     let flags = match Flags::parse(&args[1..]) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("rtbench-roofline: {e}\n{USAGE}");
+            eprintln!("rtbench-roofline: {e:#}\n{USAGE}");
             return ExitCode::from(2);
         }
     };
@@ -42,12 +42,12 @@ fn main() -> ExitCode {
         "spray" => roles::spray(&flags),
         "echo" => roles::echo(),
         "ask" => roles::ask(&flags),
-        other => Err(format!("unknown command `{other}`")),
+        other => Err(anyhow::anyhow!("unknown command `{other}`")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("rtbench-roofline: {e}");
+            eprintln!("rtbench-roofline: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -76,7 +76,7 @@ pub struct Flags {
 }
 
 impl Flags {
-    fn parse(args: &[String]) -> Result<Flags, String> {
+    fn parse(args: &[String]) -> anyhow::Result<Flags> {
         let mut f = Flags {
             pairs: 100_000,
             seconds: 5.0,
@@ -89,8 +89,10 @@ impl Flags {
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
-            let v = it.next().ok_or(format!("{a} needs a value"))?;
-            let bad = || format!("{a}: `{v}` is not valid");
+            let v = it
+                .next()
+                .ok_or_else(|| anyhow::anyhow!("{a} needs a value"))?;
+            let bad = || anyhow::anyhow!("{a}: `{v}` is not valid");
             match a.as_str() {
                 "--pairs" => f.pairs = v.parse().map_err(|_| bad())?,
                 "--seconds" => {
@@ -104,7 +106,7 @@ impl Flags {
                 "--batch" => f.batch = v.parse().ok().filter(|b| *b > 0).ok_or_else(bad)?,
                 "--to" => f.to = Some(v.parse().map_err(|_| bad())?),
                 "--from" => f.from = Some(v.parse().map_err(|_| bad())?),
-                _ => return Err(format!("unknown flag `{a}`")),
+                _ => anyhow::bail!("unknown flag `{a}`"),
             }
         }
         Ok(f)

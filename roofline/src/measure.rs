@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
+use anyhow::{Context, Result, anyhow};
 use rtbench_record::roofline::{Fanout, Measured, Pairs, RoundTrips, Spread};
 use rtbench_sys::host::Meminfo;
 use rtbench_sys::process::Process;
@@ -31,15 +32,15 @@ struct Side {
 }
 
 impl Side {
-    fn start(args: &[String]) -> Result<Side, String> {
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    fn start(args: &[String]) -> Result<Side> {
+        let exe = std::env::current_exe().context("finding this executable")?;
         let mut child = Command::new(exe)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .map_err(|e| format!("cannot start `{}`: {e}", args.join(" ")))?;
+            .with_context(|| format!("cannot start `{}`", args.join(" ")))?;
         let stdin = child.stdin.take();
         let lines = BufReader::new(child.stdout.take().expect("piped")).lines();
         Ok(Side {
@@ -50,33 +51,33 @@ impl Side {
     }
 
     /// The next line's words after `word`.
-    fn expect(&mut self, word: &str) -> Result<Vec<String>, String> {
+    fn expect(&mut self, word: &str) -> Result<Vec<String>> {
         let line = self
             .lines
             .next()
             .and_then(Result::ok)
-            .ok_or_else(|| format!("a side ended before saying `{word}`"))?;
+            .with_context(|| format!("a side ended before saying `{word}`"))?;
         let mut parts = line.split_whitespace().map(String::from);
         match parts.next() {
             Some(w) if w == word => Ok(parts.collect()),
-            _ => Err(format!("expected `{word} ...`, got `{line}`")),
+            _ => Err(anyhow!("expected `{word} ...`, got `{line}`")),
         }
     }
 
-    fn port(&mut self) -> Result<SocketAddr, String> {
+    fn port(&mut self) -> Result<SocketAddr> {
         let p = self.expect("port")?;
         let port: u16 = p
             .first()
             .and_then(|p| p.parse().ok())
-            .ok_or("a bad port line")?;
+            .context("a bad port line")?;
         Ok(SocketAddr::from(([127, 0, 0, 1], port)))
     }
 
-    fn say(&mut self, line: &str) -> Result<(), String> {
-        let stdin = self.stdin.as_mut().ok_or("stdin closed")?;
+    fn say(&mut self, line: &str) -> Result<()> {
+        let stdin = self.stdin.as_mut().context("stdin closed")?;
         writeln!(stdin, "{line}")
             .and_then(|_| stdin.flush())
-            .map_err(|e| e.to_string())
+            .with_context(|| format!("telling a side `{line}`"))
     }
 
     /// Closes its stdin: it reports (if it does) and ends.
@@ -135,7 +136,7 @@ fn settle() {
     }
 }
 
-pub fn run(f: &Flags) -> Result<Measured, String> {
+pub fn run(f: &Flags) -> Result<Measured> {
     let mut opening = Vec::new();
     let mut memory = Vec::new();
     let mut slab = Vec::new();
@@ -190,7 +191,7 @@ pub fn run(f: &Flags) -> Result<Measured, String> {
 /// Opens `n` connection pairs: their rate, and the kernel memory each holds
 /// (the machine's memory in use, MemTotal − MemAvailable as a bench's
 /// "machine memory" reads it, less what the processes hold).
-fn pairs(n: u64) -> Result<(f64, f64, f64), String> {
+fn pairs(n: u64) -> Result<(f64, f64, f64)> {
     let processes = n.div_ceil(PER_PROCESS).max(1);
     let mut listeners = Vec::new();
     let mut targets = Vec::new();
@@ -222,7 +223,7 @@ fn pairs(n: u64) -> Result<(f64, f64, f64), String> {
         slowest = slowest.max(
             got.get(1)
                 .and_then(|s| s.parse().ok())
-                .ok_or("a bad opened line")?,
+                .context("a bad opened line")?,
         );
     }
     std::thread::sleep(Duration::from_secs(1));
@@ -243,7 +244,7 @@ fn pairs(n: u64) -> Result<(f64, f64, f64), String> {
 
 /// One process writes `size`-byte messages to another over
 /// `f.connections` connections, `batch` per write: messages per second.
-fn spray(f: &Flags, size: usize, batch: usize) -> Result<f64, String> {
+fn spray(f: &Flags, size: usize, batch: usize) -> Result<f64> {
     let connections = f.connections.to_string();
     let mut sink = Side::start(&args(&["sink", "--connections", &connections]))?;
     let to = sink.port()?;
@@ -271,16 +272,16 @@ fn spray(f: &Flags, size: usize, batch: usize) -> Result<f64, String> {
     let bytes: f64 = got
         .first()
         .and_then(|b| b.parse().ok())
-        .ok_or("a bad received line")?;
+        .context("a bad received line")?;
     let span: f64 = got
         .get(1)
         .and_then(|s| s.parse().ok())
-        .ok_or("a bad received line")?;
+        .context("a bad received line")?;
     Ok(bytes / size as f64 / span.max(1e-9))
 }
 
 /// Request/response exchanges per second over `ROUND_TRIP_CONNECTIONS`.
-fn round_trips(f: &Flags) -> Result<f64, String> {
+fn round_trips(f: &Flags) -> Result<f64> {
     let mut echo = Side::start(&args(&["echo"]))?;
     let to = echo.port()?;
     let mut asker = Side::start(&args(&[
@@ -301,10 +302,10 @@ fn round_trips(f: &Flags) -> Result<f64, String> {
     let trips: f64 = got
         .first()
         .and_then(|t| t.parse().ok())
-        .ok_or("a bad trips line")?;
+        .context("a bad trips line")?;
     let secs: f64 = got
         .get(1)
         .and_then(|s| s.parse().ok())
-        .ok_or("a bad trips line")?;
+        .context("a bad trips line")?;
     Ok(trips / secs.max(1e-9))
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use anyhow::{Context, Result, bail};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
@@ -33,26 +34,29 @@ fn say(line: &str) {
 
 /// Raises the open-files soft limit to the hard one: a side that cannot
 /// would measure its own limit, not the machine's.
-fn raise_open_files() -> Result<(), String> {
+fn raise_open_files() -> Result<()> {
     rtbench_sys::limits::raise_open_files()
         .map(drop)
-        .map_err(|e| e.to_string())
+        .context("raising the open-files soft limit to the hard one")
 }
 
 /// A listener on an ephemeral loopback port with a deep backlog.
-fn bind() -> Result<TcpListener, String> {
+fn bind() -> Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let s =
-        Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).map_err(|e| e.to_string())?;
-    s.set_reuse_address(true).map_err(|e| e.to_string())?;
+    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))
+        .context("creating a TCP socket")?;
+    s.set_reuse_address(true).context("setting SO_REUSEADDR")?;
     s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
-        .map_err(|e| e.to_string())?;
-    s.listen(65_535).map_err(|e| e.to_string())?;
+        .context("binding 127.0.0.1:0")?;
+    s.listen(65_535)
+        .context("listening with a backlog of 65535")?;
     Ok(s.into())
 }
 
-fn port(l: &TcpListener) -> Result<u16, String> {
-    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+fn port(l: &TcpListener) -> Result<u16> {
+    Ok(l.local_addr()
+        .context("reading the listener's address")?
+        .port())
 }
 
 /// A connection to `to` from `from` (any port of it, chosen at connect);
@@ -79,34 +83,35 @@ fn dial(
 
 /// Holds a socket the way an event-driven server does: registered in an
 /// epoll instance (the kernel keeps an entry per registration).
-fn hold(poll: &Poll, s: &TcpStream, token: usize) -> Result<(), String> {
+fn hold(poll: &Poll, s: &TcpStream, token: usize) -> Result<()> {
     let fd = s.as_raw_fd();
     poll.registry()
         .register(&mut SourceFd(&fd), Token(token), Interest::READABLE)
-        .map_err(|e| e.to_string())
+        .context("registering a held connection with epoll")
 }
 
 /// `listen`: accepts every connection, answers its one-byte hello with one
 /// byte (as a server answers an upgrade), and holds it in epoll until stdin
 /// ends. Event-driven, like a server: many connections are in progress at
 /// once, so the opening rate measures the machine, not one round trip.
-pub fn listen() -> Result<(), String> {
+pub fn listen() -> Result<()> {
     raise_open_files()?;
     let l = bind()?;
-    l.set_nonblocking(true).map_err(|e| e.to_string())?;
+    l.set_nonblocking(true)
+        .context("making the listener non-blocking")?;
     say(&format!("port {}", port(&l)?));
     let stop = stop_on_stdin_end();
-    let mut poll = Poll::new().map_err(|e| e.to_string())?;
+    let mut poll = Poll::new().context("creating an epoll instance")?;
     const LISTENER: Token = Token(usize::MAX);
     let lfd = l.as_raw_fd();
     poll.registry()
         .register(&mut SourceFd(&lfd), LISTENER, Interest::READABLE)
-        .map_err(|e| e.to_string())?;
+        .context("registering the listener with epoll")?;
     let mut held: Vec<(TcpStream, bool)> = Vec::new();
     let mut events = Events::with_capacity(1024);
     while !stop.load(Relaxed) {
         poll.poll(&mut events, Some(Duration::from_millis(50)))
-            .map_err(|e| e.to_string())?;
+            .context("waiting in epoll_wait")?;
         for ev in &events {
             if ev.token() == LISTENER {
                 while let Ok((s, _)) = l.accept() {
@@ -135,11 +140,11 @@ const IN_FLIGHT: usize = 256;
 /// `IN_FLIGHT` at a time, each with a one-byte hello answered by one byte
 /// (the smallest exchange an upgrade is), holds them in epoll, reports how
 /// long opening took, and keeps them until stdin ends.
-pub fn connect(f: &Flags) -> Result<(), String> {
+pub fn connect(f: &Flags) -> Result<()> {
     raise_open_files()?;
-    let to = f.to.ok_or("connect needs --to")?;
+    let to = f.to.context("connect needs --to")?;
     let stop = stop_on_stdin_end();
-    let mut poll = Poll::new().map_err(|e| e.to_string())?;
+    let mut poll = Poll::new().context("creating an epoll instance")?;
     let t0 = Instant::now();
     let pairs = f.pairs as usize;
     // Each connection: its socket and whether its answer came.
@@ -148,7 +153,7 @@ pub fn connect(f: &Flags) -> Result<(), String> {
     let mut events = Events::with_capacity(1024);
     while done < pairs {
         while in_flight < IN_FLIGHT && held.len() < pairs {
-            let s = dial(to, f.from, true).map_err(|e| format!("connect {to}: {e}"))?;
+            let s = dial(to, f.from, true).with_context(|| format!("connect {to}"))?;
             let fd = s.as_raw_fd();
             poll.registry()
                 .register(
@@ -156,12 +161,12 @@ pub fn connect(f: &Flags) -> Result<(), String> {
                     Token(held.len()),
                     Interest::READABLE | Interest::WRITABLE,
                 )
-                .map_err(|e| e.to_string())?;
+                .context("registering a connection with epoll")?;
             held.push((s, false));
             in_flight += 1;
         }
         poll.poll(&mut events, Some(Duration::from_secs(5)))
-            .map_err(|e| e.to_string())?;
+            .context("waiting in epoll_wait")?;
         for ev in &events {
             let Some((s, answered)) = held.get_mut(ev.token().0) else {
                 continue;
@@ -170,17 +175,17 @@ pub fn connect(f: &Flags) -> Result<(), String> {
                 continue;
             }
             if ev.is_error() {
-                return Err(format!("connect {to}: {:?}", s.take_error()));
+                bail!("connect {to}: {:?}", s.take_error());
             }
             if ev.is_writable() {
                 // Connected: the hello, once (writable edges repeat).
                 let fd = s.as_raw_fd();
                 poll.registry()
                     .reregister(&mut SourceFd(&fd), ev.token(), Interest::READABLE)
-                    .map_err(|e| e.to_string())?;
+                    .context("re-registering a connection for reading")?;
                 (&*s)
                     .write_all(b"x")
-                    .map_err(|e| format!("hello over {to}: {e}"))?;
+                    .with_context(|| format!("hello over {to}"))?;
             }
             let mut answer = [0u8; 1];
             if ev.is_readable() && matches!((&*s).read(&mut answer), Ok(1)) {
@@ -210,23 +215,24 @@ const READ_PACING: Duration = Duration::from_millis(1);
 /// `sink`: accepts `--connections` connections and reads everything sent
 /// on them (at most once a millisecond, `READ_PACING`); reports the bytes
 /// and the time from the first to the last.
-pub fn sink(f: &Flags) -> Result<(), String> {
+pub fn sink(f: &Flags) -> Result<()> {
     raise_open_files()?;
     let l = bind()?;
     say(&format!("port {}", port(&l)?));
     let stop = stop_on_stdin_end();
     let mut conns = Vec::new();
     for _ in 0..f.connections {
-        let (s, _) = l.accept().map_err(|e| e.to_string())?;
-        s.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let (s, _) = l.accept().context("accepting a connection")?;
+        s.set_nonblocking(true)
+            .context("making a connection non-blocking")?;
         conns.push(s);
     }
-    let mut poll = Poll::new().map_err(|e| e.to_string())?;
+    let mut poll = Poll::new().context("creating an epoll instance")?;
     for (i, s) in conns.iter().enumerate() {
         let fd = s.as_raw_fd();
         poll.registry()
             .register(&mut SourceFd(&fd), Token(i), Interest::READABLE)
-            .map_err(|e| e.to_string())?;
+            .context("registering a connection with epoll")?;
     }
     let mut events = Events::with_capacity(1024);
     let mut buf = vec![0u8; 256 * 1024];
@@ -234,7 +240,7 @@ pub fn sink(f: &Flags) -> Result<(), String> {
     while !stop.load(Relaxed) {
         std::thread::sleep(READ_PACING);
         poll.poll(&mut events, Some(Duration::from_millis(100)))
-            .map_err(|e| e.to_string())?;
+            .context("waiting in epoll_wait")?;
         for ev in events.iter() {
             let mut s = &conns[ev.token().0];
             loop {
@@ -260,12 +266,12 @@ pub fn sink(f: &Flags) -> Result<(), String> {
 
 /// `spray`: connects `--connections` to `--to` and writes `--size`-byte
 /// messages round robin, `--batch` per write, for `--seconds`.
-pub fn spray(f: &Flags) -> Result<(), String> {
+pub fn spray(f: &Flags) -> Result<()> {
     raise_open_files()?;
-    let to = f.to.ok_or("spray needs --to")?;
+    let to = f.to.context("spray needs --to")?;
     let mut conns = Vec::new();
     for _ in 0..f.connections {
-        conns.push(dial(to, f.from, false).map_err(|e| format!("connect {to}: {e}"))?);
+        conns.push(dial(to, f.from, false).with_context(|| format!("connect {to}"))?);
     }
     say("ready");
     // Wait for the go (one line on stdin) so the sink has every connection.
@@ -290,23 +296,24 @@ pub fn spray(f: &Flags) -> Result<(), String> {
 }
 
 /// `echo`: accepts connections and sends every byte back.
-pub fn echo() -> Result<(), String> {
+pub fn echo() -> Result<()> {
     raise_open_files()?;
     let l = bind()?;
-    l.set_nonblocking(true).map_err(|e| e.to_string())?;
+    l.set_nonblocking(true)
+        .context("making the listener non-blocking")?;
     say(&format!("port {}", port(&l)?));
     let stop = stop_on_stdin_end();
-    let mut poll = Poll::new().map_err(|e| e.to_string())?;
+    let mut poll = Poll::new().context("creating an epoll instance")?;
     let lfd = l.as_raw_fd();
     poll.registry()
         .register(&mut SourceFd(&lfd), Token(usize::MAX), Interest::READABLE)
-        .map_err(|e| e.to_string())?;
+        .context("registering the listener with epoll")?;
     let mut conns: Vec<TcpStream> = Vec::new();
     let mut events = Events::with_capacity(1024);
     let mut buf = vec![0u8; 64 * 1024];
     while !stop.load(Relaxed) {
         poll.poll(&mut events, Some(Duration::from_millis(100)))
-            .map_err(|e| e.to_string())?;
+            .context("waiting in epoll_wait")?;
         for ev in events.iter() {
             if ev.token() == Token(usize::MAX) {
                 while let Ok((s, _)) = l.accept() {
@@ -335,25 +342,27 @@ pub fn echo() -> Result<(), String> {
 
 /// `ask`: `--connections` to `--to`, each with one `--size`-byte request
 /// in flight, for `--seconds`: reports the round trips completed.
-pub fn ask(f: &Flags) -> Result<(), String> {
+pub fn ask(f: &Flags) -> Result<()> {
     raise_open_files()?;
-    let to = f.to.ok_or("ask needs --to")?;
+    let to = f.to.context("ask needs --to")?;
     let mut conns = Vec::new();
     for _ in 0..f.connections {
-        conns.push(dial(to, f.from, false).map_err(|e| format!("connect {to}: {e}"))?);
+        conns.push(dial(to, f.from, false).with_context(|| format!("connect {to}"))?);
     }
-    let mut poll = Poll::new().map_err(|e| e.to_string())?;
+    let mut poll = Poll::new().context("creating an epoll instance")?;
     for (i, s) in conns.iter().enumerate() {
-        s.set_nonblocking(true).map_err(|e| e.to_string())?;
+        s.set_nonblocking(true)
+            .context("making a connection non-blocking")?;
         let fd = s.as_raw_fd();
         poll.registry()
             .register(&mut SourceFd(&fd), Token(i), Interest::READABLE)
-            .map_err(|e| e.to_string())?;
+            .context("registering a connection with epoll")?;
     }
     let request = vec![b'?'; f.size];
     let mut got = vec![0usize; conns.len()];
     for mut s in &conns {
-        s.write_all(&request).map_err(|e| e.to_string())?;
+        s.write_all(&request)
+            .with_context(|| format!("sending a request to {to}"))?;
     }
     let mut events = Events::with_capacity(1024);
     let mut buf = vec![0u8; 64 * 1024];
@@ -362,7 +371,7 @@ pub fn ask(f: &Flags) -> Result<(), String> {
     let mut trips = 0u64;
     while Instant::now() < until {
         poll.poll(&mut events, Some(Duration::from_millis(100)))
-            .map_err(|e| e.to_string())?;
+            .context("waiting in epoll_wait")?;
         for ev in events.iter() {
             let i = ev.token().0;
             let mut s = &conns[i];

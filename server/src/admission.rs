@@ -22,25 +22,25 @@ use rtbench_protocol::jwt::{self, Claims};
 
 /// An admitted connection: what its reactor files it under and greets it
 /// with. The claims last until the reactor has filed the session.
-pub struct Admit {
-    pub project: String,
-    pub user: Option<Box<Claims>>,
-    pub channels: Vec<String>,
+pub(crate) struct Admit {
+    pub(crate) project: String,
+    pub(crate) user: Option<Box<Claims>>,
+    pub(crate) channels: Vec<String>,
     /// The URL named `account` (rebuilt from `channels` with it).
-    pub account: bool,
+    pub(crate) account: bool,
     /// The URL's subscription, when it cannot be rebuilt so.
-    pub subs: Option<Vec<Subscription>>,
-    pub greeting: Vec<Bytes>,
+    pub(crate) subs: Option<Vec<Subscription>>,
+    pub(crate) greeting: Vec<Bytes>,
 }
 
 /// A refused connection: the frames to send (an `error`, then the close).
-pub struct Refuse {
-    pub frames: Vec<Bytes>,
+pub(crate) struct Refuse {
+    pub(crate) frames: Vec<Bytes>,
 }
 
 /// Decides; an admitted connection holds a place in the server's capacity
 /// (`Shared::open`) from here on.
-pub fn decide(shared: &Shared, peer: IpAddr, req: &Request) -> Result<Admit, Refuse> {
+pub(crate) fn decide(shared: &Shared, peer: IpAddr, req: &Request) -> Result<Admit, Refuse> {
     let cfg = &shared.config;
     let mut greeting = Vec::new();
     let refuse = |greeting: Vec<Bytes>, why: Rejected, code: u16, message: &str| {

@@ -9,19 +9,19 @@
 use rtbench_protocol::jwt::Claims;
 
 /// The role only this user holds.
-pub fn user_role(user_id: &str) -> String {
+pub(crate) fn user_role(user_id: &str) -> String {
     format!("user:{user_id}")
 }
 
 /// The user id in a role `user_role` made.
-pub fn user_of_role(role: &str) -> &str {
+pub(crate) fn user_of_role(role: &str) -> &str {
     role.strip_prefix("user:").unwrap_or(role)
 }
 
 /// Appwrite's roles for a signed-in user besides its own (`user_role`),
 /// sorted, each once: `any` (every connection holds it, so an event readable
 /// by `any` is one index lookup), `users`, teams and team roles, labels.
-pub fn shared_roles(u: &Claims) -> Vec<String> {
+pub(crate) fn shared_roles(u: &Claims) -> Vec<String> {
     let mut roles: Vec<String> = vec!["any".into(), "users".into()];
     for t in &u.teams {
         roles.push(format!("team:{}", t.id));
@@ -40,7 +40,7 @@ pub fn shared_roles(u: &Claims) -> Vec<String> {
 /// The role a session is filed under that grants `role` besides `role`
 /// itself: `users` for `users/verified`, `user:<id>` for
 /// `user:<id>/verified` (a session is verified whenever it exists).
-pub fn filed_as(role: &str) -> Option<&str> {
+pub(crate) fn filed_as(role: &str) -> Option<&str> {
     let base = role.strip_suffix("/verified")?;
     (base == "users" || base.starts_with("user:")).then_some(base)
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 
-pub const CHANNEL: &str = "realtime";
+pub(crate) const CHANNEL: &str = "realtime";
 const SEQ_KEY: &str = "realtime:seq";
 /// Numbers the document and publishes it in one atomic step.
 const PUBLISH_NUMBERED: &str = r#"
@@ -32,7 +32,7 @@ return redis.call('PUBLISH', ARGV[1], body)
 /// Why an event was not published; the publisher gets a 503 with `reason`
 /// and the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BusError {
+pub(crate) enum BusError {
     /// No connection to Redis could be made (or it broke).
     Unreachable { url: String, why: String },
     /// Redis took longer than `TIMEOUT` to answer: stopped, or overloaded.
@@ -50,7 +50,7 @@ pub enum BusError {
 
 impl BusError {
     /// The reason, for machines: the 503's `reason` field.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             BusError::Unreachable { .. } => "bus_unreachable",
             BusError::TimedOut { .. } => "bus_timeout",
@@ -83,7 +83,7 @@ impl std::fmt::Display for BusError {
 /// The longest a connection to Redis, or an answer from it, is waited for.
 const TIMEOUT: Duration = Duration::from_secs(2);
 
-pub struct Bus {
+pub(crate) struct Bus {
     client: redis::Client,
     /// Where Redis is, as the errors name it (no password).
     url: String,
@@ -94,7 +94,7 @@ pub struct Bus {
 }
 
 impl Bus {
-    pub fn new(url: &str) -> Result<Bus, String> {
+    pub(crate) fn new(url: &str) -> Result<Bus, String> {
         let client = redis::Client::open(url).map_err(|e| format!("--bus {url}: {e}"))?;
         let info = client.get_connection_info();
         let url = info.addr().to_string();
@@ -145,7 +145,7 @@ impl Bus {
 
     /// Publishes a (validated) event document; returns how many server
     /// processes are subscribed (at least one, or it is an error).
-    pub async fn publish(&self, doc: &[u8]) -> Result<u64, BusError> {
+    pub(crate) async fn publish(&self, doc: &[u8]) -> Result<u64, BusError> {
         let doc = std::str::from_utf8(doc).map_err(|_| BusError::Document)?.trim_start();
         let (mut conn, sha) = self.connection().await?;
         let mut cmd = redis::cmd("EVALSHA");

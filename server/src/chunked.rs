@@ -16,7 +16,7 @@
 use crate::request::MAX_HEAD;
 
 /// Longest chunk-size line (size, extensions, CRLF).
-pub const MAX_LINE: usize = 4096;
+pub(crate) const MAX_LINE: usize = 4096;
 
 /// Why a chunked body is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

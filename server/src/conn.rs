@@ -22,63 +22,63 @@ use crate::limits::Window;
 use crate::sessions::{GUEST, Session};
 
 /// A connection slot. Free when `sock` is `None`.
-pub struct Conn {
-    pub sock: Option<TcpStream>,
+pub(crate) struct Conn {
+    pub(crate) sock: Option<TcpStream>,
     /// Bumped each time the slot is reused: stale epoll events and timer
     /// entries for an earlier connection in this slot are recognised by it.
-    pub generation: u32,
-    pub flags: u8,
+    pub(crate) generation: u32,
+    pub(crate) flags: u8,
     /// The project, interned.
-    pub project: Id,
+    pub(crate) project: Id,
     /// The tick of the pending deadline (0: none), see `wheel.rs`.
-    pub deadline: u32,
-    pub rate: Window,
+    pub(crate) deadline: u32,
+    pub(crate) rate: Window,
     /// Channels the connection is filed under, interned.
-    pub channels: Ids,
+    pub(crate) channels: Ids,
     /// Its user and roles, interned (`sessions.rs`): a signed-in
     /// connection holds nothing more than a guest.
-    pub session: Session,
-    pub extra: Option<Box<Extra>>,
+    pub(crate) session: Session,
+    pub(crate) extra: Option<Box<Extra>>,
 }
 
 // An idle connection pays for its slot a million times: keep it at 64 bytes.
 const _: () = assert!(std::mem::size_of::<Conn>() == 64);
 
 /// The connection's close frame is queued: nothing else is sent.
-pub const CLOSING: u8 = 1;
+pub(crate) const CLOSING: u8 = 1;
 /// Everything, the close frame included, is written and the write side shut.
-pub const FIN_SENT: u8 = 2;
+pub(crate) const FIN_SENT: u8 = 2;
 /// Filed in the index (and holding its names): from registration to the
 /// start of its close.
-pub const FILED: u8 = 4;
+pub(crate) const FILED: u8 = 4;
 /// Still an HTTP request: its head is being read (`reactor/handshake.rs`).
-pub const HANDSHAKE: u8 = 8;
+pub(crate) const HANDSHAKE: u8 = 8;
 /// The connect URL named `account`: its subscription is rebuilt from the
 /// filed channels with it (`subs::url_channels`), with no `Subs` kept.
-pub const URL_ACCOUNT: u8 = 16;
+pub(crate) const URL_ACCOUNT: u8 = 16;
 
 /// What a connection holds only while it needs it.
 #[derive(Default)]
-pub struct Extra {
+pub(crate) struct Extra {
     /// Bytes of a frame that has not fully arrived.
-    pub partial: Vec<u8>,
+    pub(crate) partial: Vec<u8>,
     /// A fragmented message being assembled, and its opcode (0: none).
-    pub message: Vec<u8>,
-    pub message_opcode: u8,
+    pub(crate) message: Vec<u8>,
+    pub(crate) message_opcode: u8,
     /// Frames the kernel would not take yet, and their size in bytes.
-    pub out: VecDeque<Bytes>,
-    pub out_bytes: usize,
+    pub(crate) out: VecDeque<Bytes>,
+    pub(crate) out_bytes: usize,
     /// The front frame was partly written: it must be finished, whatever else
     /// is dropped, or the byte stream would be corrupt.
-    pub front_started: bool,
+    pub(crate) front_started: bool,
     /// The subscriptions, once a message changed them (or when the URL's
     /// cannot be rebuilt from what is filed, see `URL_ACCOUNT`).
-    pub subs: Option<crate::subs::Subs>,
+    pub(crate) subs: Option<crate::subs::Subs>,
     /// When the frame (or fragmented message) now arriving began: it must
     /// be whole by `--frame-timeout-ms` (a wheel tick, see `wheel.rs`).
-    pub frame_due: u32,
+    pub(crate) frame_due: u32,
     /// The client's address, during the handshake (admission reads it).
-    pub peer: Option<std::net::SocketAddr>,
+    pub(crate) peer: Option<std::net::SocketAddr>,
 }
 
 impl Extra {
@@ -90,7 +90,7 @@ impl Extra {
 /// Interned ids, up to two without an allocation (`NONE` marks an unused
 /// inline place: that keeps the enum at 16 bytes, the size of the pointer).
 #[derive(Debug, Clone)]
-pub enum Ids {
+pub(crate) enum Ids {
     Inline([Id; 2]),
     Heap(Box<[Id]>),
 }
@@ -104,7 +104,7 @@ impl Default for Ids {
 }
 
 impl Ids {
-    pub fn from_slice(ids: &[Id]) -> Ids {
+    pub(crate) fn from_slice(ids: &[Id]) -> Ids {
         match ids {
             [] => Ids::default(),
             [a] => Ids::Inline([*a, NONE]),
@@ -113,7 +113,7 @@ impl Ids {
         }
     }
 
-    pub fn as_slice(&self) -> &[Id] {
+    pub(crate) fn as_slice(&self) -> &[Id] {
         match self {
             Ids::Inline(a) => {
                 let n = a.iter().take_while(|&&x| x != NONE).count();
@@ -126,7 +126,7 @@ impl Ids {
 
 /// What happened to frames handed to `send`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sent {
+pub(crate) enum Sent {
     /// Written to the socket or queued behind earlier frames.
     Accepted,
     /// The connection is closing; the frames were dropped.
@@ -137,7 +137,7 @@ pub enum Sent {
 
 /// Where the outbound side stands after a flush.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flush {
+pub(crate) enum Flush {
     /// Everything queued is written.
     Done,
     /// The kernel would not take more: wait until the socket is writable.
@@ -158,7 +158,7 @@ fn send_one(sock: &TcpStream, frame: &[u8]) -> io::Result<usize> {
 
 impl Conn {
     /// A free slot (its generation is set when it is taken).
-    pub fn free() -> Conn {
+    pub(crate) fn free() -> Conn {
         Conn {
             sock: None,
             generation: 0,
@@ -172,16 +172,16 @@ impl Conn {
         }
     }
 
-    pub fn is_closing(&self) -> bool {
+    pub(crate) fn is_closing(&self) -> bool {
         self.flags & CLOSING != 0
     }
 
-    pub fn extra(&mut self) -> &mut Extra {
+    pub(crate) fn extra(&mut self) -> &mut Extra {
         self.extra.get_or_insert_with(Box::default)
     }
 
     /// Gives the extra state back once nothing is left in it.
-    pub fn trim(&mut self) {
+    pub(crate) fn trim(&mut self) {
         if self.extra.as_ref().is_some_and(|e| e.is_empty()) {
             self.extra = None;
         }
@@ -192,14 +192,14 @@ impl Conn {
     }
 
     /// Bytes waiting for the kernel.
-    pub fn queued_bytes(&self) -> usize {
+    pub(crate) fn queued_bytes(&self) -> usize {
         self.extra.as_ref().map_or(0, |e| e.out_bytes)
     }
 
     /// Sends `frames` in order: written straight away when nothing is queued
     /// ahead of them, the rest queued up to `limit` bytes. `writes` counts
     /// the write syscalls made.
-    pub fn send(&mut self, frames: &[&Bytes], limit: usize, writes: &mut u64) -> Sent {
+    pub(crate) fn send(&mut self, frames: &[&Bytes], limit: usize, writes: &mut u64) -> Sent {
         if self.is_closing() {
             return Sent::Dropped;
         }
@@ -257,7 +257,7 @@ impl Conn {
     }
 
     /// Writes queued frames until done or the kernel pushes back.
-    pub fn flush(&mut self, writes: &mut u64) -> io::Result<Flush> {
+    pub(crate) fn flush(&mut self, writes: &mut u64) -> io::Result<Flush> {
         let (Some(sock), Some(e)) = (&self.sock, &mut self.extra) else {
             return Ok(Flush::Done);
         };
@@ -297,7 +297,7 @@ impl Conn {
 
     /// Starts closing: drops what is queued (bar a partly written frame) and
     /// queues `close`. False when already closing.
-    pub fn begin_close(&mut self, close: Bytes) -> bool {
+    pub(crate) fn begin_close(&mut self, close: Bytes) -> bool {
         if self.is_closing() {
             return false;
         }

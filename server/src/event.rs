@@ -13,11 +13,11 @@ use rtbench_protocol::frame;
 /// A parsed event, ready to match and to send.
 #[derive(Debug, Clone)]
 pub struct Event {
-    pub project: String,
-    pub roles: Vec<String>,
-    pub channels: Vec<String>,
+    pub(crate) project: String,
+    pub(crate) roles: Vec<String>,
+    pub(crate) channels: Vec<String>,
     /// The bus's number for this event (`bus.rs`), when it came numbered.
-    pub seq: Option<u64>,
+    pub(crate) seq: Option<u64>,
     /// The complete `{"type":"event",...}` text frame, shared by all receivers.
     pub frame: Bytes,
 }

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 #[derive(Default, Clone, Copy)]
-pub struct FastHasher(u64);
+pub(crate) struct FastHasher(u64);
 
 const K: u64 = 0xf135_7aea_2e62_a9c5;
 
@@ -62,6 +62,6 @@ impl Hasher for FastHasher {
     }
 }
 
-pub type Build = BuildHasherDefault<FastHasher>;
-pub type FastMap<K, V> = HashMap<K, V, Build>;
-pub type FastSet<K> = HashSet<K, Build>;
+pub(crate) type Build = BuildHasherDefault<FastHasher>;
+pub(crate) type FastMap<K, V> = HashMap<K, V, Build>;
+pub(crate) type FastSet<K> = HashSet<K, Build>;

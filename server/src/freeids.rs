@@ -10,19 +10,19 @@
 use std::collections::BTreeSet;
 
 #[derive(Debug, Default)]
-pub struct FreeIds(BTreeSet<u32>);
+pub(crate) struct FreeIds(BTreeSet<u32>);
 
 /// Below this many entries a table is never shrunk: not worth a reallocation.
 const KEEP: usize = 64;
 
 impl FreeIds {
     /// The lowest free id, now taken.
-    pub fn take(&mut self) -> Option<u32> {
+    pub(crate) fn take(&mut self) -> Option<u32> {
         self.0.pop_first()
     }
 
     /// `id` is free again.
-    pub fn give(&mut self, id: u32) {
+    pub(crate) fn give(&mut self, id: u32) {
         self.0.insert(id);
     }
 
@@ -30,7 +30,7 @@ impl FreeIds {
     /// the free list); its allocation shrinks once a quarter of it or less
     /// is used. The caller chooses when: an id cut off must not be used
     /// again until it is handed out anew.
-    pub fn trim<T>(&mut self, table: &mut Vec<T>) {
+    pub(crate) fn trim<T>(&mut self, table: &mut Vec<T>) {
         while let Some(&last) = self.0.last()
             && last as usize + 1 == table.len()
         {
@@ -40,18 +40,14 @@ impl FreeIds {
         shrink(table);
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 
 /// Gives back most of `table`'s allocation once a quarter of it or less
 /// is used (for a table cut back beside one `FreeIds::trim` cut).
-pub fn shrink<T>(table: &mut Vec<T>) {
+pub(crate) fn shrink<T>(table: &mut Vec<T>) {
     if table.capacity() > KEEP && table.len() < table.capacity() / 4 {
         table.shrink_to((table.len() * 2).max(KEEP));
     }

@@ -70,7 +70,7 @@ impl Answer {
 
 /// Serves every plain HTTP connection the reactors hand over, each in a
 /// task of its own, until the reactors are gone.
-pub async fn serve_handed_over(
+pub(crate) async fn serve_handed_over(
     mut from_reactors: tokio::sync::mpsc::UnboundedReceiver<Incoming>,
     shared: Arc<Shared>,
     reactors: std::sync::Weak<Reactors>,
@@ -108,7 +108,7 @@ impl Drop for Served<'_> {
 /// Serves plain requests on one connection until it closes, starting with
 /// the bytes a reactor read from it (which counted it in
 /// `metrics.http_connections`). An upgrade goes back to a reactor.
-pub async fn serve(
+pub(crate) async fn serve(
     mut stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,

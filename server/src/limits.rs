@@ -22,19 +22,19 @@ pub fn connection_capacity(open_files: &OpenFiles) -> u64 {
 
 /// A fixed one-minute window counter.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Window {
+pub(crate) struct Window {
     minute: u32,
     count: u32,
 }
 
 impl Window {
     /// Messages counted in the current minute.
-    pub fn count(&self) -> u32 {
+    pub(crate) fn count(&self) -> u32 {
         self.count
     }
 
     /// Counts one more and says whether it is within `per_minute`.
-    pub fn allow(&mut self, now_secs: u64, per_minute: u32) -> bool {
+    pub(crate) fn allow(&mut self, now_secs: u64, per_minute: u32) -> bool {
         let minute = (now_secs / 60) as u32;
         if minute != self.minute {
             *self = Window { minute, count: 0 };
@@ -45,17 +45,17 @@ impl Window {
 }
 
 /// Connection attempts per source IP per minute.
-pub struct ConnectLimiter {
+pub(crate) struct ConnectLimiter {
     per_minute: u32,
     windows: Mutex<HashMap<IpAddr, Window>>,
 }
 
 impl ConnectLimiter {
-    pub fn new(per_minute: u32) -> ConnectLimiter {
+    pub(crate) fn new(per_minute: u32) -> ConnectLimiter {
         ConnectLimiter { per_minute, windows: Mutex::new(HashMap::new()) }
     }
 
-    pub fn allow(&self, ip: IpAddr, now_secs: u64) -> bool {
+    pub(crate) fn allow(&self, ip: IpAddr, now_secs: u64) -> bool {
         let mut w = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         if w.len() > 100_000 {
             // Forget windows that have ended so many source IPs cannot grow the map.

@@ -57,7 +57,7 @@ fn main() -> ExitCode {
         };
         eprintln!("rtbench-server: listening on {} with {threads} threads", server.local_addr());
         signalled.await;
-        eprintln!("rtbench-server: shutting down: closing {} connections with 1001", server.shared().connections());
+        eprintln!("rtbench-server: shutting down: closing {} connections with 1001", server.connections());
         let left = server.shutdown().await;
         eprintln!("rtbench-server: stopped ({left} connections did not close in time)");
         ExitCode::SUCCESS

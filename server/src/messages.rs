@@ -10,14 +10,14 @@ use rtbench_protocol::frame;
 use rtbench_protocol::jwt::Claims;
 
 /// Largest client message, as in Appwrite.
-pub const MAX_MESSAGE: usize = 64_000;
+pub(crate) const MAX_MESSAGE: usize = 64_000;
 /// The subscription id of the channels given in the connect URL.
-pub const URL_SUBSCRIPTION: &str = "default";
+pub(crate) const URL_SUBSCRIPTION: &str = "default";
 
 /// The channels a connection is filed under: its subscriptions' channels,
 /// each once, with `account` rewritten to `account.<userId>` (and dropped for
 /// a guest); `user` is the signed-in user's id.
-pub fn effective_channels<'a>(subs: impl IntoIterator<Item = &'a str>, user: Option<&str>) -> Vec<String> {
+pub(crate) fn effective_channels<'a>(subs: impl IntoIterator<Item = &'a str>, user: Option<&str>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for c in subs {
         let Some(c) = crate::subs::effective(c, user) else { continue };
@@ -29,7 +29,7 @@ pub fn effective_channels<'a>(subs: impl IntoIterator<Item = &'a str>, user: Opt
 }
 
 /// The `user` field of `connected` and `response` frames.
-pub fn user_json(user: Option<&Claims>) -> Value {
+pub(crate) fn user_json(user: Option<&Claims>) -> Value {
     match user {
         Some(u) => json!({"$id": u.sub, "labels": u.labels}),
         None => Value::Null,
@@ -38,7 +38,7 @@ pub fn user_json(user: Option<&Claims>) -> Value {
 
 /// A protocol message, `{"type":..,"data":..}` with `type` first, as
 /// Appwrite writes it (clients may look at the start of a frame).
-pub fn message(kind: &str, data: Value) -> Bytes {
+pub(crate) fn message(kind: &str, data: Value) -> Bytes {
     #[derive(serde::Serialize)]
     struct Message<'a> {
         #[serde(rename = "type")]
@@ -48,7 +48,7 @@ pub fn message(kind: &str, data: Value) -> Bytes {
     frame::text(&serde_json::to_vec(&Message { kind, data }).expect("a message serializes"))
 }
 
-pub fn error_frame(code: u16, message_text: &str) -> Bytes {
+pub(crate) fn error_frame(code: u16, message_text: &str) -> Bytes {
     message("error", json!({"code": code, "message": message_text}))
 }
 

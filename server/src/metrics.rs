@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Why a connection was refused after the upgrade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rejected {
+pub(crate) enum Rejected {
     Full,
     ConnectRate,
     Project,
@@ -31,7 +31,7 @@ impl Rejected {
 
 /// A limit that bit: the client was refused, answered with an error or closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limit {
+pub(crate) enum Limit {
     Subscriptions,
     Channels,
     ChannelBytes,
@@ -94,65 +94,65 @@ impl From<crate::subs::Over> for Limit {
 }
 
 #[derive(Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     limits: [AtomicU64; Limit::ALL.len()],
     /// Connections in their HTTP handshake, and plain HTTP connections
     /// served, now (gauges: the limits on them read these).
-    pub handshakes: AtomicU64,
-    pub http_connections: AtomicU64,
+    pub(crate) handshakes: AtomicU64,
+    pub(crate) http_connections: AtomicU64,
     /// Bytes queued for slow connections, now (a gauge).
-    pub queued_bytes: AtomicU64,
-    pub connections_total: AtomicU64,
+    pub(crate) queued_bytes: AtomicU64,
+    pub(crate) connections_total: AtomicU64,
     rejected: [AtomicU64; 4],
     /// Upgrade requests refused before the WebSocket existed (bad handshake).
-    pub bad_handshakes: AtomicU64,
-    pub frames_in: AtomicU64,
-    pub frames_out: AtomicU64,
-    pub bytes_out: AtomicU64,
+    pub(crate) bad_handshakes: AtomicU64,
+    pub(crate) frames_in: AtomicU64,
+    pub(crate) frames_out: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
     /// Bytes read from connections (request heads and frames).
-    pub bytes_in: AtomicU64,
-    pub events_in: AtomicU64,
-    pub events_invalid: AtomicU64,
-    pub deliveries: AtomicU64,
-    pub slow_consumers_closed: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) events_in: AtomicU64,
+    pub(crate) events_invalid: AtomicU64,
+    pub(crate) deliveries: AtomicU64,
+    pub(crate) slow_consumers_closed: AtomicU64,
     /// accept() failures, e.g. out of descriptors (EMFILE).
-    pub accept_errors: AtomicU64,
+    pub(crate) accept_errors: AtomicU64,
     /// The Redis bus: 1 while subscribed.
-    pub bus_up: AtomicU64,
-    pub bus_outages: AtomicU64,
-    pub bus_events_in: AtomicU64,
+    pub(crate) bus_up: AtomicU64,
+    pub(crate) bus_outages: AtomicU64,
+    pub(crate) bus_events_in: AtomicU64,
     /// Events published on the bus while this process was not subscribed.
-    pub bus_events_missed: AtomicU64,
-    pub bus_publish_failed: AtomicU64,
+    pub(crate) bus_events_missed: AtomicU64,
+    pub(crate) bus_publish_failed: AtomicU64,
     /// The reactors' syscalls and wake-ups: a record divides them by
     /// deliveries and pings.
-    pub read_syscalls: AtomicU64,
-    pub write_syscalls: AtomicU64,
-    pub wakeups: AtomicU64,
+    pub(crate) read_syscalls: AtomicU64,
+    pub(crate) write_syscalls: AtomicU64,
+    pub(crate) wakeups: AtomicU64,
     /// Bus events a reactor wrote to an idle reactor's connections itself.
-    pub fanout_on_behalf: AtomicU64,
+    pub(crate) fanout_on_behalf: AtomicU64,
     /// Bus events queued on another reactor's inbox (it was busy, or this one was).
-    pub fanout_handed_over: AtomicU64,
+    pub(crate) fanout_handed_over: AtomicU64,
     /// `{"type":"ping"}` messages answered.
-    pub pongs: AtomicU64,
+    pub(crate) pongs: AtomicU64,
 }
 
 impl Metrics {
-    pub fn reject(&self, why: Rejected) {
+    pub(crate) fn reject(&self, why: Rejected) {
         self.rejected[why as usize].fetch_add(1, Relaxed);
     }
 
-    pub fn rejected(&self, why: Rejected) -> u64 {
+    pub(crate) fn rejected(&self, why: Rejected) -> u64 {
         self.rejected[why as usize].load(Relaxed)
     }
 
     /// Counts a limit that bit.
-    pub fn hit(&self, limit: Limit) {
+    pub(crate) fn hit(&self, limit: Limit) {
         self.limits[limit as usize].fetch_add(1, Relaxed);
     }
 
     /// The Prometheus text exposition of every counter.
-    pub fn render(&self, connections: usize) -> String {
+    pub(crate) fn render(&self, connections: usize) -> String {
         let mut s = String::with_capacity(2048);
         let mut one = |name: &str, kind: &str, help: &str, value: u64| {
             let _ = write!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
@@ -271,10 +271,10 @@ impl Metrics {
 
 /// Panics anywhere in this process, counted by a panic hook: the abuse
 /// tests assert it stays 0, and `/metrics` shows it.
-pub static PANICS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static PANICS: AtomicU64 = AtomicU64::new(0);
 
 /// Installs (once) the hook that counts panics before the default report.
-pub fn count_panics() {
+pub(crate) fn count_panics() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();

@@ -4,14 +4,14 @@
 
 /// A connection handed to a reactor, or from a reactor to the HTTP side,
 /// with what was read from it so far.
-pub struct Incoming {
-    pub stream: std::net::TcpStream,
-    pub peer: std::net::SocketAddr,
-    pub bytes: Vec<u8>,
+pub(crate) struct Incoming {
+    pub(crate) stream: std::net::TcpStream,
+    pub(crate) peer: std::net::SocketAddr,
+    pub(crate) bytes: Vec<u8>,
 }
 
 /// Largest request head accepted.
-pub const MAX_HEAD: usize = 16 * 1024;
+pub(crate) const MAX_HEAD: usize = 16 * 1024;
 /// Most header fields accepted.
 const MAX_HEADERS: usize = 48;
 
@@ -55,20 +55,20 @@ pub fn parse_head(buf: &[u8]) -> Head {
 
 /// A request head.
 pub struct Request {
-    pub method: String,
-    pub path: String,
-    pub query: String,
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) query: String,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) http10: bool,
 }
 
 impl Request {
     /// The first value of header `name` (lower case).
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
-    pub fn header_has_token(&self, name: &str, token: &str) -> bool {
+    pub(crate) fn header_has_token(&self, name: &str, token: &str) -> bool {
         self.header(name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     }
 
@@ -93,16 +93,16 @@ impl Request {
             .collect()
     }
 
-    pub fn keep_alive(&self) -> bool {
+    pub(crate) fn keep_alive(&self) -> bool {
         !self.http10 && !self.header_has_token("connection", "close")
     }
 
-    pub fn is_http10(&self) -> bool {
+    pub(crate) fn is_http10(&self) -> bool {
         self.http10
     }
 
     /// Every value of header `name` (lower case), in order.
-    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    pub(crate) fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.headers.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
@@ -176,13 +176,13 @@ pub enum Body {
 
 impl Body {
     /// Whether the request has a body to read or skip.
-    pub fn is_some(self) -> bool {
+    pub(crate) fn is_some(self) -> bool {
         self != Body::Length(0)
     }
 }
 
 /// Decodes `%XX` escapes and `+` (form encoding); invalid escapes stay as they are.
-pub fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

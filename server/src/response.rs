@@ -4,7 +4,7 @@
 
 /// The status line and headers of an answer; `extra` are whole header
 /// lines (`Allow: GET\r\n`).
-pub fn response_head(status: u16, content_type: &str, len: usize, keep_alive: bool, extra: &str) -> String {
+pub(crate) fn response_head(status: u16, content_type: &str, len: usize, keep_alive: bool, extra: &str) -> String {
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
@@ -31,12 +31,12 @@ pub fn response_head(status: u16, content_type: &str, len: usize, keep_alive: bo
 }
 
 /// A whole answer: head and body.
-pub fn response_bytes(status: u16, content_type: &str, body: &[u8], keep_alive: bool) -> Vec<u8> {
+pub(crate) fn response_bytes(status: u16, content_type: &str, body: &[u8], keep_alive: bool) -> Vec<u8> {
     let mut out = response_head(status, content_type, body.len(), keep_alive, "").into_bytes();
     out.extend_from_slice(body);
     out
 }
 
-pub fn json_error(message: &str) -> Vec<u8> {
+pub(crate) fn json_error(message: &str) -> Vec<u8> {
     serde_json::json!({ "message": message }).to_string().into_bytes()
 }

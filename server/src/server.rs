@@ -13,7 +13,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
 use crate::reactor::Reactors;
-pub use crate::shared::Shared;
+use crate::shared::Shared;
 
 pub struct Server {
     local_addr: SocketAddr,
@@ -48,8 +48,9 @@ impl Server {
         self.local_addr
     }
 
-    pub fn shared(&self) -> &Arc<Shared> {
-        &self.shared
+    /// Open WebSocket connections.
+    pub fn connections(&self) -> usize {
+        self.shared.connections()
     }
 
     /// Stops accepting, closes every connection with 1001 and waits for them

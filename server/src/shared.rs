@@ -12,21 +12,21 @@ use crate::config::Config;
 use crate::limits::ConnectLimiter;
 use crate::metrics::Metrics;
 
-pub struct Shared {
-    pub config: Config,
-    pub metrics: Metrics,
-    pub connect_limiter: Option<ConnectLimiter>,
-    pub bus: Option<Bus>,
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) metrics: Metrics,
+    pub(crate) connect_limiter: Option<ConnectLimiter>,
+    pub(crate) bus: Option<Bus>,
     /// WebSocket connections admitted and not closing: the
     /// `rtbench_connections` gauge, held under `--max-connections`.
-    pub open: AtomicUsize,
+    pub(crate) open: AtomicUsize,
     /// Sockets the reactors hold, in their handshake or closing ones
     /// included: shutdown waits for these, so no close becomes a reset.
-    pub live: AtomicUsize,
+    pub(crate) live: AtomicUsize,
 }
 
 impl Shared {
-    pub fn new(config: Config) -> io::Result<Shared> {
+    pub(crate) fn new(config: Config) -> io::Result<Shared> {
         let bus = config.bus.as_deref().map(Bus::new).transpose().map_err(io::Error::other)?;
         Ok(Shared {
             metrics: Metrics::default(),
@@ -39,22 +39,22 @@ impl Shared {
     }
 
     /// Reactor threads: `--threads`, or one per core.
-    pub fn threads(&self) -> usize {
+    pub(crate) fn threads(&self) -> usize {
         self.config.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
     }
 
-    pub fn jwt_secret(&self) -> &[u8] {
+    pub(crate) fn jwt_secret(&self) -> &[u8] {
         self.config.jwt_secret.as_bytes()
     }
 
     /// Takes a place for a new connection, unless the server is full.
-    pub fn reserve(&self) -> bool {
+    pub(crate) fn reserve(&self) -> bool {
         let max = self.config.max_connections;
         self.open.fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1)).is_ok()
     }
 
     /// Open WebSocket connections.
-    pub fn connections(&self) -> usize {
+    pub(crate) fn connections(&self) -> usize {
         self.open.load(Relaxed)
     }
 }

@@ -48,7 +48,7 @@ pub enum Over {
 }
 
 impl Over {
-    pub fn message(self, l: &Limits) -> String {
+    pub(crate) fn message(self, l: &Limits) -> String {
         match self {
             Over::Subscriptions => format!("Too many subscriptions (at most {})", l.subscriptions),
             Over::Channels => format!("Too many channels (at most {})", l.channels),
@@ -75,7 +75,11 @@ pub fn effective(raw: &str, user: Option<&str>) -> Option<String> {
 /// a connection that never changes its subscriptions keeps no `Subs`,
 /// only its filed ids and that one bit. Channels named twice come back
 /// once (a subscription holds a channel once).
-pub fn url_channels<'a>(filed: impl IntoIterator<Item = &'a str>, account: bool, user: Option<&str>) -> Vec<Box<str>> {
+pub(crate) fn url_channels<'a>(
+    filed: impl IntoIterator<Item = &'a str>,
+    account: bool,
+    user: Option<&str>,
+) -> Vec<Box<str>> {
     let own = user.map(|u| format!("account.{u}"));
     let mut out: Vec<Box<str>> = Vec::new();
     for ch in filed {
@@ -93,8 +97,8 @@ pub fn url_channels<'a>(filed: impl IntoIterator<Item = &'a str>, account: bool,
 /// Channels to file and to unfile after a change.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Change {
-    pub added: Vec<String>,
-    pub removed: Vec<String>,
+    pub(crate) added: Vec<String>,
+    pub(crate) removed: Vec<String>,
 }
 
 #[derive(Debug, Default)]

@@ -31,32 +31,32 @@ enum State {
 }
 
 /// What a read of the subscription brought.
-pub enum Got<'a> {
+pub(crate) enum Got<'a> {
     /// The subscription is confirmed (again).
     Subscribed,
     /// An event document.
     Message(&'a [u8]),
 }
 
-pub struct Subscriber {
+pub(crate) struct Subscriber {
     url: String,
     addr: SocketAddr,
-    pub sock: Option<TcpStream>,
+    pub(crate) sock: Option<TcpStream>,
     state: State,
     /// RESP bytes not yet parsed.
     buf: Vec<u8>,
     backoff: Duration,
     /// When to try again (disconnected), or give up connecting.
-    pub due: Option<Instant>,
+    pub(crate) due: Option<Instant>,
     /// Since when the bus has been unavailable (`None`: never was, or back).
-    pub down_since: Option<Instant>,
+    pub(crate) down_since: Option<Instant>,
     /// The highest event number seen (numbered events: `bus.rs`).
-    pub last_seq: Option<u64>,
+    pub(crate) last_seq: Option<u64>,
 }
 
 impl Subscriber {
     /// A subscriber for `redis://HOST:PORT`; it connects on `connect`.
-    pub fn new(url: &str) -> Result<Subscriber, String> {
+    pub(crate) fn new(url: &str) -> Result<Subscriber, String> {
         let rest = url.strip_prefix("redis://").ok_or_else(|| format!("--bus {url}: not a redis:// URL"))?;
         let hostport = rest.split('/').next().unwrap_or(rest);
         let hostport = hostport.rsplit('@').next().unwrap_or(hostport);
@@ -79,12 +79,12 @@ impl Subscriber {
         })
     }
 
-    pub fn url(&self) -> &str {
+    pub(crate) fn url(&self) -> &str {
         &self.url
     }
 
     /// Starts a nonblocking connect; the caller registers the socket.
-    pub fn connect(&mut self) -> io::Result<&TcpStream> {
+    pub(crate) fn connect(&mut self) -> io::Result<&TcpStream> {
         use socket2::{Domain, Protocol, Socket, Type};
         let s = Socket::new(Domain::for_address(self.addr), Type::STREAM.nonblocking(), Some(Protocol::TCP))?;
         let _ = s.set_tcp_nodelay(true);
@@ -101,7 +101,7 @@ impl Subscriber {
     }
 
     /// Drops the connection and schedules the next attempt.
-    pub fn disconnect(&mut self) {
+    pub(crate) fn disconnect(&mut self) {
         self.sock = None;
         self.state = State::Connecting;
         self.due = Some(Instant::now() + self.backoff);
@@ -109,14 +109,10 @@ impl Subscriber {
         self.down_since.get_or_insert_with(Instant::now);
     }
 
-    pub fn is_subscribed(&self) -> bool {
-        self.state == State::Subscribed
-    }
-
     /// Moves the connection on after readiness: sends SUBSCRIBE once
     /// connected, reads what arrived and hands each message to `on`.
     /// `Err` means the connection is lost.
-    pub fn ready(&mut self, read_buf: &mut [u8], mut on: impl FnMut(Got<'_>)) -> Result<(), String> {
+    pub(crate) fn ready(&mut self, read_buf: &mut [u8], mut on: impl FnMut(Got<'_>)) -> Result<(), String> {
         let Some(sock) = &self.sock else { return Ok(()) };
         if self.state == State::Connecting {
             // A connect that failed shows here; once connected, a failure

@@ -10,19 +10,19 @@
 use std::time::{Duration, Instant};
 
 /// One tick of the wheel.
-pub const TICK: Duration = Duration::from_millis(100);
+pub(crate) const TICK: Duration = Duration::from_millis(100);
 /// Buckets: entries further out than this many ticks go round again.
 const SPOKES: usize = 512;
 
 /// A deadline: the connection slot, its generation, and the tick it is due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Entry {
-    pub slot: u32,
-    pub generation: u32,
-    pub due: u32,
+pub(crate) struct Entry {
+    pub(crate) slot: u32,
+    pub(crate) generation: u32,
+    pub(crate) due: u32,
 }
 
-pub struct Wheel {
+pub(crate) struct Wheel {
     start: Instant,
     /// The next tick to expire.
     next: u32,
@@ -37,25 +37,25 @@ impl Default for Wheel {
 }
 
 impl Wheel {
-    pub fn new(start: Instant) -> Wheel {
+    pub(crate) fn new(start: Instant) -> Wheel {
         Wheel { start, next: 1, spokes: vec![Vec::new(); SPOKES], len: 0 }
     }
 
     /// The tick `after` from `now` falls in (never earlier than the next one).
-    pub fn tick_after(&self, now: Instant, after: Duration) -> u32 {
+    pub(crate) fn tick_after(&self, now: Instant, after: Duration) -> u32 {
         let t = (now + after).saturating_duration_since(self.start);
         let tick = t.as_millis().div_ceil(TICK.as_millis()) as u32;
         tick.max(self.next)
     }
 
-    pub fn insert(&mut self, e: Entry) {
+    pub(crate) fn insert(&mut self, e: Entry) {
         self.spokes[e.due as usize % SPOKES].push(e);
         self.len += 1;
     }
 
     /// How long the reactor may sleep: until the next tick, or for ever
     /// when nothing is pending.
-    pub fn timeout(&self, now: Instant) -> Option<Duration> {
+    pub(crate) fn timeout(&self, now: Instant) -> Option<Duration> {
         (self.len > 0).then(|| {
             let due = self.start + TICK * self.next;
             due.saturating_duration_since(now)
@@ -63,7 +63,7 @@ impl Wheel {
     }
 
     /// Hands every entry due by `now` to `fire`.
-    pub fn expire(&mut self, now: Instant, mut fire: impl FnMut(Entry)) {
+    pub(crate) fn expire(&mut self, now: Instant, mut fire: impl FnMut(Entry)) {
         let current = (now.saturating_duration_since(self.start).as_millis() / TICK.as_millis()) as u32;
         while self.next <= current {
             if self.len > 0 {
@@ -91,11 +91,11 @@ impl Wheel {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 }

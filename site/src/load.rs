@@ -371,7 +371,7 @@ fn load_run(scenario: &str, name: String, dir: &Path, in_group: bool) -> Result<
     let load = optional(&mut problems, record::read_load_summary(&loadgen));
     let load_scenario = optional(
         &mut problems,
-        Scenario::load(&loadgen.join(record::SCENARIO)).map_err(|e| e.to_string()),
+        Scenario::load(&loadgen.join(record::SCENARIO)),
     );
     let server = optional(
         &mut problems,
@@ -414,8 +414,8 @@ fn load_run(scenario: &str, name: String, dir: &Path, in_group: bool) -> Result<
 }
 
 /// A file the record may lack: its absence is noted, not fatal.
-fn optional<T>(problems: &mut Vec<String>, what: Result<T, String>) -> Option<T> {
-    what.map_err(|e| problems.push(e)).ok()
+fn optional<T, E: std::fmt::Display>(problems: &mut Vec<String>, what: Result<T, E>) -> Option<T> {
+    what.map_err(|e| problems.push(e.to_string())).ok()
 }
 
 /// The percentile table's rows (value ms, 1/(1-q)), without the last (inf).

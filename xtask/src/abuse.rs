@@ -46,7 +46,7 @@ fn five_seconds_or_more(v: &str) -> Result<f64, String> {
         .ok_or_else(|| "not a number of 5 or more".to_string())
 }
 
-pub fn run(a: Args) -> Result<(), String> {
+pub fn run(a: Args) -> anyhow::Result<()> {
     let seconds = a.seconds;
     crate::build_release()?;
     // Appwrite's abuse protection on (messages per connection per minute):
@@ -64,7 +64,7 @@ pub fn run(a: Args) -> Result<(), String> {
     result
 }
 
-fn abuse(server: &ServerProcess, seconds: f64) -> Result<(), String> {
+fn abuse(server: &ServerProcess, seconds: f64) -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_millis(300));
     let rss_before = server.rss_kib()?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -112,11 +112,11 @@ fn normal_load(
     server: &ServerProcess,
     seconds: f64,
     rss_before: u64,
-) -> Result<(rtbench_record::load::Summary, u64), String> {
+) -> anyhow::Result<(rtbench_record::load::Summary, u64)> {
     let addr = server.addr;
     let dir = std::env::temp_dir().join(format!("rtbench-abuse-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("{}: {e:#}", dir.display()))?;
     let scenario = format!(
         "description = \"abuse: the normal clients\"\n[target]\nurls = [\"ws://{addr}\"]\nsources = [\"127.0.0.2/30\"]\n\
          [[phases]]\nduration_s = 2\nrate = {}\n[hold]\nduration_s = {}\n[session]\nchannel_pattern = \"chat.{{}}\"\nchannel_count = 10\n\
@@ -125,24 +125,24 @@ fn normal_load(
         seconds - 2.0
     );
     let file = dir.join("normal.toml");
-    std::fs::write(&file, scenario).map_err(|e| format!("{}: {e}", file.display()))?;
+    std::fs::write(&file, scenario).map_err(|e| anyhow::anyhow!("{}: {e:#}", file.display()))?;
     let run_dir = dir.join("run");
     let mut loadgen = crate::loadgen_run(&file, &run_dir)
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("cannot start the load generator: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot start the load generator: {e:#}"))?;
     let t0 = Instant::now();
     let mut rss_max = rss_before;
     while loadgen
         .try_wait()
-        .map_err(|e| format!("waiting for the load generator: {e}"))?
+        .map_err(|e| anyhow::anyhow!("waiting for the load generator: {e:#}"))?
         .is_none()
     {
         rss_max = rss_max.max(server.rss_kib().unwrap_or(0));
         std::thread::sleep(Duration::from_millis(250));
         if t0.elapsed() > Duration::from_secs_f64(seconds + 60.0) {
             let _ = loadgen.kill();
-            return Err("the normal load did not finish".into());
+            return Err(anyhow::Error::msg("the normal load did not finish"));
         }
     }
     let s = rtbench_record::load::read_summary(&run_dir)?;
@@ -158,7 +158,7 @@ fn report(
     s: &rtbench_record::load::Summary,
     (rss_before, rss_max): (u64, u64),
     made: &Made,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     let m = |name: &str| crate::server::metric(addr, name).unwrap_or(0);
     println!(
         "abuse: {seconds:.0} s, {EACH} hostile clients of each of {} kinds, {NORMAL} normal clients",
@@ -222,7 +222,7 @@ fn report(
         .collect();
     println!("  hostile connections made: {}", made.join(", "));
     if m("rtbench_panics_total") > 0 {
-        return Err("the server panicked".into());
+        return Err(anyhow::Error::msg("the server panicked"));
     }
     Ok(())
 }

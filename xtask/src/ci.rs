@@ -14,7 +14,7 @@ use crate::{cargo, root, setup};
 /// `xtask/tests/subjects.rs`): their `[setup]` is installed first.
 const SUITES_TESTED: [&str; 2] = ["brokers", "peers"];
 
-pub fn run() -> Result<(), String> {
+pub fn run() -> anyhow::Result<()> {
     let quick = std::env::var("RTBENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
     setup::ensure_rust_components()?;
     // `CHROMIUM` names another browser build (GitHub's runners ship Chrome).
@@ -66,26 +66,26 @@ pub fn run() -> Result<(), String> {
 
 /// The GitHub workflows: schema-valid and free of zizmor's findings (both
 /// offline).
-fn check_workflows() -> Result<(), String> {
+fn check_workflows() -> anyhow::Result<()> {
     let dir = root().join(".github/workflows");
     let mut files: Vec<String> = std::fs::read_dir(&dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .map_err(|e| anyhow::anyhow!("{}: {e:#}", dir.display()))?
         .filter_map(|e| Some(e.ok()?.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "yml"))
         .map(|p| p.display().to_string())
         .collect();
     files.sort();
-    let run = |cmd: &str, args: &[&str]| -> Result<(), String> {
+    let run = |cmd: &str, args: &[&str]| -> anyhow::Result<()> {
         eprintln!("xtask: {cmd} {}", args.join(" "));
         let status = std::process::Command::new(cmd)
             .args(args)
             .current_dir(root())
             .status()
-            .map_err(|e| format!("cannot run {cmd}: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("cannot run {cmd}: {e:#}"))?;
         if status.success() {
             Ok(())
         } else {
-            Err(format!(
+            Err(anyhow::anyhow!(
                 "{cmd} found problems in .github/workflows ({status})"
             ))
         }

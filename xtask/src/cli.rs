@@ -48,7 +48,7 @@ pub enum Task {
 }
 
 /// Runs one task.
-pub fn run(task: Task) -> Result<(), String> {
+pub fn run(task: Task) -> anyhow::Result<()> {
     match task {
         // `--versus` is a bench flag with a task of its own: versus depends
         // on bench, so bench, knowing nothing of versus, cannot dispatch it.
@@ -213,9 +213,9 @@ mod tests {
             let e = parse(line).expect_err(line).to_string();
             assert!(
                 e.contains(flag),
-                "`{line}` was refused without naming {flag}: {e}"
+                "`{line}` was refused without naming {flag}: {e:#}"
             );
-            assert!(e.contains("invalid value"), "`{line}`: {e}");
+            assert!(e.contains("invalid value"), "`{line}`: {e:#}");
         }
     }
 

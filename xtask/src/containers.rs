@@ -21,6 +21,8 @@
 //! by the next run, when its owner is gone (`engine::owner_gone`). Each
 //! container's output is kept in the record, under `containers/`.
 
+use anyhow::Context as _;
+
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -89,7 +91,7 @@ struct Inspected {
 /// What `--on containers` asks of the engine beyond what testcontainers does.
 impl Engine {
     /// The run's network: internal (no route off this machine), labelled.
-    fn create_network(&self, name: &str, labels: &HashMap<String, String>) -> Result<(), String> {
+    fn create_network(&self, name: &str, labels: &HashMap<String, String>) -> anyhow::Result<()> {
         let request = bollard::models::NetworkCreateRequest {
             name: name.into(),
             internal: Some(true),
@@ -99,7 +101,7 @@ impl Engine {
         self.rt
             .block_on(self.api.create_network(request))
             .map(drop)
-            .map_err(|e| format!("creating network {name}: {e}"))
+            .map_err(|e| anyhow::anyhow!("creating network {name}: {e:#}"))
     }
 
     /// A container's state, its address on `network` among it.
@@ -123,7 +125,7 @@ impl Engine {
 impl Docker {
     /// Builds the images and creates the network. `redis`: the run has
     /// several server processes and needs the bus.
-    pub fn setup(spec: &Containers, redis: bool) -> Result<Docker, String> {
+    pub fn setup(spec: &Containers, redis: bool) -> anyhow::Result<Docker> {
         let engine = Arc::new(Engine::connect("--on containers")?);
         // What a killed xtask (and its reaper) left: runs of this machine
         // whose xtask is gone.
@@ -166,7 +168,7 @@ impl Docker {
         limits: &Limits,
         cmd: Vec<String>,
         up: WaitFor,
-    ) -> Result<(Container<GenericImage>, IpAddr, u32), String> {
+    ) -> anyhow::Result<(Container<GenericImage>, IpAddr, u32)> {
         let nofile = self.spec.nofile as i64;
         let cpus = limits.cpus;
         let memory = limits.memory.as_deref().map(memory_bytes).transpose()?;
@@ -190,13 +192,13 @@ impl Docker {
         }
         let container = request
             .start()
-            .map_err(|e| format!("container {name}: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("container {name}: {e:#}"))?;
         let inspected = self
             .engine
             .inspect(name, &self.network)
-            .map_err(|e| format!("{name}: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("{name}: {e:#}"))?;
         let (ip, pid) = (inspected.ip, inspected.pid);
-        let ip = ip.ok_or(format!("{name} has no address on {}", self.network))?;
+        let ip = ip.with_context(|| format!("{name} has no address on {}", self.network))?;
         self.started.borrow_mut().push((pid, name.to_string()));
         self.hosts
             .borrow_mut()
@@ -204,7 +206,7 @@ impl Docker {
         Ok((container, ip, pid))
     }
 
-    pub fn start_server(&self, i: u64, args: &[String]) -> Result<ServerProcess, String> {
+    pub fn start_server(&self, i: u64, args: &[String]) -> anyhow::Result<ServerProcess> {
         let name = format!("rtbench-{}-server-{i}", self.run);
         let mut full = vec!["--listen".to_string(), format!("0.0.0.0:{SERVER_PORT}")];
         full.extend_from_slice(args);
@@ -227,11 +229,11 @@ impl Docker {
         ))
     }
 
-    pub fn start_redis(&self) -> Result<RedisProcess, String> {
+    pub fn start_redis(&self) -> anyhow::Result<RedisProcess> {
         let image = self
             .redis_image
             .as_ref()
-            .ok_or("no Redis image was built")?;
+            .context("no Redis image was built")?;
         let name = format!("rtbench-{}-redis", self.run);
         let cmd = [
             "/bin/redis-server",
@@ -272,7 +274,7 @@ impl Docker {
 
     /// Starts one worker container each, waiting for its controller; the
     /// launch plan names their addresses.
-    pub fn launch(&self) -> Result<Launch, String> {
+    pub fn launch(&self) -> anyhow::Result<Launch> {
         let mut workers = Vec::new();
         for w in 0..self.spec.workers.max(1) {
             let name = format!("rtbench-{}-worker-{w}", self.run);
@@ -401,15 +403,15 @@ fn host_record(role: &str, address: &str) -> HostRecord {
 /// The suite's `[containers]` with `--limit` applied: `server.cpus=1`,
 /// `worker.memory=512m`, `redis.cpus=0.5`, `workers=4`, `nofile=20000`,
 /// `sysctl.net.core.somaxconn=4096`.
-pub fn with_limits(spec: &Containers, limits: &[String]) -> Result<Containers, String> {
+pub fn with_limits(spec: &Containers, limits: &[String]) -> anyhow::Result<Containers> {
     let mut c = spec.clone();
     for l in limits {
         let (key, value) = l
             .split_once('=')
-            .ok_or(format!("--limit {l}: expected ROLE.KEY=VALUE"))?;
+            .with_context(|| format!("--limit {l}: expected ROLE.KEY=VALUE"))?;
         let num = |v: &str| {
             v.parse::<f64>()
-                .map_err(|_| format!("--limit {l}: `{v}` is not a number"))
+                .map_err(|_| anyhow::anyhow!("--limit {l}: `{v}` is not a number"))
         };
         match key.split_once('.') {
             Some(("sysctl", name)) => {
@@ -421,7 +423,7 @@ pub fn with_limits(spec: &Containers, limits: &[String]) -> Result<Containers, S
                     "worker" => &mut c.worker,
                     "redis" => &mut c.redis,
                     r => {
-                        return Err(format!(
+                        return Err(anyhow::anyhow!(
                             "--limit {l}: role `{r}` is not server, worker or redis"
                         ));
                     }
@@ -429,17 +431,17 @@ pub fn with_limits(spec: &Containers, limits: &[String]) -> Result<Containers, S
                 match field {
                     "cpus" => limits.cpus = Some(num(value)?),
                     "memory" => {
-                        memory_bytes(value).map_err(|e| format!("--limit {l}: {e}"))?;
+                        memory_bytes(value).map_err(|e| anyhow::anyhow!("--limit {l}: {e:#}"))?;
                         limits.memory = Some(value.into());
                     }
-                    f => return Err(format!("--limit {l}: `{f}` is not cpus or memory")),
+                    f => return Err(anyhow::anyhow!("--limit {l}: `{f}` is not cpus or memory")),
                 }
             }
             None => match key {
                 "workers" => c.workers = num(value)?.max(1.0) as u64,
                 "nofile" => c.nofile = num(value)? as u64,
                 k => {
-                    return Err(format!(
+                    return Err(anyhow::anyhow!(
                         "--limit {l}: `{k}` is not workers, nofile, sysctl.NAME or ROLE.KEY"
                     ));
                 }
@@ -486,22 +488,23 @@ const WIDE_PORT_RANGE: &str = "1025 65535";
 mod tests {
     #[test]
     fn memory_sizes_read_as_docker_reads_them() {
-        assert_eq!(super::memory_bytes("512m"), Ok(512 << 20));
-        assert_eq!(super::memory_bytes("1G"), Ok(1 << 30));
-        assert_eq!(super::memory_bytes("1.5g"), Ok(3 << 29));
-        assert_eq!(super::memory_bytes("2GiB"), Ok(2 << 30));
-        assert_eq!(super::memory_bytes("64 mb"), Ok(64 << 20));
-        assert_eq!(super::memory_bytes("65536k"), Ok(65536 << 10));
-        assert_eq!(super::memory_bytes("1t"), Ok(1 << 40));
-        assert_eq!(super::memory_bytes("1000"), Ok(1000));
+        assert_eq!(super::memory_bytes("512m").ok(), Some(512 << 20));
+        assert_eq!(super::memory_bytes("1G").ok(), Some(1 << 30));
+        assert_eq!(super::memory_bytes("1.5g").ok(), Some(3 << 29));
+        assert_eq!(super::memory_bytes("2GiB").ok(), Some(2 << 30));
+        assert_eq!(super::memory_bytes("64 mb").ok(), Some(64 << 20));
+        assert_eq!(super::memory_bytes("65536k").ok(), Some(65536 << 10));
+        assert_eq!(super::memory_bytes("1t").ok(), Some(1 << 40));
+        assert_eq!(super::memory_bytes("1000").ok(), Some(1000));
         for bad in ["m", "1x", "1gg", "", "0"] {
             assert!(super::memory_bytes(bad).is_err(), "{bad}");
         }
         // Refused where the flag is read, before anything is built.
         let e = super::with_limits(&Default::default(), &["worker.memory=1x".into()]).unwrap_err();
+        let e = format!("{e:#}");
         assert!(
             e.contains("--limit worker.memory=1x: memory `1x` is not a size"),
-            "{e}"
+            "{e:#}"
         );
     }
 
@@ -565,6 +568,7 @@ mod tests {
         );
         assert_eq!(c.sysctls["net.core.somaxconn"], "4096");
         let e = super::with_limits(&Default::default(), &["server.cpu=1".into()]).unwrap_err();
-        assert!(e.contains("`cpu` is not cpus or memory"), "{e}");
+        let e = format!("{e:#}");
+        assert!(e.contains("`cpu` is not cpus or memory"), "{e:#}");
     }
 }

@@ -4,6 +4,8 @@
 //! second's state as server-sent events (the whole history first, so a page
 //! opened late still shows the run from its start).
 
+use anyhow::Context as _;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -44,9 +46,12 @@ impl History {
 }
 
 /// Serves the page on `addr` in background threads; returns the bound address.
-pub fn serve(addr: &str, state: State) -> Result<SocketAddr, String> {
-    let listener = TcpListener::bind(addr).map_err(|e| format!("dashboard on {addr}: {e}"))?;
-    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+pub fn serve(addr: &str, state: State) -> anyhow::Result<SocketAddr> {
+    let listener =
+        TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("dashboard on {addr}: {e:#}"))?;
+    let bound = listener
+        .local_addr()
+        .context("the dashboard listener's address")?;
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let state = state.clone();

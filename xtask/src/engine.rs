@@ -6,6 +6,8 @@
 //! images built here `FROM scratch` from the release binaries and the
 //! shared libraries they load.
 
+use anyhow::Context as _;
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -47,19 +49,19 @@ pub struct Engine {
 impl Engine {
     /// The engine `DOCKER_HOST` names, or this machine's; `flag` (`--on
     /// containers`) starts the one line that says none answers.
-    pub fn connect(flag: &str) -> Result<Engine, String> {
+    pub fn connect(flag: &str) -> anyhow::Result<Engine> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
-            .map_err(|e| e.to_string())?;
+            .context("building the engine client's tokio runtime")?;
         let api = bollard::Docker::connect_with_local_defaults()
-            .map_err(|e| format!("{flag}: no Docker engine answers ({e})"))?;
+            .map_err(|e| anyhow::anyhow!("{flag}: no Docker engine answers ({e:#})"))?;
         let engine = Engine { api, rt };
         engine
             .rt
             .block_on(engine.api.version())
-            .map_err(|e| format!("{flag}: no Docker engine answers ({e})"))?;
+            .map_err(|e| anyhow::anyhow!("{flag}: no Docker engine answers ({e:#})"))?;
         Ok(engine)
     }
 
@@ -143,7 +145,7 @@ impl Engine {
 /// `cargo xtask containers-reaper RUN`: waits for its stdin to end (the
 /// xtask that started it ending, however it ends), then removes every
 /// service, container and network of RUN.
-pub fn reaper(run: &str) -> Result<(), String> {
+pub fn reaper(run: &str) -> anyhow::Result<()> {
     let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
     Engine::connect("the reaper")?
         .remove_runs(|labels| labels.get(LABEL).map(String::as_str) == Some(run));
@@ -153,9 +155,9 @@ pub fn reaper(run: &str) -> Result<(), String> {
 /// Starts this binary as the run's reaper, in a session of its own (a
 /// Ctrl-C or a kill of this process group leaves it), holding the write end
 /// of its stdin.
-pub fn start_reaper(run: &str) -> Result<std::process::Child, String> {
+pub fn start_reaper(run: &str) -> anyhow::Result<std::process::Child> {
     use std::os::unix::process::CommandExt;
-    let exe = std::env::current_exe().map_err(|e| format!("the reaper: {e}"))?;
+    let exe = std::env::current_exe().map_err(|e| anyhow::anyhow!("the reaper: {e:#}"))?;
     let mut cmd = Command::new(exe);
     cmd.args(["containers-reaper", run])
         .stdin(std::process::Stdio::piped())
@@ -169,7 +171,7 @@ pub fn start_reaper(run: &str) -> Result<std::process::Child, String> {
         });
     }
     cmd.spawn()
-        .map_err(|e| format!("starting the containers' reaper: {e}"))
+        .map_err(|e| anyhow::anyhow!("starting the containers' reaper: {e:#}"))
 }
 
 /// This process as a run's owner: the boot, the pid namespace, the pid and
@@ -218,11 +220,12 @@ fn process_start(pid: u32) -> Option<u64> {
 }
 
 /// Writes what a container prints (stdout and stderr, as they come) to `path`.
-pub fn log_file(path: &Path) -> Result<impl Fn(&LogFrame) + Send + Sync + 'static, String> {
+pub fn log_file(path: &Path) -> anyhow::Result<impl Fn(&LogFrame) + Send + Sync + 'static> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e:#}", dir.display()))?;
     }
-    let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file =
+        std::fs::File::create(path).map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
     let file = Mutex::new(file);
     Ok(move |frame: &LogFrame| {
         let mut f = file.lock().unwrap_or_else(|e| e.into_inner());
@@ -233,8 +236,8 @@ pub fn log_file(path: &Path) -> Result<impl Fn(&LogFrame) + Send + Sync + 'stati
 /// A memory size as Docker reads one (`512m`, `1.5g`, `2GiB`, `65536k`,
 /// plain bytes): a number, then optionally k, m, g, t or p (powers of 1024),
 /// `i` and `b`.
-pub fn memory_bytes(size: &str) -> Result<i64, String> {
-    let bad = || format!("memory `{size}` is not a size such as 512m, 1.5g or 2GiB");
+pub fn memory_bytes(size: &str) -> anyhow::Result<i64> {
+    let bad = || anyhow::anyhow!("memory `{size}` is not a size such as 512m, 1.5g or 2GiB");
     let s = size.trim();
     let end = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -259,7 +262,7 @@ pub fn memory_bytes(size: &str) -> Result<i64, String> {
     }
     let bytes = number * (1u64 << shift) as f64;
     if !(1.0..9.2e18).contains(&bytes) {
-        return Err(format!("memory `{size}` is out of range"));
+        return Err(anyhow::anyhow!("memory `{size}` is out of range"));
     }
     Ok(bytes as i64)
 }
@@ -267,7 +270,7 @@ pub fn memory_bytes(size: &str) -> Result<i64, String> {
 /// A run's images: `rtbench/bench` (the release server and load
 /// generator) and, when `redis`, `rtbench/redis` from Debian's
 /// redis-server. `flag` (`--on containers`) starts a refusal.
-pub fn run_images(redis: bool, flag: &str) -> Result<(GenericImage, Option<GenericImage>), String> {
+pub fn run_images(redis: bool, flag: &str) -> anyhow::Result<(GenericImage, Option<GenericImage>)> {
     let release = crate::root().join("target/release");
     let image = build_image(
         "rtbench/bench",
@@ -277,7 +280,7 @@ pub fn run_images(redis: bool, flag: &str) -> Result<(GenericImage, Option<Gener
         ],
     )?;
     let redis_image = if redis {
-        let bin = which("redis-server").ok_or(format!("{flag}: the Redis image is built from Debian's redis-server: apt-get install -y redis-server"))?;
+        let bin = which("redis-server").with_context(|| format!("{flag}: the Redis image is built from Debian's redis-server: apt-get install -y redis-server"))?;
         Some(build_image("rtbench/redis", &[(bin, "redis-server")])?)
     } else {
         None
@@ -287,12 +290,12 @@ pub fn run_images(redis: bool, flag: &str) -> Result<(GenericImage, Option<Gener
 
 /// Builds `FROM scratch` with the binaries under /bin and every library
 /// they load (as `ldd` lists them) at its own path.
-pub fn build_image(name: &str, bins: &[(PathBuf, &str)]) -> Result<GenericImage, String> {
+pub fn build_image(name: &str, bins: &[(PathBuf, &str)]) -> anyhow::Result<GenericImage> {
     let mut build = GenericBuildableImage::new(name, "latest")
         .with_dockerfile_string("FROM scratch\nCOPY rootfs/ /\n");
     for (bin, as_name) in bins {
         if !bin.is_file() {
-            return Err(format!("{}: not built", bin.display()));
+            return Err(anyhow::anyhow!("{}: not built", bin.display()));
         }
         build = build.with_file(bin, format!("rootfs/bin/{as_name}"));
         for lib in libraries(bin)? {
@@ -309,15 +312,15 @@ pub fn build_image(name: &str, bins: &[(PathBuf, &str)]) -> Result<GenericImage,
     );
     build
         .build_image()
-        .map_err(|e| format!("building image {name}: {e}"))
+        .map_err(|e| anyhow::anyhow!("building image {name}: {e:#}"))
 }
 
 /// The shared libraries `bin` loads, the dynamic loader among them.
-fn libraries(bin: &Path) -> Result<Vec<PathBuf>, String> {
+fn libraries(bin: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let out = Command::new("ldd")
         .arg(bin)
         .output()
-        .map_err(|e| format!("ldd {}: {e}", bin.display()))?;
+        .map_err(|e| anyhow::anyhow!("ldd {}: {e:#}", bin.display()))?;
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().find(|w| w.starts_with('/')))

@@ -20,10 +20,10 @@ use rtbench_record::{Failover, FaultDone, Latency, Role};
 
 /// A fault's target: a server process or Redis (workers are the load, not
 /// the subject).
-fn victim(s: &str) -> Result<Role, String> {
+fn victim(s: &str) -> anyhow::Result<Role> {
     match s.parse::<Role>() {
         Ok(r @ (Role::Server(_) | Role::Redis)) => Ok(r),
-        _ => Err(format!(
+        _ => Err(anyhow::anyhow!(
             "fault target `{s}`: expected `server N` or `redis`"
         )),
     }
@@ -49,39 +49,41 @@ impl Plan {
         servers: u64,
         redis: bool,
         shared_port: bool,
-    ) -> Result<Plan, String> {
+    ) -> anyhow::Result<Plan> {
         faults.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
         let mut dead = BTreeSet::new();
         for f in &faults {
             let where_ = format!("fault at {} s ({:?} {})", f.at_s, f.action, f.target);
-            match victim(&f.target).map_err(|e| format!("{where_}: {e}"))? {
+            match victim(&f.target).map_err(|e| anyhow::anyhow!("{where_}: {e:#}"))? {
                 Role::Server(i) if i >= servers => {
-                    return Err(format!(
+                    return Err(anyhow::anyhow!(
                         "{where_}: this run has {servers} server process(es)"
                     ));
                 }
                 Role::Redis if !redis => {
-                    return Err(format!(
+                    return Err(anyhow::anyhow!(
                         "{where_}: this run has no Redis (one server process, no bus)"
                     ));
                 }
                 Role::Redis if f.action != Action::Pause => {
-                    return Err(format!("{where_}: Redis can only be paused"));
+                    return Err(anyhow::anyhow!("{where_}: Redis can only be paused"));
                 }
                 t => match f.action {
                     Action::Kill => {
                         dead.insert(t);
                     }
                     Action::Restart if !dead.remove(&t) => {
-                        return Err(format!("{where_}: a restart needs a kill of it before"));
+                        return Err(anyhow::anyhow!(
+                            "{where_}: a restart needs a kill of it before"
+                        ));
                     }
                     Action::Restart if !shared_port => {
-                        return Err(format!(
+                        return Err(anyhow::anyhow!(
                             "{where_}: a restart needs [server] shared_port = true"
                         ));
                     }
                     Action::Pause if f.for_s.is_none_or(|d| d <= 0.0) => {
-                        return Err(format!("{where_}: a pause needs for_s > 0"));
+                        return Err(anyhow::anyhow!("{where_}: a pause needs for_s > 0"));
                     }
                     _ => {}
                 },
@@ -103,8 +105,8 @@ impl Plan {
         t_s: f64,
         servers: &mut [ServerProcess],
         redis: Option<&RedisProcess>,
-        mut restart: impl FnMut(usize) -> Result<ServerProcess, String>,
-    ) -> Result<(), String> {
+        mut restart: impl FnMut(usize) -> anyhow::Result<ServerProcess>,
+    ) -> anyhow::Result<()> {
         while let Some(&(at, pid, ref who)) = self.resumes.first()
             && at <= t
         {
@@ -270,12 +272,13 @@ mod tests {
         ];
         assert!(Plan::new(ok.clone(), 3, true, true).is_ok());
         let own_ports = Plan::new(ok.clone(), 3, true, false).err().unwrap();
+        let own_ports = format!("{own_ports:#}");
         assert!(
             own_ports.contains("needs [server] shared_port"),
             "{own_ports}"
         );
         assert_eq!(crate::suite::spares(&ok), 1);
-        let e = |plan: Vec<Fault>| Plan::new(plan, 3, true, true).err().unwrap();
+        let e = |plan: Vec<Fault>| format!("{:#}", Plan::new(plan, 3, true, true).err().unwrap());
         assert!(e(vec![fault(1.0, Action::Kill, "server 3")]).contains("3 server process(es)"));
         assert!(e(vec![fault(1.0, Action::Restart, "server 0")]).contains("needs a kill"));
         assert!(e(vec![fault(1.0, Action::Pause, "redis")]).contains("for_s > 0"));

@@ -20,7 +20,7 @@ pub struct Args {
     pub seed: Option<u64>,
 }
 
-pub fn run(a: Args) -> Result<(), String> {
+pub fn run(a: Args) -> anyhow::Result<()> {
     let mut pass: Vec<String> = ["run", "--release", "--quiet", "-p", "rtbench-fuzz", "--"]
         .map(String::from)
         .into();

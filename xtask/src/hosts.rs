@@ -21,6 +21,8 @@
 //! stops them when their ssh session's stdin ends; workers stop on it by
 //! themselves. At the end the directory is removed from every host.
 
+use anyhow::Context as _;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -76,17 +78,17 @@ impl Fleet {
         path: &Path,
         tuning: &BTreeMap<String, String>,
         tune: bool,
-    ) -> Result<Fleet, String> {
+    ) -> anyhow::Result<Fleet> {
         let src = std::fs::read_to_string(path)
-            .map_err(|e| format!("--hosts {}: {e}", path.display()))?;
+            .map_err(|e| anyhow::anyhow!("--hosts {}: {e:#}", path.display()))?;
         let file: HostsFile = toml::from_str(&src).map_err(|e| {
             let line = e
                 .span()
                 .map_or(0, |s| src[..s.start].matches('\n').count() + 1);
-            format!("{}:{line}: {}", path.display(), e.message().trim())
+            anyhow::anyhow!("{}:{line}: {}", path.display(), e.message().trim())
         })?;
         if file.server.is_empty() || file.client.is_empty() {
-            return Err(format!(
+            return Err(anyhow::anyhow!(
                 "{}: name at least one [[server]] and one [[client]]",
                 path.display()
             ));
@@ -110,7 +112,7 @@ impl Fleet {
                     &["-o", "BatchMode=yes", "-o", "ConnectTimeout=5"],
                     "true",
                 )
-                .map_err(|e| format!("{role} host `{}` cannot be reached: {e}", h.ssh))?;
+                .map_err(|e| anyhow::anyhow!("{role} host `{}` cannot be reached: {e:#}", h.ssh))?;
         }
         let release = root().join("target/release");
         for (role, h) in &hosts {
@@ -170,7 +172,7 @@ impl Fleet {
         c
     }
 
-    fn ssh_output(&self, dest: &str, extra: &[&str], remote: &str) -> Result<String, String> {
+    fn ssh_output(&self, dest: &str, extra: &[&str], remote: &str) -> anyhow::Result<String> {
         let mut argv = self.ssh_argv(dest);
         // Options go before the destination.
         let at = argv.len() - 1;
@@ -180,22 +182,24 @@ impl Fleet {
             .arg(remote)
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| format!("cannot run ssh: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("cannot run ssh: {e:#}"))?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
         } else {
             let err = String::from_utf8_lossy(&out.stderr);
-            Err(err
-                .trim()
-                .lines()
-                .last()
-                .unwrap_or("ssh failed")
-                .to_string())
+            Err(anyhow::Error::msg(
+                err.trim()
+                    .lines()
+                    .last()
+                    .unwrap_or("ssh failed")
+                    .to_string(),
+            ))
         }
     }
 
-    fn copy(&self, dest: &str, from: &Path, name: &str) -> Result<(), String> {
-        let file = std::fs::File::open(from).map_err(|e| format!("{}: {e}", from.display()))?;
+    fn copy(&self, dest: &str, from: &Path, name: &str) -> anyhow::Result<()> {
+        let file =
+            std::fs::File::open(from).map_err(|e| anyhow::anyhow!("{}: {e:#}", from.display()))?;
         let d = &self.dir;
         let status = self
             .ssh_command(dest)
@@ -203,9 +207,11 @@ impl Fleet {
             .stdin(file)
             .stdout(Stdio::null())
             .status()
-            .map_err(|e| format!("cannot run ssh: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("cannot run ssh: {e:#}"))?;
         if !status.success() {
-            return Err(format!("copying {name} to {dest} failed ({status})"));
+            return Err(anyhow::anyhow!(
+                "copying {name} to {dest} failed ({status})"
+            ));
         }
         Ok(())
     }
@@ -216,7 +222,7 @@ impl Fleet {
         dest: &str,
         tuning: &BTreeMap<String, String>,
         apply: bool,
-    ) -> Result<BTreeMap<String, Setting>, String> {
+    ) -> anyhow::Result<BTreeMap<String, Setting>> {
         let mut out = BTreeMap::new();
         // Only kernel settings: the loopback pseudo-setting concerns this machine.
         for (k, v) in tuning
@@ -227,7 +233,7 @@ impl Fleet {
             let before = read();
             if apply {
                 self.ssh_output(dest, &[], &format!("sysctl -w {k}='{v}'"))
-                    .map_err(|e| format!("--tune on {dest}: sysctl -w {k}={v}: {e}"))?;
+                    .map_err(|e| anyhow::anyhow!("--tune on {dest}: sysctl -w {k}={v}: {e:#}"))?;
             }
             out.insert(
                 k.clone(),
@@ -244,7 +250,7 @@ impl Fleet {
     /// `dest`'s clock minus this one's: 16 request/response exchanges over
     /// one ssh session, keeping the one with the smallest round trip (its
     /// half is the error bound).
-    fn clock_offset(&self, dest: &str) -> Result<(i64, u64), String> {
+    fn clock_offset(&self, dest: &str) -> anyhow::Result<(i64, u64)> {
         let mut child = self
             .ssh_command(dest)
             .arg(format!("{}/rtbench-loadgen clock", self.dir))
@@ -252,7 +258,7 @@ impl Fleet {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| format!("cannot run ssh: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("cannot run ssh: {e:#}"))?;
         let mut stdin = child.stdin.take().expect("piped");
         let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
         let mut best: Option<(u64, i64)> = None;
@@ -260,12 +266,12 @@ impl Fleet {
             let t0 = rtbench_protocol::time::now_ns();
             writeln!(stdin)
                 .and_then(|_| stdin.flush())
-                .map_err(|e| format!("clock exchange with {dest}: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("clock exchange with {dest}: {e:#}"))?;
             let remote: u64 = lines
                 .next()
                 .and_then(Result::ok)
                 .and_then(|l| l.trim().parse().ok())
-                .ok_or(format!("clock exchange with {dest}: no answer"))?;
+                .with_context(|| format!("clock exchange with {dest}: no answer"))?;
             let t1 = rtbench_protocol::time::now_ns();
             let rtt = t1 - t0;
             let offset = remote as i64 - ((t0 / 2 + t1 / 2) as i64);
@@ -292,7 +298,7 @@ impl Fleet {
         format!("{cmd} & p=$!; cat > /dev/null; kill $p 2>/dev/null; wait $p")
     }
 
-    pub fn start_server(&self, i: u64, args: &[String]) -> Result<ServerProcess, String> {
+    pub fn start_server(&self, i: u64, args: &[String]) -> anyhow::Result<ServerProcess> {
         let h = &self.file.server[i as usize % self.file.server.len()];
         let mut full = vec!["--listen".to_string(), format!("{}:0", h.address())];
         full.extend_from_slice(args);
@@ -304,11 +310,11 @@ impl Fleet {
         cmd.arg(Fleet::held(&line));
         // Remote: its pid means nothing here; the sampler reads its /metrics.
         ServerProcess::start_via(cmd, full, true, |addr, _| Ok((addr, 0)))
-            .map_err(|e| format!("server on {}: {e}", h.ssh))
+            .map_err(|e| anyhow::anyhow!("server on {}: {e:#}", h.ssh))
     }
 
     /// Redis on the first server host (Debian's redis-server must be there).
-    pub fn start_redis(&self) -> Result<RedisProcess, String> {
+    pub fn start_redis(&self) -> anyhow::Result<RedisProcess> {
         let h = &self.file.server[0];
         let line = format!(
             "redis-server --port {REDIS_PORT} --bind {} --protected-mode no ",
@@ -322,12 +328,14 @@ impl Fleet {
         cmd.arg(Fleet::held(&line));
         let addr = format!("{}:{REDIS_PORT}", h.address())
             .parse()
-            .map_err(|_| format!("[[server]] address `{}` is not an IP address", h.address()))?;
+            .map_err(|_| {
+                anyhow::anyhow!("[[server]] address `{}` is not an IP address", h.address())
+            })?;
         RedisProcess::start_via(cmd, addr, true, |_| Ok(0))
-            .map_err(|e| format!("redis on {}: {e}", h.ssh))
+            .map_err(|e| anyhow::anyhow!("redis on {}: {e:#}", h.ssh))
     }
 
-    pub fn launch(&self) -> Result<Launch, String> {
+    pub fn launch(&self) -> anyhow::Result<Launch> {
         let mut workers = Vec::new();
         for h in &self.file.client {
             for _ in 0..self.file.workers_per_client.max(1) {

@@ -58,32 +58,35 @@ pub fn loadgen_run(scenario: &std::path::Path, out: &std::path::Path) -> std::pr
 }
 
 /// Copies a file, creating the destination's directory.
-pub fn copy_file(from: &std::path::Path, to: &std::path::Path) -> Result<(), String> {
+pub fn copy_file(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(to.parent().expect("has a parent"))
-        .map_err(|e| format!("{}: {e}", to.display()))?;
+        .map_err(|e| anyhow::anyhow!("{}: {e:#}", to.display()))?;
     std::fs::copy(from, to)
         .map(|_| ())
-        .map_err(|e| format!("{} -> {}: {e}", from.display(), to.display()))
+        .map_err(|e| anyhow::anyhow!("{} -> {}: {e:#}", from.display(), to.display()))
 }
 
 /// Runs `cargo` with `args` in the workspace root; an error names the command.
-pub fn cargo(args: &[&str]) -> Result<(), String> {
+pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("xtask: cargo {}", args.join(" "));
     let status = std::process::Command::new(cargo)
         .args(args)
         .current_dir(root())
         .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot run cargo: {e:#}"))?;
     if status.success() {
         Ok(())
     } else {
-        Err(format!("`cargo {}` failed ({status})", args.join(" ")))
+        Err(anyhow::anyhow!(
+            "`cargo {}` failed ({status})",
+            args.join(" ")
+        ))
     }
 }
 
 /// Builds the release binaries a run uses: the server and the load generator.
-pub fn build_release() -> Result<(), String> {
+pub fn build_release() -> anyhow::Result<()> {
     cargo(&[
         "build",
         "--release",

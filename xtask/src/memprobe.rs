@@ -17,6 +17,8 @@
 //! with a JWT naming the user and one team of 100, each connection a
 //! different user (the costliest case: no user's names are shared).
 
+use anyhow::Context as _;
+
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -67,7 +69,7 @@ impl Auth {
     }
 }
 
-pub fn run(a: Args) -> Result<(), String> {
+pub fn run(a: Args) -> anyhow::Result<()> {
     crate::build_release()?;
     let mut server = ServerProcess::start(
         &crate::server_bin(),
@@ -81,18 +83,20 @@ pub fn run(a: Args) -> Result<(), String> {
 /// Connections opened by the warm-up before the base is read.
 const WARM_UP: u64 = 200;
 
-fn probe(server: &ServerProcess, a: &Args) -> Result<(), String> {
+fn probe(server: &ServerProcess, a: &Args) -> anyhow::Result<()> {
     let (n, rate) = (a.connections, a.rate);
     let dir = std::env::temp_dir().join(format!("rtbench-memprobe-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
     // A few connections of the same session first, closed again: the code
     // their path runs is paged in once, for any number of connections, and
     // is not what a connection costs.
     let (mut warm_up, warm_up_dir) = load(server, a, &dir, "warm-up", WARM_UP, 1.0)?;
-    let status = warm_up.wait().map_err(|e| e.to_string())?;
+    let status = warm_up
+        .wait()
+        .context("waiting for the warm-up load generator")?;
     if !status.success() {
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "the warm-up's load generator failed ({status}); see {}",
             warm_up_dir.display()
         ));
@@ -103,9 +107,14 @@ fn probe(server: &ServerProcess, a: &Args) -> Result<(), String> {
     let (mut loadgen, run_dir) = load(server, a, &dir, "run", n, 4.0)?;
     let deadline = Instant::now() + Duration::from_secs_f64(n as f64 / rate as f64 + 30.0);
     while server.metric("rtbench_connections")? < n {
-        if Instant::now() > deadline || loadgen.try_wait().map_err(|e| e.to_string())?.is_some() {
+        if Instant::now() > deadline
+            || loadgen
+                .try_wait()
+                .context("checking on the load generator")?
+                .is_some()
+        {
             let _ = loadgen.kill();
-            return Err(format!(
+            return Err(anyhow::anyhow!(
                 "the server never held {n} connections; see {}",
                 run_dir.display()
             ));
@@ -115,9 +124,9 @@ fn probe(server: &ServerProcess, a: &Args) -> Result<(), String> {
     std::thread::sleep(Duration::from_secs(1));
     let with = server.rss_kib()?;
     let held = server.metric("rtbench_connections")?;
-    let status = loadgen.wait().map_err(|e| e.to_string())?;
+    let status = loadgen.wait().context("waiting for the load generator")?;
     if !status.success() {
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "the load generator failed ({status}); see {}",
             run_dir.display()
         ));
@@ -165,7 +174,7 @@ fn load(
     name: &str,
     n: u64,
     hold_s: f64,
-) -> Result<(std::process::Child, std::path::PathBuf), String> {
+) -> anyhow::Result<(std::process::Child, std::path::PathBuf)> {
     let arrivals_s = n as f64 / a.rate as f64;
     let scenario = format!(
         "description = \"memprobe: {n} idle connections\"\n[target]\nurls = [\"ws://{}\"]\nsources = [\"127.0.0.2/28\"]\n\
@@ -175,22 +184,23 @@ fn load(
         a.auth.session()
     );
     let scenario_file = dir.join(format!("{name}.toml"));
-    std::fs::write(&scenario_file, scenario).map_err(|e| e.to_string())?;
+    std::fs::write(&scenario_file, scenario)
+        .with_context(|| scenario_file.display().to_string())?;
     let run_dir = dir.join(name);
     let child = crate::loadgen_run(&scenario_file, &run_dir)
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("cannot start the load generator: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot start the load generator: {e:#}"))?;
     Ok((child, run_dir))
 }
 
-fn wait_until_closed(server: &ServerProcess) -> Result<(), String> {
+fn wait_until_closed(server: &ServerProcess) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while server.metric("rtbench_connections")? > 0 {
         if Instant::now() > deadline {
-            return Err(
-                "the server still holds connections 30 s after the load generator ended".into(),
-            );
+            return Err(anyhow::Error::msg(
+                "the server still holds connections 30 s after the load generator ended",
+            ));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -201,7 +211,7 @@ fn wait_until_closed(server: &ServerProcess) -> Result<(), String> {
 /// connections left behind have passed (a request head's is the longest,
 /// 10 s by default): what it keeps after the peak, not what it is still
 /// letting go of.
-fn rss_once_closed(server: &ServerProcess) -> Result<u64, String> {
+fn rss_once_closed(server: &ServerProcess) -> anyhow::Result<u64> {
     wait_until_closed(server)?;
     std::thread::sleep(Duration::from_secs(12));
     server.rss_kib()

@@ -19,6 +19,8 @@
 //! itself stays on the host (its live page too) and reaches the servers from
 //! a short-lived thread that enters the namespace (`connect`).
 
+use anyhow::Context as _;
+
 use std::fs::File;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
@@ -56,16 +58,16 @@ pub fn buckets_for(connections: u64) -> u64 {
         .clamp(1 << 16, MAX_BUCKETS)
 }
 
-fn ip(args: &[&str]) -> Result<String, String> {
+fn ip(args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new("ip")
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("cannot run `ip` (iproute2): {e}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot run `ip` (iproute2): {e:#}"))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(format!(
+        Err(anyhow::anyhow!(
             "`ip {}` failed: {}",
             args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
@@ -80,12 +82,12 @@ impl Namespace {
     pub fn create(
         connections: u64,
         profile: &std::collections::BTreeMap<String, String>,
-    ) -> Result<Namespace, String> {
+    ) -> anyhow::Result<Namespace> {
         remove_stale();
         let name = format!("rtbench-{}", std::process::id());
         let _ = ip(&["netns", "del", &name]);
         let want = buckets_for(connections);
-        let before = tuning::read(CHILD_EHASH).ok_or_else(|| {
+        let before = tuning::read(CHILD_EHASH).with_context(|| {
             format!("{CHILD_EHASH} does not exist: this kernel (before 6.1) cannot size a namespace's socket hash; run without --tune's namespace: --host-net")
         })?;
         tuning::write(CHILD_EHASH, &want.to_string())?;
@@ -93,10 +95,10 @@ impl Namespace {
         // Only namespaces created in between take the size: put it back.
         let _ = tuning::write(CHILD_EHASH, &before);
         made.map_err(|e| {
-            format!("{e}: network namespaces are not permitted here; run with --host-net (the host's socket hash, {} buckets)", tuning::read("net.ipv4.tcp_ehash_entries").unwrap_or_default())
+            anyhow::anyhow!("{e:#}: network namespaces are not permitted here; run with --host-net (the host's socket hash, {} buckets)", tuning::read("net.ipv4.tcp_ehash_entries").unwrap_or_default())
         })?;
-        let file =
-            File::open(format!("/run/netns/{name}")).map_err(|e| format!("/run/netns/{name}: {e}"));
+        let file = File::open(format!("/run/netns/{name}"))
+            .map_err(|e| anyhow::anyhow!("/run/netns/{name}: {e:#}"));
         let ns = Namespace {
             name: name.clone(),
             file: Arc::new(file?),
@@ -124,12 +126,12 @@ impl Namespace {
             .trim()
             .trim_start_matches('-')
             .parse()
-            .map_err(|_| "cannot read the namespace's tcp_ehash_entries".to_string())?;
+            .map_err(|_| anyhow::Error::msg("cannot read the namespace's tcp_ehash_entries"))?;
         *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(ns.file.clone());
         Ok(ns)
     }
 
-    fn run_inside(&self, argv: &[&str]) -> Result<String, String> {
+    fn run_inside(&self, argv: &[&str]) -> anyhow::Result<String> {
         let mut args = vec!["netns", "exec", &self.name];
         args.extend_from_slice(argv);
         ip(&args)
@@ -159,7 +161,7 @@ impl Drop for Namespace {
         }
         if let Err(e) = last {
             eprintln!(
-                "xtask: could not remove network namespace {}: {e}; remove it with `ip netns del {}`",
+                "xtask: could not remove network namespace {}: {e:#}; remove it with `ip netns del {}`",
                 self.name, self.name
             );
         }
@@ -202,10 +204,10 @@ pub fn connect(addr: &SocketAddr, timeout: Duration) -> std::io::Result<TcpStrea
 }
 
 /// Whether this machine lets us make network namespaces (`ip` present, root).
-pub fn available() -> Result<(), String> {
+pub fn available() -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        return Err("making a network namespace needs root".into());
+        return Err(anyhow::Error::msg("making a network namespace needs root"));
     }
     ip(&["netns", "list"]).map(|_| ())
 }

@@ -38,7 +38,7 @@ impl OomKill {
 pub struct Watch {
     /// `/dev/kmsg` at the end of the log as it was when the run began, or
     /// why it could not be read.
-    kmsg: Result<std::fs::File, String>,
+    kmsg: anyhow::Result<std::fs::File>,
     oom_kills_before: Option<u64>,
     kills: Vec<OomKill>,
 }
@@ -51,7 +51,7 @@ impl Watch {
             .custom_flags(libc::O_NONBLOCK)
             .open("/dev/kmsg")
             .and_then(|mut f| f.seek(SeekFrom::End(0)).map(|_| f))
-            .map_err(|e| format!("/dev/kmsg: {e}"));
+            .map_err(|e| anyhow::anyhow!("/dev/kmsg: {e:#}"));
         Watch {
             kmsg,
             oom_kills_before: oom_kill_count(),
@@ -126,7 +126,7 @@ impl Watch {
                 self.kmsg
                     .as_ref()
                     .err()
-                    .map_or(String::new(), |e| format!(" ({e})"))
+                    .map_or(String::new(), |e| format!(" ({e:#})"))
             );
         }
     }

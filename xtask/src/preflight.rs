@@ -4,6 +4,8 @@
 //! falls short says so with the command that fixes it. A run that cannot
 //! reach its target is refused, never silently scaled down.
 
+use anyhow::Context as _;
+
 use serde::{Deserialize, Serialize};
 
 use crate::tuning;
@@ -172,9 +174,7 @@ fn namespace(n: &Needs) -> Check {
     let ok = crate::netns::available().and_then(|()| {
         tuning::read("net.ipv4.tcp_child_ehash_entries")
             .map(|_| ())
-            .ok_or_else(|| {
-                "this kernel (before 6.1) cannot size a namespace's socket hash".to_string()
-            })
+            .context("this kernel (before 6.1) cannot size a namespace's socket hash")
     });
     check(
         "network namespace",
@@ -185,7 +185,7 @@ fn namespace(n: &Needs) -> Check {
                 crate::netns::buckets_for(n.connections),
                 tuning::read("net.ipv4.tcp_ehash_entries").unwrap_or_default()
             ),
-            Err(e) => format!("no network namespace: {e}"),
+            Err(e) => format!("no network namespace: {e:#}"),
         },
         ok.is_err()
             .then(|| "run on the host's network stack: add --host-net".to_string()),
@@ -252,7 +252,7 @@ fn memory(n: &Needs) -> Check {
 }
 
 /// Prints the checks; an error naming every failed one, with its fix.
-pub fn verdict(checks: &[Check]) -> Result<(), String> {
+pub fn verdict(checks: &[Check]) -> anyhow::Result<()> {
     for c in checks {
         eprintln!(
             "preflight: {} {}: {}",
@@ -278,7 +278,7 @@ pub fn verdict(checks: &[Check]) -> Result<(), String> {
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(format!(
+        Err(anyhow::anyhow!(
             "this run cannot reach its target:\n{}",
             failed.join("\n")
         ))

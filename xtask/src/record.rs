@@ -1,7 +1,9 @@
-//! Writing the bench run record. The schema (`BenchSummary`, `Environment`,
-//! the record's file names) is the `rtbench-record` crate, re-exported here.
+//! What the xtask adds to the bench run record: the host id that names
+//! records, and the record's figures from the load generator's summary. The
+//! schema (`BenchSummary`, `Environment`, the record's file names) is the
+//! `rtbench-record` crate, used by that name everywhere.
 
-pub use rtbench_record::*;
+use rtbench_record::{Errors, Latency, LoadSummary};
 
 /// The host id that names records and groups a history: `RTBENCH_HOST`, or
 /// the hostname. Machines whose runs form one history under changing
@@ -47,7 +49,10 @@ pub fn errors(l: &LoadSummary) -> Errors {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use rtbench_record::{
+        Environment, FORMAT_VERSION, SERVER_CSV, VERSUS, Versus, limit, read_json, read_summary,
+        sweep,
+    };
 
     /// Every record committed under results/ must stay readable by these types.
     #[test]

@@ -52,7 +52,7 @@ impl Default for Args {
     }
 }
 
-pub fn run(a: Args) -> Result<(), String> {
+pub fn run(a: Args) -> anyhow::Result<()> {
     let dir = measure(&a)?;
     let r = Roofline::read(&dir)?;
     print(&r);
@@ -61,14 +61,14 @@ pub fn run(a: Args) -> Result<(), String> {
 }
 
 /// Measures and writes a roofline record; returns its directory.
-pub fn measure(a: &Args) -> Result<PathBuf, String> {
+pub fn measure(a: &Args) -> anyhow::Result<PathBuf> {
     crate::cargo(&["build", "--release", "--quiet", "-p", "rtbench-roofline"])?;
     // Both ends of every pair are on this machine.
     let kib_needed = a.pairs * 2 * 3 + 256 * 1024;
     if let Some(avail) = preflight::meminfo("MemAvailable")
         && kib_needed > avail
     {
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "{} pairs need about {} MiB of kernel memory; {} MiB available: use fewer --pairs",
             a.pairs,
             kib_needed / 1024,
@@ -116,12 +116,12 @@ pub fn measure(a: &Args) -> Result<PathBuf, String> {
     );
     let out = cmd
         .output()
-        .map_err(|e| format!("cannot run rtbench-roofline: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot run rtbench-roofline: {e:#}"))?;
     if !out.status.success() {
-        return Err(format!("rtbench-roofline failed ({})", out.status));
+        return Err(anyhow::anyhow!("rtbench-roofline failed ({})", out.status));
     }
     let measured: Measured = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("rtbench-roofline printed what is not its figures: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("rtbench-roofline printed what is not its figures: {e:#}"))?;
     let now = now_ns();
     let host = crate::record::host_id();
     let r = Roofline {
@@ -140,7 +140,7 @@ pub fn measure(a: &Args) -> Result<PathBuf, String> {
             .join(roofline::DIR)
             .join(format!("{}-{host}", compact_utc(now)))
     });
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("{}: {e:#}", dir.display()))?;
     rtbench_record::write_json(&dir.join(roofline::FILE), &r)?;
     Ok(dir)
 }

@@ -2,6 +2,8 @@
 //! their addresses, read their RSS, CPU and metrics, stop them. Used by
 //! `memprobe` and `bench`.
 
+use anyhow::Context as _;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
@@ -84,7 +86,7 @@ fn poll_exit(
 
 impl ServerProcess {
     /// Starts the server binary `bin` on an ephemeral loopback port with `args`.
-    pub fn start(bin: &std::path::Path, args: &[String]) -> Result<ServerProcess, String> {
+    pub fn start(bin: &std::path::Path, args: &[String]) -> anyhow::Result<ServerProcess> {
         // An ephemeral port unless the caller chose one.
         let mut full = if args.iter().any(|a| a == "--listen") {
             Vec::new()
@@ -95,7 +97,7 @@ impl ServerProcess {
         let mut cmd = Command::new(bin);
         crate::netns::enter(cmd.args(&full));
         ServerProcess::start_via(cmd, full, false, |addr, pid| Ok((addr, pid)))
-            .map_err(|e| format!("{}: {e}", bin.display()))
+            .map_err(|e| anyhow::anyhow!("{}: {e:#}", bin.display()))
     }
 
     /// Starts the server through `cmd` (which ends in the server and its
@@ -105,8 +107,8 @@ impl ServerProcess {
         mut cmd: Command,
         args: Vec<String>,
         stop_by_stdin: bool,
-        resolve: impl FnOnce(SocketAddr, u32) -> Result<(SocketAddr, u32), String>,
-    ) -> Result<ServerProcess, String> {
+        resolve: impl FnOnce(SocketAddr, u32) -> anyhow::Result<(SocketAddr, u32)>,
+    ) -> anyhow::Result<ServerProcess> {
         let mut child = die_with_parent(&mut cmd)
             .stdin(if stop_by_stdin {
                 Stdio::piped()
@@ -116,7 +118,7 @@ impl ServerProcess {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot start the server: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("cannot start the server: {e:#}"))?;
         let stdin = child.stdin.take();
         let mut p = ServerProcess {
             pid: child.id(),
@@ -141,7 +143,7 @@ impl ServerProcess {
     /// `port`; ready when that port accepts a connection (a broker may take
     /// a while: up to `COMMAND_READY`). Its stderr's last lines explain a
     /// server that never got there.
-    pub fn start_command(line: &str, port: u16) -> Result<ServerProcess, String> {
+    pub fn start_command(line: &str, port: u16) -> anyhow::Result<ServerProcess> {
         let line = line.to_string();
         let mut cmd = Command::new("sh");
         cmd.args(["-c", &format!("exec {line}")]);
@@ -156,7 +158,7 @@ impl ServerProcess {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot start `{line}`: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("cannot start `{line}`: {e:#}"))?;
         let tail = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let keep = tail.clone();
         let stderr = child.stderr.take().expect("piped");
@@ -175,7 +177,7 @@ impl ServerProcess {
             if let Ok(Some(status)) = child.try_wait() {
                 std::thread::sleep(Duration::from_millis(100));
                 let t = tail.lock().unwrap_or_else(|e| e.into_inner()).join("\n");
-                return Err(format!(
+                return Err(anyhow::anyhow!(
                     "`{line}` exited ({status}) before accepting on {addr}:\n{t}"
                 ));
             }
@@ -185,7 +187,7 @@ impl ServerProcess {
             if t0.elapsed() > COMMAND_READY {
                 let _ = child.kill();
                 let t = tail.lock().unwrap_or_else(|e| e.into_inner()).join("\n");
-                return Err(format!(
+                return Err(anyhow::anyhow!(
                     "`{line}` did not accept on {addr} within {} s:\n{t}",
                     COMMAND_READY.as_secs()
                 ));
@@ -234,14 +236,14 @@ impl ServerProcess {
         poll_exit(&mut self.child, &mut self.elsewhere, &mut self.exit_seen)
     }
 
-    pub fn rss_kib(&self) -> Result<u64, String> {
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
         if self.pid == 0 {
             return Ok(self.metric("rtbench_process_resident_memory_bytes")? / 1024);
         }
         rss_kib(self.pid)
     }
 
-    pub fn metric(&self, name: &str) -> Result<u64, String> {
+    pub fn metric(&self, name: &str) -> anyhow::Result<u64> {
         metric(self.metrics_addr, name)
     }
 
@@ -289,7 +291,7 @@ pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
 }
 
 /// Reads the server's `listening on ADDR` line; keeps draining its stderr.
-fn listening_address(stderr: impl Read + Send + 'static) -> Result<SocketAddr, String> {
+fn listening_address(stderr: impl Read + Send + 'static) -> anyhow::Result<SocketAddr> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -300,9 +302,9 @@ fn listening_address(stderr: impl Read + Send + 'static) -> Result<SocketAddr, S
     });
     let addr = rx
         .recv_timeout(Duration::from_secs(10))
-        .map_err(|_| "the server did not report its address within 10 s")?;
+        .map_err(|_| anyhow::Error::msg("the server did not report its address within 10 s"))?;
     addr.parse()
-        .map_err(|_| format!("the server reported a bad address `{addr}`"))
+        .map_err(|_| anyhow::anyhow!("the server reported a bad address `{addr}`"))
 }
 
 /// A redis-server for the run's event bus: Debian's binary, no persistence.
@@ -322,17 +324,17 @@ pub struct RedisProcess {
 pub const REDIS_ARGS: [&str; 6] = ["--save", "", "--appendonly", "no", "--maxclients", "10000"];
 
 impl RedisProcess {
-    pub fn start() -> Result<RedisProcess, String> {
+    pub fn start() -> anyhow::Result<RedisProcess> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
-            .map_err(|e| format!("no free port for redis: {e}"))?
+            .map_err(|e| anyhow::anyhow!("no free port for redis: {e:#}"))?
             .port();
         let mut cmd = Command::new("redis-server");
         cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(REDIS_ARGS);
         crate::netns::enter(&mut cmd);
         RedisProcess::start_via(cmd, ([127, 0, 0, 1], port).into(), false, Ok)
-            .map_err(|e| format!("{e}; install it: apt-get install -y redis-server"))
+            .map_err(|e| anyhow::anyhow!("{e:#}; install it: apt-get install -y redis-server"))
     }
 
     /// Starts redis through `cmd`; it must come to listen at `addr`.
@@ -340,8 +342,8 @@ impl RedisProcess {
         mut cmd: Command,
         addr: SocketAddr,
         stop_by_stdin: bool,
-        pid: impl FnOnce(u32) -> Result<u32, String>,
-    ) -> Result<RedisProcess, String> {
+        pid: impl FnOnce(u32) -> anyhow::Result<u32>,
+    ) -> anyhow::Result<RedisProcess> {
         let mut child = die_with_parent(&mut cmd)
             .stdin(if stop_by_stdin {
                 Stdio::piped()
@@ -351,7 +353,7 @@ impl RedisProcess {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| format!("cannot start redis-server ({e})"))?;
+            .map_err(|e| anyhow::anyhow!("cannot start redis-server ({e:#})"))?;
         let own = child.id();
         RedisProcess {
             stdin: child.stdin.take(),
@@ -369,7 +371,7 @@ impl RedisProcess {
         held: Box<dyn Elsewhere>,
         addr: SocketAddr,
         pid: u32,
-    ) -> Result<RedisProcess, String> {
+    ) -> anyhow::Result<RedisProcess> {
         RedisProcess {
             stdin: None,
             pid,
@@ -382,12 +384,12 @@ impl RedisProcess {
     }
 
     /// Itself once it accepts connections at `addr` (within 10 s).
-    fn listening_at(self, addr: SocketAddr) -> Result<RedisProcess, String> {
+    fn listening_at(self, addr: SocketAddr) -> anyhow::Result<RedisProcess> {
         let r = self;
         let t0 = Instant::now();
         while crate::netns::connect(&addr, Duration::from_millis(500)).is_err() {
             if t0.elapsed() > Duration::from_secs(10) {
-                return Err(format!(
+                return Err(anyhow::anyhow!(
                     "redis-server did not start listening at {addr} within 10 s"
                 ));
             }
@@ -440,10 +442,10 @@ pub fn redis_available() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-pub fn rss_kib(pid: u32) -> Result<u64, String> {
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     rtbench_sys::process::rss_bytes(Process::Pid(pid))
         .map(|b| b / 1024)
-        .map_err(|e| e.to_string())
+        .with_context(|| format!("reading the RSS of process {pid}"))
 }
 
 /// CPU seconds (user + system) a process has used.
@@ -452,13 +454,13 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
 }
 
 /// Reads one unlabelled value from the server's /metrics.
-pub fn metric(addr: SocketAddr, name: &str) -> Result<u64, String> {
+pub fn metric(addr: SocketAddr, name: &str) -> anyhow::Result<u64> {
     metric_within(addr, name, Duration::from_secs(5))
 }
 
 /// `metric`, giving up after `limit` for each of connecting and reading.
-pub fn metric_within(addr: SocketAddr, name: &str, limit: Duration) -> Result<u64, String> {
-    metrics_within(addr, &[name], limit)?[0].ok_or_else(|| format!("/metrics has no `{name}`"))
+pub fn metric_within(addr: SocketAddr, name: &str, limit: Duration) -> anyhow::Result<u64> {
+    metrics_within(addr, &[name], limit)?[0].with_context(|| format!("/metrics has no `{name}`"))
 }
 
 /// Several unlabelled values from one read of /metrics, each `None` where
@@ -468,17 +470,19 @@ pub fn metrics_within(
     addr: SocketAddr,
     names: &[&str],
     limit: Duration,
-) -> Result<Vec<Option<u64>>, String> {
-    let mut s = crate::netns::connect(&addr, limit).map_err(|e| format!("/metrics: {e}"))?;
-    s.set_read_timeout(Some(limit)).map_err(|e| e.to_string())?;
+) -> anyhow::Result<Vec<Option<u64>>> {
+    let mut s =
+        crate::netns::connect(&addr, limit).map_err(|e| anyhow::anyhow!("/metrics: {e:#}"))?;
+    s.set_read_timeout(Some(limit))
+        .context("/metrics: setting a read timeout")?;
     write!(
         s,
         "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
-    .map_err(|e| e.to_string())?;
+    .context("/metrics: sending the request")?;
     let mut text = String::new();
     s.read_to_string(&mut text)
-        .map_err(|e| format!("/metrics: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("/metrics: {e:#}"))?;
     Ok(names
         .iter()
         .map(|name| {

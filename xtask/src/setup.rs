@@ -78,7 +78,7 @@ pub const PEER_PACKAGES: [Package; 2] = [
 /// What a suite's servers need (its `[setup]`), installed and built: the
 /// bench runs it before the suite, `cargo xtask ci` before the tests that
 /// start those servers.
-pub fn ensure_suite(setup: &crate::suite::Setup, why: &str) -> Result<(), String> {
+pub fn ensure_suite(setup: &crate::suite::Setup, why: &str) -> anyhow::Result<()> {
     ensure_debian(&setup.apt, why)?;
     for p in &setup.pip {
         ensure_python_module(&p.module, &p.package, why)?;
@@ -103,7 +103,7 @@ pub fn go_binary(dir: &str) -> std::path::PathBuf {
 /// Builds the Go main package in `dir` (under the workspace) with
 /// Debian's Go and its packaged libraries only: GOPATH mode over
 /// /usr/share/gocode, no module proxy, so it builds offline or not at all.
-fn build_go(dir: &str) -> Result<(), String> {
+fn build_go(dir: &str) -> anyhow::Result<()> {
     let out = go_binary(dir);
     eprintln!("xtask: setup: go build {dir} -> {}", out.display());
     let cache = crate::root().join("target/peers/go-cache");
@@ -148,7 +148,7 @@ fn installed_version(name: &str) -> Option<String> {
 /// does (`nats-server=2.9.10*`): as root, another version installed is
 /// replaced; otherwise (a CI runner on another distribution, say) it is
 /// kept and said.
-pub fn ensure_debian(names: &[String], why: &str) -> Result<(), String> {
+pub fn ensure_debian(names: &[String], why: &str) -> anyhow::Result<()> {
     let installed = |spec: &str| {
         let (name, pin) = spec.split_once('=').unwrap_or((spec, "*"));
         installed_version(name).is_some_and(|v| version_matches(&v, pin))
@@ -178,7 +178,7 @@ pub fn ensure_debian(names: &[String], why: &str) -> Result<(), String> {
     eprintln!("xtask: setup: installing {} ({why})", missing.join(", "));
     apt_install(&missing)?;
     match missing.iter().find(|n| !installed(n)) {
-        Some(n) => Err(format!(
+        Some(n) => Err(anyhow::anyhow!(
             "installed {} but {n} is still missing",
             missing.join(", ")
         )),
@@ -188,7 +188,7 @@ pub fn ensure_debian(names: &[String], why: &str) -> Result<(), String> {
 
 /// Installs a Python module from PyPI when `import` cannot find it, or
 /// when `package` pins a version (`uvicorn==0.55.0`) and another is there.
-pub fn ensure_python_module(module: &str, package: &str, why: &str) -> Result<(), String> {
+pub fn ensure_python_module(module: &str, package: &str, why: &str) -> anyhow::Result<()> {
     let check = match package.split_once("==") {
         Some((dist, version)) => format!(
             "import {module}, importlib.metadata as m; assert m.version('{dist}') == '{version}'"
@@ -219,7 +219,9 @@ pub fn ensure_python_module(module: &str, package: &str, why: &str) -> Result<()
     if importable() {
         Ok(())
     } else {
-        Err(format!("installed {package} but `{check}` still fails"))
+        Err(anyhow::anyhow!(
+            "installed {package} but `{check}` still fails"
+        ))
     }
 }
 
@@ -242,18 +244,18 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-fn run_quiet(cmd: &mut Command) -> Result<(), String> {
+fn run_quiet(cmd: &mut Command) -> anyhow::Result<()> {
     let shown = format!("{cmd:?}");
     let out = cmd
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot run {shown}: {e:#}"))?;
     if out.status.success() {
         Ok(())
     } else {
         let err = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = err.lines().rev().take(5).collect();
-        Err(format!(
+        Err(anyhow::anyhow!(
             "{shown} failed ({}):\n{}",
             out.status,
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
@@ -262,9 +264,9 @@ fn run_quiet(cmd: &mut Command) -> Result<(), String> {
 }
 
 /// `apt-get install`s `names` as root, or says the one command that would.
-fn apt_install(names: &[&str]) -> Result<(), String> {
+fn apt_install(names: &[&str]) -> anyhow::Result<()> {
     if !is_root() || !present("apt-get") {
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "missing system packages: {}; install them with: sudo apt-get update && sudo apt-get install -y {}",
             names.join(", "),
             names.join(" ")
@@ -280,7 +282,7 @@ fn apt_install(names: &[&str]) -> Result<(), String> {
 }
 
 /// Installs the missing ones of `packages` with apt-get, or explains how.
-pub fn ensure(packages: &[Package]) -> Result<(), String> {
+pub fn ensure(packages: &[Package]) -> anyhow::Result<()> {
     let missing: Vec<&Package> = packages.iter().filter(|p| !present(p.provides)).collect();
     if missing.is_empty() {
         return Ok(());
@@ -298,7 +300,7 @@ pub fn ensure(packages: &[Package]) -> Result<(), String> {
     if still.is_empty() {
         Ok(())
     } else {
-        Err(format!(
+        Err(anyhow::anyhow!(
             "installed {} but {} still missing",
             names.join(", "),
             still.join(", ")
@@ -307,7 +309,7 @@ pub fn ensure(packages: &[Package]) -> Result<(), String> {
 }
 
 /// Installs the missing Python tools with pip.
-pub fn ensure_python_tools() -> Result<(), String> {
+pub fn ensure_python_tools() -> anyhow::Result<()> {
     let missing: Vec<&str> = PYTHON_TOOLS
         .iter()
         .filter(|(_, cmd)| !present(cmd))
@@ -332,7 +334,7 @@ pub fn ensure_python_tools() -> Result<(), String> {
 }
 
 /// Adds rustfmt and clippy to the toolchain when they are missing.
-pub fn ensure_rust_components() -> Result<(), String> {
+pub fn ensure_rust_components() -> anyhow::Result<()> {
     let has = |args: &[&str]| {
         Command::new("cargo")
             .args(args)

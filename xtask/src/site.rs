@@ -60,7 +60,7 @@ pub struct Thresholds {
     pub file: Option<PathBuf>,
 }
 
-pub fn render(a: RenderArgs) -> Result<(), String> {
+pub fn render(a: RenderArgs) -> anyhow::Result<()> {
     let mut pass = Vec::new();
     flag(&mut pass, "--out", a.out);
     flag(&mut pass, "--results", a.results.dir);
@@ -69,13 +69,13 @@ pub fn render(a: RenderArgs) -> Result<(), String> {
     task("render", pass)
 }
 
-pub fn compare(a: CompareArgs) -> Result<(), String> {
+pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
     let mut pass = vec![a.run_a, a.run_b];
     flag(&mut pass, "--results", a.results.dir);
     task("compare", pass)
 }
 
-pub fn regress(a: RegressArgs) -> Result<(), String> {
+pub fn regress(a: RegressArgs) -> anyhow::Result<()> {
     let mut pass = vec![a.scenario];
     flag(&mut pass, "--results", a.results.dir);
     flag(&mut pass, "--thresholds", a.thresholds.file);
@@ -89,7 +89,7 @@ fn flag(pass: &mut Vec<String>, name: &str, value: Option<PathBuf>) {
 }
 
 /// Runs `rtbench-site <command> <args>`; its exit status becomes ours.
-fn task(command: &str, args: Vec<String>) -> Result<(), String> {
+fn task(command: &str, args: Vec<String>) -> anyhow::Result<()> {
     let mut all: Vec<&str> = vec![
         "run",
         "--quiet",

@@ -19,6 +19,8 @@
 //! and everyone's (`{peer_ports}`, comma-separated) to find each other, and
 //! `{bus}`, the run's Redis (`redis://HOST:PORT`), when the line asks for it.
 
+use anyhow::Context as _;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Subject {
     Rtbench,
@@ -27,7 +29,7 @@ pub enum Subject {
 }
 
 impl Subject {
-    pub fn parse(spec: &str) -> Result<Subject, String> {
+    pub fn parse(spec: &str) -> anyhow::Result<Subject> {
         let spec = spec.trim();
         if spec == "rtbench" {
             return Ok(Subject::Rtbench);
@@ -35,7 +37,7 @@ impl Subject {
         if let Some(line) = spec.strip_prefix("command:") {
             let line = line.trim();
             if line.is_empty() {
-                return Err("server `command:` needs a command line".into());
+                return Err(anyhow::Error::msg("server `command:` needs a command line"));
             }
             let root = crate::root();
             return Ok(Subject::Command(
@@ -45,11 +47,13 @@ impl Subject {
         if let Some(url) = spec.strip_prefix("url:") {
             let url = url.trim();
             if !url.starts_with("ws://") {
-                return Err(format!("server `url:{url}`: only ws:// URLs are supported"));
+                return Err(anyhow::anyhow!(
+                    "server `url:{url}`: only ws:// URLs are supported"
+                ));
             }
             return Ok(Subject::Url(url.to_string()));
         }
-        Err(format!(
+        Err(anyhow::anyhow!(
             "server `{spec}`: expected `rtbench`, `command:LINE` (with {{port}}) or `url:ws://HOST:PORT/PATH`"
         ))
     }
@@ -93,9 +97,9 @@ pub fn command_lines(
     line: &str,
     processes: u64,
     bus: Option<&str>,
-) -> Result<Vec<(String, u16)>, String> {
+) -> anyhow::Result<Vec<(String, u16)>> {
     if line.contains("{bus}") && bus.is_none() {
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "`{line}` needs the run's Redis ({{bus}}) and has none"
         ));
     }
@@ -104,9 +108,9 @@ pub fn command_lines(
     let mut ports = Vec::new();
     for _ in 0..processes * 2 {
         // Held until all are chosen, so none is chosen twice.
-        let l =
-            std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
-        ports.push(l.local_addr().map_err(|e| e.to_string())?.port());
+        let l = std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| anyhow::anyhow!("no free port: {e:#}"))?;
+        ports.push(l.local_addr().context("no free port")?.port());
         listeners.push(l);
     }
     drop(listeners);
@@ -142,10 +146,12 @@ mod tests {
         };
         assert!(line.ends_with("/peer --port {port}") && !line.contains("{root}"));
         let e = Subject::parse("nginx").unwrap_err();
-        assert!(e.contains("`nginx`") && e.contains("command:LINE"), "{e}");
+        let e = format!("{e:#}");
+        assert!(e.contains("`nginx`") && e.contains("command:LINE"), "{e:#}");
         assert!(
             Subject::parse("url:http://x")
                 .unwrap_err()
+                .to_string()
                 .contains("ws://")
         );
         assert!(Subject::parse("command: ").is_err());
@@ -177,6 +183,7 @@ mod tests {
         assert!(
             command_lines("x {bus}", 1, None)
                 .unwrap_err()
+                .to_string()
                 .contains("{bus}")
         );
     }

@@ -167,7 +167,7 @@ pub fn dir() -> PathBuf {
 }
 
 /// Finds a suite by name (`smoke`) or path.
-pub fn resolve(name: &str) -> Result<PathBuf, String> {
+pub fn resolve(name: &str) -> anyhow::Result<PathBuf> {
     let as_path = Path::new(name);
     if as_path.extension().is_some_and(|e| e == "toml") && as_path.exists() {
         return Ok(as_path.to_path_buf());
@@ -187,16 +187,20 @@ pub fn resolve(name: &str) -> Result<PathBuf, String> {
             .collect()
         })
         .unwrap_or_default();
-    Err(format!("no suite `{name}`; suites: {}", known.join(", ")))
+    Err(anyhow::anyhow!(
+        "no suite `{name}`; suites: {}",
+        known.join(", ")
+    ))
 }
 
-pub fn load(path: &Path) -> Result<Suite, String> {
-    let src = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn load(path: &Path) -> anyhow::Result<Suite> {
+    let src =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
     toml::from_str(&src).map_err(|e| {
         let line = e
             .span()
             .map_or(0, |s| src[..s.start].matches('\n').count() + 1);
-        format!("{}:{line}: {}", path.display(), e.message().trim())
+        anyhow::anyhow!("{}:{line}: {}", path.display(), e.message().trim())
     })
 }
 
@@ -204,7 +208,7 @@ pub fn load(path: &Path) -> Result<Suite, String> {
 /// and shortens it; `--rate` keeps the arrivals and changes the pace.
 /// Publishers' `start_s` moves with the end of the arrivals and `stop_s`
 /// with the end of the hold, so they keep their place in the run.
-pub fn apply(o: &Overrides, sc: &mut Scenario) -> Result<(), String> {
+pub fn apply(o: &Overrides, sc: &mut Scenario) -> anyhow::Result<()> {
     let (arrivals_end, hold_end) = (sc.arrivals_end_s(), sc.hold_end_s());
     resize(o, sc)?;
     let (moved_start, moved_stop) = (
@@ -218,12 +222,16 @@ pub fn apply(o: &Overrides, sc: &mut Scenario) -> Result<(), String> {
     Ok(())
 }
 
-fn resize(o: &Overrides, sc: &mut Scenario) -> Result<(), String> {
+fn resize(o: &Overrides, sc: &mut Scenario) -> anyhow::Result<()> {
     let total = sc.total_arrivals();
     let factor = match (o.scale, o.connections) {
-        (Some(_), Some(_)) => return Err("--scale and --connections exclude each other".into()),
+        (Some(_), Some(_)) => {
+            return Err(anyhow::Error::msg(
+                "--scale and --connections exclude each other",
+            ));
+        }
         (Some(f), None) if f > 0.0 => Some(f),
-        (Some(f), None) => return Err(format!("--scale must be > 0, got {f}")),
+        (Some(f), None) => return Err(anyhow::anyhow!("--scale must be > 0, got {f}")),
         (None, Some(n)) if total > 0 => Some(n as f64 / total as f64),
         _ => None,
     };
@@ -244,7 +252,7 @@ fn resize(o: &Overrides, sc: &mut Scenario) -> Result<(), String> {
     }
     if let Some(r) = o.rate {
         if r <= 0.0 {
-            return Err(format!("--rate must be > 0, got {r}"));
+            return Err(anyhow::anyhow!("--rate must be > 0, got {r}"));
         }
         for p in &mut sc.phases {
             let n = rtbench_record::scenario::phase_arrivals(p);
@@ -258,7 +266,7 @@ fn resize(o: &Overrides, sc: &mut Scenario) -> Result<(), String> {
     if let Some(r) = o.publish_rate {
         let now = total_publish_rate(sc);
         if now <= 0.0 {
-            return Err(format!(
+            return Err(anyhow::anyhow!(
                 "--publish-rate {r}: the scenario has no publisher at a fixed rate to scale"
             ));
         }

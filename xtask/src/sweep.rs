@@ -143,7 +143,7 @@ impl Knob {
     }
 
     /// What a step achieved, in the sweep's unit.
-    fn achieved(&self, s: &record::BenchSummary, l: &LoadSummary, load: &Scenario) -> f64 {
+    fn achieved(&self, s: &rtbench_record::BenchSummary, l: &LoadSummary, load: &Scenario) -> f64 {
         match self.over {
             Over::Rate if self.publishers => {
                 let from = load
@@ -170,7 +170,7 @@ fn ping_interval(load: &Scenario) -> f64 {
     .max(f64::MIN_POSITIVE)
 }
 
-pub fn run(a: Args) -> Result<(), String> {
+pub fn run(a: Args) -> anyhow::Result<()> {
     let bench_args = |size: bench::Size, out: Option<PathBuf>| bench::Args {
         suite: a.suite.clone(),
         size,
@@ -192,7 +192,7 @@ pub fn run(a: Args) -> Result<(), String> {
     };
     let prepared = bench::prepare(&bench_args(a.size.clone(), None))?;
     let [variant] = &prepared.variants[..] else {
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "a sweep runs one variant: name it with --variant (suite `{}` has {})",
             prepared.name,
             prepared.variants.len()
@@ -213,7 +213,7 @@ pub fn run(a: Args) -> Result<(), String> {
         .unwrap_or_else(|| default_dir(&prepared.name, variant.as_ref(), a.over));
     let tmp = bench::record_dir::begin(&dir)?;
     let mut sweep = Sweep {
-        format_version: record::FORMAT_VERSION,
+        format_version: rtbench_record::FORMAT_VERSION,
         scenario: prepared.name.clone(),
         variant: variant.as_ref().map(|v| v.name.clone()),
         host: record::host_id(),
@@ -227,7 +227,7 @@ pub fn run(a: Args) -> Result<(), String> {
         roofline: rtbench_record::roofline::newest(&root().join("results"), &record::host_id())
             .map(|(n, _)| n),
     };
-    let mut step = |value: f64, sweep: &mut Sweep| -> Result<Step, String> {
+    let mut step = |value: f64, sweep: &mut Sweep| -> anyhow::Result<Step> {
         let name = format!("step-{:02}", sweep.steps.len() + 1);
         eprintln!("xtask: sweep {name}: {value:.1} {} offered", knob.unit);
         let args = bench_args(knob.size(&a.size, value), None);
@@ -249,7 +249,7 @@ pub fn run(a: Args) -> Result<(), String> {
     };
     sweep.ended = climb(&a, knob.start(&first), &mut sweep, &mut step)?;
     sweep.started_at = read_started_at(&tmp, &sweep);
-    record::write_json(&tmp.join(SWEEP), &sweep)?;
+    rtbench_record::write_json(&tmp.join(SWEEP), &sweep)?;
     bench::record_dir::finish(&tmp, &dir)?;
     print(&sweep);
     println!("{}", dir.display());
@@ -263,8 +263,8 @@ fn climb(
     a: &Args,
     start: f64,
     sweep: &mut Sweep,
-    step: &mut impl FnMut(f64, &mut Sweep) -> Result<Step, String>,
-) -> Result<String, String> {
+    step: &mut impl FnMut(f64, &mut Sweep) -> anyhow::Result<Step>,
+) -> anyhow::Result<String> {
     let start = a.from.unwrap_or(start);
     let mut value = start;
     for _ in 0..a.steps {
@@ -330,12 +330,11 @@ fn stop_reason(s: &Step) -> Option<String> {
 }
 
 /// A step's figures from its bench record.
-fn judge_step(knob: &Knob, dir: &Path, name: &str, offered: f64) -> Result<Step, String> {
-    let s = record::read_summary(dir)?;
-    let l = rtbench_record::load::read_summary(&dir.join(record::LOADGEN_DIR))?;
-    let load = Scenario::load(&dir.join(record::LOADGEN_DIR).join("scenario.toml"))
-        .or_else(|_| Scenario::load(&dir.join("load.toml")))
-        .map_err(|e| e.0)?;
+fn judge_step(knob: &Knob, dir: &Path, name: &str, offered: f64) -> anyhow::Result<Step> {
+    let s = rtbench_record::read_summary(dir)?;
+    let l = rtbench_record::load::read_summary(&dir.join(rtbench_record::LOADGEN_DIR))?;
+    let load = Scenario::load(&dir.join(rtbench_record::LOADGEN_DIR).join("scenario.toml"))
+        .or_else(|_| Scenario::load(&dir.join("load.toml")))?;
     let latency = match s.slo.iter().find_map(|o| match o.threshold.metric {
         Metric::Latency(l, _) => Some(l),
         Metric::Count(_) => None,
@@ -373,7 +372,7 @@ fn read_started_at(tmp: &Path, sweep: &Sweep) -> String {
     sweep
         .steps
         .first()
-        .and_then(|s| record::read_summary(&tmp.join(&s.dir)).ok())
+        .and_then(|s| rtbench_record::read_summary(&tmp.join(&s.dir)).ok())
         .map(|s| s.started_at)
         .unwrap_or_default()
 }

@@ -12,6 +12,8 @@
 //! million connections its hash chains cost as much kernel time as TCP's own
 //! lookups (measured: 14% of all CPU in `__nf_conntrack_find_get`).
 
+use anyhow::Context as _;
+
 use std::collections::BTreeMap;
 
 pub use rtbench_record::Setting;
@@ -41,7 +43,7 @@ pub fn read(name: &str) -> Option<String> {
     rtbench_sys::sysctl::read(name).ok()
 }
 
-pub fn write(name: &str, value: &str) -> Result<(), String> {
+pub fn write(name: &str, value: &str) -> anyhow::Result<()> {
     if name == LOOPBACK_NOTRACK {
         let (check, change) = if value == "on" {
             ("-C", "-I")
@@ -51,16 +53,18 @@ pub fn write(name: &str, value: &str) -> Result<(), String> {
         for r in &NOTRACK_RULES {
             let present = iptables(check, r);
             if present != (value == "on") && !iptables(change, r) {
-                return Err(format!(
+                return Err(anyhow::anyhow!(
                     "iptables -t raw {change} {} {} {} -j NOTRACK failed",
-                    r[0], r[1], r[2]
+                    r[0],
+                    r[1],
+                    r[2]
                 ));
             }
         }
         return Ok(());
     }
     rtbench_sys::sysctl::write(name, value)
-        .map_err(|e| format!("sysctl -w {name}=\"{value}\": {e}"))
+        .map_err(|e| anyhow::anyhow!("sysctl -w {name}=\"{value}\": {e:#}"))
 }
 
 /// Where `--tune` keeps the values it replaced, for `tune --restore`.
@@ -70,7 +74,7 @@ fn restore_point() -> std::path::PathBuf {
 
 /// Adds `name`'s value before the first change to the restore point (a
 /// value already there is older and stays).
-fn remember(name: &str, before: &str) -> Result<(), String> {
+fn remember(name: &str, before: &str) -> anyhow::Result<()> {
     let path = restore_point();
     let mut saved: BTreeMap<String, String> = std::fs::read_to_string(&path)
         .ok()
@@ -79,32 +83,33 @@ fn remember(name: &str, before: &str) -> Result<(), String> {
     saved
         .entry(name.to_string())
         .or_insert_with(|| before.to_string());
-    std::fs::create_dir_all(path.parent().expect("in target/")).map_err(|e| e.to_string())?;
-    crate::record::write_json(&path, &saved)
+    std::fs::create_dir_all(path.parent().expect("in target/"))
+        .with_context(|| format!("{}", path.parent().expect("in target/").display()))?;
+    Ok(rtbench_record::write_json(&path, &saved)?)
 }
 
 /// `cargo xtask tune --restore`: puts back every value `--tune` changed
 /// since the last restore; returns (setting, value) as restored.
-pub fn restore() -> Result<Vec<(String, String)>, String> {
+pub fn restore() -> anyhow::Result<Vec<(String, String)>> {
     let path = restore_point();
     let Ok(text) = std::fs::read_to_string(&path) else {
         return Ok(Vec::new());
     };
     let saved: BTreeMap<String, String> =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
     let mut done = Vec::new();
     let mut errors = Vec::new();
     for (name, value) in saved {
         match write(&name, &value) {
             Ok(()) => done.push((name, value)),
-            Err(e) => errors.push(e),
+            Err(e) => errors.push(format!("{e:#}")),
         }
     }
     if errors.is_empty() {
         let _ = std::fs::remove_file(&path);
         Ok(done)
     } else {
-        Err(errors.join("\n"))
+        Err(anyhow::Error::msg(errors.join("\n")))
     }
 }
 
@@ -120,7 +125,7 @@ pub fn run(
     let mut out = BTreeMap::new();
     let mut errors = Vec::new();
     if apply && let Err(e) = restore() {
-        errors.push(e);
+        errors.push(format!("{e:#}"));
     }
     for (name, wanted) in profile {
         let before = read(name);
@@ -128,10 +133,10 @@ pub fn run(
             if let Some(b) = &before
                 && let Err(e) = remember(name, b)
             {
-                errors.push(e);
+                errors.push(format!("{e:#}"));
             }
             if let Err(e) = write(name, wanted) {
-                errors.push(e);
+                errors.push(format!("{e:#}"));
             }
         }
         out.insert(
@@ -161,7 +166,7 @@ pub struct Args {
 }
 
 /// `cargo xtask tune <suite> [--apply]` or `cargo xtask tune --restore`.
-pub fn task(a: Args) -> Result<(), String> {
+pub fn task(a: Args) -> anyhow::Result<()> {
     if a.restore {
         let restored = restore()?;
         if restored.is_empty() {
@@ -174,7 +179,7 @@ pub fn task(a: Args) -> Result<(), String> {
     }
     let name = a
         .suite
-        .ok_or("usage: cargo xtask tune <suite> [--apply] | cargo xtask tune --restore")?;
+        .context("usage: cargo xtask tune <suite> [--apply] | cargo xtask tune --restore")?;
     let apply = a.apply;
     let suite = crate::suite::load(&crate::suite::resolve(&name)?)?;
     let (settings, errors) = run(&suite.tuning, apply);
@@ -194,6 +199,6 @@ pub fn task(a: Args) -> Result<(), String> {
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(errors.join("\n"))
+        Err(anyhow::Error::msg(errors.join("\n")))
     }
 }

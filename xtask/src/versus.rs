@@ -12,14 +12,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use rtbench_protocol::time::{compact_utc, now_ns};
-use rtbench_record::{self as record, BenchSummary, Ratio, Revision, Versus, VersusRun};
+use rtbench_record::{BenchSummary, Ratio, Revision, Versus, VersusRun};
 
 use crate::bench::{self, Args, Side};
 use crate::suite::{Suite, Variant};
 use crate::{dashboard, root};
 
 /// `bench --versus`: the bench's set-up, then one variant's pairs, locally.
-pub fn task(a: Args) -> Result<(), String> {
+pub fn task(a: Args) -> anyhow::Result<()> {
     let git_ref = a.versus.clone().expect("dispatched on --versus");
     let bench::Prepared {
         suite,
@@ -28,13 +28,15 @@ pub fn task(a: Args) -> Result<(), String> {
         live,
     } = bench::prepare(&a)?;
     let [v] = &variants[..] else {
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "--versus runs one variant: name it with --variant (suite `{name}` has {})",
             variants.len()
         ));
     };
     if a.runs_on() != bench::RunsOn::Local {
-        return Err("--versus runs locally: both servers on this machine".into());
+        return Err(anyhow::Error::msg(
+            "--versus runs locally: both servers on this machine",
+        ));
     }
     run(&git_ref, &suite, &name, v.as_ref(), &a, &live)
 }
@@ -46,9 +48,9 @@ fn run(
     variant: Option<&Variant>,
     a: &Args,
     state: &dashboard::State,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     let b_commit = git(&["rev-parse", "--verify", &format!("{git_ref}^{{commit}}")])
-        .map_err(|e| format!("--versus {git_ref}: not a commit here: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("--versus {git_ref}: not a commit here: {e:#}"))?;
     let a_commit = git(&["rev-parse", "HEAD"])?;
     let b_bin = build_at(&b_commit)?;
     let dir = a
@@ -69,7 +71,7 @@ fn run(
         })
         .collect();
     let versus = Versus {
-        format_version: record::FORMAT_VERSION,
+        format_version: rtbench_record::FORMAT_VERSION,
         scenario: name.to_string(),
         variant: variant.map(|v| v.name.clone()),
         started_at: summaries
@@ -88,12 +90,14 @@ fn run(
         runs,
         ratios: Ratio::of_pairs(&complete_pairs),
     };
-    record::write_json(&tmp.join(record::VERSUS), &versus)?;
+    rtbench_record::write_json(&tmp.join(rtbench_record::VERSUS), &versus)?;
     bench::record_dir::finish(&tmp, &dir)?;
     print_ratios(&versus, complete_pairs.len());
     println!("{}", dir.display());
     if versus.runs.iter().any(|r| !r.complete) {
-        return Err("a run was incomplete: the ratios cover the complete pairs only".into());
+        return Err(anyhow::Error::msg(
+            "a run was incomplete: the ratios cover the complete pairs only",
+        ));
     }
     Ok(())
 }
@@ -127,7 +131,7 @@ fn run_pairs(
     variant: Option<&Variant>,
     a: &Args,
     state: &dashboard::State,
-) -> Result<(Vec<VersusRun>, Vec<BenchSummary>), String> {
+) -> anyhow::Result<(Vec<VersusRun>, Vec<BenchSummary>)> {
     let mut runs: Vec<VersusRun> = Vec::new();
     let mut summaries: Vec<BenchSummary> = Vec::new();
     for i in 1..=a.pairs {
@@ -149,7 +153,7 @@ fn run_pairs(
                 dir: run_dir,
                 complete,
             });
-            summaries.push(record::read_summary(&d)?);
+            summaries.push(rtbench_record::read_summary(&d)?);
             if !complete {
                 return Ok((runs, summaries));
             }
@@ -160,7 +164,7 @@ fn run_pairs(
 
 fn print_ratios(versus: &Versus, pairs: usize) {
     eprintln!("xtask: B / A over {pairs} pair(s): median [min, max]");
-    for m in record::metrics::METRICS {
+    for m in rtbench_record::metrics::METRICS {
         if let Some(r) = versus.ratios.get(m.key) {
             eprintln!(
                 "xtask:   {:<32} {:.3} [{:.3}, {:.3}]",
@@ -172,7 +176,7 @@ fn print_ratios(versus: &Versus, pairs: usize) {
 
 /// Builds the server at `commit` in its own worktree and target directory;
 /// returns a copy of the binary named by the commit.
-fn build_at(commit: &str) -> Result<PathBuf, String> {
+fn build_at(commit: &str) -> anyhow::Result<PathBuf> {
     let short = &commit[..12.min(commit.len())];
     let bin = root().join(format!("target/versus/bin/rtbench-server-{short}"));
     if bin.exists() {
@@ -207,24 +211,26 @@ fn build_at(commit: &str) -> Result<PathBuf, String> {
         .arg(&target)
         .current_dir(&tree)
         .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot run cargo: {e:#}"))?;
     if !status.success() {
-        return Err(format!("building the server at {short} failed ({status})"));
+        return Err(anyhow::anyhow!(
+            "building the server at {short} failed ({status})"
+        ));
     }
     crate::copy_file(&target.join("release/rtbench-server"), &bin)?;
     Ok(bin)
 }
 
-fn git(args: &[&str]) -> Result<String, String> {
+fn git(args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new("git")
         .args(args)
         .current_dir(root())
         .output()
-        .map_err(|e| format!("cannot run git: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot run git: {e:#}"))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     } else {
-        Err(format!(
+        Err(anyhow::anyhow!(
             "git {}: {}",
             args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()

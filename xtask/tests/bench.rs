@@ -13,8 +13,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{ONE_AT_A_TIME, scratch, xtask};
+use rtbench_record::{Environment, read_summary};
 use rtbench_sys::process::{Process, exe, pids};
-use xtask::record::{Environment, read_summary};
 
 /// Processes running the workspace's release binaries.
 fn our_processes() -> Vec<String> {
@@ -53,7 +53,7 @@ fn bench_smoke_writes_a_complete_record() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let s = read_summary(&out).unwrap();
     assert!(s.complete, "{s:?}");
-    assert_eq!(s.format_version, xtask::record::FORMAT_VERSION);
+    assert_eq!(s.format_version, rtbench_record::FORMAT_VERSION);
     assert_eq!(
         (
             s.connections.target,
@@ -124,7 +124,10 @@ fn scale_is_applied_and_recorded() {
 }
 
 /// A small smoke run with objectives: its exit status and its record.
-fn smoke_with_slo(name: &str, slo: &[&str]) -> (std::process::Output, xtask::record::BenchSummary) {
+fn smoke_with_slo(
+    name: &str,
+    slo: &[&str],
+) -> (std::process::Output, rtbench_record::BenchSummary) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = scratch(name);
     let mut args = vec![

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{ONE_AT_A_TIME, xtask};
-use xtask::record::{BenchSummary, Environment, read_summary};
+use rtbench_record::{BenchSummary, Environment, read_summary};
 
 /// A fresh scratch directory for one test.
 fn scratch(name: &str) -> PathBuf {

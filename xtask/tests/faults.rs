@@ -10,8 +10,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{ONE_AT_A_TIME, scratch, xtask};
+use rtbench_record::{Role, read_summary};
 use rtbench_sys::process::{Process, Stat, pids};
-use xtask::record::{Role, read_summary};
 
 /// (pid, parent pid, command name) of every process.
 fn processes() -> Vec<(u32, u32, String)> {
@@ -77,7 +77,7 @@ fn wait_for(what: &str, find: impl Fn() -> Option<u32>) -> u32 {
 fn kill_during_run(
     name: &str,
     victim: impl Fn(u32) -> Option<u32>,
-) -> (xtask::record::BenchSummary, String) {
+) -> (rtbench_record::BenchSummary, String) {
     end_during_run(name, victim, |pid| {
         let killed = rtbench_sys::process::signal(pid, rtbench_sys::process::Signal::Kill);
         assert!(
@@ -93,7 +93,7 @@ fn end_during_run(
     name: &str,
     victim: impl Fn(u32) -> Option<u32>,
     end: impl FnOnce(u32),
-) -> (xtask::record::BenchSummary, String) {
+) -> (rtbench_record::BenchSummary, String) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = scratch(name);
     let bench = start_bench(&out);

@@ -10,8 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{ONE_AT_A_TIME, scratch, xtask};
+use rtbench_record::read_summary;
 use rtbench_sys::process::{Process, exe, pids};
-use xtask::record::read_summary;
 
 fn peer_bin() -> PathBuf {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
@@ -64,7 +64,7 @@ fn smoke_against(server: &str, out: &std::path::Path) -> std::process::Output {
 fn complete_smoke(
     o: &std::process::Output,
     out: &std::path::Path,
-) -> (xtask::record::BenchSummary, String) {
+) -> (rtbench_record::BenchSummary, String) {
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(o.status.success(), "{err}");
     let s = read_summary(out).unwrap();

@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{ONE_AT_A_TIME, xtask};
-use xtask::record::{Environment, read_summary};
+use rtbench_record::{Environment, read_summary};
 
 /// The namespaces' subnet; the manager's side is `.1`.
 const NET: &str = "10.78.0";

@@ -96,7 +96,7 @@ fn a_sweep_finds_a_slow_servers_knee_within_one_step() {
     assert!(100.0 < capacity && capacity < 200.0);
     // Each step is a record of its own, and says what it achieved.
     for s in &sweep.steps {
-        let step = xtask::record::read_summary(&out.join(&s.dir)).unwrap();
+        let step = rtbench_record::read_summary(&out.join(&s.dir)).unwrap();
         assert!(step.complete, "{}: {err}", s.dir);
         assert!(!s.client_bottleneck, "{:?}", s.client_reasons);
     }

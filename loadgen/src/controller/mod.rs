@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
+use anyhow::{Context, Result, bail};
 use rtbench_record::endpoint::{Endpoint, check_budget, expand_sources, port_search_warning};
 use rtbench_record::launch::{Launch, worker_capacity, workers_needed};
 use rtbench_record::load::{StopCause, Summary};
@@ -43,8 +44,8 @@ pub struct RunArgs {
 }
 
 /// Runs a scenario; returns the run directory and whether it completed.
-pub fn run(args: RunArgs) -> Result<(PathBuf, bool), String> {
-    let mut sc = Scenario::load(&args.scenario).map_err(|e| e.to_string())?;
+pub fn run(args: RunArgs) -> Result<(PathBuf, bool)> {
+    let mut sc = Scenario::load(&args.scenario)?;
     if !args.targets.is_empty() {
         sc.target.urls = args.targets.clone();
     }
@@ -56,44 +57,47 @@ pub fn run(args: RunArgs) -> Result<(PathBuf, bool), String> {
     let sc = Scenario::parse(
         &sc.to_toml(),
         &format!("{} (resolved)", args.scenario.display()),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let endpoints: Vec<Endpoint> = sc
         .target
         .urls
         .iter()
         .map(|u| Endpoint::parse(u, sc.target.protocol))
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, _>>()
+        .map_err(anyhow::Error::msg)?;
     let launch = args.launch.as_deref().map(Launch::read).transpose()?;
     // Each machine a worker runs on has its own ports, like a source address.
-    let sources =
-        expand_sources(&sc.target.sources)?.len().max(1) * launch.as_ref().map_or(1, Launch::hosts);
+    let sources = expand_sources(&sc.target.sources)
+        .map_err(anyhow::Error::msg)?
+        .len()
+        .max(1)
+        * launch.as_ref().map_or(1, Launch::hosts);
     let total = sc.total_arrivals();
     let ports = sysctl::local_port_range().unwrap_or(sysctl::LINUX_DEFAULT_PORT_RANGE);
-    check_budget(total, &endpoints, sources, ports)?;
+    check_budget(total, &endpoints, sources, ports).map_err(anyhow::Error::msg)?;
     let port_warning = port_search_warning(total, endpoints.len(), sources, ports);
     if let Some(w) = &port_warning {
         eprintln!("rtbench-loadgen: warning: {w}");
     }
 
-    let nofile = sys::raise_open_files()?;
+    let nofile = sys::raise_open_files().map_err(anyhow::Error::msg)?;
     let per_worker = worker_capacity(nofile).max(1);
     let workers = match (&launch, args.workers) {
         (Some(l), Some(w)) if w != l.workers.len() as u64 => {
-            return Err(format!(
+            bail!(
                 "--workers {w}, but --launch names {} workers",
                 l.workers.len()
-            ));
+            );
         }
         (Some(l), _) => l.workers.len() as u64,
         (None, w) => match w {
-            Some(0) => return Err("--workers must be at least 1".into()),
+            Some(0) => bail!("--workers must be at least 1"),
             Some(w) if total.div_ceil(w) > per_worker => {
-                return Err(format!(
+                bail!(
                     "{w} workers would hold {} connections each, but a process may open {nofile} files here; use --workers {} or more",
                     total.div_ceil(w),
                     total.div_ceil(per_worker)
-                ));
+                );
             }
             Some(w) => w,
             None => workers_needed(total, nofile),
@@ -112,7 +116,7 @@ pub fn run(args: RunArgs) -> Result<(PathBuf, bool), String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .context("building the controller's tokio runtime")?;
     let local = tokio::task::LocalSet::new();
     let outcome = local.block_on(
         &rt,
@@ -132,7 +136,7 @@ async fn supervise(
     launch: Launch,
     dir: PathBuf,
     port_warning: Option<String>,
-) -> Result<bool, String> {
+) -> Result<bool> {
     let sc = Rc::new(sc);
     let started_at = rtbench_protocol::time::appwrite_timestamp(now_ns());
     let workers = launch.workers.len() as u64;
@@ -148,9 +152,9 @@ async fn supervise(
     let mut merge = Merge::new(procs.hosts.clone());
     let mut progress = Progress::new(sc.total_arrivals());
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .map_err(|e| e.to_string())?;
+        .context("listening for SIGINT")?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| e.to_string())?;
+        .context("listening for SIGTERM")?;
     let mut heartbeats = Heartbeats::new(workers, start_ns, &sc);
     let mut lost: BTreeMap<u64, String> = BTreeMap::new();
     let mut watch = tokio::time::interval(Duration::from_secs(1));
@@ -211,7 +215,8 @@ async fn supervise(
         stopped_by,
         client_limits: died.into_iter().chain(port_warning).collect(),
     };
-    let summary = summary::summarize(&sc, &name, workers, &merge, &published, ending)?;
+    let summary = summary::summarize(&sc, &name, workers, &merge, &published, ending)
+        .map_err(anyhow::Error::msg)?;
     let summary = Summary {
         worker_exits,
         ..summary

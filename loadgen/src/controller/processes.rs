@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use anyhow::{Context, Result, anyhow};
 use rtbench_record::launch::{Launch, WorkerLaunch};
 use rtbench_record::load::WorkerExit;
 use rtbench_record::scenario::Scenario;
@@ -80,7 +81,7 @@ impl Workers {
         launch: &Launch,
         sc: &Scenario,
         dir: &Path,
-    ) -> Result<(Workers, Lines), String> {
+    ) -> Result<(Workers, Lines)> {
         let workers = launch.workers.len() as u64;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Option<String>)>();
         let mut held = Vec::new();
@@ -115,7 +116,7 @@ impl Workers {
             input
                 .write_all(line.as_bytes())
                 .await
-                .map_err(|e| format!("worker {w} on {}: {e}", how.host))?;
+                .with_context(|| format!("worker {w} on {}", how.host))?;
             let reader =
                 tokio::task::spawn_local(forward_lines(w, output, tx.clone())).abort_handle();
             held.push(WorkerLink {
@@ -133,7 +134,7 @@ impl Workers {
     /// has reached its targets and says so. Otherwise every worker is
     /// killed and the run refused, naming the worker, its host and the end
     /// of its log.
-    pub(super) async fn await_ready(&mut self, rx: &mut Lines) -> Result<(), String> {
+    pub(super) async fn await_ready(&mut self, rx: &mut Lines) -> Result<()> {
         let workers = self.held.len() as u64;
         let mut ready = BTreeSet::new();
         let ready_by = tokio::time::Instant::now() + READY_TIMEOUT;
@@ -166,7 +167,7 @@ impl Workers {
             // output comes: give its last lines a moment to land.
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        Err(format!(
+        Err(anyhow!(
             "worker {w} on {} {why}; the run did not start{}",
             self.hosts[w as usize],
             quoted_tail(&self.held[w as usize].log)
@@ -174,7 +175,7 @@ impl Workers {
     }
 
     /// Tells every worker when the schedule starts.
-    pub(super) async fn send_start(&mut self, start_ns: u64) -> Result<(), String> {
+    pub(super) async fn send_start(&mut self, start_ns: u64) -> Result<()> {
         let start = serde_json::to_string(&Start {
             start_unix_ns: start_ns,
         })
@@ -184,7 +185,7 @@ impl Workers {
             if let Some(s) = &mut h.input {
                 s.write_all(start.as_bytes())
                     .await
-                    .map_err(|e| format!("worker {w}: {e}"))?;
+                    .with_context(|| format!("worker {w}"))?;
             }
         }
         Ok(())
@@ -283,8 +284,8 @@ impl Workers {
 }
 
 /// Starts worker `w` from its command line, its stderr to `log`.
-fn spawn(w: u64, how: &WorkerLaunch, log: &Path) -> Result<Child, String> {
-    let log = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+fn spawn(w: u64, how: &WorkerLaunch, log: &Path) -> Result<Child> {
+    let log = std::fs::File::create(log).with_context(|| log.display().to_string())?;
     Command::new(&how.argv[0])
         .args(&how.argv[1..])
         .stdin(Stdio::piped())
@@ -292,7 +293,7 @@ fn spawn(w: u64, how: &WorkerLaunch, log: &Path) -> Result<Child, String> {
         .stderr(log)
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot start worker {w} (`{}`): {e}", how.argv.join(" ")))
+        .with_context(|| format!("cannot start worker {w} (`{}`)", how.argv.join(" ")))
 }
 
 /// Connects to a `connect` worker, trying again until `ready_by`: its
@@ -303,7 +304,7 @@ async fn connect(
     how: &WorkerLaunch,
     addr: SocketAddr,
     ready_by: tokio::time::Instant,
-) -> Result<tokio::net::TcpStream, String> {
+) -> Result<tokio::net::TcpStream> {
     let attempts = async {
         loop {
             match tokio::net::TcpStream::connect(addr).await {
@@ -317,7 +318,7 @@ async fn connect(
             let _ = conn.set_nodelay(true);
             Ok(conn)
         }
-        Err(_) => Err(format!(
+        Err(_) => Err(anyhow!(
             "worker {w} on {} did not accept the controller at {addr} within {} s; the run did not start{}",
             how.host,
             READY_TIMEOUT.as_secs(),

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::{Context, Result, bail};
 use rtbench_record::load::{self, Summary};
 use rtbench_record::scenario::Scenario;
 
@@ -14,23 +15,21 @@ use crate::wire::Report;
 
 /// Makes `out`'s partial directory with the scenario as run; refuses an
 /// `out` that exists already. Returns the partial directory.
-pub(super) fn prepare(out: &Path, sc: &Scenario) -> Result<PathBuf, String> {
+pub(super) fn prepare(out: &Path, sc: &Scenario) -> Result<PathBuf> {
     if out.exists() {
-        return Err(format!(
-            "{} exists already: choose another --out",
-            out.display()
-        ));
+        bail!("{} exists already: choose another --out", out.display());
     }
     let tmp = load::partial_dir(out);
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(tmp.join("workers")).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::write(tmp.join("scenario.toml"), sc.to_toml()).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(tmp.join("workers")).with_context(|| tmp.display().to_string())?;
+    let scenario = tmp.join("scenario.toml");
+    std::fs::write(&scenario, sc.to_toml()).with_context(|| scenario.display().to_string())?;
     Ok(tmp)
 }
 
 /// Moves the finished directory into place.
-pub(super) fn finish(tmp: &Path, out: &Path) -> Result<(), String> {
-    std::fs::rename(tmp, out).map_err(|e| format!("moving {} into place: {e}", tmp.display()))
+pub(super) fn finish(tmp: &Path, out: &Path) -> Result<()> {
+    std::fs::rename(tmp, out).with_context(|| format!("moving {} into place", tmp.display()))
 }
 
 /// Worker `w`'s stderr.
@@ -46,22 +45,22 @@ pub(super) fn log_tail(path: &Path) -> String {
 }
 
 /// Writes the record's files from the merged reports and the summary.
-pub(super) fn write(dir: &Path, merge: &Merge, summary: &Summary) -> Result<(), String> {
-    let io = |e: std::io::Error| format!("{}: {e}", dir.display());
+pub(super) fn write(dir: &Path, merge: &Merge, summary: &Summary) -> Result<()> {
+    let io = || dir.display().to_string();
     std::fs::write(
         dir.join("summary.json"),
         serde_json::to_string_pretty(summary).expect("summary serializes"),
     )
-    .map_err(io)?;
+    .with_context(io)?;
     rtbench_record::series::write_csv(&dir.join("timeseries.csv"), &load::timeseries(&merge.rows))?;
     rtbench_record::series::write_csv(&dir.join(load::HOSTS_CSV), &merge.host_rows)?;
     let mut hists = Hists::default();
     for r in merge.finals.values() {
         if let Report::Final { hists: h, .. } = r {
-            hists.add_encoded(h)?;
+            hists.add_encoded(h).map_err(anyhow::Error::msg)?;
         }
     }
-    stats::write_histograms(dir, &hists).map_err(io)?;
+    stats::write_histograms(dir, &hists).with_context(io)?;
     let errors = serde_json::json!({
         "failed": summary.counters.failed,
         "closed_by_server": summary.counters.closed_by_server,
@@ -72,6 +71,6 @@ pub(super) fn write(dir: &Path, merge: &Merge, summary: &Summary) -> Result<(), 
         dir.join("errors.json"),
         serde_json::to_string_pretty(&errors).expect("serializes"),
     )
-    .map_err(io)?;
+    .with_context(io)?;
     Ok(())
 }

@@ -51,7 +51,7 @@ const CLOSE_FLUSH: Duration = Duration::from_secs(5);
 /// How long to wait for the client's side of the TCP close.
 const LINGER: Duration = Duration::from_secs(1);
 /// The reactor's read buffer: a whole largest frame plus its header fits.
-pub const READ_BUF: usize = crate::messages::MAX_MESSAGE + 16;
+pub(crate) const READ_BUF: usize = crate::messages::MAX_MESSAGE + 16;
 /// Full reads (of the whole buffer) of one connection before the others
 /// get their turn: one, so a client that floods costs the others at most
 /// one buffer's worth of handling per turn.
@@ -78,14 +78,14 @@ impl Inbox {
 }
 
 /// An event to fan out, and where to report how many received it.
-pub struct Delivery {
-    pub event: Arc<Event>,
-    pub tally: Option<Arc<Tally>>,
+pub(crate) struct Delivery {
+    pub(crate) event: Arc<Event>,
+    pub(crate) tally: Option<Arc<Tally>>,
 }
 
 /// Deliveries of one event summed over the reactors; the last reactor to
 /// report sends the total.
-pub struct Tally {
+pub(crate) struct Tally {
     left: AtomicUsize,
     delivered: AtomicU64,
     done: Mutex<Option<tokio::sync::oneshot::Sender<u64>>>,
@@ -124,7 +124,7 @@ impl Handle {
 }
 
 /// The reactor threads of a server.
-pub struct Reactors {
+pub(crate) struct Reactors {
     handles: Vec<Arc<Handle>>,
     /// Polls made with their handles, waiting for `spawn`.
     polls: Mutex<Vec<Poll>>,
@@ -137,7 +137,7 @@ pub struct Reactors {
 
 impl Reactors {
     /// `n` reactors; plain HTTP requests they read go to `plain_http`.
-    pub fn new(n: usize, plain_http: tokio::sync::mpsc::UnboundedSender<Incoming>) -> io::Result<Reactors> {
+    pub(crate) fn new(n: usize, plain_http: tokio::sync::mpsc::UnboundedSender<Incoming>) -> io::Result<Reactors> {
         let mut handles = Vec::new();
         let mut polls = Vec::new();
         for _ in 0..n.max(1) {
@@ -157,7 +157,11 @@ impl Reactors {
 
     /// Starts the threads, each accepting from `listener`; they hold
     /// `shared` until `stop`.
-    pub fn spawn(self: &Arc<Self>, shared: &Arc<Shared>, listener: Arc<std::net::TcpListener>) -> io::Result<()> {
+    pub(crate) fn spawn(
+        self: &Arc<Self>,
+        shared: &Arc<Shared>,
+        listener: Arc<std::net::TcpListener>,
+    ) -> io::Result<()> {
         let polls = std::mem::take(&mut *self.polls.lock().unwrap_or_else(|e| e.into_inner()));
         let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
         for (i, (poll, handle)) in polls.into_iter().zip(&self.handles).enumerate() {
@@ -178,17 +182,9 @@ impl Reactors {
         Ok(())
     }
 
-    pub fn len(&self) -> usize {
-        self.handles.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.handles.is_empty()
-    }
-
     /// Hands a connection (and what was read from it) to the next reactor,
     /// round robin: an upgrade that arrived on a plain HTTP connection.
-    pub fn adopt(&self, a: Incoming) {
+    pub(crate) fn adopt(&self, a: Incoming) {
         let i = self.next.fetch_add(1, Relaxed) % self.handles.len();
         self.handles[i].push(|b| b.conns.push(a));
     }
@@ -231,17 +227,9 @@ impl Reactors {
         }
     }
 
-    /// Fans `event` out on every reactor.
-    pub fn publish(&self, event: Arc<Event>) {
-        for h in &self.handles {
-            let d = Delivery { event: event.clone(), tally: None };
-            h.push(|b| b.events.push(d));
-        }
-    }
-
     /// Fans `event` out on every reactor; the receiver gets how many
     /// connections received it.
-    pub fn publish_counted(&self, event: Arc<Event>) -> tokio::sync::oneshot::Receiver<u64> {
+    pub(crate) fn publish_counted(&self, event: Arc<Event>) -> tokio::sync::oneshot::Receiver<u64> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let tally = Arc::new(Tally {
             left: AtomicUsize::new(self.handles.len()),
@@ -256,14 +244,14 @@ impl Reactors {
     }
 
     /// Starts closing every connection with 1001 (shutdown).
-    pub fn close_all(&self) {
+    pub(crate) fn close_all(&self) {
         for h in &self.handles {
             h.push(|b| b.close_all = true);
         }
     }
 
     /// Ends the threads; connections still held are dropped.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         for h in &self.handles {
             h.push(|b| b.stop = true);
         }
@@ -278,27 +266,27 @@ impl Reactors {
 
 /// Counters a reactor keeps locally and adds to the shared metrics once per turn.
 #[derive(Default)]
-pub struct Stats {
-    pub reads: u64,
-    pub writes: u64,
-    pub wakeups: u64,
-    pub frames_in: u64,
-    pub frames_out: u64,
-    pub bytes_out: u64,
-    pub bytes_in: u64,
-    pub deliveries: u64,
-    pub slow_consumers: u64,
-    pub pongs: u64,
+pub(crate) struct Stats {
+    pub(crate) reads: u64,
+    pub(crate) writes: u64,
+    pub(crate) wakeups: u64,
+    pub(crate) frames_in: u64,
+    pub(crate) frames_out: u64,
+    pub(crate) bytes_out: u64,
+    pub(crate) bytes_in: u64,
+    pub(crate) deliveries: u64,
+    pub(crate) slow_consumers: u64,
+    pub(crate) pongs: u64,
     /// Change of the bytes queued for slow connections.
-    pub queued: i64,
+    pub(crate) queued: i64,
     /// Bus events this reactor wrote on an idle reactor's behalf.
-    pub on_behalf: u64,
+    pub(crate) on_behalf: u64,
     /// Bus events this reactor queued on another reactor's inbox.
-    pub handed_over: u64,
+    pub(crate) handed_over: u64,
 }
 
 /// One reactor thread's state.
-pub struct Reactor {
+pub(crate) struct Reactor {
     pub(crate) shared: Arc<Shared>,
     /// The process's reactors, this one among them: the bus reactor fans
     /// events out to the others through them.

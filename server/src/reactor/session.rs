@@ -265,7 +265,7 @@ impl Reactor {
 /// code echoed, 1000 for a close without one; a malformed close is a
 /// protocol error (1002: a one-byte payload, or a code an endpoint must
 /// never send), an invalid UTF-8 reason is 1007.
-pub fn close_reply(payload: &[u8]) -> Result<u16, (u16, &'static str)> {
+pub(super) fn close_reply(payload: &[u8]) -> Result<u16, (u16, &'static str)> {
     match payload.len() {
         0 => Ok(close::NORMAL),
         1 => Err((close::PROTOCOL_ERROR, "a close payload of one byte")),

@@ -133,8 +133,11 @@ pub enum OnFlag {
 }
 
 /// `--server`'s value, refused while parsing when `Subject` would refuse it.
+/// (a clap value parser: its error is a string).
 fn server_spec(spec: &str) -> Result<String, String> {
-    Subject::parse(spec).map(|_| spec.to_string())
+    Subject::parse(spec)
+        .map(|_| spec.to_string())
+        .map_err(|e| format!("{e:#}"))
 }
 
 /// `--protocol`'s value; the help lists every one the load generator speaks.

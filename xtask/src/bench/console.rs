@@ -2,7 +2,7 @@
 //! limit and any client bottleneck, read from the summary as recorded, so
 //! the console never says what the record does not.
 
-use crate::record::BenchSummary;
+use rtbench_record::BenchSummary;
 
 pub fn print_headline(s: &BenchSummary) {
     print_figures(s);

@@ -5,9 +5,9 @@
 
 use std::process::Command;
 
-use crate::record::{self, Environment};
 use crate::subject::Subject;
 use crate::{preflight, root, tuning};
+use rtbench_record::Environment;
 
 use super::args::Args;
 use super::placement::Side;
@@ -50,7 +50,7 @@ pub fn of_run(
     }
     let (nofile_soft, nofile_hard) = rtbench_sys::limits::open_files().unwrap_or((0, 0));
     Environment {
-        format_version: record::FORMAT_VERSION,
+        format_version: rtbench_record::FORMAT_VERSION,
         host: crate::record::host_id(),
         kernel: rtbench_sys::host::kernel_release().unwrap_or_default(),
         cpu_model: rtbench_sys::host::cpu_model().unwrap_or_default(),

@@ -41,7 +41,7 @@ pub struct Prepared {
 
 /// Reads the suite, makes Ctrl-C end a run rather than the xtask, builds
 /// the release binaries, serves the live page, and picks the variants.
-pub fn prepare(a: &Args) -> Result<Prepared, String> {
+pub fn prepare(a: &Args) -> anyhow::Result<Prepared> {
     let path = suite::resolve(&a.suite)?;
     let suite = suite::load(&path)?;
     let name = path
@@ -52,14 +52,14 @@ pub fn prepare(a: &Args) -> Result<Prepared, String> {
     let live: dashboard::State = Arc::new(Mutex::new(dashboard::History::default()));
     match dashboard::serve(&a.dashboard, live.clone()) {
         Ok(addr) => eprintln!("xtask: live dashboard: http://{addr}/"),
-        Err(e) => eprintln!("xtask: no live dashboard: {e}"),
+        Err(e) => eprintln!("xtask: no live dashboard: {e:#}"),
     }
     let variants: Vec<Option<Variant>> = match &a.variant {
         Some(want) => match suite.variants.iter().find(|v| v.name == *want) {
             Some(v) => vec![Some(v.clone())],
             None => {
                 let names: Vec<&str> = suite.variants.iter().map(|v| v.name.as_str()).collect();
-                return Err(format!(
+                return Err(anyhow::anyhow!(
                     "suite `{name}` has no variant `{want}`; variants: {}",
                     names.join(", ")
                 ));
@@ -90,7 +90,7 @@ pub mod exit {
 /// Runs every variant of a suite; exits `exit::INTERRUPTED` when
 /// interrupted, then `exit::INCOMPLETE` or `exit::SLO_FAILED` when a run
 /// fell short. (`--versus` is `versus::task`'s.)
-pub fn task(a: Args) -> Result<(), String> {
+pub fn task(a: Args) -> anyhow::Result<()> {
     let Prepared {
         suite,
         name,
@@ -115,8 +115,8 @@ pub fn task(a: Args) -> Result<(), String> {
             Ok(done) => done,
             Err(e) if variants.len() > 1 && signals::received() == 0 => {
                 let label = v.as_ref().map_or(name.as_str(), |v| v.name.as_str());
-                eprintln!("xtask: bench {name} ({label}) did not run: {e}");
-                refused.push(format!("{label}: {e}"));
+                eprintln!("xtask: bench {name} ({label}) did not run: {e:#}");
+                refused.push(format!("{label}: {e:#}"));
                 continue;
             }
             Err(e) => return Err(e),
@@ -125,7 +125,7 @@ pub fn task(a: Args) -> Result<(), String> {
         if !complete && signals::received() != 0 {
             std::process::exit(exit::INTERRUPTED);
         }
-        let slo_failed = crate::record::read_summary(&dir)?
+        let slo_failed = rtbench_record::read_summary(&dir)?
             .slo
             .iter()
             .any(|o| !o.pass);
@@ -136,7 +136,7 @@ pub fn task(a: Args) -> Result<(), String> {
         });
     }
     if !refused.is_empty() {
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "{} of {} variants did not run:\n{}",
             refused.len(),
             variants.len(),

@@ -28,8 +28,8 @@ impl Placement {
         suite: &Suite,
         bus: bool,
         needs: &crate::preflight::Needs,
-    ) -> Result<Placement, String> {
-        let spec = || -> Result<rtbench_record::Containers, String> {
+    ) -> anyhow::Result<Placement> {
+        let spec = || -> anyhow::Result<rtbench_record::Containers> {
             Ok(crate::containers::for_connections(
                 crate::containers::with_limits(&suite.containers, &a.limits)?,
                 needs.connections,
@@ -67,7 +67,7 @@ impl Placement {
         }
     }
 
-    pub(super) fn start_redis(&self) -> Result<RedisProcess, String> {
+    pub(super) fn start_redis(&self) -> anyhow::Result<RedisProcess> {
         match self {
             Placement::Local => RedisProcess::start(),
             Placement::Containers(d) => d.start_redis(),
@@ -81,7 +81,7 @@ impl Placement {
         side: &Side,
         i: u64,
         args: &[String],
-    ) -> Result<ServerProcess, String> {
+    ) -> anyhow::Result<ServerProcess> {
         match self {
             Placement::Local => ServerProcess::start(&side.server_bin, args),
             Placement::Containers(d) => d.start_server(i, args),
@@ -91,7 +91,7 @@ impl Placement {
     }
 
     /// Where the workers run, when not here.
-    pub(super) fn launch(&self) -> Result<Option<rtbench_record::launch::Launch>, String> {
+    pub(super) fn launch(&self) -> anyhow::Result<Option<rtbench_record::launch::Launch>> {
         Ok(match self {
             Placement::Local => None,
             Placement::Containers(d) => Some(d.launch()?),
@@ -147,7 +147,7 @@ impl Placement {
 /// container's or service's (the suite's `[containers] nofile`, `--limit`
 /// applied), or this machine's hard limit (ssh hosts are taken to have the
 /// same).
-pub(super) fn server_nofile(a: &Args, suite: &Suite) -> Result<u64, String> {
+pub(super) fn server_nofile(a: &Args, suite: &Suite) -> anyhow::Result<u64> {
     Ok(match a.runs_on() {
         RunsOn::Containers | RunsOn::Swarm => {
             crate::containers::with_limits(&suite.containers, &a.limits)?.nofile

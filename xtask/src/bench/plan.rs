@@ -63,7 +63,7 @@ impl RunPlan {
         variant: Option<&Variant>,
         a: &Args,
         server_nofile: u64,
-    ) -> Result<RunPlan, String> {
+    ) -> anyhow::Result<RunPlan> {
         // Connections a server process is given at most: its open-files
         // capacity less a margin.
         let per_process = crate::preflight::server_capacity(server_nofile) * 95 / 100;
@@ -96,10 +96,9 @@ impl RunPlan {
         if (suite.server.shared_port || !suite.faults.is_empty())
             && (runs_on != RunsOn::Local || !subject.is_rtbench())
         {
-            return Err(
-                "a shared port and a fault plan need rtbench-server processes started here (no --on containers, no --hosts, --server rtbench)"
-                    .into(),
-            );
+            return Err(anyhow::Error::msg(
+                "a shared port and a fault plan need rtbench-server processes started here (no --on containers, no --hosts, --server rtbench)",
+            ));
         }
         let mut server_args = suite.server.args.clone();
         let mut cap: Option<u64> = None;
@@ -108,10 +107,9 @@ impl RunPlan {
             cap = v.cap_fraction.map(|f| (total as f64 * f).ceil() as u64);
         }
         if cap.is_some() && !subject.is_rtbench() {
-            return Err(
-                "a connection cap is rtbench-server's --max-connections: run it with --server rtbench"
-                    .into(),
-            );
+            return Err(anyhow::Error::msg(
+                "a connection cap is rtbench-server's --max-connections: run it with --server rtbench",
+            ));
         }
         // Several rtbench processes share events over Redis, as Appwrite's
         // do; so do publishers that publish straight to the bus, and
@@ -125,7 +123,9 @@ impl RunPlan {
         let namespaced = a.tune && !a.host_net && runs_on == RunsOn::Local;
         let needs = Needs {
             connections: total,
-            sources: rtbench_record::endpoint::expand_sources(&load.target.sources)?.len(),
+            sources: rtbench_record::endpoint::expand_sources(&load.target.sources)
+                .map_err(anyhow::Error::msg)?
+                .len(),
             server_processes: processes,
             server_nofile,
             namespace: namespaced,
@@ -202,7 +202,7 @@ fn shape_load(
     variant: Option<&Variant>,
     a: &Args,
     notes: &mut Vec<String>,
-) -> Result<Scenario, String> {
+) -> anyhow::Result<Scenario> {
     let mut load = suite.load.clone();
     // A variant's own size first, then the user's over it.
     if let Some(n) = variant.and_then(|v| v.connections) {
@@ -264,19 +264,19 @@ fn apply_variant_session(load: &mut Scenario, variant: Option<&Variant>) {
 }
 
 /// A server that is not rtbench runs here, alone.
-fn check_subject(subject: &Subject, runs_on: &RunsOn, a: &Args) -> Result<(), String> {
+fn check_subject(subject: &Subject, runs_on: &RunsOn, a: &Args) -> anyhow::Result<()> {
     if subject.is_rtbench() {
         return Ok(());
     }
     if *runs_on != RunsOn::Local {
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "{}: a server other than rtbench runs locally only",
             subject.label()
         ));
     }
     let many = a.size.processes.is_some_and(|p| p > 1);
     if a.versus.is_some() || (many && matches!(subject, Subject::Url(_))) {
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "{}: --versus is for rtbench-server, --processes for a server this run starts",
             subject.label()
         ));
@@ -397,7 +397,8 @@ mod tests {
             19_012,
         )
         .unwrap_err();
-        assert!(e.contains("no publisher"), "{e}");
+        let e = format!("{e:#}");
+        assert!(e.contains("no publisher"), "{e:#}");
     }
 
     #[test]
@@ -423,7 +424,8 @@ mod tests {
             19_012,
         )
         .unwrap_err();
-        assert!(e.contains("runs locally only"), "{e}");
+        let e = format!("{e:#}");
+        assert!(e.contains("runs locally only"), "{e:#}");
         let f = suite("failover");
         let e = RunPlan::resolve(
             &f,
@@ -433,6 +435,7 @@ mod tests {
             19_012,
         )
         .unwrap_err();
-        assert!(e.contains("a shared port and a fault plan"), "{e}");
+        let e = format!("{e:#}");
+        assert!(e.contains("a shared port and a fault plan"), "{e:#}");
     }
 }

@@ -45,17 +45,18 @@ pub fn choose(
 
 /// Refuses a directory that exists; returns its partial directory, made
 /// empty, where the run writes.
-pub fn begin(dir: &Path) -> Result<PathBuf, String> {
+pub fn begin(dir: &Path) -> anyhow::Result<PathBuf> {
     if dir.exists() {
-        return Err(format!("{} exists already", dir.display()));
+        return Err(anyhow::anyhow!("{} exists already", dir.display()));
     }
     let tmp = partial_dir(dir);
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::create_dir_all(&tmp).map_err(|e| anyhow::anyhow!("{}: {e:#}", tmp.display()))?;
     Ok(tmp)
 }
 
 /// Moves the finished record into place under its name.
-pub fn finish(tmp: &Path, dir: &Path) -> Result<(), String> {
-    std::fs::rename(tmp, dir).map_err(|e| format!("moving {} into place: {e}", tmp.display()))
+pub fn finish(tmp: &Path, dir: &Path) -> anyhow::Result<()> {
+    std::fs::rename(tmp, dir)
+        .map_err(|e| anyhow::anyhow!("moving {} into place: {e:#}", tmp.display()))
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use rtbench_record::load::{partial_dir, read_summary as read_load_summary};
 
 use crate::suite::{Suite, Variant};
-use crate::{dashboard, faults, preflight, record, sample, tuning};
+use crate::{dashboard, faults, preflight, sample, tuning};
 
 use super::args::Args;
 use super::placement::{Placement, Side};
@@ -27,7 +27,7 @@ pub fn run_one(
     a: &Args,
     live: &dashboard::State,
     side: &Side,
-) -> Result<(PathBuf, bool), String> {
+) -> anyhow::Result<(PathBuf, bool)> {
     let server_nofile = super::placement::server_nofile(a, suite)?;
     let mut plan = RunPlan::resolve(suite, name, variant, a, server_nofile)?;
     announce(&plan, live);
@@ -48,7 +48,7 @@ pub fn run_one(
     let dir = record_dir::choose(name, variant, &plan.runs_on, a.out.as_deref(), side);
     let tmp = record_dir::begin(&dir)?;
     placement.keep_logs_in(&tmp);
-    record::write_json(&tmp.join(record::PREFLIGHT), &machine.checks)?;
+    rtbench_record::write_json(&tmp.join(rtbench_record::PREFLIGHT), &machine.checks)?;
     let mut started = start::processes(&mut plan, side, placement, netns)?;
     let inputs = start::Inputs {
         suite,
@@ -58,7 +58,7 @@ pub fn run_one(
         busy_before: machine.busy_before,
     };
     let (load_file, launch_file) = start::write_inputs(&mut plan, &started, &inputs, &tmp)?;
-    let load_dir = tmp.join(record::LOADGEN_DIR);
+    let load_dir = tmp.join(rtbench_record::LOADGEN_DIR);
     let watched = watch::run(
         &mut started,
         &mut faults,
@@ -119,7 +119,7 @@ struct Machine {
 /// passed, and a quiet machine (how busy it was is recorded). In a swarm
 /// the parts run on its nodes, which are tuned and checked there
 /// (`swarm::tune`): this machine only waits to be quiet.
-fn ready_machine(plan: &RunPlan, suite: &Suite, a: &Args) -> Result<Machine, String> {
+fn ready_machine(plan: &RunPlan, suite: &Suite, a: &Args) -> anyhow::Result<Machine> {
     if plan.bus && matches!(plan.runs_on, super::RunsOn::Local | super::RunsOn::Swarm) {
         crate::setup::ensure(&[crate::setup::REDIS])?;
     }
@@ -132,7 +132,7 @@ fn ready_machine(plan: &RunPlan, suite: &Suite, a: &Args) -> Result<Machine, Str
     }
     let (tuning, tune_errors) = tuning::run(&suite.tuning, a.tune);
     if !tune_errors.is_empty() {
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "--tune could not apply:\n{}",
             tune_errors.join("\n")
         ));
@@ -160,12 +160,12 @@ fn judge(
     faults: &mut faults::Plan,
     oom: &mut crate::oom::Watch,
     started: &start::Started,
-) -> Result<record::BenchSummary, String> {
-    rtbench_record::series::write_csv(&tmp.join(record::SERVER_CSV), &watched.samples)?;
-    let load_dir = tmp.join(record::LOADGEN_DIR);
+) -> anyhow::Result<rtbench_record::BenchSummary> {
+    rtbench_record::series::write_csv(&tmp.join(rtbench_record::SERVER_CSV), &watched.samples)?;
+    let load_dir = tmp.join(rtbench_record::LOADGEN_DIR);
     let load_summary = read_load_summary(&load_dir).map_err(|e| {
-        format!(
-            "the load generator left no record ({}{}): {e}; see {}",
+        anyhow::anyhow!(
+            "the load generator left no record ({}{}): {e:#}; see {}",
             watched.loadgen_exit,
             oom.of(watched.loadgen_pid)
                 .map_or(String::new(), |k| format!(", {}", k.describe())),
@@ -207,7 +207,7 @@ fn judge(
     oom.name(&mut summary.process_exits, |e| {
         started.placement.oom_killed(e)
     });
-    record::write_json(&tmp.join(record::SUMMARY), &summary)?;
+    rtbench_record::write_json(&tmp.join(rtbench_record::SUMMARY), &summary)?;
     Ok(summary)
 }
 
@@ -216,7 +216,7 @@ fn judge(
 fn add_host_rows(
     load_dir: &Path,
     extra: Vec<rtbench_record::series::HostSample>,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     if extra.is_empty() {
         return Ok(());
     }
@@ -226,5 +226,5 @@ fn add_host_rows(
     let last = rows.iter().map(|r| r.t_s).max().unwrap_or(u64::MAX);
     rows.extend(extra.into_iter().filter(|r| r.t_s <= last));
     rows.sort_by(|a, b| (a.t_s, &a.host).cmp(&(b.t_s, &b.host)));
-    rtbench_record::series::write_csv(&path, &rows)
+    Ok(rtbench_record::series::write_csv(&path, &rows)?)
 }

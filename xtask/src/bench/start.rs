@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use rtbench_record::NetworkNamespace;
 
 use crate::netns::Namespace;
-use crate::record;
 use crate::server::{RedisProcess, ServerProcess};
 use crate::subject::Subject;
 use crate::suite::Suite;
@@ -38,7 +37,7 @@ pub struct Started {
 }
 
 /// The namespace, made before anything that runs in it.
-pub fn namespace(plan: &RunPlan, suite: &Suite) -> Result<Option<Namespace>, String> {
+pub fn namespace(plan: &RunPlan, suite: &Suite) -> anyhow::Result<Option<Namespace>> {
     if !plan.namespaced {
         return Ok(None);
     }
@@ -58,7 +57,7 @@ pub fn processes(
     side: &Side,
     placement: Placement,
     netns: Option<Namespace>,
-) -> Result<Started, String> {
+) -> anyhow::Result<Started> {
     let mut started = Started {
         servers: Vec::new(),
         redis: None,
@@ -115,11 +114,11 @@ pub fn processes(
 }
 
 /// A loopback address nothing listens on now.
-fn free_loopback_address() -> Result<String, String> {
+fn free_loopback_address() -> anyhow::Result<String> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.to_string())
-        .map_err(|e| format!("no free port: {e}"))
+        .map_err(|e| anyhow::anyhow!("no free port: {e:#}"))
 }
 
 /// What the run's inputs need besides the plan and what it started.
@@ -138,7 +137,7 @@ pub fn write_inputs(
     started: &Started,
     i: &Inputs,
     tmp: &Path,
-) -> Result<(PathBuf, Option<PathBuf>), String> {
+) -> anyhow::Result<(PathBuf, Option<PathBuf>)> {
     let launch = started.placement.launch()?;
     if launch.is_some() {
         // Workers elsewhere connect from their own address.
@@ -156,15 +155,15 @@ pub fn write_inputs(
     resolved.server.args = server_args.clone();
     resolved.server.subject = Some(plan.subject.label());
     write_text(
-        &tmp.join(record::SCENARIO),
-        &toml::to_string(&resolved).map_err(|e| format!("the resolved scenario: {e}"))?,
+        &tmp.join(rtbench_record::SCENARIO),
+        &toml::to_string(&resolved).map_err(|e| anyhow::anyhow!("the resolved scenario: {e:#}"))?,
     )?;
     let load_file = tmp.join("load.toml");
     write_text(&load_file, &plan.load.to_toml())?;
     let launch_file = match &launch {
         Some(l) => {
             let f = tmp.join("launch.json");
-            record::write_json(&f, l)?;
+            rtbench_record::write_json(&f, l)?;
             Some(f)
         }
         None => None,
@@ -187,7 +186,7 @@ pub fn write_inputs(
         .netns
         .as_ref()
         .map(|ns| namespace_record(ns, i.suite));
-    record::write_json(&tmp.join(record::ENVIRONMENT), &env)?;
+    rtbench_record::write_json(&tmp.join(rtbench_record::ENVIRONMENT), &env)?;
     Ok((load_file, launch_file))
 }
 
@@ -216,6 +215,6 @@ fn namespace_record(ns: &Namespace, suite: &Suite) -> NetworkNamespace {
     }
 }
 
-fn write_text(path: &Path, text: &str) -> Result<(), String> {
-    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+fn write_text(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))
 }

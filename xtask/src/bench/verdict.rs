@@ -10,11 +10,12 @@ use rtbench_record::limit::{Causes, Limit};
 use rtbench_record::load::{Summary as LoadSummary, TimeseriesRow};
 use rtbench_record::{FaultDone, ProcessExit, Role, StopCause};
 
-use crate::record::{
-    self, BenchSummary, Connections, ProcessFigures, RedisFigures, ServerFigures, SystemFigures,
-};
+use crate::record;
 use crate::sample::{Sample, Work};
 use crate::suite::Suite;
+use rtbench_record::{
+    BenchSummary, Connections, ProcessFigures, RedisFigures, ServerFigures, SystemFigures,
+};
 
 use super::plan::RunPlan;
 
@@ -48,7 +49,7 @@ pub struct Measured<'a> {
 pub fn judge(
     plan: &RunPlan,
     suite: &Suite,
-    overrides: record::Overrides,
+    overrides: rtbench_record::Overrides,
     m: Measured,
 ) -> BenchSummary {
     let l = m.load;
@@ -149,7 +150,7 @@ fn broadcast(
 fn summarize(
     plan: &RunPlan,
     suite: &Suite,
-    overrides: record::Overrides,
+    overrides: rtbench_record::Overrides,
     m: &Measured,
     hold: (f64, f64),
 ) -> BenchSummary {
@@ -174,7 +175,7 @@ fn summarize(
     };
     let mem_peak = judged.iter().map(|s| s.mem_used_kib).max().unwrap_or(0);
     BenchSummary {
-        format_version: record::FORMAT_VERSION,
+        format_version: rtbench_record::FORMAT_VERSION,
         scenario: plan.name.clone(),
         variant: plan.variant.as_ref().map(|v| v.name.clone()),
         description: suite.description.trim().to_string(),

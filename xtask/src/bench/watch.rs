@@ -57,7 +57,7 @@ pub fn run(
     plan: &mut faults::Plan,
     side: &super::placement::Side,
     load: &Load,
-) -> Result<Watched, String> {
+) -> anyhow::Result<Watched> {
     let mut sampler = Sampler::new(
         started
             .servers
@@ -117,7 +117,7 @@ pub fn run(
         }
         if let Some(status) = loadgen
             .try_wait()
-            .map_err(|e| format!("waiting for the load generator: {e}"))?
+            .map_err(|e| anyhow::anyhow!("waiting for the load generator: {e:#}"))?
         {
             break status;
         }
@@ -192,7 +192,7 @@ fn step_faults(
     side: &super::placement::Side,
     t: f64,
     t_s: f64,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     let Started {
         servers,
         redis,
@@ -205,13 +205,13 @@ fn step_faults(
     })
 }
 
-fn start_loadgen(load: &Load) -> Result<Child, String> {
+fn start_loadgen(load: &Load) -> anyhow::Result<Child> {
     let mut cmd = crate::loadgen_run(load.scenario, load.dir);
     if let Some(l) = load.launch {
         cmd.arg("--launch").arg(l);
     }
     cmd.spawn()
-        .map_err(|e| format!("cannot start the load generator: {e}"))
+        .map_err(|e| anyhow::anyhow!("cannot start the load generator: {e:#}"))
 }
 
 /// The load generator's latest second joined with the server sample and

@@ -23,6 +23,8 @@
 //! (`lost`). Services carry the run's labels and go with the run, its
 //! reaper, or the next run's sweep (`engine`), as containers do.
 
+use anyhow::Context as _;
+
 mod nodes;
 mod registry;
 mod service;
@@ -96,7 +98,7 @@ impl Swarm {
         bus: bool,
         registry: Option<&str>,
         tune: &tune::Tuning,
-    ) -> Result<Swarm, String> {
+    ) -> anyhow::Result<Swarm> {
         let engine = Arc::new(Engine::connect("--on swarm")?);
         let nodes = manager_nodes(&engine)?;
         let this_addr = nodes
@@ -104,7 +106,7 @@ impl Swarm {
             .find(|n| n.this_engine)
             .map(|n| n.addr)
             .or_else(|| this_node_address(&engine))
-            .ok_or("--on swarm: this engine's node has no swarm address: docker info")?;
+            .context("--on swarm: this engine's node has no swarm address: docker info")?;
         let registry = Registry::resolve(registry, this_addr)?;
         registry.check()?;
         let mut spec = spec.clone();
@@ -182,7 +184,7 @@ impl Swarm {
         cmd: Vec<String>,
         limits: &Limits,
         up: &str,
-    ) -> Result<String, String> {
+    ) -> anyhow::Result<String> {
         let n = &self.nodes[node];
         let name = format!("rtbench-{}-{part}", self.run);
         let log = self.logs.get().map(|d| d.join(format!("{part}.log")));
@@ -215,7 +217,7 @@ impl Swarm {
         )
     }
 
-    pub fn start_server(&self, i: u64, args: &[String]) -> Result<ServerProcess, String> {
+    pub fn start_server(&self, i: u64, args: &[String]) -> anyhow::Result<ServerProcess> {
         let servers = self.nodes_for(true);
         let node = servers[i as usize % servers.len()];
         let addr = self.nodes[node].addr;
@@ -244,11 +246,11 @@ impl Swarm {
         ))
     }
 
-    pub fn start_redis(&self) -> Result<RedisProcess, String> {
+    pub fn start_redis(&self) -> anyhow::Result<RedisProcess> {
         let image = self
             .redis_image
             .as_ref()
-            .ok_or("no Redis image was pushed")?;
+            .context("no Redis image was pushed")?;
         let node = self.nodes_for(true)[0];
         let addr = self.nodes[node].addr;
         let cmd = [
@@ -286,7 +288,7 @@ impl Swarm {
     /// Starts one service per worker, round robin over the load nodes,
     /// each waiting for its controller on its node's address; the launch
     /// plan names them by node, so one worker per node samples it.
-    pub fn launch(&self) -> Result<Launch, String> {
+    pub fn launch(&self) -> anyhow::Result<Launch> {
         let load = self.nodes_for(false);
         let mut workers = Vec::new();
         for (w, node) in nodes::spread(self.spec.workers.max(1), &load)
@@ -331,7 +333,7 @@ impl Swarm {
 
     /// A sampler on each node that runs no worker (a worker samples its
     /// own), so every node of the run has its seconds in `hosts.csv`.
-    fn sample_the_others(&self, load: &[usize]) -> Result<(), String> {
+    fn sample_the_others(&self, load: &[usize]) -> anyhow::Result<()> {
         for node in (0..self.nodes.len()).filter(|i| !load.contains(i)) {
             let n = &self.nodes[node];
             let name = format!("rtbench-{}-sampler-{node}", self.run);
@@ -466,17 +468,21 @@ impl Drop for Swarm {
 
 /// The swarm's usable nodes, once this engine is known to be a manager of
 /// one (refused in one line otherwise).
-fn manager_nodes(engine: &Engine) -> Result<Vec<Node>, String> {
+fn manager_nodes(engine: &Engine) -> anyhow::Result<Vec<Node>> {
     let info = engine
         .rt
         .block_on(engine.api.info())
-        .map_err(|e| format!("--on swarm: the engine does not answer: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("--on swarm: the engine does not answer: {e:#}"))?;
     let swarm = info.swarm.unwrap_or_default();
     if swarm.local_node_state != Some(LocalNodeState::ACTIVE) {
-        return Err("--on swarm: this engine is not in swarm mode: docker swarm init --advertise-addr ADDRESS, then join and label the other machines (README: Many machines)".into());
+        return Err(anyhow::Error::msg(
+            "--on swarm: this engine is not in swarm mode: docker swarm init --advertise-addr ADDRESS, then join and label the other machines (README: Many machines)",
+        ));
     }
     if swarm.control_available != Some(true) {
-        return Err("--on swarm: this engine is a worker of its swarm, not a manager: run the bench where a manager answers (or DOCKER_HOST=ssh://MANAGER)".into());
+        return Err(anyhow::Error::msg(
+            "--on swarm: this engine is a worker of its swarm, not a manager: run the bench where a manager answers (or DOCKER_HOST=ssh://MANAGER)",
+        ));
     }
     let all = engine
         .rt
@@ -485,7 +491,7 @@ fn manager_nodes(engine: &Engine) -> Result<Vec<Node>, String> {
                 .api
                 .list_nodes(None::<testcontainers::bollard::query_parameters::ListNodesOptions>),
         )
-        .map_err(|e| format!("--on swarm: listing the nodes: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("--on swarm: listing the nodes: {e:#}"))?;
     nodes::usable(&all, swarm.node_id.as_deref().unwrap_or(""))
 }
 
@@ -496,11 +502,11 @@ fn this_node_address(engine: &Engine) -> Option<IpAddr> {
 
 /// The address after `prefix` in a line such as `rtbench-server: listening
 /// on 10.0.0.2:41235 with 2 threads`.
-fn address_in(line: &str, prefix: &str) -> Result<SocketAddr, String> {
+fn address_in(line: &str, prefix: &str) -> anyhow::Result<SocketAddr> {
     let rest = line.split_once(prefix).map_or("", |(_, r)| r).trim();
     let word = rest.split_whitespace().next().unwrap_or("");
     word.parse()
-        .map_err(|_| format!("--on swarm: no address in `{line}`"))
+        .map_err(|_| anyhow::anyhow!("--on swarm: no address in `{line}`"))
 }
 
 /// A server or Redis service as the run holds it.
@@ -530,13 +536,14 @@ mod tests {
             super::address_in(
                 "rtbench-server: listening on 10.78.0.1:41235 with 2 threads",
                 "rtbench-server: listening on "
-            ),
-            Ok("10.78.0.1:41235".parse().unwrap())
+            )
+            .ok(),
+            Some("10.78.0.1:41235".parse().unwrap())
         );
         let waiting = rtbench_record::launch::WAITING_FOR_CONTROLLER;
         assert_eq!(
-            super::address_in(&format!("{waiting} 10.78.0.2:7001"), waiting),
-            Ok("10.78.0.2:7001".parse().unwrap())
+            super::address_in(&format!("{waiting} 10.78.0.2:7001"), waiting).ok(),
+            Some("10.78.0.2:7001".parse().unwrap())
         );
         assert!(super::address_in("nothing here", "x").is_err());
     }

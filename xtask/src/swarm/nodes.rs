@@ -5,6 +5,8 @@
 //! the engine's node list alone, so the refusals are one line each and
 //! tested without an engine.
 
+use anyhow::Context as _;
+
 use std::net::IpAddr;
 
 use rtbench_record::NodeFacts;
@@ -62,10 +64,12 @@ impl Node {
 
 /// The nodes that take the run's parts, servers' first. `this_node`: the
 /// id of the node whose engine answers here.
-pub fn usable(all: &[EngineNode], this_node: &str) -> Result<Vec<Node>, String> {
+pub fn usable(all: &[EngineNode], this_node: &str) -> anyhow::Result<Vec<Node>> {
     let ready: Vec<&EngineNode> = all.iter().filter(|n| is_ready(n)).collect();
     if ready.is_empty() {
-        return Err("--on swarm: no node of the swarm is ready and active: docker node ls".into());
+        return Err(anyhow::Error::msg(
+            "--on swarm: no node of the swarm is ready and active: docker node ls",
+        ));
     }
     if let [only] = ready[..] {
         // A swarm of one: that node is the whole run, label or not.
@@ -81,7 +85,7 @@ pub fn usable(all: &[EngineNode], this_node: &str) -> Result<Vec<Node>, String> 
     let (servers, load) = (labelled("server"), labelled("load"));
     for (role, nodes) in [("server", &servers), ("load", &load)] {
         if nodes.is_empty() {
-            return Err(format!(
+            return Err(anyhow::anyhow!(
                 "--on swarm: no ready node of the {} carries {ROLE_LABEL}={role}: docker node update --label-add {ROLE_LABEL}={role} NODE (README: Many machines)",
                 ready.len()
             ));
@@ -108,7 +112,7 @@ fn label(n: &EngineNode) -> Option<String> {
 }
 
 /// The engine's description of `n` as a run's node.
-fn node(n: &EngineNode, role: NodeRole, this_node: &str) -> Result<Node, String> {
+fn node(n: &EngineNode, role: NodeRole, this_node: &str) -> anyhow::Result<Node> {
     let id = n.id.clone().unwrap_or_default();
     let d = n.description.clone().unwrap_or_default();
     let hostname = d.hostname.unwrap_or_else(|| id.clone());
@@ -121,7 +125,7 @@ fn node(n: &EngineNode, role: NodeRole, this_node: &str) -> Result<Node, String>
         memory_bytes: resources.memory_bytes.unwrap_or(0).max(0) as u64,
     };
     Ok(Node {
-        addr: address(n).ok_or_else(|| {
+        addr: address(n).with_context(|| {
             format!("--on swarm: node {hostname} has no address: docker node inspect {id}")
         })?,
         facts,
@@ -206,6 +210,7 @@ mod tests {
             engine_node("b", "10.0.0.2", None, NodeState::READY),
         ];
         let e = usable(&nodes, "a").unwrap_err();
+        let e = format!("{e:#}");
         assert_eq!(
             e,
             "--on swarm: no ready node of the 2 carries rtbench.role=load: docker node update --label-add rtbench.role=load NODE (README: Many machines)"

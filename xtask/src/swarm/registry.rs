@@ -10,6 +10,8 @@
 //! (theirs list it as insecure: README, Many machines). A registry named
 //! with `--registry HOST:PORT` elsewhere is named so by every node.
 
+use anyhow::Context as _;
+
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
@@ -34,13 +36,13 @@ impl Registry {
     /// `--registry` (None: this machine's, port 5000). A loopback host
     /// (or none, `:PORT`) is this machine's registry, which the other
     /// nodes reach at `this_node` (this node's swarm address).
-    pub fn resolve(flag: Option<&str>, this_node: IpAddr) -> Result<Registry, String> {
+    pub fn resolve(flag: Option<&str>, this_node: IpAddr) -> anyhow::Result<Registry> {
         let given = flag.unwrap_or("");
         let (host, port) = match given.rsplit_once(':') {
             Some((h, p)) => (
                 h,
                 p.parse::<u16>().map_err(|_| {
-                    format!("--registry {given}: `{p}` is not a port (HOST:PORT, or :PORT for this machine's)")
+                    anyhow::anyhow!("--registry {given}: `{p}` is not a port (HOST:PORT, or :PORT for this machine's)")
                 })?,
             ),
             None if given.is_empty() => ("", DEFAULT_PORT),
@@ -72,23 +74,23 @@ impl Registry {
 
     /// Whether it answers the registry API (`GET /v2/`) at all, within 5 s;
     /// a refusal says how to get one.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> anyhow::Result<()> {
         let fix = "apt-get install -y docker-registry on the manager (it serves on :5000), or name one with --registry HOST:PORT";
         let answer = ask_v2(&self.push).map_err(|e| {
-            format!(
-                "--on swarm: no registry answers at {} ({e}): {fix}",
+            anyhow::anyhow!(
+                "--on swarm: no registry answers at {} ({e:#}): {fix}",
                 self.push
             )
         })?;
         if answer.starts_with("HTTP/1.1 200") {
             Ok(())
         } else if answer.starts_with("HTTP/1.1 401") {
-            Err(format!(
+            Err(anyhow::anyhow!(
                 "--on swarm: the registry at {} asks for a login: remove the `auth:` section of its config (Debian's: /etc/docker/registry/config.yml) and restart it, or name another with --registry HOST:PORT",
                 self.push
             ))
         } else {
-            Err(format!(
+            Err(anyhow::anyhow!(
                 "--on swarm: {} is not a registry (GET /v2/ answered `{}`): {fix}",
                 self.push,
                 answer.lines().next().unwrap_or("")
@@ -97,24 +99,26 @@ impl Registry {
     }
 }
 
-fn ask_v2(addr: &str) -> Result<String, String> {
+fn ask_v2(addr: &str) -> anyhow::Result<String> {
     use std::net::ToSocketAddrs;
     let to = addr
         .to_socket_addrs()
-        .map_err(|e| e.to_string())?
+        .with_context(|| format!("resolving {addr}"))?
         .next()
-        .ok_or("no address")?;
-    let mut s =
-        TcpStream::connect_timeout(&to, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+        .context("no address")?;
+    let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5))
+        .with_context(|| format!("connecting to {addr}"))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
+        .with_context(|| format!("a read timeout on the connection to {addr}"))?;
     write!(
         s,
         "GET /v2/ HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
-    .map_err(|e| e.to_string())?;
+    .with_context(|| format!("asking {addr} for /v2/"))?;
     let mut head = [0u8; 64];
-    let n = s.read(&mut head).map_err(|e| e.to_string())?;
+    let n = s
+        .read(&mut head)
+        .with_context(|| format!("reading {addr}'s answer"))?;
     Ok(String::from_utf8_lossy(&head[..n]).into_owned())
 }
 
@@ -137,11 +141,12 @@ impl Pushed {
 
 /// Tags the local image `name:latest` into the registry, pushes it, and
 /// returns its digest there.
-pub fn push(engine: &Engine, registry: &Registry, name: &str) -> Result<Pushed, String> {
+pub fn push(engine: &Engine, registry: &Registry, name: &str) -> anyhow::Result<Pushed> {
     use bollard::query_parameters::{PushImageOptions, TagImageOptions};
     use futures_util::StreamExt;
     let repo = format!("{}/{name}", registry.push);
-    let failed = |e: String| format!("--on swarm: pushing {name} to {}: {e}", registry.push);
+    let failed =
+        |e: String| anyhow::anyhow!("--on swarm: pushing {name} to {}: {e:#}", registry.push);
     engine.rt.block_on(async {
         engine
             .api
@@ -226,7 +231,11 @@ mod tests {
             ("registry.lan:443", "registry.lan:443")
         );
         let e = Registry::resolve(Some("host:x"), me).unwrap_err();
-        assert!(e.starts_with("--registry host:x: `x` is not a port"), "{e}");
+        let e = format!("{e:#}");
+        assert!(
+            e.starts_with("--registry host:x: `x` is not a port"),
+            "{e:#}"
+        );
     }
 
     #[test]
@@ -238,11 +247,12 @@ mod tests {
             .port();
         let r = Registry::resolve(Some(&format!(":{port}")), "10.0.0.1".parse().unwrap()).unwrap();
         let e = r.check().unwrap_err();
+        let e = format!("{e:#}");
         assert!(
             e.starts_with(&format!("--on swarm: no registry answers at 127.0.0.1:{port}"))
                 && e.ends_with("apt-get install -y docker-registry on the manager (it serves on :5000), or name one with --registry HOST:PORT")
                 && !e.contains('\n'),
-            "{e}"
+            "{e:#}"
         );
     }
 }

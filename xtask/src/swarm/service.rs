@@ -68,19 +68,23 @@ pub fn create(
     part: &Part,
     labels: &HashMap<String, String>,
     log: Option<&Path>,
-) -> Result<Output, String> {
+) -> anyhow::Result<Output> {
     let spec = spec(part, labels)?;
     engine
         .rt
         .block_on(engine.api.create_service(spec, None))
-        .map_err(|e| format!("--on swarm: creating service {}: {e}", part.name))?;
+        .map_err(|e| anyhow::anyhow!("--on swarm: creating service {}: {e:#}", part.name))?;
     let output = Output::default();
     let file = match log {
         Some(path) => {
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| anyhow::anyhow!("{}: {e:#}", dir.display()))?;
             }
-            Some(std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?)
+            Some(
+                std::fs::File::create(path)
+                    .map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?,
+            )
         }
         None => None,
     };
@@ -93,7 +97,7 @@ pub fn create(
     Ok(output)
 }
 
-fn spec(part: &Part, labels: &HashMap<String, String>) -> Result<ServiceSpec, String> {
+fn spec(part: &Part, labels: &HashMap<String, String>) -> anyhow::Result<ServiceSpec> {
     let memory = part
         .limits
         .memory
@@ -246,7 +250,7 @@ pub fn wait_for_line(
     output: &Output,
     words: &str,
     within: Duration,
-) -> Result<String, String> {
+) -> anyhow::Result<String> {
     let t0 = Instant::now();
     let mut last_state = None;
     loop {
@@ -258,14 +262,14 @@ pub fn wait_for_line(
             if let Some(why) = news.ended {
                 // Its last lines may still be on their way.
                 std::thread::sleep(Duration::from_millis(500));
-                return Err(format!(
+                return Err(anyhow::anyhow!(
                     "--on swarm: {what} ended before it was up: {why}; its output: {}",
                     output.tail()
                 ));
             }
         }
         if t0.elapsed() > within {
-            return Err(format!(
+            return Err(anyhow::anyhow!(
                 "--on swarm: {what} was not up within {} s (its task: {}); its output: {}",
                 within.as_secs(),
                 last_state.map_or("none yet".into(), |s| format!("{s:?}").to_lowercase()),
@@ -291,7 +295,7 @@ pub fn run_until(
     what: &str,
     labels: &HashMap<String, String>,
     done: &str,
-) -> Result<Vec<String>, String> {
+) -> anyhow::Result<Vec<String>> {
     let output = create(engine, part, labels, None)?;
     let result = wait_for_line(
         engine,

@@ -10,6 +10,8 @@
 //! reads them: a node that falls short of what its share of the run needs
 //! is refused in one line that names it and the fix.
 
+use anyhow::Context as _;
+
 use std::collections::BTreeMap;
 
 use rtbench_record::{HostRecord, Setting};
@@ -55,9 +57,9 @@ exec sleep infinity"#;
 
 /// Runs the job on every node of `swarm`; returns each node's record, or
 /// refuses the run naming each node that falls short.
-pub fn nodes(swarm: &Swarm, t: &Tuning) -> Result<Vec<HostRecord>, String> {
+pub fn nodes(swarm: &Swarm, t: &Tuning) -> anyhow::Result<Vec<HostRecord>> {
     let bin = |b: &str| {
-        crate::engine::which(b).ok_or(format!(
+        crate::engine::which(b).with_context(|| format!(
             "--on swarm: the nodes' settings are read with Debian's {b}: apt-get install -y dash coreutils"
         ))
     };
@@ -99,7 +101,7 @@ pub fn nodes(swarm: &Swarm, t: &Tuning) -> Result<Vec<HostRecord>, String> {
     if refusals.is_empty() {
         Ok(records)
     } else {
-        Err(refusals.join("\n"))
+        Err(anyhow::Error::msg(refusals.join("\n")))
     }
 }
 
@@ -114,7 +116,7 @@ fn read_node(
     image: &registry::Pushed,
     names: &[String],
     t: &Tuning,
-) -> Result<Readings, String> {
+) -> anyhow::Result<Readings> {
     let node = &swarm.nodes[i];
     let pairs = names.iter().map(|k| {
         let v = match t.apply {
@@ -150,7 +152,7 @@ fn read_node(
         .iter()
         .find_map(|l| l.strip_prefix("rtbench-sysctl-refused "))
     {
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "--tune on node {}: {refused} could not be written (the job runs as root with the node's /proc/sys bound writable)",
             node.hostname()
         ));
