@@ -28,6 +28,8 @@ pub struct Held {
     pub generation: u32,
     /// The client sent its close frame.
     pub closing: bool,
+    /// The client dropped silently (churn): it no longer reads or writes.
+    pub dropped: bool,
     mask: u32,
     pub user: u32,
     /// The arrival it plays and its connection attempt (for reconnects).
@@ -60,6 +62,7 @@ impl Held {
             sock: None,
             generation,
             closing: false,
+            dropped: false,
             mask: 0,
             user: 0,
             arrival: 0,
@@ -82,6 +85,7 @@ impl Held {
             sock: Some(sock),
             generation,
             closing: false,
+            dropped: false,
             mask: mix(user) as u32 | 1,
             user: user as u32,
             arrival: arrival as u32,
@@ -160,6 +164,8 @@ pub struct Receiver<'a> {
     /// Events this connection's subscriber has received over the run (all
     /// its connections), when the scenario publishes.
     pub received: Option<&'a mut u32>,
+    /// This connection's received range (`ConnSpan`).
+    pub span: Option<&'a mut ConnSpan>,
     /// Each event's first and last arrival, by sequence, when the scenario
     /// times events one by one (`per_event`).
     pub spans: Option<&'a mut Vec<EventSpan>>,
@@ -196,6 +202,37 @@ fn note_span(spans: &mut Vec<EventSpan>, seq: u64, published_ns: u64, at_ns: u64
 pub struct SeqWindow {
     max: u32,
     seen: [u32; 2],
+}
+
+/// What a connection received of the run's numbered events: its lowest
+/// sequence (+1; 0: none yet) and how many distinct ones. With its
+/// `SeqWindow`'s highest, every accepted event in between should be among
+/// them (`ConnSpan::settle`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ConnSpan {
+    lowest: u32,
+    count: u32,
+}
+
+impl ConnSpan {
+    fn note(&mut self, seq: u64) {
+        let s = (seq as u32).wrapping_add(1);
+        if self.lowest == 0 || s < self.lowest {
+            self.lowest = s;
+        }
+        self.count += 1;
+    }
+
+    /// (events expected inside the range, events missing from it), given
+    /// the connection's window; the span is emptied.
+    pub fn settle(&mut self, seqs: &SeqWindow) -> (u64, u64) {
+        let taken = std::mem::take(self);
+        if taken.lowest == 0 || seqs.max < taken.lowest {
+            return (0, 0);
+        }
+        let expected = u64::from(seqs.max - taken.lowest) + 1;
+        (expected, expected.saturating_sub(u64::from(taken.count)))
+    }
 }
 
 impl SeqWindow {
@@ -350,6 +387,9 @@ impl Receiver<'_> {
         if let Some(r) = self.received.as_deref_mut() {
             *r += 1;
         }
+        if let Some(span) = self.span.as_deref_mut() {
+            span.note(s.seq);
+        }
         if let Some(spans) = self.spans.as_deref_mut() {
             note_span(spans, s.seq, s.ts_ns, self.now_ns);
         }
@@ -381,5 +421,17 @@ mod tests {
         assert!(w.duplicate(200));
         assert!(!w.duplicate(199));
         assert!(!w.duplicate(5), "too old to tell is not a duplicate");
+    }
+
+    #[test]
+    fn a_span_counts_the_events_missing_between_its_first_and_last() {
+        let (mut w, mut span) = (SeqWindow::default(), ConnSpan::default());
+        for seq in [10, 11, 13, 12, 16] {
+            assert!(!w.duplicate(seq));
+            span.note(seq);
+        }
+        // 10..=16 is 7 events; 14 and 15 never came.
+        assert_eq!(span.settle(&w), (7, 2));
+        assert_eq!(span.settle(&w), (0, 0), "settled once");
     }
 }

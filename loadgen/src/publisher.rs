@@ -53,6 +53,10 @@ pub struct Published {
     /// shared bus nobody can know).
     pub unreported: u64,
     pub errors: BTreeMap<String, u64>,
+    /// Events the server refused with 503 (its bus down), also among
+    /// `errors` by reason; with `max_in_flight = 1` each one's sequence is
+    /// given back, so accepted events stay consecutive.
+    pub refused: u64,
     /// How late the latest event was sent, against its due time.
     pub lag_max_ns: u64,
     /// Most requests in flight at once, and the cap (HTTP publishing).
@@ -249,7 +253,7 @@ async fn http(run: Rc<Run>, pi: usize, schedule: Schedule) {
             let mut o = run.out.borrow_mut();
             o.in_flight_max = o.in_flight_max.max(in_flight.get());
         }
-        let (_, body) = run.document(p, i);
+        let (seq, body) = run.document(p, i);
         let (task_run, idle, in_flight) = (run.clone(), idle.clone(), in_flight.clone());
         tokio::task::spawn_local(async move {
             let run = task_run;
@@ -264,7 +268,17 @@ async fn http(run: Rc<Run>, pi: usize, schedule: Schedule) {
                         None => o.unreported += 1,
                     }
                 }
-                Err(e) => run.error(e),
+                Err(e) => {
+                    if e.starts_with("http_503") {
+                        run.out.borrow_mut().refused += 1;
+                        // Alone in flight (the permit is still held), no later
+                        // event took a sequence: the next one takes this one.
+                        if cap == 1 {
+                            run.seq.set(seq);
+                        }
+                    }
+                    run.error(e)
+                }
             }
             in_flight.set(in_flight.get() - 1);
             drop(permit);
@@ -345,7 +359,14 @@ async fn post_now(
                 }
             }
             if status != 200 {
-                return Err(format!("http_{status}"));
+                // The reason the server gives (a 503's bus state), if any.
+                let reason = serde_json::from_slice::<serde_json::Value>(&buf[n..n + len])
+                    .ok()
+                    .and_then(|v| v["reason"].as_str().map(str::to_string));
+                return Err(match reason {
+                    Some(r) => format!("http_{status}: {r}"),
+                    None => format!("http_{status}"),
+                });
             }
             let v: serde_json::Value = serde_json::from_slice(&buf[n..n + len])
                 .map_err(|_| "bad response body".to_string())?;

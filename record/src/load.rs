@@ -171,6 +171,18 @@ pub struct Events {
     /// subscribers), all its connections counted; empty without events.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub received_by_subscriber: BTreeMap<u32, u64>,
+    /// Events the server refused with a 503 (its bus down): an answer, not
+    /// silence; with one request in flight their sequence is reused, so
+    /// they leave no gap a subscriber could miss.
+    #[serde(default)]
+    pub refused: u64,
+    /// Inside each connection's received range (first to last sequence),
+    /// events expected and missing, summed over connections
+    /// (`Counters::span_expected`, `span_missed`).
+    #[serde(default)]
+    pub span_expected: u64,
+    #[serde(default)]
+    pub span_missed: u64,
 }
 
 /// Descriptions of unmatched frames a record keeps.
@@ -416,6 +428,24 @@ pub struct Counters {
     pub writes: u64,
     #[serde(default)]
     pub wakeups: u64,
+    /// Churn (`session.lifetime_s`): connections that left at the end of
+    /// their lifetime with a close frame, and by a silent drop.
+    #[serde(default)]
+    pub left_closed: u64,
+    #[serde(default)]
+    pub left_dropped: u64,
+    /// Dropped clients whose server had not closed the socket by the time
+    /// they gave up holding it (`drop_hold_s`): the server never reaped them.
+    #[serde(default)]
+    pub drops_unreaped: u64,
+    /// Events missing inside a connection's received range: from its first
+    /// received sequence to its last, every accepted event (a refused one
+    /// takes no sequence) not received, summed over connections.
+    #[serde(default)]
+    pub span_missed: u64,
+    /// Events a connection received inside its range (the denominator).
+    #[serde(default)]
+    pub span_expected: u64,
 }
 
 impl Counters {
@@ -453,6 +483,11 @@ impl Counters {
         self.reads += o.reads;
         self.writes += o.writes;
         self.wakeups += o.wakeups;
+        self.left_closed += o.left_closed;
+        self.left_dropped += o.left_dropped;
+        self.drops_unreaped += o.drops_unreaped;
+        self.span_missed += o.span_missed;
+        self.span_expected += o.span_expected;
     }
 
     /// Keeps `seen` among the first unmatched frames' descriptions, each

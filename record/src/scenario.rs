@@ -140,6 +140,48 @@ pub struct Session {
     pub echo_interval_s: f64,
     #[serde(default)]
     pub reconnect: Reconnect,
+    /// Churn: a connection's mean lifetime in seconds, each drawn uniformly
+    /// from half to one and a half times it (bounded, so the population
+    /// settles after 1.5 lifetimes at rate x lifetime and every connection
+    /// lives long enough to receive events); then it leaves, and arrivals
+    /// go on through the hold at the last phase's rate (open model).
+    /// 0 (the default): connections stay until the hold ends.
+    #[serde(default, deserialize_with = "non_negative")]
+    pub lifetime_s: f64,
+    /// Churn: the share of leaves that are silent drops (the client stops
+    /// reading and writing and keeps its socket `drop_hold_s`, so the
+    /// server's own timeout must reap it), the rest close with a close
+    /// frame. Default 0.
+    #[serde(default, deserialize_with = "probability")]
+    pub drop_fraction: f64,
+    /// Seconds a dropped client keeps its silent socket before closing it:
+    /// longer than the server's idle timeout (the rtbench server's
+    /// `--idle-timeout`), so the server reaps it first. Default 0.
+    #[serde(default, deserialize_with = "non_negative")]
+    pub drop_hold_s: f64,
+}
+
+impl Session {
+    /// Connections leave and are replaced (`lifetime_s` > 0).
+    pub fn churns(&self) -> bool {
+        self.lifetime_s > 0.0
+    }
+
+    /// How long arrival `arrival` stays connected under churn: uniform in
+    /// [0.5, 1.5) x `lifetime_s`, drawn from the arrival's index (the same
+    /// run to run), and whether it leaves by a silent drop.
+    pub fn leave_of(&self, arrival: u64) -> (f64, bool) {
+        let life = self.lifetime_s * (0.5 + unit_draw(arrival, 1));
+        (life, unit_draw(arrival, 2) < self.drop_fraction)
+    }
+}
+
+/// A reproducible draw in [0, 1) from (`key`, `stream`): splitmix64's finalizer.
+pub fn unit_draw(key: u64, stream: u64) -> f64 {
+    let mut z = key.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) as f64 / (u64::MAX as f64 + 1.0)
 }
 
 impl Default for Session {
@@ -490,6 +532,43 @@ impl Scenario {
     /// How many connections the phases start in all.
     pub fn total_arrivals(&self) -> u64 {
         self.phases.iter().map(phase_arrivals).sum()
+    }
+
+    /// The phases arrivals follow: the scenario's, and under churn one more
+    /// through the hold at the last phase's rate (leavers are replaced).
+    pub fn arrival_phases(&self) -> Vec<Phase> {
+        let mut phases = self.phases.clone();
+        if self.session.churns()
+            && self.hold.duration_s > 0.0
+            && let Some(last) = self.phases.last()
+        {
+            phases.push(Phase {
+                duration_s: self.hold.duration_s,
+                rate: last.rate,
+                max_users: None,
+            });
+        }
+        phases
+    }
+
+    /// Every arrival of the run: `total_arrivals`, and under churn the
+    /// replacements through the hold.
+    pub fn all_arrivals(&self) -> u64 {
+        self.arrival_phases().iter().map(phase_arrivals).sum()
+    }
+
+    /// The most connections open at once: every arrival, or under churn
+    /// what the fastest phase keeps: rate x (lifetime + the drops' share of
+    /// the drop hold), with a tenth more for the population's swings.
+    pub fn peak_connections(&self) -> u64 {
+        let all = self.all_arrivals();
+        if !self.session.churns() {
+            return all;
+        }
+        let rate = self.phases.iter().map(|p| p.rate).fold(0.0, f64::max);
+        let s = &self.session;
+        let held_s = s.lifetime_s + s.drop_fraction * s.drop_hold_s;
+        all.min((1.1 * rate * held_s).ceil() as u64 + 100)
     }
 
     /// Seconds from the run's start to the end of the last phase.

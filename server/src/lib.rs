@@ -16,6 +16,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod index;
 pub mod intern;
+pub mod leak;
 pub mod limits;
 pub mod memory;
 pub mod messages;

@@ -46,7 +46,13 @@ pub struct Suite {
 #[serde(deny_unknown_fields)]
 pub struct Fault {
     /// Seconds of the schedule (0: the first arrival).
+    #[serde(default)]
     pub at_s: f64,
+    /// Instead of `at_s`: a share (0 to 1) of the run, from the first
+    /// arrival to the end of the hold, so a long soak's faults spread over
+    /// it and a short run of the same suite still has them (`place`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_share: Option<f64>,
     pub action: Action,
     /// `server N` (0-based, N below the run's server processes) or `redis`.
     pub target: String,
@@ -64,6 +70,25 @@ pub enum Action {
     Restart,
     /// SIGSTOP for `for_s`, then SIGCONT: a process that hangs.
     Pause,
+}
+
+/// The plan with each `at_share` made seconds of a run whose hold ends
+/// `hold_end_s` after the first arrival.
+pub fn place(plan: &[Fault], hold_end_s: f64) -> Result<Vec<Fault>, String> {
+    plan.iter()
+        .map(|f| match f.at_share {
+            Some(share) if !(0.0..=1.0).contains(&share) => Err(format!(
+                "fault {:?} {}: at_share {share} is not between 0 and 1",
+                f.action, f.target
+            )),
+            Some(share) => Ok(Fault {
+                at_s: share * hold_end_s,
+                at_share: None,
+                ..f.clone()
+            }),
+            None => Ok(f.clone()),
+        })
+        .collect()
 }
 
 /// Server processes the plan kills: the run starts this many more, so the
@@ -159,6 +184,13 @@ pub struct Variant {
     /// keepalive), beside variants of the same load that publish.
     #[serde(default)]
     pub idle: bool,
+    /// Replaces the hold's seconds (`--hold` wins): a longer soak.
+    #[serde(default)]
+    pub hold_s: Option<f64>,
+    /// Runs only when named (`--variant NAME`): a plain run of the suite
+    /// leaves it out (a two-hour soak beside the nightly half hour).
+    #[serde(default)]
+    pub on_request: bool,
 }
 
 /// The suites directory of the workspace.
@@ -203,10 +235,15 @@ pub fn load(path: &Path) -> Result<Suite, String> {
 /// Applies the overrides to a scenario: scaling keeps each phase's rate
 /// and shortens it; `--rate` keeps the arrivals and changes the pace.
 /// Publishers' `start_s` moves with the end of the arrivals and `stop_s`
-/// with the end of the hold, so they keep their place in the run.
+/// with the end of the hold, so they keep their place in the run. A churn
+/// session's lifetime follows the ramp: the population stays the arrivals
+/// (`--connections`) and the churn rate the phases' rate.
 pub fn apply(o: &Overrides, sc: &mut Scenario) -> Result<(), String> {
     let (arrivals_end, hold_end) = (sc.arrivals_end_s(), sc.hold_end_s());
     resize(o, sc)?;
+    if sc.session.churns() && arrivals_end > 0.0 {
+        sc.session.lifetime_s *= sc.arrivals_end_s() / arrivals_end;
+    }
     let (moved_start, moved_stop) = (
         sc.arrivals_end_s() - arrivals_end,
         sc.hold_end_s() - hold_end,

@@ -238,6 +238,9 @@ fn events(
         in_flight_max: published.in_flight_max,
         in_flight_cap: published.in_flight_cap,
         received_by_subscriber: by_subscriber,
+        refused: published.refused,
+        span_expected: counters.span_expected,
+        span_missed: counters.span_missed,
     }
 }
 

@@ -83,6 +83,7 @@ pub fn run(
         );
     let tcp_before = rtbench_sys::host::tcp_counters(net_dir);
     let mut loadgen = start_loadgen(load)?;
+    sampler.set_loadgen(loadgen.id());
     let load_started = Instant::now();
     let load_offset_s = samples[0].t_s;
     let mut forwarded = false;
@@ -105,6 +106,7 @@ pub fn run(
             for (i, s) in started.servers.iter().enumerate() {
                 sampler.set_server(i, s.pid(), s.metrics_addr, !plan.killed.contains(&s.pid()));
             }
+            sampler.set_redis(started.redis.as_ref().map(RedisProcess::pid));
         }
         std::thread::sleep(Duration::from_millis(250));
         if signals::received() != 0 && !forwarded {
@@ -200,7 +202,7 @@ fn step_faults(
         placement,
         ..
     } = started;
-    plan.step(t, t_s, servers, redis.as_ref(), |i| {
+    plan.step(t, t_s, servers, redis, |i| {
         placement.start_server(side, i as u64, &args_of[i])
     })
 }
