@@ -235,7 +235,39 @@ impl ConnSpan {
     }
 }
 
+/// The most sequences one jump is noted missing one by one: a stamp that
+/// claims a far sequence must not make the worker loop.
+const MAX_GAP: u64 = 4096;
+
+/// Events come in publishing order on one connection (one publisher
+/// request at a time, one bus subscription per server process): a jump
+/// past the highest seen means the ones between were missed. One that
+/// comes late after all is taken back.
+fn note_gap(missed: &mut std::collections::BTreeMap<u64, u64>, highest: Option<u64>, seq: u64) {
+    match highest {
+        Some(h) if seq > h + 1 => {
+            for g in (h + 1..seq).take(MAX_GAP as usize) {
+                *missed.entry(g).or_default() += 1;
+            }
+        }
+        Some(h) if seq < h => {
+            if let Some(n) = missed.get_mut(&seq) {
+                *n -= 1;
+                if *n == 0 {
+                    missed.remove(&seq);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 impl SeqWindow {
+    /// The highest sequence seen, if any.
+    pub fn highest(&self) -> Option<u64> {
+        self.max.checked_sub(1).map(u64::from)
+    }
+
     /// True if `seq` was seen before.
     pub fn duplicate(&mut self, seq: u64) -> bool {
         let seq = (seq as u32).wrapping_add(1); // 0 means "none yet"
@@ -379,9 +411,13 @@ impl Receiver<'_> {
         let Some(s) = crate::stamp::read(body) else {
             return;
         };
+        let highest = held.seqs.highest();
         if held.seqs.duplicate(s.seq) {
             self.counters.duplicates += 1;
             return;
+        }
+        if self.span.is_some() {
+            note_gap(&mut self.counters.missed_by_seq, highest, s.seq);
         }
         self.counters.deliveries += 1;
         if let Some(r) = self.received.as_deref_mut() {
@@ -432,6 +468,16 @@ mod tests {
         }
         // 10..=16 is 7 events; 14 and 15 never came.
         assert_eq!(span.settle(&w), (7, 2));
+        let mut missed = std::collections::BTreeMap::new();
+        let mut w = SeqWindow::default();
+        for seq in [10, 11, 13, 16, 12] {
+            note_gap(&mut missed, w.highest(), seq);
+            w.duplicate(seq);
+        }
+        assert_eq!(
+            missed.into_iter().collect::<Vec<_>>(),
+            vec![(14, 1), (15, 1)]
+        );
         assert_eq!(span.settle(&w), (0, 0), "settled once");
     }
 }

@@ -57,6 +57,9 @@ pub struct Published {
     /// `errors` by reason; with `max_in_flight = 1` each one's sequence is
     /// given back, so accepted events stay consecutive.
     pub refused: u64,
+    /// Sequences whose request failed without a clear answer (the
+    /// connection closed, a timeout): the event may or may not be out.
+    pub uncertain: Vec<u64>,
     /// How late the latest event was sent, against its due time.
     pub lag_max_ns: u64,
     /// Most requests in flight at once, and the cap (HTTP publishing).
@@ -276,6 +279,8 @@ async fn http(run: Rc<Run>, pi: usize, schedule: Schedule) {
                         if cap == 1 {
                             run.seq.set(seq);
                         }
+                    } else if !e.starts_with("http_") {
+                        run.out.borrow_mut().uncertain.push(seq);
                     }
                     run.error(e)
                 }

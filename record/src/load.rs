@@ -183,6 +183,15 @@ pub struct Events {
     pub span_expected: u64,
     #[serde(default)]
     pub span_missed: u64,
+    /// Of `span_missed`, those of events whose publishing failed without
+    /// a clear answer (the connection closed, a timeout): the event may or
+    /// may not have gone out, so their misses are not counted as lost.
+    #[serde(default)]
+    pub span_missed_uncertain: u64,
+    /// The events missed inside connections' ranges, by sequence: how many
+    /// connections missed each (the first 20).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub missed_by_seq: BTreeMap<u64, u64>,
 }
 
 /// Descriptions of unmatched frames a record keeps.
@@ -446,6 +455,10 @@ pub struct Counters {
     /// Events a connection received inside its range (the denominator).
     #[serde(default)]
     pub span_expected: u64,
+    /// The sequences missed inside connections' ranges, and by how many
+    /// connections each: which events were lost, not only how many.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub missed_by_seq: BTreeMap<u64, u64>,
 }
 
 impl Counters {
@@ -488,6 +501,9 @@ impl Counters {
         self.drops_unreaped += o.drops_unreaped;
         self.span_missed += o.span_missed;
         self.span_expected += o.span_expected;
+        for (seq, n) in &o.missed_by_seq {
+            *self.missed_by_seq.entry(*seq).or_default() += n;
+        }
     }
 
     /// Keeps `seen` among the first unmatched frames' descriptions, each

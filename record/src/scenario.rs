@@ -178,7 +178,8 @@ impl Session {
 
 /// A reproducible draw in [0, 1) from (`key`, `stream`): splitmix64's finalizer.
 pub fn unit_draw(key: u64, stream: u64) -> f64 {
-    let mut z = key.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    let mut z =
+        key.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     (z ^ (z >> 31)) as f64 / (u64::MAX as f64 + 1.0)

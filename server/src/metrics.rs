@@ -110,7 +110,9 @@ impl Held {
         match self {
             Held::InternedNames => ("rtbench_interned_names", "Names (projects, channels, roles) interned."),
             Held::WheelEntries => ("rtbench_wheel_entries", "Deadlines in the timer wheels, cancelled ones included."),
-            Held::IndexEntries => ("rtbench_index_entries", "(project, channel, role) entries filed in the subscription index."),
+            Held::IndexEntries => {
+                ("rtbench_index_entries", "(project, channel, role) entries filed in the subscription index.")
+            }
             Held::RoleSets => ("rtbench_role_sets", "Role sets shared by signed-in sessions."),
         }
     }

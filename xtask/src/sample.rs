@@ -15,9 +15,9 @@ use std::time::Duration;
 use crate::server;
 use rtbench_sys::host::{self, Jiffies, NetNamespace};
 
+use rtbench_record::series::ProcessSample;
 /// One second of `server.csv`; its schema lives with the record's.
 pub use rtbench_record::series::ServerSample as Sample;
-use rtbench_record::series::ProcessSample;
 
 const CONNECTIONS: &str = "rtbench_connections";
 /// A server's live counts, in `ProcessSample`'s order after connections.
@@ -281,18 +281,11 @@ impl Sampler {
                 .unwrap_or_default();
         let (tcp_inuse, tcp_mem_pages) = (sockstat.inuse, sockstat.mem_pages);
         let processes = self.processes(t, &per_process, &readings);
-        let sum = |of: &dyn Fn(&ProcessSample) -> u64, servers: bool| -> u64 {
-            processes
-                .iter()
-                .filter(|p| p.process.starts_with("server") == servers)
-                .filter(|p| servers || p.process == "loadgen")
-                .map(of)
-                .sum()
-        };
+        let (server_fds, loadgen_rss_kib, loadgen_fds) = totals(&processes);
         let s = Sample {
-            server_fds: sum(&|p| p.fds, true),
-            loadgen_rss_kib: sum(&|p| p.rss_kib, false),
-            loadgen_fds: sum(&|p| p.fds, false),
+            server_fds,
+            loadgen_rss_kib,
+            loadgen_fds,
             processes,
             t_s: t,
             server_connections: per_process.iter().map(|p| p.0).sum(),
@@ -318,6 +311,18 @@ impl Sampler {
         self.last = Some((t, cpu));
         s
     }
+}
+
+/// The server processes' descriptors, and the load generator's RSS and
+/// descriptors, from the second's process rows.
+fn totals(processes: &[ProcessSample]) -> (u64, u64, u64) {
+    let servers = processes.iter().filter(|p| p.process.starts_with("server"));
+    let loadgen = processes.iter().find(|p| p.process == "loadgen");
+    (
+        servers.map(|p| p.fds).sum(),
+        loadgen.map_or(0, |p| p.rss_kib),
+        loadgen.map_or(0, |p| p.fds),
+    )
 }
 
 impl Sampler {

@@ -339,7 +339,12 @@ impl RedisProcess {
             .next()
             .and_then(|p| p.parse().ok())
             .filter(|_| self.child.is_some() && self.elsewhere.is_none())
-            .ok_or_else(|| format!("a Redis restart runs only on this machine (Redis at {})", self.url))?;
+            .ok_or_else(|| {
+                format!(
+                    "a Redis restart runs only on this machine (Redis at {})",
+                    self.url
+                )
+            })?;
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();

@@ -38,12 +38,8 @@ fn short_soak(name: &str, leak: bool) -> (Output, xtask::record::BenchSummary) {
         cmd.env_remove("RTBENCH_LEAK_FDS_PER_CLOSE");
     }
     let output = cmd.output().unwrap();
-    let summary = read_summary(&out).unwrap_or_else(|e| {
-        panic!(
-            "{e}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
+    let summary = read_summary(&out)
+        .unwrap_or_else(|e| panic!("{e}\n{}", String::from_utf8_lossy(&output.stderr)));
     (output, summary)
 }
 
@@ -74,10 +70,7 @@ fn a_planted_descriptor_leak_is_named_and_a_clean_soak_names_none() {
     let soak = s.soak.as_ref().expect("a churn run has a soak section");
     assert!(soak.drift.leaks.is_empty(), "{:?}\n{stderr}", soak.drift);
     assert!(
-        soak.drift
-            .slopes
-            .iter()
-            .any(|f| f.series == "server 0 fds"),
+        soak.drift.slopes.iter().any(|f| f.series == "server 0 fds"),
         "{:?}",
         soak.drift
     );

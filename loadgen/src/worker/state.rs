@@ -49,7 +49,11 @@ pub(super) struct Worker {
 
 /// The most connections this worker holds at once: its share of the arrivals.
 pub(super) fn plan_capacity(plan: &Plan) -> usize {
-    (plan.scenario.peak_connections().div_ceil(plan.workers.max(1)) as usize).min(1 << 22)
+    (plan
+        .scenario
+        .peak_connections()
+        .div_ceil(plan.workers.max(1)) as usize)
+        .min(1 << 22)
 }
 
 impl Worker {

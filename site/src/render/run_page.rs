@@ -95,8 +95,18 @@ fn charts(site: &mut Site, run: &Run) -> Vec<Value> {
 fn drift_charts(site: &mut Site, run: &Run) -> Vec<Value> {
     let mut charts = Vec::new();
     for (column, title, unit, scale) in [
-        ("rss_kib", "Leak check: RSS per process, with its fitted line", "MiB", 1024.0),
-        ("fds", "Leak check: open descriptors per process, with its fitted line", "descriptors", 1.0),
+        (
+            "rss_kib",
+            "Leak check: RSS per process, with its fitted line",
+            "MiB",
+            1024.0,
+        ),
+        (
+            "fds",
+            "Leak check: open descriptors per process, with its fitted line",
+            "descriptors",
+            1.0,
+        ),
     ] {
         if let Some(series) = run_series::drift(run, column, scale) {
             charts.extend(site.chart(chart::lines(title, "s", unit, &series), title, "no samples"));
@@ -132,6 +142,7 @@ fn soak_verdict(s: &rtbench_record::drift::Soak) -> Value {
             ["events refused (503, bus down)", metrics::group(s.events_refused as i64)],
             ["events expected (inside each connection's range)", metrics::group(s.events_expected as i64)],
             ["events missed", metrics::group(s.events_missed as i64)],
+            ["events missed whose publishing had no clear answer", metrics::group(s.events_missed_uncertain as i64)],
             ["duplicates", metrics::group(s.duplicates as i64)],
         ],
     })

@@ -89,9 +89,11 @@ pub fn drift(run: &Run, column: &str, scale: f64) -> Option<Vec<Series>> {
         .unwrap_or_default();
     let mut out = Vec::new();
     for name in names {
-        let points = over_time_where(&run.processes, |p| p.process == name && p.pid != 0, |p| {
-            value(p) as f64 / scale
-        });
+        let points = over_time_where(
+            &run.processes,
+            |p| p.process == name && p.pid != 0,
+            |p| value(p) as f64 / scale,
+        );
         out.push(Series::new(name, points));
         let fitted = format!("{name} {column}");
         if let Some(f) = slopes.iter().find(|f| f.series == fitted) {

@@ -75,7 +75,11 @@ pub fn prepare(a: &Args) -> Result<Prepared, String> {
                 .cloned()
                 .map(Some)
                 .collect();
-            if chosen.is_empty() { vec![None] } else { chosen }
+            if chosen.is_empty() {
+                vec![None]
+            } else {
+                chosen
+            }
         }
     };
     Ok(Prepared {
@@ -138,7 +142,10 @@ pub fn task(a: Args) -> Result<(), String> {
             std::process::exit(exit::INTERRUPTED);
         }
         let summary = crate::record::read_summary(&dir)?;
-        let leaks = summary.soak.as_ref().map_or(&[][..], |s| &s.drift.leaks[..]);
+        let leaks = summary
+            .soak
+            .as_ref()
+            .map_or(&[][..], |s| &s.drift.leaks[..]);
         if !leaks.is_empty() {
             eprintln!("xtask: LEAK: {}", leaks.join(", "));
         }
