@@ -457,8 +457,25 @@ pub struct Counters {
     pub span_expected: u64,
     /// The sequences missed inside connections' ranges, and by how many
     /// connections each: which events were lost, not only how many.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// Written as [seq, count] pairs: a worker's tick is an internally
+    /// tagged enum, through which serde cannot read numbers as map keys.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", with = "pairs")]
     pub missed_by_seq: BTreeMap<u64, u64>,
+}
+
+/// A `BTreeMap<u64, u64>` as a list of `[key, value]` pairs.
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(m: &BTreeMap<u64, u64>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(m.iter())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<u64, u64>, D::Error> {
+        Ok(Vec::<(u64, u64)>::deserialize(d)?.into_iter().collect())
+    }
 }
 
 impl Counters {

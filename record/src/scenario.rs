@@ -603,6 +603,19 @@ fn line_col(src: &str, at: usize) -> (usize, usize) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn churn_lifetimes_are_bounded_around_the_mean_and_drops_take_their_share() {
+        let s: Session = toml::from_str("lifetime_s = 100\ndrop_fraction = 0.1").unwrap();
+        let n = 100_000;
+        let draws: Vec<(f64, bool)> = (0..n).map(|a| s.leave_of(a)).collect();
+        assert!(draws.iter().all(|d| (50.0..150.0).contains(&d.0)));
+        let mean = draws.iter().map(|d| d.0).sum::<f64>() / n as f64;
+        assert!((mean - 100.0).abs() < 0.5, "{mean}");
+        let drops = draws.iter().filter(|d| d.1).count() as f64 / n as f64;
+        assert!((drops - 0.1).abs() < 0.005, "{drops}");
+        assert_eq!(s.leave_of(7), s.leave_of(7), "the same run to run");
+    }
+
     const OK: &str = r#"
 description = "t"
 [target]

@@ -350,6 +350,45 @@ mod tests {
     }
 
     #[test]
+    fn a_small_soak_keeps_its_churn_rate_and_spreads_its_faults() {
+        let mut s = load(&dir().join("soak.toml")).unwrap();
+        apply(
+            &Overrides {
+                connections: Some(5_000),
+                hold_s: Some(120.0),
+                ..Default::default()
+            },
+            &mut s.load,
+        )
+        .unwrap();
+        let sc = &s.load;
+        // 5,000 at 1,000/s: a 5 s ramp, lifetimes of 5 s on average, and
+        // arrivals going on through the hold at the same rate.
+        assert_eq!(sc.total_arrivals(), 5_000);
+        assert!(
+            (sc.session.lifetime_s - 5.0).abs() < 1e-9,
+            "{}",
+            sc.session.lifetime_s
+        );
+        assert_eq!(sc.all_arrivals(), 5_000 + 120_000);
+        let placed = place(&s.faults, sc.hold_end_s()).unwrap();
+        let at: Vec<f64> = placed
+            .iter()
+            .map(|f| (f.at_s * 10.0).round() / 10.0)
+            .collect();
+        assert_eq!(at, vec![12.5, 15.0, 62.5]);
+        let bad = Fault {
+            at_share: Some(1.5),
+            ..s.faults[0].clone()
+        };
+        assert!(place(&[bad], 100.0).unwrap_err().contains("at_share 1.5"));
+        assert!(
+            s.variants.iter().all(|v| v.on_request),
+            "2h runs only when named"
+        );
+    }
+
+    #[test]
     fn overrides_scale_and_pace_exactly() {
         let mut s = load(&dir().join("idle-1m.toml")).unwrap();
         assert_eq!(s.load.total_arrivals(), 1_000_000);
