@@ -272,16 +272,22 @@ async fn http(run: Rc<Run>, pi: usize, schedule: Schedule) {
                     }
                 }
                 Err(e) => {
+                    let mut o = run.out.borrow_mut();
                     if e.starts_with("http_503") {
-                        run.out.borrow_mut().refused += 1;
+                        o.refused += 1;
+                    }
+                    if not_published(&e) {
                         // Alone in flight (the permit is still held), no later
                         // event took a sequence: the next one takes this one.
                         if cap == 1 {
                             run.seq.set(seq);
                         }
-                    } else if !e.starts_with("http_") {
-                        run.out.borrow_mut().uncertain.push(seq);
+                    } else {
+                        // Closed, timed out, or a bus that did not answer in
+                        // time (Redis may still take it): maybe out.
+                        o.uncertain.push(seq);
                     }
+                    drop(o);
                     run.error(e)
                 }
             }
@@ -292,6 +298,15 @@ async fn http(run: Rc<Run>, pi: usize, schedule: Schedule) {
     }
     // Let the requests in flight finish.
     let _ = slots.acquire_many(cap as u32).await;
+}
+
+/// Whether a failed publish says the event did not go out: a request
+/// refused (4xx), or the server's 503 for a bus it could not reach or that
+/// no process listens on (not a timeout: Redis may take the event when it
+/// resumes).
+fn not_published(error: &str) -> bool {
+    error.starts_with("http_4")
+        || ["http_503: bus_unreachable", "http_503: no_subscribers"].contains(&error)
 }
 
 /// How long one publishing request may take before it counts as failed.
@@ -712,6 +727,16 @@ fn resp_command(out: &mut Vec<u8>, args: &[&str]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_clear_refusal_gives_its_sequence_back() {
+        assert!(not_published("http_503: no_subscribers"));
+        assert!(not_published("http_503: bus_unreachable"));
+        assert!(not_published("http_401"));
+        assert!(!not_published("http_503: bus_timeout"));
+        assert!(!not_published("server closed the publishing connection"));
+        assert!(!not_published("timeout"));
+    }
 
     #[test]
     fn commands_are_resp_arrays_of_bulk_strings() {
