@@ -103,10 +103,7 @@ pub fn run(
         }
         if let Some(origin) = schedule_origin {
             step_faults(started, plan, side, origin.elapsed().as_secs_f64(), t_s)?;
-            for (i, s) in started.servers.iter().enumerate() {
-                sampler.set_server(i, s.pid(), s.metrics_addr, !plan.killed.contains(&s.pid()));
-            }
-            sampler.set_redis(started.redis.as_ref().map(RedisProcess::pid));
+            follow(&mut sampler, started, plan);
         }
         std::thread::sleep(Duration::from_millis(250));
         if signals::received() != 0 && !forwarded {
@@ -185,6 +182,14 @@ fn ended(started: &mut Started, plan: &faults::Plan, t_s: f64) -> Vec<ProcessExi
             }
         })
         .collect()
+}
+
+/// The sampler follows the processes the fault plan restarted or killed.
+fn follow(sampler: &mut Sampler, started: &Started, plan: &faults::Plan) {
+    for (i, s) in started.servers.iter().enumerate() {
+        sampler.set_server(i, s.pid(), s.metrics_addr, !plan.killed.contains(&s.pid()));
+    }
+    sampler.set_redis(started.redis.as_ref().map(RedisProcess::pid));
 }
 
 /// Does what the fault plan has due at schedule second `t`.
