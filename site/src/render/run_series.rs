@@ -95,8 +95,14 @@ pub fn drift(run: &Run, column: &str, scale: f64) -> Option<Vec<Series>> {
             |p| value(p) as f64 / scale,
         );
         out.push(Series::new(name, points));
+        // A server's descriptors are fitted beyond its connections: that
+        // line is drawn over the descriptors less the connections.
         let fitted = format!("{name} {column}");
-        if let Some(f) = slopes.iter().find(|f| f.series == fitted) {
+        let beyond = format!("{name} fds_beyond_connections");
+        if let Some(f) = slopes
+            .iter()
+            .find(|f| f.series == fitted || f.series == beyond)
+        {
             let at = |t: f64| (f.at_start + f.per_hour * (t - f.from_s) / 3600.0) / scale;
             let verdict = if f.leak { "LEAK" } else { "fit" };
             out.push(Series::new(
