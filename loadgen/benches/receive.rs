@@ -59,6 +59,7 @@ fn receive(c: &mut Criterion) {
                 ping_sent_ns: 0,
                 // As a worker's receive path does when events are published.
                 received: Some(&mut received),
+                span: None,
                 spans: None,
             };
             black_box(

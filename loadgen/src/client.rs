@@ -28,6 +28,8 @@ pub struct Held {
     pub generation: u32,
     /// The client sent its close frame.
     pub closing: bool,
+    /// The client dropped silently (churn): it no longer reads or writes.
+    pub dropped: bool,
     mask: u32,
     pub user: u32,
     /// The arrival it plays and its connection attempt (for reconnects).
@@ -60,6 +62,7 @@ impl Held {
             sock: None,
             generation,
             closing: false,
+            dropped: false,
             mask: 0,
             user: 0,
             arrival: 0,
@@ -82,6 +85,7 @@ impl Held {
             sock: Some(sock),
             generation,
             closing: false,
+            dropped: false,
             mask: mix(user) as u32 | 1,
             user: user as u32,
             arrival: arrival as u32,
@@ -160,6 +164,8 @@ pub struct Receiver<'a> {
     /// Events this connection's subscriber has received over the run (all
     /// its connections), when the scenario publishes.
     pub received: Option<&'a mut u32>,
+    /// This connection's received range (`ConnSpan`).
+    pub span: Option<&'a mut ConnSpan>,
     /// Each event's first and last arrival, by sequence, when the scenario
     /// times events one by one (`per_event`).
     pub spans: Option<&'a mut Vec<EventSpan>>,
@@ -198,7 +204,70 @@ pub struct SeqWindow {
     seen: [u32; 2],
 }
 
+/// What a connection received of the run's numbered events: its lowest
+/// sequence (+1; 0: none yet) and how many distinct ones. With its
+/// `SeqWindow`'s highest, every accepted event in between should be among
+/// them (`ConnSpan::settle`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ConnSpan {
+    lowest: u32,
+    count: u32,
+}
+
+impl ConnSpan {
+    fn note(&mut self, seq: u64) {
+        let s = (seq as u32).wrapping_add(1);
+        if self.lowest == 0 || s < self.lowest {
+            self.lowest = s;
+        }
+        self.count += 1;
+    }
+
+    /// (events expected inside the range, events missing from it), given
+    /// the connection's window; the span is emptied.
+    pub fn settle(&mut self, seqs: &SeqWindow) -> (u64, u64) {
+        let taken = std::mem::take(self);
+        if taken.lowest == 0 || seqs.max < taken.lowest {
+            return (0, 0);
+        }
+        let expected = u64::from(seqs.max - taken.lowest) + 1;
+        (expected, expected.saturating_sub(u64::from(taken.count)))
+    }
+}
+
+/// The most sequences one jump is noted missing one by one: a stamp that
+/// claims a far sequence must not make the worker loop.
+const MAX_GAP: u64 = 4096;
+
+/// Events come in publishing order on one connection (one publisher
+/// request at a time, one bus subscription per server process): a jump
+/// past the highest seen means the ones between were missed. One that
+/// comes late after all is taken back.
+fn note_gap(missed: &mut std::collections::BTreeMap<u64, u64>, highest: Option<u64>, seq: u64) {
+    match highest {
+        Some(h) if seq > h + 1 => {
+            for g in (h + 1..seq).take(MAX_GAP as usize) {
+                *missed.entry(g).or_default() += 1;
+            }
+        }
+        Some(h) if seq < h => {
+            if let Some(n) = missed.get_mut(&seq) {
+                *n -= 1;
+                if *n == 0 {
+                    missed.remove(&seq);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 impl SeqWindow {
+    /// The highest sequence seen, if any.
+    pub fn highest(&self) -> Option<u64> {
+        self.max.checked_sub(1).map(u64::from)
+    }
+
     /// True if `seq` was seen before.
     pub fn duplicate(&mut self, seq: u64) -> bool {
         let seq = (seq as u32).wrapping_add(1); // 0 means "none yet"
@@ -342,13 +411,20 @@ impl Receiver<'_> {
         let Some(s) = crate::stamp::read(body) else {
             return;
         };
+        let highest = held.seqs.highest();
         if held.seqs.duplicate(s.seq) {
             self.counters.duplicates += 1;
             return;
         }
+        if self.span.is_some() {
+            note_gap(&mut self.counters.missed_by_seq, highest, s.seq);
+        }
         self.counters.deliveries += 1;
         if let Some(r) = self.received.as_deref_mut() {
             *r += 1;
+        }
+        if let Some(span) = self.span.as_deref_mut() {
+            span.note(s.seq);
         }
         if let Some(spans) = self.spans.as_deref_mut() {
             note_span(spans, s.seq, s.ts_ns, self.now_ns);
@@ -381,5 +457,27 @@ mod tests {
         assert!(w.duplicate(200));
         assert!(!w.duplicate(199));
         assert!(!w.duplicate(5), "too old to tell is not a duplicate");
+    }
+
+    #[test]
+    fn a_span_counts_the_events_missing_between_its_first_and_last() {
+        let (mut w, mut span) = (SeqWindow::default(), ConnSpan::default());
+        for seq in [10, 11, 13, 12, 16] {
+            assert!(!w.duplicate(seq));
+            span.note(seq);
+        }
+        // 10..=16 is 7 events; 14 and 15 never came.
+        assert_eq!(span.settle(&w), (7, 2));
+        let mut missed = std::collections::BTreeMap::new();
+        let mut w = SeqWindow::default();
+        for seq in [10, 11, 13, 16, 12] {
+            note_gap(&mut missed, w.highest(), seq);
+            w.duplicate(seq);
+        }
+        assert_eq!(
+            missed.into_iter().collect::<Vec<_>>(),
+            vec![(14, 1), (15, 1)]
+        );
+        assert_eq!(span.settle(&w), (0, 0), "settled once");
     }
 }

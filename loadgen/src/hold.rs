@@ -14,12 +14,14 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 use tokio::io::unix::AsyncFd;
 
-use crate::client::Held;
+use crate::client::{ConnSpan, Held};
 
 /// The worker's held connections.
 pub struct Holds {
     registry: Registry,
     slots: Vec<Held>,
+    /// Each slot's received range, beside it so the slot stays small.
+    spans: Vec<ConnSpan>,
     free: Vec<u32>,
 }
 
@@ -78,6 +80,7 @@ pub fn new(capacity: usize) -> io::Result<(Holds, Readiness)> {
             registry,
             // Untouched capacity costs address space, not memory.
             slots: Vec::with_capacity(capacity),
+            spans: Vec::new(),
             free: Vec::new(),
         },
         readiness,
@@ -113,6 +116,7 @@ impl Holds {
             Some(id) => id,
             None => {
                 self.slots.push(Held::free(0));
+                self.spans.push(ConnSpan::default());
                 (self.slots.len() - 1) as u32
             }
         };
@@ -141,6 +145,25 @@ impl Holds {
             .filter(|h| h.generation == key.generation && h.sock.is_some())
     }
 
+    /// The connection at `key` and its received range.
+    pub fn get_with_span(&mut self, key: Key) -> Option<(&mut Held, &mut ConnSpan)> {
+        let span = self.spans.get_mut(key.id as usize)?;
+        let held = self
+            .slots
+            .get_mut(key.id as usize)
+            .filter(|h| h.generation == key.generation && h.sock.is_some())?;
+        Some((held, span))
+    }
+
+    /// Settles slot `id`'s received range (`ConnSpan::settle`) before it
+    /// is freed: (expected, missed).
+    pub fn settle_span(&mut self, id: usize) -> (u64, u64) {
+        match (self.spans.get_mut(id), self.slots.get(id)) {
+            (Some(span), Some(h)) => span.settle(&h.seqs),
+            _ => (0, 0),
+        }
+    }
+
     /// Frees the slot; the socket closes (and leaves the poll) with it.
     pub fn remove(&mut self, key: Key) -> Option<Held> {
         let h = self.get(key)?;
@@ -156,7 +179,7 @@ impl Holds {
             .iter_mut()
             .skip(from)
             .step_by(k.max(1))
-            .filter(|h| h.sock.is_some() && !h.is_connecting())
+            .filter(|h| h.sock.is_some() && !h.is_connecting() && !h.dropped)
     }
 
     /// How many slots there are (free ones included): slot ids run below it.
@@ -168,7 +191,7 @@ impl Holds {
     pub fn open_at(&mut self, id: usize) -> Option<&mut Held> {
         self.slots
             .get_mut(id)
-            .filter(|h| h.sock.is_some() && !h.is_connecting())
+            .filter(|h| h.sock.is_some() && !h.is_connecting() && !h.dropped)
     }
 
     /// Closes the socket in slot `id` without more ado and frees the slot;
@@ -176,7 +199,7 @@ impl Holds {
     /// still connecting, `None` a free slot.
     pub fn abort_at(&mut self, id: usize) -> Option<bool> {
         let h = self.slots.get_mut(id).filter(|h| h.sock.is_some())?;
-        let was_open = !h.is_connecting();
+        let was_open = !h.is_connecting() && !h.dropped;
         *h = Held::free(h.generation.wrapping_add(1));
         self.free.push(id as u32);
         Some(was_open)

@@ -53,6 +53,13 @@ pub struct Published {
     /// shared bus nobody can know).
     pub unreported: u64,
     pub errors: BTreeMap<String, u64>,
+    /// Events the server refused with 503 (its bus down), also among
+    /// `errors` by reason; with `max_in_flight = 1` each one's sequence is
+    /// given back, so accepted events stay consecutive.
+    pub refused: u64,
+    /// Sequences whose request failed without a clear answer (the
+    /// connection closed, a timeout): the event may or may not be out.
+    pub uncertain: Vec<u64>,
     /// How late the latest event was sent, against its due time.
     pub lag_max_ns: u64,
     /// Most requests in flight at once, and the cap (HTTP publishing).
@@ -249,7 +256,7 @@ async fn http(run: Rc<Run>, pi: usize, schedule: Schedule) {
             let mut o = run.out.borrow_mut();
             o.in_flight_max = o.in_flight_max.max(in_flight.get());
         }
-        let (_, body) = run.document(p, i);
+        let (seq, body) = run.document(p, i);
         let (task_run, idle, in_flight) = (run.clone(), idle.clone(), in_flight.clone());
         tokio::task::spawn_local(async move {
             let run = task_run;
@@ -264,7 +271,25 @@ async fn http(run: Rc<Run>, pi: usize, schedule: Schedule) {
                         None => o.unreported += 1,
                     }
                 }
-                Err(e) => run.error(e),
+                Err(e) => {
+                    let mut o = run.out.borrow_mut();
+                    if e.starts_with("http_503") {
+                        o.refused += 1;
+                    }
+                    if not_published(&e) {
+                        // Alone in flight (the permit is still held), no later
+                        // event took a sequence: the next one takes this one.
+                        if cap == 1 {
+                            run.seq.set(seq);
+                        }
+                    } else {
+                        // Closed, timed out, or a bus that did not answer in
+                        // time (Redis may still take it): maybe out.
+                        o.uncertain.push(seq);
+                    }
+                    drop(o);
+                    run.error(e)
+                }
             }
             in_flight.set(in_flight.get() - 1);
             drop(permit);
@@ -273,6 +298,15 @@ async fn http(run: Rc<Run>, pi: usize, schedule: Schedule) {
     }
     // Let the requests in flight finish.
     let _ = slots.acquire_many(cap as u32).await;
+}
+
+/// Whether a failed publish says the event did not go out: a request
+/// refused (4xx), or the server's 503 for a bus it could not reach or that
+/// no process listens on (not a timeout: Redis may take the event when it
+/// resumes).
+fn not_published(error: &str) -> bool {
+    error.starts_with("http_4")
+        || ["http_503: bus_unreachable", "http_503: no_subscribers"].contains(&error)
 }
 
 /// How long one publishing request may take before it counts as failed.
@@ -345,7 +379,14 @@ async fn post_now(
                 }
             }
             if status != 200 {
-                return Err(format!("http_{status}"));
+                // The reason the server gives (a 503's bus state), if any.
+                let reason = serde_json::from_slice::<serde_json::Value>(&buf[n..n + len])
+                    .ok()
+                    .and_then(|v| v["reason"].as_str().map(str::to_string));
+                return Err(match reason {
+                    Some(r) => format!("http_{status}: {r}"),
+                    None => format!("http_{status}"),
+                });
             }
             let v: serde_json::Value = serde_json::from_slice(&buf[n..n + len])
                 .map_err(|_| "bad response body".to_string())?;
@@ -686,6 +727,16 @@ fn resp_command(out: &mut Vec<u8>, args: &[&str]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_clear_refusal_gives_its_sequence_back() {
+        assert!(not_published("http_503: no_subscribers"));
+        assert!(not_published("http_503: bus_unreachable"));
+        assert!(not_published("http_401"));
+        assert!(!not_published("http_503: bus_timeout"));
+        assert!(!not_published("server closed the publishing connection"));
+        assert!(!not_published("timeout"));
+    }
 
     #[test]
     fn commands_are_resp_arrays_of_bulk_strings() {

@@ -87,3 +87,35 @@ pub enum Report {
         closing: Closing,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tick_with_missed_events_by_sequence_reads_back() {
+        let mut counters = Counters::default();
+        counters.missed_by_seq.insert(42, 3);
+        let tick = Report::Tick {
+            worker: 0,
+            t: 1,
+            counters,
+            connecting: 0,
+            lag_max_ms: 0.0,
+            cpu_pct: 0.0,
+            rss_kib: 0,
+            interval: BTreeMap::new(),
+            host: None,
+        };
+        let line = serde_json::to_string(&tick).unwrap();
+        match serde_json::from_str::<Report>(&line).unwrap() {
+            Report::Tick { counters, .. } => {
+                assert_eq!(
+                    counters.missed_by_seq.into_iter().collect::<Vec<_>>(),
+                    vec![(42, 3)]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -36,6 +36,8 @@ pub const SUMMARY: &str = "summary.json";
 pub const ENVIRONMENT: &str = "environment.json";
 pub const PREFLIGHT: &str = "preflight.json";
 pub const SERVER_CSV: &str = "server.csv";
+/// Each tracked process's second (`series::ProcessSample`): a soak's leak check.
+pub const PROCESSES_CSV: &str = "processes.csv";
 pub const SCENARIO: &str = "scenario.toml";
 pub const LOADGEN_DIR: &str = "loadgen";
 /// Marks a `--versus` record: its runs are subdirectories `A1`, `B1`, ...
@@ -44,6 +46,7 @@ pub const VERSUS: &str = "versus.json";
 pub const REFERENCE: &str = "reference.json";
 
 pub mod broadcast;
+pub mod drift;
 pub mod endpoint;
 pub mod error;
 pub mod launch;
@@ -135,6 +138,10 @@ pub struct BenchSummary {
     /// connections took to close (absent from older records).
     #[serde(default)]
     pub closing: Option<load::Closing>,
+    /// A churn run (`session.lifetime_s`): the churn, the events and the
+    /// leak check (every series' slope; the leaks named).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak: Option<drift::Soak>,
 }
 
 /// A fault the suite's plan made happen (`[[faults]]`): what, to whom, when.

@@ -171,6 +171,27 @@ pub struct Events {
     /// subscribers), all its connections counted; empty without events.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub received_by_subscriber: BTreeMap<u32, u64>,
+    /// Events the server refused with a 503 (its bus down): an answer, not
+    /// silence; with one request in flight their sequence is reused, so
+    /// they leave no gap a subscriber could miss.
+    #[serde(default)]
+    pub refused: u64,
+    /// Inside each connection's received range (first to last sequence),
+    /// events expected and missing, summed over connections
+    /// (`Counters::span_expected`, `span_missed`).
+    #[serde(default)]
+    pub span_expected: u64,
+    #[serde(default)]
+    pub span_missed: u64,
+    /// Of `span_missed`, those of events whose publishing failed without
+    /// a clear answer (the connection closed, a timeout): the event may or
+    /// may not have gone out, so their misses are not counted as lost.
+    #[serde(default)]
+    pub span_missed_uncertain: u64,
+    /// The events missed inside connections' ranges, by sequence: how many
+    /// connections missed each (the first 20).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub missed_by_seq: BTreeMap<u64, u64>,
 }
 
 /// Descriptions of unmatched frames a record keeps.
@@ -414,6 +435,45 @@ pub struct Counters {
     pub writes: u64,
     #[serde(default)]
     pub wakeups: u64,
+    /// Churn (`session.lifetime_s`): connections that left at the end of
+    /// their lifetime with a close frame, and by a silent drop.
+    #[serde(default)]
+    pub left_closed: u64,
+    #[serde(default)]
+    pub left_dropped: u64,
+    /// Dropped clients whose server had not closed the socket by the time
+    /// they gave up holding it (`drop_hold_s`): the server never reaped them.
+    #[serde(default)]
+    pub drops_unreaped: u64,
+    /// Events missing inside a connection's received range: from its first
+    /// received sequence to its last, every accepted event (a refused one
+    /// takes no sequence) not received, summed over connections.
+    #[serde(default)]
+    pub span_missed: u64,
+    /// Events a connection received inside its range (the denominator).
+    #[serde(default)]
+    pub span_expected: u64,
+    /// The sequences missed inside connections' ranges, and by how many
+    /// connections each: which events were lost, not only how many.
+    /// Written as [seq, count] pairs: a worker's tick is an internally
+    /// tagged enum, through which serde cannot read numbers as map keys.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", with = "pairs")]
+    pub missed_by_seq: BTreeMap<u64, u64>,
+}
+
+/// A `BTreeMap<u64, u64>` as a list of `[key, value]` pairs.
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(m: &BTreeMap<u64, u64>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(m.iter())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<u64, u64>, D::Error> {
+        Ok(Vec::<(u64, u64)>::deserialize(d)?.into_iter().collect())
+    }
 }
 
 impl Counters {
@@ -451,6 +511,14 @@ impl Counters {
         self.reads += o.reads;
         self.writes += o.writes;
         self.wakeups += o.wakeups;
+        self.left_closed += o.left_closed;
+        self.left_dropped += o.left_dropped;
+        self.drops_unreaped += o.drops_unreaped;
+        self.span_missed += o.span_missed;
+        self.span_expected += o.span_expected;
+        for (seq, n) in &o.missed_by_seq {
+            *self.missed_by_seq.entry(*seq).or_default() += n;
+        }
     }
 
     /// Keeps `seen` among the first unmatched frames' descriptions, each

@@ -140,6 +140,49 @@ pub struct Session {
     pub echo_interval_s: f64,
     #[serde(default)]
     pub reconnect: Reconnect,
+    /// Churn: a connection's mean lifetime in seconds, each drawn uniformly
+    /// from half to one and a half times it (bounded, so the population
+    /// settles after 1.5 lifetimes at rate x lifetime and every connection
+    /// lives long enough to receive events); then it leaves, and arrivals
+    /// go on through the hold at the last phase's rate (open model).
+    /// 0 (the default): connections stay until the hold ends.
+    #[serde(default, deserialize_with = "non_negative")]
+    pub lifetime_s: f64,
+    /// Churn: the share of leaves that are silent drops (the client stops
+    /// reading and writing and keeps its socket `drop_hold_s`, so the
+    /// server's own timeout must reap it), the rest close with a close
+    /// frame. Default 0.
+    #[serde(default, deserialize_with = "probability")]
+    pub drop_fraction: f64,
+    /// Seconds a dropped client keeps its silent socket before closing it:
+    /// longer than the server's idle timeout (the rtbench server's
+    /// `--idle-timeout`), so the server reaps it first. Default 0.
+    #[serde(default, deserialize_with = "non_negative")]
+    pub drop_hold_s: f64,
+}
+
+impl Session {
+    /// Connections leave and are replaced (`lifetime_s` > 0).
+    pub fn churns(&self) -> bool {
+        self.lifetime_s > 0.0
+    }
+
+    /// How long arrival `arrival` stays connected under churn: uniform in
+    /// [0.5, 1.5) x `lifetime_s`, drawn from the arrival's index (the same
+    /// run to run), and whether it leaves by a silent drop.
+    pub fn leave_of(&self, arrival: u64) -> (f64, bool) {
+        let life = self.lifetime_s * (0.5 + unit_draw(arrival, 1));
+        (life, unit_draw(arrival, 2) < self.drop_fraction)
+    }
+}
+
+/// A reproducible draw in [0, 1) from (`key`, `stream`): splitmix64's finalizer.
+pub fn unit_draw(key: u64, stream: u64) -> f64 {
+    let mut z =
+        key.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) as f64 / (u64::MAX as f64 + 1.0)
 }
 
 impl Default for Session {
@@ -542,6 +585,43 @@ impl Scenario {
         self.phases.iter().map(phase_arrivals).sum()
     }
 
+    /// The phases arrivals follow: the scenario's, and under churn one more
+    /// through the hold at the last phase's rate (leavers are replaced).
+    pub fn arrival_phases(&self) -> Vec<Phase> {
+        let mut phases = self.phases.clone();
+        if self.session.churns()
+            && self.hold.duration_s > 0.0
+            && let Some(last) = self.phases.last()
+        {
+            phases.push(Phase {
+                duration_s: self.hold.duration_s,
+                rate: last.rate,
+                max_users: None,
+            });
+        }
+        phases
+    }
+
+    /// Every arrival of the run: `total_arrivals`, and under churn the
+    /// replacements through the hold.
+    pub fn all_arrivals(&self) -> u64 {
+        self.arrival_phases().iter().map(phase_arrivals).sum()
+    }
+
+    /// The most connections open at once: every arrival, or under churn
+    /// what the fastest phase keeps: rate x (lifetime + the drops' share of
+    /// the drop hold), with a tenth more for the population's swings.
+    pub fn peak_connections(&self) -> u64 {
+        let all = self.all_arrivals();
+        if !self.session.churns() {
+            return all;
+        }
+        let rate = self.phases.iter().map(|p| p.rate).fold(0.0, f64::max);
+        let s = &self.session;
+        let held_s = s.lifetime_s + s.drop_fraction * s.drop_hold_s;
+        all.min((1.1 * rate * held_s).ceil() as u64 + 100)
+    }
+
     /// Seconds from the run's start to the end of the last phase.
     pub fn arrivals_end_s(&self) -> f64 {
         self.phases.iter().map(|p| p.duration_s).sum()
@@ -572,6 +652,19 @@ fn line_col(src: &str, at: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn churn_lifetimes_are_bounded_around_the_mean_and_drops_take_their_share() {
+        let s: Session = toml::from_str("lifetime_s = 100\ndrop_fraction = 0.1").unwrap();
+        let n = 100_000;
+        let draws: Vec<(f64, bool)> = (0..n).map(|a| s.leave_of(a)).collect();
+        assert!(draws.iter().all(|d| (50.0..150.0).contains(&d.0)));
+        let mean = draws.iter().map(|d| d.0).sum::<f64>() / n as f64;
+        assert!((mean - 100.0).abs() < 0.5, "{mean}");
+        let drops = draws.iter().filter(|d| d.1).count() as f64 / n as f64;
+        assert!((drops - 0.1).abs() < 0.005, "{drops}");
+        assert_eq!(s.leave_of(7), s.leave_of(7), "the same run to run");
+    }
 
     const OK: &str = r#"
 description = "t"

@@ -56,10 +56,42 @@ pub struct ServerSample {
     pub server_bytes_in: u64,
     #[serde(default)]
     pub server_bytes_out: u64,
+    /// Descriptors the server processes hold, summed (`/proc/PID/fd`).
+    #[serde(default)]
+    pub server_fds: u64,
+    /// The load generator (controller and workers, summed): RSS and
+    /// descriptors.
+    #[serde(default)]
+    pub loadgen_rss_kib: u64,
+    #[serde(default)]
+    pub loadgen_fds: u64,
     /// Each server process: (connections, RSS KiB, CPU seconds so far); kept
     /// in the summary, not in the CSV.
     #[serde(skip)]
     pub per_process: Vec<(u64, u64, f64)>,
+    /// Each process tracked for leaks this second: `processes.csv`.
+    #[serde(skip)]
+    pub processes: Vec<ProcessSample>,
+}
+
+/// One second of one process a soak tracks for leaks (`processes.csv`,
+/// one row per process and second): a server process, Redis or the load
+/// generator (its controller and workers summed). A server's live counts
+/// are from its /metrics (0 where it did not answer or is not rtbench).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessSample {
+    pub t_s: f64,
+    /// `server 0`, `redis`, `loadgen`.
+    pub process: String,
+    pub pid: u32,
+    pub rss_kib: u64,
+    pub fds: u64,
+    pub connections: u64,
+    pub interned_names: u64,
+    pub wheel_entries: u64,
+    pub index_entries: u64,
+    pub role_sets: u64,
+    pub queued_bytes: u64,
 }
 
 /// One second of a machine the run used, as a worker on it read it: the

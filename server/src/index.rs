@@ -192,6 +192,11 @@ impl Index {
         self.buckets.is_empty()
     }
 
+    /// (project, channel, role) entries filed: the `rtbench_index_entries` gauge.
+    pub fn entries(&self) -> usize {
+        self.buckets.len()
+    }
+
     /// Buckets filed and the table's capacity (tests of memory given back).
     pub fn footprint(&self) -> (usize, usize, usize) {
         (self.buckets.len(), self.buckets.capacity(), self.sets.len())

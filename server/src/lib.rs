@@ -23,6 +23,7 @@ pub mod fuzzing;
 mod http;
 pub mod index;
 pub mod intern;
+pub mod leak;
 pub mod limits;
 pub mod memory;
 mod messages;

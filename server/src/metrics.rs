@@ -93,6 +93,31 @@ impl From<crate::subs::Over> for Limit {
     }
 }
 
+/// A table the reactors hold entries in, exported as a gauge: one that
+/// only grows under churn is a leak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Held {
+    InternedNames,
+    WheelEntries,
+    IndexEntries,
+    RoleSets,
+}
+
+impl Held {
+    pub(crate) const ALL: [Held; 4] = [Held::InternedNames, Held::WheelEntries, Held::IndexEntries, Held::RoleSets];
+
+    fn metric(self) -> (&'static str, &'static str) {
+        match self {
+            Held::InternedNames => ("rtbench_interned_names", "Names (projects, channels, roles) interned."),
+            Held::WheelEntries => ("rtbench_wheel_entries", "Deadlines in the timer wheels, cancelled ones included."),
+            Held::IndexEntries => {
+                ("rtbench_index_entries", "(project, channel, role) entries filed in the subscription index.")
+            }
+            Held::RoleSets => ("rtbench_role_sets", "Role sets shared by signed-in sessions."),
+        }
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Metrics {
     limits: [AtomicU64; Limit::ALL.len()],
@@ -102,6 +127,9 @@ pub(crate) struct Metrics {
     pub(crate) http_connections: AtomicU64,
     /// Bytes queued for slow connections, now (a gauge).
     pub(crate) queued_bytes: AtomicU64,
+    /// What the reactors hold now, summed (gauges a soak fits for leaks):
+    /// interned names, timer-wheel deadlines, index entries, role sets.
+    pub(crate) held: [AtomicU64; Held::ALL.len()],
     pub(crate) connections_total: AtomicU64,
     rejected: [AtomicU64; 4],
     /// Upgrade requests refused before the WebSocket existed (bad handshake).
@@ -254,6 +282,10 @@ impl Metrics {
             "Bytes queued for connections the kernel would not take.",
             c(&self.queued_bytes),
         );
+        for h in Held::ALL {
+            let (name, help) = h.metric();
+            one(name, "gauge", help, c(&self.held[h as usize]));
+        }
         s.push_str("# HELP rtbench_limit_hits_total Requests refused or connections closed by a limit, by limit.\n");
         s.push_str("# TYPE rtbench_limit_hits_total counter\n");
         for l in Limit::ALL {

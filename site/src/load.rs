@@ -36,6 +36,9 @@ pub struct Run {
     pub timeseries: Vec<TimeseriesRow>,
     /// Each worker host's seconds (`hosts.csv`; none in early records).
     pub hosts: Vec<HostSample>,
+    /// Each tracked process's seconds (`processes.csv`: a soak's leak
+    /// check; none in records made before it).
+    pub processes: Vec<rtbench_record::series::ProcessSample>,
     /// The checkout the run was made in, when its record shows it
     /// (`paths::record_checkout`): hidden wherever the site shows the record.
     pub checkout: Option<String>,
@@ -389,6 +392,12 @@ fn load_run(scenario: &str, name: String, dir: &Path, in_group: bool) -> Result<
     } else {
         Vec::new()
     };
+    let processes_csv = dir.join(record::PROCESSES_CSV);
+    let processes = if processes_csv.exists() {
+        optional(&mut problems, record::series::read_csv(&processes_csv)).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let hist = loadgen.join("histograms");
     let delivery_percentiles = percentile_points(&hist.join("delivery.txt"));
     let connect_percentiles = percentile_points(&hist.join("connect.txt"));
@@ -403,6 +412,7 @@ fn load_run(scenario: &str, name: String, dir: &Path, in_group: bool) -> Result<
         server,
         timeseries,
         hosts,
+        processes,
         checkout: std::fs::read_to_string(dir.join(record::SCENARIO))
             .ok()
             .and_then(|t| paths::record_checkout(&t)),

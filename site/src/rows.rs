@@ -4,7 +4,7 @@
 //! instead of drawing an empty chart.
 
 use rtbench_record::load::TimeseriesRow;
-use rtbench_record::series::{HostSample, ServerSample};
+use rtbench_record::series::{HostSample, ProcessSample, ServerSample};
 
 /// A row of one second of a run.
 pub trait Timed {
@@ -19,6 +19,12 @@ impl Timed for TimeseriesRow {
 }
 
 impl Timed for ServerSample {
+    fn t_s(&self) -> f64 {
+        self.t_s
+    }
+}
+
+impl Timed for ProcessSample {
     fn t_s(&self) -> f64 {
         self.t_s
     }

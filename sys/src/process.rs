@@ -155,6 +155,34 @@ pub fn pids() -> Result<Vec<u32>> {
     Ok(pids)
 }
 
+/// How many descriptors a process holds open: the entries of
+/// `/proc/<pid>/fd` (a soak tracks them for leaks).
+pub fn open_fds(p: Process) -> Result<u64> {
+    let path = p.dir().join("fd");
+    let dir = std::fs::read_dir(&path).map_err(|error| Error::Read {
+        path: path.clone(),
+        error,
+    })?;
+    Ok(dir.count() as u64)
+}
+
+/// `root` and every process below it (children, their children, ...), as
+/// /proc lists them now; processes that end meanwhile are left out.
+pub fn with_descendants(root: u32) -> Result<Vec<u32>> {
+    let parents: Vec<(u32, u32)> = pids()?
+        .into_iter()
+        .filter_map(|pid| Stat::read(Process::Pid(pid)).ok().map(|s| (pid, s.ppid)))
+        .collect();
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(parents.iter().filter(|p| p.1 == parent).map(|p| p.0));
+        i += 1;
+    }
+    Ok(tree)
+}
+
 /// The executable a process runs (`/proc/<pid>/exe`).
 pub fn exe(p: Process) -> Result<PathBuf> {
     let path = p.dir().join("exe");
@@ -264,6 +292,23 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn descriptors_and_descendants_are_counted() {
+        let before = open_fds(Process::Current).unwrap();
+        let file = std::fs::File::open("/proc/self/stat").unwrap();
+        assert_eq!(open_fds(Process::Current).unwrap(), before + 1);
+        drop(file);
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let tree = with_descendants(std::process::id()).unwrap();
+        assert_eq!(tree[0], std::process::id());
+        assert!(tree.contains(&child.id()), "{tree:?}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
 
     #[test]
     fn stat_fields_follow_the_last_parenthesis() {

@@ -1,6 +1,7 @@
 //! A suite's fault plan (`[[faults]]`): what the bench does to the run's own
 //! processes while the load goes on (kill a server process, start it again,
-//! pause a server or Redis for a while), at seconds of the load generator's
+//! pause a server or Redis for a while, restart Redis: killed and started
+//! again on its port at once), at seconds of the load generator's
 //! schedule, and what the storm that follows cost (`Failover`).
 //!
 //! Why in the bench: a deploy or a crash is the moment realtime servers are
@@ -65,9 +66,12 @@ impl Plan {
                         "{where_}: this run has no Redis (one server process, no bus)"
                     ));
                 }
-                Role::Redis if f.action != Action::Pause => {
-                    return Err(anyhow::anyhow!("{where_}: Redis can only be paused"));
+                Role::Redis if f.action == Action::Kill => {
+                    return Err(anyhow::anyhow!(
+                        "{where_}: Redis can only be paused or restarted (the servers need their bus)"
+                    ));
                 }
+                Role::Redis if f.action == Action::Restart => {}
                 t => match f.action {
                     Action::Kill => {
                         dead.insert(t);
@@ -104,7 +108,7 @@ impl Plan {
         t: f64,
         t_s: f64,
         servers: &mut [ServerProcess],
-        redis: Option<&RedisProcess>,
+        redis: &mut Option<RedisProcess>,
         mut restart: impl FnMut(usize) -> anyhow::Result<ServerProcess>,
     ) -> anyhow::Result<()> {
         while let Some(&(at, pid, ref who)) = self.resumes.first()
@@ -120,7 +124,7 @@ impl Plan {
             let who = victim(&f.target)?;
             let pid = match who {
                 Role::Server(i) => servers[i as usize].pid(),
-                _ => redis.map_or(0, RedisProcess::pid),
+                _ => redis.as_ref().map_or(0, RedisProcess::pid),
             };
             let pid = match f.action {
                 Action::Kill => {
@@ -128,14 +132,23 @@ impl Plan {
                     signal(pid, Signal::Kill);
                     pid
                 }
-                Action::Restart => {
-                    let Role::Server(i) = who else {
-                        unreachable!("checked in new")
-                    };
-                    let i = i as usize;
-                    servers[i] = restart(i)?;
-                    servers[i].pid()
-                }
+                Action::Restart => match who {
+                    Role::Server(i) => {
+                        let i = i as usize;
+                        servers[i] = restart(i)?;
+                        servers[i].pid()
+                    }
+                    _ => {
+                        let Some(old) = redis.as_mut() else {
+                            unreachable!("checked in new")
+                        };
+                        self.killed.insert(pid);
+                        let new = old.restart()?;
+                        let pid = new.pid();
+                        *redis = Some(new);
+                        pid
+                    }
+                },
                 Action::Pause => {
                     signal(pid, Signal::Stop);
                     let until = f.at_s + f.for_s.unwrap_or(0.0);
@@ -258,6 +271,7 @@ mod tests {
     fn fault(at_s: f64, action: Action, target: &str) -> Fault {
         Fault {
             at_s,
+            at_share: None,
             action,
             target: target.into(),
             for_s: None,
@@ -282,7 +296,8 @@ mod tests {
         assert!(e(vec![fault(1.0, Action::Kill, "server 3")]).contains("3 server process(es)"));
         assert!(e(vec![fault(1.0, Action::Restart, "server 0")]).contains("needs a kill"));
         assert!(e(vec![fault(1.0, Action::Pause, "redis")]).contains("for_s > 0"));
-        assert!(e(vec![fault(1.0, Action::Kill, "redis")]).contains("only be paused"));
+        assert!(e(vec![fault(1.0, Action::Kill, "redis")]).contains("only be paused or restarted"));
+        assert!(Plan::new(vec![fault(1.0, Action::Restart, "redis")], 2, true, true).is_ok());
         assert!(e(vec![fault(1.0, Action::Kill, "db 1")]).contains("expected `server N`"));
     }
 }

@@ -4,7 +4,10 @@
 //! process), their connection counts from /metrics, Redis's from /proc;
 //! system memory, TCP sockets and the kernel's TCP buffer pages from
 //! /proc/meminfo and /proc/net/sockstat, so the record can say what a
-//! connection costs the whole machine, not just the processes.
+//! connection costs the whole machine, not just the processes. For leak
+//! checks each process also gets a row of its own (`ProcessSample`): its
+//! descriptors beside its RSS, a server's live counts, and the load
+//! generator's controller and workers summed.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,10 +15,19 @@ use std::time::Duration;
 use crate::server;
 use rtbench_sys::host::{self, Jiffies, NetNamespace};
 
+use rtbench_record::series::ProcessSample;
 /// One second of `server.csv`; its schema lives with the record's.
 pub use rtbench_record::series::ServerSample as Sample;
 
 const CONNECTIONS: &str = "rtbench_connections";
+/// A server's live counts, in `ProcessSample`'s order after connections.
+const LIVE: [&str; 5] = [
+    "rtbench_interned_names",
+    "rtbench_wheel_entries",
+    "rtbench_index_entries",
+    "rtbench_role_sets",
+    "rtbench_queued_bytes",
+];
 /// What a server on another machine reports of its own process (no /proc here).
 const REMOTE_RSS: &str = "rtbench_process_resident_memory_bytes";
 const REMOTE_CPU: &str = "rtbench_process_cpu_milliseconds_total";
@@ -95,6 +107,8 @@ struct Reading {
     /// A server on another machine's own RSS and CPU.
     rss_bytes: Option<u64>,
     cpu_ms: Option<u64>,
+    /// `LIVE`'s values.
+    live: [u64; LIVE.len()],
     /// It answered at all.
     answered: bool,
 }
@@ -103,6 +117,7 @@ impl Reading {
     fn take(addr: SocketAddr, remote: bool, limit: Duration) -> Reading {
         let mut names = vec![CONNECTIONS];
         names.extend(Work::names());
+        names.extend(LIVE);
         if remote {
             names.extend([REMOTE_RSS, REMOTE_CPU]);
         }
@@ -110,11 +125,13 @@ impl Reading {
             return Reading::default();
         };
         let n = Work::COUNTERS.len();
+        let (live, rest) = v[1 + n..].split_at(LIVE.len());
         Reading {
             connections: v[0],
             work: v[1..1 + n].to_vec(),
-            rss_bytes: v.get(1 + n).copied().flatten(),
-            cpu_ms: v.get(2 + n).copied().flatten(),
+            live: std::array::from_fn(|i| live[i].unwrap_or(0)),
+            rss_bytes: rest.first().copied().flatten(),
+            cpu_ms: rest.get(1).copied().flatten(),
             answered: true,
         }
     }
@@ -133,6 +150,8 @@ pub struct Sampler {
     pub start_unix_ns: u64,
     servers: Vec<(u32, SocketAddr)>,
     redis: Option<u32>,
+    /// The load generator's controller (its workers are its descendants).
+    loadgen: Option<u32>,
     start: std::time::Instant,
     /// Time and CPU seconds of each process (servers, then Redis) at the last sample.
     last: Option<(f64, Vec<f64>)>,
@@ -150,6 +169,7 @@ impl Sampler {
             start_unix_ns: rtbench_protocol::time::now_ns(),
             servers,
             redis,
+            loadgen: None,
             start: std::time::Instant::now(),
             last: None,
             known: Vec::new(),
@@ -166,6 +186,16 @@ impl Sampler {
         if !alive && let Some(k) = self.known.get_mut(i) {
             *k = Known::default();
         }
+    }
+
+    /// Redis is now `pid` (a fault plan restarted it).
+    pub fn set_redis(&mut self, pid: Option<u32>) {
+        self.redis = pid;
+    }
+
+    /// The load generator's controller: it and its workers are sampled.
+    pub fn set_loadgen(&mut self, pid: u32) {
+        self.loadgen = Some(pid);
     }
 
     /// Every server's /metrics at once, each with a short timeout: a busy
@@ -250,7 +280,13 @@ impl Sampler {
             host::tcp_sockstat(local.map_or(NetNamespace::Current, NetNamespace::OfProcess))
                 .unwrap_or_default();
         let (tcp_inuse, tcp_mem_pages) = (sockstat.inuse, sockstat.mem_pages);
+        let processes = self.processes(t, &per_process, &readings);
+        let (server_fds, loadgen_rss_kib, loadgen_fds) = totals(&processes);
         let s = Sample {
+            server_fds,
+            loadgen_rss_kib,
+            loadgen_fds,
+            processes,
             t_s: t,
             server_connections: per_process.iter().map(|p| p.0).sum(),
             server_rss_kib: per_process.iter().map(|p| p.1).sum(),
@@ -274,6 +310,71 @@ impl Sampler {
         };
         self.last = Some((t, cpu));
         s
+    }
+}
+
+/// The server processes' descriptors, and the load generator's RSS and
+/// descriptors, from the second's process rows.
+fn totals(processes: &[ProcessSample]) -> (u64, u64, u64) {
+    let servers = processes.iter().filter(|p| p.process.starts_with("server"));
+    let loadgen = processes.iter().find(|p| p.process == "loadgen");
+    (
+        servers.map(|p| p.fds).sum(),
+        loadgen.map_or(0, |p| p.rss_kib),
+        loadgen.map_or(0, |p| p.fds),
+    )
+}
+
+impl Sampler {
+    /// One row per tracked process: each server process (a server on
+    /// another machine has no /proc here: its descriptors read 0), Redis,
+    /// and the load generator with its workers summed.
+    fn processes(
+        &self,
+        t_s: f64,
+        per_process: &[(u64, u64, f64)],
+        readings: &[Reading],
+    ) -> Vec<ProcessSample> {
+        let fds = |pid: u32| {
+            rtbench_sys::process::open_fds(rtbench_sys::process::Process::Pid(pid)).unwrap_or(0)
+        };
+        let mut rows: Vec<ProcessSample> = self
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(i, &(pid, _))| {
+                let live = readings.get(i).map_or([0; LIVE.len()], |r| r.live);
+                ProcessSample {
+                    t_s,
+                    process: format!("server {i}"),
+                    pid,
+                    rss_kib: per_process.get(i).map_or(0, |p| p.1),
+                    fds: if pid == 0 { 0 } else { fds(pid) },
+                    connections: per_process.get(i).map_or(0, |p| p.0),
+                    interned_names: live[0],
+                    wheel_entries: live[1],
+                    index_entries: live[2],
+                    role_sets: live[3],
+                    queued_bytes: live[4],
+                }
+            })
+            .collect();
+        let own = |process: &str, pids: &[u32]| ProcessSample {
+            t_s,
+            process: process.into(),
+            pid: pids.first().copied().unwrap_or(0),
+            rss_kib: pids.iter().map(|&p| server::rss_kib(p).unwrap_or(0)).sum(),
+            fds: pids.iter().map(|&p| fds(p)).sum(),
+            ..Default::default()
+        };
+        if let Some(pid) = self.redis.filter(|&p| p != 0) {
+            rows.push(own("redis", &[pid]));
+        }
+        if let Some(pid) = self.loadgen {
+            let tree = rtbench_sys::process::with_descendants(pid).unwrap_or_else(|_| vec![pid]);
+            rows.push(own("loadgen", &tree));
+        }
+        rows
     }
 }
 

@@ -329,6 +329,32 @@ impl RedisProcess {
             .and_then(|l| l.local_addr())
             .map_err(|e| anyhow::anyhow!("no free port for redis: {e:#}"))?
             .port();
+        RedisProcess::start_on(port)
+    }
+
+    /// A fault plan's Redis restart (local runs): this one killed, a new
+    /// one started on the same port, so the servers' bus reconnects to it.
+    pub fn restart(&mut self) -> anyhow::Result<RedisProcess> {
+        let port = self
+            .url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .filter(|_| self.child.is_some() && self.elsewhere.is_none())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "a Redis restart runs only on this machine (Redis at {})",
+                    self.url
+                )
+            })?;
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        RedisProcess::start_on(port)
+    }
+
+    fn start_on(port: u16) -> anyhow::Result<RedisProcess> {
         let mut cmd = Command::new("redis-server");
         cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(REDIS_ARGS);

@@ -46,7 +46,13 @@ pub struct Suite {
 #[serde(deny_unknown_fields)]
 pub struct Fault {
     /// Seconds of the schedule (0: the first arrival).
+    #[serde(default)]
     pub at_s: f64,
+    /// Instead of `at_s`: a share (0 to 1) of the run, from the first
+    /// arrival to the end of the hold, so a long soak's faults spread over
+    /// it and a short run of the same suite still has them (`place`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_share: Option<f64>,
     pub action: Action,
     /// `server N` (0-based, N below the run's server processes) or `redis`.
     pub target: String,
@@ -64,6 +70,26 @@ pub enum Action {
     Restart,
     /// SIGSTOP for `for_s`, then SIGCONT: a process that hangs.
     Pause,
+}
+
+/// The plan with each `at_share` made seconds of a run whose hold ends
+/// `hold_end_s` after the first arrival.
+pub fn place(plan: &[Fault], hold_end_s: f64) -> anyhow::Result<Vec<Fault>> {
+    plan.iter()
+        .map(|f| match f.at_share {
+            Some(share) if !(0.0..=1.0).contains(&share) => Err(anyhow::anyhow!(
+                "fault {:?} {}: at_share {share} is not between 0 and 1",
+                f.action,
+                f.target
+            )),
+            Some(share) => Ok(Fault {
+                at_s: share * hold_end_s,
+                at_share: None,
+                ..f.clone()
+            }),
+            None => Ok(f.clone()),
+        })
+        .collect()
 }
 
 /// Server processes the plan kills: the run starts this many more, so the
@@ -159,6 +185,13 @@ pub struct Variant {
     /// keepalive), beside variants of the same load that publish.
     #[serde(default)]
     pub idle: bool,
+    /// Replaces the hold's seconds (`--hold` wins): a longer soak.
+    #[serde(default)]
+    pub hold_s: Option<f64>,
+    /// Runs only when named (`--variant NAME`): a plain run of the suite
+    /// leaves it out (a two-hour soak beside the nightly half hour).
+    #[serde(default)]
+    pub on_request: bool,
 }
 
 /// The suites directory of the workspace.
@@ -207,10 +240,15 @@ pub fn load(path: &Path) -> anyhow::Result<Suite> {
 /// Applies the overrides to a scenario: scaling keeps each phase's rate
 /// and shortens it; `--rate` keeps the arrivals and changes the pace.
 /// Publishers' `start_s` moves with the end of the arrivals and `stop_s`
-/// with the end of the hold, so they keep their place in the run.
+/// with the end of the hold, so they keep their place in the run. A churn
+/// session's lifetime follows the ramp: the population stays the arrivals
+/// (`--connections`) and the churn rate the phases' rate.
 pub fn apply(o: &Overrides, sc: &mut Scenario) -> anyhow::Result<()> {
     let (arrivals_end, hold_end) = (sc.arrivals_end_s(), sc.hold_end_s());
     resize(o, sc)?;
+    if sc.session.churns() && arrivals_end > 0.0 {
+        sc.session.lifetime_s *= sc.arrivals_end_s() / arrivals_end;
+    }
     let (moved_start, moved_stop) = (
         sc.arrivals_end_s() - arrivals_end,
         sc.hold_end_s() - hold_end,
@@ -318,6 +356,45 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_small_soak_keeps_its_churn_rate_and_spreads_its_faults() {
+        let mut s = load(&dir().join("soak.toml")).unwrap();
+        apply(
+            &Overrides {
+                connections: Some(5_000),
+                hold_s: Some(120.0),
+                ..Default::default()
+            },
+            &mut s.load,
+        )
+        .unwrap();
+        let sc = &s.load;
+        // 5,000 at 1,000/s: a 5 s ramp, lifetimes of 5 s on average, and
+        // arrivals going on through the hold at the same rate.
+        assert_eq!(sc.total_arrivals(), 5_000);
+        assert!(
+            (sc.session.lifetime_s - 5.0).abs() < 1e-9,
+            "{}",
+            sc.session.lifetime_s
+        );
+        assert_eq!(sc.all_arrivals(), 5_000 + 120_000);
+        let placed = place(&s.faults, sc.hold_end_s()).unwrap();
+        let at: Vec<f64> = placed
+            .iter()
+            .map(|f| (f.at_s * 10.0).round() / 10.0)
+            .collect();
+        assert_eq!(at, vec![12.5, 15.0, 62.5]);
+        let bad = Fault {
+            at_share: Some(1.5),
+            ..s.faults[0].clone()
+        };
+        assert!(format!("{:#}", place(&[bad], 100.0).unwrap_err()).contains("at_share 1.5"));
+        assert!(
+            s.variants.iter().all(|v| v.on_request),
+            "2h runs only when named"
+        );
     }
 
     #[test]

@@ -72,7 +72,8 @@ pub fn run(args: RunArgs) -> Result<(PathBuf, bool)> {
         .len()
         .max(1)
         * launch.as_ref().map_or(1, Launch::hosts);
-    let total = sc.total_arrivals();
+    // Open at once (a churn run's arrivals replace those that left).
+    let total = sc.peak_connections();
     let ports = sysctl::local_port_range().unwrap_or(sysctl::LINUX_DEFAULT_PORT_RANGE);
     check_budget(total, &endpoints, sources, ports).map_err(anyhow::Error::msg)?;
     let port_warning = port_search_warning(total, endpoints.len(), sources, ports);

@@ -238,6 +238,20 @@ fn events(
         in_flight_max: published.in_flight_max,
         in_flight_cap: published.in_flight_cap,
         received_by_subscriber: by_subscriber,
+        refused: published.refused,
+        span_expected: counters.span_expected,
+        span_missed: counters.span_missed,
+        span_missed_uncertain: published
+            .uncertain
+            .iter()
+            .filter_map(|seq| counters.missed_by_seq.get(seq))
+            .sum(),
+        missed_by_seq: counters
+            .missed_by_seq
+            .iter()
+            .take(20)
+            .map(|(s, n)| (*s, *n))
+            .collect(),
     }
 }
 

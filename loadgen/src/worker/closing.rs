@@ -48,6 +48,9 @@ pub(super) async fn close_all(w: &Rc<Worker>) -> Closing {
     }
     let mut aborted = 0;
     in_slices(w, |holds, id, c| {
+        let (expected, missed) = holds.settle_span(id);
+        c.span_expected += expected;
+        c.span_missed += missed;
         if let Some(was_open) = holds.abort_at(id) {
             if was_open {
                 c.open -= 1;

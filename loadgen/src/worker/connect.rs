@@ -25,7 +25,8 @@ const ARRIVALS_PER_TURN: u32 = 32;
 /// Starts this worker's arrivals at their scheduled times.
 pub(super) async fn arrivals(w: Rc<Worker>) {
     let mut without_yield = 0;
-    for a in schedule::arrivals(&w.plan.scenario.phases, w.plan.worker, w.plan.workers) {
+    let phases = w.plan.scenario.arrival_phases();
+    for a in schedule::arrivals(&phases, w.plan.worker, w.plan.workers) {
         let due = w.plan.start_unix_ns + a.offset_ns;
         let now = clock_ns();
         if due > now {
@@ -177,7 +178,11 @@ pub(super) fn drive_connect(w: &Rc<Worker>, key: Key, buf: &mut [u8]) -> Option<
                 }
             };
             w.connecting.set(w.connecting.get() - 1);
-            let retry = w.holds.borrow_mut().get(key).is_some_and(|h| h.attempt > 0);
+            let (retry, arrival) = match w.holds.borrow_mut().get(key) {
+                Some(h) => (h.attempt > 0, u64::from(h.arrival)),
+                None => return None,
+            };
+            super::churn::schedule_leave(w, key, arrival);
             {
                 let mut h = w.hists.borrow_mut();
                 // An arrival's connect counts from its scheduled time; a

@@ -11,6 +11,7 @@
 //! stop it early: arrivals stop, connections close, the final report is still
 //! written, marked incomplete.
 
+mod churn;
 mod clock;
 mod closing;
 mod connect;

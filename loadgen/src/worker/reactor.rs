@@ -47,7 +47,13 @@ pub(super) async fn serve(w: Rc<Worker>, mut readiness: Readiness) {
         }
         w.counters.borrow_mut().wakeups += 1;
         for &key in &ready {
-            let connecting = w.holds.borrow_mut().get(key).map(|h| h.is_connecting());
+            // A dropped client (churn) reads nothing more.
+            let connecting = w
+                .holds
+                .borrow_mut()
+                .get(key)
+                .filter(|h| !h.dropped)
+                .map(|h| h.is_connecting());
             match connecting {
                 Some(true) => {
                     let leftover =
@@ -74,7 +80,7 @@ pub(super) async fn serve(w: Rc<Worker>, mut readiness: Readiness) {
 /// `Some` when the connection ended.
 fn receive(w: &Worker, key: Key, bytes: &mut [u8], arrived_ns: u64) -> Option<End> {
     let mut holds = w.holds.borrow_mut();
-    let held = holds.get(key)?;
+    let (held, span) = holds.get_with_span(key)?;
     let pop = Population::new(&w.plan.scenario);
     let mut counters = w.counters.borrow_mut();
     let mut hists = w.hists.borrow_mut();
@@ -89,6 +95,7 @@ fn receive(w: &Worker, key: Key, bytes: &mut [u8], arrived_ns: u64) -> Option<En
     let mut r = Receiver {
         spans: w.plan.scenario.per_event.then_some(&mut *spans),
         received: by_user.get_mut((u64::from(held.arrival) / w.plan.workers.max(1)) as usize),
+        span: Some(span),
         population: &pop,
         protocol: w.plan.scenario.target.protocol,
         counters: &mut counters,
@@ -167,11 +174,14 @@ fn drain(w: &Worker, key: Key) -> Option<End> {
 
 /// A held connection ended: count how, free its slot, reconnect if the
 /// scenario says so.
-fn finish(w: &Rc<Worker>, key: Key, end: End) {
+pub(super) fn finish(w: &Rc<Worker>, key: Key, end: End) {
+    let (expected, missed) = w.holds.borrow_mut().settle_span(key.id as usize);
     let Some(held) = w.holds.borrow_mut().remove(key) else {
         return;
     };
     let mut c = w.counters.borrow_mut();
+    c.span_expected += expected;
+    c.span_missed += missed;
     c.open -= 1;
     let lost = match end {
         End::ServerClosed(code) => {

@@ -109,7 +109,7 @@ pub(super) fn final_report(w: &Worker, rss_start_kib: u64, closing: Closing) -> 
 /// index) by the events each received.
 fn received_by_subscriber(w: &Worker) -> Vec<(u32, u64)> {
     let by_user = w.received_by_user.borrow();
-    let (total, n) = (w.plan.scenario.total_arrivals(), w.plan.workers.max(1));
+    let (total, n) = (w.plan.scenario.all_arrivals(), w.plan.workers.max(1));
     let mine = (total + n - 1 - w.plan.worker.min(n - 1)) / n;
     let mut out = BTreeMap::new();
     for &r in by_user.iter().take(mine as usize) {

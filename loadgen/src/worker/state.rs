@@ -49,7 +49,11 @@ pub(super) struct Worker {
 
 /// The most connections this worker holds at once: its share of the arrivals.
 pub(super) fn plan_capacity(plan: &Plan) -> usize {
-    (plan.scenario.total_arrivals().div_ceil(plan.workers.max(1)) as usize).min(1 << 22)
+    (plan
+        .scenario
+        .peak_connections()
+        .div_ceil(plan.workers.max(1)) as usize)
+        .min(1 << 22)
 }
 
 impl Worker {
@@ -66,11 +70,14 @@ impl Worker {
             .map(|u| Endpoint::parse(u, sc.target.protocol))
             .collect::<Result<Vec<_>, _>>()?;
         let sources = expand_sources(&sc.target.sources)?;
-        // Only a scenario that publishes counts events per subscriber.
-        let per_subscriber = if sc.publishers.is_empty() {
+        // Only a scenario that publishes counts events per subscriber; a
+        // churn run counts per connection instead (`ConnSpan`): a table per
+        // arrival would grow with the run, a leak of the load generator's
+        // own that its soak would (rightly) name.
+        let per_subscriber = if sc.publishers.is_empty() || sc.session.churns() {
             0
         } else {
-            sc.total_arrivals().div_ceil(plan.workers.max(1)) as usize
+            sc.all_arrivals().div_ceil(plan.workers.max(1)) as usize
         };
         Ok(Worker {
             plan,

@@ -323,6 +323,8 @@ pub(crate) struct Reactor {
     peak: crate::memory::Peak,
     wheel: Wheel,
     pub(crate) stats: Stats,
+    /// This reactor's share of the `metrics::Held` gauges as last added.
+    held: [usize; crate::metrics::Held::ALL.len()],
     /// Connections with more to read than one turn took.
     ready: Vec<(ConnId, u32)>,
     /// Scratch for fan-out.
@@ -442,6 +444,7 @@ impl Reactor {
             peak: crate::memory::Peak::default(),
             wheel: Wheel::default(),
             stats: Stats::default(),
+            held: [0; crate::metrics::Held::ALL.len()],
             ready: Vec::new(),
             receivers: Vec::new(),
             keys: Vec::new(),
@@ -527,7 +530,29 @@ impl Reactor {
             crate::memory::give_back();
         }
         self.flush_stats();
+        self.flush_held();
         false
+    }
+
+    /// Moves the `metrics::Held` gauges by this reactor's change since
+    /// the last turn.
+    fn flush_held(&mut self) {
+        use crate::metrics::Held;
+        for h in Held::ALL {
+            let now = match h {
+                Held::InternedNames => self.names.len(),
+                Held::WheelEntries => self.wheel.len(),
+                Held::IndexEntries => self.index.entries(),
+                Held::RoleSets => self.sessions.len(),
+            };
+            let (was, gauge) = (self.held[h as usize], &self.shared.metrics.held[h as usize]);
+            if now > was {
+                gauge.fetch_add((now - was) as u64, Relaxed);
+            } else if now < was {
+                gauge.fetch_sub((was - now) as u64, Relaxed);
+            }
+            self.held[h as usize] = now;
+        }
     }
 
     /// Stopped: drops every socket.
@@ -915,7 +940,9 @@ impl Reactor {
 
     /// Frees the slot: the socket is closed (which also takes it out of epoll).
     pub(crate) fn release(&mut self, id: ConnId) {
-        drop(self.vacate(id));
+        if self.vacate(id).is_some() {
+            crate::leak::on_close();
+        }
     }
 
     /// Frees the slot and hands its socket out, still open (`None`: the

@@ -34,6 +34,7 @@ pub(super) fn page(site: &mut Site, run: &Run) -> Result<()> {
         "headline": headline(run, site.records.roofline_for(run)),
         "charts": charts,
         "bottleneck": bottleneck,
+        "soak": s.and_then(|s| s.soak.as_ref()).map(soak_verdict),
         "errors": errors_table(run),
         "problems": run.problems,
         "scenario_toml": std::fs::read_to_string(run.dir.join(rtbench_record::SCENARIO)).ok(),
@@ -83,9 +84,68 @@ fn charts(site: &mut Site, run: &Run) -> Vec<Value> {
             "no time series",
         ));
     }
+    charts.extend(drift_charts(site, run));
     charts.extend(traffic_chart(site, run));
     charts.extend(host_charts(site, run));
     charts
+}
+
+/// A soak's RSS and descriptors of every process over time, each with the
+/// line fitted to it (the leak check's).
+fn drift_charts(site: &mut Site, run: &Run) -> Vec<Value> {
+    let mut charts = Vec::new();
+    for (column, title, unit, scale) in [
+        (
+            "rss_kib",
+            "Leak check: RSS per process, with its fitted line",
+            "MiB",
+            1024.0,
+        ),
+        (
+            "fds",
+            "Leak check: open descriptors per process, with its fitted line",
+            "descriptors",
+            1.0,
+        ),
+    ] {
+        if let Some(series) = run_series::drift(run, column, scale) {
+            charts.extend(site.chart(chart::lines(title, "s", unit, &series), title, "no samples"));
+        }
+    }
+    charts
+}
+
+/// A soak's verdict for the page: the leaks named, every slope, the churn
+/// and the events.
+fn soak_verdict(s: &rtbench_record::drift::Soak) -> Value {
+    let d = &s.drift;
+    json!({
+        "leaks": d.leaks,
+        "method": d.method,
+        "warmup_s": d.warmup_s,
+        "unfitted": d.unfitted,
+        "slopes": d.slopes.iter().map(|f| json!([
+            f.series,
+            format!("{:+.2}", f.per_hour),
+            format!("[{:+.2}, {:+.2}]", f.low, f.high),
+            f.unit,
+            format!("{:.0}-{:.0} s", f.from_s, f.to_s),
+            f.leak,
+        ])).collect::<Vec<_>>(),
+        "churn": [
+            ["connections opened", metrics::group(s.connected as i64)],
+            ["left with a close frame", metrics::group(s.left_closed as i64)],
+            ["left by a silent drop", metrics::group(s.left_dropped as i64)],
+            ["leaves per second", format!("{:.0}", s.leaves_per_s)],
+            ["drops the server had not reaped", metrics::group(s.drops_unreaped as i64)],
+            ["events published", metrics::group(s.events_published as i64)],
+            ["events refused (503, bus down)", metrics::group(s.events_refused as i64)],
+            ["events expected (inside each connection's range)", metrics::group(s.events_expected as i64)],
+            ["events missed", metrics::group(s.events_missed as i64)],
+            ["events missed whose publishing had no clear answer", metrics::group(s.events_missed_uncertain as i64)],
+            ["duplicates", metrics::group(s.duplicates as i64)],
+        ],
+    })
 }
 
 /// Users, connect latency, latency by percentile, deliveries and errors.

@@ -65,8 +65,22 @@ pub fn prepare(a: &Args) -> anyhow::Result<Prepared> {
                 ));
             }
         },
-        None if suite.variants.is_empty() => vec![None],
-        None => suite.variants.iter().cloned().map(Some).collect(),
+        // Variants run on request only (a soak's long one) are left out;
+        // with none left, the suite runs as written.
+        None => {
+            let chosen: Vec<Option<Variant>> = suite
+                .variants
+                .iter()
+                .filter(|v| !v.on_request)
+                .cloned()
+                .map(Some)
+                .collect();
+            if chosen.is_empty() {
+                vec![None]
+            } else {
+                chosen
+            }
+        }
     };
     Ok(Prepared {
         suite,
@@ -79,7 +93,9 @@ pub fn prepare(a: &Args) -> anyhow::Result<Prepared> {
 /// The bench's exit status when it ran but a run fell short: scripts and
 /// CI tell an objective missed from a run that could not complete.
 pub mod exit {
-    /// Every run completed, but an objective (`[slo]`, `--slo`) failed.
+    /// Every run completed, but an objective (`[slo]`, `--slo`) failed,
+    /// or a soak found a leak (`summary.json`'s `soak.drift.leaks`): a
+    /// leak is an objective missed, so it shares the status.
     pub const SLO_FAILED: i32 = 2;
     /// A run did not complete (a process of it ended, a worker was lost).
     pub const INCOMPLETE: i32 = 3;
@@ -125,10 +141,15 @@ pub fn task(a: Args) -> anyhow::Result<()> {
         if !complete && signals::received() != 0 {
             std::process::exit(exit::INTERRUPTED);
         }
-        let slo_failed = rtbench_record::read_summary(&dir)?
-            .slo
-            .iter()
-            .any(|o| !o.pass);
+        let summary = rtbench_record::read_summary(&dir)?;
+        let leaks = summary
+            .soak
+            .as_ref()
+            .map_or(&[][..], |s| &s.drift.leaks[..]);
+        if !leaks.is_empty() {
+            eprintln!("xtask: LEAK: {}", leaks.join(", "));
+        }
+        let slo_failed = summary.slo.iter().any(|o| !o.pass) || !leaks.is_empty();
         worst = worst.max(match (complete, slo_failed) {
             (false, _) => exit::INCOMPLETE,
             (true, true) => exit::SLO_FAILED,
@@ -149,7 +170,7 @@ pub fn task(a: Args) -> anyhow::Result<()> {
             if worst == exit::INCOMPLETE {
                 "a run did not complete (exit 3)"
             } else {
-                "an objective failed (exit 2)"
+                "an objective failed or a leak was found (exit 2)"
             }
         );
         std::process::exit(worst);

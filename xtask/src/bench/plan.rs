@@ -69,7 +69,8 @@ impl RunPlan {
         let per_process = crate::preflight::server_capacity(server_nofile) * 95 / 100;
         let mut notes = Vec::new();
         let load = shape_load(suite, variant, a, &mut notes)?;
-        let total = load.total_arrivals();
+        // Open at once (a churn run's arrivals replace those that left).
+        let total = load.peak_connections();
         let subject = Subject::parse(
             a.server
                 .as_deref()
@@ -211,6 +212,9 @@ fn shape_load(
             ..Default::default()
         };
         suite::apply(&size, &mut load)?;
+    }
+    if let Some(h) = variant.and_then(|v| v.hold_s) {
+        load.hold.duration_s = h;
     }
     suite::apply(&a.overrides(), &mut load)?;
     load.slo

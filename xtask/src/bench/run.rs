@@ -33,7 +33,7 @@ pub fn run_one(
     announce(&plan, live);
     // Checked before anything starts: targets exist, restarts follow kills.
     let mut faults = faults::Plan::new(
-        suite.faults.clone(),
+        crate::suite::place(&suite.faults, plan.load.hold_end_s())?,
         plan.processes,
         plan.bus,
         plan.shared_port,
@@ -162,6 +162,12 @@ fn judge(
     started: &start::Started,
 ) -> anyhow::Result<rtbench_record::BenchSummary> {
     rtbench_record::series::write_csv(&tmp.join(rtbench_record::SERVER_CSV), &watched.samples)?;
+    let processes: Vec<_> = watched
+        .samples
+        .iter()
+        .flat_map(|s| s.processes.iter().cloned())
+        .collect();
+    rtbench_record::series::write_csv(&tmp.join(rtbench_record::PROCESSES_CSV), &processes)?;
     let load_dir = tmp.join(rtbench_record::LOADGEN_DIR);
     let load_summary = read_load_summary(&load_dir).map_err(|e| {
         anyhow::anyhow!(

@@ -81,7 +81,9 @@ pub fn judge(
         (schedule_s + 1.0, schedule_s + plan.load.arrivals_end_s()),
         l.connections.connect_rate,
     );
-    if !m.faults_done.is_empty() {
+    // A churn run's events are judged per connection (its `soak`), not
+    // against every subscriber of the whole run.
+    if !m.faults_done.is_empty() && !plan.load.session.churns() {
         summary.failover = crate::faults::failover(
             &m.faults_done,
             m.rows,
@@ -97,6 +99,9 @@ pub fn judge(
         summary.errors.lost = None;
     }
     summary.broadcast = broadcast(plan, l, m.roofline);
+    if plan.load.session.churns() {
+        summary.soak = Some(soak(plan, l, m.samples, &m.faults_done, schedule_s));
+    }
     summary.faults_injected = m.faults_done;
     summary.server_under_test = plan.subject.label();
     summary.unmeasured = plan.subject.unmeasured();
@@ -128,6 +133,53 @@ pub fn judge(
     }
     summary.process_exits = exits;
     summary
+}
+
+/// A churn run's soak section: the churn and events from the load
+/// generator, the drift fitted to every process's series after warm-up
+/// (the arrivals' ramp, then one and a half lifetimes and the drop hold,
+/// until the population has settled; as long again after the last server
+/// restart, whose reconnect storm moves every process's figures) up to
+/// the end of the hold.
+fn soak(
+    plan: &RunPlan,
+    l: &LoadSummary,
+    samples: &[Sample],
+    faults: &[FaultDone],
+    schedule_s: f64,
+) -> rtbench_record::drift::Soak {
+    let sc = &plan.load;
+    let settle_s = 1.5 * sc.session.lifetime_s + sc.session.drop_hold_s;
+    let storm_s = faults
+        .iter()
+        .filter(|f| matches!(f.target, Role::Server(_)))
+        .map(|f| f.t_s)
+        .fold(0.0, f64::max);
+    let from_s = (schedule_s + sc.arrivals_end_s()).max(storm_s) + settle_s;
+    let to_s = schedule_s + sc.hold_end_s() - 0.5;
+    let rows: Vec<_> = samples
+        .iter()
+        .flat_map(|s| s.processes.iter().cloned())
+        .collect();
+    let c = &l.counters;
+    rtbench_record::drift::Soak {
+        connected: c.connected,
+        left_closed: c.left_closed,
+        left_dropped: c.left_dropped,
+        leaves_per_s: (c.left_closed + c.left_dropped) as f64 / sc.hold_end_s().max(1.0),
+        drops_unreaped: c.drops_unreaped,
+        events_published: l.events.published,
+        events_refused: l.events.refused,
+        events_expected: l.events.span_expected,
+        events_missed: l
+            .events
+            .span_missed
+            .saturating_sub(l.events.span_missed_uncertain),
+        events_missed_uncertain: l.events.span_missed_uncertain,
+        missed_by_seq: l.events.missed_by_seq.clone(),
+        duplicates: l.events.duplicates,
+        drift: rtbench_record::drift::judge(&rows, from_s, to_s, settle_s),
+    }
 }
 
 /// A broadcast's bursts, read against bare TCP at the size of the events'
@@ -226,6 +278,7 @@ fn summarize(
         slo: l.slo.clone(),
         broadcast: None,
         closing: Some(l.closing.clone()),
+        soak: None,
     }
 }
 

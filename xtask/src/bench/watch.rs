@@ -83,6 +83,7 @@ pub fn run(
         );
     let tcp_before = rtbench_sys::host::tcp_counters(net_dir);
     let mut loadgen = start_loadgen(load)?;
+    sampler.set_loadgen(loadgen.id());
     let load_started = Instant::now();
     let load_offset_s = samples[0].t_s;
     let mut forwarded = false;
@@ -102,9 +103,7 @@ pub fn run(
         }
         if let Some(origin) = schedule_origin {
             step_faults(started, plan, side, origin.elapsed().as_secs_f64(), t_s)?;
-            for (i, s) in started.servers.iter().enumerate() {
-                sampler.set_server(i, s.pid(), s.metrics_addr, !plan.killed.contains(&s.pid()));
-            }
+            follow(&mut sampler, started, plan);
         }
         std::thread::sleep(Duration::from_millis(250));
         if signals::received() != 0 && !forwarded {
@@ -185,6 +184,14 @@ fn ended(started: &mut Started, plan: &faults::Plan, t_s: f64) -> Vec<ProcessExi
         .collect()
 }
 
+/// The sampler follows the processes the fault plan restarted or killed.
+fn follow(sampler: &mut Sampler, started: &Started, plan: &faults::Plan) {
+    for (i, s) in started.servers.iter().enumerate() {
+        sampler.set_server(i, s.pid(), s.metrics_addr, !plan.killed.contains(&s.pid()));
+    }
+    sampler.set_redis(started.redis.as_ref().map(RedisProcess::pid));
+}
+
 /// Does what the fault plan has due at schedule second `t`.
 fn step_faults(
     started: &mut Started,
@@ -200,7 +207,7 @@ fn step_faults(
         placement,
         ..
     } = started;
-    plan.step(t, t_s, servers, redis.as_ref(), |i| {
+    plan.step(t, t_s, servers, redis, |i| {
         placement.start_server(side, i as u64, &args_of[i])
     })
 }

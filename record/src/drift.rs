@@ -1,0 +1,389 @@
+//! Leak detection over a long run: a straight line fitted to each tracked
+//! series (RSS, descriptors, live counts) with a 95% confidence interval on
+//! its slope; a slope whose interval excludes zero is a leak.
+//!
+//! Samples a second apart are autocorrelated (memory moves in steps, counts
+//! follow the churn), so an ordinary least-squares interval over them is far
+//! too narrow and would call noise a leak. The fit is made on per-minute
+//! means instead (`bucket_s`: a minute for a run of 20 minutes or more,
+//! a twentieth of a shorter one, at least 5 s): sixty correlated samples
+//! become one far less correlated point, and the t interval over the means
+//! is honest enough for a verdict. Only the part after warm-up is fitted,
+//! and only the last lifetime of a process (after its last restart): a
+//! restart's drop is not a trend.
+//!
+//! A leak is a slope whose interval lies above zero and whose rise over
+//! the fitted span is material: at least 1% of the series' mean and two
+//! units (a one-unit step fits as a rise of 1.5). With a dozen series, a 95% interval alone would flag a series
+//! by chance in about half of all runs; a single descriptor or a page of
+//! malloc kept once is a step, not a leak.
+
+use serde::{Deserialize, Serialize};
+
+use crate::series::ProcessSample;
+
+/// Seconds per mean the line is fitted to, at most (a long run's).
+pub const BUCKET_S: f64 = 60.0;
+
+/// The means a shorter run is cut into, and the shortest bucket.
+const SHORT_BUCKETS: f64 = 20.0;
+const MIN_BUCKET_S: f64 = 5.0;
+
+/// The least rise over the fitted span that is a leak, as a share of the mean.
+pub const MATERIAL: f64 = 0.01;
+
+/// The bucket for a fit over `span_s` seconds.
+pub fn bucket_s(span_s: f64) -> f64 {
+    (span_s / SHORT_BUCKETS).clamp(MIN_BUCKET_S, BUCKET_S)
+}
+
+/// The fewest per-minute means a slope is fitted to: fewer is no verdict.
+pub const MIN_BUCKETS: usize = 4;
+
+/// One series' fitted slope, per hour, with its 95% interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Slope {
+    /// What was fitted: `server 0 rss_kib`, `loadgen fds`, ...
+    pub series: String,
+    /// Its unit per hour: `KiB/hour`, `descriptors/hour`, `count/hour`.
+    pub unit: String,
+    pub per_hour: f64,
+    pub low: f64,
+    pub high: f64,
+    /// The fit's line at its first point (for charts): value = at_start +
+    /// per_hour * (t_s - from_s) / 3600.
+    pub at_start: f64,
+    /// The seconds of the run fitted.
+    pub from_s: f64,
+    pub to_s: f64,
+    /// Means fitted, and the seconds each one covers.
+    pub points: usize,
+    pub bucket_s: f64,
+    /// The series' mean over the fit.
+    pub mean: f64,
+    /// The interval lies above zero and the rise is material (`MATERIAL`).
+    pub leak: bool,
+}
+
+/// The soak's verdict: every slope, and the leaks among them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Drift {
+    /// Seconds from the run's start left out as warm-up.
+    pub warmup_s: f64,
+    /// How the interval is made.
+    pub method: String,
+    pub slopes: Vec<Slope>,
+    /// Series too short to fit (fewer than `MIN_BUCKETS` minutes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unfitted: Vec<String>,
+    /// The leaking series, by name.
+    pub leaks: Vec<String>,
+}
+
+pub const METHOD: &str = "OLS on per-minute means (a twentieth of a run under 20 min, at least 5 s), 95% t interval; a leak: interval above 0 and a rise of at least 1% of the mean";
+
+/// Fits `series` (seconds, value) after `from_s` as per-minute means; None
+/// with fewer than `MIN_BUCKETS` means.
+pub fn fit(name: &str, unit: &str, points: &[(f64, f64)], from_s: f64) -> Option<Slope> {
+    let span = points.last().map_or(0.0, |p| p.0) - from_s;
+    let bucket = bucket_s(span);
+    let means = bucket_means(points, from_s, bucket);
+    if means.len() < MIN_BUCKETS {
+        return None;
+    }
+    let n = means.len() as f64;
+    let mx = means.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = means.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = means.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = means.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let b = sxy / sxx;
+    let a = my - b * mx;
+    let sse: f64 = means.iter().map(|p| (p.1 - a - b * p.0).powi(2)).sum();
+    let se = (sse / (n - 2.0) / sxx).sqrt();
+    let half = t95(means.len() - 2) * se;
+    let hour = 3600.0;
+    let (first, last) = (means[0].0, means[means.len() - 1].0);
+    let low = (b - half) * hour;
+    let rise = b * (last - first);
+    let material = rise >= (MATERIAL * my.abs()).max(2.0);
+    Some(Slope {
+        series: name.into(),
+        unit: unit.into(),
+        per_hour: b * hour,
+        low,
+        high: (b + half) * hour,
+        at_start: a + b * first,
+        from_s: first,
+        to_s: last,
+        points: means.len(),
+        bucket_s: bucket,
+        mean: my,
+        leak: low > 0.0 && material,
+    })
+}
+
+/// The means of each whole `bucket` after `from_s` (time: its samples' mean).
+fn bucket_means(points: &[(f64, f64)], from_s: f64, bucket: f64) -> Vec<(f64, f64)> {
+    let mut sums: Vec<(f64, f64, u32)> = Vec::new();
+    for &(t, v) in points.iter().filter(|p| p.0 >= from_s) {
+        let i = ((t - from_s) / bucket) as usize;
+        if sums.len() <= i {
+            sums.resize(i + 1, (0.0, 0.0, 0));
+        }
+        sums[i].0 += t;
+        sums[i].1 += v;
+        sums[i].2 += 1;
+    }
+    // A bucket with under half its samples (the last, cut short) is noise.
+    let least = (bucket / 2.0) as u32;
+    sums.into_iter()
+        .filter(|s| s.2 >= least)
+        .map(|(t, v, k)| (t / f64::from(k), v / f64::from(k)))
+        .collect()
+}
+
+/// The two-sided 95% quantile of Student's t with `df` degrees of freedom.
+fn t95(df: usize) -> f64 {
+    const TABLE: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    match df {
+        0 => f64::INFINITY,
+        1..=30 => TABLE[df - 1],
+        31..=60 => 2.000,
+        61..=120 => 1.980,
+        _ => 1.960,
+    }
+}
+
+/// A soak's section of the record (`summary.json`'s `soak`): the churn,
+/// the events against what connected subscribers received, and the drift.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Soak {
+    /// Connections opened (arrivals and reconnects), and those that left
+    /// at the end of their lifetime: with a close frame, by a silent drop.
+    pub connected: u64,
+    pub left_closed: u64,
+    pub left_dropped: u64,
+    /// Leaves per second over the hold (the churn the run sustained).
+    pub leaves_per_s: f64,
+    /// Dropped clients the server had not closed when they gave up.
+    pub drops_unreaped: u64,
+    /// Events the publishers got accepted, and those refused with a 503
+    /// (the bus down): an answer, never silence, and never counted missed.
+    pub events_published: u64,
+    pub events_refused: u64,
+    /// Inside each connection's received range: events expected, missed
+    /// (those whose publishing failed without a clear answer left out:
+    /// `events_missed_uncertain`); and duplicates over every connection.
+    pub events_expected: u64,
+    pub events_missed: u64,
+    #[serde(default)]
+    pub events_missed_uncertain: u64,
+    /// Missed events by sequence: how many connections missed each.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub missed_by_seq: std::collections::BTreeMap<u64, u64>,
+    pub duplicates: u64,
+    pub drift: Drift,
+}
+
+/// A process's tracked series: the column, its name and unit.
+type Column = (fn(&ProcessSample) -> u64, &'static str, &'static str);
+
+/// A server's descriptors are fitted beyond its connections (one each):
+/// the population moving between processes that share a port is not a
+/// leak, a descriptor kept after its connection closed is.
+const SERVER_SERIES: [Column; 8] = [
+    (|p| p.rss_kib, "rss_kib", "KiB/hour"),
+    (
+        |p| p.fds.saturating_sub(p.connections),
+        "fds_beyond_connections",
+        "descriptors/hour",
+    ),
+    (|p| p.connections, "connections", "count/hour"),
+    (|p| p.interned_names, "interned_names", "count/hour"),
+    (|p| p.wheel_entries, "wheel_entries", "count/hour"),
+    (|p| p.index_entries, "index_entries", "count/hour"),
+    (|p| p.role_sets, "role_sets", "count/hour"),
+    (|p| p.queued_bytes, "queued_bytes", "bytes/hour"),
+];
+const OTHER_SERIES: [Column; 2] = [
+    (|p| p.rss_kib, "rss_kib", "KiB/hour"),
+    (|p| p.fds, "fds", "descriptors/hour"),
+];
+
+/// Fits every tracked series of every process in `rows` over
+/// [`from_s`, `to_s`]; a process restarted in the run is fitted over its
+/// last life only, from `settle_s` after it started (the time the churn
+/// takes to settle), so neither its restart nor its refill is a trend.
+pub fn judge(rows: &[ProcessSample], from_s: f64, to_s: f64, settle_s: f64) -> Drift {
+    let mut names: Vec<&str> = rows.iter().map(|r| r.process.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut d = Drift {
+        warmup_s: from_s,
+        method: METHOD.into(),
+        ..Drift::default()
+    };
+    for name in names {
+        let mine: Vec<&ProcessSample> = rows.iter().filter(|r| r.process == name).collect();
+        let Some(last_pid) = mine.iter().rev().map(|r| r.pid).find(|&p| p != 0) else {
+            continue;
+        };
+        let born = mine
+            .iter()
+            .find(|r| r.pid == last_pid)
+            .map_or(0.0, |r| r.t_s);
+        let restarted = mine.iter().any(|r| r.pid != last_pid);
+        let start = if restarted {
+            from_s.max(born + settle_s)
+        } else {
+            from_s
+        };
+        let life: Vec<&&ProcessSample> = mine
+            .iter()
+            .filter(|r| r.pid == last_pid && r.t_s <= to_s && r.rss_kib > 0)
+            .collect();
+        let columns: &[Column] = if name.starts_with("server") {
+            &SERVER_SERIES
+        } else {
+            &OTHER_SERIES
+        };
+        for (value, series, unit) in columns {
+            let pts: Vec<(f64, f64)> = life.iter().map(|r| (r.t_s, value(r) as f64)).collect();
+            d.add(&format!("{name} {series}"), unit, &pts, start);
+        }
+    }
+    d
+}
+
+impl Drift {
+    /// Adds `series`' fit (or notes it unfitted) and names it if it leaks.
+    pub fn add(&mut self, name: &str, unit: &str, points: &[(f64, f64)], from_s: f64) {
+        match fit(name, unit, points, from_s) {
+            Some(s) => {
+                if s.leak {
+                    self.leaks.push(name.to_string());
+                }
+                self.slopes.push(s);
+            }
+            None => self.unfitted.push(name.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reproducible noise in [-1, 1), autocorrelated like a sampled
+    /// gauge: each second moves a little from the last.
+    fn noise(n: usize, amplitude: f64) -> Vec<f64> {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut level = 0.0;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let u = (x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0;
+                level = 0.9 * level + 0.1 * u;
+                amplitude * (level + 0.3 * u)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn flat_noise_is_no_leak() {
+        let ys = noise(1800, 500.0);
+        let pts: Vec<(f64, f64)> = ys
+            .iter()
+            .enumerate()
+            .map(|(i, y)| (i as f64, 100_000.0 + y))
+            .collect();
+        let s = fit("rss_kib", "KiB/hour", &pts, 120.0).unwrap();
+        assert!(!s.leak, "{s:?}");
+        assert!(s.low < 0.0 && s.high > 0.0, "{s:?}");
+        assert_eq!((s.points, s.bucket_s), (28, 60.0));
+    }
+
+    #[test]
+    fn a_short_run_is_cut_in_twentieths_and_a_step_is_no_leak() {
+        // 100 descriptors, one more kept once at 300 s: a step, not a leak.
+        let pts: Vec<(f64, f64)> = (0..600)
+            .map(|i| (i as f64, if i < 300 { 100.0 } else { 101.0 }))
+            .collect();
+        let s = fit("fds", "descriptors/hour", &pts, 0.0).unwrap();
+        assert_eq!(s.bucket_s, 29.95);
+        assert!(s.low > 0.0 && !s.leak, "{s:?}");
+    }
+
+    #[test]
+    fn a_slope_is_a_leak_with_its_value_inside_the_interval() {
+        // One descriptor every 30 s: 120 an hour, over noise of +-20.
+        let ys = noise(1800, 20.0);
+        let pts: Vec<(f64, f64)> = ys
+            .iter()
+            .enumerate()
+            .map(|(i, y)| (i as f64, 50.0 + i as f64 / 30.0 + y))
+            .collect();
+        let mut d = Drift::default();
+        d.add("server 0 fds", "descriptors/hour", &pts, 120.0);
+        let s = &d.slopes[0];
+        assert!(s.leak, "{s:?}");
+        assert!(s.low <= 120.0 && 120.0 <= s.high, "{s:?}");
+        assert_eq!(d.leaks, vec!["server 0 fds".to_string()]);
+    }
+
+    #[test]
+    fn a_process_is_fitted_over_its_last_life_and_a_planted_leak_is_named() {
+        // server 0 leaks a descriptor every 2 s; server 1 is flat but
+        // restarted at 400 s (its first life held more: no trend).
+        let mut rows = Vec::new();
+        for t in 0..900 {
+            let t_s = t as f64;
+            let row = |process: &str, pid: u32, fds: u64| ProcessSample {
+                t_s,
+                process: process.into(),
+                pid,
+                rss_kib: 10_000,
+                fds,
+                ..Default::default()
+            };
+            rows.push(row("server 0", 10, 100 + t / 2));
+            rows.push(if t < 400 {
+                row("server 1", 11, 500)
+            } else {
+                row("server 1", 12, 100)
+            });
+        }
+        let d = judge(&rows, 60.0, 900.0, 60.0);
+        assert_eq!(d.leaks, vec!["server 0 fds_beyond_connections".to_string()]);
+        let s1 = d
+            .slopes
+            .iter()
+            .find(|s| s.series == "server 1 fds_beyond_connections")
+            .unwrap();
+        assert_eq!((s1.per_hour, s1.leak), (0.0, false));
+        assert!(s1.from_s >= 460.0, "{s1:?}");
+        let s0 = d
+            .slopes
+            .iter()
+            .find(|s| s.series == "server 0 fds_beyond_connections")
+            .unwrap();
+        assert!((s0.per_hour - 1800.0).abs() < 1.0, "{s0:?}");
+        assert!(s0.low <= s0.per_hour && s0.per_hour <= s0.high, "{s0:?}");
+    }
+
+    #[test]
+    fn a_downward_slope_or_too_few_minutes_is_no_leak() {
+        let pts: Vec<(f64, f64)> = (0..600).map(|i| (i as f64, 1000.0 - i as f64)).collect();
+        assert!(!fit("x", "count/hour", &pts, 0.0).unwrap().leak);
+        let mut d = Drift::default();
+        d.add("short", "count/hour", &pts[..15], 0.0);
+        assert_eq!(d.unfitted, vec!["short".to_string()]);
+        assert!(d.leaks.is_empty());
+    }
+}
