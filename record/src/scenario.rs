@@ -518,6 +518,24 @@ impl Scenario {
         Ok(())
     }
 
+    /// Every subscriber is sent every event: one channel for everyone and
+    /// every event readable by anyone. Only then is a gap in the sequence
+    /// numbers a connection received a missed event (elsewhere each gets
+    /// its share, and the gaps are the others' events).
+    pub fn every_event_reaches_every_subscriber(&self) -> bool {
+        let s = &self.session;
+        let one_channel = match s.channel_pattern {
+            Some(_) => s.channel_count == 1,
+            None => s.channels.len() == 1,
+        };
+        one_channel
+            && !self.publishers.is_empty()
+            && self
+                .publishers
+                .iter()
+                .all(|p| p.roles.iter().all(|r| r.role == ReadRole::Any))
+    }
+
     /// A publisher's checks against the session and the target.
     fn validate_publisher(&self, p: &Publisher) -> Result<(), (&'static str, String)> {
         let s = &self.session;

@@ -336,6 +336,34 @@ pub fn total_publish_rate(sc: &Scenario) -> f64 {
 mod tests {
     use super::*;
 
+    /// A connection's gaps in the sequence are misses only where every
+    /// subscriber is sent every event: in fan-out, each gets its share.
+    #[test]
+    fn misses_are_counted_where_every_subscriber_gets_every_event_and_nowhere_else() {
+        let counts = |name: &str| {
+            load(&dir().join(format!("{name}.toml")))
+                .unwrap()
+                .load
+                .every_event_reaches_every_subscriber()
+        };
+        assert_eq!(
+            [
+                "soak",
+                "failover",
+                "broadcast",
+                "fanout",
+                "fanout-max",
+                "smoke",
+                "idle-1m"
+            ]
+            .map(counts),
+            [true, true, true, false, false, false, false]
+        );
+        let mut two_channels = load(&dir().join("soak.toml")).unwrap().load;
+        two_channels.session.channels.push("account".into());
+        assert!(!two_channels.every_event_reaches_every_subscriber());
+    }
+
     #[test]
     fn every_suite_parses_and_validates() {
         for entry in std::fs::read_dir(dir()).unwrap() {

@@ -95,7 +95,7 @@ fn receive(w: &Worker, key: Key, bytes: &mut [u8], arrived_ns: u64) -> Option<En
     let mut r = Receiver {
         spans: w.plan.scenario.per_event.then_some(&mut *spans),
         received: by_user.get_mut((u64::from(held.arrival) / w.plan.workers.max(1)) as usize),
-        span: Some(span),
+        span: w.counts_misses.then_some(span),
         population: &pop,
         protocol: w.plan.scenario.target.protocol,
         counters: &mut counters,

@@ -38,6 +38,9 @@ pub(super) struct Worker {
     /// Each event's first and last arrival here, by sequence (a scenario
     /// with `per_event`).
     pub(super) spans: RefCell<Vec<EventSpan>>,
+    /// Each connection's received range is checked for misses: only when
+    /// every subscriber is sent every event (`Scenario::every_event_reaches_every_subscriber`).
+    pub(super) counts_misses: bool,
     /// Attempts in progress by deadline (all share one timeout).
     pub(super) deadlines: RefCell<VecDeque<(u64, Key)>>,
     /// No new arrivals or reconnects.
@@ -70,6 +73,7 @@ impl Worker {
             .map(|u| Endpoint::parse(u, sc.target.protocol))
             .collect::<Result<Vec<_>, _>>()?;
         let sources = expand_sources(&sc.target.sources)?;
+        let counts_misses = sc.every_event_reaches_every_subscriber();
         // Only a scenario that publishes counts events per subscriber; a
         // churn run counts per connection instead (`ConnSpan`): a table per
         // arrival would grow with the run, a leak of the load generator's
@@ -100,6 +104,7 @@ impl Worker {
             // Only a scenario that publishes counts events per subscriber.
             received_by_user: RefCell::new(vec![0; per_subscriber]),
             spans: RefCell::default(),
+            counts_misses,
         })
     }
 }
