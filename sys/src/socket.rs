@@ -10,35 +10,43 @@ use crate::Result;
 /// source address runs out at one port range of connections in all, not
 /// per server address.
 pub fn bind_address_no_port(socket: &impl AsFd) -> Result<()> {
-    let one: libc::c_int = 1;
-    // SAFETY: the fd is open (borrowed for the call); the value is a c_int
-    // and its size is passed with it.
-    syscall!(
+    turn_on(
+        socket,
         "setsockopt(IP_BIND_ADDRESS_NO_PORT)",
-        setsockopt(
-            socket.as_fd().as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    )?;
-    Ok(())
+        libc::IPPROTO_IP,
+        libc::IP_BIND_ADDRESS_NO_PORT,
+    )
 }
 
 /// SO_TIMESTAMPNS: the kernel stamps what `socket` receives with the time
 /// it arrived (CLOCK_REALTIME), which [`recv_stamped`] returns. The kernel
 /// turns stamping on a moment after the first socket asks (deferred work).
 pub fn receive_timestamps(socket: &impl AsFd) -> Result<()> {
+    turn_on(
+        socket,
+        "setsockopt(SO_TIMESTAMPNS)",
+        libc::SOL_SOCKET,
+        libc::SO_TIMESTAMPNS,
+    )
+}
+
+/// Sets the integer socket option `level`/`name` to 1; `call` names it in
+/// the error.
+fn turn_on(
+    socket: &impl AsFd,
+    call: &'static str,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> Result<()> {
     let one: libc::c_int = 1;
     // SAFETY: the fd is open (borrowed for the call); the value is a c_int
     // and its size is passed with it.
     syscall!(
-        "setsockopt(SO_TIMESTAMPNS)",
+        call,
         setsockopt(
             socket.as_fd().as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
+            level,
+            name,
             (&one as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
