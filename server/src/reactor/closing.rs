@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::Reactor;
-use crate::conn::{Conn, FIN_SENT, HANDSHAKE};
+use crate::conn::{Conn, Flag};
 use crate::index::ConnId;
 use crate::wheel::Entry;
 use rtbench_protocol::frame::{self, close};
@@ -43,7 +43,7 @@ impl Reactor {
         // Written at once (the usual case), it lingers instead: no second
         // deadline left in the wheel.
         let c = &self.conns[id as usize];
-        if c.sock.is_some() && c.flags & FIN_SENT == 0 {
+        if c.sock.is_some() && !c.flags.fin_sent() {
             self.set_deadline(id, CLOSE_FLUSH);
         }
     }
@@ -52,7 +52,7 @@ impl Reactor {
     /// FIN, so unread bytes do not turn the close into a reset.
     pub(super) fn finish_close(&mut self, id: ConnId) {
         let c = &mut self.conns[id as usize];
-        c.flags |= FIN_SENT;
+        c.flags.set(Flag::FinSent);
         if let Some(s) = &c.sock {
             let _ = s.shutdown(std::net::Shutdown::Write);
         }
@@ -90,7 +90,7 @@ impl Reactor {
                 continue;
             }
             if c.generation == e.generation && c.sock.is_some() && c.deadline == e.due {
-                if c.flags & HANDSHAKE != 0 {
+                if c.flags.in_handshake() {
                     self.shared.metrics.hit(crate::metrics::Limit::RequestTimeout);
                     let answer = crate::response::response_bytes(408, "text/plain", b"request head timeout\n", false);
                     self.close_with(e.slot, Bytes::from(answer));

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::inbox::Delivery;
 use super::{Reactor, Reactors};
-use crate::conn::{FIN_SENT, Flush, Sent};
+use crate::conn::{Flush, Sent};
 use crate::event::Event;
 use crate::index::ConnId;
 use rtbench_protocol::frame::close;
@@ -136,7 +136,7 @@ impl Reactor {
         let flushed = c.flush(&mut self.stats.writes);
         self.stats.queued += c.queued_bytes() as i64 - before;
         match flushed {
-            Ok(Flush::Done) if c.is_closing() && c.flags & FIN_SENT == 0 => self.finish_close(id),
+            Ok(Flush::Done) if c.is_closing() && !c.flags.fin_sent() => self.finish_close(id),
             Ok(_) => {}
             Err(_) => self.release(id),
         }

@@ -6,7 +6,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::Reactor;
-use crate::conn::Ids;
+use crate::conn::{Flag, Ids};
 use crate::index::ConnId;
 use crate::intern::Id;
 use crate::sessions::Session;
@@ -15,10 +15,9 @@ impl Reactor {
     /// Takes the connection out of the index and gives back its names.
     pub(super) fn unfile(&mut self, id: ConnId) {
         let c = &mut self.conns[id as usize];
-        if c.flags & crate::conn::FILED == 0 {
+        if !c.flags.take(Flag::Filed) {
             return;
         }
-        c.flags &= !crate::conn::FILED;
         let channels = std::mem::take(&mut c.channels);
         let session = std::mem::replace(&mut c.session, crate::sessions::GUEST);
         let project = c.project;

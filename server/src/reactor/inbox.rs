@@ -11,7 +11,6 @@ use mio::Waker;
 use mio::unix::SourceFd;
 
 use super::{Reactor, Reactors};
-use crate::conn::HANDSHAKE;
 use crate::event::Event;
 use crate::index::ConnId;
 use crate::request::Incoming;
@@ -152,7 +151,7 @@ impl Reactor {
                 if c.sock.is_none() {
                     continue;
                 }
-                if c.flags & HANDSHAKE != 0 {
+                if c.flags.in_handshake() {
                     self.release(id);
                 } else {
                     self.close(id, close::GOING_AWAY, "server shutting down");

@@ -7,7 +7,6 @@ use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
 use super::Reactor;
-use crate::conn::HANDSHAKE;
 use crate::index::ConnId;
 use crate::wheel::Entry;
 
@@ -48,7 +47,7 @@ impl Reactor {
         if self.conns[id as usize].is_closing() {
             return; // only the close is left to send
         }
-        if self.conns[id as usize].flags & HANDSHAKE != 0 {
+        if self.conns[id as usize].flags.in_handshake() {
             return self.handshake_bytes(id, fresh);
         }
         let partial = self.conns[id as usize].extra.as_mut().map(|e| std::mem::take(&mut e.partial));
