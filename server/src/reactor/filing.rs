@@ -18,6 +18,8 @@ impl Reactor {
         if !c.flags.take(Flag::Filed) {
             return;
         }
+        // Counted at once: a panic below leaves no open connection behind.
+        self.shared.open.fetch_sub(1, Relaxed);
         let channels = std::mem::take(&mut c.channels);
         let session = std::mem::replace(&mut c.session, crate::sessions::GUEST);
         let project = c.project;
@@ -28,7 +30,6 @@ impl Reactor {
         }
         self.sessions.release(&mut self.names, session);
         self.names.release(project);
-        self.shared.open.fetch_sub(1, Relaxed);
     }
 
     /// Re-files a connection under new channels and, after authentication,
@@ -46,6 +47,8 @@ impl Reactor {
         let project = c.project;
         let old_roles = self.sessions.roles_of(old_session);
         let new_roles = self.sessions.roles_of(new_session);
+        #[cfg(test)]
+        super::panics::planted("refile");
         self.index.remove(id, project, old_channels.as_slice(), &old_roles);
         self.index.insert(id, project, &new_channels, &new_roles);
         for &ch in old_channels.as_slice() {

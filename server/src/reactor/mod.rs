@@ -25,7 +25,8 @@
 //! (what other threads send), `fanout.rs` (events to receivers, `share`),
 //! `reading.rs`, `closing.rs` (close frames, FIN, deadlines, freeing a
 //! slot), `filing.rs` (the index and names), `bus.rs`, `stats.rs`,
-//! `load.rs`, and `handshake.rs` and `session.rs`.
+//! `load.rs`, `panics.rs` (what a panic leaves), and `handshake.rs` and
+//! `session.rs`.
 
 use std::io;
 use std::sync::atomic::AtomicUsize;
@@ -54,6 +55,7 @@ mod filing;
 pub mod handshake;
 mod inbox;
 mod load;
+mod panics;
 mod reading;
 mod session;
 mod stats;
@@ -122,7 +124,11 @@ impl Reactors {
             }
             *handle.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
             let handle = handle.clone();
-            threads.push(std::thread::Builder::new().name(format!("reactor-{i}")).spawn(move || run(&handle, poll))?);
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("reactor-{i}"))
+                    .spawn(move || panics::or_abort(&format!("reactor-{i}"), || run(&handle, poll)))?,
+            );
         }
         Ok(())
     }
@@ -341,15 +347,6 @@ impl Reactor {
         self.conns.clear();
         self.shared.live.fetch_sub(held, Relaxed);
         self.flush_stats();
-    }
-
-    /// Runs one connection's handling; a panic in it (a bug, counted by the
-    /// panic hook) ends that connection, not the reactor and its others.
-    fn guarded(&mut self, id: ConnId, f: impl FnOnce(&mut Reactor)) {
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)));
-        if outcome.is_err() {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.release(id)));
-        }
     }
 
     fn current(&self, id: ConnId, generation: u32) -> bool {
