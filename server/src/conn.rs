@@ -27,7 +27,7 @@ pub(crate) struct Conn {
     /// Bumped each time the slot is reused: stale epoll events and timer
     /// entries for an earlier connection in this slot are recognised by it.
     pub(crate) generation: u32,
-    pub(crate) flags: u8,
+    pub(crate) flags: Flags,
     /// The project, interned.
     pub(crate) project: Id,
     /// The tick of the pending deadline (0: none), see `wheel.rs`.
@@ -44,18 +44,64 @@ pub(crate) struct Conn {
 // An idle connection pays for its slot a million times: keep it at 64 bytes.
 const _: () = assert!(std::mem::size_of::<Conn>() == 64);
 
-/// The connection's close frame is queued: nothing else is sent.
-pub(crate) const CLOSING: u8 = 1;
-/// Everything, the close frame included, is written and the write side shut.
-pub(crate) const FIN_SENT: u8 = 2;
-/// Filed in the index (and holding its names): from registration to the
-/// start of its close.
-pub(crate) const FILED: u8 = 4;
-/// Still an HTTP request: its head is being read (`reactor/handshake.rs`).
-pub(crate) const HANDSHAKE: u8 = 8;
-/// The connect URL named `account`: its subscription is rebuilt from the
-/// filed channels with it (`subs::url_channels`), with no `Subs` kept.
-pub(crate) const URL_ACCOUNT: u8 = 16;
+/// Where a connection stands, in one byte of its slot: set and read only
+/// through the methods below, each named for the step it records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Flags(u8);
+
+/// One bit of `Flags`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Flag {
+    /// The connection's close frame is queued: nothing else is sent.
+    Closing = 1,
+    /// Everything, the close frame included, is written and the write side shut.
+    FinSent = 2,
+    /// Filed in the index (and holding its names): from registration to the
+    /// start of its close.
+    Filed = 4,
+    /// Still an HTTP request: its head is being read (`reactor/handshake.rs`).
+    Handshake = 8,
+    /// The connect URL named `account`: its subscription is rebuilt from the
+    /// filed channels with it (`subs::url_channels`), with no `Subs` kept.
+    UrlAccount = 16,
+}
+
+impl Flags {
+    /// A connection whose request head is being read.
+    pub(crate) const HANDSHAKE: Flags = Flags(Flag::Handshake as u8);
+
+    pub(crate) fn has(self, f: Flag) -> bool {
+        self.0 & f as u8 != 0
+    }
+
+    pub(crate) fn set(&mut self, f: Flag) {
+        self.0 |= f as u8;
+    }
+
+    /// Clears `f`; true when it was set.
+    pub(crate) fn take(&mut self, f: Flag) -> bool {
+        let was = self.has(f);
+        self.0 &= !(f as u8);
+        was
+    }
+
+    pub(crate) fn is_closing(self) -> bool {
+        self.has(Flag::Closing)
+    }
+
+    pub(crate) fn fin_sent(self) -> bool {
+        self.has(Flag::FinSent)
+    }
+
+    pub(crate) fn in_handshake(self) -> bool {
+        self.has(Flag::Handshake)
+    }
+
+    pub(crate) fn url_account(self) -> bool {
+        self.has(Flag::UrlAccount)
+    }
+}
 
 /// What a connection holds only while it needs it.
 #[derive(Default)]
@@ -72,7 +118,7 @@ pub(crate) struct Extra {
     /// is dropped, or the byte stream would be corrupt.
     pub(crate) front_started: bool,
     /// The subscriptions, once a message changed them (or when the URL's
-    /// cannot be rebuilt from what is filed, see `URL_ACCOUNT`).
+    /// cannot be rebuilt from what is filed, see `Flag::UrlAccount`).
     pub(crate) subs: Option<crate::subs::Subs>,
     /// When the frame (or fragmented message) now arriving began: it must
     /// be whole by `--frame-timeout-ms` (a wheel tick, see `wheel.rs`).
@@ -162,7 +208,7 @@ impl Conn {
         Conn {
             sock: None,
             generation: 0,
-            flags: 0,
+            flags: Flags::default(),
             project: 0,
             deadline: 0,
             rate: Window::default(),
@@ -173,7 +219,7 @@ impl Conn {
     }
 
     pub(crate) fn is_closing(&self) -> bool {
-        self.flags & CLOSING != 0
+        self.flags.is_closing()
     }
 
     pub(crate) fn extra(&mut self) -> &mut Extra {
@@ -301,7 +347,7 @@ impl Conn {
         if self.is_closing() {
             return false;
         }
-        self.flags |= CLOSING;
+        self.flags.set(Flag::Closing);
         let e = self.extra();
         let keep = if e.front_started { e.out.pop_front() } else { None };
         e.out.clear();
@@ -331,5 +377,23 @@ mod tests {
         assert_eq!(Ids::from_slice(&[7]).as_slice(), &[7]);
         assert_eq!(Ids::from_slice(&[1, 2, 3]).as_slice(), &[1, 2, 3]);
         assert_eq!(Ids::from_slice(&[]).as_slice(), &[] as &[Id]);
+    }
+
+    #[test]
+    fn flags_are_one_byte_each_flag_its_own_bit() {
+        assert_eq!(std::mem::size_of::<Flags>(), 1);
+        let all = [Flag::Closing, Flag::FinSent, Flag::Filed, Flag::Handshake, Flag::UrlAccount];
+        for (i, &f) in all.iter().enumerate() {
+            let mut flags = Flags::default();
+            flags.set(f);
+            for (j, &g) in all.iter().enumerate() {
+                assert_eq!(flags.has(g), i == j, "{f:?} set, {g:?} read");
+            }
+            assert!(flags.take(f));
+            assert!(!flags.take(f));
+            assert_eq!(flags, Flags::default());
+        }
+        assert!(Flags::HANDSHAKE.in_handshake());
+        assert!(!Flags::HANDSHAKE.is_closing());
     }
 }

@@ -99,6 +99,22 @@ impl Index {
         }
     }
 
+    /// Takes `id` out of every bucket that names it, whatever it was filed
+    /// under: after a panic cut a re-filing short, what its slot says no
+    /// longer does (`reactor/panics.rs`). A walk over the whole index, for
+    /// that path alone.
+    pub fn forget(&mut self, id: ConnId) {
+        let keys: Vec<(Id, Id, Id)> = self
+            .buckets
+            .iter()
+            .filter(|(_, m)| m.0 == id || (m.0 & MANY != 0 && self.sets[(m.0 & !MANY) as usize].contains(&id)))
+            .map(|(k, _)| *k)
+            .collect();
+        for (project, channel, role) in keys {
+            self.remove(id, project, &[channel], &[role]);
+        }
+    }
+
     /// Takes `id` out of set `i`; a set left with one member is given up
     /// and that member returned, so only a one-member bucket ever empties.
     fn leave_set(&mut self, i: u32, id: ConnId) -> Option<ConnId> {

@@ -20,7 +20,7 @@ use mio::unix::SourceFd;
 
 use super::{Reactor, token};
 use crate::admission;
-use crate::conn::{Conn, FILED, HANDSHAKE, Ids, URL_ACCOUNT};
+use crate::conn::{Conn, Flag, Flags, Ids};
 use crate::index::ConnId;
 use crate::intern::Id;
 use crate::metrics::Limit;
@@ -106,7 +106,7 @@ impl Reactor {
         self.shared.live.fetch_add(1, Relaxed);
         self.shared.metrics.handshakes.fetch_add(1, Relaxed);
         let c = &mut self.conns[id as usize];
-        c.flags = HANDSHAKE;
+        c.flags = Flags::HANDSHAKE;
         c.extra().peer = Some(inc.peer);
         self.set_deadline(id, Duration::from_millis(self.shared.config.request_timeout_ms));
         if !inc.bytes.is_empty() {
@@ -184,9 +184,9 @@ impl Reactor {
                 c.project = project;
                 c.channels = Ids::from_slice(&channels);
                 c.session = session;
-                c.flags |= FILED;
+                c.flags.set(Flag::Filed);
                 if admit.account {
-                    c.flags |= URL_ACCOUNT;
+                    c.flags.set(Flag::UrlAccount);
                 }
                 if let Some(subs) = admit.subs {
                     let user = admit.user.as_deref().map(|claims| claims.sub.as_str());
@@ -251,8 +251,7 @@ impl Reactor {
     /// The connection is past its request head (upgraded, answered or gone).
     pub(crate) fn leave_handshake(&mut self, id: ConnId) {
         let c = &mut self.conns[id as usize];
-        if c.flags & HANDSHAKE != 0 {
-            c.flags &= !HANDSHAKE;
+        if c.flags.take(Flag::Handshake) {
             self.shared.metrics.handshakes.fetch_sub(1, Relaxed);
         }
     }

@@ -13,7 +13,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Reactor;
-use crate::conn::URL_ACCOUNT;
 use crate::index::ConnId;
 use crate::messages::{MAX_MESSAGE, URL_SUBSCRIPTION, error_frame, message, user_json};
 use crate::metrics::Limit;
@@ -176,7 +175,7 @@ impl Reactor {
                 Vec::new()
             } else {
                 let filed = c.channels.as_slice().iter().map(|&ch| self.names.name(ch));
-                crate::subs::url_channels(filed, c.flags & URL_ACCOUNT != 0, user.as_deref())
+                crate::subs::url_channels(filed, c.flags.url_account(), user.as_deref())
             }
         };
         let e = self.conns[id as usize].extra();
