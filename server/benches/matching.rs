@@ -38,12 +38,21 @@ fn population(n: u64) -> (Index, Interner) {
     for i in 0..n {
         let mut channels: Vec<Box<str>> = vec!["files".into()];
         for k in 0..9 {
-            channels.push(format!("databases.db.collections.c{}.documents", mix(i * 16 + k) % CHANNELS).into());
+            channels.push(
+                format!(
+                    "databases.db.collections.c{}.documents",
+                    mix(i * 16 + k) % CHANNELS
+                )
+                .into(),
+            );
         }
         let user = (i % 5 != 0).then(|| Claims {
             sub: format!("u{i}"),
             exp: u64::MAX,
-            teams: vec![Team { id: format!("t{}", mix(i) % TEAMS), roles: vec!["member".into()] }],
+            teams: vec![Team {
+                id: format!("t{}", mix(i) % TEAMS),
+                roles: vec!["member".into()],
+            }],
             labels: vec![],
         });
         let channels: Vec<Id> = channels.iter().map(|c| names.acquire(c)).collect();
@@ -60,27 +69,48 @@ fn matching(c: &mut Criterion) {
     for n in [10_000u64, 100_000, 1_000_000] {
         let (ix, names) = population(n);
         // Events about what connection 42 (a signed-in user) subscribes to.
-        let doc = format!("databases.db.collections.c{}.documents", mix(42 * 16) % CHANNELS);
+        let doc = format!(
+            "databases.db.collections.c{}.documents",
+            mix(42 * 16) % CHANNELS
+        );
         let doc_channels: Vec<String> = vec!["documents".into(), doc.clone(), format!("{doc}.d1")];
         let team = format!("team:t{}", mix(42) % TEAMS);
         let cases: [(&str, Vec<String>, Vec<String>); 4] = [
             ("document_any", doc_channels.clone(), vec!["any".into()]),
-            ("document_team", doc_channels.clone(), vec![format!("{team}/member"), team.clone()]),
+            (
+                "document_team",
+                doc_channels.clone(),
+                vec![format!("{team}/member"), team.clone()],
+            ),
             ("document_one_user", doc_channels, vec!["user:u42".into()]),
-            ("broadcast_files_any", vec!["files".into()], vec!["any".into()]),
+            (
+                "broadcast_files_any",
+                vec!["files".into()],
+                vec!["any".into()],
+            ),
         ];
         let mut out = Vec::new();
         for (name, channels, roles) in &cases {
             out.clear();
             ix.matches_names(&names, "console", channels, roles, &mut out);
             let receivers = out.len();
-            group.bench_with_input(BenchmarkId::new(format!("{name}/receivers={receivers}"), n), &n, |b, _| {
-                b.iter(|| {
-                    out.clear();
-                    ix.matches_names(&names, "console", black_box(channels), black_box(roles), &mut out);
-                    black_box(out.len())
-                })
-            });
+            group.bench_with_input(
+                BenchmarkId::new(format!("{name}/receivers={receivers}"), n),
+                &n,
+                |b, _| {
+                    b.iter(|| {
+                        out.clear();
+                        ix.matches_names(
+                            &names,
+                            "console",
+                            black_box(channels),
+                            black_box(roles),
+                            &mut out,
+                        );
+                        black_box(out.len())
+                    })
+                },
+            );
         }
     }
     group.finish();

@@ -53,14 +53,30 @@ pub(crate) fn decide(shared: &Shared, peer: IpAddr, req: &Request) -> Result<Adm
     if let Some(l) = &shared.connect_limiter
         && !l.allow(peer, jwt::now_secs())
     {
-        return refuse(greeting, Rejected::ConnectRate, close::TRY_AGAIN_LATER, "Too many requests");
+        return refuse(
+            greeting,
+            Rejected::ConnectRate,
+            close::TRY_AGAIN_LATER,
+            "Too many requests",
+        );
     }
-    let project = req.query_values("project").next().or_else(|| req.header("x-appwrite-project").map(str::to_owned));
+    let project = req
+        .query_values("project")
+        .next()
+        .or_else(|| req.header("x-appwrite-project").map(str::to_owned));
     let Some(project) = project.filter(|p| cfg.project_allowed(p)) else {
-        return refuse(greeting, Rejected::Project, close::POLICY_VIOLATION, "Missing or unknown project ID");
+        return refuse(
+            greeting,
+            Rejected::Project,
+            close::POLICY_VIOLATION,
+            "Missing or unknown project ID",
+        );
     };
     let mut user = None;
-    let token = req.header("x-appwrite-jwt").map(str::to_owned).or_else(|| req.query_values("jwt").next());
+    let token = req
+        .header("x-appwrite-jwt")
+        .map(str::to_owned)
+        .or_else(|| req.query_values("jwt").next());
     if let Some(token) = token {
         match jwt::verify(&token, shared.jwt_secret(), jwt::now_secs()) {
             Ok(c) => user = Some(Box::new(c)),
@@ -70,7 +86,12 @@ pub(crate) fn decide(shared: &Shared, peer: IpAddr, req: &Request) -> Result<Adm
     }
     let raw = req.channels();
     if raw.is_empty() && cfg.require_channels {
-        return refuse(greeting, Rejected::Channels, close::POLICY_VIOLATION, "Missing channels");
+        return refuse(
+            greeting,
+            Rejected::Channels,
+            close::POLICY_VIOLATION,
+            "Missing channels",
+        );
     }
     let limits = cfg.subscription_limits();
     let over = if raw.len() > limits.channels {
@@ -82,7 +103,12 @@ pub(crate) fn decide(shared: &Shared, peer: IpAddr, req: &Request) -> Result<Adm
     };
     if let Some(over) = over {
         shared.metrics.hit(Limit::from(over));
-        return refuse(greeting, Rejected::Channels, close::POLICY_VIOLATION, &over.message(&limits));
+        return refuse(
+            greeting,
+            Rejected::Channels,
+            close::POLICY_VIOLATION,
+            &over.message(&limits),
+        );
     }
     let user_id = user.as_deref().map(|c| c.sub.as_str());
     let channels = effective_channels(raw.iter().map(String::as_str), user_id);
@@ -91,18 +117,37 @@ pub(crate) fn decide(shared: &Shared, peer: IpAddr, req: &Request) -> Result<Adm
     // needed; kept only when that would not give back what was named
     // (`account` beside this user's `account.<id>`).
     let mut named: Vec<&str> = raw.iter().map(String::as_str).collect();
-    let mut rebuilt = crate::subs::url_channels(channels.iter().map(String::as_str), account, user_id);
+    let mut rebuilt =
+        crate::subs::url_channels(channels.iter().map(String::as_str), account, user_id);
     named.sort_unstable();
     named.dedup();
     rebuilt.sort_unstable();
     let subs = (named.iter().copied().ne(rebuilt.iter().map(|c| &**c))).then(|| {
-        vec![Subscription { id: URL_SUBSCRIPTION.into(), channels: raw.iter().map(|c| c.as_str().into()).collect() }]
+        vec![Subscription {
+            id: URL_SUBSCRIPTION.into(),
+            channels: raw.iter().map(|c| c.as_str().into()).collect(),
+        }]
     });
-    greeting.push(message("connected", json!({"channels": channels, "user": user_json(user.as_deref())})));
+    greeting.push(message(
+        "connected",
+        json!({"channels": channels, "user": user_json(user.as_deref())}),
+    ));
     if !shared.reserve() {
         greeting.pop(); // not connected after all
-        return refuse(greeting, Rejected::Full, close::TRY_AGAIN_LATER, "Server is full");
+        return refuse(
+            greeting,
+            Rejected::Full,
+            close::TRY_AGAIN_LATER,
+            "Server is full",
+        );
     }
     shared.metrics.connections_total.fetch_add(1, Relaxed);
-    Ok(Admit { project, user, channels, account, subs, greeting })
+    Ok(Admit {
+        project,
+        user,
+        channels,
+        account,
+        subs,
+        greeting,
+    })
 }

@@ -54,14 +54,20 @@ mod tests {
         Claims {
             sub: "u1".into(),
             exp: 1,
-            teams: vec![Team { id: "t1".into(), roles: vec!["owner".into(), "owner".into()] }],
+            teams: vec![Team {
+                id: "t1".into(),
+                roles: vec!["owner".into(), "owner".into()],
+            }],
             labels: vec!["vip".into()],
         }
     }
 
     #[test]
     fn roles_follow_appwrite() {
-        assert_eq!(shared_roles(&claims()), ["any", "label:vip", "team:t1", "team:t1/owner", "users"]);
+        assert_eq!(
+            shared_roles(&claims()),
+            ["any", "label:vip", "team:t1", "team:t1/owner", "users"]
+        );
         assert_eq!(user_role("u1"), "user:u1");
         assert_eq!(user_of_role("user:u1"), "u1");
     }
@@ -70,8 +76,18 @@ mod tests {
     fn verified_roles_are_granted_by_the_filed_ones() {
         assert_eq!(filed_as("users/verified"), Some("users"));
         assert_eq!(filed_as("user:u1/verified"), Some("user:u1"));
-        assert_eq!(filed_as("user:a/verified/verified"), Some("user:a/verified"));
-        for not in ["users", "user:u1", "team:t1/verified", "label:verified", "guests/verified", "any"] {
+        assert_eq!(
+            filed_as("user:a/verified/verified"),
+            Some("user:a/verified")
+        );
+        for not in [
+            "users",
+            "user:u1",
+            "team:t1/verified",
+            "label:verified",
+            "guests/verified",
+            "any",
+        ] {
             assert_eq!(filed_as(not), None, "{not}");
         }
     }

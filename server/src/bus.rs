@@ -64,13 +64,17 @@ impl BusError {
 impl std::fmt::Display for BusError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            BusError::Unreachable { url, why } => write!(f, "the event bus (Redis at {url}) is unreachable: {why}"),
+            BusError::Unreachable { url, why } => {
+                write!(f, "the event bus (Redis at {url}) is unreachable: {why}")
+            }
             BusError::TimedOut { url } => write!(
                 f,
                 "the event bus (Redis at {url}) did not answer within {} s: not published, unless Redis takes it when it resumes",
                 TIMEOUT.as_secs()
             ),
-            BusError::Failed { url, why } => write!(f, "the event bus (Redis at {url}) refused the event: {why}"),
+            BusError::Failed { url, why } => {
+                write!(f, "the event bus (Redis at {url}) refused the event: {why}")
+            }
             BusError::NoSubscribers { url } => write!(
                 f,
                 "no server process is subscribed to `{CHANNEL}` on the event bus (Redis at {url}): the event would reach nobody; retry once they are back"
@@ -98,11 +102,18 @@ impl Bus {
         let client = redis::Client::open(url).map_err(|e| format!("--bus {url}: {e}"))?;
         let info = client.get_connection_info();
         let url = info.addr().to_string();
-        Ok(Bus { client, url, publisher: std::sync::Mutex::new(None) })
+        Ok(Bus {
+            client,
+            url,
+            publisher: std::sync::Mutex::new(None),
+        })
     }
 
     fn cached(&self) -> Option<(MultiplexedConnection, String)> {
-        self.publisher.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.publisher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn forget(&self) {
@@ -116,12 +127,18 @@ impl Bus {
         }
         let connect = async {
             let mut conn = self.client.get_multiplexed_async_connection().await?;
-            let sha: String = redis::cmd("SCRIPT").arg("LOAD").arg(PUBLISH_NUMBERED).query_async(&mut conn).await?;
+            let sha: String = redis::cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(PUBLISH_NUMBERED)
+                .query_async(&mut conn)
+                .await?;
             Ok::<_, redis::RedisError>((conn, sha))
         };
         let c = tokio::time::timeout(TIMEOUT, connect)
             .await
-            .map_err(|_| BusError::TimedOut { url: self.url.clone() })?
+            .map_err(|_| BusError::TimedOut {
+                url: self.url.clone(),
+            })?
             .map_err(|e| self.error(e))?;
         *self.publisher.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
         Ok(c)
@@ -137,21 +154,31 @@ impl Bus {
             || e.is_connection_refusal()
             || e.is_unrecoverable_error()
         {
-            BusError::Unreachable { url, why: e.to_string() }
+            BusError::Unreachable {
+                url,
+                why: e.to_string(),
+            }
         } else {
-            BusError::Failed { url, why: e.to_string() }
+            BusError::Failed {
+                url,
+                why: e.to_string(),
+            }
         }
     }
 
     /// Publishes a (validated) event document; returns how many server
     /// processes are subscribed (at least one, or it is an error).
     pub(crate) async fn publish(&self, doc: &[u8]) -> Result<u64, BusError> {
-        let doc = std::str::from_utf8(doc).map_err(|_| BusError::Document)?.trim_start();
+        let doc = std::str::from_utf8(doc)
+            .map_err(|_| BusError::Document)?
+            .trim_start();
         let (mut conn, sha) = self.connection().await?;
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(&sha).arg(1).arg(SEQ_KEY).arg(CHANNEL).arg(doc);
         match tokio::time::timeout(TIMEOUT, cmd.query_async::<u64>(&mut conn)).await {
-            Ok(Ok(0)) => Err(BusError::NoSubscribers { url: self.url.clone() }),
+            Ok(Ok(0)) => Err(BusError::NoSubscribers {
+                url: self.url.clone(),
+            }),
             Ok(Ok(n)) => Ok(n),
             Ok(Err(e)) => {
                 // Redis restarted (NOSCRIPT) or went away: reconnect next time.
@@ -160,7 +187,9 @@ impl Bus {
             }
             Err(_) => {
                 self.forget();
-                Err(BusError::TimedOut { url: self.url.clone() })
+                Err(BusError::TimedOut {
+                    url: self.url.clone(),
+                })
             }
         }
     }

@@ -52,7 +52,12 @@ pub struct Chunked {
 impl Chunked {
     /// A decoder whose body may grow to `limit` bytes.
     pub fn new(limit: usize) -> Chunked {
-        Chunked { state: State::Size, body: Vec::new(), limit, trailer: 0 }
+        Chunked {
+            state: State::Size,
+            body: Vec::new(),
+            limit,
+            trailer: 0,
+        }
     }
 
     /// Decodes from `input`; returns the bytes used (the rest is an
@@ -123,7 +128,11 @@ impl Chunked {
 
 /// The line at the start of `input` without its CRLF; `None` while its end
 /// has not arrived (within `max` bytes, CRLF included).
-fn line<'a>(input: &'a [u8], max: usize, too_long: &'static str) -> Result<Option<&'a [u8]>, ChunkError> {
+fn line<'a>(
+    input: &'a [u8],
+    max: usize,
+    too_long: &'static str,
+) -> Result<Option<&'a [u8]>, ChunkError> {
     match input.iter().position(|&b| b == b'\n' || b == b'\r') {
         Some(i) if i + 2 > max => Err(ChunkError::Malformed(too_long)),
         Some(i) => match input.get(i..i + 2) {
@@ -157,15 +166,22 @@ fn chunk_size(line: &[u8]) -> Result<usize, ChunkError> {
 /// `*( BWS ";" BWS name [ BWS "=" BWS value ] )`, value a token or a
 /// quoted string: checked for its characters, then ignored.
 fn extensions(ext: &[u8]) -> Result<(), ChunkError> {
-    let trimmed = ext.iter().position(|&b| b != b' ' && b != b'\t').map_or(&[][..], |i| &ext[i..]);
+    let trimmed = ext
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .map_or(&[][..], |i| &ext[i..]);
     if trimmed.is_empty() {
         return Ok(());
     }
     if trimmed[0] != b';' {
-        return Err(ChunkError::Malformed("chunk size followed by something other than an extension"));
+        return Err(ChunkError::Malformed(
+            "chunk size followed by something other than an extension",
+        ));
     }
     if trimmed.iter().any(|&b| is_ctl(b)) {
-        return Err(ChunkError::Malformed("a control character in a chunk extension"));
+        return Err(ChunkError::Malformed(
+            "a control character in a chunk extension",
+        ));
     }
     Ok(())
 }
@@ -177,10 +193,14 @@ fn trailer_field(line: &[u8]) -> Result<(), ChunkError> {
     };
     let name = &line[..colon];
     if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
-        return Err(ChunkError::Malformed("a trailer field name that is not a token"));
+        return Err(ChunkError::Malformed(
+            "a trailer field name that is not a token",
+        ));
     }
     if line[colon + 1..].iter().any(|&b| is_ctl(b)) {
-        return Err(ChunkError::Malformed("a control character in a trailer field"));
+        return Err(ChunkError::Malformed(
+            "a control character in a trailer field",
+        ));
     }
     Ok(())
 }
@@ -231,12 +251,18 @@ mod tests {
     #[test]
     fn bodies_decode_however_they_arrive() {
         let body = br#"{"project":"p1","data":{"payload":{"n":1}}}"#;
-        for (size, ext, trailer) in
-            [(7, "", ""), (1, ";a=b", "X-Sum: 1\r\n"), (100, " ; name = \"q;\\\"uoted\" ; x", "A: 1\r\nB:\r\n")]
-        {
+        for (size, ext, trailer) in [
+            (7, "", ""),
+            (1, ";a=b", "X-Sum: 1\r\n"),
+            (100, " ; name = \"q;\\\"uoted\" ; x", "A: 1\r\nB:\r\n"),
+        ] {
             let wire = encode(body, size, ext, trailer);
             for step in [1, 2, 3, 5, 64, wire.len()] {
-                assert_eq!(decode(&wire, step, 1000), Ok((body.to_vec(), wire.len())), "{size} {ext:?} step {step}");
+                assert_eq!(
+                    decode(&wire, step, 1000),
+                    Ok((body.to_vec(), wire.len())),
+                    "{size} {ext:?} step {step}"
+                );
             }
         }
         // What follows the body is the next request's, untouched.
@@ -245,8 +271,15 @@ mod tests {
         wire.extend_from_slice(b"GET / HTTP/1.1\r\n");
         let mut d = Chunked::new(100);
         assert_eq!(d.feed(&wire), Ok((n, true)));
-        assert_eq!(decode(b"000\r\n\r\n", 1, 0), Ok((vec![], 7)), "leading zeros, an empty body");
-        assert_eq!(decode(b"A\r\n0123456789\r\n0\r\n\r\n", 4, 10), Ok((b"0123456789".to_vec(), 20)));
+        assert_eq!(
+            decode(b"000\r\n\r\n", 1, 0),
+            Ok((vec![], 7)),
+            "leading zeros, an empty body"
+        );
+        assert_eq!(
+            decode(b"A\r\n0123456789\r\n0\r\n\r\n", 4, 10),
+            Ok((b"0123456789".to_vec(), 20))
+        );
     }
 
     #[test]
@@ -258,7 +291,10 @@ mod tests {
         let head = &wire[..3 * 36 + 3];
         let mut d = Chunked::new(99);
         assert_eq!(d.feed(head), Err(ChunkError::TooLarge));
-        assert_eq!(decode(b"ffffffffffffffffff\r\n", 100, 100), Err(ChunkError::TooLarge));
+        assert_eq!(
+            decode(b"ffffffffffffffffff\r\n", 100, 100),
+            Err(ChunkError::TooLarge)
+        );
     }
 
     #[test]
@@ -284,8 +320,14 @@ mod tests {
             );
         }
         let long_line = format!("1;{}\r\n", "a".repeat(MAX_LINE));
-        assert_eq!(decode(long_line.as_bytes(), 7, 100), Err(ChunkError::Malformed("chunk-size line too long")));
+        assert_eq!(
+            decode(long_line.as_bytes(), 7, 100),
+            Err(ChunkError::Malformed("chunk-size line too long"))
+        );
         let long_trailer = format!("0\r\n{}", "X: y\r\n".repeat(MAX_HEAD / 6 + 1));
-        assert_eq!(decode(long_trailer.as_bytes(), 100, 100), Err(ChunkError::Malformed("trailer section too long")));
+        assert_eq!(
+            decode(long_trailer.as_bytes(), 100, 100),
+            Err(ChunkError::Malformed("trailer section too long"))
+        );
     }
 }

@@ -8,22 +8,41 @@ use std::net::SocketAddr;
 use clap::Parser;
 
 #[derive(Parser, Debug, Clone)]
-#[command(name = "rtbench-server", version, about = "Realtime WebSocket server speaking Appwrite's Realtime protocol")]
+#[command(
+    name = "rtbench-server",
+    version,
+    about = "Realtime WebSocket server speaking Appwrite's Realtime protocol"
+)]
 pub struct Config {
     /// Address to listen on.
     #[arg(long, env = "RTBENCH_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
     /// Projects clients may connect to, comma-separated; `*` allows any.
-    #[arg(long = "projects", env = "RTBENCH_PROJECTS", value_delimiter = ',', default_value = "*")]
+    #[arg(
+        long = "projects",
+        env = "RTBENCH_PROJECTS",
+        value_delimiter = ',',
+        default_value = "*"
+    )]
     pub projects: Vec<String>,
 
     /// Secret that signs session tokens (HS256 JWT).
-    #[arg(long, env = "RTBENCH_JWT_SECRET", default_value = "rtbench-dev-secret", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "RTBENCH_JWT_SECRET",
+        default_value = "rtbench-dev-secret",
+        hide_env_values = true
+    )]
     pub jwt_secret: String,
 
     /// Key a publisher must send in `x-appwrite-key` to POST /v1/events.
-    #[arg(long, env = "RTBENCH_ADMIN_KEY", default_value = "rtbench-dev-key", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "RTBENCH_ADMIN_KEY",
+        default_value = "rtbench-dev-key",
+        hide_env_values = true
+    )]
     pub admin_key: String,
 
     /// Most concurrent WebSocket connections; more are refused with 1013.

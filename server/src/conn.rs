@@ -129,7 +129,10 @@ pub(crate) struct Extra {
 
 impl Extra {
     fn is_empty(&self) -> bool {
-        self.partial.is_empty() && self.message_opcode == 0 && self.out.is_empty() && self.subs.is_none()
+        self.partial.is_empty()
+            && self.message_opcode == 0
+            && self.out.is_empty()
+            && self.subs.is_none()
     }
 }
 
@@ -252,7 +255,9 @@ impl Conn {
         let mut done = 0; // frames wholly written
         let mut partial = 0; // bytes of frames[done] written
         if !self.queued() {
-            let Some(sock) = &self.sock else { return Sent::Dropped };
+            let Some(sock) = &self.sock else {
+                return Sent::Dropped;
+            };
             while done < frames.len() {
                 let end = (done + MAX_IOV).min(frames.len());
                 let mut iov = [IoSlice::new(&[]); MAX_IOV];
@@ -349,7 +354,11 @@ impl Conn {
         }
         self.flags.set(Flag::Closing);
         let e = self.extra();
-        let keep = if e.front_started { e.out.pop_front() } else { None };
+        let keep = if e.front_started {
+            e.out.pop_front()
+        } else {
+            None
+        };
         e.out.clear();
         e.out_bytes = 0;
         e.front_started = keep.is_some();
@@ -382,7 +391,13 @@ mod tests {
     #[test]
     fn flags_are_one_byte_each_flag_its_own_bit() {
         assert_eq!(std::mem::size_of::<Flags>(), 1);
-        let all = [Flag::Closing, Flag::FinSent, Flag::Filed, Flag::Handshake, Flag::UrlAccount];
+        let all = [
+            Flag::Closing,
+            Flag::FinSent,
+            Flag::Filed,
+            Flag::Handshake,
+            Flag::UrlAccount,
+        ];
         for (i, &f) in all.iter().enumerate() {
             let mut flags = Flags::default();
             flags.set(f);

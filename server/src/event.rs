@@ -108,7 +108,8 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
 
 /// Parses one event document; the error names what is wrong and where.
 pub fn parse(body: &[u8]) -> Result<Event, String> {
-    let mut doc: Document = serde_json::from_slice(body).map_err(|e| format!("invalid event document: {e}"))?;
+    let mut doc: Document =
+        serde_json::from_slice(body).map_err(|e| format!("invalid event document: {e}"))?;
     if doc.project.is_empty() {
         return Err("invalid event document: `project` is empty".into());
     }
@@ -121,9 +122,15 @@ pub fn parse(body: &[u8]) -> Result<Event, String> {
     serde_json::from_str::<Strict>(doc.data.payload.get())
         .map_err(|e| format!("invalid event document: `data.payload`: {e}"))?;
     if doc.data.timestamp.is_none() {
-        doc.data.timestamp = Some(rtbench_protocol::time::appwrite_timestamp(rtbench_protocol::time::now_ns()));
+        doc.data.timestamp = Some(rtbench_protocol::time::appwrite_timestamp(
+            rtbench_protocol::time::now_ns(),
+        ));
     }
-    let text = serde_json::to_vec(&OutFrame { kind: "event", data: &doc.data }).expect("event serializes");
+    let text = serde_json::to_vec(&OutFrame {
+        kind: "event",
+        data: &doc.data,
+    })
+    .expect("event serializes");
     Ok(Event {
         project: doc.project,
         roles: doc.roles,
@@ -147,7 +154,9 @@ mod tests {
         assert_eq!(ev.project, "p1");
         assert_eq!(ev.channels, vec!["files", "buckets.b1.files"]);
         let mut wire = ev.frame.to_vec();
-        let f = frame::parse(&mut wire, usize::MAX, frame::Sender::Server).unwrap().unwrap();
+        let f = frame::parse(&mut wire, usize::MAX, frame::Sender::Server)
+            .unwrap()
+            .unwrap();
         let text: serde_json::Value = serde_json::from_slice(&wire[f.payload_start..]).unwrap();
         assert_eq!(text["type"], "event");
         assert_eq!(text["data"]["payload"]["n"][1], 2);
@@ -156,11 +165,14 @@ mod tests {
 
     #[test]
     fn errors_name_the_problem() {
-        let e = parse(br#"{"project":"p","roles":[],"data":{"events":[],"payload":{}}}"#).unwrap_err();
+        let e =
+            parse(br#"{"project":"p","roles":[],"data":{"events":[],"payload":{}}}"#).unwrap_err();
         assert!(e.contains("missing field `channels`"), "{e}");
         let e = parse(br#"{"project":"p","roles":"any","data":{}}"#).unwrap_err();
         assert!(e.contains("line 1 column"), "{e}");
-        let e = parse(br#"{"project":"p","roles":[],"data":{"events":[],"channels":[],"payload":3}}"#).unwrap_err();
+        let e =
+            parse(br#"{"project":"p","roles":[],"data":{"events":[],"channels":[],"payload":3}}"#)
+                .unwrap_err();
         assert!(e.contains("data.payload"), "{e}");
         assert!(parse(b"{not json").is_err());
     }
@@ -168,13 +180,23 @@ mod tests {
     #[test]
     fn a_payload_every_parser_cannot_read_is_refused() {
         let doc = |payload: &str| {
-            format!(r#"{{"project":"p","roles":[],"data":{{"events":[],"channels":[],"payload":{payload}}}}}"#)
+            format!(
+                r#"{{"project":"p","roles":[],"data":{{"events":[],"channels":[],"payload":{payload}}}}}"#
+            )
         };
-        assert!(parse(doc(r#"{"s":"\ud83d\ude00"}"#).as_bytes()).is_ok(), "a surrogate pair is fine");
-        for lone in [r#"{"s":"\ud83d"}"#, r#"{"s":"\ud83dx"}"#, r#"{"s":"\ude00"}"#] {
+        assert!(
+            parse(doc(r#"{"s":"\ud83d\ude00"}"#).as_bytes()).is_ok(),
+            "a surrogate pair is fine"
+        );
+        for lone in [
+            r#"{"s":"\ud83d"}"#,
+            r#"{"s":"\ud83dx"}"#,
+            r#"{"s":"\ude00"}"#,
+        ] {
             let e = parse(doc(lone).as_bytes()).unwrap_err();
             assert!(
-                e.contains("`data.payload`") && (e.contains("surrogate") || e.contains("hex escape")),
+                e.contains("`data.payload`")
+                    && (e.contains("surrogate") || e.contains("hex escape")),
                 "{lone}: {e}"
             );
         }
@@ -182,8 +204,13 @@ mod tests {
 
     #[test]
     fn a_missing_timestamp_is_filled_in() {
-        let ev = parse(br#"{"project":"p","roles":[],"data":{"events":[],"channels":[],"payload":{}}}"#).unwrap();
+        let ev =
+            parse(br#"{"project":"p","roles":[],"data":{"events":[],"channels":[],"payload":{}}}"#)
+                .unwrap();
         let text = String::from_utf8_lossy(&ev.frame);
-        assert!(text.contains(r#""timestamp":"20"#) && text.contains("+00:00"), "{text}");
+        assert!(
+            text.contains(r#""timestamp":"20"#) && text.contains("+00:00"),
+            "{text}"
+        );
     }
 }

@@ -80,6 +80,10 @@ mod tests {
         free.trim(&mut table);
         // 3 and 5 were taken and are still in use: the table ends at 5.
         assert_eq!((table.len(), free.len()), (6, 4), "{:?}", free);
-        assert!(table.capacity() <= 2 * KEEP, "capacity {}", table.capacity());
+        assert!(
+            table.capacity() <= 2 * KEEP,
+            "capacity {}",
+            table.capacity()
+        );
     }
 }

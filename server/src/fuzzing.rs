@@ -43,11 +43,21 @@ impl SessionHarness {
         let (server_end, peer) = listener.accept()?;
         let mut bytes = UPGRADE.to_vec();
         bytes.extend_from_slice(first);
-        reactor.take(Incoming { stream: server_end, peer, bytes });
+        reactor.take(Incoming {
+            stream: server_end,
+            peer,
+            bytes,
+        });
         let id = (reactor.conns.len() - 1) as ConnId;
         let generation = reactor.conns[id as usize].generation;
         drop(_entered);
-        Ok(SessionHarness { reactor, id, generation, client, _runtime: runtime })
+        Ok(SessionHarness {
+            reactor,
+            id,
+            generation,
+            client,
+            _runtime: runtime,
+        })
     }
 
     /// Hands `bytes` to the connection as if they had just been read.
@@ -71,11 +81,16 @@ impl SessionHarness {
     /// fragmented message, frames queued for the kernel.
     pub fn held_bytes(&self) -> usize {
         let c = self.reactor.conns.get(self.id as usize);
-        c.and_then(|c| c.extra.as_ref()).map_or(0, |e| e.partial.capacity() + e.message.capacity() + e.out_bytes)
+        c.and_then(|c| c.extra.as_ref()).map_or(0, |e| {
+            e.partial.capacity() + e.message.capacity() + e.out_bytes
+        })
     }
 
     /// The subscriptions' held size (ids and channel names).
     pub fn channels(&self) -> usize {
-        self.reactor.conns.get(self.id as usize).map_or(0, |c| c.channels.as_slice().len())
+        self.reactor
+            .conns
+            .get(self.id as usize)
+            .map_or(0, |c| c.channels.as_slice().len())
     }
 }

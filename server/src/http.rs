@@ -38,7 +38,14 @@ struct Answer {
 
 impl Answer {
     fn ok(content_type: &'static str, body: Vec<u8>) -> Answer {
-        Answer { status: 200, content_type, body, extra: String::new(), close: false, head_only: false }
+        Answer {
+            status: 200,
+            content_type,
+            body,
+            extra: String::new(),
+            close: false,
+            head_only: false,
+        }
     }
 
     fn error(status: u16, message: &str) -> Answer {
@@ -58,9 +65,14 @@ impl Answer {
     }
 
     fn bytes(&self, keep_alive: bool) -> Vec<u8> {
-        let mut out =
-            response_head(self.status, self.content_type, self.body.len(), keep_alive && !self.close, &self.extra)
-                .into_bytes();
+        let mut out = response_head(
+            self.status,
+            self.content_type,
+            self.body.len(),
+            keep_alive && !self.close,
+            &self.extra,
+        )
+        .into_bytes();
         if !self.head_only {
             out.extend_from_slice(&self.body);
         }
@@ -75,7 +87,12 @@ pub(crate) async fn serve_handed_over(
     shared: Arc<Shared>,
     reactors: std::sync::Weak<Reactors>,
 ) {
-    while let Some(Incoming { stream, peer, bytes }) = from_reactors.recv().await {
+    while let Some(Incoming {
+        stream,
+        peer,
+        bytes,
+    }) = from_reactors.recv().await
+    {
         // Counted by the reactor that handed it over: served, or uncounted
         // here when it cannot be (the server is shutting down).
         let Some(reactors) = reactors.upgrade() else {
@@ -141,7 +158,9 @@ pub(crate) async fn serve(
             }
             Ok(None) => return,
             Ok(Some(Head::Bad(status, msg))) => {
-                let _ = stream.write_all(&Answer::error(status, msg).closing().bytes(false)).await;
+                let _ = stream
+                    .write_all(&Answer::error(status, msg).closing().bytes(false))
+                    .await;
                 return;
             }
             Ok(Some(Head::Complete(req, len))) => (req, len),
@@ -150,7 +169,11 @@ pub(crate) async fn serve(
         if (req.method.as_str(), req.path.as_str()) == ("GET", "/v1/realtime") {
             // The reactors answer upgrades: hand the connection back, head included.
             if let Ok(stream) = stream.into_std() {
-                reactors.adopt(Incoming { stream, peer, bytes: buf });
+                reactors.adopt(Incoming {
+                    stream,
+                    peer,
+                    bytes: buf,
+                });
             }
             return;
         }
@@ -158,7 +181,18 @@ pub(crate) async fn serve(
         let deadline = tokio::time::Instant::now() + timeout;
         let answer = match req.framing() {
             Err((status, msg)) => Answer::error(status, msg).closing(),
-            Ok(body) => route(&mut stream, &req, body, &mut buf, &shared, &reactors, deadline).await,
+            Ok(body) => {
+                route(
+                    &mut stream,
+                    &req,
+                    body,
+                    &mut buf,
+                    &shared,
+                    &reactors,
+                    deadline,
+                )
+                .await
+            }
         };
         let keep_alive = req.keep_alive() && !answer.close;
         if stream.write_all(&answer.bytes(keep_alive)).await.is_err() || !keep_alive {
@@ -186,14 +220,24 @@ async fn route(
     deadline: tokio::time::Instant,
 ) -> Answer {
     let head_only = req.method == "HEAD";
-    let method = if head_only { "GET" } else { req.method.as_str() };
+    let method = if head_only {
+        "GET"
+    } else {
+        req.method.as_str()
+    };
     let mut answer = match (method, req.path.as_str()) {
-        ("POST", "/v1/events") => return publish(stream, req, body, buf, shared, reactors, deadline).await,
-        ("GET", "/health") => Answer::ok("application/json", br#"{"status":"pass"}"#.to_vec()),
-        ("GET", "/metrics") => {
-            Answer::ok("text/plain; version=0.0.4", shared.metrics.render(shared.connections()).into_bytes())
+        ("POST", "/v1/events") => {
+            return publish(stream, req, body, buf, shared, reactors, deadline).await;
         }
-        ("GET", "/v1/realtime") => Answer::error(426, "this endpoint speaks WebSocket: send Upgrade: websocket"),
+        ("GET", "/health") => Answer::ok("application/json", br#"{"status":"pass"}"#.to_vec()),
+        ("GET", "/metrics") => Answer::ok(
+            "text/plain; version=0.0.4",
+            shared.metrics.render(shared.connections()).into_bytes(),
+        ),
+        ("GET", "/v1/realtime") => Answer::error(
+            426,
+            "this endpoint speaks WebSocket: send Upgrade: websocket",
+        ),
         (_, path) => match allowed(path) {
             Some(allow) => {
                 let mut a = Answer::error(405, "method not allowed");
@@ -233,7 +277,10 @@ async fn publish(
     }
     let read = match body {
         Body::Length(_) if req.headers_named("content-length").next().is_none() => {
-            return Answer::error(411, "Content-Length or Transfer-Encoding: chunked is required");
+            return Answer::error(
+                411,
+                "Content-Length or Transfer-Encoding: chunked is required",
+            );
         }
         Body::Length(len) => read_length(stream, len, buf, shared, deadline).await,
         Body::Chunked => read_chunked(stream, buf, shared, deadline).await,
@@ -246,15 +293,17 @@ async fn publish(
         Ok(ev) => match &shared.bus {
             // Through the bus every process, this one included, fans it out.
             Some(bus) => match Box::pin(bus.publish(&body)).await {
-                Ok(n) => {
-                    Answer::ok("application/json", format!(r#"{{"published":true,"subscribers":{n}}}"#).into_bytes())
-                }
+                Ok(n) => Answer::ok(
+                    "application/json",
+                    format!(r#"{{"published":true,"subscribers":{n}}}"#).into_bytes(),
+                ),
                 Err(e) => {
                     shared.metrics.bus_publish_failed.fetch_add(1, Relaxed);
                     // The body was read whole: the connection may go on.
                     let mut a = Answer::error(503, &e.to_string());
-                    a.body =
-                        serde_json::json!({"message": e.to_string(), "reason": e.reason()}).to_string().into_bytes();
+                    a.body = serde_json::json!({"message": e.to_string(), "reason": e.reason()})
+                        .to_string()
+                        .into_bytes();
                     a.extra = "Retry-After: 1\r\n".into();
                     a
                 }
@@ -262,7 +311,10 @@ async fn publish(
             None => {
                 shared.metrics.events_in.fetch_add(1, Relaxed);
                 let n = reactors.publish_counted(Arc::new(ev)).await.unwrap_or(0);
-                Answer::ok("application/json", format!(r#"{{"deliveries":{n}}}"#).into_bytes())
+                Answer::ok(
+                    "application/json",
+                    format!(r#"{{"deliveries":{n}}}"#).into_bytes(),
+                )
             }
         },
         Err(msg) => {
@@ -295,7 +347,14 @@ async fn read_more(
 
 fn too_large(shared: &Shared) -> Answer {
     shared.metrics.hit(Limit::EventBytes);
-    Answer::error(413, &format!("event document exceeds {} bytes", shared.config.max_event_bytes)).closing()
+    Answer::error(
+        413,
+        &format!(
+            "event document exceeds {} bytes",
+            shared.config.max_event_bytes
+        ),
+    )
+    .closing()
 }
 
 /// A Content-Length body.
@@ -336,7 +395,9 @@ async fn read_chunked(
             }
             Err(ChunkError::TooLarge) => return Err(too_large(shared)),
             Err(ChunkError::Malformed(why)) => {
-                return Err(Answer::error(400, &format!("malformed chunked body: {why}")).closing());
+                return Err(
+                    Answer::error(400, &format!("malformed chunked body: {why}")).closing(),
+                );
             }
         }
         buf.reserve(16 * 1024);

@@ -107,7 +107,9 @@ impl Index {
         let keys: Vec<(Id, Id, Id)> = self
             .buckets
             .iter()
-            .filter(|(_, m)| m.0 == id || (m.0 & MANY != 0 && self.sets[(m.0 & !MANY) as usize].contains(&id)))
+            .filter(|(_, m)| {
+                m.0 == id || (m.0 & MANY != 0 && self.sets[(m.0 & !MANY) as usize].contains(&id))
+            })
             .map(|(k, _)| *k)
             .collect();
         for (project, channel, role) in keys {
@@ -190,8 +192,13 @@ impl Index {
         roles: &[S],
         out: &mut Vec<ConnId>,
     ) {
-        let Some(project) = names.get(project) else { return };
-        let channels: Vec<Id> = channels.iter().filter_map(|x| names.get(x.as_ref())).collect();
+        let Some(project) = names.get(project) else {
+            return;
+        };
+        let channels: Vec<Id> = channels
+            .iter()
+            .filter_map(|x| names.get(x.as_ref()))
+            .collect();
         let mut role_ids: Vec<Id> = Vec::with_capacity(roles.len());
         for r in roles {
             let r = r.as_ref();
@@ -272,7 +279,10 @@ mod tests {
         }
         assert!(ix.is_empty());
         let (_, capacity, sets) = ix.footprint();
-        assert!(capacity <= 2 * KEEP && sets == 0, "capacity {capacity}, sets {sets}");
+        assert!(
+            capacity <= 2 * KEEP && sets == 0,
+            "capacity {capacity}, sets {sets}"
+        );
     }
 
     // The brute-force model: a connection receives an event when project

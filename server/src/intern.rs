@@ -43,7 +43,10 @@ impl Name {
         if s.len() <= SHORT {
             let mut bytes = [0u8; SHORT];
             bytes[..s.len()].copy_from_slice(s.as_bytes());
-            Name::Short { len: s.len() as u8, bytes }
+            Name::Short {
+                len: s.len() as u8,
+                bytes,
+            }
         } else {
             Name::Long(s.into())
         }
@@ -51,14 +54,16 @@ impl Name {
 
     fn as_str(&self) -> &str {
         match self {
-            Name::Short { len, bytes } => {
-                std::str::from_utf8(&bytes[..*len as usize]).expect("copied from a str, cut at its end")
-            }
+            Name::Short { len, bytes } => std::str::from_utf8(&bytes[..*len as usize])
+                .expect("copied from a str, cut at its end"),
             Name::Long(s) => s,
         }
     }
 
-    const FREE: Name = Name::Short { len: 0, bytes: [0; SHORT] };
+    const FREE: Name = Name::Short {
+        len: 0,
+        bytes: [0; SHORT],
+    };
 }
 
 // 32 bytes in place: a short name needs no allocation of its own.
@@ -81,8 +86,12 @@ fn hash(name: &str) -> u64 {
 
 impl Default for Interner {
     fn default() -> Interner {
-        let mut i =
-            Interner { ids: HashTable::new(), names: Vec::new(), holders: Vec::new(), free: FreeIds::default() };
+        let mut i = Interner {
+            ids: HashTable::new(),
+            names: Vec::new(),
+            holders: Vec::new(),
+            free: FreeIds::default(),
+        };
         // Held for ever: every connection has one of these.
         assert_eq!(i.acquire("any"), ANY);
         assert_eq!(i.acquire("guests"), GUESTS);
@@ -94,7 +103,11 @@ impl Interner {
     /// The id of `name`, if anyone holds it.
     pub fn get(&self, name: &str) -> Option<Id> {
         let (names, holders) = (&self.names, &self.holders);
-        self.ids.find(hash(name), |&id| holders[id as usize] > 0 && names[id as usize].as_str() == name).copied()
+        self.ids
+            .find(hash(name), |&id| {
+                holders[id as usize] > 0 && names[id as usize].as_str() == name
+            })
+            .copied()
     }
 
     /// The id of `name`, counting one more holder.
@@ -118,7 +131,8 @@ impl Interner {
             }
         };
         let names = &self.names;
-        self.ids.insert_unique(hash(name), id, |&i| hash(names[i as usize].as_str()));
+        self.ids
+            .insert_unique(hash(name), id, |&i| hash(names[i as usize].as_str()));
         id
     }
 
@@ -146,7 +160,8 @@ impl Interner {
         shrink(&mut self.names);
         if self.ids.capacity() > 64 && self.ids.len() < self.ids.capacity() / 4 {
             let names = &self.names;
-            self.ids.shrink_to(self.ids.len() * 2, |&i| hash(names[i as usize].as_str()));
+            self.ids
+                .shrink_to(self.ids.len() * 2, |&i| hash(names[i as usize].as_str()));
         }
     }
 
@@ -185,13 +200,19 @@ mod tests {
         // The freed id is reused.
         assert_eq!(i.acquire("chat"), a);
         i.release(ANY);
-        assert_eq!(i.get("any"), Some(ANY), "permanent roles are never forgotten");
+        assert_eq!(
+            i.get("any"),
+            Some(ANY),
+            "permanent roles are never forgotten"
+        );
     }
 
     #[test]
     fn a_peak_of_names_is_given_back() {
         let mut i = Interner::default();
-        let ids: Vec<Id> = (0..10_000).map(|n| i.acquire(&format!("user:u{n}"))).collect();
+        let ids: Vec<Id> = (0..10_000)
+            .map(|n| i.acquire(&format!("user:u{n}")))
+            .collect();
         for (n, &id) in ids.iter().enumerate() {
             assert_eq!(i.get(&format!("user:u{n}")), Some(id));
         }
@@ -199,7 +220,12 @@ mod tests {
             i.release(id);
         }
         assert_eq!(i.len(), 2);
-        assert!(i.names.capacity() <= 128 && i.ids.capacity() <= 128, "{} {}", i.names.capacity(), i.ids.capacity());
+        assert!(
+            i.names.capacity() <= 128 && i.ids.capacity() <= 128,
+            "{} {}",
+            i.names.capacity(),
+            i.ids.capacity()
+        );
         assert_eq!(i.acquire("files"), 2, "ids start again from the lowest");
         // Short names in place, long ones on the heap, both found.
         let long = "databases.db1.collections.c1.documents.d1";

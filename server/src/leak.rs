@@ -9,7 +9,12 @@ use std::sync::OnceLock;
 /// Descriptors to leak per closed connection (the environment's, read once).
 fn per_close() -> usize {
     static N: OnceLock<usize> = OnceLock::new();
-    *N.get_or_init(|| std::env::var("RTBENCH_LEAK_FDS_PER_CLOSE").ok().and_then(|v| v.parse().ok()).unwrap_or(0))
+    *N.get_or_init(|| {
+        std::env::var("RTBENCH_LEAK_FDS_PER_CLOSE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    })
 }
 
 /// A connection was closed: leak what the environment asks for.

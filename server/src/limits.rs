@@ -52,7 +52,10 @@ pub(crate) struct ConnectLimiter {
 
 impl ConnectLimiter {
     pub(crate) fn new(per_minute: u32) -> ConnectLimiter {
-        ConnectLimiter { per_minute, windows: Mutex::new(HashMap::new()) }
+        ConnectLimiter {
+            per_minute,
+            windows: Mutex::new(HashMap::new()),
+        }
     }
 
     pub(crate) fn allow(&self, ip: IpAddr, now_secs: u64) -> bool {
@@ -79,7 +82,11 @@ mod tests {
 
     #[test]
     fn capacity_is_the_soft_limit_less_what_is_reserved() {
-        let l = OpenFiles { soft_before: 1024, soft: 20_000, hard: 20_000 };
+        let l = OpenFiles {
+            soft_before: 1024,
+            soft: 20_000,
+            hard: 20_000,
+        };
         assert_eq!(connection_capacity(&l), 20_000 - 64);
         assert_eq!(connection_capacity(&OpenFiles { soft: 10, ..l }), 0);
     }

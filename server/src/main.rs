@@ -29,8 +29,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let threads = config.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build() {
+    let threads = config
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("rtbench-server: cannot start the runtime: {e}");
@@ -55,9 +61,15 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        eprintln!("rtbench-server: listening on {} with {threads} threads", server.local_addr());
+        eprintln!(
+            "rtbench-server: listening on {} with {threads} threads",
+            server.local_addr()
+        );
         signalled.await;
-        eprintln!("rtbench-server: shutting down: closing {} connections with 1001", server.connections());
+        eprintln!(
+            "rtbench-server: shutting down: closing {} connections with 1001",
+            server.connections()
+        );
         let left = server.shutdown().await;
         eprintln!("rtbench-server: stopped ({left} connections did not close in time)");
         ExitCode::SUCCESS

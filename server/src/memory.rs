@@ -42,10 +42,12 @@ pub fn give_back() {
     if TRIMMING.swap(true, Ordering::AcqRel) {
         return;
     }
-    let started = std::thread::Builder::new().name("malloc-trim".into()).spawn(|| {
-        rtbench_sys::malloc::trim();
-        TRIMMING.store(false, Ordering::Release);
-    });
+    let started = std::thread::Builder::new()
+        .name("malloc-trim".into())
+        .spawn(|| {
+            rtbench_sys::malloc::trim();
+            TRIMMING.store(false, Ordering::Release);
+        });
     if started.is_err() {
         TRIMMING.store(false, Ordering::Release);
     }
@@ -100,6 +102,9 @@ mod tests {
         assert!(p.fallen(0), "the last of a fall");
         assert!(!p.fallen(0));
         assert!(!p.fallen(1));
-        assert!(!p.fallen(0), "one connection coming and going is not a fall");
+        assert!(
+            !p.fallen(0),
+            "one connection coming and going is not a fall"
+        );
     }
 }

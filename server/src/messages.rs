@@ -17,10 +17,15 @@ pub(crate) const URL_SUBSCRIPTION: &str = "default";
 /// The channels a connection is filed under: its subscriptions' channels,
 /// each once, with `account` rewritten to `account.<userId>` (and dropped for
 /// a guest); `user` is the signed-in user's id.
-pub(crate) fn effective_channels<'a>(subs: impl IntoIterator<Item = &'a str>, user: Option<&str>) -> Vec<String> {
+pub(crate) fn effective_channels<'a>(
+    subs: impl IntoIterator<Item = &'a str>,
+    user: Option<&str>,
+) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for c in subs {
-        let Some(c) = crate::subs::effective(c, user) else { continue };
+        let Some(c) = crate::subs::effective(c, user) else {
+            continue;
+        };
         if !out.contains(&c) {
             out.push(c);
         }
@@ -58,7 +63,13 @@ mod tests {
 
     #[test]
     fn account_is_rewritten_for_users_and_dropped_for_guests() {
-        assert_eq!(effective_channels(["files", "account", "files"], Some("u1")), vec!["files", "account.u1"]);
-        assert_eq!(effective_channels(["files", "account"], None), vec!["files"]);
+        assert_eq!(
+            effective_channels(["files", "account", "files"], Some("u1")),
+            vec!["files", "account.u1"]
+        );
+        assert_eq!(
+            effective_channels(["files", "account"], None),
+            vec!["files"]
+        );
     }
 }

@@ -17,7 +17,12 @@ pub(crate) enum Rejected {
 }
 
 impl Rejected {
-    const ALL: [Rejected; 4] = [Rejected::Full, Rejected::ConnectRate, Rejected::Project, Rejected::Channels];
+    const ALL: [Rejected; 4] = [
+        Rejected::Full,
+        Rejected::ConnectRate,
+        Rejected::Project,
+        Rejected::Channels,
+    ];
 
     fn label(self) -> &'static str {
         match self {
@@ -104,16 +109,31 @@ pub(crate) enum Held {
 }
 
 impl Held {
-    pub(crate) const ALL: [Held; 4] = [Held::InternedNames, Held::WheelEntries, Held::IndexEntries, Held::RoleSets];
+    pub(crate) const ALL: [Held; 4] = [
+        Held::InternedNames,
+        Held::WheelEntries,
+        Held::IndexEntries,
+        Held::RoleSets,
+    ];
 
     fn metric(self) -> (&'static str, &'static str) {
         match self {
-            Held::InternedNames => ("rtbench_interned_names", "Names (projects, channels, roles) interned."),
-            Held::WheelEntries => ("rtbench_wheel_entries", "Deadlines in the timer wheels, cancelled ones included."),
-            Held::IndexEntries => {
-                ("rtbench_index_entries", "(project, channel, role) entries filed in the subscription index.")
-            }
-            Held::RoleSets => ("rtbench_role_sets", "Role sets shared by signed-in sessions."),
+            Held::InternedNames => (
+                "rtbench_interned_names",
+                "Names (projects, channels, roles) interned.",
+            ),
+            Held::WheelEntries => (
+                "rtbench_wheel_entries",
+                "Deadlines in the timer wheels, cancelled ones included.",
+            ),
+            Held::IndexEntries => (
+                "rtbench_index_entries",
+                "(project, channel, role) entries filed in the subscription index.",
+            ),
+            Held::RoleSets => (
+                "rtbench_role_sets",
+                "Role sets shared by signed-in sessions.",
+            ),
         }
     }
 }
@@ -183,34 +203,72 @@ impl Metrics {
     pub(crate) fn render(&self, connections: usize) -> String {
         let mut s = String::with_capacity(2048);
         let mut one = |name: &str, kind: &str, help: &str, value: u64| {
-            let _ = write!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
+            let _ = write!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            );
         };
         let c = |a: &AtomicU64| a.load(Relaxed);
-        one("rtbench_connections", "gauge", "Open WebSocket connections.", connections as u64);
-        one("rtbench_connections_total", "counter", "WebSocket connections accepted.", c(&self.connections_total));
+        one(
+            "rtbench_connections",
+            "gauge",
+            "Open WebSocket connections.",
+            connections as u64,
+        );
+        one(
+            "rtbench_connections_total",
+            "counter",
+            "WebSocket connections accepted.",
+            c(&self.connections_total),
+        );
         one(
             "rtbench_bad_handshakes_total",
             "counter",
             "Upgrade requests refused before the WebSocket opened.",
             c(&self.bad_handshakes),
         );
-        one("rtbench_frames_in_total", "counter", "WebSocket frames received.", c(&self.frames_in));
-        one("rtbench_frames_out_total", "counter", "WebSocket frames sent or queued.", c(&self.frames_out));
+        one(
+            "rtbench_frames_in_total",
+            "counter",
+            "WebSocket frames received.",
+            c(&self.frames_in),
+        );
+        one(
+            "rtbench_frames_out_total",
+            "counter",
+            "WebSocket frames sent or queued.",
+            c(&self.frames_out),
+        );
         one(
             "rtbench_bytes_out_total",
             "counter",
             "Bytes written or queued to connections (upgrade answers, frames, closes).",
             c(&self.bytes_out),
         );
-        one("rtbench_bytes_in_total", "counter", "Bytes read from connections.", c(&self.bytes_in));
-        one("rtbench_events_in_total", "counter", "Events accepted for fan-out.", c(&self.events_in));
+        one(
+            "rtbench_bytes_in_total",
+            "counter",
+            "Bytes read from connections.",
+            c(&self.bytes_in),
+        );
+        one(
+            "rtbench_events_in_total",
+            "counter",
+            "Events accepted for fan-out.",
+            c(&self.events_in),
+        );
         one(
             "rtbench_events_invalid_total",
             "counter",
             "Event documents refused as malformed.",
             c(&self.events_invalid),
         );
-        one("rtbench_deliveries_total", "counter", "Event frames handed to receivers.", c(&self.deliveries));
+        one(
+            "rtbench_deliveries_total",
+            "counter",
+            "Event frames handed to receivers.",
+            c(&self.deliveries),
+        );
         one(
             "rtbench_slow_consumers_closed_total",
             "counter",
@@ -223,14 +281,24 @@ impl Metrics {
             "accept() failures, e.g. the open-files limit reached.",
             c(&self.accept_errors),
         );
-        one("rtbench_bus_up", "gauge", "1 while subscribed to the Redis bus.", c(&self.bus_up));
+        one(
+            "rtbench_bus_up",
+            "gauge",
+            "1 while subscribed to the Redis bus.",
+            c(&self.bus_up),
+        );
         one(
             "rtbench_bus_outages_total",
             "counter",
             "Times the Redis bus was lost or could not be reached.",
             c(&self.bus_outages),
         );
-        one("rtbench_bus_events_in_total", "counter", "Events received from the Redis bus.", c(&self.bus_events_in));
+        one(
+            "rtbench_bus_events_in_total",
+            "counter",
+            "Events received from the Redis bus.",
+            c(&self.bus_events_in),
+        );
         one(
             "rtbench_bus_events_missed_total",
             "counter",
@@ -243,14 +311,24 @@ impl Metrics {
             "POST /v1/events refused because the bus was unavailable.",
             c(&self.bus_publish_failed),
         );
-        one("rtbench_read_syscalls_total", "counter", "read() calls on WebSocket connections.", c(&self.read_syscalls));
+        one(
+            "rtbench_read_syscalls_total",
+            "counter",
+            "read() calls on WebSocket connections.",
+            c(&self.read_syscalls),
+        );
         one(
             "rtbench_write_syscalls_total",
             "counter",
             "write()/writev() calls on WebSocket connections.",
             c(&self.write_syscalls),
         );
-        one("rtbench_wakeups_total", "counter", "Reactor wake-ups (epoll_wait returns).", c(&self.wakeups));
+        one(
+            "rtbench_wakeups_total",
+            "counter",
+            "Reactor wake-ups (epoll_wait returns).",
+            c(&self.wakeups),
+        );
         one(
             "rtbench_fanout_on_behalf_total",
             "counter",
@@ -263,19 +341,45 @@ impl Metrics {
             "Bus events queued on another reactor's inbox: it was busy, or the bus reactor was.",
             c(&self.fanout_handed_over),
         );
-        one("rtbench_pongs_total", "counter", "Ping messages answered with pong.", c(&self.pongs));
-        one("rtbench_panics_total", "counter", "Panics in this process (each is a bug).", PANICS.load(Relaxed));
+        one(
+            "rtbench_pongs_total",
+            "counter",
+            "Ping messages answered with pong.",
+            c(&self.pongs),
+        );
+        one(
+            "rtbench_panics_total",
+            "counter",
+            "Panics in this process (each is a bug).",
+            PANICS.load(Relaxed),
+        );
         // A figure that cannot be read is 0: a scrape never fails for one figure.
-        let rss = rtbench_sys::process::rss_bytes(rtbench_sys::process::Process::Current).unwrap_or(0);
-        one("rtbench_process_resident_memory_bytes", "gauge", "Resident set size of the server process.", rss);
+        let rss =
+            rtbench_sys::process::rss_bytes(rtbench_sys::process::Process::Current).unwrap_or(0);
+        one(
+            "rtbench_process_resident_memory_bytes",
+            "gauge",
+            "Resident set size of the server process.",
+            rss,
+        );
         one(
             "rtbench_process_cpu_milliseconds_total",
             "counter",
             "CPU time (user + system) the server process has used.",
             rtbench_sys::process::cpu_time().map_or(0, |t| t.millis()),
         );
-        one("rtbench_handshakes", "gauge", "Connections in their HTTP handshake.", c(&self.handshakes));
-        one("rtbench_http_connections", "gauge", "Plain HTTP connections being served.", c(&self.http_connections));
+        one(
+            "rtbench_handshakes",
+            "gauge",
+            "Connections in their HTTP handshake.",
+            c(&self.handshakes),
+        );
+        one(
+            "rtbench_http_connections",
+            "gauge",
+            "Plain HTTP connections being served.",
+            c(&self.http_connections),
+        );
         one(
             "rtbench_queued_bytes",
             "gauge",
@@ -289,13 +393,22 @@ impl Metrics {
         s.push_str("# HELP rtbench_limit_hits_total Requests refused or connections closed by a limit, by limit.\n");
         s.push_str("# TYPE rtbench_limit_hits_total counter\n");
         for l in Limit::ALL {
-            let _ = writeln!(s, "rtbench_limit_hits_total{{limit=\"{}\"}} {}", l.label(), c(&self.limits[l as usize]));
+            let _ = writeln!(
+                s,
+                "rtbench_limit_hits_total{{limit=\"{}\"}} {}",
+                l.label(),
+                c(&self.limits[l as usize])
+            );
         }
         s.push_str("# HELP rtbench_connections_rejected_total Connections refused after the upgrade, by reason.\n");
         s.push_str("# TYPE rtbench_connections_rejected_total counter\n");
         for why in Rejected::ALL {
-            let _ =
-                writeln!(s, "rtbench_connections_rejected_total{{reason=\"{}\"}} {}", why.label(), self.rejected(why));
+            let _ = writeln!(
+                s,
+                "rtbench_connections_rejected_total{{reason=\"{}\"}} {}",
+                why.label(),
+                self.rejected(why)
+            );
         }
         s
     }

@@ -40,13 +40,20 @@ pub fn parse_head(buf: &[u8]) -> Head {
                 headers: req
                     .headers
                     .iter()
-                    .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+                    .map(|h| {
+                        (
+                            h.name.to_ascii_lowercase(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
                     .collect(),
                 http10: req.version == Some(0),
             };
             Head::Complete(request, n)
         }
-        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => Head::Bad(431, "request head too large"),
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
+            Head::Bad(431, "request head too large")
+        }
         Ok(httparse::Status::Partial) => Head::Partial,
         Err(httparse::Error::TooManyHeaders) => Head::Bad(431, "too many headers"),
         Err(_) => Head::Bad(400, "malformed request"),
@@ -65,11 +72,15 @@ pub struct Request {
 impl Request {
     /// The first value of header `name` (lower case).
     pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub(crate) fn header_has_token(&self, name: &str, token: &str) -> bool {
-        self.header(name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        self.header(name)
+            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     }
 
     /// Percent-decoded values of query parameter `key`, in order.
@@ -87,7 +98,8 @@ impl Request {
             .filter_map(|pair| {
                 let (k, v) = pair.split_once('=')?;
                 let k = percent_decode(k);
-                let is_channel = k == "channels" || (k.starts_with("channels[") && k.ends_with(']'));
+                let is_channel =
+                    k == "channels" || (k.starts_with("channels[") && k.ends_with(']'));
                 (is_channel && !v.is_empty()).then(|| percent_decode(v))
             })
             .collect()
@@ -103,7 +115,10 @@ impl Request {
 
     /// Every value of header `name` (lower case), in order.
     pub(crate) fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The request's body framing as RFC 9112 (6.1, 6.3) has it: one Host
@@ -137,17 +152,26 @@ impl Request {
                 .collect();
             let chunked = |c: &&str| c.eq_ignore_ascii_case("chunked");
             return match codings.split_last() {
-                Some((last, before)) if chunked(last) && !before.iter().any(chunked) => match before {
-                    [] => Ok(Body::Chunked),
-                    _ => Err((501, "only the chunked transfer coding is supported")),
-                },
+                Some((last, before)) if chunked(last) && !before.iter().any(chunked) => {
+                    match before {
+                        [] => Ok(Body::Chunked),
+                        _ => Err((501, "only the chunked transfer coding is supported")),
+                    }
+                }
                 Some((last, _)) if chunked(last) => Err((400, "chunked applied more than once")),
-                Some(_) => Err((400, "Transfer-Encoding does not end with chunked: the body's length is unknown")),
+                Some(_) => Err((
+                    400,
+                    "Transfer-Encoding does not end with chunked: the body's length is unknown",
+                )),
                 None => Err((400, "Transfer-Encoding names no coding")),
             };
         }
-        let mut lengths = self.headers_named("content-length").flat_map(|v| v.split(','));
-        let Some(first) = lengths.next() else { return Ok(Body::Length(0)) };
+        let mut lengths = self
+            .headers_named("content-length")
+            .flat_map(|v| v.split(','));
+        let Some(first) = lengths.next() else {
+            return Ok(Body::Length(0));
+        };
         let parse = |v: &str| -> Result<usize, (u16, &'static str)> {
             let v = v.trim();
             if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
@@ -223,14 +247,37 @@ mod tests {
         let ok = |h: &str| head(&format!("POST / HTTP/1.1\r\nHost: x\r\n{h}\r\n")).framing();
         assert_eq!(ok(""), Ok(Body::Length(0)));
         assert_eq!(ok("Content-Length: 12\r\n"), Ok(Body::Length(12)));
-        assert_eq!(ok("Content-Length: 12\r\nContent-Length: 12\r\n"), Ok(Body::Length(12)));
+        assert_eq!(
+            ok("Content-Length: 12\r\nContent-Length: 12\r\n"),
+            Ok(Body::Length(12))
+        );
         assert_eq!(ok("Content-Length: 12, 12\r\n"), Ok(Body::Length(12)));
-        assert_eq!(ok("Content-Length: 12\r\nContent-Length: 13\r\n").unwrap_err().0, 400);
+        assert_eq!(
+            ok("Content-Length: 12\r\nContent-Length: 13\r\n")
+                .unwrap_err()
+                .0,
+            400
+        );
         for bad in ["+12", "-1", "1 2", "0x10", ""] {
-            assert_eq!(ok(&format!("Content-Length: {bad}\r\n")).unwrap_err().0, 400, "{bad:?}");
+            assert_eq!(
+                ok(&format!("Content-Length: {bad}\r\n")).unwrap_err().0,
+                400,
+                "{bad:?}"
+            );
         }
-        for chunked in ["chunked", "Chunked", " chunked ", "CHUNKED", "chunked,", ", chunked"] {
-            assert_eq!(ok(&format!("Transfer-Encoding: {chunked}\r\n")), Ok(Body::Chunked), "{chunked:?}");
+        for chunked in [
+            "chunked",
+            "Chunked",
+            " chunked ",
+            "CHUNKED",
+            "chunked,",
+            ", chunked",
+        ] {
+            assert_eq!(
+                ok(&format!("Transfer-Encoding: {chunked}\r\n")),
+                Ok(Body::Chunked),
+                "{chunked:?}"
+            );
         }
         for (te, status) in [
             ("gzip, chunked", 501),
@@ -243,16 +290,42 @@ mod tests {
             (" , ", 400),
             ("chunked;x=1", 400),
         ] {
-            let h =
-                if te.starts_with("Transfer") { format!("{te}\r\n") } else { format!("Transfer-Encoding: {te}\r\n") };
+            let h = if te.starts_with("Transfer") {
+                format!("{te}\r\n")
+            } else {
+                format!("Transfer-Encoding: {te}\r\n")
+            };
             assert_eq!(ok(&h).unwrap_err().0, status, "{te:?}");
         }
-        assert_eq!(ok("Transfer-Encoding: chunked\r\nContent-Length: 3\r\n").unwrap_err().0, 400);
+        assert_eq!(
+            ok("Transfer-Encoding: chunked\r\nContent-Length: 3\r\n")
+                .unwrap_err()
+                .0,
+            400
+        );
         let http10 = head("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n");
-        assert_eq!(http10.framing().unwrap_err().0, 400, "HTTP/1.0 has no transfer codings");
-        assert_eq!(head("GET / HTTP/1.1\r\n\r\n").framing().unwrap_err().0, 400, "no Host");
-        assert_eq!(head("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").framing().unwrap_err().0, 400);
-        assert_eq!(head("GET / HTTP/1.0\r\n\r\n").framing(), Ok(Body::Length(0)), "HTTP/1.0 needs no Host");
+        assert_eq!(
+            http10.framing().unwrap_err().0,
+            400,
+            "HTTP/1.0 has no transfer codings"
+        );
+        assert_eq!(
+            head("GET / HTTP/1.1\r\n\r\n").framing().unwrap_err().0,
+            400,
+            "no Host"
+        );
+        assert_eq!(
+            head("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+                .framing()
+                .unwrap_err()
+                .0,
+            400
+        );
+        assert_eq!(
+            head("GET / HTTP/1.0\r\n\r\n").framing(),
+            Ok(Body::Length(0)),
+            "HTTP/1.0 needs no Host"
+        );
     }
 
     #[test]

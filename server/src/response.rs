@@ -4,7 +4,13 @@
 
 /// The status line and headers of an answer; `extra` are whole header
 /// lines (`Allow: GET\r\n`).
-pub(crate) fn response_head(status: u16, content_type: &str, len: usize, keep_alive: bool, extra: &str) -> String {
+pub(crate) fn response_head(
+    status: u16,
+    content_type: &str,
+    len: usize,
+    keep_alive: bool,
+    extra: &str,
+) -> String {
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
@@ -21,7 +27,10 @@ pub(crate) fn response_head(status: u16, content_type: &str, len: usize, keep_al
         _ => "Error",
     };
     let extra = match status {
-        426 => "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n".to_string() + extra,
+        426 => {
+            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n".to_string()
+                + extra
+        }
         _ => extra.to_string(),
     };
     let conn = if keep_alive { "keep-alive" } else { "close" };
@@ -31,12 +40,19 @@ pub(crate) fn response_head(status: u16, content_type: &str, len: usize, keep_al
 }
 
 /// A whole answer: head and body.
-pub(crate) fn response_bytes(status: u16, content_type: &str, body: &[u8], keep_alive: bool) -> Vec<u8> {
+pub(crate) fn response_bytes(
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    keep_alive: bool,
+) -> Vec<u8> {
     let mut out = response_head(status, content_type, body.len(), keep_alive, "").into_bytes();
     out.extend_from_slice(body);
     out
 }
 
 pub(crate) fn json_error(message: &str) -> Vec<u8> {
-    serde_json::json!({ "message": message }).to_string().into_bytes()
+    serde_json::json!({ "message": message })
+        .to_string()
+        .into_bytes()
 }

@@ -36,12 +36,24 @@ impl Server {
         let shared = Arc::new(Shared::new(config)?);
         let (to_http, from_reactors) = tokio::sync::mpsc::unbounded_channel();
         let reactors = Arc::new(Reactors::new(shared.threads(), to_http)?);
-        tokio::spawn(crate::http::serve_handed_over(from_reactors, shared.clone(), Arc::downgrade(&reactors)));
+        tokio::spawn(crate::http::serve_handed_over(
+            from_reactors,
+            shared.clone(),
+            Arc::downgrade(&reactors),
+        ));
         reactors.spawn(&shared, Arc::new(listener))?;
         if let Some(admin) = admin {
-            tokio::spawn(serve_admin(admin, shared.clone(), Arc::downgrade(&reactors)));
+            tokio::spawn(serve_admin(
+                admin,
+                shared.clone(),
+                Arc::downgrade(&reactors),
+            ));
         }
-        Ok(Server { local_addr, shared, reactors })
+        Ok(Server {
+            local_addr,
+            shared,
+            reactors,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -73,21 +85,33 @@ impl Server {
 /// connections as the main listener's.
 /// Ends with the reactors (it holds them weakly): a stopped server's admin
 /// address accepts nothing more.
-async fn serve_admin(listener: tokio::net::TcpListener, shared: Arc<Shared>, reactors: std::sync::Weak<Reactors>) {
+async fn serve_admin(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    reactors: std::sync::Weak<Reactors>,
+) {
     use crate::metrics::Limit;
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
-        let Some(reactors) = reactors.upgrade() else { return };
+        let Some(reactors) = reactors.upgrade() else {
+            return;
+        };
         let m = &shared.metrics;
         if m.http_connections.load(Relaxed) >= shared.config.max_http_connections as u64 {
             m.hit(Limit::HttpConnections);
             continue; // dropped: closed
         }
         m.http_connections.fetch_add(1, Relaxed);
-        tokio::spawn(crate::http::serve(stream, peer, shared.clone(), reactors, Vec::new()));
+        tokio::spawn(crate::http::serve(
+            stream,
+            peer,
+            shared.clone(),
+            reactors,
+            Vec::new(),
+        ));
     }
 }
 

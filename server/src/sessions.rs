@@ -41,7 +41,10 @@ const NO_USER: Id = Id::MAX;
 const GUEST_SET: SetId = 0;
 
 /// A connection without a session.
-pub const GUEST: Session = Session { user: NO_USER, roles: GUEST_SET };
+pub const GUEST: Session = Session {
+    user: NO_USER,
+    roles: GUEST_SET,
+};
 
 impl Session {
     pub fn is_guest(self) -> bool {
@@ -68,9 +71,14 @@ fn hash(roles: &[Id]) -> u64 {
 
 impl Default for Sessions {
     fn default() -> Sessions {
-        let mut s = Sessions { ids: HashTable::new(), sets: Vec::new(), free: FreeIds::default() };
+        let mut s = Sessions {
+            ids: HashTable::new(),
+            sets: Vec::new(),
+            free: FreeIds::default(),
+        };
         let guests: Box<[Id]> = Box::new([ANY, GUESTS]);
-        s.ids.insert_unique(hash(&guests), GUEST_SET, |_| hash(&[ANY, GUESTS]));
+        s.ids
+            .insert_unique(hash(&guests), GUEST_SET, |_| hash(&[ANY, GUESTS]));
         s.sets.push(Some((guests, 1)));
         s
     }
@@ -83,10 +91,16 @@ impl Sessions {
         let Some(claims) = claims else { return GUEST };
         let user = names.acquire(&crate::auth::user_role(&claims.sub));
         // Distinct names, so distinct ids; sorted, one set per combination.
-        let mut roles: Vec<Id> = crate::auth::shared_roles(claims).iter().map(|r| names.acquire(r)).collect();
+        let mut roles: Vec<Id> = crate::auth::shared_roles(claims)
+            .iter()
+            .map(|r| names.acquire(r))
+            .collect();
         roles.sort_unstable();
         let sets = &self.sets;
-        let found = self.ids.find(hash(&roles), |&s| Self::members_in(sets, s) == &roles[..]).copied();
+        let found = self
+            .ids
+            .find(hash(&roles), |&s| Self::members_in(sets, s) == &roles[..])
+            .copied();
         let set = match found {
             Some(set) => {
                 // The set holds its names already.
@@ -117,12 +131,15 @@ impl Sessions {
             }
         };
         let sets = &self.sets;
-        self.ids.insert_unique(h, set, |&s| hash(Self::members_in(sets, s)));
+        self.ids
+            .insert_unique(h, set, |&s| hash(Self::members_in(sets, s)));
         set
     }
 
     fn members_in(sets: &[Entry], set: SetId) -> &[Id] {
-        sets.get(set as usize).and_then(Option::as_ref).map_or(&[], |(r, _)| r)
+        sets.get(set as usize)
+            .and_then(Option::as_ref)
+            .map_or(&[], |(r, _)| r)
     }
 
     /// Gives back what `acquire` took.
@@ -131,7 +148,9 @@ impl Sessions {
             return;
         }
         names.release(s.user);
-        let Some(Some((roles, n))) = self.sets.get_mut(s.roles as usize) else { return };
+        let Some(Some((roles, n))) = self.sets.get_mut(s.roles as usize) else {
+            return;
+        };
         *n -= 1;
         if *n > 0 {
             return;
@@ -148,7 +167,8 @@ impl Sessions {
         self.free.trim(&mut self.sets);
         if self.ids.capacity() > 64 && self.ids.len() < self.ids.capacity() / 4 {
             let sets = &self.sets;
-            self.ids.shrink_to(self.ids.len() * 2, |&set| hash(Self::members_in(sets, set)));
+            self.ids
+                .shrink_to(self.ids.len() * 2, |&set| hash(Self::members_in(sets, set)));
         }
     }
 
@@ -191,7 +211,10 @@ mod tests {
         Claims {
             sub: sub.into(),
             exp: 0,
-            teams: vec![Team { id: team.into(), roles: vec!["owner".into()] }],
+            teams: vec![Team {
+                id: team.into(),
+                roles: vec!["owner".into()],
+            }],
             labels: vec!["vip".into(), "vip".into()],
         }
     }
@@ -213,14 +236,28 @@ mod tests {
         assert_ne!(a.roles, c.roles);
         assert_eq!(
             names_of(&names, &sessions.roles_of(a)),
-            ["any", "label:vip", "team:t1", "team:t1/owner", "user:u1", "users"]
+            [
+                "any",
+                "label:vip",
+                "team:t1",
+                "team:t1/owner",
+                "user:u1",
+                "users"
+            ]
         );
         assert_eq!(sessions.user(&names, a), Some("u1"));
         assert_eq!(sessions.user(&names, GUEST), None);
-        assert_eq!(names_of(&names, &sessions.roles_of(GUEST)), ["any", "guests"]);
+        assert_eq!(
+            names_of(&names, &sessions.roles_of(GUEST)),
+            ["any", "guests"]
+        );
         for s in [a, b, c] {
             sessions.release(&mut names, s);
         }
-        assert_eq!((names.len(), sessions.len()), (2, 1), "only any, guests and the guests' set stay");
+        assert_eq!(
+            (names.len(), sessions.len()),
+            (2, 1),
+            "only any, guests and the guests' set stay"
+        );
     }
 }

@@ -27,7 +27,12 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(config: Config) -> io::Result<Shared> {
-        let bus = config.bus.as_deref().map(Bus::new).transpose().map_err(io::Error::other)?;
+        let bus = config
+            .bus
+            .as_deref()
+            .map(Bus::new)
+            .transpose()
+            .map_err(io::Error::other)?;
         Ok(Shared {
             metrics: Metrics::default(),
             connect_limiter: config.connect_rate.map(ConnectLimiter::new),
@@ -40,7 +45,9 @@ impl Shared {
 
     /// Reactor threads: `--threads`, or one per core.
     pub(crate) fn threads(&self) -> usize {
-        self.config.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        self.config
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
     }
 
     pub(crate) fn jwt_secret(&self) -> &[u8] {
@@ -50,7 +57,9 @@ impl Shared {
     /// Takes a place for a new connection, unless the server is full.
     pub(crate) fn reserve(&self) -> bool {
         let max = self.config.max_connections;
-        self.open.fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1)).is_ok()
+        self.open
+            .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
+            .is_ok()
     }
 
     /// Open WebSocket connections.

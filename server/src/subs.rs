@@ -52,7 +52,9 @@ impl Over {
         match self {
             Over::Subscriptions => format!("Too many subscriptions (at most {})", l.subscriptions),
             Over::Channels => format!("Too many channels (at most {})", l.channels),
-            Over::ChannelBytes => format!("Channel name too long (at most {} bytes)", l.channel_bytes),
+            Over::ChannelBytes => {
+                format!("Channel name too long (at most {} bytes)", l.channel_bytes)
+            }
             Over::IdBytes => format!("Subscription id too long (at most {} bytes)", l.id_bytes),
             Over::Bytes => format!("Subscriptions too large (at most {} bytes)", l.bytes),
         }
@@ -135,7 +137,9 @@ impl Subs {
     fn add(&mut self, sub: Subscription, user: Option<&str>, change: &mut Change) {
         let mut seen: Vec<String> = Vec::new();
         for raw in &sub.channels {
-            let Some(ch) = effective(raw, user) else { continue };
+            let Some(ch) = effective(raw, user) else {
+                continue;
+            };
             if seen.contains(&ch) {
                 continue; // one subscription holds a channel once
             }
@@ -156,7 +160,9 @@ impl Subs {
         let sub = self.list.remove(at);
         let mut seen: Vec<String> = Vec::new();
         for raw in &sub.channels {
-            let Some(ch) = effective(raw, user) else { continue };
+            let Some(ch) = effective(raw, user) else {
+                continue;
+            };
             if seen.contains(&ch) {
                 continue;
             }
@@ -176,7 +182,12 @@ impl Subs {
 
     /// Adds or replaces (by id) `new` subscriptions, unless the result
     /// would break a limit; returns the channels to file and unfile.
-    pub fn upsert(&mut self, new: Vec<Subscription>, user: Option<&str>, limits: &Limits) -> Result<Change, Over> {
+    pub fn upsert(
+        &mut self,
+        new: Vec<Subscription>,
+        user: Option<&str>,
+        limits: &Limits,
+    ) -> Result<Change, Over> {
         for sub in &new {
             if sub.id.len() > limits.id_bytes {
                 return Err(Over::IdBytes);
@@ -195,7 +206,9 @@ impl Subs {
         }
         let over = if self.list.len() > limits.subscriptions {
             Some(Over::Subscriptions)
-        } else if self.holders.len() + usize::from(user.is_none() && self.account > 0) > limits.channels {
+        } else if self.holders.len() + usize::from(user.is_none() && self.account > 0)
+            > limits.channels
+        {
             Some(Over::Channels)
         } else if self.bytes > limits.bytes {
             Some(Over::Bytes)
@@ -229,8 +242,11 @@ impl Subs {
 /// Records that `ch` was filed (`added`) or unfiled; a channel removed and
 /// added back in one change is neither.
 fn note(change: &mut Change, ch: String, added: bool) {
-    let (this, other) =
-        if added { (&mut change.added, &mut change.removed) } else { (&mut change.removed, &mut change.added) };
+    let (this, other) = if added {
+        (&mut change.added, &mut change.removed)
+    } else {
+        (&mut change.removed, &mut change.added)
+    };
     match other.iter().position(|c| *c == ch) {
         Some(i) => {
             other.swap_remove(i);
@@ -243,10 +259,19 @@ fn note(change: &mut Change, ch: String, added: bool) {
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits { subscriptions: 3, channels: 4, channel_bytes: 10, id_bytes: 5, bytes: 25 };
+    const LIMITS: Limits = Limits {
+        subscriptions: 3,
+        channels: 4,
+        channel_bytes: 10,
+        id_bytes: 5,
+        bytes: 25,
+    };
 
     fn sub(id: &str, channels: &[&str]) -> Subscription {
-        Subscription { id: id.into(), channels: channels.iter().map(|&c| c.into()).collect() }
+        Subscription {
+            id: id.into(),
+            channels: channels.iter().map(|&c| c.into()).collect(),
+        }
     }
 
     fn sorted(mut v: Vec<String>) -> Vec<String> {
@@ -257,29 +282,58 @@ mod tests {
     #[test]
     fn a_change_files_only_the_channels_it_changes() {
         let mut s = Subs::new(vec![sub("default", &["a", "b"])], None);
-        let c = s.upsert(vec![sub("x", &["b", "c"])], None, &LIMITS).unwrap();
+        let c = s
+            .upsert(vec![sub("x", &["b", "c"])], None, &LIMITS)
+            .unwrap();
         assert_eq!((c.added, c.removed), (vec!["c".to_string()], vec![]));
         // Replacing x: `b` is still held by default, `c` goes, `d` comes.
-        let c = s.upsert(vec![sub("x", &["b", "d"])], None, &LIMITS).unwrap();
-        assert_eq!((c.added, c.removed), (vec!["d".to_string()], vec!["c".to_string()]));
+        let c = s
+            .upsert(vec![sub("x", &["b", "d"])], None, &LIMITS)
+            .unwrap();
+        assert_eq!(
+            (c.added, c.removed),
+            (vec!["d".to_string()], vec!["c".to_string()])
+        );
         let c = s.remove(&["default", "nope"], None);
         assert_eq!((c.added, c.removed), (vec![], vec!["a".to_string()]));
-        assert_eq!(sorted(s.filed().map(String::from).collect()), vec!["b", "d"]);
+        assert_eq!(
+            sorted(s.filed().map(String::from).collect()),
+            vec!["b", "d"]
+        );
     }
 
     #[test]
     fn a_change_over_a_limit_is_refused_and_changes_nothing() {
         let mut s = Subs::new(vec![sub("default", &["a", "b"])], None);
-        assert_eq!(s.upsert(vec![sub("x", &["c", "d", "e"])], None, &LIMITS), Err(Over::Channels));
         assert_eq!(
-            s.upsert(vec![sub("y", &["c"]), sub("z", &["d"]), sub("w", &["e"])], None, &LIMITS),
+            s.upsert(vec![sub("x", &["c", "d", "e"])], None, &LIMITS),
+            Err(Over::Channels)
+        );
+        assert_eq!(
+            s.upsert(
+                vec![sub("y", &["c"]), sub("z", &["d"]), sub("w", &["e"])],
+                None,
+                &LIMITS
+            ),
             Err(Over::Subscriptions)
         );
-        assert_eq!(s.upsert(vec![sub("toolongid", &["c"])], None, &LIMITS), Err(Over::IdBytes));
-        assert_eq!(s.upsert(vec![sub("x", &["channel-too-long"])], None, &LIMITS), Err(Over::ChannelBytes));
-        assert_eq!(s.upsert(vec![sub("x", &["cccccccccc", "dddddddddd"])], None, &LIMITS), Err(Over::Bytes));
+        assert_eq!(
+            s.upsert(vec![sub("toolongid", &["c"])], None, &LIMITS),
+            Err(Over::IdBytes)
+        );
+        assert_eq!(
+            s.upsert(vec![sub("x", &["channel-too-long"])], None, &LIMITS),
+            Err(Over::ChannelBytes)
+        );
+        assert_eq!(
+            s.upsert(vec![sub("x", &["cccccccccc", "dddddddddd"])], None, &LIMITS),
+            Err(Over::Bytes)
+        );
         assert_eq!(s.list(), &[sub("default", &["a", "b"])]);
-        assert_eq!(sorted(s.filed().map(String::from).collect()), vec!["a", "b"]);
+        assert_eq!(
+            sorted(s.filed().map(String::from).collect()),
+            vec!["a", "b"]
+        );
     }
 
     #[test]
@@ -287,8 +341,12 @@ mod tests {
         let u = "u1";
         let mut s = Subs::new(Vec::new(), None);
         // A guest's `account` is not filed, but counts: 3 + account = 4.
-        s.upsert(vec![sub("x", &["a", "b", "c", "account"])], None, &LIMITS).unwrap();
-        assert_eq!(s.upsert(vec![sub("y", &["d"])], None, &LIMITS), Err(Over::Channels));
+        s.upsert(vec![sub("x", &["a", "b", "c", "account"])], None, &LIMITS)
+            .unwrap();
+        assert_eq!(
+            s.upsert(vec![sub("y", &["d"])], None, &LIMITS),
+            Err(Over::Channels)
+        );
         let signed_in = Subs::new(s.list().to_vec(), Some(u));
         assert_eq!(signed_in.filed().count(), 4);
     }
@@ -300,17 +358,32 @@ mod tests {
             v.sort();
             v
         };
-        assert_eq!(sorted(url_channels(["files", "account.u1"], true, Some("u1"))), ["account", "files"]);
-        assert_eq!(sorted(url_channels(["files"], true, None)), ["account", "files"]);
-        assert_eq!(sorted(url_channels(["files", "account.u2"], false, Some("u1"))), ["account.u2", "files"]);
+        assert_eq!(
+            sorted(url_channels(["files", "account.u1"], true, Some("u1"))),
+            ["account", "files"]
+        );
+        assert_eq!(
+            sorted(url_channels(["files"], true, None)),
+            ["account", "files"]
+        );
+        assert_eq!(
+            sorted(url_channels(["files", "account.u2"], false, Some("u1"))),
+            ["account.u2", "files"]
+        );
         assert_eq!(sorted(url_channels(["files"], false, None)), ["files"]);
     }
 
     #[test]
     fn account_is_the_users_channel_or_none() {
         let u = "u1";
-        let s = Subs::new(vec![sub("default", &["files", "account", "account.u1"])], Some(u));
-        assert_eq!(sorted(s.filed().map(String::from).collect()), vec!["account.u1", "files"]);
+        let s = Subs::new(
+            vec![sub("default", &["files", "account", "account.u1"])],
+            Some(u),
+        );
+        assert_eq!(
+            sorted(s.filed().map(String::from).collect()),
+            vec!["account.u1", "files"]
+        );
         let s = Subs::new(vec![sub("default", &["files", "account"])], None);
         assert_eq!(s.filed().collect::<Vec<_>>(), vec!["files"]);
     }

@@ -57,10 +57,16 @@ pub(crate) struct Subscriber {
 impl Subscriber {
     /// A subscriber for `redis://HOST:PORT`; it connects on `connect`.
     pub(crate) fn new(url: &str) -> Result<Subscriber, String> {
-        let rest = url.strip_prefix("redis://").ok_or_else(|| format!("--bus {url}: not a redis:// URL"))?;
+        let rest = url
+            .strip_prefix("redis://")
+            .ok_or_else(|| format!("--bus {url}: not a redis:// URL"))?;
         let hostport = rest.split('/').next().unwrap_or(rest);
         let hostport = hostport.rsplit('@').next().unwrap_or(hostport);
-        let with_port = if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:6379") };
+        let with_port = if hostport.contains(':') {
+            hostport.to_string()
+        } else {
+            format!("{hostport}:6379")
+        };
         let addr = with_port
             .to_socket_addrs()
             .map_err(|e| format!("--bus {url}: {e}"))?
@@ -86,7 +92,11 @@ impl Subscriber {
     /// Starts a nonblocking connect; the caller registers the socket.
     pub(crate) fn connect(&mut self) -> io::Result<&TcpStream> {
         use socket2::{Domain, Protocol, Socket, Type};
-        let s = Socket::new(Domain::for_address(self.addr), Type::STREAM.nonblocking(), Some(Protocol::TCP))?;
+        let s = Socket::new(
+            Domain::for_address(self.addr),
+            Type::STREAM.nonblocking(),
+            Some(Protocol::TCP),
+        )?;
         let _ = s.set_tcp_nodelay(true);
         match s.connect(&self.addr.into()) {
             Ok(()) => {}
@@ -112,26 +122,42 @@ impl Subscriber {
     /// Moves the connection on after readiness: sends SUBSCRIBE once
     /// connected, reads what arrived and hands each message to `on`.
     /// `Err` means the connection is lost.
-    pub(crate) fn ready(&mut self, read_buf: &mut [u8], mut on: impl FnMut(Got<'_>)) -> Result<(), String> {
-        let Some(sock) = &self.sock else { return Ok(()) };
+    pub(crate) fn ready(
+        &mut self,
+        read_buf: &mut [u8],
+        mut on: impl FnMut(Got<'_>),
+    ) -> Result<(), String> {
+        let Some(sock) = &self.sock else {
+            return Ok(());
+        };
         if self.state == State::Connecting {
             // A connect that failed shows here; once connected, a failure
             // shows as a read's error (one syscall less per message).
             if let Ok(Some(e)) | Err(e) = sock.take_error() {
                 return Err(e.to_string());
             }
-            let cmd = format!("*2\r\n$9\r\nSUBSCRIBE\r\n${}\r\n{CHANNEL}\r\n", CHANNEL.len());
+            let cmd = format!(
+                "*2\r\n$9\r\nSUBSCRIBE\r\n${}\r\n{CHANNEL}\r\n",
+                CHANNEL.len()
+            );
             match (&*sock).write(cmd.as_bytes()) {
                 Ok(n) if n == cmd.len() => self.state = State::Subscribing,
                 Ok(_) => return Err("short write of SUBSCRIBE".into()),
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::NotConnected) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::NotConnected
+                    ) =>
+                {
                     return Ok(());
                 }
                 Err(e) => return Err(e.to_string()),
             }
         }
         loop {
-            let Some(sock) = &self.sock else { return Ok(()) };
+            let Some(sock) = &self.sock else {
+                return Ok(());
+            };
             match (&*sock).read(read_buf) {
                 Ok(0) => return Err("the bus closed the connection".into()),
                 Ok(n) => {
@@ -189,9 +215,16 @@ fn resp_array(buf: &[u8]) -> Result<Option<Array>, String> {
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| format!("bad number in a bus reply: {}", String::from_utf8_lossy(b)))
     }
-    let Some((s, e)) = line(buf, 0) else { return Ok(None) };
+    let Some((s, e)) = line(buf, 0) else {
+        return Ok(None);
+    };
     match buf.first() {
-        Some(b'-') => return Err(format!("the bus answered: {}", String::from_utf8_lossy(&buf[s + 1..e]))),
+        Some(b'-') => {
+            return Err(format!(
+                "the bus answered: {}",
+                String::from_utf8_lossy(&buf[s + 1..e])
+            ));
+        }
         Some(b'*') => {}
         Some(_) => {
             // Something other than a push (not expected): skip the line.
@@ -203,7 +236,9 @@ fn resp_array(buf: &[u8]) -> Result<Option<Array>, String> {
     let mut at = e + 2;
     let mut parts = Vec::with_capacity(n);
     for _ in 0..n {
-        let Some((s, e)) = line(buf, at) else { return Ok(None) };
+        let Some((s, e)) = line(buf, at) else {
+            return Ok(None);
+        };
         match buf[s] {
             b'$' => {
                 let len = number(&buf[s + 1..e])?;
@@ -251,6 +286,10 @@ mod tests {
         for cut in 0..rest.len() {
             assert!(resp_array(&rest[..cut]).unwrap().is_none(), "cut at {cut}");
         }
-        assert!(resp_array(b"-ERR nope\r\n").unwrap_err().contains("ERR nope"));
+        assert!(
+            resp_array(b"-ERR nope\r\n")
+                .unwrap_err()
+                .contains("ERR nope")
+        );
     }
 }

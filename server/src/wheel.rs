@@ -38,7 +38,12 @@ impl Default for Wheel {
 
 impl Wheel {
     pub(crate) fn new(start: Instant) -> Wheel {
-        Wheel { start, next: 1, spokes: vec![Vec::new(); SPOKES], len: 0 }
+        Wheel {
+            start,
+            next: 1,
+            spokes: vec![Vec::new(); SPOKES],
+            len: 0,
+        }
     }
 
     /// The tick `after` from `now` falls in (never earlier than the next one).
@@ -64,7 +69,8 @@ impl Wheel {
 
     /// Hands every entry due by `now` to `fire`.
     pub(crate) fn expire(&mut self, now: Instant, mut fire: impl FnMut(Entry)) {
-        let current = (now.saturating_duration_since(self.start).as_millis() / TICK.as_millis()) as u32;
+        let current =
+            (now.saturating_duration_since(self.start).as_millis() / TICK.as_millis()) as u32;
         while self.next <= current {
             if self.len > 0 {
                 let spoke = &mut self.spokes[self.next as usize % SPOKES];
@@ -111,10 +117,18 @@ mod tests {
         assert_eq!(w.timeout(t0), None);
         let due = w.tick_after(t0, Duration::from_millis(250));
         assert_eq!(due, 3);
-        w.insert(Entry { slot: 7, generation: 1, due });
+        w.insert(Entry {
+            slot: 7,
+            generation: 1,
+            due,
+        });
         // A deadline a whole turn of the wheel later shares the spoke.
         let far = w.tick_after(t0, TICK * (SPOKES as u32 + 3));
-        w.insert(Entry { slot: 8, generation: 1, due: far });
+        w.insert(Entry {
+            slot: 8,
+            generation: 1,
+            due: far,
+        });
         assert!(w.timeout(t0).unwrap() <= TICK);
         let mut fired = Vec::new();
         w.expire(t0 + Duration::from_millis(299), |e| fired.push(e.slot));

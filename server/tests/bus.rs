@@ -22,7 +22,11 @@ impl Redis {
     /// that redis-server exits and the next port is tried.
     fn start() -> Redis {
         for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
             if let Some(r) = Redis::start_on(port) {
                 return r;
             }
@@ -34,7 +38,16 @@ impl Redis {
     fn start_on(port: u16) -> Option<Redis> {
         use std::io::{Read, Write};
         let mut child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -47,7 +60,10 @@ impl Redis {
             // Our redis answers PING, not whatever else may hold the port.
             if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
                 let mut pong = [0u8; 7];
-                if s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut pong).is_ok() && &pong == b"+PONG\r\n" {
+                if s.write_all(b"PING\r\n").is_ok()
+                    && s.read_exact(&mut pong).is_ok()
+                    && &pong == b"+PONG\r\n"
+                {
                     return Some(Redis { child, port });
                 }
             }
@@ -91,15 +107,30 @@ async fn servers(n: usize, bus: &str) -> Vec<Server> {
 async fn wait_for(addr: SocketAddr, metric_name: &str, value: u64) {
     let t0 = Instant::now();
     while metric(addr, metric_name).await != value {
-        assert!(t0.elapsed() < Duration::from_secs(20), "{metric_name} never became {value} at {addr}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{metric_name} never became {value} at {addr}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-async fn post_event(addr: SocketAddr, channels: &[&str], roles: &[&str], payload: Value) -> (u16, Value) {
+async fn post_event(
+    addr: SocketAddr,
+    channels: &[&str],
+    roles: &[&str],
+    payload: Value,
+) -> (u16, Value) {
     let doc = json!({"project": "p1", "roles": roles, "permissionsChanged": false, "userId": null,
         "data": {"events": ["test.event"], "channels": channels, "payload": payload}});
-    let (status, body) = http(addr, "POST", "/v1/events", &[("x-appwrite-key", KEY)], &doc.to_string()).await;
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/v1/events",
+        &[("x-appwrite-key", KEY)],
+        &doc.to_string(),
+    )
+    .await;
     (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
@@ -111,18 +142,39 @@ async fn an_event_published_anywhere_reaches_every_permitted_subscriber_once() {
     let mut clients = Vec::new();
     for s in &servers {
         let a = s.local_addr();
-        clients.push(("guest", connect_ok(a, "project=p1&channels[]=files").await.0));
+        clients.push((
+            "guest",
+            connect_ok(a, "project=p1&channels[]=files").await.0,
+        ));
         clients.push((
             "user",
-            connect_ok(a, &format!("project=p1&channels[]=files&jwt={}", token("u1", &[], &[], 3600))).await.0,
+            connect_ok(
+                a,
+                &format!(
+                    "project=p1&channels[]=files&jwt={}",
+                    token("u1", &[], &[], 3600)
+                ),
+            )
+            .await
+            .0,
         ));
         clients.push(("other", connect_ok(a, "project=p1&channels[]=docs").await.0));
     }
-    let cases: &[(&[&str], &str)] =
-        &[(&["files"], "any"), (&["files"], "users"), (&["files"], "guests"), (&["docs"], "any")];
+    let cases: &[(&[&str], &str)] = &[
+        (&["files"], "any"),
+        (&["files"], "users"),
+        (&["files"], "guests"),
+        (&["docs"], "any"),
+    ];
     for (i, (channels, role)) in cases.iter().enumerate() {
         // Publish each event at a different process.
-        let (status, body) = post_event(servers[i % 3].local_addr(), channels, &[role], json!({"i": i})).await;
+        let (status, body) = post_event(
+            servers[i % 3].local_addr(),
+            channels,
+            &[role],
+            json!({"i": i}),
+        )
+        .await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body, json!({"published": true, "subscribers": 3}));
     }
@@ -132,7 +184,11 @@ async fn an_event_published_anywhere_reaches_every_permitted_subscriber_once() {
         wait_for(s.local_addr(), "rtbench_bus_events_in_total", 4).await;
     }
     for (kind, ws) in &mut clients {
-        let got: Vec<u64> = drain(ws).await.iter().map(|e| e["data"]["payload"]["i"].as_u64().unwrap()).collect();
+        let got: Vec<u64> = drain(ws)
+            .await
+            .iter()
+            .map(|e| e["data"]["payload"]["i"].as_u64().unwrap())
+            .collect();
         let want: Vec<u64> = match *kind {
             "guest" => vec![0, 2],
             "user" => vec![0, 1],
@@ -141,8 +197,14 @@ async fn an_event_published_anywhere_reaches_every_permitted_subscriber_once() {
         assert_eq!(got, want, "{kind}");
     }
     for s in &servers {
-        assert_eq!(metric(s.local_addr(), "rtbench_bus_events_in_total").await, 4);
-        assert_eq!(metric(s.local_addr(), "rtbench_bus_events_missed_total").await, 0);
+        assert_eq!(
+            metric(s.local_addr(), "rtbench_bus_events_in_total").await,
+            4
+        );
+        assert_eq!(
+            metric(s.local_addr(), "rtbench_bus_events_missed_total").await,
+            0
+        );
     }
 }
 
@@ -153,17 +215,30 @@ async fn redis_going_away_keeps_connections_and_delivery_resumes() {
     let servers = servers(3, &redis.url()).await;
     let mut clients = Vec::new();
     for s in &servers {
-        clients.push(connect_ok(s.local_addr(), "project=p1&channels[]=files").await.0);
+        clients.push(
+            connect_ok(s.local_addr(), "project=p1&channels[]=files")
+                .await
+                .0,
+        );
     }
     drop(redis);
     for s in &servers {
         wait_for(s.local_addr(), "rtbench_bus_up", 0).await;
     }
     // While Redis is away: publishing is refused with a reason, connections stay.
-    let (status, body) = post_event(servers[0].local_addr(), &["files"], &["any"], json!({"lost": true})).await;
+    let (status, body) = post_event(
+        servers[0].local_addr(),
+        &["files"],
+        &["any"],
+        json!({"lost": true}),
+    )
+    .await;
     assert_eq!(status, 503, "{body}");
     assert!(body["message"].as_str().unwrap().contains("bus"), "{body}");
-    assert_eq!(metric(servers[0].local_addr(), "rtbench_bus_publish_failed_total").await, 1);
+    assert_eq!(
+        metric(servers[0].local_addr(), "rtbench_bus_publish_failed_total").await,
+        1
+    );
     for ws in &mut clients {
         assert!(drain(ws).await.is_empty());
     }
@@ -174,7 +249,13 @@ async fn redis_going_away_keeps_connections_and_delivery_resumes() {
         assert_eq!(metric(s.local_addr(), "rtbench_bus_outages_total").await, 1);
         assert_eq!(metric(s.local_addr(), "rtbench_connections").await, 1);
     }
-    let (status, _) = post_event(servers[1].local_addr(), &["files"], &["any"], json!({"back": true})).await;
+    let (status, _) = post_event(
+        servers[1].local_addr(),
+        &["files"],
+        &["any"],
+        json!({"back": true}),
+    )
+    .await;
     assert_eq!(status, 200);
     for ws in &mut clients {
         assert_eq!(next_json(ws).await["data"]["payload"]["back"], true);
@@ -192,12 +273,22 @@ async fn numbered_events_that_never_arrived_are_counted() {
     for seq in [1u64, 2, 6] {
         let doc = json!({"rtbenchSeq": seq, "project": "p1", "roles": ["any"],
             "data": {"events": [], "channels": ["files"], "payload": {}}});
-        let _: u64 = redis::cmd("PUBLISH").arg("realtime").arg(doc.to_string()).query_async(&mut conn).await.unwrap();
+        let _: u64 = redis::cmd("PUBLISH")
+            .arg("realtime")
+            .arg(doc.to_string())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
     }
     // Appwrite's own documents carry no number and are taken as they are.
     let appwrite = json!({"project": "p1", "roles": ["any"], "permissionsChanged": false, "userId": null,
         "data": {"events": ["x"], "channels": ["files"], "timestamp": "2026-11-28T00:00:00.000+00:00", "payload": {}}});
-    let _: u64 = redis::cmd("PUBLISH").arg("realtime").arg(appwrite.to_string()).query_async(&mut conn).await.unwrap();
+    let _: u64 = redis::cmd("PUBLISH")
+        .arg("realtime")
+        .arg(appwrite.to_string())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     wait_for(addr, "rtbench_bus_events_in_total", 4).await;
     assert_eq!(metric(addr, "rtbench_bus_events_missed_total").await, 3);
 }
@@ -226,7 +317,12 @@ async fn bus_events_reach_every_reactors_clients_once_in_order_whoever_writes_th
     for seq in 1..=EVENTS {
         let doc = json!({"rtbenchSeq": seq, "project": "p1", "roles": ["any"],
             "data": {"events": [], "channels": ["files"], "payload": {"i": seq}}});
-        let _: u64 = redis::cmd("PUBLISH").arg("realtime").arg(doc.to_string()).query_async(&mut conn).await.unwrap();
+        let _: u64 = redis::cmd("PUBLISH")
+            .arg("realtime")
+            .arg(doc.to_string())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
         if seq % 100 == 0 {
             // Pauses let the reactors fall asleep: the next events find
             // them idle and are written on their behalf.
@@ -236,13 +332,21 @@ async fn bus_events_reach_every_reactors_clients_once_in_order_whoever_writes_th
     wait_for(addr, "rtbench_bus_events_in_total", EVENTS).await;
     let want: Vec<u64> = (1..=EVENTS).collect();
     for ws in &mut clients {
-        let got: Vec<u64> = drain(ws).await.iter().map(|e| e["data"]["payload"]["i"].as_u64().unwrap()).collect();
+        let got: Vec<u64> = drain(ws)
+            .await
+            .iter()
+            .map(|e| e["data"]["payload"]["i"].as_u64().unwrap())
+            .collect();
         assert_eq!(got, want);
     }
     // Each event went to each of the three other reactors one way or the other.
     let on_behalf = metric(addr, "rtbench_fanout_on_behalf_total").await;
     let handed = metric(addr, "rtbench_fanout_handed_over_total").await;
-    assert_eq!(on_behalf + handed, EVENTS * 3, "on behalf {on_behalf}, handed over {handed}");
+    assert_eq!(
+        on_behalf + handed,
+        EVENTS * 3,
+        "on behalf {on_behalf}, handed over {handed}"
+    );
     assert_eq!(metric(addr, "rtbench_deliveries_total").await, EVENTS * 24);
 }
 
@@ -259,7 +363,10 @@ async fn an_event_published_while_redis_is_down_is_a_503_naming_the_reason() {
     let mut ws = connect_ok(addr, "project=p1&channels[]=files").await.0;
     // Up: published; the publishing connection to Redis is made and kept.
     let (status, body) = post_event(addr, &["files"], &["any"], json!({"n": 1})).await;
-    assert_eq!((status, &body), (200, &json!({"published": true, "subscribers": 1})));
+    assert_eq!(
+        (status, &body),
+        (200, &json!({"published": true, "subscribers": 1}))
+    );
     assert_eq!(next_json(&mut ws).await["data"]["payload"]["n"], 1);
 
     // Stopped mid-test: it holds its sockets and answers nothing.
@@ -268,8 +375,18 @@ async fn an_event_published_while_redis_is_down_is_a_503_naming_the_reason() {
     let (status, body) = post_event(addr, &["files"], &["any"], json!({"n": 2})).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["reason"], "bus_timeout", "{body}");
-    assert!(body["message"].as_str().unwrap().contains("did not answer within 2 s"), "{body}");
-    assert!(t0.elapsed() < Duration::from_secs(5), "answered after {:?}", t0.elapsed());
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer within 2 s"),
+        "{body}"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "answered after {:?}",
+        t0.elapsed()
+    );
 
     // Gone: connections to it are refused.
     redis.signal(rtbench_sys::process::Signal::Continue);
@@ -278,14 +395,23 @@ async fn an_event_published_while_redis_is_down_is_a_503_naming_the_reason() {
     let (status, body) = post_event(addr, &["files"], &["any"], json!({"n": 3})).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["reason"], "bus_unreachable", "{body}");
-    assert!(body["message"].as_str().unwrap().contains(&format!("127.0.0.1:{port}")), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("127.0.0.1:{port}")),
+        "{body}"
+    );
     assert_eq!(metric(addr, "rtbench_bus_publish_failed_total").await, 2);
 
     // Back: published again once this process has subscribed again.
     let redis = Redis::start_on(port).expect("redis-server comes back on its port");
     wait_for(addr, "rtbench_bus_up", 1).await;
     let (status, body) = post_event(addr, &["files"], &["any"], json!({"n": 4})).await;
-    assert_eq!((status, &body), (200, &json!({"published": true, "subscribers": 1})));
+    assert_eq!(
+        (status, &body),
+        (200, &json!({"published": true, "subscribers": 1}))
+    );
 
     // No process subscribed (its subscription cut, not yet made again: it
     // retries after 100 ms): nobody would receive the event, and the
@@ -295,7 +421,13 @@ async fn an_event_published_while_redis_is_down_is_a_503_naming_the_reason() {
     let (mut refused, mut published) = (0, vec![4]);
     for n in 10..30 {
         wait_for(addr, "rtbench_bus_up", 1).await;
-        let _: u64 = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub").query_async(&mut conn).await.unwrap();
+        let _: u64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
         let (status, body) = post_event(addr, &["files"], &["any"], json!({"n": n})).await;
         match status {
             200 => {
@@ -310,7 +442,10 @@ async fn an_event_published_while_redis_is_down_is_a_503_naming_the_reason() {
             _ => panic!("{status} {body}"),
         }
     }
-    assert_eq!(refused, 1, "the subscription was back before every one of 20 publishes");
+    assert_eq!(
+        refused, 1,
+        "the subscription was back before every one of 20 publishes"
+    );
     // Exactly the events published reached the subscriber; none refused as
     // unreachable or unsubscribed did. The one sent to the stopped Redis
     // (2) may have been taken when it resumed, as its 503 said.
@@ -323,13 +458,19 @@ async fn an_event_published_while_redis_is_down_is_a_503_naming_the_reason() {
             assert_eq!(body, json!({"published": true, "subscribers": 1}));
             break;
         }
-        assert_eq!((status, &body["reason"]), (503, &json!("no_subscribers")), "{body}");
+        assert_eq!(
+            (status, &body["reason"]),
+            (503, &json!("no_subscribers")),
+            "{body}"
+        );
         assert!(t0.elapsed() < WAIT, "the subscription never came back");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mut got = Vec::new();
     loop {
-        let n = next_json(&mut ws).await["data"]["payload"]["n"].as_u64().unwrap();
+        let n = next_json(&mut ws).await["data"]["payload"]["n"]
+            .as_u64()
+            .unwrap();
         if n == 99 {
             break;
         }

@@ -70,7 +70,11 @@ impl Raw {
         .unwrap();
         let mut raw = Raw { s, buf: Vec::new() };
         let head = raw.read_until(b"\r\n\r\n").await;
-        assert!(head.starts_with(b"HTTP/1.1 101 "), "{}", String::from_utf8_lossy(&head));
+        assert!(
+            head.starts_with(b"HTTP/1.1 101 "),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
         match raw.next().await {
             Got::Frame(frame::OP_TEXT, p) => assert!(p.starts_with(br#"{"type":"connected""#)),
             other => panic!("expected `connected`, got {other:?}"),
@@ -80,7 +84,10 @@ impl Raw {
 
     async fn fill(&mut self) -> bool {
         let mut chunk = [0u8; 65536];
-        match tokio::time::timeout(WAIT, self.s.read(&mut chunk)).await.expect("the server answers in time") {
+        match tokio::time::timeout(WAIT, self.s.read(&mut chunk))
+            .await
+            .expect("the server answers in time")
+        {
             Ok(0) | Err(_) => false,
             Ok(n) => {
                 self.buf.extend_from_slice(&chunk[..n]);
@@ -104,7 +111,8 @@ impl Raw {
 
     async fn next(&mut self) -> Got {
         loop {
-            if let Some(f) = frame::parse(&mut self.buf, usize::MAX, frame::Sender::Server).unwrap() {
+            if let Some(f) = frame::parse(&mut self.buf, usize::MAX, frame::Sender::Server).unwrap()
+            {
                 let payload = self.buf[f.payload_start..f.end()].to_vec();
                 self.buf.drain(..f.end());
                 return Got::Frame(f.opcode, payload);
@@ -128,18 +136,25 @@ impl Raw {
     /// Expects the server's close with `code`, then the end of the connection.
     async fn closed_with(&mut self, code: u16) {
         match self.next_non_error().await {
-            Got::Frame(frame::OP_CLOSE, p) => assert_eq!(frame::close_code(&p), code, "close payload {p:?}"),
+            Got::Frame(frame::OP_CLOSE, p) => {
+                assert_eq!(frame::close_code(&p), code, "close payload {p:?}")
+            }
             other => panic!("expected a close with {code}, got {other:?}"),
         }
         // Our side of the close, then the server ends the connection.
-        self.send(&whole(frame::OP_CLOSE, &code.to_be_bytes())).await;
+        self.send(&whole(frame::OP_CLOSE, &code.to_be_bytes()))
+            .await;
         assert_eq!(self.next().await, Got::End);
     }
 
     /// Our protocol's ping answered by pong: the connection works.
     async fn alive(&mut self) {
-        self.send(&whole(frame::OP_TEXT, br#"{"type":"ping"}"#)).await;
-        assert_eq!(self.next().await, Got::Frame(frame::OP_TEXT, br#"{"type":"pong"}"#.to_vec()));
+        self.send(&whole(frame::OP_TEXT, br#"{"type":"ping"}"#))
+            .await;
+        assert_eq!(
+            self.next().await,
+            Got::Frame(frame::OP_TEXT, br#"{"type":"pong"}"#.to_vec())
+        );
     }
 }
 
@@ -157,7 +172,11 @@ async fn framing_every_length_form_is_read() {
             continue;
         }
         c.send(&whole(frame::OP_TEXT, &msg)).await;
-        assert_eq!(c.next().await, Got::Frame(frame::OP_TEXT, br#"{"type":"pong"}"#.to_vec()), "length {len}");
+        assert_eq!(
+            c.next().await,
+            Got::Frame(frame::OP_TEXT, br#"{"type":"pong"}"#.to_vec()),
+            "length {len}"
+        );
     }
     // The 64-bit length form: a 70,000-byte frame is over the limit (1009).
     c.send(&whole(frame::OP_TEXT, &vec![b' '; 70_000])).await;
@@ -222,7 +241,12 @@ async fn reserved_bits_are_1002() {
     let server = start(|_| {}).await;
     for rsv in [0x40u8, 0x20, 0x10, 0x70] {
         let mut c = Raw::open(server.local_addr()).await;
-        c.send(&raw_frame(0x80 | rsv | frame::OP_TEXT, br#"{"type":"ping"}"#, true)).await;
+        c.send(&raw_frame(
+            0x80 | rsv | frame::OP_TEXT,
+            br#"{"type":"ping"}"#,
+            true,
+        ))
+        .await;
         c.closed_with(1002).await;
     }
 }
@@ -248,16 +272,22 @@ async fn fragments_are_assembled_with_pings_between_them() {
     c.send(&raw_frame(frame::OP_TEXT, br#"{"ty"#, true)).await;
     c.send(&whole(frame::OP_PING, b"mid")).await;
     assert_eq!(c.next().await, Got::Frame(frame::OP_PONG, b"mid".to_vec()));
-    c.send(&raw_frame(frame::OP_CONTINUATION, br#"pe":"pi"#, true)).await;
-    c.send(&raw_frame(0x80 | frame::OP_CONTINUATION, br#"ng"}"#, true)).await;
-    assert_eq!(c.next().await, Got::Frame(frame::OP_TEXT, br#"{"type":"pong"}"#.to_vec()));
+    c.send(&raw_frame(frame::OP_CONTINUATION, br#"pe":"pi"#, true))
+        .await;
+    c.send(&raw_frame(0x80 | frame::OP_CONTINUATION, br#"ng"}"#, true))
+        .await;
+    assert_eq!(
+        c.next().await,
+        Got::Frame(frame::OP_TEXT, br#"{"type":"pong"}"#.to_vec())
+    );
 }
 
 #[tokio::test]
 async fn a_continuation_without_a_start_or_a_new_message_inside_one_is_1002() {
     let server = start(|_| {}).await;
     let mut c = Raw::open(server.local_addr()).await;
-    c.send(&raw_frame(0x80 | frame::OP_CONTINUATION, b"x", true)).await;
+    c.send(&raw_frame(0x80 | frame::OP_CONTINUATION, b"x", true))
+        .await;
     c.closed_with(1002).await;
     let mut c = Raw::open(server.local_addr()).await;
     c.send(&raw_frame(frame::OP_TEXT, b"{", true)).await;
@@ -272,10 +302,23 @@ async fn text_must_be_utf8_and_may_split_a_character_across_fragments() {
     let server = start(|_| {}).await;
     let mut c = Raw::open(server.local_addr()).await;
     // "é" (c3 a9) split between two fragments of `{"type":"ping","x":"é"}`.
-    c.send(&raw_frame(frame::OP_TEXT, b"{\"type\":\"ping\",\"x\":\"\xc3", true)).await;
-    c.send(&raw_frame(0x80 | frame::OP_CONTINUATION, b"\xa9\"}", true)).await;
-    assert_eq!(c.next().await, Got::Frame(frame::OP_TEXT, br#"{"type":"pong"}"#.to_vec()));
-    c.send(&whole(frame::OP_TEXT, b"{\"type\":\"ping\",\"x\":\"\xff\"}")).await;
+    c.send(&raw_frame(
+        frame::OP_TEXT,
+        b"{\"type\":\"ping\",\"x\":\"\xc3",
+        true,
+    ))
+    .await;
+    c.send(&raw_frame(0x80 | frame::OP_CONTINUATION, b"\xa9\"}", true))
+        .await;
+    assert_eq!(
+        c.next().await,
+        Got::Frame(frame::OP_TEXT, br#"{"type":"pong"}"#.to_vec())
+    );
+    c.send(&whole(
+        frame::OP_TEXT,
+        b"{\"type\":\"ping\",\"x\":\"\xff\"}",
+    ))
+    .await;
     c.closed_with(1007).await;
 }
 
@@ -284,17 +327,29 @@ async fn text_must_be_utf8_and_may_split_a_character_across_fragments() {
 #[tokio::test]
 async fn a_close_is_echoed_with_its_code_or_1000() {
     let server = start(|_| {}).await;
-    for (sent, echoed) in
-        [(Some(1000u16), 1000u16), (Some(1001), 1001), (Some(3000), 3000), (Some(4999), 4999), (None, 1000)]
-    {
+    for (sent, echoed) in [
+        (Some(1000u16), 1000u16),
+        (Some(1001), 1001),
+        (Some(3000), 3000),
+        (Some(4999), 4999),
+        (None, 1000),
+    ] {
         let mut c = Raw::open(server.local_addr()).await;
-        let payload = sent.map(|code| [&code.to_be_bytes()[..], b"bye"].concat()).unwrap_or_default();
+        let payload = sent
+            .map(|code| [&code.to_be_bytes()[..], b"bye"].concat())
+            .unwrap_or_default();
         c.send(&whole(frame::OP_CLOSE, &payload)).await;
         match c.next().await {
-            Got::Frame(frame::OP_CLOSE, p) => assert_eq!(frame::close_code(&p), echoed, "sent {sent:?}"),
+            Got::Frame(frame::OP_CLOSE, p) => {
+                assert_eq!(frame::close_code(&p), echoed, "sent {sent:?}")
+            }
             other => panic!("expected a close, got {other:?}"),
         }
-        assert_eq!(c.next().await, Got::End, "the server ends the connection after the close");
+        assert_eq!(
+            c.next().await,
+            Got::End,
+            "the server ends the connection after the close"
+        );
     }
 }
 
@@ -304,13 +359,18 @@ async fn a_malformed_close_is_answered_1002_or_1007() {
     let cases: Vec<(Vec<u8>, u16)> = [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000]
         .into_iter()
         .map(|code| (code.to_be_bytes().to_vec(), 1002))
-        .chain([(vec![3], 1002), ([&1000u16.to_be_bytes()[..], b"\xff"].concat(), 1007)])
+        .chain([
+            (vec![3], 1002),
+            ([&1000u16.to_be_bytes()[..], b"\xff"].concat(), 1007),
+        ])
         .collect();
     for (payload, want) in cases {
         let mut c = Raw::open(server.local_addr()).await;
         c.send(&whole(frame::OP_CLOSE, &payload)).await;
         match c.next().await {
-            Got::Frame(frame::OP_CLOSE, p) => assert_eq!(frame::close_code(&p), want, "sent {payload:?}"),
+            Got::Frame(frame::OP_CLOSE, p) => {
+                assert_eq!(frame::close_code(&p), want, "sent {payload:?}")
+            }
             other => panic!("expected a close, got {other:?} for {payload:?}"),
         }
     }
@@ -322,8 +382,14 @@ async fn a_malformed_close_is_answered_1002_or_1007() {
 async fn a_fragmented_message_over_64000_bytes_is_1009() {
     let server = start(|_| {}).await;
     let mut c = Raw::open(server.local_addr()).await;
-    c.send(&raw_frame(frame::OP_TEXT, &[b' '; 40_000], true)).await;
-    c.send(&raw_frame(0x80 | frame::OP_CONTINUATION, &[b' '; 40_000], true)).await;
+    c.send(&raw_frame(frame::OP_TEXT, &[b' '; 40_000], true))
+        .await;
+    c.send(&raw_frame(
+        0x80 | frame::OP_CONTINUATION,
+        &[b' '; 40_000],
+        true,
+    ))
+    .await;
     c.closed_with(1009).await;
 }
 
@@ -335,13 +401,19 @@ async fn a_frame_that_does_not_arrive_whole_in_time_is_1008() {
     let f = whole(frame::OP_TEXT, br#"{"type":"ping"}"#);
     c.send(&f[..5]).await; // half a frame, then silence
     c.closed_with(1008).await;
-    assert_eq!(metric(addr, "rtbench_limit_hits_total{limit=\"frame_timeout\"}").await, 1);
+    assert_eq!(
+        metric(addr, "rtbench_limit_hits_total{limit=\"frame_timeout\"}").await,
+        1
+    );
     // A frame that does arrive, slowly but within the time, is fine.
     let mut c = Raw::open(addr).await;
     c.send(&f[..5]).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     c.send(&f[5..]).await;
-    assert_eq!(c.next().await, Got::Frame(frame::OP_TEXT, br#"{"type":"pong"}"#.to_vec()));
+    assert_eq!(
+        c.next().await,
+        Got::Frame(frame::OP_TEXT, br#"{"type":"pong"}"#.to_vec())
+    );
 }
 
 // --- The opening handshake (RFC 6455 4.2.1).
@@ -351,7 +423,9 @@ async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(request).await.unwrap();
     let mut out = Vec::new();
-    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut out)).await.expect("the server ends the connection");
+    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut out))
+        .await
+        .expect("the server ends the connection");
     String::from_utf8_lossy(&out).into_owned()
 }
 
@@ -372,7 +446,10 @@ async fn an_upgrade_needs_http_1_1_a_host_and_a_sixteen_byte_key() {
         (upgrade("HTTP/1.0", true, good), "HTTP/1.0"),
         (upgrade("HTTP/1.1", false, good), "no Host"),
         (upgrade("HTTP/1.1", true, "c2hvcnQ="), "an 5-byte key"),
-        (upgrade("HTTP/1.1", true, "not base64 at all!!!!!!!"), "not base64"),
+        (
+            upgrade("HTTP/1.1", true, "not base64 at all!!!!!!!"),
+            "not base64",
+        ),
     ] {
         let answer = exchange(addr, &request).await;
         assert!(answer.starts_with("HTTP/1.1 400 "), "{why}: {answer}");
@@ -385,12 +462,33 @@ async fn an_upgrade_needs_http_1_1_a_host_and_a_sixteen_byte_key() {
 async fn refusals_carry_the_headers_rfc_9110_asks_for() {
     let server = start(|_| {}).await;
     let addr = server.local_addr();
-    let answer = exchange(addr, b"GET /v1/realtime?project=p1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
-    assert!(answer.starts_with("HTTP/1.1 426 ") && answer.contains("\r\nUpgrade: websocket\r\n"), "{answer}");
-    let answer = exchange(addr, b"DELETE /v1/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
-    assert!(answer.starts_with("HTTP/1.1 405 ") && answer.contains("\r\nAllow: POST\r\n"), "{answer}");
-    let answer = exchange(addr, b"HEAD /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
-    assert!(answer.starts_with("HTTP/1.1 200 ") && answer.ends_with("\r\n\r\n"), "HEAD has no body: {answer:?}");
+    let answer = exchange(
+        addr,
+        b"GET /v1/realtime?project=p1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        answer.starts_with("HTTP/1.1 426 ") && answer.contains("\r\nUpgrade: websocket\r\n"),
+        "{answer}"
+    );
+    let answer = exchange(
+        addr,
+        b"DELETE /v1/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        answer.starts_with("HTTP/1.1 405 ") && answer.contains("\r\nAllow: POST\r\n"),
+        "{answer}"
+    );
+    let answer = exchange(
+        addr,
+        b"HEAD /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200 ") && answer.ends_with("\r\n\r\n"),
+        "HEAD has no body: {answer:?}"
+    );
 }
 
 // --- HTTP/1.1 framing (RFC 9112): no request hides in another's body.
@@ -401,7 +499,12 @@ async fn a_body_is_never_read_as_the_next_request() {
     let addr = server.local_addr();
     let smuggled = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
     let cases = [
-        (format!("POST /v1/events HTTP/1.1\r\nHost: x\r\nx-appwrite-key: {KEY}\r\n\r\n{smuggled}"), "411 "),
+        (
+            format!(
+                "POST /v1/events HTTP/1.1\r\nHost: x\r\nx-appwrite-key: {KEY}\r\n\r\n{smuggled}"
+            ),
+            "411 ",
+        ),
         (
             format!(
                 "POST /v1/events HTTP/1.1\r\nHost: x\r\nx-appwrite-key: {KEY}\r\nContent-Length: 2000000\r\n\r\n{smuggled}"
@@ -420,10 +523,17 @@ async fn a_body_is_never_read_as_the_next_request() {
             ),
             "400 ",
         ),
-        (format!("POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: +4\r\n\r\nabcd{smuggled}"), "400 "),
+        (
+            format!(
+                "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: +4\r\n\r\nabcd{smuggled}"
+            ),
+            "400 ",
+        ),
         // Chunked without the key: refused before its body, which is never read.
         (
-            format!("POST /v1/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"),
+            format!(
+                "POST /v1/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"
+            ),
             "401 ",
         ),
         // A coding before chunked is not understood (501); one after it, or
@@ -460,13 +570,25 @@ async fn a_body_is_never_read_as_the_next_request() {
             ),
             "400 ",
         ),
-        (format!("POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nabcd{smuggled}"), "401 "),
+        (
+            format!(
+                "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nabcd{smuggled}"
+            ),
+            "401 ",
+        ),
     ];
     for (request, status) in cases {
         let answer = exchange(addr, request.as_bytes()).await;
-        assert!(answer.starts_with(&format!("HTTP/1.1 {status}")), "{request:?}\n=> {answer}");
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{request:?}\n=> {answer}"
+        );
         assert!(answer.contains("Connection: close"), "{answer}");
-        assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "a second answer was sent: {answer}");
+        assert_eq!(
+            answer.matches("HTTP/1.1 ").count(),
+            1,
+            "a second answer was sent: {answer}"
+        );
     }
 }
 
@@ -490,7 +612,8 @@ async fn an_event_body_must_arrive_within_the_request_timeout_whatever_its_pace(
         }
         tokio::time::sleep(Duration::from_millis(150)).await;
         let mut chunk = [0u8; 512];
-        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), s.read(&mut chunk)).await {
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), s.read(&mut chunk)).await
+        {
             answer.extend_from_slice(&chunk[..n]);
             if n == 0 || !answer.is_empty() {
                 break;
@@ -498,9 +621,20 @@ async fn an_event_body_must_arrive_within_the_request_timeout_whatever_its_pace(
         }
     }
     let answer = String::from_utf8_lossy(&answer).into_owned();
-    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer:?} after {:?}", t0.elapsed());
-    assert!(t0.elapsed() < Duration::from_millis(1500), "{:?}", t0.elapsed());
-    assert_eq!(metric(addr, "rtbench_limit_hits_total{limit=\"request_timeout\"}").await, 1);
+    assert!(
+        answer.starts_with("HTTP/1.1 408 "),
+        "{answer:?} after {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        t0.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(
+        metric(addr, "rtbench_limit_hits_total{limit=\"request_timeout\"}").await,
+        1
+    );
 }
 
 // --- Chunked request bodies (RFC 9112 7.1).
@@ -528,8 +662,15 @@ async fn answer(s: &mut TcpStream, buf: &mut Vec<u8>) -> String {
             }
         }
         let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(WAIT, s.read(&mut chunk)).await.expect("an answer in time").unwrap();
-        assert!(n > 0, "the connection ended: {}", String::from_utf8_lossy(buf));
+        let n = tokio::time::timeout(WAIT, s.read(&mut chunk))
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        assert!(
+            n > 0,
+            "the connection ended: {}",
+            String::from_utf8_lossy(buf)
+        );
         buf.extend_from_slice(&chunk[..n]);
     }
 }
@@ -540,12 +681,18 @@ async fn a_chunked_event_is_published_and_the_connection_goes_on() {
     let addr = server.local_addr();
     let mut ws = connect_ok(addr, "project=p1&channels[]=files").await.0;
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let head =
-        format!("POST /v1/events HTTP/1.1\r\nHost: x\r\nx-appwrite-key: {KEY}\r\nTransfer-Encoding: chunked\r\n\r\n");
+    let head = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nx-appwrite-key: {KEY}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
     // Chunks of 7 bytes with extensions, a trailer, sent in pieces of 5
     // bytes that cut lines, sizes and CRLFs anywhere.
     let doc = event_doc(1);
-    let body = rtbench_server::chunked::encode(doc.as_bytes(), 7, r#" ; sig="a;b" ;x"#, "X-Checksum: 42\r\n");
+    let body = rtbench_server::chunked::encode(
+        doc.as_bytes(),
+        7,
+        r#" ; sig="a;b" ;x"#,
+        "X-Checksum: 42\r\n",
+    );
     s.write_all(head.as_bytes()).await.unwrap();
     for piece in body.chunks(5) {
         s.write_all(piece).await.unwrap();
@@ -553,16 +700,34 @@ async fn a_chunked_event_is_published_and_the_connection_goes_on() {
     }
     let mut buf = Vec::new();
     let a = answer(&mut s, &mut buf).await;
-    assert!(a.starts_with("HTTP/1.1 200 ") && a.ends_with(r#"{"deliveries":1}"#), "{a}");
+    assert!(
+        a.starts_with("HTTP/1.1 200 ") && a.ends_with(r#"{"deliveries":1}"#),
+        "{a}"
+    );
     assert_eq!(next_json(&mut ws).await["data"]["payload"]["n"], 1);
     // The same connection: a second chunked event in one piece, then a GET.
     let second = rtbench_server::chunked::encode(event_doc(2).as_bytes(), 1000, "", "");
-    s.write_all(&[head.as_bytes(), &second, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"].concat()).await.unwrap();
+    s.write_all(
+        &[
+            head.as_bytes(),
+            &second,
+            b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+        ]
+        .concat(),
+    )
+    .await
+    .unwrap();
     let a = answer(&mut s, &mut buf).await;
-    assert!(a.starts_with("HTTP/1.1 200 ") && a.contains("Connection: keep-alive"), "{a}");
+    assert!(
+        a.starts_with("HTTP/1.1 200 ") && a.contains("Connection: keep-alive"),
+        "{a}"
+    );
     assert_eq!(next_json(&mut ws).await["data"]["payload"]["n"], 2);
     let a = answer(&mut s, &mut buf).await;
-    assert!(a.starts_with("HTTP/1.1 200 ") && a.ends_with(r#"{"status":"pass"}"#), "{a}");
+    assert!(
+        a.starts_with("HTTP/1.1 200 ") && a.ends_with(r#"{"status":"pass"}"#),
+        "{a}"
+    );
 }
 
 #[tokio::test]
@@ -571,20 +736,34 @@ async fn a_chunked_body_over_the_event_limit_is_413_as_soon_as_a_chunk_says_so()
     let addr = server.local_addr();
     let mut s = TcpStream::connect(addr).await.unwrap();
     // 60 bytes, then a chunk announcing 60 more: 413 before its data is sent.
-    let head =
-        format!("POST /v1/events HTTP/1.1\r\nHost: x\r\nx-appwrite-key: {KEY}\r\nTransfer-Encoding: chunked\r\n\r\n");
-    s.write_all(format!("{head}3c\r\n{}\r\n3c\r\n", " ".repeat(60)).as_bytes()).await.unwrap();
+    let head = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nx-appwrite-key: {KEY}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    s.write_all(format!("{head}3c\r\n{}\r\n3c\r\n", " ".repeat(60)).as_bytes())
+        .await
+        .unwrap();
     let mut out = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut out)).await.expect("the server ends the connection").unwrap();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut out))
+        .await
+        .expect("the server ends the connection")
+        .unwrap();
     let a = String::from_utf8_lossy(&out);
-    assert!(a.starts_with("HTTP/1.1 413 ") && a.contains("Connection: close"), "{a}");
+    assert!(
+        a.starts_with("HTTP/1.1 413 ") && a.contains("Connection: close"),
+        "{a}"
+    );
     assert!(a.contains("event document exceeds 100 bytes"), "{a}");
-    assert_eq!(metric(addr, "rtbench_limit_hits_total{limit=\"event_bytes\"}").await, 1);
+    assert_eq!(
+        metric(addr, "rtbench_limit_hits_total{limit=\"event_bytes\"}").await,
+        1
+    );
     // Exactly at the limit is fine (and with Content-Length the same).
     let doc = format!("{:<100}", event_doc(3));
     let mut s = TcpStream::connect(addr).await.unwrap();
     let body = rtbench_server::chunked::encode(doc.as_bytes(), 30, "", "");
-    s.write_all(&[head.as_bytes(), &body].concat()).await.unwrap();
+    s.write_all(&[head.as_bytes(), &body].concat())
+        .await
+        .unwrap();
     let a = answer(&mut s, &mut Vec::new()).await;
     assert!(a.starts_with("HTTP/1.1 200 "), "{a}");
 }
@@ -609,7 +788,8 @@ async fn a_chunked_body_must_arrive_within_the_request_timeout() {
         }
         tokio::time::sleep(Duration::from_millis(150)).await;
         let mut chunk = [0u8; 512];
-        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), s.read(&mut chunk)).await {
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), s.read(&mut chunk)).await
+        {
             out.extend_from_slice(&chunk[..n]);
             if n == 0 || !out.is_empty() {
                 break;
@@ -617,6 +797,14 @@ async fn a_chunked_body_must_arrive_within_the_request_timeout() {
         }
     }
     let a = String::from_utf8_lossy(&out);
-    assert!(a.starts_with("HTTP/1.1 408 "), "{a:?} after {:?}", t0.elapsed());
-    assert!(t0.elapsed() < Duration::from_millis(1500), "{:?}", t0.elapsed());
+    assert!(
+        a.starts_with("HTTP/1.1 408 "),
+        "{a:?} after {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        t0.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        t0.elapsed()
+    );
 }

@@ -33,7 +33,12 @@ fn roles_of(c: &Client) -> Vec<String> {
     match &c.user {
         None => r.push("guests".into()),
         Some((u, teams, labels)) => {
-            r.extend([format!("user:u{u}"), "users".into(), format!("user:u{u}/verified"), "users/verified".into()]);
+            r.extend([
+                format!("user:u{u}"),
+                "users".into(),
+                format!("user:u{u}/verified"),
+                "users/verified".into(),
+            ]);
             for t in teams {
                 r.extend([format!("team:t{t}"), format!("team:t{t}/member")]);
             }
@@ -47,9 +52,17 @@ fn client() -> impl Strategy<Value = Client> {
     (
         0..2u8,
         prop::collection::vec(0..5u8, 1..4),
-        prop::option::of((0..4u8, prop::collection::vec(0..3u8, 0..3), prop::collection::vec(0..2u8, 0..2))),
+        prop::option::of((
+            0..4u8,
+            prop::collection::vec(0..3u8, 0..3),
+            prop::collection::vec(0..2u8, 0..2),
+        )),
     )
-        .prop_map(|(project, channels, user)| Client { project, channels, user })
+        .prop_map(|(project, channels, user)| Client {
+            project,
+            channels,
+            user,
+        })
 }
 
 fn event() -> impl Strategy<Value = Ev> {
@@ -62,8 +75,16 @@ fn event() -> impl Strategy<Value = Ev> {
         (0..3u8).prop_map(|t| format!("team:t{t}/member")),
         (0..2u8).prop_map(|l| format!("label:l{l}")),
     ];
-    (0..2u8, prop::collection::vec(0..5u8, 1..3), prop::collection::vec(role, 1..3))
-        .prop_map(|(project, channels, roles)| Ev { project, channels, roles })
+    (
+        0..2u8,
+        prop::collection::vec(0..5u8, 1..3),
+        prop::collection::vec(role, 1..3),
+    )
+        .prop_map(|(project, channels, roles)| Ev {
+            project,
+            channels,
+            roles,
+        })
 }
 
 proptest! {
@@ -131,22 +152,37 @@ async fn a_slow_consumer_is_closed_with_1013_and_its_queue_stays_bounded() {
             queued_max = queued_max.max(metric(addr, "rtbench_queued_bytes").await);
         }
         sent += 10;
-        assert!(sent < 20_000, "no slow consumer was closed after {sent} events of 16 KiB");
+        assert!(
+            sent < 20_000,
+            "no slow consumer was closed after {sent} events of 16 KiB"
+        );
     }
     // The queue grew to its limit and never past it (one event frame over,
     // at most: the one that overflowed is refused, not queued).
     let frame = 16 * 1024 + 256;
-    assert!(queued_max > 256 * 1024 - frame && queued_max <= 256 * 1024, "queued at most {queued_max} bytes");
-    assert_eq!(metric(addr, "rtbench_limit_hits_total{limit=\"message_bytes\"}").await, 0);
+    assert!(
+        queued_max > 256 * 1024 - frame && queued_max <= 256 * 1024,
+        "queued at most {queued_max} bytes"
+    );
+    assert_eq!(
+        metric(addr, "rtbench_limit_hits_total{limit=\"message_bytes\"}").await,
+        0
+    );
     // Closed: nothing more is queued for it, however much is published.
     for _ in 0..100 {
-        assert_eq!(publish(addr, "p1", &["files"], &["any"], payload.clone()).await, 0);
+        assert_eq!(
+            publish(addr, "p1", &["files"], &["any"], payload.clone()).await,
+            0
+        );
     }
     // When it finally reads: events, then the 1013 close; nothing stays queued.
     assert_eq!(close_code(&mut slow).await, 1013);
     let t0 = std::time::Instant::now();
     while metric(addr, "rtbench_queued_bytes").await != 0 {
-        assert!(t0.elapsed() < WAIT, "bytes stay queued for a closed connection");
+        assert!(
+            t0.elapsed() < WAIT,
+            "bytes stay queued for a closed connection"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     // Others are unaffected.
@@ -167,7 +203,10 @@ async fn shutdown_closes_every_connection_with_1001() {
         assert_eq!(close_code(ws).await, 1001);
     }
     assert_eq!(left.await.unwrap(), 0);
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still accepting after shutdown");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still accepting after shutdown"
+    );
 }
 
 #[tokio::test]
@@ -180,21 +219,33 @@ async fn the_binary_exits_on_sigterm_after_closing_with_1001() {
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let addr = loop {
-        let line = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap().unwrap().expect("a listening line");
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("a listening line");
         if let Some(rest) = line.strip_prefix("rtbench-server: listening on ") {
             break rest.split_whitespace().next().unwrap().parse().unwrap();
         }
     };
     let (mut a, _) = connect_ok(addr, "project=p1&channels[]=files").await;
     let (mut b, _) = connect_ok(addr, "project=p1&channels[]=files").await;
-    rtbench_sys::process::signal(child.id().unwrap(), rtbench_sys::process::Signal::Terminate).unwrap();
+    rtbench_sys::process::signal(child.id().unwrap(), rtbench_sys::process::Signal::Terminate)
+        .unwrap();
     assert_eq!(close_code(&mut a).await, 1001);
     assert_eq!(close_code(&mut b).await, 1001);
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("exits in time").unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits in time")
+        .unwrap();
     assert!(status.success(), "{status}");
     let mut rest = BTreeSet::new();
     while let Ok(Some(l)) = lines.next_line().await {
         rest.insert(l);
     }
-    assert!(rest.iter().any(|l| l.contains("stopped (0 connections did not close in time)")), "{rest:?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("stopped (0 connections did not close in time)")),
+        "{rest:?}"
+    );
 }

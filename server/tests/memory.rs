@@ -27,7 +27,14 @@ struct ServerProcess {
 impl ServerProcess {
     fn start() -> ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rtbench-server"))
-            .args(["--listen", "127.0.0.1:0", "--threads", "1", "--request-timeout-ms", "1000"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--threads",
+                "1",
+                "--request-timeout-ms",
+                "1000",
+            ])
             .args(["--projects", "p1", "--jwt-secret", SECRET])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -35,7 +42,10 @@ impl ServerProcess {
             .expect("the server binary starts");
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let addr = loop {
-            let line = lines.next().expect("the server says where it listens").unwrap();
+            let line = lines
+                .next()
+                .expect("the server says where it listens")
+                .unwrap();
             if let Some(rest) = line.strip_prefix("rtbench-server: listening on ") {
                 break rest.split_whitespace().next().unwrap().parse().unwrap();
             }
@@ -52,16 +62,25 @@ impl ServerProcess {
 
     fn connections(&self) -> u64 {
         let mut s = TcpStream::connect(self.addr).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
         let mut text = String::new();
         s.read_to_string(&mut text).unwrap();
-        text.lines().find_map(|l| l.strip_prefix("rtbench_connections ")).unwrap().trim().parse().unwrap()
+        text.lines()
+            .find_map(|l| l.strip_prefix("rtbench_connections "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
     }
 
     fn wait_for_connections(&self, n: u64) {
         let t0 = Instant::now();
         while self.connections() != n {
-            assert!(t0.elapsed() < Duration::from_secs(30), "the server never held {n} connections");
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "the server never held {n} connections"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -120,7 +139,10 @@ fn after_a_peak_of_signed_in_connections_at_most_a_quarter_of_the_growth_remains
     server.wait_for_connections(PEAK as u64);
     let peak = server.rss_kib();
     let grown = peak.saturating_sub(base);
-    assert!(grown * 1024 > PEAK as u64 * 150, "a peak of {PEAK} grew the RSS by only {grown} KiB: not measured");
+    assert!(
+        grown * 1024 > PEAK as u64 * 150,
+        "a peak of {PEAK} grew the RSS by only {grown} KiB: not measured"
+    );
     drop(held);
     server.wait_for_connections(0);
     // Given back once the deadlines the closes leave have passed (about a
@@ -135,7 +157,9 @@ fn after_a_peak_of_signed_in_connections_at_most_a_quarter_of_the_growth_remains
         now = server.rss_kib();
     }
     let kept = now.saturating_sub(base);
-    println!("RSS {base} KiB, {peak} KiB with {PEAK} connections, {now} KiB after: {kept} of {grown} KiB kept");
+    println!(
+        "RSS {base} KiB, {peak} KiB with {PEAK} connections, {now} KiB after: {kept} of {grown} KiB kept"
+    );
     assert!(
         now <= allowed,
         "{kept} KiB of the {grown} KiB a peak of {PEAK} took are kept ({}%; at most 25%): RSS {base} -> {peak} -> {now} KiB",

@@ -17,10 +17,16 @@ use crate::subscriber::Got;
 impl Reactor {
     /// Starts (re)connecting the bus subscription, if this reactor has one.
     pub(super) fn bus_connect(&mut self) {
-        let Some(sub) = &mut self.subscriber else { return };
+        let Some(sub) = &mut self.subscriber else {
+            return;
+        };
         let registered = sub.connect().and_then(|sock| {
             let fd = std::os::fd::AsRawFd::as_raw_fd(sock);
-            self.registry.register(&mut SourceFd(&fd), BUS, Interest::READABLE | Interest::WRITABLE)
+            self.registry.register(
+                &mut SourceFd(&fd),
+                BUS,
+                Interest::READABLE | Interest::WRITABLE,
+            )
         });
         if let Err(e) = registered {
             self.bus_lost(format!("cannot connect: {e}"));
@@ -29,13 +35,21 @@ impl Reactor {
 
     /// The bus connection failed: count the outage once, retry with back-off.
     pub(super) fn bus_lost(&mut self, why: String) {
-        let Some(sub) = &mut self.subscriber else { return };
+        let Some(sub) = &mut self.subscriber else {
+            return;
+        };
         let m = &self.shared.metrics;
         if sub.down_since.is_none() {
             if m.bus_up.swap(0, Relaxed) == 1 {
-                eprintln!("rtbench-server: bus: lost {} ({why}); connections stay, reconnecting", sub.url());
+                eprintln!(
+                    "rtbench-server: bus: lost {} ({why}); connections stay, reconnecting",
+                    sub.url()
+                );
             } else {
-                eprintln!("rtbench-server: bus: cannot subscribe on {}: {why}", sub.url());
+                eprintln!(
+                    "rtbench-server: bus: cannot subscribe on {}: {why}",
+                    sub.url()
+                );
             }
             m.bus_outages.fetch_add(1, Relaxed);
         }
@@ -45,7 +59,9 @@ impl Reactor {
     /// Reads the bus: each event parsed once, fanned out here and queued on
     /// the process's other reactors.
     pub(super) fn on_bus(&mut self, buf: &mut [u8]) {
-        let Some(sub) = &mut self.subscriber else { return };
+        let Some(sub) = &mut self.subscriber else {
+            return;
+        };
         let mut docs: Vec<Result<Event, String>> = Vec::new();
         let mut subscribed = false;
         let result = sub.ready(buf, |got| match got {
@@ -57,9 +73,17 @@ impl Reactor {
             m.bus_up.store(1, Relaxed);
             match sub.down_since.take() {
                 Some(t) => {
-                    eprintln!("rtbench-server: bus: back on {} after {:.1} s", sub.url(), t.elapsed().as_secs_f64())
+                    eprintln!(
+                        "rtbench-server: bus: back on {} after {:.1} s",
+                        sub.url(),
+                        t.elapsed().as_secs_f64()
+                    )
                 }
-                None => eprintln!("rtbench-server: bus: subscribed to `{}` on {}", crate::bus::CHANNEL, sub.url()),
+                None => eprintln!(
+                    "rtbench-server: bus: subscribed to `{}` on {}",
+                    crate::bus::CHANNEL,
+                    sub.url()
+                ),
             }
         }
         let mut batch = Vec::with_capacity(docs.len());
@@ -77,7 +101,10 @@ impl Reactor {
                     let ev = Arc::new(ev);
                     m.bus_events_in.fetch_add(1, Relaxed);
                     m.events_in.fetch_add(1, Relaxed);
-                    batch.push(Delivery { event: ev, tally: None });
+                    batch.push(Delivery {
+                        event: ev,
+                        tally: None,
+                    });
                 }
                 Err(e) => {
                     if m.events_invalid.fetch_add(1, Relaxed).is_power_of_two() {

@@ -67,7 +67,11 @@ impl Reactor {
         let due = self.wheel.tick_after(Instant::now(), after);
         let c = &mut self.conns[id as usize];
         c.deadline = due;
-        self.wheel.insert(Entry { slot: id, generation: c.generation, due });
+        self.wheel.insert(Entry {
+            slot: id,
+            generation: c.generation,
+            due,
+        });
     }
 
     /// Ends connections whose deadline passed.
@@ -79,20 +83,33 @@ impl Reactor {
         self.wheel.expire(now, |e| due.push(e));
         for e in due {
             // A slot cut off the slab since is gone with its deadlines.
-            let Some(c) = self.conns.get(e.slot as usize) else { continue };
-            let frame_late = c
-                .extra
-                .as_ref()
-                .is_some_and(|x| x.frame_due == e.due && (!x.partial.is_empty() || x.message_opcode != 0));
-            if c.generation == e.generation && c.sock.is_some() && frame_late && c.deadline != e.due {
+            let Some(c) = self.conns.get(e.slot as usize) else {
+                continue;
+            };
+            let frame_late = c.extra.as_ref().is_some_and(|x| {
+                x.frame_due == e.due && (!x.partial.is_empty() || x.message_opcode != 0)
+            });
+            if c.generation == e.generation && c.sock.is_some() && frame_late && c.deadline != e.due
+            {
                 self.shared.metrics.hit(crate::metrics::Limit::FrameTimeout);
-                self.close(e.slot, close::POLICY_VIOLATION, "frame not completed in time");
+                self.close(
+                    e.slot,
+                    close::POLICY_VIOLATION,
+                    "frame not completed in time",
+                );
                 continue;
             }
             if c.generation == e.generation && c.sock.is_some() && c.deadline == e.due {
                 if c.flags.in_handshake() {
-                    self.shared.metrics.hit(crate::metrics::Limit::RequestTimeout);
-                    let answer = crate::response::response_bytes(408, "text/plain", b"request head timeout\n", false);
+                    self.shared
+                        .metrics
+                        .hit(crate::metrics::Limit::RequestTimeout);
+                    let answer = crate::response::response_bytes(
+                        408,
+                        "text/plain",
+                        b"request head timeout\n",
+                        false,
+                    );
                     self.close_with(e.slot, Bytes::from(answer));
                 } else {
                     self.release(e.slot);

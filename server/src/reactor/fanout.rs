@@ -44,8 +44,13 @@ impl Reactors {
                 }
                 continue;
             }
-            let copies: Vec<Delivery> =
-                batch.iter().map(|d| Delivery { event: d.event.clone(), tally: None }).collect();
+            let copies: Vec<Delivery> = batch
+                .iter()
+                .map(|d| Delivery {
+                    event: d.event.clone(),
+                    tally: None,
+                })
+                .collect();
             h.push(|b| b.events.extend(copies));
             from.stats.handed_over += batch.len() as u64;
         }
@@ -104,9 +109,17 @@ impl Reactor {
             let mut frames: Vec<&Bytes> = Vec::new();
             while at < keys.len() {
                 let id = (keys[at] >> 32) as ConnId;
-                let end = at + keys[at..].iter().take_while(|&&k| (k >> 32) as ConnId == id).count();
+                let end = at
+                    + keys[at..]
+                        .iter()
+                        .take_while(|&&k| (k >> 32) as ConnId == id)
+                        .count();
                 frames.clear();
-                frames.extend(keys[at..end].iter().map(|&k| &batch[k as u32 as usize].event.frame));
+                frames.extend(
+                    keys[at..end]
+                        .iter()
+                        .map(|&k| &batch[k as u32 as usize].event.frame),
+                );
                 if self.send(id, &frames) {
                     for &k in &keys[at..end] {
                         counts[k as u32 as usize] += 1;
@@ -127,7 +140,8 @@ impl Reactor {
 
     /// Appends the connections of this reactor that may receive `ev`.
     pub(super) fn match_event(&self, ev: &Event, out: &mut Vec<ConnId>) {
-        self.index.matches_names(&self.names, &ev.project, &ev.channels, &ev.roles, out);
+        self.index
+            .matches_names(&self.names, &ev.project, &ev.channels, &ev.roles, out);
     }
 
     pub(super) fn on_writable(&mut self, id: ConnId) {

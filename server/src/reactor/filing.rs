@@ -49,7 +49,8 @@ impl Reactor {
         let new_roles = self.sessions.roles_of(new_session);
         #[cfg(test)]
         super::panics::planted("refile");
-        self.index.remove(id, project, old_channels.as_slice(), &old_roles);
+        self.index
+            .remove(id, project, old_channels.as_slice(), &old_roles);
         self.index.insert(id, project, &new_channels, &new_roles);
         for &ch in old_channels.as_slice() {
             self.names.release(ch);
@@ -66,11 +67,21 @@ impl Reactor {
             return;
         }
         let added: Vec<Id> = change.added.iter().map(|c| self.names.acquire(c)).collect();
-        let removed: Vec<Id> = change.removed.iter().filter_map(|c| self.names.get(c)).collect();
+        let removed: Vec<Id> = change
+            .removed
+            .iter()
+            .filter_map(|c| self.names.get(c))
+            .collect();
         let roles = self.sessions.roles_of(self.conns[id as usize].session);
         let c = &mut self.conns[id as usize];
         let project = c.project;
-        let mut channels: Vec<Id> = c.channels.as_slice().iter().copied().filter(|ch| !removed.contains(ch)).collect();
+        let mut channels: Vec<Id> = c
+            .channels
+            .as_slice()
+            .iter()
+            .copied()
+            .filter(|ch| !removed.contains(ch))
+            .collect();
         channels.extend_from_slice(&added);
         c.channels = Ids::from_slice(&channels);
         self.index.remove(id, project, &removed, &roles);

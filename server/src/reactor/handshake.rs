@@ -44,7 +44,10 @@ pub fn upgrade_accept(req: &Request) -> Result<String, (u16, &'static str)> {
         Err(e) => return Err(e),
     }
     if !req.header_has_token("upgrade", "websocket") {
-        return Err((426, "this endpoint speaks WebSocket: send Upgrade: websocket"));
+        return Err((
+            426,
+            "this endpoint speaks WebSocket: send Upgrade: websocket",
+        ));
     }
     if !req.header_has_token("connection", "upgrade") {
         return Err((400, "missing Connection: Upgrade"));
@@ -52,7 +55,10 @@ pub fn upgrade_accept(req: &Request) -> Result<String, (u16, &'static str)> {
     if req.header("sec-websocket-version") != Some("13") {
         return Err((426, "unsupported Sec-WebSocket-Version (13 is supported)"));
     }
-    let key = req.header("sec-websocket-key").ok_or((400, "missing Sec-WebSocket-Key"))?.trim();
+    let key = req
+        .header("sec-websocket-key")
+        .ok_or((400, "missing Sec-WebSocket-Key"))?
+        .trim();
     if !rtbench_protocol::handshake::is_valid_key(key) {
         return Err((400, "Sec-WebSocket-Key is not 16 bytes of base64"));
     }
@@ -69,10 +75,16 @@ impl Reactor {
     /// Accepts what the listener has (up to a turn's share); true when more
     /// may be waiting.
     pub(crate) fn accept_all(&mut self) -> bool {
-        let Some(listener) = self.listener.clone() else { return false };
+        let Some(listener) = self.listener.clone() else {
+            return false;
+        };
         for _ in 0..ACCEPTS_PER_TURN {
             match listener.accept() {
-                Ok((stream, peer)) => self.take(Incoming { stream, peer, bytes: Vec::new() }),
+                Ok((stream, peer)) => self.take(Incoming {
+                    stream,
+                    peer,
+                    bytes: Vec::new(),
+                }),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -98,17 +110,27 @@ impl Reactor {
         if m.handshakes.load(Relaxed) >= self.shared.config.max_handshakes as u64 {
             // Too many clients mid-handshake: answer without a slot.
             m.hit(Limit::Handshakes);
-            let answer = response_bytes(503, "application/json", &json_error("too many handshakes in progress"), false);
+            let answer = response_bytes(
+                503,
+                "application/json",
+                &json_error("too many handshakes in progress"),
+                false,
+            );
             let _ = (&inc.stream).write(&answer);
             return;
         }
-        let Some(id) = self.slot_for(inc.stream) else { return };
+        let Some(id) = self.slot_for(inc.stream) else {
+            return;
+        };
         self.shared.live.fetch_add(1, Relaxed);
         self.shared.metrics.handshakes.fetch_add(1, Relaxed);
         let c = &mut self.conns[id as usize];
         c.flags = Flags::HANDSHAKE;
         c.extra().peer = Some(inc.peer);
-        self.set_deadline(id, Duration::from_millis(self.shared.config.request_timeout_ms));
+        self.set_deadline(
+            id,
+            Duration::from_millis(self.shared.config.request_timeout_ms),
+        );
         if !inc.bytes.is_empty() {
             let mut bytes = inc.bytes;
             self.ingest(id, &mut bytes);
@@ -167,7 +189,11 @@ impl Reactor {
                 return self.reply_and_close(id, status, msg);
             }
         };
-        let peer = self.conns[id as usize].extra.as_ref().and_then(|e| e.peer).map(|p| p.ip());
+        let peer = self.conns[id as usize]
+            .extra
+            .as_ref()
+            .and_then(|e| e.peer)
+            .map(|p| p.ip());
         let peer = peer.unwrap_or(IpAddr::from([0, 0, 0, 0]));
         self.leave_handshake(id);
         let c = &mut self.conns[id as usize];
@@ -177,9 +203,15 @@ impl Reactor {
         match admission::decide(&self.shared, peer, req) {
             Ok(admit) => {
                 let project = self.names.acquire(&admit.project);
-                let channels: Vec<Id> = admit.channels.iter().map(|ch| self.names.acquire(ch)).collect();
+                let channels: Vec<Id> = admit
+                    .channels
+                    .iter()
+                    .map(|ch| self.names.acquire(ch))
+                    .collect();
                 // The claims end here: the session is its interned roles.
-                let session = self.sessions.acquire(&mut self.names, admit.user.as_deref());
+                let session = self
+                    .sessions
+                    .acquire(&mut self.names, admit.user.as_deref());
                 let c = &mut self.conns[id as usize];
                 c.project = project;
                 c.channels = Ids::from_slice(&channels);
@@ -199,13 +231,20 @@ impl Reactor {
                 frames.extend(admit.greeting.iter());
                 self.send(id, &frames);
                 if self.closing_all {
-                    self.close(id, rtbench_protocol::frame::close::GOING_AWAY, "server shutting down");
+                    self.close(
+                        id,
+                        rtbench_protocol::frame::close::GOING_AWAY,
+                        "server shutting down",
+                    );
                 } else if !leftover.is_empty() {
                     self.ingest(id, &mut leftover);
                 }
             }
             Err(refused) => {
-                let (last, first) = refused.frames.split_last().expect("a refusal ends with its close");
+                let (last, first) = refused
+                    .frames
+                    .split_last()
+                    .expect("a refusal ends with its close");
                 let mut frames: Vec<&Bytes> = vec![&head];
                 frames.extend(first.iter());
                 self.send(id, &frames);
@@ -217,7 +256,10 @@ impl Reactor {
     /// An HTTP error answer, then the connection closes.
     fn reply_and_close(&mut self, id: ConnId, status: u16, msg: &str) {
         let body = json_error(msg);
-        self.close_with(id, Bytes::from(response_bytes(status, "application/json", &body, false)));
+        self.close_with(
+            id,
+            Bytes::from(response_bytes(status, "application/json", &body, false)),
+        );
     }
 
     /// Gives a plain HTTP request, with the bytes read so far, to a tokio task.
@@ -237,12 +279,23 @@ impl Reactor {
             let fd = s.as_raw_fd();
             let _ = self.registry.deregister(&mut SourceFd(&fd));
         }
-        let Some(stream) = self.vacate(id) else { return };
+        let Some(stream) = self.vacate(id) else {
+            return;
+        };
         let peer = peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         // This turn's counts first: a /metrics request then counts its own
         // head's read, whichever thread answers it first.
         self.flush_stats();
-        if self.reactors.plain_http.send(Incoming { stream, peer, bytes }).is_err() {
+        if self
+            .reactors
+            .plain_http
+            .send(Incoming {
+                stream,
+                peer,
+                bytes,
+            })
+            .is_err()
+        {
             // Nobody serves plain HTTP (the fuzz harness): the connection closes.
             self.shared.metrics.http_connections.fetch_sub(1, Relaxed);
         }

@@ -29,7 +29,11 @@ pub(super) struct Inbox {
 
 impl Inbox {
     pub(super) fn is_empty(&self) -> bool {
-        !self.notified && self.conns.is_empty() && self.events.is_empty() && !self.close_all && !self.stop
+        !self.notified
+            && self.conns.is_empty()
+            && self.events.is_empty()
+            && !self.close_all
+            && !self.stop
     }
 }
 
@@ -97,7 +101,10 @@ impl Reactors {
             done: Mutex::new(Some(tx)),
         });
         for h in &self.handles {
-            let d = Delivery { event: event.clone(), tally: Some(tally.clone()) };
+            let d = Delivery {
+                event: event.clone(),
+                tally: Some(tally.clone()),
+            };
             h.push(|b| b.events.push(d));
         }
         rx

@@ -41,6 +41,11 @@ impl Load {
 impl Default for Load {
     fn default() -> Load {
         let now = Instant::now();
-        Load { window_start: now, awake_since: now, busy_in_window: Duration::ZERO, busy: false }
+        Load {
+            window_start: now,
+            awake_since: now,
+            busy_in_window: Duration::ZERO,
+            busy: false,
+        }
     }
 }

@@ -84,13 +84,20 @@ pub(crate) struct Reactors {
 
 impl Reactors {
     /// `n` reactors; plain HTTP requests they read go to `plain_http`.
-    pub(crate) fn new(n: usize, plain_http: tokio::sync::mpsc::UnboundedSender<Incoming>) -> io::Result<Reactors> {
+    pub(crate) fn new(
+        n: usize,
+        plain_http: tokio::sync::mpsc::UnboundedSender<Incoming>,
+    ) -> io::Result<Reactors> {
         let mut handles = Vec::new();
         let mut polls = Vec::new();
         for _ in 0..n.max(1) {
             let poll = Poll::new()?;
             let waker = Waker::new(poll.registry(), WAKER)?;
-            handles.push(Arc::new(Handle { inbox: Mutex::default(), waker, state: Mutex::default() }));
+            handles.push(Arc::new(Handle {
+                inbox: Mutex::default(),
+                waker,
+                state: Mutex::default(),
+            }));
             polls.push(poll);
         }
         Ok(Reactors {
@@ -113,8 +120,14 @@ impl Reactors {
         let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
         for (i, (poll, handle)) in polls.into_iter().zip(&self.handles).enumerate() {
             let fd = std::os::fd::AsRawFd::as_raw_fd(&*listener);
-            poll.registry().register(&mut SourceFd(&fd), LISTENER, Interest::READABLE)?;
-            let mut r = Reactor::new(shared.clone(), self.clone(), handle.clone(), poll.registry().try_clone()?);
+            poll.registry()
+                .register(&mut SourceFd(&fd), LISTENER, Interest::READABLE)?;
+            let mut r = Reactor::new(
+                shared.clone(),
+                self.clone(),
+                handle.clone(),
+                poll.registry().try_clone()?,
+            );
             r.listener = Some(listener.clone());
             r.number = i;
             if i == 0
@@ -127,7 +140,9 @@ impl Reactors {
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("reactor-{i}"))
-                    .spawn(move || panics::or_abort(&format!("reactor-{i}"), || run(&handle, poll)))?,
+                    .spawn(move || {
+                        panics::or_abort(&format!("reactor-{i}"), || run(&handle, poll))
+                    })?,
             );
         }
         Ok(())
@@ -224,13 +239,22 @@ impl Reactor {
     /// Reactor 0 of `reactors`, with no thread: driven by its caller (the
     /// fuzz harness).
     pub(crate) fn standalone(shared: Arc<Shared>, reactors: Arc<Reactors>) -> io::Result<Reactor> {
-        let poll = reactors.polls.lock().unwrap_or_else(|e| e.into_inner()).swap_remove(0);
+        let poll = reactors
+            .polls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .swap_remove(0);
         let handle = reactors.handles[0].clone();
         let registry = poll.registry().try_clone()?;
         Ok(Reactor::new(shared, reactors, handle, registry))
     }
 
-    fn new(shared: Arc<Shared>, reactors: Arc<Reactors>, handle: Arc<Handle>, registry: Registry) -> Reactor {
+    fn new(
+        shared: Arc<Shared>,
+        reactors: Arc<Reactors>,
+        handle: Arc<Handle>,
+        registry: Registry,
+    ) -> Reactor {
         Reactor {
             shared,
             reactors,
@@ -265,11 +289,14 @@ impl Reactor {
         if !self.ready.is_empty() || self.accept_more {
             return Some(Duration::ZERO);
         }
-        let due = [self.accept_retry, self.subscriber.as_ref().and_then(|s| s.due)]
-            .into_iter()
-            .flatten()
-            .map(|t| t.saturating_duration_since(now))
-            .min();
+        let due = [
+            self.accept_retry,
+            self.subscriber.as_ref().and_then(|s| s.due),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|t| t.saturating_duration_since(now))
+        .min();
         match (self.wheel.timeout(now), due) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -298,7 +325,10 @@ impl Reactor {
                 continue;
             }
             let (id, generation) = (ev.token().0 as u32, (ev.token().0 >> 32) as u32);
-            let (writable, readable) = (ev.is_writable(), ev.is_readable() || ev.is_read_closed() || ev.is_error());
+            let (writable, readable) = (
+                ev.is_writable(),
+                ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+            );
             self.guarded(id, |r| {
                 if writable && r.current(id, generation) {
                     r.on_writable(id);
@@ -322,7 +352,12 @@ impl Reactor {
         if self.accept_more {
             self.accept_more = self.accept_all();
         }
-        if self.subscriber.as_ref().and_then(|s| s.due).is_some_and(|t| t <= Instant::now()) {
+        if self
+            .subscriber
+            .as_ref()
+            .and_then(|s| s.due)
+            .is_some_and(|t| t <= Instant::now())
+        {
             // Reconnect, or give up a connect that hangs.
             if self.subscriber.as_ref().is_some_and(|s| s.sock.is_some()) {
                 self.bus_lost("subscribing timed out".into());
@@ -333,7 +368,10 @@ impl Reactor {
         self.expire(Instant::now());
         self.free.trim(&mut self.conns);
         // Pending deadlines count: a peak's closes leave theirs behind.
-        if self.peak.fallen(self.conns.len() - self.free.len() + self.wheel.len()) {
+        if self
+            .peak
+            .fallen(self.conns.len() - self.free.len() + self.wheel.len())
+        {
             crate::memory::give_back();
         }
         self.flush_stats();
@@ -350,6 +388,8 @@ impl Reactor {
     }
 
     fn current(&self, id: ConnId, generation: u32) -> bool {
-        self.conns.get(id as usize).is_some_and(|c| c.generation == generation && c.sock.is_some())
+        self.conns
+            .get(id as usize)
+            .is_some_and(|c| c.generation == generation && c.sock.is_some())
     }
 }

@@ -85,27 +85,47 @@ mod tests {
              Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         );
         let generation = r.generations;
-        r.take(Incoming { stream, peer, bytes: head.into_bytes() });
-        let id = r.conns.iter().position(|c| c.sock.is_some() && c.generation == generation).unwrap();
-        assert!(r.conns[id].flags.has(crate::conn::Flag::Filed), "{channel}: upgraded and filed");
+        r.take(Incoming {
+            stream,
+            peer,
+            bytes: head.into_bytes(),
+        });
+        let id = r
+            .conns
+            .iter()
+            .position(|c| c.sock.is_some() && c.generation == generation)
+            .unwrap();
+        assert!(
+            r.conns[id].flags.has(crate::conn::Flag::Filed),
+            "{channel}: upgraded and filed"
+        );
         (id as ConnId, client)
     }
 
     fn receivers(r: &Reactor, channel: &str) -> Vec<ConnId> {
         let mut out = Vec::new();
-        r.index.matches_names(&r.names, "p1", &[channel], &["any", "guests", "users", "user:u1"], &mut out);
+        r.index.matches_names(
+            &r.names,
+            "p1",
+            &[channel],
+            &["any", "guests", "users", "user:u1"],
+            &mut out,
+        );
         out
     }
 
     #[test]
     fn a_panic_in_one_connections_handling_ends_it_and_leaves_its_slot_in_no_index_entry() {
-        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let _entered = runtime.enter();
         let mut config = Config::for_listen("127.0.0.1:0".parse().unwrap());
         config.jwt_secret = "test-secret".into();
         let shared = Arc::new(Shared::new(config).unwrap());
         let (to_http, _) = tokio::sync::mpsc::unbounded_channel();
-        let mut r = Reactor::standalone(shared, Arc::new(Reactors::new(1, to_http).unwrap())).unwrap();
+        let mut r =
+            Reactor::standalone(shared, Arc::new(Reactors::new(1, to_http).unwrap())).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
 
         let (b, _client_b) = connect(&mut r, &listener, "other");
@@ -116,15 +136,23 @@ mod tests {
 
         // A signs in; its re-filing panics after the slot took the new
         // session, before the index moved.
-        let claims = Claims { sub: "u1".into(), exp: jwt::now_secs() + 60, teams: vec![], labels: vec![] };
-        let message =
-            serde_json::json!({"type": "authentication", "data": {"session": jwt::mint(&claims, b"test-secret")}});
-        let mut wire = frame::encode_masked(frame::OP_TEXT, message.to_string().as_bytes(), [1, 2, 3, 4]);
+        let claims = Claims {
+            sub: "u1".into(),
+            exp: jwt::now_secs() + 60,
+            teams: vec![],
+            labels: vec![],
+        };
+        let message = serde_json::json!({"type": "authentication", "data": {"session": jwt::mint(&claims, b"test-secret")}});
+        let mut wire =
+            frame::encode_masked(frame::OP_TEXT, message.to_string().as_bytes(), [1, 2, 3, 4]);
         PLANTED.with(|p| p.set(Some("refile")));
         r.guarded(a, |r| r.ingest(a, &mut wire));
         assert_eq!(PLANTED.with(|p| p.get()), None, "the planted panic fired");
 
-        assert!(r.conns[a as usize].sock.is_none(), "the panicked connection is closed");
+        assert!(
+            r.conns[a as usize].sock.is_none(),
+            "the panicked connection is closed"
+        );
         assert_eq!(r.shared.open.load(Relaxed), 1);
         assert_eq!(r.index.entries(), entries_of_b, "only B is filed");
         assert_eq!(receivers(&r, "files"), [] as [ConnId; 0]);

@@ -19,7 +19,9 @@ impl Reactor {
     pub(super) fn on_readable(&mut self, id: ConnId, buf: &mut [u8]) {
         let generation = self.conns[id as usize].generation;
         for _ in 0..READS_PER_TURN {
-            let Some(sock) = &self.conns[id as usize].sock else { return };
+            let Some(sock) = &self.conns[id as usize].sock else {
+                return;
+            };
             self.stats.reads += 1;
             match (&*sock).read(buf) {
                 Ok(0) => return self.release(id),
@@ -50,7 +52,10 @@ impl Reactor {
         if self.conns[id as usize].flags.in_handshake() {
             return self.handshake_bytes(id, fresh);
         }
-        let partial = self.conns[id as usize].extra.as_mut().map(|e| std::mem::take(&mut e.partial));
+        let partial = self.conns[id as usize]
+            .extra
+            .as_mut()
+            .map(|e| std::mem::take(&mut e.partial));
         match partial {
             Some(mut p) if !p.is_empty() => {
                 p.extend_from_slice(fresh);
@@ -87,7 +92,11 @@ impl Reactor {
         } else if e.frame_due == 0 {
             let due = self.wheel.tick_after(Instant::now(), timeout);
             e.frame_due = due;
-            self.wheel.insert(Entry { slot: id, generation, due });
+            self.wheel.insert(Entry {
+                slot: id,
+                generation,
+                due,
+            });
         }
     }
 

@@ -101,7 +101,11 @@ impl Reactor {
             opcode => {
                 let c = &mut self.conns[id as usize];
                 if c.extra.as_ref().is_some_and(|e| e.message_opcode != 0) {
-                    return self.close(id, close::PROTOCOL_ERROR, "new message inside a fragmented one");
+                    return self.close(
+                        id,
+                        close::PROTOCOL_ERROR,
+                        "new message inside a fragmented one",
+                    );
                 }
                 if f.fin {
                     self.on_message(id, opcode, payload);
@@ -162,7 +166,9 @@ impl Reactor {
 
     /// The signed-in user's id (`None` for a guest).
     fn user_id(&self, id: ConnId) -> Option<String> {
-        self.sessions.user(&self.names, self.conns[id as usize].session).map(String::from)
+        self.sessions
+            .user(&self.names, self.conns[id as usize].session)
+            .map(String::from)
     }
 
     /// The connection's subscriptions, made from its connect URL's channels
@@ -180,14 +186,21 @@ impl Reactor {
         };
         let e = self.conns[id as usize].extra();
         e.subs.get_or_insert_with(|| {
-            let url = (!names.is_empty()).then(|| Subscription { id: URL_SUBSCRIPTION.into(), channels: names });
+            let url = (!names.is_empty()).then(|| Subscription {
+                id: URL_SUBSCRIPTION.into(),
+                channels: names,
+            });
             Subs::new(url.into_iter().collect(), user.as_deref())
         })
     }
 
     fn authenticate(&mut self, id: ConnId, data: &Value) {
         let Some(token) = data.get("session").and_then(Value::as_str) else {
-            return self.send_error(id, close::UNSUPPORTED_DATA, "message format invalid: data.session is missing");
+            return self.send_error(
+                id,
+                close::UNSUPPORTED_DATA,
+                "message format invalid: data.session is missing",
+            );
         };
         match jwt::verify(token, self.shared.jwt_secret(), jwt::now_secs()) {
             Ok(claims) => {
@@ -200,7 +213,10 @@ impl Reactor {
                 let session = self.sessions.acquire(&mut self.names, Some(&claims));
                 let user = user_json(Some(&claims));
                 self.refile(id, &channels, Some(session));
-                self.respond(id, json!({"to": "authentication", "success": true, "user": user}));
+                self.respond(
+                    id,
+                    json!({"to": "authentication", "success": true, "user": user}),
+                );
             }
             Err(e) => self.fail(id, close::POLICY_VIOLATION, &e.to_string()),
         }
@@ -220,17 +236,26 @@ impl Reactor {
                 "message format invalid: subscribe takes [{subscriptionId, channels}]",
             );
         };
-        let listed: Vec<Value> = new.iter().map(|s| json!({"subscriptionId": s.id, "channels": s.channels})).collect();
+        let listed: Vec<Value> = new
+            .iter()
+            .map(|s| json!({"subscriptionId": s.id, "channels": s.channels}))
+            .collect();
         let new: Vec<Subscription> = new
             .into_iter()
-            .map(|s| Subscription { id: s.id.into(), channels: s.channels.into_iter().map(Into::into).collect() })
+            .map(|s| Subscription {
+                id: s.id.into(),
+                channels: s.channels.into_iter().map(Into::into).collect(),
+            })
             .collect();
         let limits = self.shared.config.subscription_limits();
         let user = self.user_id(id);
         match self.subs(id).upsert(new, user.as_deref(), &limits) {
             Ok(change) => {
                 self.refile_change(id, &change);
-                self.respond(id, json!({"to": "subscribe", "success": true, "subscriptions": listed}));
+                self.respond(
+                    id,
+                    json!({"to": "subscribe", "success": true, "subscriptions": listed}),
+                );
             }
             Err(over) => {
                 self.shared.metrics.hit(Limit::from(over));
@@ -256,7 +281,10 @@ impl Reactor {
         let user = self.user_id(id);
         let change = self.subs(id).remove(&ids, user.as_deref());
         self.refile_change(id, &change);
-        self.respond(id, json!({"to": "unsubscribe", "success": true, "subscriptions": ids}));
+        self.respond(
+            id,
+            json!({"to": "unsubscribe", "success": true, "subscriptions": ids}),
+        );
     }
 }
 
@@ -291,7 +319,9 @@ fn valid_close_code(code: u16) -> bool {
 fn one_or_many<T: for<'de> Deserialize<'de>>(data: &Value) -> Option<Vec<T>> {
     match data {
         Value::Array(_) => serde_json::from_value(data.clone()).ok(),
-        Value::Object(_) => serde_json::from_value(data.clone()).ok().map(|one| vec![one]),
+        Value::Object(_) => serde_json::from_value(data.clone())
+            .ok()
+            .map(|one| vec![one]),
         _ => None,
     }
 }
@@ -303,7 +333,9 @@ mod tests {
     #[test]
     fn the_pong_frame_is_the_pong_message() {
         let mut wire = PONG.to_vec();
-        let f = frame::parse(&mut wire, 1024, frame::Sender::Server).unwrap().unwrap();
+        let f = frame::parse(&mut wire, 1024, frame::Sender::Server)
+            .unwrap()
+            .unwrap();
         assert_eq!((f.opcode, f.fin), (frame::OP_TEXT, true));
         assert_eq!(&wire[f.payload_start..], br#"{"type":"pong"}"#);
     }
@@ -312,7 +344,9 @@ mod tests {
     fn close_frames_are_answered_as_rfc_6455_says() {
         let with = |code: u16, reason: &[u8]| [&code.to_be_bytes()[..], reason].concat();
         assert_eq!(close_reply(&[]), Ok(1000));
-        for ok in [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999] {
+        for ok in [
+            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999,
+        ] {
             assert_eq!(close_reply(&with(ok, b"bye")), Ok(ok), "{ok}");
         }
         for bad in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {

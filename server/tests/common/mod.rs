@@ -39,7 +39,10 @@ pub fn token(sub: &str, teams: &[(&str, &[&str])], labels: &[&str], exp_in: i64)
         exp: (rtbench_protocol::jwt::now_secs() as i64 + exp_in) as u64,
         teams: teams
             .iter()
-            .map(|(id, roles)| Team { id: (*id).into(), roles: roles.iter().map(|r| (*r).into()).collect() })
+            .map(|(id, roles)| Team {
+                id: (*id).into(),
+                roles: roles.iter().map(|r| (*r).into()).collect(),
+            })
             .collect(),
         labels: labels.iter().map(|l| (*l).into()).collect(),
     };
@@ -48,11 +51,16 @@ pub fn token(sub: &str, teams: &[(&str, &[&str])], labels: &[&str], exp_in: i64)
 
 /// Opens `/v1/realtime?{query}` with extra headers.
 pub async fn connect_with(addr: SocketAddr, query: &str, headers: &[(&'static str, &str)]) -> Ws {
-    let mut req = format!("ws://{addr}/v1/realtime?{query}").into_client_request().unwrap();
+    let mut req = format!("ws://{addr}/v1/realtime?{query}")
+        .into_client_request()
+        .unwrap();
     for (k, v) in headers {
         req.headers_mut().insert(*k, v.parse().unwrap());
     }
-    let (ws, resp) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req)).await.unwrap().unwrap();
+    let (ws, resp) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(resp.status(), 101);
     ws
 }
@@ -72,7 +80,10 @@ pub async fn connect_ok(addr: SocketAddr, query: &str) -> (Ws, Value) {
 /// The next text frame as JSON (WebSocket pings are answered by the client).
 pub async fn next_json(ws: &mut Ws) -> Value {
     loop {
-        let msg = tokio::time::timeout(WAIT, ws.next()).await.expect("a frame within the wait").expect("open");
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a frame within the wait")
+            .expect("open");
         match msg.expect("no error") {
             Message::Text(t) => return serde_json::from_str(&t).expect("JSON frame"),
             Message::Close(c) => panic!("closed: {c:?}"),
@@ -84,7 +95,10 @@ pub async fn next_json(ws: &mut Ws) -> Value {
 /// Reads until the server's close frame; returns its code.
 pub async fn close_code(ws: &mut Ws) -> u16 {
     loop {
-        match tokio::time::timeout(WAIT, ws.next()).await.expect("close within the wait") {
+        match tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("close within the wait")
+        {
             Some(Ok(Message::Close(Some(f)))) => return u16::from(f.code),
             Some(Ok(Message::Close(None))) => return u16::from(CloseCode::Status),
             Some(Ok(_)) => continue,
@@ -115,7 +129,13 @@ pub async fn drain(ws: &mut Ws) -> Vec<Value> {
 }
 
 /// A minimal HTTP/1.1 request; returns (status, body).
-pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
@@ -124,21 +144,42 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, 
     req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
     s.write_all(req.as_bytes()).await.unwrap();
     let mut resp = String::new();
-    tokio::time::timeout(WAIT, s.read_to_string(&mut resp)).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, s.read_to_string(&mut resp))
+        .await
+        .unwrap()
+        .unwrap();
     let status = resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 
 /// Publishes an event; returns how many connections received it.
-pub async fn publish(addr: SocketAddr, project: &str, channels: &[&str], roles: &[&str], payload: Value) -> u64 {
+pub async fn publish(
+    addr: SocketAddr,
+    project: &str,
+    channels: &[&str],
+    roles: &[&str],
+    payload: Value,
+) -> u64 {
     let doc = json!({
         "project": project, "roles": roles, "permissionsChanged": false, "userId": null,
         "data": {"events": ["test.event"], "channels": channels, "timestamp": "2026-11-28T00:00:00.000+00:00", "payload": payload}
     });
-    let (status, body) = http(addr, "POST", "/v1/events", &[("x-appwrite-key", KEY)], &doc.to_string()).await;
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/v1/events",
+        &[("x-appwrite-key", KEY)],
+        &doc.to_string(),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
-    serde_json::from_str::<Value>(&body).unwrap()["deliveries"].as_u64().unwrap()
+    serde_json::from_str::<Value>(&body).unwrap()["deliveries"]
+        .as_u64()
+        .unwrap()
 }
 
 /// One value of the server's /metrics, by its full name with labels.
