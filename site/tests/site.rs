@@ -41,6 +41,34 @@ fn add_broken_records(results: &std::path::Path) {
     .unwrap();
 }
 
+/// The step directories (`step-NN`) of a sweep record.
+fn step_dirs(sweep: &std::path::Path) -> usize {
+    std::fs::read_dir(sweep)
+        .unwrap()
+        .filter(|e| {
+            let e = e.as_ref().unwrap();
+            e.path().is_dir() && e.file_name().to_string_lossy().starts_with("step-")
+        })
+        .count()
+}
+
+/// The sweep records committed under results/.
+fn committed_sweeps() -> usize {
+    let mut n = 0;
+    for scenario in std::fs::read_dir(root().join("results")).unwrap() {
+        for record in std::fs::read_dir(scenario.unwrap().path()).unwrap() {
+            n += usize::from(
+                record
+                    .unwrap()
+                    .path()
+                    .join(rtbench_record::sweep::SWEEP)
+                    .is_file(),
+            );
+        }
+    }
+    n
+}
+
 #[test]
 fn renders_every_record_and_survives_a_corrupt_and_a_partial_one() {
     let dir = scratch("render");
@@ -78,6 +106,11 @@ fn renders_every_record_and_survives_a_corrupt_and_a_partial_one() {
         }
         for run in std::fs::read_dir(scenario).unwrap() {
             let run = run.unwrap().path();
+            // A sweep record holds a run per step.
+            if run.join(rtbench_record::sweep::SWEEP).is_file() {
+                committed += step_dirs(&run);
+                continue;
+            }
             committed +=
                 match rtbench_record::read_json::<rtbench_record::Versus>(&run.join("versus.json"))
                 {
@@ -585,7 +618,12 @@ fn a_sweep_has_its_page_its_steps_stay_out_of_the_history_and_objectives_show() 
     copy_dir(&root().join("results"), &results);
     add_sweep(&results);
     let records = load::load(&results);
-    assert_eq!(records.sweeps.len(), 1, "{:?}", records.warnings);
+    assert_eq!(
+        records.sweeps.len(),
+        committed_sweeps() + 1,
+        "{:?}",
+        records.warnings
+    );
     let step = records
         .find("smoke/2099-02-01T000000Z-vm-sweep-rate/step-02")
         .expect("a step is a run");
