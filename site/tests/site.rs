@@ -41,6 +41,22 @@ fn add_broken_records(results: &std::path::Path) {
     .unwrap();
 }
 
+/// Renders `records` into `dir`/site with the checkout's thresholds; the site's directory.
+fn render_site(dir: &std::path::Path, records: &load::Records) -> std::path::PathBuf {
+    let out = dir.join("site");
+    render::render(
+        records,
+        &render::Options {
+            out: out.clone(),
+            checkout: root(),
+            criterion: None,
+            thresholds: thresholds(),
+        },
+    )
+    .unwrap();
+    out
+}
+
 /// The step directories (`step-NN`) of a sweep record.
 fn step_dirs(sweep: &std::path::Path) -> usize {
     std::fs::read_dir(sweep)
@@ -374,17 +390,7 @@ fn compare_page_keeps_runs_of_different_sizes_apart() {
         s["connections"]["held"] = 1_000_000.into();
     });
     let records = load::load(&results);
-    let out = dir.join("site");
-    render::render(
-        &records,
-        &render::Options {
-            out: out.clone(),
-            checkout: root(),
-            criterion: None,
-            thresholds: thresholds(),
-        },
-    )
-    .unwrap();
+    let out = render_site(&dir, &records);
     let page = std::fs::read_to_string(out.join("scenarios/smoke/compare.html")).unwrap();
     let between = |open: &str, close: &str| -> Vec<String> {
         page.split(open)
@@ -438,17 +444,7 @@ fn an_idle_record_says_none_where_a_figure_does_not_apply() {
     copy_dir(&idle, &other);
     edit_summary(&other, |s| s["overrides"]["rate"] = 1000.0.into());
     let records = load::load(&results);
-    let out = dir.join("site");
-    render::render(
-        &records,
-        &render::Options {
-            out: out.clone(),
-            checkout: root(),
-            criterion: None,
-            thresholds: thresholds(),
-        },
-    )
-    .unwrap();
+    let out = render_site(&dir, &records);
     let page =
         std::fs::read_to_string(out.join("runs/idle-1m/2099-01-01T000000Z-vm-no-ping/index.html"))
             .unwrap();
@@ -481,17 +477,7 @@ fn an_idle_record_says_none_where_a_figure_does_not_apply() {
 fn front_page_leads_with_the_band_and_the_scenarios_in_order_of_importance() {
     let dir = scratch("front");
     let records = load::load(&root().join("results"));
-    let out = dir.join("site");
-    render::render(
-        &records,
-        &render::Options {
-            out: out.clone(),
-            checkout: root(),
-            criterion: None,
-            thresholds: thresholds(),
-        },
-    )
-    .unwrap();
+    let out = render_site(&dir, &records);
     let index = std::fs::read_to_string(out.join("index.html")).unwrap();
     let cards: Vec<&str> = index
         .split("<article class=\"card\" id=\"")
@@ -628,17 +614,7 @@ fn a_sweep_has_its_page_its_steps_stay_out_of_the_history_and_objectives_show() 
         .find("smoke/2099-02-01T000000Z-vm-sweep-rate/step-02")
         .expect("a step is a run");
     assert!(step.in_group);
-    let out = dir.join("site");
-    render::render(
-        &records,
-        &render::Options {
-            out: out.clone(),
-            checkout: root(),
-            criterion: None,
-            thresholds: thresholds(),
-        },
-    )
-    .unwrap();
+    let out = render_site(&dir, &records);
     let page = std::fs::read_to_string(
         out.join("scenarios/smoke/sweep-2099-02-01T000000Z-vm-sweep-rate.html"),
     )
