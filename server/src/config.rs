@@ -125,6 +125,12 @@ pub struct Config {
     #[arg(long, env = "RTBENCH_FRAME_TIMEOUT_MS", default_value_t = 10_000)]
     pub frame_timeout_ms: u64,
 
+    /// Seconds a WebSocket connection may send nothing (no frame, no ping)
+    /// before it is closed with 1001; 0: never. The SDKs ping every 20 s, so
+    /// the default is three missed pings.
+    #[arg(long, env = "RTBENCH_IDLE_TIMEOUT_S", default_value_t = 60)]
+    pub idle_timeout_s: u64,
+
     /// Largest event document accepted by POST /v1/events, in bytes.
     #[arg(long, env = "RTBENCH_MAX_EVENT_BYTES", default_value_t = 1 << 20)]
     pub max_event_bytes: usize,

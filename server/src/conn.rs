@@ -33,6 +33,9 @@ pub(crate) struct Conn {
     /// The tick of the pending deadline (0: none), see `wheel.rs`.
     pub(crate) deadline: u32,
     pub(crate) rate: Window,
+    /// The reactor second it last sent bytes in (`reactor/idle.rs`): one
+    /// silent for `--idle-timeout-s` is closed.
+    pub(crate) heard: u32,
     /// Channels the connection is filed under, interned.
     pub(crate) channels: Ids,
     /// Its user and roles, interned (`sessions.rs`): a signed-in
@@ -215,6 +218,7 @@ impl Conn {
             project: 0,
             deadline: 0,
             rate: Window::default(),
+            heard: 0,
             channels: Ids::default(),
             session: GUEST,
             extra: None,

@@ -46,13 +46,14 @@ pub(crate) enum Limit {
     HttpConnections,
     RequestTimeout,
     FrameTimeout,
+    IdleTimeout,
     EventBytes,
     MessageBytes,
     MessageRate,
 }
 
 impl Limit {
-    const ALL: [Limit; 12] = [
+    const ALL: [Limit; 13] = [
         Limit::Subscriptions,
         Limit::Channels,
         Limit::ChannelBytes,
@@ -62,6 +63,7 @@ impl Limit {
         Limit::HttpConnections,
         Limit::RequestTimeout,
         Limit::FrameTimeout,
+        Limit::IdleTimeout,
         Limit::EventBytes,
         Limit::MessageBytes,
         Limit::MessageRate,
@@ -78,6 +80,7 @@ impl Limit {
             Limit::HttpConnections => "http_connections",
             Limit::RequestTimeout => "request_timeout",
             Limit::FrameTimeout => "frame_timeout",
+            Limit::IdleTimeout => "idle_timeout",
             Limit::EventBytes => "event_bytes",
             Limit::MessageBytes => "message_bytes",
             Limit::MessageRate => "message_rate",

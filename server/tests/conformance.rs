@@ -416,6 +416,35 @@ async fn a_frame_that_does_not_arrive_whole_in_time_is_1008() {
     );
 }
 
+#[tokio::test]
+async fn a_connection_that_sends_nothing_for_the_idle_timeout_is_closed_1001() {
+    let server = start(|c| c.idle_timeout_s = 1).await;
+    let addr = server.local_addr();
+    let mut silent = Raw::open(addr).await;
+    let mut pinging = Raw::open(addr).await;
+    let ping = whole(frame::OP_TEXT, br#"{"type":"ping"}"#);
+    // A ping every 300 ms for 3.5 s: past the 1 s timeout plus its second of
+    // rounding and its pass, in which the silent one is closed.
+    for _ in 0..12 {
+        pinging.send(&ping).await;
+        assert_eq!(
+            pinging.next().await,
+            Got::Frame(frame::OP_TEXT, br#"{"type":"pong"}"#.to_vec())
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    silent.closed_with(1001).await;
+    assert_eq!(
+        metric(addr, "rtbench_limit_hits_total{limit=\"idle_timeout\"}").await,
+        1
+    );
+    pinging.send(&ping).await;
+    assert_eq!(
+        pinging.next().await,
+        Got::Frame(frame::OP_TEXT, br#"{"type":"pong"}"#.to_vec())
+    );
+}
+
 // --- The opening handshake (RFC 6455 4.2.1).
 
 /// Sends `request` on a fresh connection; returns the whole answer.

@@ -159,6 +159,14 @@ pub fn pids() -> Result<Vec<u32>> {
 /// `/proc/<pid>/fd` (a soak tracks them for leaks).
 pub fn open_fds(p: Process) -> Result<u64> {
     let path = p.dir().join("fd");
+    // Linux 6.2 and later give the count as the directory's size, without
+    // listing it: a sampler reading a 20,000-descriptor process every second
+    // spent a few percent of a core on the listing.
+    if let Ok(m) = std::fs::metadata(&path)
+        && m.len() > 0
+    {
+        return Ok(m.len());
+    }
     let dir = std::fs::read_dir(&path).map_err(|error| Error::Read {
         path: path.clone(),
         error,

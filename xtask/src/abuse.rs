@@ -200,6 +200,7 @@ fn report(
         "http_connections",
         "request_timeout",
         "frame_timeout",
+        "idle_timeout",
         "event_bytes",
         "message_bytes",
         "message_rate",

@@ -158,6 +158,7 @@ impl Reactor {
             return None;
         }
         c.sock = Some(stream);
+        self.heard(id);
         Some(id)
     }
 

@@ -53,6 +53,7 @@ mod closing;
 mod fanout;
 mod filing;
 pub mod handshake;
+mod idle;
 mod inbox;
 mod load;
 mod panics;
@@ -186,6 +187,8 @@ pub(crate) struct Reactor {
     /// Its load (connections and deadlines) since memory was last given back.
     peak: crate::memory::Peak,
     wheel: Wheel,
+    /// The walk that closes silent connections (`idle.rs`).
+    idle: idle::IdleScan,
     pub(crate) stats: Stats,
     /// This reactor's share of the `metrics::Held` gauges as last added.
     held: [usize; crate::metrics::Held::ALL.len()],
@@ -274,6 +277,7 @@ impl Reactor {
             sessions: Sessions::default(),
             peak: crate::memory::Peak::default(),
             wheel: Wheel::default(),
+            idle: idle::IdleScan::default(),
             stats: Stats::default(),
             held: [0; crate::metrics::Held::ALL.len()],
             ready: Vec::new(),
@@ -292,6 +296,7 @@ impl Reactor {
         let due = [
             self.accept_retry,
             self.subscriber.as_ref().and_then(|s| s.due),
+            self.idle_due(),
         ]
         .into_iter()
         .flatten()
@@ -307,6 +312,7 @@ impl Reactor {
     /// told to stop.
     fn turn(&mut self, events: &Events, buf: &mut [u8]) -> bool {
         self.stats.wakeups += 1;
+        self.idle.now = self.idle.second(Instant::now());
         // Queued events first: an event published before a client's
         // message was read goes out before the answer to it.
         if events.iter().any(|ev| ev.token() == WAKER) && self.take_inbox() {
@@ -366,6 +372,7 @@ impl Reactor {
             }
         }
         self.expire(Instant::now());
+        self.close_idle(Instant::now());
         self.free.trim(&mut self.conns);
         // Pending deadlines count: a peak's closes leave theirs behind.
         if self

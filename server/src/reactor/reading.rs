@@ -27,6 +27,7 @@ impl Reactor {
                 Ok(0) => return self.release(id),
                 Ok(n) => {
                     self.stats.bytes_in += n as u64;
+                    self.heard(id);
                     self.ingest(id, &mut buf[..n]);
                     if n < buf.len() || !self.current(id, generation) {
                         // A short read drained the socket: the next byte
