@@ -1,7 +1,9 @@
 //! The server's settings, from flags or `RTBENCH_*` environment variables.
 //!
 //! Defaults are a benchmark's: every project allowed, no rate limits, no cap
-//! below what the open-files limit allows.
+//! below what the open-files limit allows. One default is a live server's:
+//! a connection silent for 90 s is closed (`idle_timeout_s`), so clients
+//! that never send need `--idle-timeout-s 0`.
 
 use std::net::SocketAddr;
 
@@ -127,8 +129,9 @@ pub struct Config {
 
     /// Seconds a WebSocket connection may send nothing (no frame, no ping)
     /// before it is closed with 1001; 0: never. The SDKs ping every 20 s, so
-    /// the default is three missed pings.
-    #[arg(long, env = "RTBENCH_IDLE_TIMEOUT_S", default_value_t = 60)]
+    /// the default is four missed pings and a late fifth (a hidden browser
+    /// tab's timers may run once a minute).
+    #[arg(long, env = "RTBENCH_IDLE_TIMEOUT_S", default_value_t = 90)]
     pub idle_timeout_s: u64,
 
     /// Largest event document accepted by POST /v1/events, in bytes.

@@ -73,7 +73,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     crate::build_release()?;
     let mut server = ServerProcess::start(
         &crate::server_bin(),
-        &["--projects".into(), "console".into()],
+        // The probe's clients send nothing after connecting.
+        &[
+            "--projects".into(),
+            "console".into(),
+            "--idle-timeout-s".into(),
+            "0".into(),
+        ],
     )?;
     let result = probe(&server, &a);
     server.stop(Duration::from_secs(10));

@@ -146,6 +146,7 @@ fn run_pairs(
                 server_bin: bin.clone(),
                 commit: commit.clone(),
                 dir: Some(tmp.join(&run_dir)),
+                ..Side::default()
             };
             let (d, complete) = bench::run_one(suite, name, variant, a, state, &s)?;
             runs.push(VersusRun {

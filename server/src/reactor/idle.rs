@@ -4,15 +4,16 @@
 //! a process stopped. Its socket, slot, index entries and interned names
 //! would be held until the kernel noticed, which on an idle connection is
 //! never. The SDKs ping every 20 s, so a connection that sent nothing for
-//! `--idle-timeout-s` is gone: it is closed with 1001 (going away, so a live
-//! client reconnects) and counted as `rtbench_limit_hits{limit="idle_timeout"}`.
+//! `--idle-timeout-s` (90 s) is gone: it is closed with 1001 (going away, so
+//! a live client reconnects) and counted as
+//! `rtbench_limit_hits_total{limit="idle_timeout"}`.
 //!
 //! No timer per connection: each slot keeps the reactor second it was last
-//! heard from (4 bytes of the slot's padding), and the reactor walks its slab
-//! in slices, a whole pass every quarter of the timeout (between 1 and 15 s),
-//! so a silent connection is closed between one timeout and one and a
-//! quarter (plus a second) after its last byte. A pass over a million slots reads 64 MB once
-//! every 15 s at the default.
+//! heard from (4 bytes of the slot's padding), and the reactor walks its
+//! slab in slices, a whole pass every quarter of the timeout (between 1 and
+//! 15 s), so a silent connection is closed between one timeout and one and a
+//! quarter (plus two seconds: `heard` is a whole second) after its last
+//! byte. A pass over a million slots reads 64 MB, every 15 s by default.
 
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,8 @@ pub(super) struct IdleScan {
     /// The second the current turn began in (set each turn: one clock read
     /// a turn, not one a read).
     pub(super) now: u32,
+    /// When the last turn began.
+    last: Instant,
     /// The next slot to look at.
     cursor: usize,
     /// When the next slice is due.
@@ -42,16 +45,33 @@ impl Default for IdleScan {
         IdleScan {
             born: now,
             now: 0,
+            last: now,
             cursor: 0,
             next: now + SLICE_EVERY,
         }
     }
 }
 
+/// A gap between turns this long is a stopped reactor, not a quiet one
+/// (with the timeout on, a reactor wakes every `SLICE_EVERY`).
+const STALL: Duration = Duration::from_secs(2);
+
 impl IdleScan {
     /// The reactor second `now` falls in: what a slot's `heard` holds.
-    pub(super) fn second(&self, now: Instant) -> u32 {
+    fn second(&self, now: Instant) -> u32 {
         now.saturating_duration_since(self.born).as_secs() as u32
+    }
+
+    /// Starts a turn at `now`. A reactor stopped meanwhile (SIGSTOP, a
+    /// stalled machine) heard no one: the gap is taken off its clock, so
+    /// pings still unread in the kernel do not count as silence.
+    pub(super) fn turn(&mut self, now: Instant) {
+        let gap = now.saturating_duration_since(self.last);
+        if gap > STALL {
+            self.born += gap;
+        }
+        self.last = now;
+        self.now = self.second(now);
     }
 }
 
@@ -85,7 +105,7 @@ impl Reactor {
             return;
         }
         let slice = len.div_ceil(slices_per_pass(timeout_s));
-        let second = self.idle.second(now);
+        let second = self.idle.now;
         let limit = u32::try_from(timeout_s).unwrap_or(u32::MAX);
         let start = self.idle.cursor.min(len);
         let end = (start + slice).min(len);
@@ -113,9 +133,28 @@ mod tests {
 
     #[test]
     fn a_pass_takes_a_quarter_of_the_timeout_between_one_and_fifteen_seconds() {
-        assert_eq!(slices_per_pass(60), 60); // 15 s of 250 ms slices
-        assert_eq!(slices_per_pass(600), 60); // capped at 15 s
+        assert_eq!(slices_per_pass(90), 60); // 15 s of 250 ms slices
+        assert_eq!(slices_per_pass(40), 40); // 10 s
         assert_eq!(slices_per_pass(8), 8); // 2 s
         assert_eq!(slices_per_pass(1), 4); // at least 1 s
+    }
+
+    #[test]
+    fn a_stopped_reactor_does_not_count_its_stop_as_silence() {
+        let t0 = Instant::now();
+        let mut scan = IdleScan {
+            born: t0,
+            now: 0,
+            last: t0,
+            cursor: 0,
+            next: t0,
+        };
+        scan.turn(t0 + Duration::from_millis(1_500));
+        assert_eq!(scan.now, 1);
+        // Stopped 100 s: the clock resumes where it was.
+        scan.turn(t0 + Duration::from_millis(101_500));
+        assert_eq!(scan.now, 1);
+        scan.turn(t0 + Duration::from_millis(102_600));
+        assert_eq!(scan.now, 2);
     }
 }

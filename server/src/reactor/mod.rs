@@ -312,7 +312,7 @@ impl Reactor {
     /// told to stop.
     fn turn(&mut self, events: &Events, buf: &mut [u8]) -> bool {
         self.stats.wakeups += 1;
-        self.idle.now = self.idle.second(Instant::now());
+        self.idle.turn(Instant::now());
         // Queued events first: an event published before a client's
         // message was read goes out before the answer to it.
         if events.iter().any(|ev| ev.token() == WAKER) && self.take_inbox() {

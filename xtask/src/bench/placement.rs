@@ -83,7 +83,7 @@ impl Placement {
         args: &[String],
     ) -> anyhow::Result<ServerProcess> {
         match self {
-            Placement::Local => ServerProcess::start(&side.server_bin, args),
+            Placement::Local => ServerProcess::start(&side.server_bin, &side.args_it_knows(args)),
             Placement::Containers(d) => d.start_server(i, args),
             Placement::Swarm(s) => s.start_server(i, args),
             Placement::Hosts(f) => f.start_server(i, args),
@@ -163,6 +163,8 @@ pub struct Side {
     pub commit: Option<String>,
     /// The record's directory, used as given.
     pub dir: Option<PathBuf>,
+    /// The flags an older build's `--help` lists, read once.
+    pub(crate) flags: std::sync::OnceLock<Vec<String>>,
 }
 
 impl Default for Side {
@@ -171,6 +173,110 @@ impl Default for Side {
             server_bin: crate::server_bin(),
             commit: None,
             dir: None,
+            flags: std::sync::OnceLock::new(),
         }
+    }
+}
+
+impl Side {
+    /// `args` less the flags an older build (`--versus`) does not have: a
+    /// suite's flag for what was added since (`--idle-timeout-s 0` turning
+    /// off a timeout the old build never had) would keep it from starting.
+    /// Each one dropped is said; the record keeps the arguments given.
+    fn args_it_knows(&self, args: &[String]) -> Vec<String> {
+        if self.commit.is_none() {
+            return args.to_vec();
+        }
+        let flags = self.flags.get_or_init(|| {
+            let help = std::process::Command::new(&self.server_bin)
+                .arg("--help")
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            flags_in_help(&help)
+        });
+        let (kept, dropped) = known_args(args, flags);
+        for flag in dropped {
+            eprintln!(
+                "xtask: {} (commit {}) has no {flag}: started without it",
+                self.server_bin.display(),
+                self.commit.as_deref().unwrap_or("?")
+            );
+        }
+        kept
+    }
+}
+
+/// The `--flag` names a clap `--help` lists.
+fn flags_in_help(help: &str) -> Vec<String> {
+    help.split(|c: char| c.is_whitespace() || c == ',' || c == '=' || c == '[' || c == '<')
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .map(String::from)
+        .collect()
+}
+
+/// `args` split into those whose flag is in `flags` and the flags that are
+/// not (a dropped flag takes its value with it: the next argument, unless
+/// that is a flag itself or the value came after `=`). With no flags known
+/// (the help could not be read), every argument is kept.
+fn known_args(args: &[String], flags: &[String]) -> (Vec<String>, Vec<String>) {
+    if flags.is_empty() {
+        return (args.to_vec(), Vec::new());
+    }
+    let (mut kept, mut dropped) = (Vec::new(), Vec::new());
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        let name = a.split('=').next().unwrap_or(a);
+        if name.starts_with("--") && !flags.iter().any(|f| f == name) {
+            dropped.push(name.to_string());
+            let value_follows =
+                !a.contains('=') && args.get(i + 1).is_some_and(|v| !v.starts_with("--"));
+            i += 1 + usize::from(value_follows);
+            continue;
+        }
+        kept.push(a.clone());
+        i += 1;
+    }
+    (kept, dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn an_older_build_is_started_without_the_flags_it_lacks_and_their_values() {
+        let help = "Options:\n      --listen <LISTEN>  Address [env: RTBENCH_LISTEN=] [default: 127.0.0.1:8080]\n      --reuse-port\n      --threads <THREADS>\n  -h, --help  Print help";
+        let flags = flags_in_help(help);
+        assert_eq!(
+            flags,
+            strings(&["--listen", "--reuse-port", "--threads", "--help"])
+        );
+        let args = strings(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--idle-timeout-s",
+            "0",
+            "--reuse-port",
+            "--new-switch",
+            "--threads=1",
+            "--later=2",
+        ]);
+        let (kept, dropped) = known_args(&args, &flags);
+        assert_eq!(
+            kept,
+            strings(&["--listen", "127.0.0.1:0", "--reuse-port", "--threads=1"])
+        );
+        assert_eq!(
+            dropped,
+            strings(&["--idle-timeout-s", "--new-switch", "--later"])
+        );
+        // Help that could not be read drops nothing.
+        assert_eq!(known_args(&args, &[]), (args.clone(), Vec::new()));
     }
 }

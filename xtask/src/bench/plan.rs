@@ -107,6 +107,21 @@ impl RunPlan {
             server_args.extend(v.server_args.iter().cloned());
             cap = v.cap_fraction.map(|f| (total as f64 * f).ceil() as u64);
         }
+        // rtbench-server closes a client silent for its idle timeout (90 s
+        // by default: four and a half of the SDKs' pings). Clients told to
+        // ping less often (`--ping-interval`, a sweep over pings) get one
+        // four and a half of their intervals long, and clients that never
+        // ping none, unless the suite chose.
+        let ping = load.session.ping_interval_s;
+        if subject.is_rtbench()
+            && (ping == 0.0 || ping > 20.0)
+            && !server_args
+                .iter()
+                .any(|a| a.starts_with("--idle-timeout-s"))
+        {
+            let timeout = (ping * 4.5).ceil() as u64;
+            server_args.extend(["--idle-timeout-s".into(), timeout.to_string()]);
+        }
         if cap.is_some() && !subject.is_rtbench() {
             return Err(anyhow::Error::msg(
                 "a connection cap is rtbench-server's --max-connections: run it with --server rtbench",
@@ -345,6 +360,29 @@ mod tests {
             ["--bus", "redis://127.0.0.1:1", "--threads", "1"].map(String::from)
         );
         assert_eq!(p.patience, Duration::from_secs(20));
+    }
+
+    #[test]
+    fn the_idle_timeout_follows_the_clients_ping_interval_unless_the_suite_chose() {
+        let timeout = |name, variant, line| {
+            let a = plan(name, variant, line, 19_012).server_args;
+            let at = a.iter().position(|f| f == "--idle-timeout-s");
+            at.map(|i| a[i + 1].clone())
+        };
+        // Clients that never send: no timeout.
+        assert_eq!(timeout("idle-1m", None, "idle-1m").as_deref(), Some("0"));
+        assert_eq!(
+            timeout("broadcast", None, "broadcast").as_deref(),
+            Some("0")
+        );
+        // The SDKs' 20 s and faster: the server's default.
+        assert_eq!(timeout("idle-1m", Some("sdk-ping"), "idle-1m"), None);
+        assert_eq!(timeout("smoke", None, "smoke"), None);
+        // Slower pings: four and a half intervals.
+        assert_eq!(
+            timeout("smoke", None, "smoke --ping-interval 60").as_deref(),
+            Some("270")
+        );
     }
 
     #[test]
