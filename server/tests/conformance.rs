@@ -418,20 +418,22 @@ async fn a_frame_that_does_not_arrive_whole_in_time_is_1008() {
 
 #[tokio::test]
 async fn a_connection_that_sends_nothing_for_the_idle_timeout_is_closed_1001() {
-    let server = start(|c| c.idle_timeout_s = 1).await;
+    let server = start(|c| c.idle_timeout_s = 3).await;
     let addr = server.local_addr();
     let mut silent = Raw::open(addr).await;
     let mut pinging = Raw::open(addr).await;
     let ping = whole(frame::OP_TEXT, br#"{"type":"ping"}"#);
-    // A ping every 300 ms for 3.5 s: past the 1 s timeout plus its second of
-    // rounding and its pass, in which the silent one is closed.
-    for _ in 0..12 {
+    // A ping every 200 ms (a loaded machine may hold this task back a
+    // second or two: the 3 s timeout leaves room) for 6.4 s: past the
+    // timeout plus its two seconds of rounding and its 1 s pass, in which
+    // the silent one is closed.
+    for _ in 0..32 {
         pinging.send(&ping).await;
         assert_eq!(
             pinging.next().await,
             Got::Frame(frame::OP_TEXT, br#"{"type":"pong"}"#.to_vec())
         );
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     silent.closed_with(1001).await;
     assert_eq!(
