@@ -381,9 +381,10 @@ mod tests {
         let block = vec![1u8; 64 << 20];
         let with = rss_bytes(Process::Current).unwrap();
         std::hint::black_box(&block);
-        // 64 MiB touched; other tests' threads may add a little.
+        // 64 MiB touched; other tests' threads may add a little, or give
+        // back a little meanwhile (seen: 63 on a loaded machine).
         let grown = with.saturating_sub(before) >> 20;
-        assert!((64..80).contains(&grown), "grew by {grown} MiB");
+        assert!((60..80).contains(&grown), "grew by {grown} MiB");
         assert!(peak_rss_kib(Process::Current).unwrap() >= with / 1024);
         assert_eq!(
             rss_bytes(Process::Current).unwrap() % page_size().unwrap(),
