@@ -492,6 +492,7 @@ fn front_page_leads_with_the_band_and_the_scenarios_in_order_of_importance() {
             "fanout",
             "broadcast",
             "failover",
+            "soak",
             "peers",
             "brokers",
             "fanout-max",

@@ -20,7 +20,7 @@ use crate::rows::over_time;
 
 /// The scenarios that tell the story, most important first, each with the
 /// question it answers.
-const ORDER: [(&str, &str); 9] = [
+const ORDER: [(&str, &str); 10] = [
     (
         "idle-1m",
         "Appwrite's 2021 benchmark on one machine: a million connections, opened and held idle.",
@@ -42,6 +42,10 @@ const ORDER: [(&str, &str); 9] = [
         "A server process killed under load: how many clients lose their connection, how soon they are back, which events they miss.",
     ),
     (
+        "soak",
+        "Hours of churn, 1,000 clients arriving and as many leaving a second, a server and Redis restarted: does any process's memory or descriptors creep?",
+    ),
+    (
         "peers",
         "rtbench-server beside Node's ws, Python's websockets and tokio-tungstenite, run the same way on the same machine.",
     ),
@@ -60,7 +64,7 @@ const ORDER: [(&str, &str); 9] = [
 ];
 
 /// How many of `ORDER` lead the page; the rest are ordered by name.
-const LEADING: usize = 7;
+const LEADING: usize = 8;
 
 /// `scenarios` in the order their cards appear.
 pub fn ordered(mut scenarios: Vec<String>) -> Vec<String> {
