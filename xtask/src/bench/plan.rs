@@ -107,20 +107,8 @@ impl RunPlan {
             server_args.extend(v.server_args.iter().cloned());
             cap = v.cap_fraction.map(|f| (total as f64 * f).ceil() as u64);
         }
-        // rtbench-server closes a client silent for its idle timeout (90 s
-        // by default: four and a half of the SDKs' pings). Clients told to
-        // ping less often (`--ping-interval`, a sweep over pings) get one
-        // four and a half of their intervals long, and clients that never
-        // ping none, unless the suite chose.
-        let ping = load.session.ping_interval_s;
-        if subject.is_rtbench()
-            && (ping == 0.0 || ping > 20.0)
-            && !server_args
-                .iter()
-                .any(|a| a.starts_with("--idle-timeout-s"))
-        {
-            let timeout = (ping * 4.5).ceil() as u64;
-            server_args.extend(["--idle-timeout-s".into(), timeout.to_string()]);
+        if subject.is_rtbench() {
+            fit_idle_timeout(&mut server_args, load.session.ping_interval_s);
         }
         if cap.is_some() && !subject.is_rtbench() {
             return Err(anyhow::Error::msg(
@@ -208,6 +196,22 @@ impl RunPlan {
             args.extend(["--max-connections".into(), share.to_string()]);
         }
         args
+    }
+}
+
+/// rtbench-server closes a client silent for its idle timeout (90 s by
+/// default: four and a half of the SDKs' pings). Clients told to ping less
+/// often (`--ping-interval`, a sweep over pings) get one four and a half of
+/// their intervals long, and clients that never ping none, unless the suite
+/// chose.
+fn fit_idle_timeout(server_args: &mut Vec<String>, ping_interval_s: f64) {
+    let ping = ping_interval_s;
+    let chosen = server_args
+        .iter()
+        .any(|a| a.starts_with("--idle-timeout-s"));
+    if (ping == 0.0 || ping > 20.0) && !chosen {
+        let timeout = (ping * 4.5).ceil() as u64;
+        server_args.extend(["--idle-timeout-s".into(), timeout.to_string()]);
     }
 }
 
