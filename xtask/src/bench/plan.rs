@@ -107,9 +107,7 @@ impl RunPlan {
             server_args.extend(v.server_args.iter().cloned());
             cap = v.cap_fraction.map(|f| (total as f64 * f).ceil() as u64);
         }
-        if subject.is_rtbench() {
-            fit_idle_timeout(&mut server_args, load.session.ping_interval_s);
-        }
+        fit_idle_timeout(&subject, &mut server_args, load.session.ping_interval_s);
         if cap.is_some() && !subject.is_rtbench() {
             return Err(anyhow::Error::msg(
                 "a connection cap is rtbench-server's --max-connections: run it with --server rtbench",
@@ -204,12 +202,11 @@ impl RunPlan {
 /// often (`--ping-interval`, a sweep over pings) get one four and a half of
 /// their intervals long, and clients that never ping none, unless the suite
 /// chose.
-fn fit_idle_timeout(server_args: &mut Vec<String>, ping_interval_s: f64) {
-    let ping = ping_interval_s;
+fn fit_idle_timeout(subject: &Subject, server_args: &mut Vec<String>, ping: f64) {
     let chosen = server_args
         .iter()
         .any(|a| a.starts_with("--idle-timeout-s"));
-    if (ping == 0.0 || ping > 20.0) && !chosen {
+    if subject.is_rtbench() && (ping == 0.0 || ping > 20.0) && !chosen {
         let timeout = (ping * 4.5).ceil() as u64;
         server_args.extend(["--idle-timeout-s".into(), timeout.to_string()]);
     }
