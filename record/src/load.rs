@@ -129,6 +129,9 @@ pub struct WorkerExit {
 /// (`series::HostSample` rows).
 pub const HOSTS_CSV: &str = "hosts.csv";
 
+/// The run's seconds (`TimeseriesRow` rows).
+pub const TIMESERIES_CSV: &str = "timeseries.csv";
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Connections {
     /// Arrivals the scenario schedules.
@@ -329,36 +332,32 @@ fn milli(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
 
-/// The rows as `timeseries.csv` holds them (rates from consecutive rows).
-pub fn timeseries(rows: &[Row]) -> Vec<TimeseriesRow> {
-    let mut prev = Row::default();
-    rows.iter()
-        .map(|r| {
-            let out = TimeseriesRow {
-                t_s: r.t,
-                open: r.open,
-                connecting: r.connecting,
-                attempted: r.attempted,
-                connected: r.connected,
-                failed: r.failed,
-                connect_rate: r.connected.saturating_sub(prev.connected),
-                closed_by_server: r.closed_by_server,
-                deliveries: r.deliveries,
-                delivery_rate: r.deliveries.saturating_sub(prev.deliveries),
-                connect_p50_ms: milli(r.connect.p50),
-                connect_p99_ms: milli(r.connect.p99),
-                delivery_p50_ms: milli(r.delivery.p50),
-                delivery_p99_ms: milli(r.delivery.p99),
-                arrival_lag_max_ms: milli(r.lag_max_ms),
-                worker_cpu_max_pct: (r.worker_cpu_max_pct * 10.0).round() / 10.0,
-                loadgen_rss_kib: r.rss_kib,
-                received_bytes_per_s: r.bytes_in.saturating_sub(prev.bytes_in),
-                sent_bytes_per_s: r.bytes_out.saturating_sub(prev.bytes_out),
-            };
-            prev = r.clone();
-            out
-        })
-        .collect()
+impl TimeseriesRow {
+    /// Row `r` as `timeseries.csv` holds it (rates from the row before it,
+    /// `prev`: `Row::default()` for the first).
+    pub fn of(r: &Row, prev: &Row) -> TimeseriesRow {
+        TimeseriesRow {
+            t_s: r.t,
+            open: r.open,
+            connecting: r.connecting,
+            attempted: r.attempted,
+            connected: r.connected,
+            failed: r.failed,
+            connect_rate: r.connected.saturating_sub(prev.connected),
+            closed_by_server: r.closed_by_server,
+            deliveries: r.deliveries,
+            delivery_rate: r.deliveries.saturating_sub(prev.deliveries),
+            connect_p50_ms: milli(r.connect.p50),
+            connect_p99_ms: milli(r.connect.p99),
+            delivery_p50_ms: milli(r.delivery.p50),
+            delivery_p99_ms: milli(r.delivery.p99),
+            arrival_lag_max_ms: milli(r.lag_max_ms),
+            worker_cpu_max_pct: (r.worker_cpu_max_pct * 10.0).round() / 10.0,
+            loadgen_rss_kib: r.rss_kib,
+            received_bytes_per_s: r.bytes_in.saturating_sub(prev.bytes_in),
+            sent_bytes_per_s: r.bytes_out.saturating_sub(prev.bytes_out),
+        }
+    }
 }
 
 /// Where a run is written while it runs.

@@ -383,7 +383,7 @@ fn load_run(scenario: &str, name: String, dir: &Path, in_group: bool) -> Result<
     .unwrap_or_default();
     let timeseries = optional(
         &mut problems,
-        record::series::read_csv(&loadgen.join("timeseries.csv")),
+        record::series::read_csv(&loadgen.join(record::load::TIMESERIES_CSV)),
     )
     .unwrap_or_default();
     let hosts_csv = loadgen.join(record::load::HOSTS_CSV);

@@ -29,7 +29,7 @@ impl Live {
         let mut warnings = self.lost.clone();
         warnings.extend(selfcheck::arrival_lag_reason(self.lag_max_ms));
         warnings.extend(selfcheck::cpu_reasons(&merge.saturated, None));
-        let prev = merge.rows.iter().rev().nth(1);
+        let prev = merge.before_newest.as_ref();
         let per_s = |now: u64, before: Option<u64>| now.saturating_sub(before.unwrap_or(0));
         let live = LiveSecond {
             t: r.t,

@@ -1,12 +1,17 @@
 //! Merging the workers' reports: each `tick` line into its second's row
 //! (counters summed, latency histograms merged exactly), `final` lines kept
 //! for the summary, and the seconds a lost or ended worker will never
-//! report closed without it. Rows come out in order, each once.
+//! report closed without it. Rows come out in order, each once, and go
+//! straight to `timeseries.csv` (and each host's second to `hosts.csv`):
+//! what the controller holds stays flat however long the run.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
-use rtbench_record::load::Row;
-use rtbench_record::series::HostSample;
+use rtbench_record::ReadError;
+use rtbench_record::load::{self, Row, TimeseriesRow};
+use rtbench_record::scenario::Scenario;
+use rtbench_record::series::CsvFile;
 
 use super::selfcheck;
 use crate::stats::{self, Counters, percentiles_ms};
@@ -20,7 +25,11 @@ pub(super) struct Merge {
     workers: u64,
     /// Seconds not yet reported by every worker.
     open: BTreeMap<u64, Second>,
-    pub(super) rows: Vec<Row>,
+    /// The newest row completed and the one before it (the live file's rates).
+    newest: Row,
+    pub(super) before_newest: Option<Row>,
+    /// What the summary reads of all the rows.
+    pub(super) seen: Seen,
     /// Each worker's latest tick: (counters, connecting, RSS KiB).
     latest: BTreeMap<u64, (Counters, u64, u64)>,
     pub(super) finals: BTreeMap<u64, Report>,
@@ -37,8 +46,37 @@ pub(super) struct Merge {
     pub(super) lost: BTreeSet<u64>,
     /// Each worker's host, as the launch plan names it.
     hosts: Vec<String>,
-    /// `hosts.csv`: each host's second, from the worker that samples it.
-    pub(super) host_rows: Vec<HostSample>,
+    /// `timeseries.csv`; `hosts.csv` (each host's second, from the worker
+    /// that samples it); the first error writing either, for the end.
+    timeseries: CsvFile,
+    host_rows: CsvFile,
+    write_error: Option<ReadError>,
+}
+
+/// The rows' figures the summary reports, kept as they complete.
+#[derive(Default)]
+pub(super) struct Seen {
+    /// Arrivals the scenario makes, and its last whole second before
+    /// closing starts (closing begins at `hold_end_s`).
+    target: u64,
+    hold_end: u64,
+    pub(super) peak_open: u64,
+    /// Open at the hold's last second.
+    pub(super) held: u64,
+    /// The first second with `target` open.
+    pub(super) time_to_target_s: Option<f64>,
+}
+
+impl Seen {
+    fn add(&mut self, r: &Row) {
+        self.peak_open = self.peak_open.max(r.open);
+        if r.t <= self.hold_end {
+            self.held = r.open;
+        }
+        if self.time_to_target_s.is_none() && self.target > 0 && r.open >= self.target {
+            self.time_to_target_s = Some(r.t as f64);
+        }
+    }
 }
 
 struct Second {
@@ -50,22 +88,31 @@ struct Second {
 }
 
 impl Merge {
-    pub(super) fn new(hosts: Vec<String>) -> Merge {
-        Merge {
+    /// Merges for `hosts`' workers into the run directory `dir`.
+    pub(super) fn new(hosts: Vec<String>, sc: &Scenario, dir: &Path) -> Result<Merge, ReadError> {
+        Ok(Merge {
             workers: hosts.len() as u64,
             hosts,
             gone: Default::default(),
             last_t: BTreeMap::new(),
             lost: Default::default(),
-            host_rows: Vec::new(),
+            timeseries: CsvFile::create(&dir.join(load::TIMESERIES_CSV))?,
+            host_rows: CsvFile::create(&dir.join(load::HOSTS_CSV))?,
+            write_error: None,
             open: BTreeMap::new(),
-            rows: Vec::new(),
+            newest: Row::default(),
+            before_newest: None,
+            seen: Seen {
+                target: sc.total_arrivals(),
+                hold_end: (sc.hold_end_s() - 1.0).floor().max(0.0) as u64,
+                ..Seen::default()
+            },
             latest: BTreeMap::new(),
             finals: BTreeMap::new(),
             bad_lines: 0,
             saturated: BTreeMap::new(),
             cpu_max: 0.0,
-        }
+        })
     }
 
     /// Takes one line from worker `w` (`None`: its output ended); returns
@@ -109,7 +156,8 @@ impl Merge {
         self.last_t.insert(w, t);
         if let Some(mut h) = host {
             h.host = self.hosts.get(w as usize).cloned().unwrap_or_default();
-            self.host_rows.push(h);
+            let written = self.host_rows.row(&h);
+            self.keep_error(written);
         }
         self.cpu_max = self.cpu_max.max(cpu_pct);
         if cpu_pct >= selfcheck::CPU_SATURATED_PCT {
@@ -205,7 +253,25 @@ impl Merge {
             worker_cpu_max_pct: sec.cpu_max,
             rss_kib,
         };
-        self.rows.push(row.clone());
+        let written = self.timeseries.row(&TimeseriesRow::of(&row, &self.newest));
+        self.keep_error(written);
+        self.seen.add(&row);
+        self.before_newest = Some(std::mem::replace(&mut self.newest, row.clone()));
         row
+    }
+
+    fn keep_error(&mut self, r: Result<(), ReadError>) {
+        if let Err(e) = r {
+            self.write_error.get_or_insert(e);
+        }
+    }
+
+    /// Writes out the CSV files; the first error writing them, if any.
+    pub(super) fn close_files(&mut self) -> Result<(), ReadError> {
+        if let Some(e) = self.write_error.take() {
+            return Err(e);
+        }
+        self.timeseries.flush()?;
+        self.host_rows.flush()
     }
 }

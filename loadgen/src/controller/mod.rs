@@ -150,7 +150,7 @@ async fn supervise(
     let stop = Rc::new(Cell::new(false));
     let publishing = tokio::task::spawn_local(publisher::run(sc.clone(), start_ns, stop.clone()));
     let mut stopped_by: Option<StopCause> = None;
-    let mut merge = Merge::new(procs.hosts.clone());
+    let mut merge = Merge::new(procs.hosts.clone(), &sc, &dir)?;
     let mut progress = Progress::new(sc.total_arrivals());
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .context("listening for SIGINT")?;
@@ -222,7 +222,7 @@ async fn supervise(
         worker_exits,
         ..summary
     };
-    run_dir::write(&dir, &merge, &summary)?;
+    run_dir::write(&dir, &mut merge, &summary)?;
     live::remove(&dir);
     summary::print_summary(&summary);
     Ok(summary.complete)

@@ -44,16 +44,16 @@ pub(super) fn log_tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(3)..].join(" | ")
 }
 
-/// Writes the record's files from the merged reports and the summary.
-pub(super) fn write(dir: &Path, merge: &Merge, summary: &Summary) -> Result<()> {
+/// Writes the record's files from the merged reports and the summary
+/// (the time series and hosts' seconds were written as they completed).
+pub(super) fn write(dir: &Path, merge: &mut Merge, summary: &Summary) -> Result<()> {
     let io = || dir.display().to_string();
     std::fs::write(
         dir.join("summary.json"),
         serde_json::to_string_pretty(summary).expect("summary serializes"),
     )
     .with_context(io)?;
-    rtbench_record::series::write_csv(&dir.join("timeseries.csv"), &load::timeseries(&merge.rows))?;
-    rtbench_record::series::write_csv(&dir.join(load::HOSTS_CSV), &merge.host_rows)?;
+    merge.close_files()?;
     let mut hists = Hists::default();
     for r in merge.finals.values() {
         if let Report::Final { hists: h, .. } = r {

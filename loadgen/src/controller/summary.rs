@@ -139,20 +139,10 @@ pub(super) fn summarize(
         spans,
         closing,
     } = f;
-    let rows = &merge.rows;
     let target = sc.total_arrivals();
-    let peak_open = rows.iter().map(|r| r.open).max().unwrap_or(0);
-    // The last whole second before closing starts (closing begins at hold_end_s).
-    let hold_end = (sc.hold_end_s() - 1.0).floor().max(0.0) as u64;
-    let held = rows
-        .iter()
-        .rev()
-        .find(|r| r.t <= hold_end)
-        .map_or(0, |r| r.open);
-    let time_to_target_s = rows
-        .iter()
-        .find(|r| r.open >= target && target > 0)
-        .map(|r| r.t as f64);
+    let peak_open = merge.seen.peak_open;
+    let held = merge.seen.held;
+    let time_to_target_s = merge.seen.time_to_target_s;
     let cpu_max = merge.cpu_max;
     let arrivals_s = sc.arrivals_end_s();
     let duration_s = now_ns().saturating_sub(end.start_ns) as f64 / 1e9;
