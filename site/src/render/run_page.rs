@@ -131,6 +131,9 @@ fn soak_verdict(s: &rtbench_record::drift::Soak) -> Value {
             f.unit,
             format!("{:.0}-{:.0} s", f.from_s, f.to_s),
             f.leak,
+            f.one_step,
+            f.settling,
+            f.recent_per_hour.map_or(String::new(), |r| format!("{r:+.2}")),
         ])).collect::<Vec<_>>(),
         "churn": [
             ["connections opened", metrics::group(s.connected as i64)],

@@ -187,7 +187,8 @@ fn judge(
     let rows = if faults.done.is_empty() {
         Vec::new()
     } else {
-        rtbench_record::series::read_csv(&load_dir.join(rtbench_record::load::TIMESERIES_CSV)).unwrap_or_default()
+        rtbench_record::series::read_csv(&load_dir.join(rtbench_record::load::TIMESERIES_CSV))
+            .unwrap_or_default()
     };
     let roofline =
         rtbench_record::roofline::newest(&crate::root().join("results"), &crate::record::host_id());
