@@ -72,12 +72,34 @@ pub struct RoundTrips {
     pub per_second: Spread,
 }
 
+/// Round trips paced as clients' pings are: every connection sends one
+/// request every `interval_s`, the connections' turns spread evenly, over
+/// as many processes on each side as the open-files limit needs (an idle
+/// run with the SDKs' ping, without WebSocket).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Pings {
+    pub connections: u64,
+    pub interval_s: f64,
+    pub request_bytes: usize,
+    /// Requests sent per second: connections / interval.
+    pub offered_per_s: f64,
+    /// Round trips completed per second.
+    pub per_second: Spread,
+    /// The machine's CPU busy over the measurement, % of all its cores.
+    pub machine_busy_pct: Spread,
+    /// The machine's CPU time (all cores) per completed round trip, µs.
+    pub machine_us_per_trip: Spread,
+}
+
 /// What `rtbench-roofline run` measures.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Measured {
     pub pairs: Pairs,
     pub fanout: Vec<Fanout>,
     pub round_trips: RoundTrips,
+    /// Measured only when asked (`cargo xtask roofline --pings N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pings: Option<Pings>,
 }
 
 impl Measured {

@@ -9,7 +9,12 @@
 //! - fan-out: messages per second from one process to another over many
 //!   connections, one `write` per message and several per `write`;
 //! - round trips: request/response exchanges per second over many
-//!   connections (the path an application-level ping takes).
+//!   connections (the path an application-level ping takes);
+//! - pings, when asked (`--pings N`): N connections each sending one
+//!   request every 20 s, as the SDKs ping, spread over as many processes
+//!   as a bench uses: the machine's CPU per round trip in the shape of an
+//!   idle run with pings, which a closed loop over few hot connections
+//!   does not show.
 //!
 //! It prints the figures as JSON (`rtbench_record::roofline::Roofline`);
 //! `cargo xtask roofline` writes them as a record. The other subcommands are
@@ -53,8 +58,7 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str =
-    "usage: rtbench-roofline run [--pairs N] [--seconds S] [--repeat R] [--connections C]";
+const USAGE: &str = "usage: rtbench-roofline run [--pairs N] [--seconds S] [--repeat R] [--connections C] [--pings N]";
 
 /// The flags every subcommand reads (each takes the ones it needs).
 #[derive(Debug, Clone)]
@@ -70,6 +74,11 @@ pub struct Flags {
     /// Message size in bytes, and messages per write (`spray`).
     pub size: usize,
     pub batch: usize,
+    /// Connections of the paced round trips (`run`; 0: not measured).
+    pub pings: u64,
+    /// Seconds between one connection's requests (`ask`; 0: each sends
+    /// its next as soon as its answer comes, a closed loop).
+    pub interval: f64,
     /// Where a client role connects, and from which source address.
     pub to: Option<std::net::SocketAddr>,
     pub from: Option<std::net::IpAddr>,
@@ -84,6 +93,8 @@ impl Flags {
             connections: 9_000,
             size: 200,
             batch: 1,
+            pings: 0,
+            interval: 0.0,
             to: None,
             from: None,
         };
@@ -104,6 +115,10 @@ impl Flags {
                 }
                 "--size" => f.size = v.parse().ok().filter(|s| *s > 0).ok_or_else(bad)?,
                 "--batch" => f.batch = v.parse().ok().filter(|b| *b > 0).ok_or_else(bad)?,
+                "--pings" => f.pings = v.parse().map_err(|_| bad())?,
+                "--interval" => {
+                    f.interval = v.parse().ok().filter(|s: &f64| *s >= 0.0).ok_or_else(bad)?
+                }
                 "--to" => f.to = Some(v.parse().map_err(|_| bad())?),
                 "--from" => f.from = Some(v.parse().map_err(|_| bad())?),
                 _ => anyhow::bail!("unknown flag `{a}`"),

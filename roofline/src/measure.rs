@@ -8,7 +8,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use rtbench_record::roofline::{Fanout, Measured, Pairs, RoundTrips, Spread};
+use rtbench_record::roofline::{Fanout, Measured, Pairs, Pings, RoundTrips, Spread};
 use rtbench_sys::host::Meminfo;
 use rtbench_sys::process::Process;
 
@@ -23,6 +23,10 @@ const FANOUT: [(usize, usize); 5] = [(200, 1), (200, 4), (200, 16), (400, 1), (4
 /// Round trips: connections with a request in flight, request size.
 const ROUND_TRIP_CONNECTIONS: u64 = 1_000;
 const REQUEST_BYTES: usize = 16;
+/// Pings: seconds between one connection's requests (the SDKs' ping), and
+/// how many intervals a measurement lasts (every connection pings twice).
+const PING_INTERVAL_S: f64 = 20.0;
+const PING_INTERVALS: f64 = 2.0;
 
 /// A started side: its stdin (closing it stops it) and its lines.
 struct Side {
@@ -172,6 +176,25 @@ pub fn run(f: &Flags) -> Result<Measured> {
         settle();
         trips.push(round_trips(f)?);
     }
+    let pings = if f.pings > 0 {
+        let mut runs = Vec::new();
+        for _ in 0..f.repeat {
+            settle();
+            runs.push(pings(f.pings)?);
+        }
+        let spread = |i: fn(&(f64, f64, f64)) -> f64| Spread::of(runs.iter().map(i).collect());
+        Some(Pings {
+            connections: f.pings,
+            interval_s: PING_INTERVAL_S,
+            request_bytes: REQUEST_BYTES,
+            offered_per_s: f.pings as f64 / PING_INTERVAL_S,
+            per_second: spread(|r| r.0),
+            machine_busy_pct: spread(|r| r.1),
+            machine_us_per_trip: spread(|r| r.2),
+        })
+    } else {
+        None
+    };
     Ok(Measured {
         pairs: Pairs {
             count: f.pairs,
@@ -185,6 +208,7 @@ pub fn run(f: &Flags) -> Result<Measured> {
             request_bytes: REQUEST_BYTES,
             per_second: Spread::of(trips),
         },
+        pings,
     })
 }
 
@@ -308,4 +332,61 @@ fn round_trips(f: &Flags) -> Result<f64> {
         .and_then(|s| s.parse().ok())
         .context("a bad trips line")?;
     Ok(trips / secs.max(1e-9))
+}
+
+/// `n` connections, each sending a request every `PING_INTERVAL_S`, over
+/// as many echo and asker processes as the open-files limit needs: round
+/// trips per second, the machine's CPU busy (% of all cores) over the
+/// measurement, and its CPU time per round trip in µs.
+fn pings(n: u64) -> Result<(f64, f64, f64)> {
+    use rtbench_sys::host::{busy_pct, cpu_jiffies};
+    let processes = n.div_ceil(PER_PROCESS).max(1);
+    let seconds = (PING_INTERVAL_S * PING_INTERVALS).to_string();
+    let mut sides = Vec::new();
+    let mut askers = Vec::new();
+    for i in 0..processes {
+        let mut echo = Side::start(&args(&["echo"]))?;
+        let to = echo.port()?;
+        sides.push(echo);
+        let count = n / processes + u64::from(i < n % processes);
+        askers.push(Side::start(&args(&[
+            "ask",
+            "--to",
+            &to.to_string(),
+            "--connections",
+            &count.to_string(),
+            "--size",
+            &REQUEST_BYTES.to_string(),
+            "--seconds",
+            &seconds,
+            "--interval",
+            &PING_INTERVAL_S.to_string(),
+            "--from",
+            &format!("127.0.0.{}", 2 + i as u8 % SOURCES),
+        ]))?);
+    }
+    for a in &mut askers {
+        a.expect("ready")?;
+    }
+    let before = cpu_jiffies().ok();
+    let t0 = std::time::Instant::now();
+    for a in &mut askers {
+        a.say("go")?;
+    }
+    let mut trips = 0.0;
+    for a in &mut askers {
+        let got = a.expect("trips")?;
+        trips += got
+            .first()
+            .and_then(|t| t.parse::<f64>().ok())
+            .context("a bad trips line")?;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let busy = busy_pct(before, cpu_jiffies().ok());
+    for s in &mut sides {
+        s.stop();
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get()) as f64;
+    let per_s = trips / secs.max(1e-9);
+    Ok((per_s, busy, busy / 100.0 * cores * 1e6 / per_s.max(1e-9)))
 }

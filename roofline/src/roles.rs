@@ -341,7 +341,14 @@ pub fn echo() -> Result<()> {
 }
 
 /// `ask`: `--connections` to `--to`, each with one `--size`-byte request
-/// in flight, for `--seconds`: reports the round trips completed.
+/// in flight, for `--seconds`: reports the round trips completed. With
+/// `--interval S`, paced instead: it says `ready` once connected, starts
+/// at a line on stdin, and each connection sends one request every S
+/// seconds whether or not its last was answered, the connections' turns
+/// spread evenly (a client's ping timer); sends and reads are made at
+/// most once a millisecond, as the load generator's workers pace theirs.
+/// Paced, it then waits up to a second for the answers still owed and
+/// reports the requests sent and answered in all.
 pub fn ask(f: &Flags) -> Result<()> {
     raise_open_files()?;
     let to = f.to.context("ask needs --to")?;
@@ -359,18 +366,48 @@ pub fn ask(f: &Flags) -> Result<()> {
             .context("registering a connection with epoll")?;
     }
     let request = vec![b'?'; f.size];
-    let mut got = vec![0usize; conns.len()];
-    for mut s in &conns {
-        s.write_all(&request)
-            .with_context(|| format!("sending a request to {to}"))?;
+    let paced = f.interval > 0.0;
+    if paced {
+        say("ready");
+        let mut line = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut line);
+    } else {
+        for mut s in &conns {
+            s.write_all(&request)
+                .with_context(|| format!("sending a request to {to}"))?;
+        }
     }
+    let mut got = vec![0usize; conns.len()];
     let mut events = Events::with_capacity(1024);
     let mut buf = vec![0u8; 64 * 1024];
     let t0 = Instant::now();
     let until = t0 + Duration::from_secs_f64(f.seconds);
-    let mut trips = 0u64;
-    while Instant::now() < until {
-        poll.poll(&mut events, Some(Duration::from_millis(100)))
+    // Paced: the k-th request overall is due k x interval / connections
+    // seconds in, on connection k mod connections.
+    let gap = f.interval / conns.len().max(1) as f64;
+    let (mut trips, mut sent) = (0u64, 0u64);
+    let mut window = None;
+    let owed_until = until + Duration::from_secs(1);
+    loop {
+        let now = Instant::now();
+        if now >= until && window.is_none() {
+            window = Some((trips, t0.elapsed().as_secs_f64()));
+        }
+        if now >= until && (!paced || trips >= sent || now >= owed_until) {
+            break;
+        }
+        let wait = if paced {
+            std::thread::sleep(READ_PACING);
+            let now = t0.elapsed().as_secs_f64().min(f.seconds);
+            while (sent as f64) * gap < now {
+                let _ = (&conns[sent as usize % conns.len()]).write_all(&request);
+                sent += 1;
+            }
+            Duration::ZERO
+        } else {
+            Duration::from_millis(100)
+        };
+        poll.poll(&mut events, Some(wait))
             .context("waiting in epoll_wait")?;
         for ev in events.iter() {
             let i = ev.token().0;
@@ -383,7 +420,9 @@ pub fn ask(f: &Flags) -> Result<()> {
                 while got[i] >= f.size {
                     got[i] -= f.size;
                     trips += 1;
-                    let _ = s.write_all(&request);
+                    if !paced {
+                        let _ = s.write_all(&request);
+                    }
                 }
                 if n < buf.len() {
                     break;
@@ -391,6 +430,7 @@ pub fn ask(f: &Flags) -> Result<()> {
             }
         }
     }
-    say(&format!("trips {trips} {:.6}", t0.elapsed().as_secs_f64()));
+    let (in_window, secs) = window.unwrap_or((trips, t0.elapsed().as_secs_f64()));
+    say(&format!("trips {in_window} {secs:.6} {sent} {trips}"));
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! `cargo xtask roofline [--pairs N] [--repeat R] [--seconds S] [--out DIR] [--host-net]`:
+//! `cargo xtask roofline [--pairs N] [--repeat R] [--seconds S] [--pings N] [--out DIR] [--host-net]`:
 //! this machine's limits with plain TCP sockets, the ceiling every bench
 //! figure is read against.
 //!
@@ -32,6 +32,12 @@ pub struct Args {
     /// Seconds per throughput measurement
     #[arg(long, value_name = "S", default_value_t = Args::default().seconds, value_parser = flags::positive_number)]
     pub seconds: f64,
+    /// Also time round trips paced as the SDKs' pings: N connections, each
+    /// sending a 16-byte request every 20 s over 40 s, across as many
+    /// processes as a bench uses (the namespace is sized for them too)
+    /// [default: 0, not measured]
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub pings: u64,
     /// The record's directory [default: results/roofline/<UTC time>-<host>]
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -46,6 +52,7 @@ impl Default for Args {
             pairs: 100_000,
             repeat: 3,
             seconds: 5.0,
+            pings: 0,
             out: None,
             host_net: false,
         }
@@ -64,13 +71,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
 pub fn measure(a: &Args) -> anyhow::Result<PathBuf> {
     crate::cargo(&["build", "--release", "--quiet", "-p", "rtbench-roofline"])?;
     // Both ends of every pair are on this machine.
-    let kib_needed = a.pairs * 2 * 3 + 256 * 1024;
+    let most = a.pairs.max(a.pings);
+    let kib_needed = most * 2 * 3 + 256 * 1024;
     if let Some(avail) = preflight::meminfo("MemAvailable")
         && kib_needed > avail
     {
         return Err(anyhow::anyhow!(
-            "{} pairs need about {} MiB of kernel memory; {} MiB available: use fewer --pairs",
-            a.pairs,
+            "{most} pairs need about {} MiB of kernel memory; {} MiB available: use fewer --pairs or --pings",
             kib_needed / 1024,
             avail / 1024
         ));
@@ -91,7 +98,7 @@ pub fn measure(a: &Args) -> anyhow::Result<PathBuf> {
         ];
         let mut settings = suite.tuning.clone();
         settings.retain(|k, _| keep.contains(&k.as_str()));
-        Some(netns::Namespace::create(a.pairs, &settings)?)
+        Some(netns::Namespace::create(most, &settings)?)
     };
     let mut cmd = Command::new(root().join("target/release/rtbench-roofline"));
     cmd.args([
@@ -102,13 +109,20 @@ pub fn measure(a: &Args) -> anyhow::Result<PathBuf> {
         &a.repeat.to_string(),
         "--seconds",
         &a.seconds.to_string(),
+        "--pings",
+        &a.pings.to_string(),
     ])
     .stdin(Stdio::null())
     .stderr(Stdio::inherit());
     netns::enter(&mut cmd);
     eprintln!(
-        "xtask: roofline: {} pairs, fan-out and round trips, each {} time(s){}",
+        "xtask: roofline: {} pairs, fan-out, round trips{}, each {} time(s){}",
         a.pairs,
+        if a.pings > 0 {
+            format!(", {} connections pinging every 20 s", a.pings)
+        } else {
+            String::new()
+        },
         a.repeat,
         ns.as_ref()
             .map(|n| format!(", in namespace {} ({} buckets)", n.name, n.ehash_buckets))
@@ -180,4 +194,16 @@ fn print(r: &Roofline) {
         m.round_trips.connections,
         spread(&m.round_trips.per_second, "/s")
     );
+    if let Some(p) = &m.pings {
+        println!(
+            "pings: {} B every {:.0} s over {} connections ({:.0}/s offered): {}; machine CPU busy {}; machine CPU per round trip {}",
+            p.request_bytes,
+            p.interval_s,
+            p.connections,
+            p.offered_per_s,
+            spread(&p.per_second, "/s"),
+            spread(&p.machine_busy_pct, "%"),
+            spread(&p.machine_us_per_trip, " us")
+        );
+    }
 }

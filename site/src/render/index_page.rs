@@ -84,5 +84,8 @@ fn roofline_rows(r: &Roofline) -> Vec<Value> {
         rows.push(json!({"label": format!("fan-out, {} B, {} per write", f.size, f.per_write), "value": spread(&f.deliveries_per_s, " deliveries/s")}));
     }
     rows.push(json!({"label": format!("round trips, {} B", m.round_trips.request_bytes), "value": spread(&m.round_trips.per_second, "/s")}));
+    if let Some(p) = &m.pings {
+        rows.push(json!({"label": format!("pings: {} connections, a {} B request every {:.0} s ({}/s offered)", metrics::group(p.connections as i64), p.request_bytes, p.interval_s, metrics::group(p.offered_per_s.round() as i64)), "value": format!("{}; machine CPU {:.0}% busy, {:.1} µs per round trip", spread(&p.per_second, "/s"), p.machine_busy_pct.median, p.machine_us_per_trip.median)}));
+    }
     rows
 }
