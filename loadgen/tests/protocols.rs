@@ -198,7 +198,11 @@ fn publishes_to_every_subscriber_once_and_a_killed_broker_is_closed(
     match protocol {
         "socketio" => assert!(c.server_pings >= M, "{c:?}"),
         "stomp" => assert_eq!(c.pongs, 0, "STOMP heart-beats are not answered"),
-        _ => assert_eq!(c.pongs, c.pings, "{c:?}"),
+        // A ping sent in the last tick before the close can go unanswered
+        // when the broker closes first (CI saw 452 pongs of 453 pings from
+        // mosquitto once, whose websockets layer writes on a later
+        // writable turn): at most one per connection may be owed.
+        _ => assert!(c.pongs <= c.pings && c.pings - c.pongs <= M, "{c:?}"),
     }
 
     // The same broker killed while M clients and the publisher hold.
