@@ -16,8 +16,15 @@ pub enum Limit {
     AcceptQueues { dropped: u64 },
     /// The machine's CPU was saturated while connections arrived.
     ConnectingCpu { busy_pct: f64, arrivals_per_s: f64 },
-    /// The load generator's self-check fired.
-    LoadGenerator { reasons: Vec<String> },
+    /// The load generator's self-check fired. `machine_busy_pct`: the
+    /// machine's CPU over the hold, when it was saturated: the load
+    /// generator shares it with the servers, so the two together are the
+    /// limit, not the load generator's own cost alone.
+    LoadGenerator {
+        reasons: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        machine_busy_pct: Option<f64>,
+    },
     /// The machine's CPU was saturated over the hold while the load
     /// generator kept its schedule: the server's figures are its limit here.
     MachineCpu { busy_pct: f64, server_cores: f64 },
@@ -60,8 +67,18 @@ impl fmt::Display for Limit {
                 f,
                 "the machine's CPU while connections arrived: {busy_pct:.0}% busy at {arrivals_per_s:.0} arrivals/s (the servers' and the clients' kernel share it); connect latency is the saturated machine's"
             ),
-            Limit::LoadGenerator { reasons } => {
-                write!(f, "the load generator: {}", reasons.join("; "))
+            Limit::LoadGenerator {
+                reasons,
+                machine_busy_pct,
+            } => {
+                write!(f, "the load generator: {}", reasons.join("; "))?;
+                match machine_busy_pct {
+                    Some(busy) => write!(
+                        f,
+                        ", on a machine {busy:.0}% busy over the hold that it shares with the servers (the two together are the limit; a load generator on machines of its own would keep its schedule longer)"
+                    ),
+                    None => Ok(()),
+                }
             }
             Limit::MachineCpu {
                 busy_pct,
@@ -192,6 +209,39 @@ mod tests {
         assert_eq!(old.over_the_hold().as_deref(), Some("the machine's CPU"));
         let old = Causes::Stated("none: the machine's CPU was 1% busy".into());
         assert_eq!(old.over_the_hold(), None);
+    }
+
+    #[test]
+    fn a_load_generator_behind_on_a_saturated_machine_says_it_shares_it() {
+        let alone = Limit::LoadGenerator {
+            reasons: vec!["arrivals started up to 357 ms behind schedule (limit 100 ms)".into()],
+            machine_busy_pct: None,
+        };
+        assert_eq!(
+            alone.to_string(),
+            "the load generator: arrivals started up to 357 ms behind schedule (limit 100 ms)"
+        );
+        let shared = Limit::LoadGenerator {
+            reasons: vec!["arrivals started up to 357 ms behind schedule (limit 100 ms)".into()],
+            machine_busy_pct: Some(99.6),
+        };
+        assert_eq!(
+            shared.to_string(),
+            "the load generator: arrivals started up to 357 ms behind schedule (limit 100 ms), on a machine 100% busy over the hold that it shares with the servers (the two together are the limit; a load generator on machines of its own would keep its schedule longer)"
+        );
+        assert_eq!(shared.what(), Some("the load generator"));
+        // A record written before the field reads back without it.
+        let old: Limit =
+            serde_json::from_str(r#"{"cause":"load_generator","reasons":["x"]}"#).unwrap();
+        assert_eq!(
+            old,
+            Limit::LoadGenerator {
+                reasons: vec!["x".into()],
+                machine_busy_pct: None
+            }
+        );
+        let json = serde_json::to_string(&shared).unwrap();
+        assert_eq!(serde_json::from_str::<Limit>(&json).unwrap(), shared);
     }
 
     #[test]

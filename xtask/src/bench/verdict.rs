@@ -321,16 +321,19 @@ fn per_connection(delta: u64, conns: u64) -> f64 {
     }
 }
 
-/// What limited the run: the load generator (its self-check fired), the
-/// machine's CPU (busy over the hold while the client kept its schedule:
-/// the server's figures are its limit here), or nothing.
+/// What limited the run: the load generator (its self-check fired; with
+/// the machine's CPU when that was saturated too, for the two share it),
+/// the machine's CPU (busy over the hold while the client kept its
+/// schedule: the server's figures are its limit here), or nothing.
 fn limit(in_hold: &[&Sample], l: &LoadSummary) -> Option<Limit> {
+    let busy = mean(in_hold.iter().skip(1).map(|s| s.machine_cpu_pct));
     if l.client_bottleneck.bottleneck {
         return Some(Limit::LoadGenerator {
             reasons: l.client_bottleneck.reasons.clone(),
+            machine_busy_pct: busy.filter(|b| *b >= SATURATED_PCT),
         });
     }
-    let busy_pct = mean(in_hold.iter().skip(1).map(|s| s.machine_cpu_pct))?;
+    let busy_pct = busy?;
     let server = mean(in_hold.iter().skip(1).map(|s| s.server_cpu_pct)).unwrap_or(0.0);
     let server_cores = server / 100.0;
     Some(if busy_pct >= SATURATED_PCT {
