@@ -35,9 +35,9 @@
 //! With a dozen series, a 95% interval alone would flag a series by chance
 //! in about half of all runs. The price of the two tests: a steady leak
 //! in a restarted process, hidden under a larger refill in the same
-//! series, is missed until the refill is over. Both slopes are in the record, so a series
-//! still rising at the end is plain to see, and the 2-hour variant says
-//! whether it settles.
+//! series, is missed until the refill is over. Both slopes are in the
+//! record, so a series still rising at the end is plain to see, and the
+//! 2-hour variant says whether it settles.
 
 use serde::{Deserialize, Serialize};
 
@@ -352,12 +352,12 @@ pub fn judge(rows: &[ProcessSample], from_s: f64, to_s: f64, settle_s: f64) -> D
             .find(|r| r.pid == last_pid)
             .map_or(0.0, |r| r.t_s);
         let restarted = mine.iter().any(|r| r.pid != last_pid);
-        let (start, lived) = if restarted {
+        let (start, life) = if restarted {
             (from_s.max(born + settle_s), Life::Restarted)
         } else {
             (from_s, Life::Whole)
         };
-        let life: Vec<&&ProcessSample> = mine
+        let samples: Vec<&&ProcessSample> = mine
             .iter()
             .filter(|r| r.pid == last_pid && r.t_s <= to_s && r.rss_kib > 0)
             .collect();
@@ -367,8 +367,8 @@ pub fn judge(rows: &[ProcessSample], from_s: f64, to_s: f64, settle_s: f64) -> D
             &OTHER_SERIES
         };
         for (value, series, unit) in columns {
-            let pts: Vec<(f64, f64)> = life.iter().map(|r| (r.t_s, value(r) as f64)).collect();
-            d.add(&format!("{name} {series}"), unit, &pts, start, lived);
+            let pts: Vec<(f64, f64)> = samples.iter().map(|r| (r.t_s, value(r) as f64)).collect();
+            d.add(&format!("{name} {series}"), unit, &pts, start, life);
         }
     }
     d

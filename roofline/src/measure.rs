@@ -182,15 +182,15 @@ pub fn run(f: &Flags) -> Result<Measured> {
             settle();
             runs.push(pings(f.pings)?);
         }
-        let spread = |i: fn(&(f64, f64, f64)) -> f64| Spread::of(runs.iter().map(i).collect());
+        let spread = |i: fn(&PingRun) -> f64| Spread::of(runs.iter().map(i).collect());
         Some(Pings {
             connections: f.pings,
             interval_s: PING_INTERVAL_S,
             request_bytes: REQUEST_BYTES,
             offered_per_s: f.pings as f64 / PING_INTERVAL_S,
-            per_second: spread(|r| r.0),
-            machine_busy_pct: spread(|r| r.1),
-            machine_us_per_trip: spread(|r| r.2),
+            per_second: spread(|r| r.per_second),
+            machine_busy_pct: spread(|r| r.busy_pct),
+            machine_us_per_trip: spread(|r| r.us_per_trip),
         })
     } else {
         None
@@ -334,11 +334,18 @@ fn round_trips(f: &Flags) -> Result<f64> {
     Ok(trips / secs.max(1e-9))
 }
 
+/// One measurement of paced round trips.
+struct PingRun {
+    per_second: f64,
+    /// The machine's CPU busy over the measurement, % of all cores.
+    busy_pct: f64,
+    /// The machine's CPU time per round trip, µs.
+    us_per_trip: f64,
+}
+
 /// `n` connections, each sending a request every `PING_INTERVAL_S`, over
-/// as many echo and asker processes as the open-files limit needs: round
-/// trips per second, the machine's CPU busy (% of all cores) over the
-/// measurement, and its CPU time per round trip in µs.
-fn pings(n: u64) -> Result<(f64, f64, f64)> {
+/// as many echo and asker processes as the open-files limit needs.
+fn pings(n: u64) -> Result<PingRun> {
     use rtbench_sys::host::{busy_pct, cpu_jiffies};
     let processes = n.div_ceil(PER_PROCESS).max(1);
     let seconds = (PING_INTERVAL_S * PING_INTERVALS).to_string();
@@ -387,6 +394,10 @@ fn pings(n: u64) -> Result<(f64, f64, f64)> {
         s.stop();
     }
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get()) as f64;
-    let per_s = trips / secs.max(1e-9);
-    Ok((per_s, busy, busy / 100.0 * cores * 1e6 / per_s.max(1e-9)))
+    let per_second = trips / secs.max(1e-9);
+    Ok(PingRun {
+        per_second,
+        busy_pct: busy,
+        us_per_trip: busy / 100.0 * cores * 1e6 / per_second.max(1e-9),
+    })
 }
