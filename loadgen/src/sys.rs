@@ -32,22 +32,14 @@ pub fn hostname() -> String {
     rtbench_sys::host::hostname().unwrap_or_else(|_| "unknown".into())
 }
 
-/// Niceness the instrument's processes ask for, workers and controller
-/// alike: the instrument keeps its schedule ahead of the processes it
-/// measures when the machine is saturated (both share its cores), and the
-/// controller (publisher, heartbeat watch) is not starved by its own
-/// workers: at 0 beside fifty workers at -10 it went unscheduled long enough
-/// to declare live workers lost. Only root may lower niceness; elsewhere the
-/// process stays at 0.
-pub const WORKER_NICE: i32 = -10;
-
-/// Applies `WORKER_NICE` to this process. Refused unless root, and then the
+/// Applies `rtbench_record::launch::LOADGEN_NICE` to this process. Refused unless root, and then the
 /// process runs at the niceness it has, without a word: most runs are not
 /// root, and the record states the machine's load either way.
 pub fn raise_priority() {
-    match rtbench_sys::process::set_niceness(WORKER_NICE) {
+    use rtbench_record::launch::LOADGEN_NICE;
+    match rtbench_sys::process::set_niceness(LOADGEN_NICE) {
         Err(e) if e.kind() != std::io::ErrorKind::PermissionDenied => {
-            eprintln!("rtbench-loadgen: warning: cannot set niceness {WORKER_NICE}: {e}");
+            eprintln!("rtbench-loadgen: warning: cannot set niceness {LOADGEN_NICE}: {e}");
         }
         _ => {}
     }

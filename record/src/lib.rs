@@ -379,6 +379,11 @@ pub struct Environment {
     /// run started, after waiting for it to settle (`sample::wait_until_quiet`).
     #[serde(default)]
     pub machine_busy_before_pct: Option<f64>,
+    /// The first server process's niceness as read once it started
+    /// (`launch::SERVER_NICE` when run as root); absent in older records
+    /// and for a server on another machine.
+    #[serde(default)]
+    pub server_niceness: Option<i32>,
 }
 
 /// A network namespace made for a run, sized for it.

@@ -96,6 +96,8 @@ pub struct Stat {
     /// CPU time in user and kernel mode, in clock ticks.
     pub utime_ticks: u64,
     pub stime_ticks: u64,
+    /// Its niceness, -20 (first served) to 19.
+    pub nice: i32,
     /// When it started, in clock ticks after boot: with the pid, names one
     /// process even after the pid is reused.
     pub start_ticks: u64,
@@ -123,6 +125,7 @@ impl Stat {
             ppid: procfs::field(path, rest, 4 - 3, "ppid")?,
             utime_ticks: procfs::field(path, rest, 14 - 3, "utime")?,
             stime_ticks: procfs::field(path, rest, 15 - 3, "stime")?,
+            nice: procfs::field(path, rest, 19 - 3, "nice")?,
             start_ticks: procfs::field(path, rest, 22 - 3, "starttime")?,
         })
     }
@@ -321,7 +324,7 @@ mod tests {
     #[test]
     fn stat_fields_follow_the_last_parenthesis() {
         let line = "4242 (a) b) c) S 17 4242 4242 0 -1 4194560 120 0 0 0 \
-                    250 31 0 0 20 0 1 0 987654 1000 200 18446744073709551615\n";
+                    250 31 0 0 15 -5 1 0 987654 1000 200 18446744073709551615\n";
         let s = Stat::parse(Path::new("/proc/4242/stat"), line).unwrap();
         assert_eq!(
             s,
@@ -331,6 +334,7 @@ mod tests {
                 ppid: 17,
                 utime_ticks: 250,
                 stime_ticks: 31,
+                nice: -5,
                 start_ticks: 987_654,
             }
         );

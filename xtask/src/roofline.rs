@@ -115,6 +115,8 @@ pub fn measure(a: &Args) -> anyhow::Result<PathBuf> {
     .stdin(Stdio::null())
     .stderr(Stdio::inherit());
     netns::enter(&mut cmd);
+    // Its sides stand for a server and its clients: the servers' niceness.
+    crate::server::at_server_priority(&mut cmd);
     eprintln!(
         "xtask: roofline: {} pairs, fan-out, round trips{}, each {} time(s){}",
         a.pairs,

@@ -90,5 +90,6 @@ pub fn of_run(
         network_namespace: None,
         roofline: None,
         machine_busy_before_pct: None,
+        server_niceness: None,
     }
 }

@@ -179,6 +179,14 @@ pub fn write_inputs(
     );
     env.deployment = started.placement.deployment();
     env.machine_busy_before_pct = i.busy_before;
+    env.server_niceness = started
+        .servers
+        .first()
+        .filter(|s| s.pid() > 0)
+        .and_then(|s| {
+            rtbench_sys::process::Stat::read(rtbench_sys::process::Process::Pid(s.pid())).ok()
+        })
+        .map(|s| s.nice);
     env.roofline =
         rtbench_record::roofline::newest(&crate::root().join("results"), &crate::record::host_id())
             .map(|(n, _)| n);
