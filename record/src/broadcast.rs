@@ -55,7 +55,8 @@ impl Broadcast {
         let to_last_ms = spread(|b| b.to_last_ms);
         let deliveries = Spread::of(bursts.iter().map(|b| b.received as f64).collect()).median;
         let bare_tcp = roofline.and_then(|(name, r)| {
-            let f = r.measured.fanout_for(bytes, 1)?;
+            // Each event goes to every connection: as many as deliveries.
+            let f = r.measured.fanout_for(bytes, 1, deliveries.round() as u64)?;
             let one = f.deliveries_per_s.median;
             let writes_ms = 1000.0 * deliveries / one;
             (one > 0.0).then(|| BareTcp {

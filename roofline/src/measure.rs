@@ -20,6 +20,9 @@ const PER_PROCESS: u64 = 19_000;
 const SOURCES: u8 = 16;
 /// Fan-out: message sizes and messages per write.
 const FANOUT: [(usize, usize); 5] = [(200, 1), (200, 4), (200, 16), (400, 1), (400, 4)];
+/// The wide fan-out's message size and messages per write: one write per
+/// delivery, the shape of a fan-out bench's deliveries.
+const WIDE: (usize, usize) = (200, 1);
 /// Round trips: connections with a request in flight, request size.
 const ROUND_TRIP_CONNECTIONS: u64 = 1_000;
 const REQUEST_BYTES: usize = 16;
@@ -158,16 +161,21 @@ pub fn run(f: &Flags) -> Result<Measured> {
         slab.push(slab_kib);
     }
     let mut fanout = Vec::new();
-    for (size, batch) in FANOUT {
+    let wide = (f.wide > 0).then_some((WIDE.0, WIDE.1, f.wide));
+    for (size, batch, connections) in FANOUT
+        .iter()
+        .map(|&(size, batch)| (size, batch, f.connections))
+        .chain(wide)
+    {
         let mut runs = Vec::new();
         for _ in 0..f.repeat {
             settle();
-            runs.push(spray(f, size, batch)?);
+            runs.push(spray(f, size, batch, connections)?);
         }
         fanout.push(Fanout {
             size,
             per_write: batch,
-            connections: f.connections,
+            connections,
             deliveries_per_s: Spread::of(runs),
         });
     }
@@ -266,41 +274,60 @@ fn pairs(n: u64) -> Result<(f64, f64, f64)> {
     Ok((n as f64 / slowest.max(1e-9), kernel, slab))
 }
 
-/// One process writes `size`-byte messages to another over
-/// `f.connections` connections, `batch` per write: messages per second.
-fn spray(f: &Flags, size: usize, batch: usize) -> Result<f64> {
-    let connections = f.connections.to_string();
-    let mut sink = Side::start(&args(&["sink", "--connections", &connections]))?;
-    let to = sink.port()?;
-    let mut sprayer = Side::start(&args(&[
-        "spray",
-        "--to",
-        &to.to_string(),
-        "--connections",
-        &connections,
-        "--size",
-        &size.to_string(),
-        "--batch",
-        &batch.to_string(),
-        "--seconds",
-        &f.seconds.to_string(),
-        "--from",
-        "127.0.0.2",
-    ]))?;
-    sprayer.expect("ready")?;
-    sprayer.say("go")?;
-    sprayer.expect("sent")?;
+/// Writers send `size`-byte messages to readers over `connections`
+/// connections, `batch` per write: messages per second. One writer and one
+/// reader up to `PER_PROCESS` connections; beyond, as many pairs as the
+/// open-files limit needs, every writer from its own source address (each
+/// connection takes an ephemeral port of it), all writing at once.
+fn spray(f: &Flags, size: usize, batch: usize, connections: u64) -> Result<f64> {
+    let processes = connections.div_ceil(PER_PROCESS).max(1);
+    let mut sinks = Vec::new();
+    let mut sprayers = Vec::new();
+    for i in 0..processes {
+        let share = (connections / processes + u64::from(i < connections % processes)).to_string();
+        let mut sink = Side::start(&args(&["sink", "--connections", &share]))?;
+        let to = sink.port()?;
+        sinks.push(sink);
+        sprayers.push(Side::start(&args(&[
+            "spray",
+            "--to",
+            &to.to_string(),
+            "--connections",
+            &share,
+            "--size",
+            &size.to_string(),
+            "--batch",
+            &batch.to_string(),
+            "--seconds",
+            &f.seconds.to_string(),
+            "--from",
+            &format!("127.0.0.{}", 2 + i as u8 % SOURCES),
+        ]))?);
+    }
+    for s in &mut sprayers {
+        s.expect("ready")?;
+    }
+    for s in &mut sprayers {
+        s.say("go")?;
+    }
+    for s in &mut sprayers {
+        s.expect("sent")?;
+    }
     std::thread::sleep(Duration::from_millis(300));
-    sink.stop();
-    let got = sink.expect("received")?;
-    let bytes: f64 = got
-        .first()
-        .and_then(|b| b.parse().ok())
-        .context("a bad received line")?;
-    let span: f64 = got
-        .get(1)
-        .and_then(|s| s.parse().ok())
-        .context("a bad received line")?;
+    let (mut bytes, mut span) = (0.0f64, 0.0f64);
+    for sink in &mut sinks {
+        sink.stop();
+        let got = sink.expect("received")?;
+        bytes += got
+            .first()
+            .and_then(|b| b.parse::<f64>().ok())
+            .context("a bad received line")?;
+        span = span.max(
+            got.get(1)
+                .and_then(|s| s.parse().ok())
+                .context("a bad received line")?,
+        );
+    }
     Ok(bytes / size as f64 / span.max(1e-9))
 }
 

@@ -269,6 +269,16 @@ pub fn set_niceness(nice: i32) -> Result<()> {
     Ok(())
 }
 
+/// `set_niceness` for a child between fork and exec
+/// (`CommandExt::pre_exec`): one system call, nothing allocated. A refusal
+/// (not root) is no error: the child keeps its parent's niceness, which
+/// whoever reads it back sees.
+pub fn set_niceness_after_fork(nice: i32) -> std::io::Result<()> {
+    // SAFETY: setpriority on the calling process; no memory involved.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+    Ok(())
+}
+
 /// This thread's niceness (`getpriority`, whose -1 may be a niceness:
 /// errno tells them apart).
 pub fn niceness() -> Result<i32> {

@@ -297,11 +297,10 @@ pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
 /// machine's daemons do not preempt it. Refused unless root: the child then
 /// keeps this process's niceness, and the record says which it got.
 pub fn at_server_priority(cmd: &mut Command) -> &mut Command {
-    // SAFETY: setpriority is async-signal-safe and touches nothing of the parent.
+    // SAFETY: one system call, nothing allocated: safe between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
-            libc::setpriority(libc::PRIO_PROCESS, 0, rtbench_record::launch::SERVER_NICE);
-            Ok(())
+            rtbench_sys::process::set_niceness_after_fork(rtbench_record::launch::SERVER_NICE)
         })
     }
 }

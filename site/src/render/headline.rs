@@ -292,10 +292,11 @@ fn deliveries(run: &Run, s: &BenchSummary, roofline: Option<&(String, Roofline)>
         .map_or(200, |l| {
             (l.counters.bytes_in / l.counters.frames_in) as usize
         });
+    let connections = run.load.as_ref().map_or(0, |l| l.connections.held);
     if let Some((name, r)) = roofline {
         let at = |k: usize| {
             r.measured
-                .fanout_for(size, k)
+                .fanout_for(size, k, connections)
                 .map(|f| (f.size, f.deliveries_per_s.median))
         };
         if let Some((bytes, one)) = at(1) {

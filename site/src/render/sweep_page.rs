@@ -92,7 +92,7 @@ fn curve(site: &mut Site, r: &SweepRecord) -> Option<Value> {
             name: "knee: the most load that met the objectives".into(),
         });
     }
-    if in_deliveries && let Some(one) = roofline_fanout(site.records, sw) {
+    if in_deliveries && let Some(one) = roofline_fanout(site.records, r) {
         marks.push(Mark {
             x: one,
             name: "bare-TCP fan-out, one write per delivery".into(),

@@ -34,9 +34,21 @@ pub fn knee_text(sw: &Sweep) -> String {
 }
 
 /// The machine's bare-TCP fan-out at one write per delivery, from the
-/// roofline the sweep names.
-pub fn roofline_fanout(records: &Records, sw: &Sweep) -> Option<f64> {
-    let name = sw.roofline.as_ref()?;
+/// roofline `sw` names, over as many connections as its first step held.
+pub fn roofline_fanout(records: &Records, sw: &SweepRecord) -> Option<f64> {
+    let name = sw.sweep.roofline.as_ref()?;
     let (_, r) = records.rooflines.iter().find(|(n, _)| n == name)?;
-    Some(r.measured.fanout_for(256, 1)?.deliveries_per_s.median)
+    let first = format!("{}/{}", sw.name, sw.sweep.steps.first()?.dir);
+    let connections = records
+        .runs
+        .iter()
+        .find(|run| run.scenario == sw.scenario && run.name == first)
+        .and_then(|run| run.load.as_ref())
+        .map_or(0, |l| l.connections.held);
+    Some(
+        r.measured
+            .fanout_for(256, 1, connections)?
+            .deliveries_per_s
+            .median,
+    )
 }
