@@ -344,8 +344,7 @@ fn judge_step(knob: &Knob, dir: &Path, name: &str, offered: f64) -> anyhow::Resu
         Some(Latency::Reconnect) => &s.reconnect_ms,
         Some(Latency::Delivery) | None => &s.delivery_ms,
     };
-    let receivers_per_event = (l.events.published > 0)
-        .then(|| l.events.server_deliveries as f64 / l.events.published as f64);
+    let receivers_per_event = receivers_per_event(&l.events);
     let client_bottleneck = s.client_bottleneck.bottleneck;
     Ok(Step {
         dir: name.into(),
@@ -366,6 +365,18 @@ fn judge_step(knob: &Knob, dir: &Path, name: &str, offered: f64) -> anyhow::Resu
         pass: s.complete && !client_bottleneck && s.slo.iter().all(|o| o.pass),
         slo: s.slo,
     })
+}
+
+/// How many received an event, on average: as the servers reported
+/// (publishing over HTTP), or, where nobody could (over the Redis bus, which
+/// says nothing back), as the clients counted. `None` before any event.
+fn receivers_per_event(e: &rtbench_record::load::Events) -> Option<f64> {
+    let received = if e.server_deliveries > 0 {
+        e.server_deliveries
+    } else {
+        e.received
+    };
+    (e.published > 0).then(|| received as f64 / e.published as f64)
 }
 
 fn read_started_at(tmp: &Path, sweep: &Sweep) -> String {
@@ -413,4 +424,27 @@ fn print(sweep: &Sweep) {
         );
     }
     eprintln!("xtask: {}", sweep.ended);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receivers_per_event_are_the_servers_count_or_else_the_clients() {
+        let events = |published, server_deliveries, received| rtbench_record::load::Events {
+            published,
+            server_deliveries,
+            received,
+            ..Default::default()
+        };
+        // Over HTTP the servers say; a client's count may fall short of it.
+        assert_eq!(receivers_per_event(&events(10, 1_000, 990)), Some(100.0));
+        // Over the bus nobody says: the fan-out sweep read 0 offered deliveries.
+        assert_eq!(
+            receivers_per_event(&events(15_000, 0, 1_520_803)),
+            Some(1_520_803.0 / 15_000.0)
+        );
+        assert_eq!(receivers_per_event(&events(0, 0, 0)), None);
+    }
 }
