@@ -110,6 +110,9 @@ pub struct Hists {
     /// of it: the load generator's own delay, outside every latency above
     /// that the kernel's receive time stamps (`rx_time.rs`).
     pub read_wait: Hist,
+    /// How late each arrival started against its schedule: the self-check
+    /// judges the client by its p99 (`selfcheck::arrival_lag_reason`).
+    pub arrival_lag: Hist,
 }
 
 impl Default for Hists {
@@ -121,18 +124,20 @@ impl Default for Hists {
             echo: new_hist(),
             reconnect: new_hist(),
             read_wait: new_hist(),
+            arrival_lag: new_hist(),
         }
     }
 }
 
 impl Hists {
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 7] = [
         "connect",
         "connect_attempt",
         "delivery",
         "echo",
         "reconnect",
         "read_wait",
+        "arrival_lag",
     ];
 
     pub fn get(&self, name: &str) -> &Hist {
@@ -142,6 +147,7 @@ impl Hists {
             "delivery" => &self.delivery,
             "reconnect" => &self.reconnect,
             "read_wait" => &self.read_wait,
+            "arrival_lag" => &self.arrival_lag,
             _ => &self.echo,
         }
     }
@@ -153,6 +159,7 @@ impl Hists {
             "delivery" => &mut self.delivery,
             "reconnect" => &mut self.reconnect,
             "read_wait" => &mut self.read_wait,
+            "arrival_lag" => &mut self.arrival_lag,
             _ => &mut self.echo,
         }
     }

@@ -268,6 +268,9 @@ pub struct LoadgenSelf {
     pub cpu_s: f64,
     pub worker_cpu_max_pct: f64,
     pub arrival_lag_max_ms: f64,
+    /// Every arrival's lag behind its schedule (absent before 2026-12-07).
+    #[serde(default)]
+    pub arrival_lag_ms: Percentiles,
 }
 
 /// Whether the load generator, not the server, limited the run.

@@ -58,7 +58,7 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: rtbench-roofline run [--pairs N] [--seconds S] [--repeat R] [--connections C] [--wide N] [--pings N]";
+const USAGE: &str = "usage: rtbench-roofline run [--pairs N] [--seconds S] [--repeat R] [--connections C] [--wide N[,N...]] [--pings N]";
 
 /// The flags every subcommand reads (each takes the ones it needs).
 #[derive(Debug, Clone)]
@@ -71,10 +71,10 @@ pub struct Flags {
     pub repeat: u32,
     /// Connections of the fan-out and round-trip measurements.
     pub connections: u64,
-    /// Connections of the wide fan-out (`run`; 0: not measured): one
-    /// write per delivery over as many connections as a bench holds, in
-    /// writer and reader processes of `PER_PROCESS` each.
-    pub wide: u64,
+    /// Connections of each wide fan-out (`run`; none, or 0: not
+    /// measured): one write per delivery over as many connections as a
+    /// bench holds, in writer and reader processes of `PER_PROCESS` each.
+    pub wide: Vec<u64>,
     /// Message size in bytes, and messages per write (`spray`).
     pub size: usize,
     pub batch: usize,
@@ -95,7 +95,7 @@ impl Flags {
             seconds: 5.0,
             repeat: 3,
             connections: 9_000,
-            wide: 0,
+            wide: Vec::new(),
             size: 200,
             batch: 1,
             pings: 0,
@@ -118,7 +118,13 @@ impl Flags {
                 "--connections" => {
                     f.connections = v.parse().ok().filter(|c| *c > 0).ok_or_else(bad)?
                 }
-                "--wide" => f.wide = v.parse().map_err(|_| bad())?,
+                "--wide" => {
+                    f.wide = v
+                        .split(',')
+                        .map(|n| n.trim().parse())
+                        .collect::<Result<_, _>>()
+                        .map_err(|_| bad())?
+                }
                 "--size" => f.size = v.parse().ok().filter(|s| *s > 0).ok_or_else(bad)?,
                 "--batch" => f.batch = v.parse().ok().filter(|b| *b > 0).ok_or_else(bad)?,
                 "--pings" => f.pings = v.parse().map_err(|_| bad())?,

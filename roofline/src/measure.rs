@@ -161,7 +161,7 @@ pub fn run(f: &Flags) -> Result<Measured> {
         slab.push(slab_kib);
     }
     let mut fanout = Vec::new();
-    let wide = (f.wide > 0).then_some((WIDE.0, WIDE.1, f.wide));
+    let wide = f.wide.iter().filter(|n| **n > 0).map(|&n| (WIDE.0, WIDE.1, n));
     for (size, batch, connections) in FANOUT
         .iter()
         .map(|&(size, batch)| (size, batch, f.connections))

@@ -1,4 +1,4 @@
-//! `cargo xtask roofline [--pairs N] [--repeat R] [--seconds S] [--wide N] [--pings N] [--out DIR] [--host-net]`:
+//! `cargo xtask roofline [--pairs N] [--repeat R] [--seconds S] [--wide N[,N...]] [--pings N] [--out DIR] [--host-net]`:
 //! this machine's limits with plain TCP sockets, the ceiling every bench
 //! figure is read against.
 //!
@@ -32,12 +32,12 @@ pub struct Args {
     /// Seconds per throughput measurement
     #[arg(long, value_name = "S", default_value_t = Args::default().seconds, value_parser = flags::positive_number)]
     pub seconds: f64,
-    /// Also measure fan-out at one write per delivery over N connections,
-    /// writers and readers in processes of 19,000 each, as a bench holds
-    /// them: the figure a fan-out or broadcast run of that size is read
-    /// against (0: not measured)
-    #[arg(long, value_name = "N", default_value_t = Args::default().wide)]
-    pub wide: u64,
+    /// Also measure fan-out at one write per delivery over N connections
+    /// (a comma-separated list for several), writers and readers in
+    /// processes of 19,000 each, as a bench holds them: the figure a fan-out
+    /// or broadcast run of that size is read against (0: not measured)
+    #[arg(long, value_name = "N", value_delimiter = ',', default_values_t = Args::default().wide)]
+    pub wide: Vec<u64>,
     /// Also time round trips paced as the SDKs' pings: N connections, each
     /// sending a 16-byte request every 20 s over 40 s, across as many
     /// processes as a bench uses (the namespace is sized for them too)
@@ -59,7 +59,7 @@ impl Default for Args {
             repeat: 3,
             seconds: 5.0,
             // The fanout and broadcast suites' connections.
-            wide: 100_000,
+            wide: vec![100_000],
             pings: 0,
             out: None,
             host_net: false,
@@ -79,7 +79,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
 pub fn measure(a: &Args) -> anyhow::Result<PathBuf> {
     crate::cargo(&["build", "--release", "--quiet", "-p", "rtbench-roofline"])?;
     // Both ends of every pair are on this machine.
-    let most = a.pairs.max(a.pings).max(a.wide);
+    let most = a.pairs.max(a.pings).max(a.wide.iter().copied().max().unwrap_or(0));
     let kib_needed = most * 2 * 3 + 256 * 1024;
     if let Some(avail) = preflight::meminfo("MemAvailable")
         && kib_needed > avail
@@ -120,7 +120,7 @@ pub fn measure(a: &Args) -> anyhow::Result<PathBuf> {
         "--pings",
         &a.pings.to_string(),
         "--wide",
-        &a.wide.to_string(),
+        &a.wide.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
     ])
     .stdin(Stdio::null())
     .stderr(Stdio::inherit());

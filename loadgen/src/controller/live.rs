@@ -27,7 +27,7 @@ impl Live {
     pub(super) fn update(&mut self, dir: &Path, r: &Row, sc: &Scenario, merge: &Merge) {
         self.lag_max_ms = self.lag_max_ms.max(r.lag_max_ms);
         let mut warnings = self.lost.clone();
-        warnings.extend(selfcheck::arrival_lag_reason(self.lag_max_ms));
+        warnings.extend(selfcheck::arrival_lag_warning(self.lag_max_ms));
         warnings.extend(selfcheck::cpu_reasons(&merge.saturated, None));
         let prev = merge.before_newest.as_ref();
         let per_s = |now: u64, before: Option<u64>| now.saturating_sub(before.unwrap_or(0));

@@ -86,7 +86,9 @@ impl Finals {
 /// over what the workers and the publisher reported.
 fn client_reasons(merge: &Merge, published: &Published, f: &Finals, end: &Ending) -> Vec<String> {
     let mut reasons = selfcheck::cpu_reasons(&merge.saturated, Some(merge.cpu_max));
-    reasons.extend(selfcheck::arrival_lag_reason(f.lag_max_ms));
+    reasons.extend(selfcheck::arrival_lag_reason(&percentiles_ms(
+        &f.hists.arrival_lag,
+    )));
     reasons.extend(selfcheck::read_wait_reason(&percentiles_ms(
         &f.hists.read_wait,
     )));
@@ -191,6 +193,7 @@ pub(super) fn summarize(
             cpu_s,
             worker_cpu_max_pct: cpu_max,
             arrival_lag_max_ms: lag_max_ms,
+            arrival_lag_ms: percentiles_ms(&hists.arrival_lag),
         },
         client_bottleneck: Bottleneck {
             bottleneck: !reasons.is_empty(),
