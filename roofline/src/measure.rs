@@ -161,7 +161,11 @@ pub fn run(f: &Flags) -> Result<Measured> {
         slab.push(slab_kib);
     }
     let mut fanout = Vec::new();
-    let wide = f.wide.iter().filter(|n| **n > 0).map(|&n| (WIDE.0, WIDE.1, n));
+    let wide = f
+        .wide
+        .iter()
+        .filter(|n| **n > 0)
+        .map(|&n| (WIDE.0, WIDE.1, n));
     for (size, batch, connections) in FANOUT
         .iter()
         .map(|&(size, batch)| (size, batch, f.connections))

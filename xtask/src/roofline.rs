@@ -79,7 +79,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
 pub fn measure(a: &Args) -> anyhow::Result<PathBuf> {
     crate::cargo(&["build", "--release", "--quiet", "-p", "rtbench-roofline"])?;
     // Both ends of every pair are on this machine.
-    let most = a.pairs.max(a.pings).max(a.wide.iter().copied().max().unwrap_or(0));
+    let most = a
+        .pairs
+        .max(a.pings)
+        .max(a.wide.iter().copied().max().unwrap_or(0));
     let kib_needed = most * 2 * 3 + 256 * 1024;
     if let Some(avail) = preflight::meminfo("MemAvailable")
         && kib_needed > avail
@@ -120,7 +123,11 @@ pub fn measure(a: &Args) -> anyhow::Result<PathBuf> {
         "--pings",
         &a.pings.to_string(),
         "--wide",
-        &a.wide.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
+        &a.wide
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
     ])
     .stdin(Stdio::null())
     .stderr(Stdio::inherit());

@@ -49,7 +49,9 @@ pub fn arrival_lag_reason(lag: &Percentiles) -> Option<String> {
 /// over the run is the record's, `arrival_lag_reason`).
 pub fn arrival_lag_warning(lag_max_ms: f64) -> Option<String> {
     (lag_max_ms > LAG_LIMIT_MS).then(|| {
-        format!("arrivals started up to {lag_max_ms:.0} ms behind schedule (limit {LAG_LIMIT_MS} ms)")
+        format!(
+            "arrivals started up to {lag_max_ms:.0} ms behind schedule (limit {LAG_LIMIT_MS} ms)"
+        )
     })
 }
 
