@@ -72,7 +72,6 @@ pub enum Report {
         /// RSS before the first arrival, and at its highest.
         rss_start_kib: u64,
         peak_rss_kib: u64,
-        lag_max_ms: f64,
         /// How many of this worker's subscribers received how many events
         /// (events received, subscribers), when the scenario publishes; pairs,
         /// not a map: an internally tagged enum cannot read integer keys.

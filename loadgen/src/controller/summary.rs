@@ -39,7 +39,6 @@ struct Finals {
     cpu_s: f64,
     start_rss_kib: u64,
     peak_rss_kib: u64,
-    lag_max_ms: f64,
     by_subscriber: BTreeMap<u32, u64>,
     /// Each timed event over every worker, by sequence.
     spans: BTreeMap<u64, EventSpan>,
@@ -56,7 +55,6 @@ impl Finals {
                 cpu_s,
                 rss_start_kib,
                 peak_rss_kib,
-                lag_max_ms,
                 received_by_subscriber,
                 events,
                 closing,
@@ -75,7 +73,6 @@ impl Finals {
                 f.hists.add_encoded(hists)?;
                 f.cpu_s += cpu_s;
                 f.peak_rss_kib += peak_rss_kib;
-                f.lag_max_ms = f.lag_max_ms.max(*lag_max_ms);
             }
         }
         Ok(f)
@@ -136,11 +133,11 @@ pub(super) fn summarize(
         cpu_s,
         start_rss_kib,
         peak_rss_kib,
-        lag_max_ms,
         by_subscriber,
         spans,
         closing,
     } = f;
+    let arrival_lag = percentiles_ms(&hists.arrival_lag);
     let target = sc.total_arrivals();
     let peak_open = merge.seen.peak_open;
     let held = merge.seen.held;
@@ -192,8 +189,8 @@ pub(super) fn summarize(
             },
             cpu_s,
             worker_cpu_max_pct: cpu_max,
-            arrival_lag_max_ms: lag_max_ms,
-            arrival_lag_ms: percentiles_ms(&hists.arrival_lag),
+            arrival_lag_max_ms: arrival_lag.max,
+            arrival_lag_ms: arrival_lag,
         },
         client_bottleneck: Bottleneck {
             bottleneck: !reasons.is_empty(),

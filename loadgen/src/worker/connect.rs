@@ -46,7 +46,6 @@ pub(super) async fn arrivals(w: Rc<Worker>) {
         }
         let lag = clock_ns().saturating_sub(due);
         w.lag_max_ns.set(w.lag_max_ns.get().max(lag));
-        w.lag_max_total_ns.set(w.lag_max_total_ns.get().max(lag));
         stats::record_ns(&mut w.hists.borrow_mut().arrival_lag, lag);
         attempt(&w, a.index, due, 0);
     }

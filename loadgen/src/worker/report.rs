@@ -92,7 +92,6 @@ pub(super) fn final_report(w: &Worker, rss_start_kib: u64, closing: Closing) -> 
         cpu_s: sys::cpu_seconds(),
         rss_start_kib,
         peak_rss_kib: peak_rss_kib(),
-        lag_max_ms: w.lag_max_total_ns.get() as f64 / 1e6,
         received_by_subscriber: received_by_subscriber(w),
         events: w
             .spans

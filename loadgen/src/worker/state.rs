@@ -26,8 +26,8 @@ pub(super) struct Worker {
     /// This second's connect and delivery latencies.
     pub(super) interval_connect: RefCell<Hist>,
     pub(super) interval_delivery: RefCell<Hist>,
+    /// This second's latest arrival (the run's are `hists.arrival_lag`).
     pub(super) lag_max_ns: Cell<u64>,
-    pub(super) lag_max_total_ns: Cell<u64>,
     pub(super) connecting: Cell<u64>,
     pub(super) holds: RefCell<Holds>,
     /// When each ping group (slot index mod the ping period in ticks) was
@@ -93,7 +93,6 @@ impl Worker {
             interval_connect: RefCell::new(stats::new_hist()),
             interval_delivery: RefCell::new(stats::new_hist()),
             lag_max_ns: Cell::new(0),
-            lag_max_total_ns: Cell::new(0),
             connecting: Cell::new(0),
             holds: RefCell::new(holds),
             deadlines: RefCell::default(),
