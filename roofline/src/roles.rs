@@ -209,8 +209,12 @@ pub fn connect(f: &Flags) -> Result<()> {
 /// How long the sink lets messages gather between reads, as the load
 /// generator's workers do while holding (`loadgen/src/worker/reactor.rs`):
 /// a reader woken for every message costs the writer its wake-ups and
-/// preemptions, which no client the benches run makes it pay.
+/// preemptions, which no client the benches run makes it pay. Like the
+/// workers, a sink whose looks find fewer than `GATHER.0` connections ready
+/// doubles its wait, up to `READ_PACING_MAX`, and halves it past `GATHER.1`.
 const READ_PACING: Duration = Duration::from_millis(1);
+const READ_PACING_MAX: Duration = Duration::from_millis(8);
+const GATHER: (usize, usize) = (8, 64);
 
 /// `sink`: accepts `--connections` connections and reads everything sent
 /// on them (at most once a millisecond, `READ_PACING`); reports the bytes
@@ -237,10 +241,19 @@ pub fn sink(f: &Flags) -> Result<()> {
     let mut events = Events::with_capacity(1024);
     let mut buf = vec![0u8; 256 * 1024];
     let (mut bytes, mut first, mut last) = (0u64, None::<Instant>, Instant::now());
+    let mut pacing = READ_PACING;
     while !stop.load(Relaxed) {
-        std::thread::sleep(READ_PACING);
+        std::thread::sleep(pacing);
         poll.poll(&mut events, Some(Duration::from_millis(100)))
             .context("waiting in epoll_wait")?;
+        let ready = events.iter().count();
+        pacing = if ready < GATHER.0 {
+            (pacing * 2).min(READ_PACING_MAX)
+        } else if ready > GATHER.1 {
+            (pacing / 2).max(READ_PACING)
+        } else {
+            pacing
+        };
         for ev in events.iter() {
             let mut s = &conns[ev.token().0];
             loop {

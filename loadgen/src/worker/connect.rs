@@ -49,6 +49,7 @@ pub(super) async fn arrivals(w: Rc<Worker>) {
         stats::record_ns(&mut w.hists.borrow_mut().arrival_lag, lag);
         attempt(&w, a.index, due, 0);
     }
+    w.arrived.set(true);
 }
 
 /// One connection attempt: a nonblocking connect, then a slot in the hold

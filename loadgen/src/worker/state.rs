@@ -43,6 +43,8 @@ pub(super) struct Worker {
     pub(super) counts_misses: bool,
     /// Attempts in progress by deadline (all share one timeout).
     pub(super) deadlines: RefCell<VecDeque<(u64, Key)>>,
+    /// Every arrival of the schedule has been started.
+    pub(super) arrived: Cell<bool>,
     /// No new arrivals or reconnects.
     pub(super) stopping: Cell<bool>,
     /// Connections are being closed.
@@ -96,6 +98,7 @@ impl Worker {
             connecting: Cell::new(0),
             holds: RefCell::new(holds),
             deadlines: RefCell::default(),
+            arrived: Cell::new(false),
             stopping: Cell::new(false),
             closing: Cell::new(false),
             interrupted,
