@@ -111,26 +111,7 @@ pub fn measure(a: &Args) -> anyhow::Result<PathBuf> {
         settings.retain(|k, _| keep.contains(&k.as_str()));
         Some(netns::Namespace::create(most, &settings)?)
     };
-    let mut cmd = Command::new(root().join("target/release/rtbench-roofline"));
-    cmd.args([
-        "run",
-        "--pairs",
-        &a.pairs.to_string(),
-        "--repeat",
-        &a.repeat.to_string(),
-        "--seconds",
-        &a.seconds.to_string(),
-        "--pings",
-        &a.pings.to_string(),
-        "--wide",
-        &a.wide
-            .iter()
-            .map(u64::to_string)
-            .collect::<Vec<_>>()
-            .join(","),
-    ])
-    .stdin(Stdio::null())
-    .stderr(Stdio::inherit());
+    let mut cmd = command(a);
     netns::enter(&mut cmd);
     // Its sides stand for a server and its clients: the servers' niceness.
     crate::server::at_server_priority(&mut cmd);
@@ -176,6 +157,31 @@ pub fn measure(a: &Args) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("{}: {e:#}", dir.display()))?;
     rtbench_record::write_json(&dir.join(roofline::FILE), &r)?;
     Ok(dir)
+}
+
+/// The measuring process, asked for what `a` names.
+fn command(a: &Args) -> Command {
+    let mut cmd = Command::new(root().join("target/release/rtbench-roofline"));
+    cmd.args([
+        "run",
+        "--pairs",
+        &a.pairs.to_string(),
+        "--repeat",
+        &a.repeat.to_string(),
+        "--seconds",
+        &a.seconds.to_string(),
+        "--pings",
+        &a.pings.to_string(),
+        "--wide",
+        &a.wide
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+    ])
+    .stdin(Stdio::null())
+    .stderr(Stdio::inherit());
+    cmd
 }
 
 fn print(r: &Roofline) {
