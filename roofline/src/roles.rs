@@ -217,7 +217,7 @@ const READ_PACING_MAX: Duration = Duration::from_millis(8);
 const GATHER: (usize, usize) = (8, 64);
 
 /// `sink`: accepts `--connections` connections and reads everything sent
-/// on them (at most once a millisecond, `READ_PACING`); reports the bytes
+/// on them (paced as `READ_PACING` says); reports the bytes
 /// and the time from the first to the last.
 pub fn sink(f: &Flags) -> Result<()> {
     raise_open_files()?;
