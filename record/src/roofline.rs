@@ -91,6 +91,35 @@ pub struct Pings {
     pub machine_us_per_trip: Spread,
 }
 
+/// One write per delivery at a paced rate, not as fast as the writers go:
+/// events of `per_event` writes (a fan-out bench's event reaches about as
+/// many connections), each message stamped with the wall-clock time its
+/// event was sent and timed by the reader's kernel receive stamp, as a
+/// bench times deliveries. Bare TCP's own latency against offered load: the
+/// knee a server's is read against, where the saturated figure only says
+/// where every queue grows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Paced {
+    pub connections: u64,
+    pub size: usize,
+    pub per_event: usize,
+    /// Deliveries offered per second, and that as a share of the saturated
+    /// one-write fan-out over as many connections measured in the same run.
+    pub offered_per_s: f64,
+    pub share_of_saturated: f64,
+    pub delivered_per_s: Spread,
+    /// Send stamp to kernel receive stamp, ms.
+    pub p50_ms: Spread,
+    pub p99_ms: Spread,
+    pub p999_ms: Spread,
+    /// The machine's CPU busy over the measurement, % of all its cores.
+    pub machine_busy_pct: Spread,
+    /// CPU time per delivery of the writing and the reading processes, µs
+    /// (loopback charges the receiver's kernel work to the writer).
+    pub writer_us_per_delivery: Spread,
+    pub reader_us_per_delivery: Spread,
+}
+
 /// What `rtbench-roofline run` measures.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Measured {
@@ -100,6 +129,10 @@ pub struct Measured {
     /// Measured only when asked (`cargo xtask roofline --pings N`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pings: Option<Pings>,
+    /// Measured only when asked (`cargo xtask roofline --paced N`), at
+    /// rising shares of the saturated figure.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paced: Vec<Paced>,
 }
 
 impl Measured {
@@ -118,6 +151,27 @@ impl Measured {
             .iter()
             .filter(|f| f.per_write == per_write)
             .min_by_key(|f| apart(f))
+    }
+
+    /// Bare TCP's knee at `p99_ms`, over the paced connection count
+    /// nearest `connections`: the last paced rate, going up, before the
+    /// first whose median p99 missed it (as a sweep's knee is).
+    pub fn paced_knee(&self, p99_ms: f64, connections: u64) -> Option<&Paced> {
+        let nearest = self
+            .paced
+            .iter()
+            .map(|p| p.connections)
+            .min_by_key(|&c| c.abs_diff(connections))?;
+        let mut rising: Vec<&Paced> = self
+            .paced
+            .iter()
+            .filter(|p| p.connections == nearest)
+            .collect();
+        rising.sort_by(|a, b| a.offered_per_s.total_cmp(&b.offered_per_s));
+        rising
+            .into_iter()
+            .take_while(|p| p.p99_ms.median <= p99_ms)
+            .last()
     }
 }
 
@@ -203,5 +257,38 @@ mod tests {
         assert_eq!(at(380, 1, 100_000), Some(125_000.0), "the size first");
         assert_eq!(at(256, 4, 100_000), Some(500_000.0));
         assert_eq!(at(256, 16, 100_000), None);
+    }
+
+    #[test]
+    fn bare_tcps_knee_is_the_last_rate_under_the_target_before_the_first_over_it() {
+        let paced = |connections, offered_per_s, p99| Paced {
+            connections,
+            offered_per_s,
+            p99_ms: Spread::of(vec![p99]),
+            ..Paced::default()
+        };
+        let m = Measured {
+            paced: vec![
+                paced(100_000, 90_000.0, 70.0),
+                paced(100_000, 30_000.0, 4.0),
+                paced(100_000, 120_000.0, 20.0),
+                paced(100_000, 60_000.0, 12.0),
+                paced(9_000, 200_000.0, 1.0),
+            ],
+            ..Measured::default()
+        };
+        let knee = |target, connections| {
+            m.paced_knee(target, connections)
+                .map(|p| (p.connections, p.offered_per_s))
+        };
+        assert_eq!(
+            knee(50.0, 100_000),
+            Some((100_000, 60_000.0)),
+            "120,000 met it after 90,000 missed"
+        );
+        assert_eq!(knee(80.0, 80_000), Some((100_000, 120_000.0)));
+        assert_eq!(knee(50.0, 10_000), Some((9_000, 200_000.0)));
+        assert_eq!(knee(3.0, 100_000), None, "the lowest missed it");
+        assert_eq!(Measured::default().paced_knee(50.0, 100_000), None);
     }
 }

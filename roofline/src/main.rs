@@ -10,6 +10,10 @@
 //!   connections, one `write` per message and several per `write`;
 //! - round trips: request/response exchanges per second over many
 //!   connections (the path an application-level ping takes);
+//! - paced fan-out, when asked (`--paced N`): one write per delivery over N
+//!   connections at rising shares of the saturated rate, each delivery
+//!   timed from its send stamp to its kernel receive stamp: bare TCP's own
+//!   latency against offered load, and its knee;
 //! - pings, when asked (`--pings N`): N connections each sending one
 //!   request every 20 s, as the SDKs ping, spread over as many processes
 //!   as a bench uses: the machine's CPU per round trip in the shape of an
@@ -58,7 +62,7 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: rtbench-roofline run [--pairs N] [--seconds S] [--repeat R] [--connections C] [--wide N[,N...]] [--pings N]";
+const USAGE: &str = "usage: rtbench-roofline run [--pairs N] [--seconds S] [--repeat R] [--connections C] [--wide N[,N...]] [--paced N] [--pings N]";
 
 /// The flags every subcommand reads (each takes the ones it needs).
 #[derive(Debug, Clone)]
@@ -78,6 +82,13 @@ pub struct Flags {
     /// Message size in bytes, and messages per write (`spray`).
     pub size: usize,
     pub batch: usize,
+    /// Connections of the paced fan-out (`run`; 0: not measured).
+    pub paced: u64,
+    /// Messages per second (`spray`; 0: as fast as it writes), and writes
+    /// per event, each event's messages stamped with its send time. A
+    /// `sink` given a rate times the stamps of `--size`-byte messages.
+    pub rate: f64,
+    pub event: usize,
     /// Connections of the paced round trips (`run`; 0: not measured).
     pub pings: u64,
     /// Seconds between one connection's requests (`ask`; 0: each sends
@@ -98,6 +109,9 @@ impl Flags {
             wide: Vec::new(),
             size: 200,
             batch: 1,
+            paced: 0,
+            rate: 0.0,
+            event: 1,
             pings: 0,
             interval: 0.0,
             to: None,
@@ -128,6 +142,9 @@ impl Flags {
                 "--size" => f.size = v.parse().ok().filter(|s| *s > 0).ok_or_else(bad)?,
                 "--batch" => f.batch = v.parse().ok().filter(|b| *b > 0).ok_or_else(bad)?,
                 "--pings" => f.pings = v.parse().map_err(|_| bad())?,
+                "--paced" => f.paced = v.parse().map_err(|_| bad())?,
+                "--rate" => f.rate = v.parse().ok().filter(|r: &f64| *r >= 0.0).ok_or_else(bad)?,
+                "--event" => f.event = v.parse().ok().filter(|e| *e > 0).ok_or_else(bad)?,
                 "--interval" => {
                     f.interval = v.parse().ok().filter(|s: &f64| *s >= 0.0).ok_or_else(bad)?
                 }

@@ -8,7 +8,8 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use rtbench_record::roofline::{Fanout, Measured, Pairs, Pings, RoundTrips, Spread};
+use hdrhistogram::Histogram;
+use rtbench_record::roofline::{Fanout, Measured, Paced, Pairs, Pings, RoundTrips, Spread};
 use rtbench_sys::host::Meminfo;
 use rtbench_sys::process::Process;
 
@@ -23,6 +24,12 @@ const FANOUT: [(usize, usize); 5] = [(200, 1), (200, 4), (200, 16), (400, 1), (4
 /// The wide fan-out's message size and messages per write: one write per
 /// delivery, the shape of a fan-out bench's deliveries.
 const WIDE: (usize, usize) = (200, 1);
+/// The paced fan-out: writes per event overall (the fanout suite's events
+/// reach about 100 connections: 50,693 deliveries/s at 500 events/s), and
+/// the offered rates, as shares of the saturated one-write figure over as
+/// many connections measured in the same run.
+const PER_EVENT: u64 = 100;
+const PACED_SHARES: [f64; 5] = [0.125, 0.25, 0.5, 0.75, 0.9];
 /// Round trips: connections with a request in flight, request size.
 const ROUND_TRIP_CONNECTIONS: u64 = 1_000;
 const REQUEST_BYTES: usize = 16;
@@ -174,7 +181,7 @@ pub fn run(f: &Flags) -> Result<Measured> {
         let mut runs = Vec::new();
         for _ in 0..f.repeat {
             settle();
-            runs.push(spray(f, size, batch, connections)?);
+            runs.push(spray(f, size, batch, connections, None)?.per_s);
         }
         fanout.push(Fanout {
             size,
@@ -183,6 +190,7 @@ pub fn run(f: &Flags) -> Result<Measured> {
             deliveries_per_s: Spread::of(runs),
         });
     }
+    let paced = paced(f, &mut fanout)?;
     let mut trips = Vec::new();
     for _ in 0..f.repeat {
         settle();
@@ -221,6 +229,7 @@ pub fn run(f: &Flags) -> Result<Measured> {
             per_second: Spread::of(trips),
         },
         pings,
+        paced,
     })
 }
 
@@ -278,18 +287,52 @@ fn pairs(n: u64) -> Result<(f64, f64, f64)> {
     Ok((n as f64 / slowest.max(1e-9), kernel, slab))
 }
 
+/// What one spray measured.
+struct Sprayed {
+    /// Messages the readers received, and per second.
+    messages: f64,
+    per_s: f64,
+    /// Paced: the stamped messages' latencies (µs), every reader's merged.
+    latency_us: Option<Histogram<u64>>,
+    /// The machine's CPU busy while the writers wrote, % of all cores, and
+    /// the CPU seconds the writers and the readers took.
+    busy_pct: f64,
+    writer_cpu_s: f64,
+    reader_cpu_s: f64,
+}
+
 /// Writers send `size`-byte messages to readers over `connections`
-/// connections, `batch` per write: messages per second. One writer and one
-/// reader up to `PER_PROCESS` connections; beyond, as many pairs as the
-/// open-files limit needs, every writer from its own source address (each
-/// connection takes an ephemeral port of it), all writing at once.
-fn spray(f: &Flags, size: usize, batch: usize, connections: u64) -> Result<f64> {
+/// connections, `batch` per write: as fast as they can, or at `pace`
+/// messages per second in events of `PER_EVENT` spread over the writers.
+/// One writer and one reader up to `PER_PROCESS` connections; beyond, as
+/// many pairs as the open-files limit needs, every writer from its own
+/// source address (each connection takes an ephemeral port of it), all
+/// writing at once.
+fn spray(
+    f: &Flags,
+    size: usize,
+    batch: usize,
+    connections: u64,
+    pace: Option<f64>,
+) -> Result<Sprayed> {
+    use rtbench_sys::host::{busy_pct, cpu_jiffies};
     let processes = connections.div_ceil(PER_PROCESS).max(1);
+    let rate = pace.map_or(0.0, |r| r / processes as f64).to_string();
+    let event = (PER_EVENT / processes).max(1).to_string();
     let mut sinks = Vec::new();
     let mut sprayers = Vec::new();
     for i in 0..processes {
         let share = (connections / processes + u64::from(i < connections % processes)).to_string();
-        let mut sink = Side::start(&args(&["sink", "--connections", &share]))?;
+        let size = size.to_string();
+        let mut sink = Side::start(&args(&[
+            "sink",
+            "--connections",
+            &share,
+            "--size",
+            &size,
+            "--rate",
+            &rate,
+        ]))?;
         let to = sink.port()?;
         sinks.push(sink);
         sprayers.push(Side::start(&args(&[
@@ -299,11 +342,15 @@ fn spray(f: &Flags, size: usize, batch: usize, connections: u64) -> Result<f64> 
             "--connections",
             &share,
             "--size",
-            &size.to_string(),
+            &size,
             "--batch",
             &batch.to_string(),
             "--seconds",
             &f.seconds.to_string(),
+            "--rate",
+            &rate,
+            "--event",
+            &event,
             "--from",
             &format!("127.0.0.{}", 2 + i as u8 % SOURCES),
         ]))?);
@@ -311,28 +358,130 @@ fn spray(f: &Flags, size: usize, batch: usize, connections: u64) -> Result<f64> 
     for s in &mut sprayers {
         s.expect("ready")?;
     }
+    let (writers_before, readers_before) = (cpu_s(&sprayers), cpu_s(&sinks));
+    let machine_before = cpu_jiffies().ok();
     for s in &mut sprayers {
         s.say("go")?;
     }
     for s in &mut sprayers {
         s.expect("sent")?;
     }
+    let busy_pct = busy_pct(machine_before, cpu_jiffies().ok());
     std::thread::sleep(Duration::from_millis(300));
-    let (mut bytes, mut span) = (0.0f64, 0.0f64);
+    let writer_cpu_s = cpu_s(&sprayers) - writers_before;
+    let reader_cpu_s = cpu_s(&sinks) - readers_before;
+    let (mut bytes, mut span, mut latency_us) = (0.0f64, 0.0f64, None);
     for sink in &mut sinks {
         sink.stop();
         let got = sink.expect("received")?;
-        bytes += got
-            .first()
-            .and_then(|b| b.parse::<f64>().ok())
-            .context("a bad received line")?;
-        span = span.max(
-            got.get(1)
-                .and_then(|s| s.parse().ok())
-                .context("a bad received line")?,
-        );
+        let field = |i: usize| -> Result<f64> {
+            got.get(i)
+                .and_then(|b| b.parse::<f64>().ok())
+                .with_context(|| format!("a bad received line: {got:?}"))
+        };
+        bytes += field(0)?;
+        span = span.max(field(1)?);
+        if pace.is_some() {
+            let h = decode(
+                got.get(2)
+                    .context("a received line without its latencies")?,
+            )?;
+            latency_us
+                .get_or_insert_with(|| h.clone())
+                .add(&h)
+                .context("merging latencies")?;
+        }
     }
-    Ok(bytes / size as f64 / span.max(1e-9))
+    Ok(Sprayed {
+        messages: bytes / size as f64,
+        per_s: bytes / size as f64 / span.max(1e-9),
+        latency_us,
+        busy_pct,
+        writer_cpu_s,
+        reader_cpu_s,
+    })
+}
+
+/// The CPU seconds `sides` have taken so far (0 for one that has ended).
+fn cpu_s(sides: &[Side]) -> f64 {
+    sides
+        .iter()
+        .map(|s| rtbench_sys::process::cpu_seconds(Process::Pid(s.child.id())).unwrap_or(0.0))
+        .sum()
+}
+
+/// A sink's latency histogram, as `Timing::encoded` wrote it.
+fn decode(text: &str) -> Result<Histogram<u64>> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .context("a sink's latencies are not base64")?;
+    hdrhistogram::serialization::Deserializer::new()
+        .deserialize(&mut &bytes[..])
+        .map_err(|e| anyhow!("a sink's latencies do not decode: {e:?}"))
+}
+
+/// The paced fan-out over `f.paced` connections at each of
+/// `PACED_SHARES` of the saturated one-write figure over as many (measured
+/// first, into `fanout`, unless `--wide` already did).
+fn paced(f: &Flags, fanout: &mut Vec<Fanout>) -> Result<Vec<Paced>> {
+    if f.paced == 0 {
+        return Ok(Vec::new());
+    }
+    let (size, per_write) = WIDE;
+    let measured = |fanout: &[Fanout]| {
+        fanout
+            .iter()
+            .find(|w| (w.size, w.per_write, w.connections) == (size, per_write, f.paced))
+            .map(|w| w.deliveries_per_s.median)
+    };
+    if measured(fanout).is_none() {
+        let mut runs = Vec::new();
+        for _ in 0..f.repeat {
+            settle();
+            runs.push(spray(f, size, per_write, f.paced, None)?.per_s);
+        }
+        fanout.push(Fanout {
+            size,
+            per_write,
+            connections: f.paced,
+            deliveries_per_s: Spread::of(runs),
+        });
+    }
+    let saturated = measured(fanout).expect("measured above");
+    let mut out = Vec::new();
+    for share in PACED_SHARES {
+        let offered = saturated * share;
+        let mut runs = Vec::new();
+        for _ in 0..f.repeat {
+            settle();
+            runs.push(spray(f, size, per_write, f.paced, Some(offered))?);
+        }
+        let spread = |v: &dyn Fn(&Sprayed) -> f64| Spread::of(runs.iter().map(v).collect());
+        let ms = |q: f64| {
+            move |r: &Sprayed| {
+                r.latency_us
+                    .as_ref()
+                    .map_or(0.0, |h| h.value_at_quantile(q) as f64 / 1e3)
+            }
+        };
+        let per_delivery = |cpu_s: f64, r: &Sprayed| cpu_s * 1e6 / r.messages.max(1.0);
+        out.push(Paced {
+            connections: f.paced,
+            size,
+            per_event: PER_EVENT as usize,
+            offered_per_s: offered,
+            share_of_saturated: share,
+            delivered_per_s: spread(&|r| r.per_s),
+            p50_ms: spread(&ms(0.5)),
+            p99_ms: spread(&ms(0.99)),
+            p999_ms: spread(&ms(0.999)),
+            machine_busy_pct: spread(&|r| r.busy_pct),
+            writer_us_per_delivery: spread(&|r| per_delivery(r.writer_cpu_s, r)),
+            reader_us_per_delivery: spread(&|r| per_delivery(r.reader_cpu_s, r)),
+        });
+    }
+    Ok(out)
 }
 
 /// Request/response exchanges per second over `ROUND_TRIP_CONNECTIONS`.

@@ -217,8 +217,9 @@ const READ_PACING_MAX: Duration = Duration::from_millis(8);
 const GATHER: (usize, usize) = (8, 64);
 
 /// `sink`: accepts `--connections` connections and reads everything sent
-/// on them (paced as `READ_PACING` says); reports the bytes
-/// and the time from the first to the last.
+/// on them (paced as `READ_PACING` says); reports the bytes and the time
+/// from the first to the last, and with `--rate`, the latency histogram of
+/// the stamped `--size`-byte messages (`Timing`).
 pub fn sink(f: &Flags) -> Result<()> {
     raise_open_files()?;
     let l = bind()?;
@@ -231,6 +232,14 @@ pub fn sink(f: &Flags) -> Result<()> {
             .context("making a connection non-blocking")?;
         conns.push(s);
     }
+    let mut timing = if f.rate > 0.0 {
+        for s in &conns {
+            rtbench_sys::socket::receive_timestamps(s).context("asking for receive stamps")?;
+        }
+        Some(Timing::new(conns.len(), f.size)?)
+    } else {
+        None
+    };
     let mut poll = Poll::new().context("creating an epoll instance")?;
     for (i, s) in conns.iter().enumerate() {
         let fd = s.as_raw_fd();
@@ -255,33 +264,107 @@ pub fn sink(f: &Flags) -> Result<()> {
             pacing
         };
         for ev in events.iter() {
-            let mut s = &conns[ev.token().0];
+            let i = ev.token().0;
+            let mut s = &conns[i];
             loop {
-                match s.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
+                let got = match &timing {
+                    Some(_) => rtbench_sys::socket::recv_stamped(s, &mut buf),
+                    None => s.read(&mut buf).map(|n| (n, None)),
+                };
+                match got {
+                    Ok((0, _)) | Err(_) => break,
+                    Ok((n, stamp)) => {
                         bytes += n as u64;
                         last = Instant::now();
                         first.get_or_insert(last);
+                        if let (Some(t), Some(at)) = (timing.as_mut(), stamp) {
+                            t.read(i, &buf[..n], at);
+                        }
                         if n < buf.len() {
                             break;
                         }
                     }
-                    Err(_) => break,
                 }
             }
         }
     }
     let span = first.map_or(0.0, |t| (last - t).as_secs_f64());
-    say(&format!("received {bytes} {span:.6}"));
+    match timing {
+        Some(t) => say(&format!("received {bytes} {span:.6} {}", t.encoded())),
+        None => say(&format!("received {bytes} {span:.6}")),
+    }
     Ok(())
 }
 
+/// The latencies of stamped messages on many connections: each message is
+/// `size` bytes and opens with the wall-clock ns its event was sent (u64,
+/// little-endian); each is timed by the kernel receive stamp of the read
+/// that brought its stamp, in µs, as a bench times its deliveries.
+struct Timing {
+    size: usize,
+    /// Each connection's offset into the message it is receiving.
+    offset: Vec<u32>,
+    latency_us: hdrhistogram::Histogram<u64>,
+}
+
+impl Timing {
+    fn new(connections: usize, size: usize) -> Result<Timing> {
+        if size < STAMP_BYTES {
+            bail!("stamped messages need --size {STAMP_BYTES} or more, not {size}");
+        }
+        Ok(Timing {
+            size,
+            offset: vec![0; connections],
+            // Up to an hour, in µs (a bound must be set: a histogram
+            // created unbounded clamps to its first range, 2).
+            latency_us: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .context("creating a histogram")?,
+        })
+    }
+
+    /// `data` arrived on `conn` at `received_ns`. A stamp split across two
+    /// reads goes untimed (a read takes all a socket holds, and a paced
+    /// socket holds a few messages, so it splits only past 256 KiB).
+    fn read(&mut self, conn: usize, data: &[u8], received_ns: u64) {
+        let offset = self.offset[conn] as usize;
+        let mut start = (self.size - offset) % self.size;
+        while let Some(stamp) = data.get(start..start + STAMP_BYTES) {
+            let sent_ns = u64::from_le_bytes(stamp.try_into().expect("STAMP_BYTES long"));
+            let us = received_ns.saturating_sub(sent_ns) / 1_000;
+            self.latency_us.saturating_record(us.max(1));
+            start += self.size;
+        }
+        self.offset[conn] = ((offset + data.len()) % self.size) as u32;
+    }
+
+    /// The histogram, serialized (V2, deflated) in base64.
+    fn encoded(&self) -> String {
+        use base64::Engine;
+        use hdrhistogram::serialization::Serializer;
+        let mut bytes = Vec::new();
+        hdrhistogram::serialization::V2DeflateSerializer::new()
+            .serialize(&self.latency_us, &mut bytes)
+            .expect("in-memory serialization");
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+}
+
+/// A stamped message's stamp: the wall-clock ns its event was sent.
+const STAMP_BYTES: usize = 8;
+
 /// `spray`: connects `--connections` to `--to` and writes `--size`-byte
-/// messages round robin, `--batch` per write, for `--seconds`.
+/// messages round robin, `--batch` per write, for `--seconds`: as fast as
+/// it can, or with `--rate`, `--event` writes every `event / rate` seconds,
+/// the messages of each stamped with the wall-clock time it was sent.
 pub fn spray(f: &Flags) -> Result<()> {
     raise_open_files()?;
     let to = f.to.context("spray needs --to")?;
+    if f.rate > 0.0 && f.size < STAMP_BYTES {
+        bail!(
+            "stamped messages need --size {STAMP_BYTES} or more, not {}",
+            f.size
+        );
+    }
     let mut conns = Vec::new();
     for _ in 0..f.connections {
         conns.push(dial(to, f.from, false).with_context(|| format!("connect {to}"))?);
@@ -290,18 +373,37 @@ pub fn spray(f: &Flags) -> Result<()> {
     // Wait for the go (one line on stdin) so the sink has every connection.
     let mut line = String::new();
     let _ = std::io::stdin().lock().read_line(&mut line);
-    let msg = vec![b'x'; f.size * f.batch];
-    let until = Instant::now() + Duration::from_secs_f64(f.seconds);
-    let mut writes = 0u64;
-    'outer: loop {
-        for mut s in &conns {
+    let mut msg = vec![b'x'; f.size * f.batch];
+    let t0 = Instant::now();
+    let until = t0 + Duration::from_secs_f64(f.seconds);
+    let gap = if f.rate > 0.0 {
+        Duration::try_from_secs_f64(f.event as f64 / f.rate)
+            .with_context(|| format!("--event {} at --rate {}", f.event, f.rate))?
+    } else {
+        Duration::ZERO
+    };
+    let (mut writes, mut events) = (0u64, 0u32);
+    let mut next = conns.iter().cycle();
+    'writing: while Instant::now() < until {
+        let burst = if f.rate > 0.0 {
+            let due = t0 + gap * events;
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            events += 1;
+            let sent_ns = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            msg[..STAMP_BYTES].copy_from_slice(&sent_ns.to_le_bytes());
+            f.event
+        } else {
+            conns.len()
+        };
+        for mut s in next.by_ref().take(burst) {
             if s.write_all(&msg).is_err() {
-                break 'outer;
+                break 'writing;
             }
             writes += 1;
-        }
-        if Instant::now() >= until {
-            break;
         }
     }
     say(&format!("sent {}", writes * f.batch as u64));
@@ -446,4 +548,53 @@ pub fn ask(f: &Flags) -> Result<()> {
     let (in_window, secs) = window.unwrap_or((trips, t0.elapsed().as_secs_f64()));
     say(&format!("trips {in_window} {secs:.6} {sent} {trips}"));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 16-byte message stamped `sent_ns`.
+    fn message(sent_ns: u64) -> Vec<u8> {
+        let mut m = vec![b'x'; 16];
+        m[..STAMP_BYTES].copy_from_slice(&sent_ns.to_le_bytes());
+        m
+    }
+
+    #[test]
+    fn each_message_is_timed_from_its_own_stamp_wherever_reads_split_it() {
+        let ms = 1_000_000u64;
+        let stream: Vec<u8> = [1, 2, 3, 4].iter().flat_map(|s| message(s * ms)).collect();
+        let mut t = Timing::new(2, 16).unwrap();
+        // Connection 0 reads [0, 26), [26, 52), [52, 64): the second message's
+        // stamp is whole in the first read, the fourth's is split.
+        t.read(0, &stream[..26], 11 * ms);
+        // Connection 1, between them, keeps its own place.
+        t.read(1, &stream, 5 * ms);
+        t.read(0, &stream[26..52], 13 * ms);
+        t.read(0, &stream[52..], 14 * ms);
+        let h = &t.latency_us;
+        assert_eq!(h.len(), 7, "4 on connection 1, 3 on 0 (one stamp split)");
+        for (us, count) in [
+            (10_000, 2),
+            (9_000, 1),
+            (4_000, 1),
+            (3_000, 1),
+            (2_000, 1),
+            (1_000, 1),
+        ] {
+            assert_eq!(h.count_at(us), count, "{us} us");
+        }
+    }
+
+    #[test]
+    fn messages_too_short_for_a_stamp_are_refused_by_name() {
+        let e = Timing::new(1, 4)
+            .err()
+            .expect("4 bytes cannot hold a stamp");
+        assert_eq!(
+            e.to_string(),
+            "stamped messages need --size 8 or more, not 4"
+        );
+    }
 }

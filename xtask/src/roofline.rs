@@ -1,4 +1,4 @@
-//! `cargo xtask roofline [--pairs N] [--repeat R] [--seconds S] [--wide N[,N...]] [--pings N] [--out DIR] [--host-net]`:
+//! `cargo xtask roofline [--pairs N] [--repeat R] [--seconds S] [--wide N[,N...]] [--paced N] [--pings N] [--out DIR] [--host-net]`:
 //! this machine's limits with plain TCP sockets, the ceiling every bench
 //! figure is read against.
 //!
@@ -38,6 +38,13 @@ pub struct Args {
     /// or broadcast run of that size is read against (0: not measured)
     #[arg(long, value_name = "N", value_delimiter = ',', default_values_t = Args::default().wide)]
     pub wide: Vec<u64>,
+    /// Also time fan-out deliveries paced at 12.5, 25, 50, 75 and 90% of
+    /// the saturated one-write rate over N connections, in events of 100
+    /// writes, each stamped when sent and timed at the reader's kernel
+    /// receive: bare TCP's latency against offered load, the curve a
+    /// fan-out sweep's knee is read against [default: 0, not measured]
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub paced: u64,
     /// Also time round trips paced as the SDKs' pings: N connections, each
     /// sending a 16-byte request every 20 s over 40 s, across as many
     /// processes as a bench uses (the namespace is sized for them too)
@@ -60,6 +67,7 @@ impl Default for Args {
             seconds: 5.0,
             // The fanout and broadcast suites' connections.
             wide: vec![100_000],
+            paced: 0,
             pings: 0,
             out: None,
             host_net: false,
@@ -82,6 +90,7 @@ pub fn measure(a: &Args) -> anyhow::Result<PathBuf> {
     let most = a
         .pairs
         .max(a.pings)
+        .max(a.paced)
         .max(a.wide.iter().copied().max().unwrap_or(0));
     let kib_needed = most * 2 * 3 + 256 * 1024;
     if let Some(avail) = preflight::meminfo("MemAvailable")
@@ -172,6 +181,8 @@ fn command(a: &Args) -> Command {
         &a.seconds.to_string(),
         "--pings",
         &a.pings.to_string(),
+        "--paced",
+        &a.paced.to_string(),
         "--wide",
         &a.wide
             .iter()
@@ -197,6 +208,8 @@ fn print(r: &Roofline) {
     };
     let kib =
         |s: &roofline::Spread| format!("{:.2} KiB (min {:.2}, max {:.2})", s.median, s.min, s.max);
+    let ms = |s: &roofline::Spread| format!("{:.2} ms (max {:.2})", s.median, s.max);
+    let us = |s: &roofline::Spread| format!("{:.1} us", s.median);
     println!(
         "pairs: {} opened at {}; per pair, both ends: machine memory {}, kernel slab {}",
         m.pairs.count,
@@ -211,6 +224,23 @@ fn print(r: &Roofline) {
             f.per_write,
             f.connections,
             spread(&f.deliveries_per_s, " deliveries/s")
+        );
+    }
+    for p in &m.paced {
+        println!(
+            "paced fan-out: {} B over {} connections, events of {}, {:.0} deliveries/s offered ({:.1}% of saturated): {}; p50 {} p99 {} p99.9 {}; machine CPU busy {}; per delivery, writers {} readers {}",
+            p.size,
+            p.connections,
+            p.per_event,
+            p.offered_per_s,
+            p.share_of_saturated * 100.0,
+            spread(&p.delivered_per_s, "/s"),
+            ms(&p.p50_ms),
+            ms(&p.p99_ms),
+            ms(&p.p999_ms),
+            spread(&p.machine_busy_pct, "%"),
+            us(&p.writer_us_per_delivery),
+            us(&p.reader_us_per_delivery)
         );
     }
     println!(

@@ -1,6 +1,7 @@
 //! `scenarios/<scenario>/sweep-<name>.html`: one sweep, latency against
 //! offered load with the knee marked and, for a fan-out swept by rate, the
-//! machine's bare-TCP fan-out at one write per delivery drawn beside it;
+//! machine's bare-TCP fan-out at one write per delivery drawn beside it
+//! (its saturated rate, and its p99 paced where the roofline measured it);
 //! then every step, each linking to its run.
 
 use anyhow::Result;
@@ -8,7 +9,7 @@ use rtbench_record::metrics;
 use serde_json::{Value, json};
 
 use super::runs::run_info;
-use super::sweeps::{knee_text, roofline_fanout, sweep_path};
+use super::sweeps::{bare_tcp, knee_text, sweep_path};
 use super::writer::Site;
 use crate::chart::{self, Mark, Series};
 use crate::load::SweepRecord;
@@ -16,6 +17,7 @@ use crate::load::SweepRecord;
 pub(super) fn page(site: &mut Site, r: &SweepRecord) -> Result<()> {
     let sw = &r.sweep;
     let chart = curve(site, r);
+    let bare = bare_tcp(site.records, r);
     let steps: Vec<Value> = sw
         .steps
         .iter()
@@ -48,6 +50,11 @@ pub(super) fn page(site: &mut Site, r: &SweepRecord) -> Result<()> {
         "sweep": {"over": sw.over.to_string(), "unit": sw.unit, "variant": sw.variant, "started_at": sw.started_at, "host": sw.host, "ended": sw.ended, "roofline": sw.roofline},
         "slo": slo,
         "knee": knee_text(sw),
+        "bare_tcp": bare.map(|b| json!({
+            "saturated": metrics::group(b.saturated.round() as i64),
+            "knee": b.knee.map(|k| metrics::group(k.round() as i64)),
+            "paced_max": b.paced_p99.last().map(|p| metrics::group(p.0.round() as i64)),
+        })),
         "chart": chart,
         "steps": steps,
     });
@@ -80,11 +87,15 @@ fn curve(site: &mut Site, r: &SweepRecord) -> Option<Value> {
     let line = |name: &str, f: fn(&rtbench_record::sweep::Step) -> f64| {
         Series::new(name, steps.iter().map(|s| (x(s), f(s))).collect())
     };
-    let series = [
+    let bare = in_deliveries.then(|| bare_tcp(site.records, r)).flatten();
+    let mut series = vec![
         line("p50", |s| s.p50_ms),
         line("p99", |s| s.p99_ms),
         line("p99.9", |s| s.p999_ms),
     ];
+    if let Some(b) = bare.as_ref().filter(|b| !b.paced_p99.is_empty()) {
+        series.push(Series::new("bare-TCP p99, paced", b.paced_p99.clone()));
+    }
     let mut marks = Vec::new();
     if let Some(knee) = sw.knee_step() {
         marks.push(Mark {
@@ -92,9 +103,9 @@ fn curve(site: &mut Site, r: &SweepRecord) -> Option<Value> {
             name: "knee: the most load that met the objectives".into(),
         });
     }
-    if in_deliveries && let Some(one) = roofline_fanout(site.records, r) {
+    if let Some(b) = &bare {
         marks.push(Mark {
-            x: one,
+            x: b.saturated,
             name: "bare-TCP fan-out, one write per delivery".into(),
         });
     }
