@@ -41,7 +41,15 @@ pub const LOADGEN_NICE: i32 = -10;
 /// CPU every 3 s here, from processes no run starts) delayed every server
 /// at once: fan-out at 500 events/s over 100,000 connections read delivery
 /// p99 35 and 55 ms in two runs with the servers at 0, 18 ms at -5, the
-/// load and the rest of the run the same (issue 28's note).
+/// load and the rest of the run the same (issue 28's note). Those bursts are
+/// the sandbox's agent (pid 1, `process_api`, itself at -10), whose work
+/// grows with the TCP sockets open (none idle, 75-110 ms of CPU a second
+/// with 190,000 idle sockets): 200-250 ms every 3.1 s during a fan-out over
+/// 100,000 connections. With its threads put at
+/// +10 for one run, 800 events/s read delivery p99 34 ms, against 67 and
+/// 78 ms in two runs without; 74 ms with the servers at -12 and the load
+/// generator at -15, 52 ms at -19 and -20 (one run each). Lower still is left alone: a saturated run would starve the
+/// agent that carries the session. The preflight names such processes.
 pub const SERVER_NICE: i32 = -5;
 
 /// Connections one worker holds at most under an open-files limit of
