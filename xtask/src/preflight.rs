@@ -342,7 +342,16 @@ mod tests {
         let mut ahead = sleeper(SERVER_NICE - 1);
         let mut behind = sleeper(0);
         // `nice` sets the niceness, then becomes `sleep`.
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        let comm = |c: &std::process::Child| {
+            use rtbench_sys::process::{Process, Stat};
+            Stat::read(Process::Pid(c.id())).map_or(String::new(), |s| s.comm)
+        };
+        let t0 = std::time::Instant::now();
+        while [&ahead, &behind].iter().any(|c| comm(c) != "sleep")
+            && t0.elapsed() < std::time::Duration::from_secs(10)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let c = ahead_of_servers();
         let _ = (ahead.kill(), behind.kill(), ahead.wait(), behind.wait());
         assert!(c.ok, "never a failure");
