@@ -309,9 +309,7 @@ struct Timing {
 
 impl Timing {
     fn new(connections: usize, size: usize) -> Result<Timing> {
-        if size < STAMP_BYTES {
-            bail!("stamped messages need --size {STAMP_BYTES} or more, not {size}");
-        }
+        stamp_fits(size)?;
         Ok(Timing {
             size,
             offset: vec![0; connections],
@@ -352,6 +350,14 @@ impl Timing {
 /// A stamped message's stamp: the wall-clock ns its event was sent.
 const STAMP_BYTES: usize = 8;
 
+/// Refuses a stamped message size that cannot hold its stamp.
+fn stamp_fits(size: usize) -> Result<()> {
+    if size < STAMP_BYTES {
+        bail!("stamped messages need --size {STAMP_BYTES} or more, not {size}");
+    }
+    Ok(())
+}
+
 /// `spray`: connects `--connections` to `--to` and writes `--size`-byte
 /// messages round robin, `--batch` per write, for `--seconds`: as fast as
 /// it can, or with `--rate`, `--event` writes every `event / rate` seconds,
@@ -359,11 +365,8 @@ const STAMP_BYTES: usize = 8;
 pub fn spray(f: &Flags) -> Result<()> {
     raise_open_files()?;
     let to = f.to.context("spray needs --to")?;
-    if f.rate > 0.0 && f.size < STAMP_BYTES {
-        bail!(
-            "stamped messages need --size {STAMP_BYTES} or more, not {}",
-            f.size
-        );
+    if f.rate > 0.0 {
+        stamp_fits(f.size)?;
     }
     let mut conns = Vec::new();
     for _ in 0..f.connections {
